@@ -1,0 +1,33 @@
+# Shared by scripts/*.sh: a virtual environment with the package, and redis-server.
+VENV=${FRESHTOKEN_VENV:-.venv}
+
+pick_python() {
+  for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "freshtoken needs Python 3.11 or newer; install it (apt-get install python3) and retry" >&2
+  return 1
+}
+
+setup_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    local py; py=$(pick_python)
+    "$py" -m venv "$VENV" || {
+      echo "could not create a virtual environment: apt-get install python3-venv" >&2; return 1; }
+  fi
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+}
+
+setup_redis() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing redis-server (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "redis-server is missing and cannot be installed here: Redis tests will be skipped" >&2
+  fi
+}

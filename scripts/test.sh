@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a fresh Debian machine, then runs every check and test.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k broker).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_setup.sh
+setup_venv
+setup_redis
+echo "== ruff"; "$VENV/bin/ruff" check src tests bench
+"$VENV/bin/ruff" format --check src tests bench
+echo "== mypy --strict"; "$VENV/bin/mypy"
+echo "== pytest"; "$VENV/bin/pytest" -q "$@"

@@ -1,0 +1,3 @@
+from freshtoken._interfaces.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Grants, client authentication, and the exchange with the token endpoint."""

@@ -1,0 +1,134 @@
+"""TokenClient: one request to a token endpoint, checked and retried, sync or async."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from typing import cast
+from urllib.parse import urlencode
+
+import httpx
+
+from freshtoken._clock import SYSTEM_CLOCK, Clock
+from freshtoken._config import Settings
+from freshtoken._errors import ErrorContext
+from freshtoken._grants._client_auth import ClientAuth, client_auth
+from freshtoken._grants._grant import Grant
+from freshtoken._grants._response import parse_token_reply
+from freshtoken._grants._retry import RetryPolicy, with_retries
+from freshtoken._http import Exchange, Timeouts, new_async_client, new_client, run_async, run_sync
+from freshtoken._provider._discovery import cached, discover
+from freshtoken._provider._endpoints import Endpoints, check_url
+from freshtoken._token import Token
+
+
+class TokenClient:
+    """Asks a token endpoint for tokens. Holds no token itself: that is the broker's job.
+
+    Give either `endpoints` or an `issuer` to discover them from.
+    """
+
+    def __init__(
+        self,
+        auth: ClientAuth,
+        *,
+        endpoints: Endpoints | None = None,
+        issuer: str | None = None,
+        policy: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+    ) -> None:
+        if endpoints is None and issuer is None:
+            raise ValueError("TokenClient needs endpoints or an issuer")
+        if endpoints is not None:
+            check_url(endpoints.token_url, "FRESHTOKEN_TOKEN_URL")
+        self.auth = auth
+        self._endpoints = endpoints
+        self._issuer = issuer
+        self.policy = policy or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._http: httpx.Client | None = None
+        self._ahttp: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> TokenClient:
+        """A client for the configured endpoint, credentials and timeouts."""
+        endpoints = settings.endpoints()
+        return cls(
+            client_auth(settings.auth_method, settings.require_client_id(), settings.client_secret),
+            endpoints=endpoints,
+            issuer=None if endpoints else settings.issuer,
+            policy=RetryPolicy(budget=settings.retry_budget),
+            timeouts=Timeouts(connect=settings.connect_timeout, read=settings.read_timeout),
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:
+        where = self._endpoints.token_url if self._endpoints else self._issuer
+        return f"TokenClient({where!r}, client_id={self.auth.client_id!r})"
+
+    def endpoints_exchange(self) -> Exchange[Endpoints]:
+        if self._endpoints is None:
+            assert self._issuer is not None
+            found = cached(self._issuer, self.clock.time())
+            self._endpoints = found or (yield from discover(self._issuer, self.clock.time()))
+        return self._endpoints
+
+    def _attempt(self, endpoints: Endpoints, grant: Grant, ctx: ErrorContext) -> Exchange[Token]:
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        form = grant.form()
+        self.auth.apply(headers, form)
+        sent_at = self.clock.time()
+        reply = yield httpx.Request(
+            "POST", endpoints.token_url, headers=headers, content=urlencode(form).encode()
+        )
+        assert reply is not None
+        return parse_token_reply(reply, sent_at, ctx)
+
+    def token_exchange(self, grant: Grant) -> Exchange[Token]:
+        """The whole request as a sans-IO exchange: discovery if needed, then retries."""
+        endpoints = yield from self.endpoints_exchange()
+        ctx = ErrorContext(endpoints.token_url, endpoints.region, grant.name, grant.scope)
+        result = yield from with_retries(
+            lambda: self._attempt(endpoints, grant, ctx), ctx, self.policy, self.clock, self._rng
+        )
+        return cast(Token, result)
+
+    def fetch(self, grant: Grant) -> Token:
+        """Request a token with `grant`; raises a typed `OAuthError` with a hint on failure."""
+        return run_sync(self.token_exchange(grant), self._client(), self.clock)
+
+    async def afetch(self, grant: Grant) -> Token:
+        return await run_async(self.token_exchange(grant), self._aclient(), self.clock)
+
+    def endpoints(self) -> Endpoints:
+        return run_sync(self.endpoints_exchange(), self._client(), self.clock)
+
+    def _client(self) -> httpx.Client:
+        with self._lock:
+            if self._http is None:
+                self._http = new_client(self.timeouts)
+            return self._http
+
+    def _aclient(self) -> httpx.AsyncClient:
+        # An AsyncClient belongs to the loop that made it; a new loop gets a new client.
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._ahttp is None or self._ahttp[0] is not loop:
+                self._ahttp = (loop, new_async_client(self.timeouts))
+            return self._ahttp[1]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+            self._ahttp = None

@@ -1,0 +1,74 @@
+"""The grants freshtoken speaks. Each is the form fields it adds to a token request.
+
+jwt-bearer (RFC 7523) and token-exchange (RFC 8693) fit the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Grant(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def scope(self) -> tuple[str, ...]: ...
+    def form(self) -> dict[str, str]: ...
+
+
+def _scope_field(scope: tuple[str, ...]) -> dict[str, str]:
+    return {"scope": " ".join(scope)} if scope else {}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    scope: tuple[str, ...] = ()
+    audience: str | None = None
+    resource: str | None = None
+    name: str = field(default="client_credentials", init=False)
+
+    def form(self) -> dict[str, str]:
+        form = {"grant_type": "client_credentials", **_scope_field(self.scope)}
+        if self.audience:
+            form["audience"] = self.audience
+        if self.resource:
+            form["resource"] = self.resource
+        return form
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RefreshTokenGrant:
+    refresh_token: str
+    scope: tuple[str, ...] = ()
+    name: str = field(default="refresh_token", init=False)
+
+    def form(self) -> dict[str, str]:
+        return {
+            "grant_type": "refresh_token",
+            "refresh_token": self.refresh_token,
+            **_scope_field(self.scope),
+        }
+
+    def __repr__(self) -> str:
+        return "RefreshTokenGrant(refresh_token=***)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class AuthorizationCode:
+    code: str
+    redirect_uri: str | None = None
+    code_verifier: str | None = None
+    scope: tuple[str, ...] = ()
+    name: str = field(default="authorization_code", init=False)
+
+    def form(self) -> dict[str, str]:
+        form = {"grant_type": "authorization_code", "code": self.code}
+        if self.redirect_uri:
+            form["redirect_uri"] = self.redirect_uri
+        if self.code_verifier:
+            form["code_verifier"] = self.code_verifier
+        return form
+
+    def __repr__(self) -> str:
+        return "AuthorizationCode(code=***)"

@@ -1,0 +1,204 @@
+"""Checking what a token endpoint answered. Nothing malformed ever becomes a Token."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from freshtoken._errors import (
+    ErrorContext,
+    InvalidClientError,
+    MalformedResponseError,
+    OAuthError,
+    RateLimitedError,
+    ServerError,
+    error_for_code,
+    hint_for,
+)
+from freshtoken._http import Reply
+from freshtoken._log import redact, remember_secret
+from freshtoken._token import Token
+
+MAX_EXPIRES_IN = 366 * 86400  # a year and a day: anything longer is a server bug
+_EXCERPT_CHARS = 160
+_SECRET_FIELDS = frozenset(
+    {"access_token", "refresh_token", "id_token", "client_secret", "code", "assertion"}
+)
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")  # RFC 6750 b64token is a subset of this
+_RETRY_IN = re.compile(r"in \[?(\d+(?:\.\d+)?)\]? ?s", re.IGNORECASE)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def excerpt(body: bytes, truncated: bool = False) -> str:
+    """A short, secret-free, single-line view of a body, for error messages."""
+    text = body[:8192].decode("utf-8", "replace")
+    try:
+        data = json.loads(body) if not truncated else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        text = json.dumps(
+            {k: ("***" if k in _SECRET_FIELDS else v) for k, v in data.items()},
+            separators=(",", ":"),
+        )
+    else:
+        title = _TITLE.search(text)
+        if title:
+            text = f"HTML page titled {title.group(1).strip()!r}"
+    text = " ".join(_CONTROL.sub(" ", redact(text)).split())
+    if len(text) > _EXCERPT_CHARS:
+        text = text[:_EXCERPT_CHARS] + "..."
+    return text + (" [body cut at 256 KiB]" if truncated else "")
+
+
+def retry_after(headers: httpx.Headers, now: float) -> float | None:
+    """Retry-After in seconds, from either of its forms (RFC 9110 §10.2.3)."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _malformed(problem: str, reply: Reply, ctx: ErrorContext) -> MalformedResponseError:
+    return MalformedResponseError(
+        f"token endpoint {ctx.host} answered HTTP {reply.status} with {problem}: "
+        f"{excerpt(reply.body, reply.truncated) or '(empty body)'}",
+        status=reply.status,
+        hint=hint_for("malformed_response", ctx),
+    )
+
+
+def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
+    """Turn a non-2xx answer into the typed error it stands for."""
+    status = reply.status
+    data = _json_object(reply.body) if not reply.truncated else None
+    code = data.get("error") if data else None
+    raw = (data.get("error_description") or data.get("description")) if data else None
+    description = redact(str(raw))[:300] if raw else None
+    wait = retry_after(reply.headers, now)
+
+    # Genesys Cloud answers its token-endpoint rate limit with 400, not 429.
+    if status == 429 or (description or "").lower().startswith("rate limit exceeded"):
+        if wait is None and description and (found := _RETRY_IN.search(description)):
+            wait = float(found.group(1))
+        return RateLimitedError(
+            f"token endpoint {ctx.host} is rate-limiting requests",
+            status=status,
+            description=description,
+            retry_after=wait,
+            hint=hint_for("rate_limited", ctx),
+        )
+    if isinstance(code, str) and code:
+        return error_for_code(
+            code,
+            ctx,
+            message=f"token endpoint {ctx.host} refused the {ctx.grant or 'token'} request",
+            description=description,
+            status=status,
+            retry_after=wait,
+        )
+    if 300 <= status < 400:
+        location = reply.headers.get("location", "(no Location)")
+        return MalformedResponseError(
+            f"token endpoint {ctx.host} redirected (HTTP {status}) to {location.split('?')[0]}",
+            status=status,
+            hint="A POST carrying credentials is never sent on to another URL. Set the token "
+            "URL to the final address.",
+        )
+    if status >= 500:
+        return ServerError(
+            f"token endpoint {ctx.host} failed with HTTP {status}: "
+            f"{excerpt(reply.body, reply.truncated) or '(empty body)'}",
+            status=status,
+            retry_after=wait,
+            hint=hint_for("server_error", ctx, status),
+        )
+    if status == 401:
+        return InvalidClientError(
+            f"token endpoint {ctx.host} answered HTTP 401 without an OAuth error",
+            status=status,
+            hint=hint_for("invalid_client", ctx),
+        )
+    return _malformed("no OAuth error in the body", reply, ctx)
+
+
+def _expires_in(value: object, reply: Reply, ctx: ErrorContext) -> float:
+    if isinstance(value, bool) or value is None:
+        raise _malformed("a missing or non-numeric expires_in", reply, ctx)
+    if isinstance(value, str):
+        # Some servers (Azure AD v1) send a numeric string; the number is what matters.
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise _malformed("a non-numeric expires_in", reply, ctx) from None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise _malformed("a non-numeric expires_in", reply, ctx)
+    if value <= 0:
+        raise _malformed("a zero or negative expires_in", reply, ctx)
+    if value > MAX_EXPIRES_IN:
+        raise _malformed("an absurd expires_in (over a year)", reply, ctx)
+    return float(value)
+
+
+def parse_token_reply(reply: Reply, sent_at: float, ctx: ErrorContext) -> Token:
+    """Check a token response and build the Token.
+
+    The expiry counts from when the request was sent, not received, so that a slow answer
+    never makes a token look younger than it is.
+    """
+    if reply.truncated:
+        raise _malformed("an oversized body", reply, ctx)
+    if not 200 <= reply.status < 300:
+        raise error_from_reply(reply, ctx, sent_at)
+    data = _json_object(reply.body)
+    if data is None:
+        content_type = reply.headers.get("content-type", "no content type")
+        raise _malformed(f"a body that is not a JSON object ({content_type})", reply, ctx)
+    access = data.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise _malformed("no access_token", reply, ctx)
+    remember_secret(access)
+    if not _HEADER_SAFE.match(access):
+        raise _malformed("an access_token that cannot be sent in a header", reply, ctx)
+    token_type = data.get("token_type")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        shown = token_type if isinstance(token_type, str) else "missing"
+        raise _malformed(f"token_type {shown[:20]!r} where 'bearer' is required", reply, ctx)
+    lifetime = _expires_in(data.get("expires_in"), reply, ctx)
+    refresh = data.get("refresh_token")
+    if refresh is not None and (not isinstance(refresh, str) or not refresh):
+        raise _malformed("a refresh_token that is not a string", reply, ctx)
+    if refresh:
+        remember_secret(refresh)
+    scope = data.get("scope")
+    if scope is not None and not isinstance(scope, str):
+        raise _malformed("a scope that is not a string", reply, ctx)
+    return Token(
+        access_token=access,
+        token_type="Bearer",
+        expires_at=sent_at + lifetime,
+        issued_at=sent_at,
+        refresh_token=refresh or None,
+        scope=tuple(scope.split()) if scope is not None else None,
+    )

@@ -1,0 +1,108 @@
+"""Retrying a token request: exponential backoff with full jitter, inside a time budget."""
+
+from __future__ import annotations
+
+import random
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from freshtoken._clock import Clock
+from freshtoken._errors import (
+    ConfigurationError,
+    ConnectError,
+    ErrorContext,
+    NameResolutionError,
+    OAuthError,
+    TimeoutError,
+    TLSError,
+    TransportError,
+    hint_for,
+)
+from freshtoken._http import Exchange, Sleep
+from freshtoken._log import logger, redact
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """`budget` bounds the whole call, waits included; no wait starts that would overrun it."""
+
+    budget: float = 30.0
+    base: float = 0.5
+    cap: float = 8.0
+    max_attempts: int = 8
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0.0, min(self.cap, self.base * 2 ** (attempt - 1)))
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return chain
+
+
+def transport_error(exc: httpx.HTTPError, ctx: ErrorContext) -> OAuthError:
+    """Name a failure that got no HTTP answer."""
+    reason = redact(str(exc))[:200] or type(exc).__name__
+    chain = _causes(exc)
+    cls: type[TransportError]
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return ConfigurationError(
+            f"unsupported URL for {ctx.host}: {reason}",
+            hint="Use an http(s) URL.",
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        cls, what = TimeoutError, "timed out"
+    elif any(isinstance(c, ssl.SSLError) for c in chain) or "CERTIFICATE_VERIFY" in reason:
+        cls, what = TLSError, "failed TLS verification"
+    elif any(isinstance(c, socket.gaierror) for c in chain) or "name resolution" in reason.lower():
+        cls, what = NameResolutionError, "could not be resolved"
+    elif isinstance(exc, httpx.ConnectError):
+        cls, what = ConnectError, "refused or dropped the connection"
+    else:
+        cls, what = TransportError, "dropped the exchange"
+    return cls(f"{ctx.host} {what} ({reason})", hint=hint_for(cls.default_error, ctx))
+
+
+def with_retries(
+    attempt_once: Callable[[], Exchange[object]],
+    ctx: ErrorContext,
+    policy: RetryPolicy,
+    clock: Clock,
+    rng: random.Random,
+) -> Exchange[object]:
+    """Run `attempt_once` until it succeeds, fails for good, or the budget runs out."""
+    start = clock.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return (yield from attempt_once())
+        except httpx.HTTPError as exc:
+            err = transport_error(exc, ctx)
+        except OAuthError as exc:
+            err = exc
+        delay = err.retry_after if err.retry_after is not None else policy.backoff(attempt, rng)
+        elapsed = clock.monotonic() - start
+        if not err.retryable or attempt >= policy.max_attempts or elapsed + delay > policy.budget:
+            if err.retryable:
+                err.message += f"; gave up after {attempt} attempt(s) in {elapsed:.1f}s"
+                err.args = (err.message,)
+            raise err
+        logger.warning(
+            "token endpoint %s: %s; retrying in %.2fs (attempt %d, %.1fs of %.0fs budget used)",
+            ctx.host,
+            err.error,
+            delay,
+            attempt + 1,
+            elapsed,
+            policy.budget,
+        )
+        yield Sleep(delay)

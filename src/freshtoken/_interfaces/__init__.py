@@ -1,0 +1,1 @@
+"""How the outside world reaches tokens: auth adapters, the command line, the local server."""

@@ -1,0 +1,60 @@
+"""The `freshtoken` logger and a filter that removes every secret it has seen."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+logger = logging.getLogger("freshtoken")
+
+_MIN_SECRET_LEN = 6
+_MAX_REMEMBERED = 4096
+_secrets: dict[str, None] = {}  # insertion-ordered, so the oldest are dropped first
+_secrets_lock = threading.Lock()
+
+# Shapes that carry secrets even when their value was never registered.
+_PATTERNS = [
+    re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*"),
+    re.compile(
+        r"(?i)((?:access|refresh|id)_token|client_secret|code|password)"
+        r"([\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
+    ),
+]
+
+
+def remember_secret(value: str) -> None:
+    """Register a value that must be scrubbed from any log record."""
+    if len(value) < _MIN_SECRET_LEN:
+        return
+    with _secrets_lock:
+        _secrets[value] = None
+        if len(_secrets) > _MAX_REMEMBERED:
+            del _secrets[next(iter(_secrets))]
+
+
+def redact(text: str) -> str:
+    """Return text with every known secret and secret-shaped value replaced by ***."""
+    with _secrets_lock:
+        known = list(_secrets)
+    for value in known:
+        if value in text:
+            text = text.replace(value, "***")
+    text = _PATTERNS[0].sub(lambda m: f"{m.group(1)} ***", text)
+    return _PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message so that no secret leaves through logging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+logger.addFilter(RedactingFilter())

@@ -1,0 +1,1 @@
+"""Where the endpoints come from: an explicit URL, discovery, or a preset (Genesys Cloud)."""

@@ -1,0 +1,22 @@
+"""A real authorization server for tests: `AuthServer`, the `freshtoken_server` pytest fixture,
+and `freshtoken testserver` on the command line."""
+
+from freshtoken.testing._clock import FakeClock
+from freshtoken.testing._server import (
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    MALFORMED,
+    AuthServer,
+    Client,
+    Knobs,
+)
+
+__all__ = [
+    "DEMO_CLIENT_ID",
+    "DEMO_CLIENT_SECRET",
+    "MALFORMED",
+    "FakeClock",
+    "AuthServer",
+    "Client",
+    "Knobs",
+]

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from freshtoken import ConfigurationError, Settings
+from tests.conftest import CANARY_SECRET
+
+
+def test_from_env_reads_every_name(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(CANARY_SECRET + "\n")
+    settings = Settings.from_env(
+        {
+            "FRESHTOKEN_TOKEN_URL": "https://login.example.com/oauth/token",
+            "FRESHTOKEN_CLIENT_ID": "cid",
+            "FRESHTOKEN_CLIENT_SECRET_FILE": str(secret_file),
+            "FRESHTOKEN_SCOPE": "  read   write ",
+            "FRESHTOKEN_AUTH_METHOD": "client_secret_post",
+            "FRESHTOKEN_RETRY_BUDGET": "12",
+        }
+    )
+    assert settings.client_secret is not None
+    assert settings.client_secret.reveal() == CANARY_SECRET
+    assert settings.scope == ("read", "write")
+    assert settings.auth_method == "client_secret_post"
+    assert settings.retry_budget == 12.0
+    assert settings.sources["client_secret"] == "$FRESHTOKEN_CLIENT_SECRET_FILE"
+    assert CANARY_SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"FRESHTOKEN_CLIENT_SECRET": "a", "FRESHTOKEN_CLIENT_SECRET_FILE": "/x"}, "only one"),
+        ({"FRESHTOKEN_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "cannot be read"),
+        ({"FRESHTOKEN_AUTH_METHOD": "private_key"}, "unknown auth method"),
+        ({"FRESHTOKEN_RETRY_BUDGET": "-3"}, "positive number"),
+        ({"FRESHTOKEN_READ_TIMEOUT": "soon"}, "positive number"),
+    ],
+)
+def test_bad_environment_is_named(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env)
+    assert needle in str(info.value)
+
+
+def test_empty_secret_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ConfigurationError, match="empty file"):
+        Settings.from_env({"FRESHTOKEN_CLIENT_SECRET_FILE": str(empty)})
+
+
+def test_no_endpoint_and_no_client_id() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings(client_id="x").endpoints()
+    assert "FRESHTOKEN_REGION" in info.value.hint
+    with pytest.raises(ConfigurationError, match="no client id"):
+        Settings().require_client_id()
+
+
+def test_from_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRESHTOKEN_CLIENT_ID", "from-os")
+    assert Settings.from_env().client_id == "from-os"
+    assert os.environ["FRESHTOKEN_CLIENT_ID"] == "from-os"

@@ -1,0 +1,229 @@
+"""The shipped test server's own surface: endpoints, knobs, fixture and command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from freshtoken.testing import AuthServer
+
+FT = [sys.executable, "-m", "freshtoken"]
+
+
+def test_pytest_fixture_is_registered(freshtoken_server: AuthServer) -> None:
+    response = httpx.post(
+        freshtoken_server.token_url,
+        data={"grant_type": "client_credentials"},
+        auth=("demo-client", "demo-secret"),
+    )
+    assert response.status_code == 200
+    assert freshtoken_server.stats()["tokens_minted"] == 1
+
+
+def _token(server: AuthServer, **form: str) -> dict[str, Any]:
+    response = httpx.post(
+        server.token_url,
+        data={"grant_type": "client_credentials", **form},
+        auth=("demo-client", "demo-secret"),
+    )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_introspection_and_revocation(server: AuthServer) -> None:
+    auth = ("demo-client", "demo-secret")
+    access = _token(server)["access_token"]
+    live = httpx.post(server.url + "/oauth/introspect", data={"token": access}, auth=auth).json()
+    assert live["active"] is True and live["client_id"] == "demo-client"
+    assert (
+        httpx.post(server.url + "/oauth/revoke", data={"token": access}, auth=auth).status_code
+        == 200
+    )
+    dead = httpx.post(server.url + "/oauth/introspect", data={"token": access}, auth=auth).json()
+    assert dead == {"active": False}
+    me = httpx.get(server.url + "/api/v2/tokens/me", headers={"Authorization": f"Bearer {access}"})
+    assert me.status_code == 401
+    assert me.json() == {
+        "message": "Invalid login credentials.",
+        "code": "bad.credentials",
+        "status": 401,
+    }
+    head = httpx.head(server.url + "/api/v2/tokens/me")
+    assert head.status_code == 401
+    stats = server.stats()
+    assert (stats["introspections"], stats["revocations"], stats["api_401"]) == (2, 1, 2)
+
+
+def test_genesys_error_style_and_no_scope() -> None:
+    with AuthServer.genesys() as server:
+        bad = httpx.post(
+            server.token_url,
+            data={"grant_type": "client_credentials"},
+            auth=("demo-client", "nope"),
+        )
+        assert bad.status_code == 401
+        assert bad.json() == {
+            "error": "invalid_client",
+            "description": "authentication failed",
+            "error_description": "authentication failed",
+        }
+        assert "scope" not in _token(server, scope="a")
+
+
+def test_authorize_redirects_with_a_code(server: AuthServer) -> None:
+    response = httpx.get(
+        server.url + "/oauth/authorize",
+        params={
+            "client_id": "demo-client",
+            "redirect_uri": "http://127.0.0.1:9/cb",
+            "state": "s1",
+            "response_type": "code",
+        },
+    )
+    assert response.status_code == 302
+    assert response.headers["location"].startswith("http://127.0.0.1:9/cb?code=code_")
+    assert "state=s1" in response.headers["location"]
+
+
+def test_control_endpoint_changes_knobs(server: AuthServer) -> None:
+    assert httpx.post(server.url + "/_control", json={"fail_first": 1}).json()["fail_first"] == 1
+    assert (
+        httpx.post(
+            server.token_url,
+            data={"grant_type": "client_credentials"},
+            auth=("demo-client", "demo-secret"),
+        ).status_code
+        == 503
+    )
+    assert "access_token" in _token(server)
+    assert httpx.post(server.url + "/_control", json={"nope": 1}).status_code == 400
+
+
+def test_api_rate_limit_answers_like_genesys() -> None:
+    with AuthServer(api_rate_limit=1) as server:
+        headers = {"Authorization": "Bearer " + _token(server)["access_token"]}
+        assert httpx.get(server.url + "/api/echo", headers=headers).status_code == 200
+        limited = httpx.get(server.url + "/api/echo", headers=headers)
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert limited.json()["code"] == "too.many.requests.retry.after"
+
+
+def test_serves_hundreds_of_requests_from_many_threads(server: AuthServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(_: int) -> int:
+        with httpx.Client() as client:
+            return sum(
+                client.post(
+                    server.token_url,
+                    data={"grant_type": "client_credentials"},
+                    auth=("demo-client", "demo-secret"),
+                ).status_code
+                == 200
+                for _ in range(25)
+            )
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(work, range(8))) == 200
+    assert server.stats()["tokens_minted"] == 200
+
+
+@pytest.fixture
+def cli_server() -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    proc = subprocess.Popen([*FT, "testserver", "--ttl", "30"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    ready = json.loads(proc.stdout.readline())
+    yield proc, ready
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_cli_testserver_and_token(cli_server: tuple[subprocess.Popen[str], dict[str, Any]]) -> None:
+    proc, ready = cli_server
+    assert ready["token_url"] == ready["url"] + "/oauth/token"
+    assert ready["clients"] == ["demo-client"] and ready["pid"] == proc.pid
+    env = {
+        **os.environ,
+        "FRESHTOKEN_TOKEN_URL": ready["token_url"],
+        "FRESHTOKEN_CLIENT_ID": "demo-client",
+        "FRESHTOKEN_CLIENT_SECRET": "demo-secret",
+        "FRESHTOKEN_SCOPE": "read",
+    }
+    out = subprocess.run([*FT, "token"], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    access = out.stdout.strip()
+    me = httpx.get(
+        ready["url"] + "/api/v2/tokens/me", headers={"Authorization": f"Bearer {access}"}
+    )
+    assert me.status_code == 200 and me.json()["scope"] == "read"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+
+
+def test_cli_token_errors_have_exit_codes_and_no_traceback(
+    cli_server: tuple[subprocess.Popen[str], dict[str, Any]],
+) -> None:
+    _, ready = cli_server
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FRESHTOKEN_")}
+    cases = [
+        (
+            {
+                "FRESHTOKEN_TOKEN_URL": ready["token_url"],
+                "FRESHTOKEN_CLIENT_ID": "demo-client",
+                "FRESHTOKEN_CLIENT_SECRET": "wrong-canary-111",
+            },
+            3,
+            "invalid_client",
+        ),
+        (
+            {
+                "FRESHTOKEN_REGION": "mars_north_1",
+                "FRESHTOKEN_CLIENT_ID": "x",
+                "FRESHTOKEN_CLIENT_SECRET": "y",
+            },
+            2,
+            "unknown Genesys Cloud region",
+        ),
+        ({"FRESHTOKEN_CLIENT_ID": "x", "FRESHTOKEN_CLIENT_SECRET": "y"}, 2, "no token endpoint"),
+        (
+            {
+                "FRESHTOKEN_TOKEN_URL": "http://login.example.com/t",
+                "FRESHTOKEN_CLIENT_ID": "x",
+                "FRESHTOKEN_CLIENT_SECRET": "y",
+            },
+            2,
+            "plain http",
+        ),
+        (
+            {"FRESHTOKEN_TOKEN_URL": ready["token_url"], "FRESHTOKEN_CLIENT_ID": "demo-client"},
+            2,
+            "needs a client secret",
+        ),
+    ]
+    for env, code, needle in cases:
+        out = subprocess.run(
+            [*FT, "token"], env={**base, **env}, capture_output=True, text=True, timeout=30
+        )
+        assert out.returncode == code, (env, out.stderr)
+        assert needle in out.stderr
+        assert "Traceback" not in out.stderr
+        assert "wrong-canary-111" not in out.stderr + out.stdout
+        assert out.stdout == ""
+
+
+def test_cli_testserver_refuses_a_non_loopback_host() -> None:
+    out = subprocess.run(
+        [*FT, "testserver", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 2
+    assert "loopback only" in out.stderr

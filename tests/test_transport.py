@@ -1,0 +1,105 @@
+"""Failures that get no HTTP answer: real TLS on loopback, and the mapping of causes."""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from freshtoken import (
+    ClientCredentials,
+    ClientSecretBasic,
+    Endpoints,
+    NameResolutionError,
+    RetryPolicy,
+    Secret,
+    TLSError,
+    TokenClient,
+)
+from freshtoken._errors import ErrorContext
+from freshtoken._grants._response import retry_after
+from freshtoken._grants._retry import transport_error
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_url(tmp_path: Path) -> Iterator[str]:
+    cert, key = _self_signed(tmp_path)
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{httpd.server_address[1]}/oauth/token"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_untrusted_certificate_is_a_tls_error_and_not_retried(tls_url: str) -> None:
+    client = TokenClient(
+        ClientSecretBasic("a", Secret("b")),
+        endpoints=Endpoints(tls_url),
+        policy=RetryPolicy(budget=5),
+    )
+    with pytest.raises(TLSError) as info:
+        client.fetch(ClientCredentials())
+    assert not info.value.retryable
+    assert "Keep verification on" in info.value.hint
+    assert "failed TLS verification" in str(info.value)
+
+
+def test_dns_failure_is_named() -> None:
+    cause = socket.gaierror(-2, "Name or service not known")
+    exc = httpx.ConnectError("[Errno -2] Name or service not known")
+    exc.__cause__ = cause
+    err = transport_error(exc, ErrorContext("https://login.mypurecloud.iee/oauth/token"))
+    assert isinstance(err, NameResolutionError)
+    assert "login.mypurecloud.iee could not be resolved" in str(err)
+    assert err.retryable
+
+
+def test_retry_after_forms() -> None:
+    now = 1_700_000_000.0
+    assert retry_after(httpx.Headers({"Retry-After": "42"}), now) == 42.0
+    assert retry_after(
+        httpx.Headers({"Retry-After": "Tue, 14 Nov 2023 22:15:00 GMT"}), now
+    ) == pytest.approx(100.0)
+    assert retry_after(httpx.Headers({"Retry-After": "soon"}), now) is None
+    assert retry_after(httpx.Headers({}), now) is None
