@@ -1,8 +1,8 @@
 """freshtoken: a valid OAuth 2.0 access token for every step of a pipeline, for as long as it runs.
 
-import freshtoken
-client = freshtoken.TokenClient.from_settings(freshtoken.Settings.from_env())
-token = client.fetch(freshtoken.ClientCredentials())
+broker = freshtoken.TokenBroker.from_env()      # FRESHTOKEN_* variables
+token = broker.token(min_ttl=900)                # valid for the next 15 minutes
+httpx.get(url, auth=broker.httpx_auth())         # or requests: broker.requests_auth()
 """
 
 from freshtoken._config import Settings
@@ -36,6 +36,9 @@ from freshtoken._provider._endpoints import Endpoints
 from freshtoken._provider._genesys import REGIONS as GENESYS_REGIONS
 from freshtoken._provider._genesys import GenesysRegion, genesys_region
 from freshtoken._secret import Secret
+from freshtoken._sources._broker import BrokerStats, RefreshPolicy, TokenBroker
+from freshtoken._sources._source import TokenSource
+from freshtoken._sources._store import MemoryStore, TokenStore, open_store
 from freshtoken._token import Token
 
 __version__ = "0.1.0"
@@ -44,6 +47,7 @@ __all__ = [
     "GENESYS_REGIONS",
     "AuthorizationCode",
     "AuthorizationError",
+    "BrokerStats",
     "ClientCredentials",
     "ClientSecretBasic",
     "ClientSecretPost",
@@ -57,10 +61,12 @@ __all__ = [
     "InvalidRequestError",
     "InvalidScopeError",
     "MalformedResponseError",
+    "MemoryStore",
     "NameResolutionError",
     "OAuthError",
     "PublicClient",
     "RateLimitedError",
+    "RefreshPolicy",
     "RefreshTokenGrant",
     "RetryPolicy",
     "Secret",
@@ -71,10 +77,14 @@ __all__ = [
     "TimeoutError",
     "Timeouts",
     "Token",
+    "TokenBroker",
     "TokenClient",
+    "TokenSource",
+    "TokenStore",
     "TokenUnavailableError",
     "TransportError",
     "UnauthorizedClientError",
     "__version__",
     "genesys_region",
+    "open_store",
 ]

@@ -39,6 +39,8 @@ class Settings:
     client_id: str | None = None
     client_secret: Secret | None = None
     token_url: str | None = None
+    introspection_url: str | None = None
+    revocation_url: str | None = None
     issuer: str | None = None
     region: str | None = None
     scope: tuple[str, ...] = ()
@@ -77,6 +79,8 @@ class Settings:
 
         for name in (
             "TOKEN_URL",
+            "INTROSPECTION_URL",
+            "REVOCATION_URL",
             "ISSUER",
             "REGION",
             "CLIENT_ID",
@@ -119,8 +123,13 @@ class Settings:
         region = genesys_region(self.region) if self.region else None
         if self.token_url:
             check_url(self.token_url, self._label("token_url", "FRESHTOKEN_TOKEN_URL"))
+            for key in ("introspection_url", "revocation_url"):
+                if (value := getattr(self, key)) is not None:
+                    check_url(value, self._label(key, "FRESHTOKEN_" + key.upper()))
             return Endpoints(
                 token_url=self.token_url,
+                introspection_url=self.introspection_url,
+                revocation_url=self.revocation_url,
                 api_base_url=region.api_base_url if region else None,
                 region=region.key if region else None,
             )

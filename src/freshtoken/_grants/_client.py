@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
-from typing import cast
 from urllib.parse import urlencode
 
 import httpx
@@ -68,6 +68,10 @@ class TokenClient:
             clock=clock,
         )
 
+    def identity(self) -> str:
+        """The token endpoint, or the issuer it will be discovered from."""
+        return self._endpoints.token_url if self._endpoints else str(self._issuer)
+
     def __repr__(self) -> str:
         where = self._endpoints.token_url if self._endpoints else self._issuer
         return f"TokenClient({where!r}, client_id={self.auth.client_id!r})"
@@ -97,10 +101,16 @@ class TokenClient:
         """The whole request as a sans-IO exchange: discovery if needed, then retries."""
         endpoints = yield from self.endpoints_exchange()
         ctx = ErrorContext(endpoints.token_url, endpoints.region, grant.name, grant.scope)
-        result = yield from with_retries(
-            lambda: self._attempt(endpoints, grant, ctx), ctx, self.policy, self.clock, self._rng
+        return (
+            yield from with_retries(
+                lambda: self._attempt(endpoints, grant, ctx),
+                ctx,
+                self.policy,
+                self.clock,
+                self._rng,
+                single_use=grant.name in ("refresh_token", "authorization_code"),
+            )
         )
-        return cast(Token, result)
 
     def fetch(self, grant: Grant) -> Token:
         """Request a token with `grant`; raises a typed `OAuthError` with a hint on failure."""
@@ -108,6 +118,37 @@ class TokenClient:
 
     async def afetch(self, grant: Grant) -> Token:
         return await run_async(self.token_exchange(grant), self._aclient(), self.clock)
+
+    def _introspection(self, value: str, hint: str) -> Exchange[bool | None]:
+        endpoints = yield from self.endpoints_exchange()
+        if not endpoints.introspection_url:
+            return None
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        form = {"token": value, "token_type_hint": hint}
+        self.auth.apply(headers, form)
+        try:
+            reply = yield httpx.Request(
+                "POST",
+                endpoints.introspection_url,
+                headers=headers,
+                content=urlencode(form).encode(),
+            )
+        except httpx.HTTPError:
+            return None
+        assert reply is not None
+        try:
+            active = json.loads(reply.body).get("active") if reply.status == 200 else None
+        except (ValueError, AttributeError):
+            return None
+        return active if isinstance(active, bool) else None
+
+    def introspect(self, value: str, hint: str = "refresh_token") -> bool | None:
+        """RFC 7662: is `value` active? None when the server has no introspection endpoint
+        or did not answer clearly. One attempt, no retries."""
+        return run_sync(self._introspection(value, hint), self._client(), self.clock)
 
     def endpoints(self) -> Endpoints:
         return run_sync(self.endpoints_exchange(), self._client(), self.clock)

@@ -12,17 +12,19 @@ import httpx
 
 from freshtoken._clock import Clock
 from freshtoken._errors import (
+    AuthorizationError,
     ConfigurationError,
     ConnectError,
     ErrorContext,
     NameResolutionError,
     OAuthError,
+    RateLimitedError,
     TimeoutError,
     TLSError,
     TransportError,
     hint_for,
 )
-from freshtoken._http import Exchange, Sleep
+from freshtoken._http import Exchange, Sleep, T
 from freshtoken._log import logger, redact
 
 
@@ -71,14 +73,30 @@ def transport_error(exc: httpx.HTTPError, ctx: ErrorContext) -> OAuthError:
     return cls(f"{ctx.host} {what} ({reason})", hint=hint_for(cls.default_error, ctx))
 
 
+def surely_unprocessed(err: OAuthError) -> bool:
+    """True when the server cannot have acted on the request, so a single-use credential
+    (refresh token, code) it carried is still unspent and may be sent again."""
+    if isinstance(err, ConnectError | TLSError | ConfigurationError | RateLimitedError):
+        return True
+    if isinstance(err, AuthorizationError):
+        return True
+    return err.status in (502, 503, 504)
+
+
 def with_retries(
-    attempt_once: Callable[[], Exchange[object]],
+    attempt_once: Callable[[], Exchange[T]],
     ctx: ErrorContext,
     policy: RetryPolicy,
     clock: Clock,
     rng: random.Random,
-) -> Exchange[object]:
-    """Run `attempt_once` until it succeeds, fails for good, or the budget runs out."""
+    *,
+    single_use: bool = False,
+) -> Exchange[T]:
+    """Run `attempt_once` until it succeeds, fails for good, or the budget runs out.
+
+    With `single_use` (a refresh token or code is in the request) only failures that the
+    server surely did not act on are retried: a timed-out refresh may have been spent.
+    """
     start = clock.monotonic()
     attempt = 0
     while True:
@@ -91,7 +109,8 @@ def with_retries(
             err = exc
         delay = err.retry_after if err.retry_after is not None else policy.backoff(attempt, rng)
         elapsed = clock.monotonic() - start
-        if not err.retryable or attempt >= policy.max_attempts or elapsed + delay > policy.budget:
+        retryable = err.retryable and (not single_use or surely_unprocessed(err))
+        if not retryable or attempt >= policy.max_attempts or elapsed + delay > policy.budget:
             if err.retryable:
                 err.message += f"; gave up after {attempt} attempt(s) in {elapsed:.1f}s"
                 err.args = (err.message,)

@@ -48,28 +48,29 @@ def cli() -> None:
 
 
 @cli.command()
-def token() -> None:
+@click.option(
+    "--min-ttl",
+    type=float,
+    default=None,
+    help="Seconds the token must stay valid (default: a small margin).",
+)
+def token(min_ttl: float | None) -> None:
     """Print an access token for the configured client.
 
     Configured by environment: FRESHTOKEN_TOKEN_URL (or FRESHTOKEN_ISSUER, or
     FRESHTOKEN_REGION for Genesys Cloud), FRESHTOKEN_CLIENT_ID, FRESHTOKEN_CLIENT_SECRET
-    (or FRESHTOKEN_CLIENT_SECRET_FILE), FRESHTOKEN_SCOPE.
+    (or FRESHTOKEN_CLIENT_SECRET_FILE), FRESHTOKEN_SCOPE, FRESHTOKEN_STORE. The token comes
+    from the shared store while it is valid for --min-ttl; a new one is minted otherwise.
 
     \b
     Example:
       export FRESHTOKEN_REGION=eu_west_1 FRESHTOKEN_CLIENT_ID=...
       curl -H "Authorization: Bearer $(freshtoken token)" https://api.mypurecloud.ie/api/v2/tokens/me
     """
-    from freshtoken._config import Settings
-    from freshtoken._grants._client import TokenClient
-    from freshtoken._grants._grant import ClientCredentials
+    from freshtoken._sources._broker import TokenBroker
 
     try:
-        settings = Settings.from_env()
-        client = TokenClient.from_settings(settings)
-        result = client.fetch(
-            ClientCredentials(settings.scope, settings.audience, settings.resource)
-        )
+        result = TokenBroker.from_env().token(min_ttl)
     except OAuthError as exc:
         fail(exc)
     click.echo(result.access_token)
@@ -122,6 +123,12 @@ def _client_spec(value: str) -> Any:
 @click.option("--rate-limit-style", type=click.Choice(["genesys", "429"]), default=None)
 @click.option("--api-rate-limit", default=0, help="Protected-API requests per minute (0: off).")
 @click.option("--malformed", default=None, help="Answer token requests malformed (see docs).")
+@click.option("--narrow-scope", is_flag=True, help="Grant only the allowed part of a scope.")
+@click.option(
+    "--abandon-on-disconnect",
+    is_flag=True,
+    help="After --latency, drop requests whose client has gone.",
+)
 def testserver(
     host: str,
     port: int,
@@ -140,6 +147,8 @@ def testserver(
     rate_limit_style: str | None,
     api_rate_limit: int,
     malformed: str | None,
+    narrow_scope: bool,
+    abandon_on_disconnect: bool,
 ) -> None:
     """Run the shipped test authorization server until SIGTERM or Ctrl-C.
 
@@ -168,6 +177,8 @@ def testserver(
         "rate_window": rate_window,
         "api_rate_limit": api_rate_limit,
         "malformed": malformed,
+        "narrow_scope": narrow_scope,
+        "abandon_on_disconnect": abandon_on_disconnect,
     }
     if error_style:
         knobs["error_style"] = error_style

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -87,6 +88,8 @@ class Knobs:
     rate_limit_style: str = "genesys"  # or "429"
     api_rate_limit: int = 0  # protected-API requests allowed per window; 0 = unlimited
     malformed: str | None = None  # a key of MALFORMED: answer every token request so
+    narrow_scope: bool = False  # grant the allowed part of a scope request (RFC 6749 §3.3)
+    abandon_on_disconnect: bool = False  # after `latency`, drop requests whose client left
     seed: int | None = None
 
 
@@ -117,6 +120,7 @@ class _State:
     minted: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     counters: Counter[str] = field(default_factory=Counter)
     window: list[float] = field(default_factory=lambda: [0.0, 0.0])  # start, count
+    inflight: dict[int, float] = field(default_factory=dict)  # request id -> start
     api_window: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
 
@@ -246,6 +250,7 @@ class AuthServer:
             self._clients[client.client_id] = client
 
     def stats(self) -> dict[str, Any]:
+        now = time.monotonic()
         with self._lock:
             s = self._state
             return {
@@ -264,8 +269,10 @@ class AuthServer:
                         "faults",
                         "introspections",
                         "revocations",
+                        "abandoned",
                     )
                 },
+                "inflight_ages": sorted(now - t for t in s.inflight.values()),
                 "errors": {k[6:]: v for k, v in s.counters.items() if k.startswith("error:")},
             }
 
@@ -375,10 +382,31 @@ class AuthServer:
             return self._error(401, "invalid_client", "authentication failed", challenge)
         return client
 
-    def handle_token(self, headers: Any, form: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+    def handle_token(
+        self,
+        headers: Any,
+        form: dict[str, str],
+        client_gone: Callable[[], bool] = lambda: False,
+    ) -> tuple[int, Any, dict[str, str]] | None:
+        """The token endpoint; None means the request was dropped unanswered."""
         k = self.knobs
-        if k.latency:
-            time.sleep(k.latency)
+        marker = id(form)
+        with self._lock:
+            self._state.inflight[marker] = time.monotonic()
+        try:
+            if k.latency:
+                time.sleep(k.latency)
+            if k.abandon_on_disconnect and client_gone():
+                with self._lock:
+                    self._count("abandoned")
+                return None
+            return self._token_locked(headers, form)
+        finally:
+            with self._lock:
+                self._state.inflight.pop(marker, None)
+
+    def _token_locked(self, headers: Any, form: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        k = self.knobs
         with self._lock:
             self._count("token_requests")
             if (
@@ -422,6 +450,8 @@ class AuthServer:
             return self._error(400, "unauthorized_client", f"client may not use the {grant} grant")
         requested = tuple(form.get("scope", "").split())
         if grant == "client_credentials":
+            if client.scopes is not None and self.knobs.narrow_scope:
+                requested = tuple(s for s in requested if s in client.scopes)
             if client.scopes is not None and not set(requested) <= client.scopes:
                 bad = " ".join(sorted(set(requested) - client.scopes))
                 return self._error(400, "invalid_scope", f"scope not allowed: {bad}")
@@ -689,7 +719,11 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(404, {"message": "no such API", "code": "not.found", "status": 404})
         elif method == "POST" and path == "/oauth/token":
-            self._send(*app.handle_token(self.headers, self._form()))
+            answer = app.handle_token(self.headers, self._form(), self._client_gone)
+            if answer is None:
+                self.close_connection = True
+            else:
+                self._send(*answer)
         elif method == "POST" and path == "/oauth/introspect":
             self._send(*app.introspect(self.headers, self._form()))
         elif method == "POST" and path == "/oauth/revoke":
@@ -723,6 +757,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._body()
             self._send(404, {"error": "not_found", "error_description": path})
+
+    def _client_gone(self) -> bool:
+        """True when the client closed its connection (it died, or gave up waiting)."""
+        try:
+            self.connection.setblocking(False)
+            peeked: bytes = self.connection.recv(1, socket.MSG_PEEK)
+            return peeked == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        finally:
+            self.connection.settimeout(self.timeout)
 
     def _authorize(self, app: AuthServer) -> None:
         """Test-only: approves at once and redirects with a code (no login page)."""

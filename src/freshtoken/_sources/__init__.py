@@ -1,0 +1,1 @@
+"""Token sources: the broker (cache, single flight, refresh-ahead) and the stores behind it."""

@@ -1,0 +1,106 @@
+"""AES-256-GCM envelopes for stored entries, and where the key comes from."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from freshtoken._errors import ConfigurationError, StoreError
+from freshtoken._log import remember_secret
+from freshtoken._secret import Secret
+
+_VERSION = b"\x01"
+_NONCE = 12
+
+
+class Envelope:
+    """Seals entries with AES-256-GCM; the cache key is bound in as associated data, so an
+    entry copied under another key fails to open."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("an AES-256 key is 32 bytes")
+        self._aead = AESGCM(key)
+        # Cache keys are hashed with a key derived from this one: they reveal nothing.
+        self.pepper = hmac.new(key, b"freshtoken cache-key v1", hashlib.sha256).digest()
+
+    def __repr__(self) -> str:
+        return "Envelope(key=***)"
+
+    def seal(self, cache_key: str, payload: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return _VERSION + nonce + self._aead.encrypt(nonce, payload, cache_key.encode())
+
+    def open(self, cache_key: str, blob: bytes) -> bytes:
+        """Raises ValueError when the blob was tampered with or sealed with another key."""
+        if len(blob) < 1 + _NONCE + 16 or blob[:1] != _VERSION:
+            raise ValueError("not a freshtoken envelope")
+        try:
+            return self._aead.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], cache_key.encode())
+        except InvalidTag:
+            raise ValueError("entry failed authentication (tampered, or another key)") from None
+
+
+def parse_key(value: Secret, setting: str) -> bytes:
+    try:
+        key = base64.b64decode(value.reveal(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise ConfigurationError(
+            f"{setting} is not a base64-encoded 32-byte key",
+            hint='Create one with: python3 -c "import os,base64;'
+            'print(base64.b64encode(os.urandom(32)).decode())"',
+        )
+    return key
+
+
+def check_private(path: Path, what: str) -> None:
+    """Refuse a file that others than its owner can read or write."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise StoreError(
+            f"the {what} {path} is accessible to other users (mode {stat.S_IMODE(mode):o})",
+            hint=f"Run: chmod 600 {path}  (freshtoken refuses to use a token store others can "
+            "read), or choose another place with FRESHTOKEN_STORE.",
+        )
+
+
+def key_file(path: Path) -> bytes:
+    """The key stored in `path` (0600), created on first use.
+
+    Created under a temporary name and linked into place, so that concurrent first uses agree
+    on one key and no reader ever sees a half-written file.
+    """
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(base64.b64encode(secrets.token_bytes(32)))
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the store key file {path}: {exc.strerror}",
+                hint="Make the directory writable, or set FRESHTOKEN_STORE_KEY.",
+            ) from None
+    check_private(path, "store key file")
+    text = path.read_text(encoding="ascii").strip()
+    remember_secret(text)
+    return parse_key(Secret(text), str(path))

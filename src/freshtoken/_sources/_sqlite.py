@@ -1,0 +1,212 @@
+"""The embedded default store: one SQLite file shared by every process on the machine.
+
+Entries are AES-GCM sealed. The single-flight lock is `flock` on a per-key file: the kernel
+frees it the instant its holder dies, so a SIGKILLed holder blocks no one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from freshtoken._errors import StoreError
+from freshtoken._log import logger
+from freshtoken._secret import Secret
+from freshtoken._sources._crypto import Envelope, check_private, key_file, parse_key
+from freshtoken._sources._entry import Entry, decode, encode
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    updated REAL NOT NULL
+)
+"""
+
+
+def _store_error(action: str, path: Path, exc: BaseException) -> StoreError:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    lowered = reason.lower()
+    if "full" in lowered or "no space" in lowered or "too large" in lowered:
+        hint = (
+            f"The disk holding {path.parent} is full. Free space, or point "
+            "FRESHTOKEN_STORE at another place (sqlite:///path) or memory://."
+        )
+    elif "readonly" in lowered or "read-only" in lowered or "permission" in lowered:
+        hint = (
+            f"{path.parent} is not writable by this user. Point FRESHTOKEN_STORE at a "
+            "writable place (sqlite:///path) or use memory://."
+        )
+    else:
+        hint = "Check the store's path and disk, or choose another with FRESHTOKEN_STORE."
+    return StoreError(f"cannot {action} the token store {path}: {reason}", hint=hint)
+
+
+class SQLiteStore:
+    """`sqlite:///path`: WAL mode, file 0600 in a private directory, sealed entries."""
+
+    def __init__(self, path: Path, key: Secret | None = None) -> None:
+        self.path = path
+        self._lock_dir = path.with_name(path.name + ".locks")
+        self._prepare_dir(path.parent)
+        self._prepare_dir(self._lock_dir)
+        raw = (
+            parse_key(key, "FRESHTOKEN_STORE_KEY")
+            if key
+            else key_file(path.with_name(path.name + ".key"))
+        )
+        self._envelope = Envelope(raw)
+        self.pepper = self._envelope.pepper
+        self._create_private(path)
+        self._guard = threading.Lock()
+        self._pid = os.getpid()
+        self._db = self._connect()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    @staticmethod
+    def _prepare_dir(directory: Path) -> None:
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _store_error("create the directory of", directory / "-", exc) from None
+        mode = directory.stat().st_mode
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            raise StoreError(
+                f"the store directory {directory} is writable by every user",
+                hint=f"Run: chmod 700 {directory}, or choose another place with "
+                "FRESHTOKEN_STORE=sqlite:///path.",
+            )
+
+    def _create_private(self, path: Path) -> None:
+        # Created 0600 before SQLite opens it; SQLite gives -wal and -shm the same mode.
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise _store_error("create", path, exc) from None
+        check_private(path, "token store")
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(
+                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a rotated refresh token survives power loss, not only a killed process.
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise _store_error("open", self.path, exc) from None
+        return db
+
+    def _conn(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:  # a connection must not cross fork()
+            self._pid = os.getpid()
+            self._db = self._connect()
+        return self._db
+
+    def load(self, key: str) -> Entry | None:
+        with self._guard:
+            try:
+                row = (
+                    self._conn()
+                    .execute("SELECT version, blob FROM entries WHERE key = ?", (key,))
+                    .fetchone()
+                )
+            except sqlite3.Error as exc:
+                raise _store_error("read", self.path, exc) from None
+        if row is None:
+            return None
+        try:
+            return decode(self._envelope.open(key, row[1]), int(row[0]))
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning(
+                "dropping a token-store entry that cannot be read (%s); a new "
+                "token will be obtained",
+                exc,
+            )
+            self._drop(key, int(row[0]))
+            return None
+
+    def _drop(self, key: str, version: int) -> None:
+        with self._guard, contextlib.suppress(sqlite3.Error):
+            self._conn().execute(
+                "DELETE FROM entries WHERE key = ? AND version = ?", (key, version)
+            )
+
+    def save(self, key: str, entry: Entry, expected: int) -> int | None:
+        blob = self._envelope.seal(key, encode(entry))
+        now = time.time()
+        with self._guard:
+            try:
+                db = self._conn()
+                if expected == 0:
+                    cursor = db.execute(
+                        "INSERT OR IGNORE INTO entries (key, version, blob, updated) "
+                        "VALUES (?, 1, ?, ?)",
+                        (key, blob, now),
+                    )
+                else:
+                    cursor = db.execute(
+                        "UPDATE entries SET version = version + 1, blob = ?, updated = ? "
+                        "WHERE key = ? AND version = ?",
+                        (blob, now, key, expected),
+                    )
+            except sqlite3.Error as exc:
+                raise _store_error("write", self.path, exc) from None
+        return expected + 1 if cursor.rowcount == 1 else None
+
+    def delete(self, key: str) -> None:
+        with self._guard:
+            try:
+                self._conn().execute("DELETE FROM entries WHERE key = ?", (key,))
+            except sqlite3.Error as exc:
+                raise _store_error("write", self.path, exc) from None
+
+    @contextmanager
+    def lock(self, key: str, timeout: float) -> Iterator[bool]:
+        path = self._lock_dir / f"{key}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise _store_error("lock", path, exc) from None
+        held = False
+        try:
+            deadline = time.monotonic() + timeout
+            pause = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = True
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(pause)  # polling: flock has no timed wait
+                    pause = min(pause * 2, 0.02)
+            if held:  # who holds it, for `freshtoken status` and for diagnosis
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield held
+        finally:
+            if held:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def keys(self) -> list[str]:
+        with self._guard:
+            return [r[0] for r in self._conn().execute("SELECT key FROM entries")]
+
+    def close(self) -> None:
+        with self._guard:
+            self._db.close()
