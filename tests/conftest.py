@@ -1,14 +1,27 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from freshtoken import ClientSecretBasic, Endpoints, RetryPolicy, Secret, TokenClient
+from freshtoken import (
+    ClientCredentials,
+    ClientSecretBasic,
+    Endpoints,
+    MemoryStore,
+    RetryPolicy,
+    Secret,
+    TokenBroker,
+    TokenClient,
+    TokenStore,
+)
 from freshtoken.testing import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, AuthServer, FakeClock
 
 CANARY_SECRET = "canary-secret-5f1e9d2b7c"
+CLIENT_CREDENTIALS = ClientCredentials()
 
 
 @pytest.fixture
@@ -30,11 +43,13 @@ def make_client(
     secret: str = DEMO_CLIENT_SECRET,
     policy: RetryPolicy | None = None,
     region: str | None = None,
+    introspection: bool = False,
 ) -> TokenClient:
     kwargs = {"clock": clock} if clock else {}
+    introspection_url = server.url + "/oauth/introspect" if introspection else None
     return TokenClient(
         ClientSecretBasic(client_id, Secret(secret)),
-        endpoints=Endpoints(server.token_url, region=region),
+        endpoints=Endpoints(server.token_url, region=region, introspection_url=introspection_url),
         policy=policy or RetryPolicy(budget=5.0),
         **kwargs,  # type: ignore[arg-type]
     )
@@ -44,3 +59,26 @@ def make_client(
 def all_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll with a deadline (for work done by another thread or process)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within the deadline")
+        time.sleep(0.005)
+
+
+def make_broker(
+    server: AuthServer,
+    clock: FakeClock | None = None,
+    *,
+    store: TokenStore | None = None,
+    grant: ClientCredentials | None = CLIENT_CREDENTIALS,
+    policy: RetryPolicy | None = None,
+    secret: str = DEMO_CLIENT_SECRET,
+    **options: Any,
+) -> TokenBroker:
+    client = make_client(server, clock, policy=policy, secret=secret, introspection=True)
+    return TokenBroker(client, grant=grant, store=store or MemoryStore(), **options)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -172,9 +173,11 @@ def test_cli_testserver_and_token(cli_server: tuple[subprocess.Popen[str], dict[
 
 def test_cli_token_errors_have_exit_codes_and_no_traceback(
     cli_server: tuple[subprocess.Popen[str], dict[str, Any]],
+    tmp_path: Path,
 ) -> None:
     _, ready = cli_server
     base = {k: v for k, v in os.environ.items() if not k.startswith("FRESHTOKEN_")}
+    base["XDG_CACHE_HOME"] = str(tmp_path)
     cases = [
         (
             {

@@ -127,6 +127,7 @@ class _State:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # socketserver's 5 drops SYNs when a fleet connects at once
 
     def __init__(self, address: tuple[str, int], app: AuthServer) -> None:
         self.app = app

@@ -1,0 +1,130 @@
+"""A worker process for the cross-process tests: `python -m tests._worker MODE [options]`.
+
+Configuration (including the client secret) comes from FRESHTOKEN_* variables, never argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import httpx
+
+from freshtoken import OAuthError, TokenBroker
+from freshtoken._sources._sqlite import SQLiteStore
+
+
+def hold_lock(db: str, key: str) -> None:
+    store = SQLiteStore(Path(db))
+    with store.lock(key, 5.0) as held:
+        print("held" if held else "not-held", flush=True)
+        threading.Event().wait()
+
+
+@dataclass
+class Counts:
+    calls: int = 0
+    errors: int = 0
+    invalid: int = 0
+    api_checks: int = 0
+    api_401: int = 0
+    first_error: str | None = None
+
+
+def broker_worker(args: argparse.Namespace) -> None:
+    broker = TokenBroker.from_env(**({"grant": None} if args.refresh_only else {}))
+    api = os.environ["WORKER_API_URL"]
+    print("ready", flush=True)
+    if args.wait_go:
+        sys.stdin.readline()
+    end = time.monotonic() + (args.until - time.time() if args.until else args.duration)
+    results: list[Counts] = []
+
+    def run() -> None:
+        mine = Counts()
+        results.append(mine)
+        with httpx.Client() as http:
+            while True:
+                try:
+                    token = broker.token(args.min_ttl)
+                except OAuthError as exc:
+                    mine.errors += 1
+                    mine.first_error = mine.first_error or str(exc)
+                else:
+                    mine.calls += 1
+                    if token.expires_at - time.time() < args.min_ttl:
+                        mine.invalid += 1
+                    if args.check_every and mine.calls % args.check_every == 1:
+                        sent = time.time()
+                        status = http.get(api, headers={"Authorization": token.authorization})
+                        mine.api_checks += 1
+                        if status.status_code != 200:
+                            mine.api_401 += 1
+                            mine.first_error = mine.first_error or (
+                                f"API {status.status_code} {time.time() - sent:.3f}s after "
+                                f"sending a token with {token.expires_at - sent:.3f}s left"
+                            )
+                if args.once or time.monotonic() >= end:
+                    break
+                time.sleep(args.pause)  # the caller's own work between calls
+
+    threads = [threading.Thread(target=run) for _ in range(args.threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = {
+        f.name: sum(getattr(r, f.name) for r in results) for f in fields(Counts) if f.type == "int"
+    }
+    errors = [r.first_error for r in results if r.first_error]
+    print(
+        json.dumps(
+            {**total, "first_error": errors[0] if errors else None, "mints": broker.stats.mints}
+        ),
+        flush=True,
+    )
+
+
+def full_disk(db: str) -> None:
+    """Open a store, then make every file write beyond the current sizes fail (EFBIG)."""
+    store = SQLiteStore(Path(db))
+    broker = TokenBroker.from_env(store=store)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+    token = broker.token()
+    print(json.dumps({"ok": bool(token.access_token), "again": broker.token() is token}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["hold-lock", "broker", "full-disk"])
+    parser.add_argument("--db")
+    parser.add_argument("--key")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=1.0)
+    parser.add_argument("--until", type=float, default=0.0, help="wall-clock end instead")
+    parser.add_argument("--min-ttl", type=float, default=0.5)
+    parser.add_argument("--pause", type=float, default=0.005)
+    parser.add_argument("--check-every", type=int, default=0)
+    parser.add_argument("--refresh-only", action="store_true")
+    parser.add_argument("--wait-go", action="store_true")
+    parser.add_argument("--once", action="store_true")
+    args = parser.parse_args()
+    if args.mode == "hold-lock":
+        hold_lock(args.db, args.key)
+    elif args.mode == "full-disk":
+        full_disk(args.db)
+    else:
+        broker_worker(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""The broker in one process: cache, min_ttl, refresh-ahead, invalidate, stale-if-error,
+refresh tokens, scope checks and the auth adapters, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import replace
+
+import httpx
+import pytest
+import requests
+
+from freshtoken import (
+    AuthorizationCode,
+    ClientCredentials,
+    InsufficientScopeError,
+    InvalidGrantError,
+    MemoryStore,
+    RefreshPolicy,
+    RefreshTokenGrant,
+    RetryPolicy,
+    TokenBroker,
+    TokenSource,
+    TokenUnavailableError,
+)
+from freshtoken.testing import AuthServer, Client, FakeClock
+from tests.conftest import make_broker, make_client, wait_until
+
+
+def test_second_call_is_a_cache_hit(server: AuthServer, clock: FakeClock) -> None:
+    broker = make_broker(server, clock)
+    assert isinstance(broker, TokenSource)
+    first = broker.token()
+    assert broker.token() is first
+    assert first.refresh_token is None
+    stats = broker.stats
+    assert (stats.mints, stats.hits) == (1, 1)
+    assert server.stats()["tokens_minted"] == 1
+
+
+def test_min_ttl_is_honoured(server: AuthServer, clock: FakeClock) -> None:
+    broker = make_broker(server, clock)
+    first = broker.token(min_ttl=900)
+    clock.advance(3600 - 600)  # 600 s left: enough for 300, not for 900
+    assert broker.token(min_ttl=300) is first
+    second = broker.token(min_ttl=900)
+    assert second is not first
+    assert second.valid_for(900, clock.time())
+    assert broker.stats.mints == 2
+
+
+def test_min_ttl_longer_than_the_server_grants_says_how_to_fix(clock: FakeClock) -> None:
+    with AuthServer(ttl=300) as server:
+        broker = make_broker(server, clock)
+        with pytest.raises(TokenUnavailableError) as info:
+            broker.token(min_ttl=900)
+    assert "Token Duration" in info.value.hint
+    assert not info.value.retryable
+
+
+def test_refresh_ahead_serves_the_current_token_while_one_refresh_runs(
+    server: AuthServer, clock: FakeClock
+) -> None:
+    broker = make_broker(server, clock, refresh=RefreshPolicy(fraction=0.25, floor=30))
+    first = broker.token()
+    clock.advance(3600 - 800)  # inside the 900 s window
+    served = [broker.token(min_ttl=60) for _ in range(50)]
+    assert all(t is first for t in served)  # nobody waited for the network
+    wait_until(lambda: broker.stats.mints == 2)
+    second = broker.token(min_ttl=60)
+    assert second is not first
+    assert server.stats()["tokens_minted"] == 2
+
+
+def test_a_hundred_callers_that_saw_one_401_cause_one_mint(server: AuthServer) -> None:
+    broker = make_broker(server)
+    stale = broker.token()
+    server.revoke_all()
+    barrier = threading.Barrier(100)
+    seen: list[str] = []
+
+    def caller() -> None:
+        barrier.wait()
+        broker.invalidate(stale)
+        seen.append(broker.token().access_token)
+
+    threads = [threading.Thread(target=caller) for _ in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(seen)) == 1
+    assert seen[0] != stale.access_token
+    assert server.stats()["tokens_minted"] == 2
+
+
+def test_cold_start_of_many_threads_mints_once(server: AuthServer) -> None:
+    broker = make_broker(server)
+    barrier = threading.Barrier(32)
+    tokens: list[str] = []
+
+    def caller() -> None:
+        barrier.wait()
+        tokens.append(broker.token().access_token)
+
+    threads = [threading.Thread(target=caller) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(tokens)) == 1
+    assert server.stats()["tokens_minted"] == 1
+
+
+def test_async_callers_share_one_mint(server: AuthServer) -> None:
+    broker = make_broker(server)
+
+    async def main() -> set[str]:
+        tokens = await asyncio.gather(*(broker.atoken() for _ in range(50)))
+        return {t.access_token for t in tokens}
+
+    assert len(asyncio.run(main())) == 1
+    assert server.stats()["tokens_minted"] == 1
+
+
+def test_stale_if_error_keeps_serving_while_the_endpoint_is_down(
+    server: AuthServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = make_broker(server, clock, policy=RetryPolicy(budget=1, base=0.1, cap=0.1))
+    first = broker.token()
+    server.configure(failure_rate=1.0)
+    clock.advance(3600 - 600)  # in the refresh window, 600 s left
+    for _ in range(20):
+        assert broker.token(min_ttl=60) is first
+    wait_until(lambda: broker.stats.stale_served >= 1)
+    assert broker.token(min_ttl=60) is first
+    assert "refresh ahead failed" in caplog.text
+    with pytest.raises(Exception, match="503"):
+        broker.token(min_ttl=900)  # no token can satisfy this one: now it is an error
+    server.configure(failure_rate=0.0)
+    clock.advance(31)  # past the back-off
+    assert broker.token(min_ttl=900) is not first
+
+
+def test_refresh_token_rotation_is_used_and_stored(server: AuthServer) -> None:
+    store = MemoryStore()
+    broker = make_broker(server, store=store, grant=None)
+    with pytest.raises(InvalidGrantError, match="no refresh token"):
+        broker.token()
+    seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+    assert seed.refresh_token
+    broker.seed_refresh_token(seed.refresh_token)
+    first = broker.token()
+    entry = store.load(broker.key)
+    assert entry is not None and entry.refresh_token not in (None, seed.refresh_token)
+    assert entry.spending is None
+    assert first.refresh_token is None  # callers never see the refresh token
+    broker.invalidate(first)
+    broker.token()
+    stats = server.stats()
+    assert stats["refreshes"] == 2
+    assert stats["reuse_detections"] == 0
+    assert server.active_refresh_tokens("demo-client") == 1
+
+
+def test_invalid_grant_falls_back_to_client_credentials(
+    server: AuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = make_broker(server)
+    broker.seed_refresh_token("rt_not_a_real_one")
+    token = broker.token()
+    assert token.access_token
+    assert "falling back to client_credentials" in caplog.text
+    entry = broker.store.load(broker.key)
+    assert entry is not None and entry.refresh_token is None
+    assert server.stats()["minted"]["demo-client"] == {"client_credentials": 1}
+
+
+def test_invalid_grant_without_client_credentials_says_to_seed(server: AuthServer) -> None:
+    broker = make_broker(server, grant=None)
+    broker.seed_refresh_token("rt_not_a_real_one")
+    with pytest.raises(InvalidGrantError) as info:
+        broker.token()
+    assert "seed it" in info.value.hint
+
+
+def _mark_spent_by_a_dead_holder(broker: TokenBroker, refresh: str) -> None:
+    broker.seed_refresh_token(refresh)
+    entry = broker.store.load(broker.key)
+    assert entry is not None
+    broker.store.save(broker.key, replace(entry, spending="dead-holder"), entry.version)
+
+
+def test_an_unfinished_refresh_is_resumed_when_the_server_says_unspent(
+    server: AuthServer,
+) -> None:
+    broker = make_broker(server, grant=None)
+    seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+    assert seed.refresh_token
+    # A holder marked it and died before sending: it is still unspent, so it is resumed.
+    _mark_spent_by_a_dead_holder(broker, seed.refresh_token)
+    assert broker.token().access_token
+    stats = server.stats()
+    assert (stats["reuse_detections"], stats["refreshes"], stats["introspections"]) == (0, 1, 1)
+
+
+def test_a_spent_refresh_token_is_never_presented_again(
+    server: AuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = make_broker(server)
+    client = make_client(server)
+    seed = client.fetch(AuthorizationCode(server.issue_code("demo-client")))
+    assert seed.refresh_token
+    client.fetch(RefreshTokenGrant(seed.refresh_token))  # spent; its answer was "lost"
+    _mark_spent_by_a_dead_holder(broker, seed.refresh_token)
+    assert broker.token().access_token  # from client credentials instead
+    assert server.stats()["reuse_detections"] == 0
+    assert "not presented again" in caplog.text
+
+
+def test_scope_check_raises_and_caches_nothing() -> None:
+    cfg = Client("scoped", "pw", scopes=frozenset({"read"}))
+    with AuthServer(clients=[cfg], narrow_scope=True) as server:
+        client = make_client(server, client_id="scoped", secret="pw")
+        store = MemoryStore()
+        broker = TokenBroker(client, grant=ClientCredentials(("read", "write")), store=store)
+        with pytest.raises(InsufficientScopeError) as info:
+            broker.token()
+        assert "write" in str(info.value)
+        entry = store.load(broker.key)
+        assert entry is None or entry.token is None
+        with pytest.raises(InsufficientScopeError):
+            broker.token()
+        assert server.stats()["tokens_minted"] == 2  # nothing was cached in between
+
+
+def test_scope_check_can_warn(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = Client("scoped", "pw", scopes=frozenset({"read"}))
+    with AuthServer(clients=[cfg], narrow_scope=True) as server:
+        client = make_client(server, client_id="scoped", secret="pw")
+        broker = TokenBroker(
+            client,
+            grant=ClientCredentials(("read", "write")),
+            store=MemoryStore(),
+            scope_check="warn",
+        )
+        assert broker.token().scope == ("read",)
+    assert "without write" in caplog.text
+
+
+def test_no_scope_in_the_answer_is_accepted() -> None:
+    with AuthServer.genesys() as server:
+        broker = make_broker(server, grant=ClientCredentials(("anything",)))
+        assert broker.token().scope is None
+
+
+def test_a_rotated_secret_gets_its_own_cache_key(server: AuthServer) -> None:
+    store = MemoryStore()
+    one = make_broker(server, store=store)
+    two = make_broker(server, store=store)
+    rotated = make_broker(server, store=store, secret="rotated-secret")
+    assert one.key == two.key
+    assert rotated.key != one.key
+    assert len(one.key) == 40
+    for text in (one.key, rotated.key):
+        assert "demo" not in text
+        assert "rotated" not in text
+
+
+def test_background_refresher_keeps_the_token_fresh() -> None:
+    with AuthServer(ttl=2) as server:
+        broker = make_broker(server, default_min_ttl=0.2)
+        with broker:
+            wait_until(lambda: broker.stats.mints >= 3, timeout=10)
+            assert broker.token(min_ttl=0.2).valid_for(0.2, time.time())
+        assert broker.stats.failures == 0
+
+
+# -- adapters ---------------------------------------------------------------------------------
+
+
+def test_httpx_auth_retries_once_after_a_401(server: AuthServer) -> None:
+    broker = make_broker(server)
+    with httpx.Client(auth=broker.httpx_auth()) as http:
+        assert http.get(server.url + "/api/echo").status_code == 200
+        server.revoke_all()  # the cached token is now refused
+        assert http.post(server.url + "/api/echo", content=b"body").status_code == 200
+    assert server.stats()["tokens_minted"] == 2
+    assert server.stats()["api_401"] == 1
+
+
+def test_httpx_async_auth(server: AuthServer) -> None:
+    broker = make_broker(server)
+
+    async def main() -> list[int]:
+        async with httpx.AsyncClient(auth=broker.httpx_auth()) as http:
+            first = await http.get(server.url + "/api/echo")
+            server.revoke_all()
+            second = await http.get(server.url + "/api/v2/tokens/me")
+            return [first.status_code, second.status_code]
+
+    assert asyncio.run(main()) == [200, 200]
+    assert server.stats()["tokens_minted"] == 2
+
+
+def test_requests_auth_retries_once_after_a_401(server: AuthServer) -> None:
+    broker = make_broker(server)
+    with requests.Session() as http:
+        http.auth = broker.requests_auth()
+        assert http.get(server.url + "/api/echo").status_code == 200
+        server.revoke_all()
+        response = http.get(server.url + "/api/echo")
+        assert response.status_code == 200
+        assert [r.status_code for r in response.history] == [401]
+        server.revoke_all()
+        server.configure(ttl=3600)
+    assert server.stats()["tokens_minted"] == 2
+
+
+def test_an_api_that_always_says_401_is_retried_only_once(server: AuthServer) -> None:
+    broker = make_broker(server)
+    with httpx.Client(auth=broker.httpx_auth()) as http:
+        response = http.get(server.url + "/api/echo", headers={})
+        assert response.status_code == 200
+        server.configure(ttl=0.000001)  # every new token is dead on arrival
+        server.revoke_all()
+        assert http.get(server.url + "/api/echo").status_code == 401
+    assert server.stats()["api_401"] == 2
+
+
+def test_logs_carry_no_token(server: AuthServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    broker = make_broker(server)
+    token = broker.token()
+    broker.invalidate(token)
+    broker.token()
+    assert token.access_token not in caplog.text

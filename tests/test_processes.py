@@ -1,0 +1,247 @@
+"""Many processes sharing one SQLite store, against the real test server: one token at a
+time for all of them, as if there were one caller; and a refresh-token chain that survives
+workers SIGKILLed mid-refresh."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from freshtoken import AuthorizationCode, RefreshPolicy, Settings, TokenBroker
+from freshtoken.testing import AuthServer
+from tests.conftest import make_client, wait_until
+
+
+def _env(server: AuthServer, store: Path, **extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FRESHTOKEN_")}
+    return {
+        **base,
+        "FRESHTOKEN_TOKEN_URL": server.token_url,
+        "FRESHTOKEN_INTROSPECTION_URL": server.url + "/oauth/introspect",
+        "FRESHTOKEN_CLIENT_ID": "demo-client",
+        "FRESHTOKEN_CLIENT_SECRET": "demo-secret",
+        "FRESHTOKEN_STORE": f"sqlite://{store}",
+        "FRESHTOKEN_RETRY_BUDGET": "5",
+        "WORKER_API_URL": server.url + "/api/v2/tokens/me",
+        **extra,
+    }
+
+
+class Fleet:
+    """Worker processes, all stopped when the test ends."""
+
+    def __init__(self, env: dict[str, str], args: list[str]) -> None:
+        self.env, self.args = env, args
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def spawn(self, wait_ready: bool = True) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests._worker", "broker", *self.args],
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.procs.append(proc)
+        if wait_ready:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        return proc
+
+    def results(self, timeout: float = 120) -> list[dict[str, Any]]:
+        out = []
+        for proc in self.procs:
+            stdout, _ = proc.communicate(timeout=timeout)
+            if proc.returncode == -signal.SIGKILL:
+                continue  # killed by the test
+            assert proc.returncode == 0
+            out.append(json.loads(stdout.strip().splitlines()[-1]))
+        return out
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def fleet_factory() -> Iterator[Any]:
+    fleets: list[Fleet] = []
+
+    def make(env: dict[str, str], args: list[str]) -> Fleet:
+        fleets.append(Fleet(env, args))
+        return fleets[-1]
+
+    yield make
+    for fleet in fleets:
+        fleet.stop()
+
+
+def _totals(results: list[dict[str, Any]]) -> dict[str, int]:
+    return {
+        k: sum(r[k] for r in results)
+        for k in ("calls", "errors", "invalid", "api_checks", "api_401")
+    }
+
+
+def test_eight_processes_of_sixteen_threads_share_one_token(
+    tmp_path: Path, fleet_factory: Any
+) -> None:
+    lifetime, duration = 2.0, 20.0
+    window = RefreshPolicy().window(lifetime)
+    with AuthServer(ttl=lifetime) as server:
+        fleet = fleet_factory(
+            _env(server, tmp_path / "t.db"),
+            [
+                "--threads",
+                "16",
+                "--duration",
+                str(duration),
+                "--min-ttl",
+                "0.5",
+                "--pause",
+                "0.01",
+                "--check-every",
+                "100",
+                "--wait-go",
+            ],
+        )
+        procs = [fleet.spawn() for _ in range(8)]
+        started = time.monotonic()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = fleet.results()
+        elapsed = time.monotonic() - started
+        minted = server.stats()["tokens_minted"]
+    totals = _totals(results)
+    first_error = next((r["first_error"] for r in results if r["first_error"]), None)
+    assert totals["errors"] == 0, first_error
+    assert totals["invalid"] == 0
+    assert totals["api_401"] == 0, [r["first_error"] for r in results if r["first_error"]]
+    assert totals["calls"] > 10_000 and totals["api_checks"] > 100
+    assert minted <= elapsed / (lifetime - window) + 1, (minted, elapsed)
+
+
+def test_cold_start_of_sixty_four_callers_mints_once(tmp_path: Path, fleet_factory: Any) -> None:
+    with AuthServer(latency=0.05) as server:
+        fleet = fleet_factory(
+            _env(server, tmp_path / "t.db"), ["--threads", "8", "--once", "--wait-go"]
+        )
+        procs = [fleet.spawn() for _ in range(8)]
+        for proc in procs:  # all 64 callers start together
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = fleet.results()
+        assert server.stats()["tokens_minted"] == 1
+    assert _totals(results)["calls"] == 64
+    assert sum(r["mints"] for r in results) == 1
+
+
+def test_an_outage_shorter_than_the_lifetime_is_invisible(
+    tmp_path: Path, fleet_factory: Any
+) -> None:
+    with AuthServer(ttl=6) as server:
+        fleet = fleet_factory(
+            _env(server, tmp_path / "t.db"),
+            ["--threads", "4", "--duration", "8", "--min-ttl", "0.5", "--check-every", "50"],
+        )
+        procs = [fleet.spawn() for _ in range(3)]
+        wait_until(lambda: server.stats()["tokens_minted"] == 1)
+        server.configure(failure_rate=1.0)  # the endpoint is down for 4 s of a 6 s lifetime
+        deadline = time.monotonic() + 4
+        wait_until(
+            lambda: time.monotonic() > deadline or not all(p.poll() is None for p in procs),
+            timeout=10,
+        )
+        server.configure(failure_rate=0.0)
+        results = fleet.results()
+        stats = server.stats()
+    totals = _totals(results)
+    assert stats["faults"] > 0  # refreshes were tried during the outage and failed
+    assert totals["errors"] == 0 and totals["invalid"] == 0 and totals["api_401"] == 0
+    assert stats["tokens_minted"] >= 2  # and the token was renewed once it was back
+
+
+def test_refresh_token_chain_survives_workers_killed_mid_refresh(
+    tmp_path: Path, fleet_factory: Any
+) -> None:
+    """Rotation with reuse detection on; the lock holder is SIGKILLed while its refresh is in
+    flight (the server drops a request whose client died, as servers behind a proxy do)."""
+    rng = random.Random(4)
+    db = tmp_path / "t.db"
+    with AuthServer(ttl=2, latency=0.25, abandon_on_disconnect=True) as server:
+        env = _env(server, db)
+        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+        assert seed.refresh_token
+        seeder = TokenBroker.from_settings(Settings.from_env(env), grant=None)
+        seeder.seed_refresh_token(seed.refresh_token)
+        fleet = fleet_factory(
+            env,
+            [
+                "--refresh-only",
+                "--threads",
+                "4",
+                "--until",
+                str(time.time() + 30),
+                "--min-ttl",
+                "0.2",
+                "--pause",
+                "0.01",
+                "--check-every",
+                "50",
+            ],
+        )
+        for _ in range(8):
+            fleet.spawn()
+        locks = db.with_name("t.db.locks")
+        end = time.monotonic() + 30
+        kills_mid_refresh = random_kills = 0
+        while time.monotonic() < end - 3:
+            wait_until(
+                lambda: (
+                    any(a < 0.1 for a in server.stats()["inflight_ages"]) or time.monotonic() > end
+                ),
+                timeout=40,
+            )
+            holders = [int(p.read_text() or 0) for p in locks.glob("*.lock")]
+            victims = [p for p in fleet.procs if p.pid in holders and p.poll() is None]
+            if victims:
+                victims[0].send_signal(signal.SIGKILL)
+                victims[0].wait()
+                kills_mid_refresh += 1
+                fleet.spawn(wait_ready=False)
+            if rng.random() < 0.3:  # and now and then a worker that holds nothing
+                alive = [p for p in fleet.procs if p.poll() is None and p not in victims]
+                victim = rng.choice(alive)
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                random_kills += 1
+                fleet.spawn(wait_ready=False)
+            wait_until(lambda: not server.stats()["inflight_ages"], timeout=10)
+        results = fleet.results()
+        stats = server.stats()
+        chain_alive = server.active_refresh_tokens("demo-client")
+    assert kills_mid_refresh >= 5, kills_mid_refresh
+    assert stats["abandoned"] >= kills_mid_refresh - 1
+    assert stats["reuse_detections"] == 0
+    assert chain_alive == 1
+    assert stats["minted"]["demo-client"].get("client_credentials", 0) == 0
+    totals = _totals(results)
+    assert results, "some workers ran to the end"
+    assert random_kills >= 0
+    assert totals["errors"] == 0, [r["first_error"] for r in results if r["first_error"]]
+    assert totals["invalid"] == 0 and totals["api_401"] == 0 and totals["api_checks"] > 50

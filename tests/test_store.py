@@ -1,0 +1,204 @@
+"""Stores: SQLite on disk (permissions, encryption, tampering, locks, full disk) and memory."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from freshtoken import (
+    ConfigurationError,
+    MemoryStore,
+    Secret,
+    StoreError,
+    Token,
+    TokenStore,
+    open_store,
+)
+from freshtoken._sources._entry import Entry
+from freshtoken._sources._sqlite import SQLiteStore
+from freshtoken._sources._store import default_store_path
+from freshtoken.testing import AuthServer, Client
+from tests.conftest import CANARY_SECRET, make_broker
+
+TOKEN = Token("at_canary_access_1234567", "Bearer", 2e9, 1.9e9)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_sqlite_files_are_private(tmp_path: Path, server: AuthServer) -> None:
+    db = tmp_path / "private" / "tokens.db"
+    broker = make_broker(server, store=SQLiteStore(db))
+    broker.token()
+    assert _mode(db.parent) == 0o700
+    assert _mode(db.with_name("tokens.db.locks")) == 0o700
+    for path in db.parent.iterdir():
+        if path.is_file():
+            assert _mode(path) == 0o600, path
+
+
+def test_entries_are_encrypted_at_rest(tmp_path: Path) -> None:
+    with AuthServer(refresh_on_client_credentials=True) as server:
+        db = tmp_path / "tokens.db"
+        broker = make_broker(server, store=SQLiteStore(db), secret="demo-secret")
+        token = broker.token()
+        entry = broker.store.load(broker.key)
+        assert entry is not None and entry.refresh_token
+        raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    for secret in (token.access_token, entry.refresh_token, "demo-secret"):
+        assert secret.encode() not in raw
+
+
+@pytest.mark.parametrize("store_type", ["memory", "sqlite"])
+def test_compare_and_set(tmp_path: Path, store_type: str) -> None:
+    store: TokenStore = MemoryStore() if store_type == "memory" else SQLiteStore(tmp_path / "t.db")
+    assert store.save("k", Entry(TOKEN), expected=1) is None
+    assert store.save("k", Entry(TOKEN), expected=0) == 1
+    assert store.save("k", Entry(TOKEN), expected=0) is None  # a slow writer loses
+    assert store.save("k", Entry(TOKEN, "rt_1"), expected=1) == 2
+    loaded = store.load("k")
+    assert loaded is not None
+    assert (loaded.version, loaded.refresh_token) == (2, "rt_1")
+    assert loaded.token is not None and loaded.token.access_token == TOKEN.access_token
+    store.delete("k")
+    assert store.load("k") is None
+
+
+def test_a_store_others_can_read_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    SQLiteStore(db).close()
+    db.chmod(0o644)
+    with pytest.raises(StoreError) as info:
+        SQLiteStore(db)
+    assert "accessible to other users (mode 644)" in str(info.value)
+    assert f"chmod 600 {db}" in info.value.hint
+
+
+def test_a_world_writable_directory_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(StoreError, match="writable by every user"):
+        SQLiteStore(shared / "t.db")
+
+
+def test_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with pytest.raises(StoreError) as info:
+        SQLiteStore(blocker / "t.db")
+    assert "cannot create the directory" in str(info.value)
+    assert "FRESHTOKEN_STORE" in info.value.hint
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
+def test_a_read_only_directory_is_a_clear_error(tmp_path: Path) -> None:
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(StoreError, match="not writable"):
+            SQLiteStore(tmp_path / "t.db")
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_a_tampered_entry_is_dropped_and_reminted(
+    tmp_path: Path, server: AuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "t.db"
+    first = make_broker(server, store=SQLiteStore(db))
+    original = first.token()
+    with sqlite3.connect(db) as raw:
+        blob = raw.execute("SELECT blob FROM entries").fetchone()[0]
+        raw.execute("UPDATE entries SET blob = ?", (blob[:-1] + bytes([blob[-1] ^ 1]),))
+    second = make_broker(server, store=SQLiteStore(db))
+    fresh = second.token()
+    assert fresh.access_token != original.access_token
+    assert "dropping a token-store entry that cannot be read" in caplog.text
+    assert server.stats()["tokens_minted"] == 2
+
+
+def test_another_key_never_reads_the_entry(tmp_path: Path, server: AuthServer) -> None:
+    db = tmp_path / "t.db"
+    key_a = Secret(base64.b64encode(b"a" * 32).decode())
+    key_b = Secret(base64.b64encode(b"b" * 32).decode())
+    make_broker(server, store=SQLiteStore(db, key_a)).token()
+    other = make_broker(server, store=SQLiteStore(db, key_b))
+    assert other.token().access_token  # a fresh token, no crash
+    assert server.stats()["tokens_minted"] == 2
+    with pytest.raises(ConfigurationError, match="32-byte key"):
+        SQLiteStore(db, Secret("not-base64!"))
+
+
+def test_a_full_disk_keeps_the_token_in_memory(tmp_path: Path, server: AuthServer) -> None:
+    env = {
+        **os.environ,
+        "FRESHTOKEN_TOKEN_URL": server.token_url,
+        "FRESHTOKEN_CLIENT_ID": "demo-client",
+        "FRESHTOKEN_CLIENT_SECRET": CANARY_SECRET,
+    }
+    server.register(Client("demo-client", CANARY_SECRET))
+    out = subprocess.run(
+        [sys.executable, "-m", "tests._worker", "full-disk", "--db", str(tmp_path / "t.db")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '{"ok": true, "again": true}'
+    assert "could not store the new token" in out.stderr
+    assert "serving it from memory" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert CANARY_SECRET not in out.stderr + out.stdout
+
+
+def test_a_killed_lock_holder_blocks_no_one(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    store = SQLiteStore(db)
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests._worker", "hold-lock", "--db", str(db), "--key", "k"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        with store.lock("k", 0.05) as held:
+            assert not held
+        assert (db.with_name("t.db.locks") / "k.lock").read_text() == str(holder.pid)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        started = time.monotonic()
+        with store.lock("k", 5.0) as held:
+            assert held
+        assert time.monotonic() - started < 1.0  # released by the kernel, no lease to wait out
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_default_store_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    github = {"GITHUB_ACTIONS": "true", "RUNNER_TEMP": str(tmp_path)}
+    assert default_store_path(github) == tmp_path / "freshtoken" / "tokens.db"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_store_path({}) == tmp_path / "cache" / "freshtoken" / "tokens.db"
+
+
+def test_store_urls(tmp_path: Path) -> None:
+    assert isinstance(open_store("memory://"), MemoryStore)
+    sqlite = open_store(f"sqlite://{tmp_path}/x.db")
+    assert isinstance(sqlite, SQLiteStore) and sqlite.path == tmp_path / "x.db"
+    for bad, needle in (("redis://127.0.0.1:1", "not available"), ("ftp://x", "unknown form")):
+        with pytest.raises(ConfigurationError, match=needle):
+            open_store(bad)
