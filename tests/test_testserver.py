@@ -149,12 +149,15 @@ def cli_server() -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
         proc.wait()
 
 
-def test_cli_testserver_and_token(cli_server: tuple[subprocess.Popen[str], dict[str, Any]]) -> None:
+def test_cli_testserver_and_token(
+    cli_server: tuple[subprocess.Popen[str], dict[str, Any]], tmp_path: Path
+) -> None:
     proc, ready = cli_server
     assert ready["token_url"] == ready["url"] + "/oauth/token"
     assert ready["clients"] == ["demo-client"] and ready["pid"] == proc.pid
     env = {
         **os.environ,
+        "XDG_CACHE_HOME": str(tmp_path),
         "FRESHTOKEN_TOKEN_URL": ready["token_url"],
         "FRESHTOKEN_CLIENT_ID": "demo-client",
         "FRESHTOKEN_CLIENT_SECRET": "demo-secret",
