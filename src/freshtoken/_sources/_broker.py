@@ -105,7 +105,9 @@ class TokenBroker:
             secret=getattr(client.auth, "client_secret", None),
         )
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._time = self.clock.time
         self._current: Token | None = None
+        self._default_need = default_min_ttl
         self._refresh_at = 0.0
         self._next_ahead = 0.0
         self._ahead_failures = 0
@@ -153,8 +155,8 @@ class TokenBroker:
         token = self._current
         if token is None:
             return None
-        now = self.clock.time()
-        if token.expires_at - now < self._need(token, min_ttl):
+        now = self._time()
+        if token.expires_at - now < (self._default_need if min_ttl is None else min_ttl):
             return None
         self._counts["hits"] += 1
         if now >= self._refresh_at and now >= self._next_ahead:
@@ -181,6 +183,7 @@ class TokenBroker:
             if not minted:
                 self._counts["adopted"] += 1
         self._current = token
+        self._default_need = self._need(token, None)
         self._refresh_at = token.expires_at - self.refresh.window(token.lifetime)
         self._next_ahead = 0.0
         self._ahead_failures = 0
