@@ -19,6 +19,7 @@ from freshtoken import (
     TokenStore,
 )
 from freshtoken.testing import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, AuthServer, FakeClock
+from tests._fleet import Fleet
 
 CANARY_SECRET = "canary-secret-5f1e9d2b7c"
 CLIENT_CREDENTIALS = ClientCredentials()
@@ -82,3 +83,17 @@ def make_broker(
 ) -> TokenBroker:
     client = make_client(server, clock, policy=policy, secret=secret, introspection=True)
     return TokenBroker(client, grant=grant, store=store or MemoryStore(), **options)
+
+
+@pytest.fixture
+def fleet_factory() -> Iterator[Callable[[dict[str, str], list[str]], Fleet]]:
+    """Makes worker fleets; every process is stopped when the test ends."""
+    fleets: list[Fleet] = []
+
+    def make(env: dict[str, str], args: list[str]) -> Fleet:
+        fleets.append(Fleet(env, args))
+        return fleets[-1]
+
+    yield make
+    for fleet in fleets:
+        fleet.stop()

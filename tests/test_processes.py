@@ -4,95 +4,16 @@ workers SIGKILLed mid-refresh."""
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from freshtoken import AuthorizationCode, RefreshPolicy, Settings, TokenBroker
 from freshtoken.testing import AuthServer
+from tests._fleet import totals, worker_env
 from tests.conftest import make_client, wait_until
-
-
-def _env(server: AuthServer, store: Path, **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("FRESHTOKEN_")}
-    return {
-        **base,
-        "FRESHTOKEN_TOKEN_URL": server.token_url,
-        "FRESHTOKEN_INTROSPECTION_URL": server.url + "/oauth/introspect",
-        "FRESHTOKEN_CLIENT_ID": "demo-client",
-        "FRESHTOKEN_CLIENT_SECRET": "demo-secret",
-        "FRESHTOKEN_STORE": f"sqlite://{store}",
-        "FRESHTOKEN_RETRY_BUDGET": "5",
-        "WORKER_API_URL": server.url + "/api/v2/tokens/me",
-        **extra,
-    }
-
-
-class Fleet:
-    """Worker processes, all stopped when the test ends."""
-
-    def __init__(self, env: dict[str, str], args: list[str]) -> None:
-        self.env, self.args = env, args
-        self.procs: list[subprocess.Popen[str]] = []
-
-    def spawn(self, wait_ready: bool = True) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests._worker", "broker", *self.args],
-            env=self.env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.procs.append(proc)
-        if wait_ready:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
-        return proc
-
-    def results(self, timeout: float = 120) -> list[dict[str, Any]]:
-        out = []
-        for proc in self.procs:
-            stdout, _ = proc.communicate(timeout=timeout)
-            if proc.returncode == -signal.SIGKILL:
-                continue  # killed by the test
-            assert proc.returncode == 0
-            out.append(json.loads(stdout.strip().splitlines()[-1]))
-        return out
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-
-
-@pytest.fixture
-def fleet_factory() -> Iterator[Any]:
-    fleets: list[Fleet] = []
-
-    def make(env: dict[str, str], args: list[str]) -> Fleet:
-        fleets.append(Fleet(env, args))
-        return fleets[-1]
-
-    yield make
-    for fleet in fleets:
-        fleet.stop()
-
-
-def _totals(results: list[dict[str, Any]]) -> dict[str, int]:
-    return {
-        k: sum(r[k] for r in results)
-        for k in ("calls", "errors", "invalid", "api_checks", "api_401")
-    }
 
 
 def test_eight_processes_of_sixteen_threads_share_one_token(
@@ -102,7 +23,7 @@ def test_eight_processes_of_sixteen_threads_share_one_token(
     window = RefreshPolicy().window(lifetime)
     with AuthServer(ttl=lifetime) as server:
         fleet = fleet_factory(
-            _env(server, tmp_path / "t.db"),
+            worker_env(server, tmp_path / "t.db"),
             [
                 "--threads",
                 "16",
@@ -126,19 +47,19 @@ def test_eight_processes_of_sixteen_threads_share_one_token(
         results = fleet.results()
         elapsed = time.monotonic() - started
         minted = server.stats()["tokens_minted"]
-    totals = _totals(results)
+    sums = totals(results)
     first_error = next((r["first_error"] for r in results if r["first_error"]), None)
-    assert totals["errors"] == 0, first_error
-    assert totals["invalid"] == 0
-    assert totals["api_401"] == 0, [r["first_error"] for r in results if r["first_error"]]
-    assert totals["calls"] > 10_000 and totals["api_checks"] > 100
+    assert sums["errors"] == 0, first_error
+    assert sums["invalid"] == 0
+    assert sums["api_401"] == 0, [r["first_error"] for r in results if r["first_error"]]
+    assert sums["calls"] > 10_000 and sums["api_checks"] > 100
     assert minted <= elapsed / (lifetime - window) + 1, (minted, elapsed)
 
 
 def test_cold_start_of_sixty_four_callers_mints_once(tmp_path: Path, fleet_factory: Any) -> None:
     with AuthServer(latency=0.05) as server:
         fleet = fleet_factory(
-            _env(server, tmp_path / "t.db"), ["--threads", "8", "--once", "--wait-go"]
+            worker_env(server, tmp_path / "t.db"), ["--threads", "8", "--once", "--wait-go"]
         )
         procs = [fleet.spawn() for _ in range(8)]
         for proc in procs:  # all 64 callers start together
@@ -147,7 +68,7 @@ def test_cold_start_of_sixty_four_callers_mints_once(tmp_path: Path, fleet_facto
             proc.stdin.flush()
         results = fleet.results()
         assert server.stats()["tokens_minted"] == 1
-    assert _totals(results)["calls"] == 64
+    assert totals(results)["calls"] == 64
     assert sum(r["mints"] for r in results) == 1
 
 
@@ -156,7 +77,7 @@ def test_an_outage_shorter_than_the_lifetime_is_invisible(
 ) -> None:
     with AuthServer(ttl=6) as server:
         fleet = fleet_factory(
-            _env(server, tmp_path / "t.db"),
+            worker_env(server, tmp_path / "t.db"),
             ["--threads", "4", "--duration", "8", "--min-ttl", "0.5", "--check-every", "50"],
         )
         procs = [fleet.spawn() for _ in range(3)]
@@ -170,9 +91,9 @@ def test_an_outage_shorter_than_the_lifetime_is_invisible(
         server.configure(failure_rate=0.0)
         results = fleet.results()
         stats = server.stats()
-    totals = _totals(results)
+    sums = totals(results)
     assert stats["faults"] > 0  # refreshes were tried during the outage and failed
-    assert totals["errors"] == 0 and totals["invalid"] == 0 and totals["api_401"] == 0
+    assert sums["errors"] == 0 and sums["invalid"] == 0 and sums["api_401"] == 0
     assert stats["tokens_minted"] >= 2  # and the token was renewed once it was back
 
 
@@ -184,7 +105,7 @@ def test_refresh_token_chain_survives_workers_killed_mid_refresh(
     rng = random.Random(4)
     db = tmp_path / "t.db"
     with AuthServer(ttl=2, latency=0.25, abandon_on_disconnect=True) as server:
-        env = _env(server, db)
+        env = worker_env(server, db)
         seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
         assert seed.refresh_token
         seeder = TokenBroker.from_settings(Settings.from_env(env), grant=None)
@@ -240,8 +161,8 @@ def test_refresh_token_chain_survives_workers_killed_mid_refresh(
     assert stats["reuse_detections"] == 0
     assert chain_alive == 1
     assert stats["minted"]["demo-client"].get("client_credentials", 0) == 0
-    totals = _totals(results)
+    sums = totals(results)
     assert results, "some workers ran to the end"
     assert random_kills >= 0
-    assert totals["errors"] == 0, [r["first_error"] for r in results if r["first_error"]]
-    assert totals["invalid"] == 0 and totals["api_401"] == 0 and totals["api_checks"] > 50
+    assert sums["errors"] == 0, [r["first_error"] for r in results if r["first_error"]]
+    assert sums["invalid"] == 0 and sums["api_401"] == 0 and sums["api_checks"] > 50

@@ -199,6 +199,9 @@ def test_store_urls(tmp_path: Path) -> None:
     assert isinstance(open_store("memory://"), MemoryStore)
     sqlite = open_store(f"sqlite://{tmp_path}/x.db")
     assert isinstance(sqlite, SQLiteStore) and sqlite.path == tmp_path / "x.db"
-    for bad, needle in (("redis://127.0.0.1:1", "not available"), ("ftp://x", "unknown form")):
+    for bad, needle in (
+        ("redis://127.0.0.1:1", "needs FRESHTOKEN_STORE_KEY"),
+        ("ftp://x", "unknown form"),
+    ):
         with pytest.raises(ConfigurationError, match=needle):
             open_store(bad)

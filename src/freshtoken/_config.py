@@ -6,12 +6,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._grants._client_auth import AUTH_METHODS
 from freshtoken._provider._endpoints import Endpoints, check_url
 from freshtoken._provider._genesys import genesys_region
 from freshtoken._secret import Secret
+
+if TYPE_CHECKING:
+    from freshtoken._sources._store import TokenStore
 
 PREFIX = "FRESHTOKEN_"
 
@@ -49,6 +53,11 @@ class Settings:
     resource: str | None = None
     store: str | None = None
     store_key: Secret | None = None
+    store_fail: str = "open"
+    redis_password: Secret | None = None
+    redis_prefix: str = "freshtoken:"
+    redis_timeout: float = 1.0
+    redis_lease: float = 10.0
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     retry_budget: float = 30.0
@@ -88,12 +97,18 @@ class Settings:
             "AUDIENCE",
             "RESOURCE",
             "STORE",
+            "STORE_FAIL",
+            "REDIS_PREFIX",
         ):
             take(name, name.lower())
         if scope := env.get(PREFIX + "SCOPE", "").strip():
             values["scope"] = tuple(scope.split())
             sources["scope"] = f"${PREFIX}SCOPE"
-        for key, label in (("client_secret", "CLIENT_SECRET"), ("store_key", "STORE_KEY")):
+        for key, label in (
+            ("client_secret", "CLIENT_SECRET"),
+            ("store_key", "STORE_KEY"),
+            ("redis_password", "REDIS_PASSWORD"),
+        ):
             direct = env.get(PREFIX + label, "")
             path = env.get(PREFIX + label + "_FILE", "").strip()
             if direct and path:
@@ -111,6 +126,8 @@ class Settings:
             ("connect_timeout", "CONNECT_TIMEOUT"),
             ("read_timeout", "READ_TIMEOUT"),
             ("retry_budget", "RETRY_BUDGET"),
+            ("redis_timeout", "REDIS_TIMEOUT"),
+            ("redis_lease", "REDIS_LEASE"),
         ):
             raw = env.get(PREFIX + label, "").strip()
             if raw:
@@ -144,6 +161,20 @@ class Settings:
             "no token endpoint configured",
             hint="Set FRESHTOKEN_TOKEN_URL, or FRESHTOKEN_ISSUER (discovery), or "
             "FRESHTOKEN_REGION (Genesys Cloud, e.g. eu_west_1).",
+        )
+
+    def open_store(self) -> TokenStore:
+        """The configured store."""
+        from freshtoken._sources._store import open_store
+
+        return open_store(
+            self.store,
+            self.store_key,
+            redis_password=self.redis_password,
+            redis_prefix=self.redis_prefix,
+            timeout=self.redis_timeout,
+            lease=self.redis_lease,
+            fail=self.store_fail,
         )
 
     def require_client_id(self) -> str:

@@ -33,7 +33,7 @@ from freshtoken._grants._retry import surely_unprocessed
 from freshtoken._log import logger, remember_secret
 from freshtoken._sources._entry import Entry
 from freshtoken._sources._key import cache_key
-from freshtoken._sources._store import TokenStore, open_store
+from freshtoken._sources._store import MemoryStore, TokenStore
 from freshtoken._token import Token
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class TokenBroker:
     ) -> None:
         self.client = client
         self.grant = grant
-        self.store = store if store is not None else open_store("memory://")
+        self.store = store if store is not None else MemoryStore()
         self.refresh = refresh or RefreshPolicy()
         self.default_min_ttl = default_min_ttl
         self.scope_check = scope_check
@@ -130,7 +130,7 @@ class TokenBroker:
         options.setdefault(
             "grant", ClientCredentials(settings.scope, settings.audience, settings.resource)
         )
-        return cls(client, store=store or open_store(settings.store, settings.store_key), **options)
+        return cls(client, store=store or settings.open_store(), **options)
 
     @classmethod
     def from_env(cls, **options: Any) -> TokenBroker:
@@ -286,6 +286,12 @@ class TokenBroker:
         marked = self._save(
             replace(entry, refresh_token=refresh, spending=self._owner), entry.version
         )
+        if not self.store.owns_lock(self.key):
+            # Our lease ran out (this process was paused): another holder may be spending it.
+            raise TokenUnavailableError(
+                "the store's lock was lost before the refresh token was presented; it was not",
+                hint="This process was paused or slow past the lock's lease; it will retry.",
+            )
         try:
             token = self.client.fetch(RefreshTokenGrant(refresh, self._requested_scope))
         except InvalidGrantError as exc:

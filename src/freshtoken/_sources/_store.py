@@ -32,6 +32,10 @@ class TokenStore(Protocol):
     def save(self, key: str, entry: Entry, expected: int) -> int | None: ...
     def delete(self, key: str) -> None: ...
     def lock(self, key: str, timeout: float) -> AbstractContextManager[bool]: ...
+    def owns_lock(self, key: str) -> bool:
+        """Whether this process still holds `key`'s lock (a lease may have run out)."""
+        ...
+
     def keys(self) -> list[str]: ...
     def close(self) -> None: ...
 
@@ -74,6 +78,9 @@ class MemoryStore:
             if held:
                 lock.release()
 
+    def owns_lock(self, key: str) -> bool:
+        return True  # a thread lock has no lease to lose
+
     def keys(self) -> list[str]:
         return list(self._entries)
 
@@ -94,9 +101,18 @@ def default_store_path(environ: dict[str, str] | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("freshtoken")) / "tokens.db"
 
 
-def open_store(url: str | None, key: Secret | None = None) -> TokenStore:
-    """A store from `FRESHTOKEN_STORE`: `memory://`, `sqlite:///path` or (default) SQLite in
-    the default place."""
+def open_store(
+    url: str | None,
+    key: Secret | None = None,
+    *,
+    redis_password: Secret | None = None,
+    redis_prefix: str = "freshtoken:",
+    timeout: float = 1.0,
+    lease: float = 60.0,
+    fail: str = "open",
+) -> TokenStore:
+    """A store from `FRESHTOKEN_STORE`: `memory://`, `sqlite:///path`, `redis://...`,
+    `rediss://...`, or (unset) SQLite in the default place."""
     if url == "memory://":
         return _MEMORY
     if url is None or url in ("sqlite://", "sqlite:///", ""):
@@ -109,12 +125,20 @@ def open_store(url: str | None, key: Secret | None = None) -> TokenStore:
 
         return SQLiteStore(Path(unquote(parts.path)), key)
     if parts.scheme in ("redis", "rediss"):
-        raise ConfigurationError(
-            f"FRESHTOKEN_STORE={parts.scheme}://... is not available in this version",
-            hint="Use sqlite:///path (shared by every process on this machine) or memory://.",
+        from freshtoken._sources._failopen import FailOpenStore
+        from freshtoken._sources._redis import RedisStore
+
+        if fail not in ("open", "closed"):
+            raise ConfigurationError(
+                f"FRESHTOKEN_STORE_FAIL must be open or closed, not {fail!r}",
+                hint="open: mint locally while Redis is down; closed: fail.",
+            )
+        store = RedisStore(
+            url, key, password=redis_password, prefix=redis_prefix, timeout=timeout, lease=lease
         )
+        return FailOpenStore(store) if fail == "open" else store
     raise ConfigurationError(
         f"FRESHTOKEN_STORE has an unknown form: {parts.scheme or url!r}",
-        hint="Use memory://, sqlite:///absolute/path/tokens.db, or leave it unset for the "
-        "default SQLite store.",
+        hint="Use memory://, sqlite:///absolute/path/tokens.db, redis://host:port/db, "
+        "rediss://..., or leave it unset for the default SQLite store.",
     )

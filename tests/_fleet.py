@@ -1,0 +1,73 @@
+"""Worker fleets for the cross-process tests: real processes, all stopped by the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from freshtoken.testing import AuthServer
+
+
+def worker_env(server: AuthServer, store: Path | str, **extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FRESHTOKEN_")}
+    return {
+        **base,
+        "FRESHTOKEN_TOKEN_URL": server.token_url,
+        "FRESHTOKEN_INTROSPECTION_URL": server.url + "/oauth/introspect",
+        "FRESHTOKEN_CLIENT_ID": "demo-client",
+        "FRESHTOKEN_CLIENT_SECRET": "demo-secret",
+        "FRESHTOKEN_STORE": store if isinstance(store, str) else f"sqlite://{store}",
+        "FRESHTOKEN_RETRY_BUDGET": "5",
+        "WORKER_API_URL": server.url + "/api/v2/tokens/me",
+        **extra,
+    }
+
+
+class Fleet:
+    """Worker processes, all stopped when the test ends."""
+
+    def __init__(self, env: dict[str, str], args: list[str]) -> None:
+        self.env, self.args = env, args
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def spawn(self, wait_ready: bool = True) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests._worker", "broker", *self.args],
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.procs.append(proc)
+        if wait_ready:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        return proc
+
+    def results(self, timeout: float = 120) -> list[dict[str, Any]]:
+        out = []
+        for proc in self.procs:
+            stdout, _ = proc.communicate(timeout=timeout)
+            if proc.returncode == -signal.SIGKILL:
+                continue  # killed by the test
+            assert proc.returncode == 0
+            out.append(json.loads(stdout.strip().splitlines()[-1]))
+        return out
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def totals(results: list[dict[str, Any]]) -> dict[str, int]:
+    return {
+        k: sum(r[k] for r in results)
+        for k in ("calls", "errors", "invalid", "api_checks", "api_401")
+    }

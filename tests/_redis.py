@@ -1,0 +1,98 @@
+"""Real redis-server processes for tests and benchmarks, on free loopback ports."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def require_redis() -> str:
+    path = shutil.which("redis-server")
+    if path is None:
+        pytest.skip("redis-server is not installed (scripts/test.sh installs it as root)")
+    return path
+
+
+class RedisProcess:
+    """One redis-server; `kill()` and `start()` again keep the same port (and lose data,
+    as nothing is persisted)."""
+
+    def __init__(self, workdir: Path, *config: tuple[str, str], tls: bool = False) -> None:
+        self.binary = require_redis()
+        self.workdir = workdir
+        self.config = config
+        self.port = free_port()
+        self.tls = tls
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        ports = (
+            [("port", "0"), ("tls-port", str(self.port))]
+            if self.tls
+            else [("port", str(self.port))]
+        )
+        config = [
+            *ports,
+            ("bind", "127.0.0.1"),
+            ("save", '""'),
+            ("appendonly", "no"),
+            ("dir", str(self.workdir)),
+            ("logfile", '""'),
+            *self.config,
+        ]
+        # Configuration on stdin, not argv: it may carry a password.
+        self.proc = subprocess.Popen(
+            [self.binary, "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("".join(f"{k} {v}\n" for k, v in config).encode())
+        self.proc.stdin.close()
+        deadline = time.monotonic() + 10
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def text(value: object) -> str:
+    """A Redis reply as text (redis-py types replies as bytes or str)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,215 @@
+"""The Redis store against real redis-server processes that the tests start and kill."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from freshtoken import MemoryStore, Secret, StoreError, Token, open_store
+from freshtoken._sources._entry import Entry
+from freshtoken._sources._failopen import FailOpenStore
+from freshtoken._sources._redis import RedisStore
+from freshtoken.testing import AuthServer
+from tests._redis import RedisProcess, text
+from tests.conftest import CANARY_SECRET, make_broker
+
+STORE_KEY = Secret(base64.b64encode(os.urandom(32)).decode())
+TOKEN = Token("at_canary_access_7654321", "Bearer", 2e9, 1.9e9)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def _store(url: str, **options: object) -> RedisStore:
+    return RedisStore(url, STORE_KEY, **options)  # type: ignore[arg-type]
+
+
+def test_brokers_on_two_hosts_share_one_token(
+    redis_server: RedisProcess, server: AuthServer
+) -> None:
+    one = make_broker(server, store=_store(redis_server.url))
+    two = make_broker(server, store=_store(redis_server.url))  # its own memory layer
+    token = one.token()
+    assert two.token().access_token == token.access_token
+    assert two.stats.adopted == 1 and two.stats.mints == 0
+    assert server.stats()["tokens_minted"] == 1
+
+
+def test_keys_are_hashed_tagged_sealed_and_expire(
+    redis_server: RedisProcess, server: AuthServer
+) -> None:
+    broker = make_broker(server, store=_store(redis_server.url, prefix="ci:"))
+    token = broker.token()
+    raw = redis.Redis.from_url(redis_server.url)
+    names = [text(n) for n in raw.keys("*")]
+    assert names == [f"ci:{{{broker.key}}}:entry"]
+    dump = b"".join(v for v in raw.hgetall(names[0]).values() if isinstance(v, bytes))
+    assert dump
+    assert token.access_token.encode() not in dump and b"demo" not in dump
+    assert 3500_000 < raw.pttl(names[0]) <= 3600_000  # expires with the token
+    assert broker.store.keys() == [broker.key]
+
+
+def test_compare_and_set_and_a_lease_that_ran_out(redis_server: RedisProcess) -> None:
+    store = _store(redis_server.url, lease=30)
+    first = store.save("k", Entry(TOKEN), 0)
+    assert first is not None
+    assert store.save("k", Entry(TOKEN), 0) is None
+    assert store.save("k", Entry(TOKEN, "rt_x"), first) not in (None, first)
+    assert store.save("k", Entry(TOKEN), first) is None  # a paused writer's stale version
+    raw = redis.Redis.from_url(redis_server.url)
+    other = _store(redis_server.url, lease=30)
+    with store.lock("k", 1) as held:
+        assert held and store.owns_lock("k")
+        assert text(raw.get("freshtoken:{k}:lock")).startswith(f"{os.getpid()}:")
+        with other.lock("k", 0.05) as other_held:
+            assert not other_held
+        raw.delete("freshtoken:{k}:lock")  # the lease ran out while this holder was paused
+        with other.lock("k", 1) as other_held:
+            assert other_held
+            assert not store.owns_lock("k")
+            # The paused holder's release must not free the new owner's lock.
+    assert raw.exists("freshtoken:{k}:lock") == 0  # other released its own
+
+
+def test_password_from_the_environment_and_acl_users(tmp_path: Path, server: AuthServer) -> None:
+    protected = RedisProcess(tmp_path, ("requirepass", CANARY_SECRET)).start()
+    try:
+        store = RedisStore(protected.url, STORE_KEY, password=Secret(CANARY_SECRET))
+        assert make_broker(server, store=store).token().access_token
+        wrong = RedisStore(protected.url, STORE_KEY, password=Secret("wrong-password-1"))
+        with pytest.raises(StoreError) as info:
+            make_broker(server, store=wrong).token()
+        assert CANARY_SECRET not in str(info.value) and "wrong-password-1" not in str(info.value)
+        assert "FRESHTOKEN_REDIS_PASSWORD" in info.value.hint
+    finally:
+        protected.stop()
+    acl = RedisProcess(
+        tmp_path, ("user", "ci on >acl-pass-99 ~freshtoken:* &* +@all"), ("user", "default off")
+    ).start()
+    try:
+        url = acl.url.replace("redis://", "redis://ci@")
+        store = RedisStore(url, STORE_KEY, password=Secret("acl-pass-99"))
+        assert make_broker(server, store=store).token().access_token
+    finally:
+        acl.stop()
+
+
+def _certificates(tmp: Path) -> tuple[Path, Path, Path]:
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "freshtoken test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def test_tls(tmp_path: Path, server: AuthServer) -> None:
+    ca, cert, key = _certificates(tmp_path)
+    tls = RedisProcess(
+        tmp_path,
+        ("tls-cert-file", str(cert)),
+        ("tls-key-file", str(key)),
+        ("tls-ca-cert-file", str(ca)),
+        ("tls-auth-clients", "no"),
+        tls=True,
+    )
+    try:
+        tls.start()
+    except RuntimeError:
+        pytest.skip("this redis-server was built without TLS")
+    try:
+        store = RedisStore(f"{tls.url}?ssl_ca_certs={ca}", STORE_KEY)
+        assert make_broker(server, store=store).token().access_token
+        untrusted = RedisStore(tls.url, STORE_KEY)  # the system CAs do not know this one
+        with pytest.raises(StoreError, match="Redis store"):
+            untrusted.load("k")
+    finally:
+        tls.stop()
+
+
+def test_fail_open_warns_once_and_resumes_sharing(
+    redis_server: RedisProcess, server: AuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FailOpenStore(_store(redis_server.url, timeout=0.5), retry_after=0.0)
+    broker = make_broker(server, store=store)
+    first = broker.token()
+    redis_server.kill()
+    assert broker.token() is first  # the memory layer needs no Redis
+    broker.invalidate(first)
+    second = broker.token()  # Redis is down: minted locally
+    broker.invalidate(second)
+    broker.token()
+    assert caplog.text.count("using this process's own cache") == 1
+    redis_server.start()
+    broker.invalidate(broker.token())
+    shared = broker.token()
+    other = make_broker(server, store=_store(redis_server.url))
+    assert other.token().access_token == shared.access_token
+    assert "sharing resumes" in caplog.text
+
+
+def test_fail_closed_raises_a_store_error(redis_server: RedisProcess, server: AuthServer) -> None:
+    broker = make_broker(server, store=_store(redis_server.url, timeout=0.3))
+    redis_server.kill()
+    with pytest.raises(StoreError) as info:
+        broker.token()
+    assert "cannot read the Redis store redis://127.0.0.1" in str(info.value)
+
+
+def test_open_store_reads_redis_settings(redis_server: RedisProcess) -> None:
+    store = open_store(redis_server.url, STORE_KEY, redis_prefix="x:", fail="open")
+    assert isinstance(store, FailOpenStore) and isinstance(store.shared, RedisStore)
+    closed = open_store(redis_server.url, STORE_KEY, fail="closed")
+    assert isinstance(closed, RedisStore)
+    assert not isinstance(closed, MemoryStore)

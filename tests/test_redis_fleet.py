@@ -1,0 +1,184 @@
+"""A fleet sharing one Redis: 32 processes minting as if they were one caller, a refresh-token
+chain that survives workers killed or stopped mid-refresh, and Redis itself killed."""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from freshtoken import AuthorizationCode, RefreshPolicy, Settings, TokenBroker
+from freshtoken.testing import AuthServer
+from tests._fleet import Fleet, totals, worker_env
+from tests._redis import RedisProcess, text
+from tests.conftest import make_client, wait_until
+
+FleetFactory = Callable[[dict[str, str], list[str]], Fleet]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def _redis_env(server: AuthServer, redis_server: RedisProcess) -> dict[str, str]:
+    return worker_env(
+        server, redis_server.url, FRESHTOKEN_STORE_KEY=base64.b64encode(os.urandom(32)).decode()
+    )
+
+
+def _go(fleet: Fleet) -> None:
+    for proc in fleet.procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+
+
+def test_four_hosts_of_eight_processes_share_one_token(
+    redis_server: RedisProcess, fleet_factory: FleetFactory
+) -> None:
+    lifetime, duration = 2.0, 20.0
+    window = RefreshPolicy().window(lifetime)
+    with AuthServer(ttl=lifetime) as server:
+        fleet = fleet_factory(
+            _redis_env(server, redis_server),
+            [
+                "--threads",
+                "8",
+                "--duration",
+                str(duration),
+                "--min-ttl",
+                "0.5",
+                "--pause",
+                "0.02",
+                "--check-every",
+                "100",
+                "--wait-go",
+            ],
+        )
+        for _ in range(4 * 8):
+            fleet.spawn()
+        started = time.monotonic()
+        _go(fleet)
+        results = fleet.results()
+        elapsed = time.monotonic() - started
+        minted = server.stats()["tokens_minted"]
+    sums = totals(results)
+    assert len(results) == 32
+    assert sums["errors"] == 0, [r["first_error"] for r in results if r["first_error"]]
+    assert sums["invalid"] == 0 and sums["api_401"] == 0
+    assert sums["api_checks"] > 500
+    assert minted <= elapsed / (lifetime - window) + 1, (minted, elapsed)
+
+
+def test_refresh_chain_survives_kills_and_stops_mid_refresh(
+    redis_server: RedisProcess, fleet_factory: FleetFactory
+) -> None:
+    rng = random.Random(11)
+    with AuthServer(ttl=2, latency=0.25, abandon_on_disconnect=True) as server:
+        env = {**_redis_env(server, redis_server), "FRESHTOKEN_REDIS_LEASE": "1.5"}
+        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+        assert seed.refresh_token
+        TokenBroker.from_settings(Settings.from_env(env), grant=None).seed_refresh_token(
+            seed.refresh_token
+        )
+        end = time.time() + 20
+        fleet = fleet_factory(
+            env,
+            [
+                "--refresh-only",
+                "--threads",
+                "2",
+                "--until",
+                str(end),
+                "--min-ttl",
+                "0.2",
+                "--pause",
+                "0.01",
+            ],
+        )
+        for _ in range(16):
+            fleet.spawn()
+        raw = redis.Redis.from_url(redis_server.url)
+        kills = stops = 0
+        while time.time() < end - 3:
+            wait_until(
+                lambda: any(a < 0.1 for a in server.stats()["inflight_ages"]) or time.time() > end,
+                timeout=30,
+            )
+            owners = [raw.get(name) for name in raw.keys("freshtoken:*:lock")]
+            pids = {int(text(o).split(":")[0]) for o in owners if o}
+            holders = [p for p in fleet.procs if p.pid in pids and p.poll() is None]
+            if holders:
+                victim = holders[0]
+                if rng.random() < 0.5:
+                    victim.send_signal(signal.SIGKILL)
+                    victim.wait()
+                    kills += 1
+                    fleet.spawn(wait_ready=False)
+                else:  # stopped while the server answers; its answer waits in the socket
+                    victim.send_signal(signal.SIGSTOP)
+                    wait_until(lambda: not server.stats()["inflight_ages"], timeout=10)
+                    victim.send_signal(signal.SIGCONT)
+                    stops += 1
+            wait_until(lambda: not server.stats()["inflight_ages"], timeout=10)
+        results = fleet.results()
+        stats = server.stats()
+        alive = server.active_refresh_tokens("demo-client")
+    assert kills >= 3 and stops >= 3, (kills, stops)
+    assert stats["reuse_detections"] == 0
+    assert alive == 1
+    assert stats["minted"]["demo-client"].get("client_credentials", 0) == 0
+    sums = totals(results)
+    assert sums["invalid"] == 0
+    assert sums["errors"] == 0, [r["first_error"] for r in results if r["first_error"]]
+
+
+def test_redis_killed_and_restarted(
+    redis_server: RedisProcess, fleet_factory: FleetFactory
+) -> None:
+    lifetime = 2.0
+    window = RefreshPolicy().window(lifetime)
+    with AuthServer(ttl=lifetime) as server:
+        env = {**_redis_env(server, redis_server), "FRESHTOKEN_REDIS_TIMEOUT": "0.3"}
+        start = time.time()
+        fleet = fleet_factory(
+            env,
+            [
+                "--threads",
+                "4",
+                "--until",
+                str(start + 16),
+                "--min-ttl",
+                "0.3",
+                "--pause",
+                "0.01",
+                "--check-every",
+                "50",
+            ],
+        )
+        for _ in range(6):
+            fleet.spawn()
+        wait_until(lambda: time.time() > start + 4, timeout=10)
+        redis_server.kill()
+        wait_until(lambda: time.time() > start + 7, timeout=10)
+        redis_server.start()  # empty: nothing was persisted
+        wait_until(lambda: time.time() > start + 10, timeout=10)
+        before = server.stats()["tokens_minted"]
+        wait_until(lambda: time.time() > start + 15, timeout=10)
+        after = server.stats()["tokens_minted"]
+        results = fleet.results()
+    sums = totals(results)
+    assert sums["errors"] == 0, [r["first_error"] for r in results if r["first_error"]]
+    assert sums["invalid"] == 0 and sums["api_401"] == 0
+    # Sharing again after the restart: as many mints as one caller would need.
+    assert after - before <= 5 / (lifetime - window) + 1, (before, after)
