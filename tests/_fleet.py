@@ -49,6 +49,13 @@ class Fleet:
             assert proc.stdout.readline().strip() == "ready"
         return proc
 
+    def go(self) -> None:
+        """Release workers started with --wait-go, all at once."""
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+
     def results(self, timeout: float = 120) -> list[dict[str, Any]]:
         out = []
         for proc in self.procs:

@@ -53,6 +53,7 @@ def broker_worker(args: argparse.Namespace) -> None:
         results.append(mine)
         with httpx.Client() as http:
             while True:
+                called = time.time()
                 try:
                     token = broker.token(args.min_ttl)
                 except OAuthError as exc:
@@ -60,8 +61,14 @@ def broker_worker(args: argparse.Namespace) -> None:
                     mine.first_error = mine.first_error or str(exc)
                 else:
                     mine.calls += 1
-                    if token.expires_at - time.time() < args.min_ttl:
+                    # The broker checked at some instant after `called`: from then on, at
+                    # least min_ttl must have been left (exact, whatever the scheduling).
+                    left = token.expires_at - called
+                    if left < args.min_ttl:
                         mine.invalid += 1
+                        mine.first_error = mine.first_error or (
+                            f"handed out with {left:.3f}s left, counted from the call"
+                        )
                     if args.check_every and mine.calls % args.check_every == 1:
                         sent = time.time()
                         status = http.get(api, headers={"Authorization": token.authorization})
@@ -87,7 +94,12 @@ def broker_worker(args: argparse.Namespace) -> None:
     errors = [r.first_error for r in results if r.first_error]
     print(
         json.dumps(
-            {**total, "first_error": errors[0] if errors else None, "mints": broker.stats.mints}
+            {
+                **total,
+                "first_error": errors[0] if errors else None,
+                "mints": broker.stats.mints,
+                "pid": os.getpid(),
+            }
         ),
         flush=True,
     )

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -21,6 +22,7 @@ from freshtoken import (
 from freshtoken.testing import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, AuthServer, FakeClock
 from tests._fleet import Fleet
 
+T = TypeVar("T")
 CANARY_SECRET = "canary-secret-5f1e9d2b7c"
 CLIENT_CREDENTIALS = ClientCredentials()
 
@@ -97,3 +99,20 @@ def fleet_factory() -> Iterator[Callable[[dict[str, str], list[str]], Fleet]]:
     yield make
     for fleet in fleets:
         fleet.stop()
+
+
+def concurrently(n: int, work: Callable[[], T]) -> list[T]:
+    """Run `work` in n threads released together; their results."""
+    barrier = threading.Barrier(n)
+    results: list[T] = []
+
+    def run() -> None:
+        barrier.wait()
+        results.append(work())
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

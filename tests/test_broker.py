@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from dataclasses import replace
 
@@ -27,7 +26,7 @@ from freshtoken import (
     TokenUnavailableError,
 )
 from freshtoken.testing import AuthServer, Client, FakeClock
-from tests.conftest import make_broker, make_client, wait_until
+from tests.conftest import concurrently, make_broker, make_client, wait_until
 
 
 def test_second_call_is_a_cache_hit(server: AuthServer, clock: FakeClock) -> None:
@@ -79,19 +78,12 @@ def test_a_hundred_callers_that_saw_one_401_cause_one_mint(server: AuthServer) -
     broker = make_broker(server)
     stale = broker.token()
     server.revoke_all()
-    barrier = threading.Barrier(100)
-    seen: list[str] = []
 
-    def caller() -> None:
-        barrier.wait()
+    def caller() -> str:
         broker.invalidate(stale)
-        seen.append(broker.token().access_token)
+        return broker.token().access_token
 
-    threads = [threading.Thread(target=caller) for _ in range(100)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    seen = concurrently(100, caller)
     assert len(set(seen)) == 1
     assert seen[0] != stale.access_token
     assert server.stats()["tokens_minted"] == 2
@@ -99,19 +91,8 @@ def test_a_hundred_callers_that_saw_one_401_cause_one_mint(server: AuthServer) -
 
 def test_cold_start_of_many_threads_mints_once(server: AuthServer) -> None:
     broker = make_broker(server)
-    barrier = threading.Barrier(32)
-    tokens: list[str] = []
-
-    def caller() -> None:
-        barrier.wait()
-        tokens.append(broker.token().access_token)
-
-    threads = [threading.Thread(target=caller) for _ in range(32)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(set(tokens)) == 1
+    tokens = concurrently(32, lambda: broker.token().access_token)
+    assert len(tokens) == 32 and len(set(tokens)) == 1
     assert server.stats()["tokens_minted"] == 1
 
 

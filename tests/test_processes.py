@@ -38,12 +38,10 @@ def test_eight_processes_of_sixteen_threads_share_one_token(
                 "--wait-go",
             ],
         )
-        procs = [fleet.spawn() for _ in range(8)]
+        for _ in range(8):
+            fleet.spawn()
         started = time.monotonic()
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
+        fleet.go()
         results = fleet.results()
         elapsed = time.monotonic() - started
         minted = server.stats()["tokens_minted"]
@@ -61,11 +59,9 @@ def test_cold_start_of_sixty_four_callers_mints_once(tmp_path: Path, fleet_facto
         fleet = fleet_factory(
             worker_env(server, tmp_path / "t.db"), ["--threads", "8", "--once", "--wait-go"]
         )
-        procs = [fleet.spawn() for _ in range(8)]
-        for proc in procs:  # all 64 callers start together
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
+        for _ in range(8):
+            fleet.spawn()
+        fleet.go()
         results = fleet.results()
         assert server.stats()["tokens_minted"] == 1
     assert totals(results)["calls"] == 64

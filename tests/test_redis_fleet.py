@@ -36,13 +36,6 @@ def _redis_env(server: AuthServer, redis_server: RedisProcess) -> dict[str, str]
     )
 
 
-def _go(fleet: Fleet) -> None:
-    for proc in fleet.procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-
-
 def test_four_hosts_of_eight_processes_share_one_token(
     redis_server: RedisProcess, fleet_factory: FleetFactory
 ) -> None:
@@ -68,7 +61,7 @@ def test_four_hosts_of_eight_processes_share_one_token(
         for _ in range(4 * 8):
             fleet.spawn()
         started = time.monotonic()
-        _go(fleet)
+        fleet.go()
         results = fleet.results()
         elapsed = time.monotonic() - started
         minted = server.stats()["tokens_minted"]
@@ -109,7 +102,8 @@ def test_refresh_chain_survives_kills_and_stops_mid_refresh(
         for _ in range(16):
             fleet.spawn()
         raw = redis.Redis.from_url(redis_server.url)
-        kills = stops = 0
+        kills = 0
+        stopped: set[int] = set()
         while time.time() < end - 3:
             wait_until(
                 lambda: any(a < 0.1 for a in server.stats()["inflight_ages"]) or time.time() > end,
@@ -129,18 +123,18 @@ def test_refresh_chain_survives_kills_and_stops_mid_refresh(
                     victim.send_signal(signal.SIGSTOP)
                     wait_until(lambda: not server.stats()["inflight_ages"], timeout=10)
                     victim.send_signal(signal.SIGCONT)
-                    stops += 1
+                    stopped.add(victim.pid)
             wait_until(lambda: not server.stats()["inflight_ages"], timeout=10)
         results = fleet.results()
         stats = server.stats()
         alive = server.active_refresh_tokens("demo-client")
-    assert kills >= 3 and stops >= 3, (kills, stops)
+    assert kills >= 3 and len(stopped) >= 2, (kills, stopped)
     assert stats["reuse_detections"] == 0
     assert alive == 1
     assert stats["minted"]["demo-client"].get("client_credentials", 0) == 0
     sums = totals(results)
-    assert sums["invalid"] == 0
     assert sums["errors"] == 0, [r["first_error"] for r in results if r["first_error"]]
+    assert sums["invalid"] == 0, [r["first_error"] for r in results if r["invalid"]]
 
 
 def test_redis_killed_and_restarted(

@@ -39,9 +39,27 @@ class Reply:
 Exchange = Generator[httpx.Request | Sleep, Reply | None, T]
 
 
-def _cut(chunks: list[bytes]) -> tuple[bytes, bool]:
-    body = b"".join(chunks)
-    return body[:MAX_BODY_BYTES], len(body) > MAX_BODY_BYTES
+class _Body:
+    """Collects a body, stopping past MAX_BODY_BYTES: a huge answer is an error, not a hang."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep `chunk`; True when the limit is passed and reading should stop."""
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        return self.size > MAX_BODY_BYTES
+
+    def reply(self, response: httpx.Response) -> Reply:
+        body = b"".join(self.chunks)
+        return Reply(
+            response.status_code,
+            response.headers,
+            body[:MAX_BODY_BYTES],
+            len(body) > MAX_BODY_BYTES,
+        )
 
 
 def run_sync(exchange: Exchange[T], http: httpx.Client, clock: Clock) -> T:
@@ -57,18 +75,14 @@ def run_sync(exchange: Exchange[T], http: httpx.Client, clock: Clock) -> T:
                 with http.stream(
                     step.method, step.url, headers=step.headers, content=step.content
                 ) as response:
-                    chunks: list[bytes] = []
-                    size = 0
+                    body = _Body()
                     for chunk in response.iter_bytes():
-                        chunks.append(chunk)
-                        size += len(chunk)
-                        if size > MAX_BODY_BYTES:
+                        if body.add(chunk):
                             break
             except httpx.HTTPError as exc:
                 step = exchange.throw(exc)
                 continue
-            body, truncated = _cut(chunks)
-            step = exchange.send(Reply(response.status_code, response.headers, body, truncated))
+            step = exchange.send(body.reply(response))
     except StopIteration as stop:
         result: T = stop.value
         return result
@@ -87,18 +101,14 @@ async def run_async(exchange: Exchange[T], http: httpx.AsyncClient, clock: Clock
                 async with http.stream(
                     step.method, step.url, headers=step.headers, content=step.content
                 ) as response:
-                    chunks: list[bytes] = []
-                    size = 0
+                    body = _Body()
                     async for chunk in response.aiter_bytes():
-                        chunks.append(chunk)
-                        size += len(chunk)
-                        if size > MAX_BODY_BYTES:
+                        if body.add(chunk):
                             break
             except httpx.HTTPError as exc:
                 step = exchange.throw(exc)
                 continue
-            body, truncated = _cut(chunks)
-            step = exchange.send(Reply(response.status_code, response.headers, body, truncated))
+            step = exchange.send(body.reply(response))
     except StopIteration as stop:
         result: T = stop.value
         return result

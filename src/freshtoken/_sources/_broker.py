@@ -355,33 +355,29 @@ class TokenBroker:
             target=self._refresh_ahead, name="freshtoken-refresh-ahead", daemon=True
         ).start()
 
+    def _adopt_newer(self, entry: Entry | None) -> bool:
+        """Take a newer token that another process stored; True if no refresh is due now."""
+        token = entry.token if entry is not None else None
+        if token is None or (self._current and token.expires_at <= self._current.expires_at):
+            return False
+        assert entry is not None
+        self._adopt(entry)
+        return self.clock.time() < self._refresh_at
+
     def _refresh_ahead(self) -> None:
         """Refresh without making anyone wait: skip if another thread or process is at it."""
         if not self._flight.acquire(blocking=False):
             return
         try:
-            entry = self.store.load(self.key)
-            if (
-                entry is not None
-                and entry.token is not None
-                and (self._current is None or entry.token.expires_at > self._current.expires_at)
-            ):
-                self._adopt(entry)
-                if self.clock.time() < self._refresh_at:
-                    return
+            if self._adopt_newer(self.store.load(self.key)):
+                return
             with self.store.lock(self.key, 0.0) as held:
                 if not held:
                     self._next_ahead = self.clock.time() + 0.05
                     return  # another process is refreshing; adopt its result soon
                 entry = self.store.load(self.key)
-                if (
-                    entry is not None
-                    and entry.token is not None
-                    and (self._current is None or entry.token.expires_at > self._current.expires_at)
-                ):
-                    self._adopt(entry)
-                    if self.clock.time() < self._refresh_at:
-                        return
+                if self._adopt_newer(entry):
+                    return
                 self._adopt(self._renew(entry), minted=True)
         except OAuthError as exc:
             self._counts["failures"] += 1
