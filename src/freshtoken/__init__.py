@@ -5,43 +5,113 @@ token = broker.token(min_ttl=900)                # valid for the next 15 minutes
 httpx.get(url, auth=broker.httpx_auth())         # or requests: broker.requests_auth()
 """
 
-from freshtoken._config import Settings
-from freshtoken._errors import (
-    AuthorizationError,
-    ConfigurationError,
-    ConnectError,
-    InsufficientScopeError,
-    InvalidClientError,
-    InvalidGrantError,
-    InvalidRequestError,
-    InvalidScopeError,
-    MalformedResponseError,
-    NameResolutionError,
-    OAuthError,
-    RateLimitedError,
-    ServerError,
-    StoreError,
-    TimeoutError,
-    TLSError,
-    TokenUnavailableError,
-    TransportError,
-    UnauthorizedClientError,
-)
-from freshtoken._grants._client import TokenClient
-from freshtoken._grants._client_auth import ClientSecretBasic, ClientSecretPost, PublicClient
-from freshtoken._grants._grant import AuthorizationCode, ClientCredentials, RefreshTokenGrant
-from freshtoken._grants._retry import RetryPolicy
-from freshtoken._http import Timeouts
-from freshtoken._provider._endpoints import Endpoints
-from freshtoken._provider._genesys import REGIONS as GENESYS_REGIONS
-from freshtoken._provider._genesys import GenesysRegion, genesys_region
-from freshtoken._secret import Secret
-from freshtoken._sources._broker import BrokerStats, RefreshPolicy, TokenBroker
-from freshtoken._sources._source import TokenSource
-from freshtoken._sources._store import MemoryStore, TokenStore, open_store
-from freshtoken._token import Token
+from __future__ import annotations
+
+import importlib
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the CLI 12 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+    from freshtoken._config import Settings
+    from freshtoken._errors import (
+        AuthorizationError,
+        ConfigurationError,
+        ConnectError,
+        InsufficientScopeError,
+        InvalidClientError,
+        InvalidGrantError,
+        InvalidRequestError,
+        InvalidScopeError,
+        MalformedResponseError,
+        NameResolutionError,
+        OAuthError,
+        RateLimitedError,
+        ServerError,
+        StoreError,
+        TimeoutError,
+        TLSError,
+        TokenUnavailableError,
+        TransportError,
+        UnauthorizedClientError,
+    )
+    from freshtoken._grants._client import TokenClient
+    from freshtoken._grants._client_auth import ClientSecretBasic, ClientSecretPost, PublicClient
+    from freshtoken._grants._grant import AuthorizationCode, ClientCredentials, RefreshTokenGrant
+    from freshtoken._grants._retry import RetryPolicy
+    from freshtoken._http import Timeouts
+    from freshtoken._provider._endpoints import Endpoints
+    from freshtoken._provider._genesys import REGIONS as GENESYS_REGIONS
+    from freshtoken._provider._genesys import GenesysRegion, genesys_region
+    from freshtoken._secret import Secret
+    from freshtoken._sources._broker import BrokerStats, RefreshPolicy, TokenBroker
+    from freshtoken._sources._source import TokenSource
+    from freshtoken._sources._store import MemoryStore, TokenStore, open_store
+    from freshtoken._token import Token
 
 __version__ = "0.1.0"
+
+# Public names are imported on first use, so that `import freshtoken` (and the command
+# line's cache-hit path) does not pay for httpx and cryptography until they are needed.
+_LAZY: dict[str, tuple[str, str]] = {
+    "Settings": ("freshtoken._config", "Settings"),
+    "AuthorizationError": ("freshtoken._errors", "AuthorizationError"),
+    "ConfigurationError": ("freshtoken._errors", "ConfigurationError"),
+    "ConnectError": ("freshtoken._errors", "ConnectError"),
+    "InsufficientScopeError": ("freshtoken._errors", "InsufficientScopeError"),
+    "InvalidClientError": ("freshtoken._errors", "InvalidClientError"),
+    "InvalidGrantError": ("freshtoken._errors", "InvalidGrantError"),
+    "InvalidRequestError": ("freshtoken._errors", "InvalidRequestError"),
+    "InvalidScopeError": ("freshtoken._errors", "InvalidScopeError"),
+    "MalformedResponseError": ("freshtoken._errors", "MalformedResponseError"),
+    "NameResolutionError": ("freshtoken._errors", "NameResolutionError"),
+    "OAuthError": ("freshtoken._errors", "OAuthError"),
+    "RateLimitedError": ("freshtoken._errors", "RateLimitedError"),
+    "ServerError": ("freshtoken._errors", "ServerError"),
+    "StoreError": ("freshtoken._errors", "StoreError"),
+    "TimeoutError": ("freshtoken._errors", "TimeoutError"),
+    "TLSError": ("freshtoken._errors", "TLSError"),
+    "TokenUnavailableError": ("freshtoken._errors", "TokenUnavailableError"),
+    "TransportError": ("freshtoken._errors", "TransportError"),
+    "UnauthorizedClientError": ("freshtoken._errors", "UnauthorizedClientError"),
+    "TokenClient": ("freshtoken._grants._client", "TokenClient"),
+    "ClientSecretBasic": ("freshtoken._grants._client_auth", "ClientSecretBasic"),
+    "ClientSecretPost": ("freshtoken._grants._client_auth", "ClientSecretPost"),
+    "PublicClient": ("freshtoken._grants._client_auth", "PublicClient"),
+    "AuthorizationCode": ("freshtoken._grants._grant", "AuthorizationCode"),
+    "ClientCredentials": ("freshtoken._grants._grant", "ClientCredentials"),
+    "RefreshTokenGrant": ("freshtoken._grants._grant", "RefreshTokenGrant"),
+    "RetryPolicy": ("freshtoken._grants._retry", "RetryPolicy"),
+    "Timeouts": ("freshtoken._http", "Timeouts"),
+    "Endpoints": ("freshtoken._provider._endpoints", "Endpoints"),
+    "GENESYS_REGIONS": ("freshtoken._provider._genesys", "REGIONS"),
+    "GenesysRegion": ("freshtoken._provider._genesys", "GenesysRegion"),
+    "genesys_region": ("freshtoken._provider._genesys", "genesys_region"),
+    "Secret": ("freshtoken._secret", "Secret"),
+    "BrokerStats": ("freshtoken._sources._broker", "BrokerStats"),
+    "RefreshPolicy": ("freshtoken._sources._broker", "RefreshPolicy"),
+    "TokenBroker": ("freshtoken._sources._broker", "TokenBroker"),
+    "TokenSource": ("freshtoken._sources._source", "TokenSource"),
+    "MemoryStore": ("freshtoken._sources._store", "MemoryStore"),
+    "TokenStore": ("freshtoken._sources._store", "TokenStore"),
+    "open_store": ("freshtoken._sources._store", "open_store"),
+    "Token": ("freshtoken._token", "Token"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'freshtoken' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "GENESYS_REGIONS",

@@ -1,12 +1,15 @@
-"""Settings: what freshtoken needs to know, read from explicit values or the environment."""
+"""Settings: what freshtoken needs to know, from explicit values, the environment, or a profile
+in `freshtoken.toml`. One table (`OPTIONS`) names every setting, its variable and its file key."""
 
 from __future__ import annotations
 
 import os
+import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._grants._client_auth import AUTH_METHODS
@@ -18,17 +21,135 @@ if TYPE_CHECKING:
     from freshtoken._sources._store import TokenStore
 
 PREFIX = "FRESHTOKEN_"
+CONFIG_NAME = "freshtoken.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting. Secrets come from `$VAR`, `$VAR_FILE` (`-` for stdin) or `key_file` in a
+    profile, never from the file itself nor from the command line."""
+
+    key: str
+    kind: str  # text | secret | seconds | scope
+    help: str
+    example: str
+    default: str = ""
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.key.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "token_url",
+        "text",
+        "Token endpoint; wins over issuer and region.",
+        "https://login.example.com/oauth/token",
+    ),
+    Option(
+        "issuer",
+        "text",
+        "Issuer URL; endpoints found by RFC 8414 / OIDC discovery.",
+        "https://idp.example.com/realms/ci",
+    ),
+    Option("region", "text", "Genesys Cloud region key, domain or API URL.", "eu_west_1"),
+    Option(
+        "introspection_url",
+        "text",
+        "RFC 7662 endpoint, when not discovered.",
+        "https://login.example.com/oauth/introspect",
+    ),
+    Option(
+        "revocation_url",
+        "text",
+        "RFC 7009 endpoint, when not discovered.",
+        "https://login.example.com/oauth/revoke",
+    ),
+    Option("client_id", "text", "OAuth client id.", "3f2a...c9"),
+    Option("client_secret", "secret", "OAuth client secret.", "/run/secrets/client_secret"),
+    Option(
+        "scope",
+        "scope",
+        "Scopes, space-separated (empty for Genesys client credentials).",
+        "read write",
+    ),
+    Option(
+        "auth_method",
+        "text",
+        "client_secret_basic, client_secret_post or none.",
+        "client_secret_post",
+        "client_secret_basic",
+    ),
+    Option(
+        "audience",
+        "text",
+        "Extra client-credentials parameter (Auth0 and others).",
+        "https://api.example.com",
+    ),
+    Option("resource", "text", "RFC 8707 resource indicator.", "https://api.example.com"),
+    Option(
+        "store",
+        "text",
+        "memory://, sqlite:///path, redis://... or rediss://...",
+        "redis://ci@redis.internal:6379/0",
+        "SQLite in the user cache dir or $RUNNER_TEMP",
+    ),
+    Option(
+        "store_key",
+        "secret",
+        "Base64 of 32 bytes sealing stored entries (AES-256-GCM).",
+        "/run/secrets/freshtoken-store-key",
+        "a 0600 key file beside a SQLite store",
+    ),
+    Option(
+        "store_fail",
+        "text",
+        "open: mint locally while a shared store is down; closed: fail.",
+        "closed",
+        "open",
+    ),
+    Option("redis_password", "secret", "Redis password (or in the URL).", "/run/secrets/redis"),
+    Option("redis_prefix", "text", "Prefix of every Redis key.", "ci:", "freshtoken:"),
+    Option("redis_timeout", "seconds", "Longest wait for one Redis call.", "0.5", "1"),
+    Option("redis_lease", "seconds", "Redis lock lease, renewed while held.", "10", "10"),
+    Option("connect_timeout", "seconds", "Connect timeout to the token endpoint.", "5", "5"),
+    Option("read_timeout", "seconds", "Read timeout at the token endpoint.", "15", "15"),
+    Option(
+        "retry_budget",
+        "seconds",
+        "Longest one token request may take, retries included.",
+        "30",
+        "30",
+    ),
+    Option(
+        "proxy_upstream",
+        "text",
+        "Where `serve --proxy` forwards.",
+        "https://api.mypurecloud.ie",
+        "the Genesys API host of the region",
+    ),
+)
+_BY_KEY = {o.key: o for o in OPTIONS}
+# The variables of the Genesys `gc` CLI and Terraform provider; FRESHTOKEN_* ones win.
+GENESYS_ENV = {
+    "GENESYSCLOUD_REGION": "region",
+    "GENESYSCLOUD_OAUTHCLIENT_ID": "client_id",
+    "GENESYSCLOUD_OAUTHCLIENT_SECRET": "client_secret",
+}
 
 
 def read_secret_file(path: str, setting: str) -> Secret:
-    """A secret from a file, trailing newline removed; errors name the setting, not the value."""
+    """A secret from a file (`-`: standard input), trailing newline removed; errors name the
+    setting, never the value."""
     try:
-        text = Path(path).read_text(encoding="utf-8").strip()
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigurationError(
             f"{setting} names a file that cannot be read: {path} ({exc.strerror})",
             hint=f"Check the path and its permissions, or unset {setting}.",
         ) from None
+    text = text.strip()
     if not text:
         raise ConfigurationError(
             f"{setting} names an empty file: {path}", hint="Write the secret into the file."
@@ -36,9 +157,84 @@ def read_secret_file(path: str, setting: str) -> Secret:
     return Secret(text)
 
 
+def find_config(environ: Mapping[str, str], cwd: Path | None = None) -> Path | None:
+    """$FRESHTOKEN_CONFIG, else freshtoken.toml here or in a parent, else in the user config
+    directory."""
+    if explicit := environ.get(PREFIX + "CONFIG", "").strip():
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigurationError(
+                f"$FRESHTOKEN_CONFIG names no file: {explicit}",
+                hint="Correct the path or unset FRESHTOKEN_CONFIG.",
+            )
+        return path
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder / CONFIG_NAME
+    import platformdirs
+
+    user = Path(platformdirs.user_config_dir("freshtoken")) / CONFIG_NAME
+    return user if user.is_file() else None
+
+
+def _profile_values(path: Path, profile: str | None) -> dict[str, tuple[object, str]]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(
+            f"cannot read {path}: {exc}", hint="Fix the TOML syntax (see docs/configuration.md)."
+        ) from None
+    name = profile or "default"
+    table = document.get(name)
+    if not isinstance(table, dict):
+        if profile is None:
+            return {}
+        known = ", ".join(sorted(k for k, v in document.items() if isinstance(v, dict)))
+        raise ConfigurationError(
+            f"profile {name!r} is not in {path}", hint=f"Profiles there: {known or '(none)'}."
+        )
+    values: dict[str, tuple[object, str]] = {}
+    for key, value in table.items():
+        where = f"{path} [{name}] {key}"
+        option = _BY_KEY.get(key.removesuffix("_file"))
+        if option is None or (key.endswith("_file") and option.kind != "secret"):
+            raise ConfigurationError(
+                f"unknown setting {key!r} in {path} [{name}]",
+                hint="Settings: " + ", ".join(o.key for o in OPTIONS) + ".",
+            )
+        if option.kind == "secret" and not key.endswith("_file"):
+            raise ConfigurationError(
+                f"{path} [{name}] holds the secret {key!r} in plain text",
+                hint=f"Put it in a file of its own and set {key}_file, or use ${option.env}.",
+            )
+        values[key] = (value, where)
+    return values
+
+
+def _convert(option: Option, value: object, source: str) -> object:
+    if option.kind == "seconds":
+        return positive_number(str(value), source)
+    if option.kind == "scope":
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        if isinstance(value, str):
+            return tuple(value.split())
+        raise ConfigurationError(
+            f"{source} must be a string or a list of strings",
+            hint='For example: scope = "read write".',
+        )
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"{source} must be a string", hint=f'For example: {option.key} = "{option.example}".'
+        )
+    return value.strip()
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything needed to get tokens for one client. Secrets are `Secret`s."""
+    """Everything needed to get tokens for one client. Secrets are `Secret`s; `sources` says
+    where each value came from (for error messages and `freshtoken doctor`)."""
 
     client_id: str | None = None
     client_secret: Secret | None = None
@@ -61,6 +257,8 @@ class Settings:
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     retry_budget: float = 30.0
+    proxy_upstream: str | None = None
+    profile: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -70,70 +268,70 @@ class Settings:
                 f"(from {self.sources.get('auth_method', 'settings')})",
                 hint=f"FRESHTOKEN_AUTH_METHOD must be one of: {', '.join(AUTH_METHODS)}.",
             )
+        if self.store_fail not in ("open", "closed"):
+            raise ConfigurationError(
+                f"store_fail must be open or closed, not {self.store_fail!r} "
+                f"(from {self.sources.get('store_fail', 'settings')})",
+                hint="open: mint locally while a shared store is down; closed: fail (exit 5).",
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read `FRESHTOKEN_*` variables (see docs/configuration.md)."""
+        """Read only `FRESHTOKEN_*` (and `GENESYSCLOUD_*`) variables."""
+        return cls.load(environ=environ, use_file=False)
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        profile: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        use_file: bool = True,
+    ) -> Settings:
+        """A profile of freshtoken.toml (if any), then GENESYSCLOUD_*, then FRESHTOKEN_*
+        variables, each winning over the one before."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        sources: dict[str, str] = {}
-
-        def take(name: str, key: str) -> str | None:
-            value = env.get(PREFIX + name, "").strip()
-            if value:
-                sources[key] = f"${PREFIX}{name}"
-                values[key] = value
-                return value
-            return None
-
-        for name in (
-            "TOKEN_URL",
-            "INTROSPECTION_URL",
-            "REVOCATION_URL",
-            "ISSUER",
-            "REGION",
-            "CLIENT_ID",
-            "AUTH_METHOD",
-            "AUDIENCE",
-            "RESOURCE",
-            "STORE",
-            "STORE_FAIL",
-            "REDIS_PREFIX",
-        ):
-            take(name, name.lower())
-        if scope := env.get(PREFIX + "SCOPE", "").strip():
-            values["scope"] = tuple(scope.split())
-            sources["scope"] = f"${PREFIX}SCOPE"
-        for key, label in (
-            ("client_secret", "CLIENT_SECRET"),
-            ("store_key", "STORE_KEY"),
-            ("redis_password", "REDIS_PASSWORD"),
-        ):
-            direct = env.get(PREFIX + label, "")
-            path = env.get(PREFIX + label + "_FILE", "").strip()
-            if direct and path:
+        profile = profile or env.get(PREFIX + "PROFILE", "").strip() or None
+        raw: dict[str, tuple[object, str]] = {}
+        path = find_config(env, cwd) if use_file else None
+        if path is not None:
+            raw.update(_profile_values(path, profile))
+        elif profile is not None:
+            raise ConfigurationError(
+                f"profile {profile!r} was asked for, but no {CONFIG_NAME} was found",
+                hint=f"Create {CONFIG_NAME} (here or in a parent folder), or set "
+                "FRESHTOKEN_CONFIG to its path.",
+            )
+        for variable, key in GENESYS_ENV.items():
+            if value := env.get(variable, "").strip():
+                raw[key] = (value, "$" + variable)
+        for option in OPTIONS:
+            direct = env.get(option.env, "").strip()
+            from_file = env.get(option.env + "_FILE", "").strip() if option.kind == "secret" else ""
+            if direct and from_file:
                 raise ConfigurationError(
-                    f"both {PREFIX}{label} and {PREFIX}{label}_FILE are set",
+                    f"both ${option.env} and ${option.env}_FILE are set",
                     hint="Set only one of them.",
                 )
             if direct:
-                values[key] = Secret(direct.strip())
-                sources[key] = f"${PREFIX}{label}"
-            elif path:
-                values[key] = read_secret_file(path, f"{PREFIX}{label}_FILE")
-                sources[key] = f"${PREFIX}{label}_FILE"
-        for key, label in (
-            ("connect_timeout", "CONNECT_TIMEOUT"),
-            ("read_timeout", "READ_TIMEOUT"),
-            ("retry_budget", "RETRY_BUDGET"),
-            ("redis_timeout", "REDIS_TIMEOUT"),
-            ("redis_lease", "REDIS_LEASE"),
-        ):
-            raw = env.get(PREFIX + label, "").strip()
-            if raw:
-                values[key] = positive_number(raw, f"${PREFIX}{label}")
-                sources[key] = f"${PREFIX}{label}"
-        return cls(**values, sources=sources)  # type: ignore[arg-type]
+                raw.pop(option.key + "_file", None)
+                raw[option.key] = (direct, "$" + option.env)
+            elif from_file:
+                raw.pop(option.key, None)
+                raw[option.key + "_file"] = (from_file, f"${option.env}_FILE")
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for key, (given, source) in raw.items():
+            option = _BY_KEY[key.removesuffix("_file")]
+            if key.endswith("_file"):
+                values[option.key] = read_secret_file(str(given), source)
+            elif option.kind == "secret":
+                values[option.key] = Secret(str(given).strip())
+            else:
+                values[option.key] = _convert(option, given, source)
+            sources[option.key] = source
+        return cls(**values, profile=profile, sources=sources)
 
     def endpoints(self) -> Endpoints | None:
         """The endpoints when known without the network; None when discovery is needed."""
