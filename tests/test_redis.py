@@ -57,7 +57,7 @@ def test_keys_are_hashed_tagged_sealed_and_expire(
     assert dump
     assert token.access_token.encode() not in dump and b"demo" not in dump
     assert 3500_000 < raw.pttl(names[0]) <= 3600_000  # expires with the token
-    assert broker.store.keys() == [broker.key]
+    assert broker.store.list_keys() == [broker.key]
 
 
 def test_compare_and_set_and_a_lease_that_ran_out(redis_server: RedisProcess) -> None:

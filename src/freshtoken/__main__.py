@@ -1,3 +1,3 @@
-from freshtoken._interfaces.cli import main
+from freshtoken._interfaces._fast import main
 
 main()

@@ -69,6 +69,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("client_id", "text", "OAuth client id.", "3f2a...c9"),
     Option("client_secret", "secret", "OAuth client secret.", "/run/secrets/client_secret"),
     Option(
+        "grant",
+        "text",
+        "client_credentials, or refresh_token: a seeded refresh token only.",
+        "refresh_token",
+        "client_credentials",
+    ),
+    Option(
         "scope",
         "scope",
         "Scopes, space-separated (empty for Genesys client credentials).",
@@ -244,6 +251,7 @@ class Settings:
     issuer: str | None = None
     region: str | None = None
     scope: tuple[str, ...] = ()
+    grant: str = "client_credentials"
     auth_method: str = "client_secret_basic"
     audience: str | None = None
     resource: str | None = None
@@ -267,6 +275,13 @@ class Settings:
                 f"unknown auth method {self.auth_method!r} "
                 f"(from {self.sources.get('auth_method', 'settings')})",
                 hint=f"FRESHTOKEN_AUTH_METHOD must be one of: {', '.join(AUTH_METHODS)}.",
+            )
+        if self.grant not in ("client_credentials", "refresh_token"):
+            raise ConfigurationError(
+                f"grant must be client_credentials or refresh_token, not {self.grant!r} "
+                f"(from {self.sources.get('grant', 'settings')})",
+                hint="refresh_token: only a refresh token seeded with "
+                "`freshtoken seed-refresh-token` is used (no client-credentials fallback).",
             )
         if self.store_fail not in ("open", "closed"):
             raise ConfigurationError(

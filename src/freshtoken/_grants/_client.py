@@ -17,7 +17,15 @@ from freshtoken._grants._client_auth import ClientAuth, client_auth
 from freshtoken._grants._grant import Grant
 from freshtoken._grants._response import parse_token_reply
 from freshtoken._grants._retry import RetryPolicy, with_retries
-from freshtoken._http import Exchange, Timeouts, new_async_client, new_client, run_async, run_sync
+from freshtoken._http import (
+    Exchange,
+    Reply,
+    Timeouts,
+    new_async_client,
+    new_client,
+    run_async,
+    run_sync,
+)
 from freshtoken._provider._discovery import cached, discover
 from freshtoken._provider._endpoints import Endpoints, check_url
 from freshtoken._token import Token
@@ -119,9 +127,12 @@ class TokenClient:
     async def afetch(self, grant: Grant) -> Token:
         return await run_async(self.token_exchange(grant), self._aclient(), self.clock)
 
-    def _introspection(self, value: str, hint: str) -> Exchange[bool | None]:
+    def _post_token(self, which: str, value: str, hint: str) -> Exchange[Reply | None]:
+        """POST `token=value` with client authentication to the endpoint named `which`
+        (RFC 7662 / RFC 7009). None when there is no such endpoint or no answer."""
         endpoints = yield from self.endpoints_exchange()
-        if not endpoints.introspection_url:
+        url = getattr(endpoints, which)
+        if not url:
             return None
         headers = {
             "Accept": "application/json",
@@ -130,17 +141,18 @@ class TokenClient:
         form = {"token": value, "token_type_hint": hint}
         self.auth.apply(headers, form)
         try:
-            reply = yield httpx.Request(
-                "POST",
-                endpoints.introspection_url,
-                headers=headers,
-                content=urlencode(form).encode(),
+            return (
+                yield httpx.Request("POST", url, headers=headers, content=urlencode(form).encode())
             )
         except httpx.HTTPError:
             return None
-        assert reply is not None
+
+    def _introspection(self, value: str, hint: str) -> Exchange[bool | None]:
+        reply = yield from self._post_token("introspection_url", value, hint)
+        if reply is None or reply.status != 200:
+            return None
         try:
-            active = json.loads(reply.body).get("active") if reply.status == 200 else None
+            active = json.loads(reply.body).get("active")
         except (ValueError, AttributeError):
             return None
         return active if isinstance(active, bool) else None
@@ -149,6 +161,14 @@ class TokenClient:
         """RFC 7662: is `value` active? None when the server has no introspection endpoint
         or did not answer clearly. One attempt, no retries."""
         return run_sync(self._introspection(value, hint), self._client(), self.clock)
+
+    def _revocation(self, value: str, hint: str) -> Exchange[bool | None]:
+        reply = yield from self._post_token("revocation_url", value, hint)
+        return None if reply is None else reply.status == 200
+
+    def revoke(self, value: str, hint: str = "access_token") -> bool | None:
+        """RFC 7009: revoke `value`. True if the server accepted, None if it has no endpoint."""
+        return run_sync(self._revocation(value, hint), self._client(), self.clock)
 
     def endpoints(self) -> Endpoints:
         return run_sync(self.endpoints_exchange(), self._client(), self.clock)

@@ -128,7 +128,10 @@ class TokenBroker:
         """A broker for the configured client, store and scope; `options` as for __init__."""
         client = TokenClient.from_settings(settings, **({"clock": clock} if clock else {}))
         options.setdefault(
-            "grant", ClientCredentials(settings.scope, settings.audience, settings.resource)
+            "grant",
+            ClientCredentials(settings.scope, settings.audience, settings.resource)
+            if settings.grant == "client_credentials"
+            else None,
         )
         return cls(client, store=store or settings.open_store(), **options)
 
@@ -425,6 +428,11 @@ class TokenBroker:
             if self.store.save(self.key, fresh, entry.version if entry else 0) is None:
                 raise StoreError("the store entry changed while seeding", hint="Try again.")
             self._current = None
+
+    @property
+    def current(self) -> Token | None:
+        """The cached token, whatever its age (no network, no store)."""
+        return self._current
 
     @property
     def stats(self) -> BrokerStats:

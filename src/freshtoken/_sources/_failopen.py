@@ -101,8 +101,8 @@ class FailOpenStore:
     def owns_lock(self, key: str) -> bool:
         return not self._shared_ok() or self.shared.owns_lock(key)
 
-    def keys(self) -> list[str]:
-        keys: list[str] = self._call("keys")
+    def list_keys(self) -> list[str]:
+        keys: list[str] = self._call("list_keys")
         return keys
 
     def close(self) -> None:

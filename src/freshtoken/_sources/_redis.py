@@ -210,7 +210,7 @@ class RedisStore:
         except self._errors:
             return False
 
-    def keys(self) -> list[str]:
+    def list_keys(self) -> list[str]:
         try:
             names = self._redis.scan_iter(match=f"{self.prefix}{{*}}:entry", count=500)
             return [n.decode()[len(self.prefix) + 1 : -len("}:entry")] for n in names]

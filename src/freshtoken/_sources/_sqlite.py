@@ -206,7 +206,7 @@ class SQLiteStore:
     def owns_lock(self, key: str) -> bool:
         return True  # flock is held for as long as this process lives
 
-    def keys(self) -> list[str]:
+    def list_keys(self) -> list[str]:
         with self._guard:
             return [r[0] for r in self._conn().execute("SELECT key FROM entries")]
 

@@ -36,7 +36,7 @@ class TokenStore(Protocol):
         """Whether this process still holds `key`'s lock (a lease may have run out)."""
         ...
 
-    def keys(self) -> list[str]: ...
+    def list_keys(self) -> list[str]: ...
     def close(self) -> None: ...
 
 
@@ -81,7 +81,7 @@ class MemoryStore:
     def owns_lock(self, key: str) -> bool:
         return True  # a thread lock has no lease to lose
 
-    def keys(self) -> list[str]:
+    def list_keys(self) -> list[str]:
         return list(self._entries)
 
     def close(self) -> None:

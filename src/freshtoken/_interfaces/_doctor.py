@@ -1,0 +1,135 @@
+"""`freshtoken doctor`: a checklist, each failing line with its fix. Secrets are never shown."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from freshtoken._config import OPTIONS, Settings
+from freshtoken._errors import OAuthError
+
+
+@dataclass
+class Check:
+    state: str  # ok | fail | info
+    title: str
+    fix: str = ""
+
+
+def _configuration(settings: Settings) -> list[Check]:
+    checks = [Check("ok", f"configuration loaded (profile {settings.profile or 'default'})")]
+    for option in OPTIONS:
+        source = settings.sources.get(option.key)
+        if source is None:
+            continue
+        if option.kind == "secret":
+            shown = "set"
+        else:
+            value = getattr(settings, option.key)
+            shown = " ".join(value) if isinstance(value, tuple) else str(value)
+        checks.append(Check("info", f"{option.key} = {shown}  (from {source})"))
+    return checks
+
+
+def _endpoint(settings: Settings) -> Check:
+    endpoints = settings.endpoints()
+    url = endpoints.token_url if endpoints else settings.issuer or ""
+    host = urlsplit(url).hostname or ""
+    port = urlsplit(url).port or (443 if url.startswith("https") else 80)
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            pass
+    except socket.gaierror:
+        return Check(
+            "fail",
+            f"{host} does not resolve",
+            "Check the token URL or region spelling, and this machine's DNS.",
+        )
+    except OSError as exc:
+        return Check(
+            "fail",
+            f"{host}:{port} does not answer ({exc.strerror})",
+            "Check the network path (firewall, HTTPS_PROXY/NO_PROXY) and the port.",
+        )
+    where = f" (Genesys Cloud region {endpoints.region})" if endpoints and endpoints.region else ""
+    return Check("ok", f"{host}:{port} resolves and answers{where}")
+
+
+def run_checks(profile: str | None, build_minutes: float) -> list[Check]:
+    """Every check that applies; stops early only when nothing further can be checked."""
+    from freshtoken._sources._broker import TokenBroker
+
+    try:
+        settings = Settings.load(profile=profile)
+        settings.require_client_id()
+    except OAuthError as exc:
+        return [Check("fail", f"configuration: {exc.message}", exc.hint)]
+    checks = _configuration(settings)
+    try:
+        checks.append(_endpoint(settings))
+    except OAuthError as exc:
+        return [*checks, Check("fail", exc.message, exc.hint)]
+    if "offline_access" in settings.scope:
+        checks.append(
+            Check(
+                "fail",
+                "scope asks for offline_access",
+                "Genesys Cloud has no offline_access scope and client credentials never get a "
+                "refresh token; none is needed: freshtoken mints a new token before the old one "
+                "expires. Remove it from FRESHTOKEN_SCOPE."
+                if settings.region
+                else "offline_access asks for a refresh token; client credentials need none. "
+                "Remove it unless this server documents it for this grant.",
+            )
+        )
+    try:
+        store = settings.open_store()
+        checks.append(Check("ok", f"store {store!r} opens; entries sealed with AES-256-GCM"))
+        broker = TokenBroker.from_settings(settings, store=store)
+        token = broker.token()
+    except OAuthError as exc:
+        return [*checks, Check("fail", exc.message, exc.hint)]
+    lifetime = token.lifetime / 60
+    if token.lifetime >= build_minutes * 60:
+        checks.append(
+            Check("ok", f"a token lives {lifetime:.0f} min, the build {build_minutes:.0f} min")
+        )
+    else:
+        checks.append(
+            Check(
+                "info",
+                f"a token lives {lifetime:.0f} min, less than the "
+                f"{build_minutes:.0f}-min build: steps must ask freshtoken "
+                "(token, serve, exec), never keep one token for the build",
+            )
+        )
+    if token.scope is None:
+        checks.append(
+            Check(
+                "info",
+                "the server states no granted scope (Genesys Cloud: "
+                "permissions come from the OAuth client's roles)",
+            )
+        )
+    else:
+        missing = sorted(set(settings.scope) - set(token.scope))
+        checks.append(
+            Check(
+                "fail",
+                f"scopes not granted: {' '.join(missing)}",
+                "Allow them on the client, or stop asking for them.",
+            )
+            if missing
+            else Check("ok", f"granted scope: {' '.join(token.scope) or '(none)'}")
+        )
+    entry = broker.store.load(broker.key)
+    checks.append(
+        Check(
+            "info",
+            "a refresh token is held"
+            if entry and entry.refresh_token
+            else "no refresh token held (client credentials need none)",
+        )
+    )
+    return checks

@@ -1,0 +1,51 @@
+"""Running the real `freshtoken` command in a subprocess, isolated from the user's files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from freshtoken.testing import AuthServer
+
+BIN = str(Path(sys.executable).parent)
+
+
+def cli_env(tmp: Path, server: AuthServer | None = None, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FRESHTOKEN_", "GENESYSCLOUD_", "GITHUB_"))
+    }
+    env.update(
+        {
+            "XDG_CACHE_HOME": str(tmp / "cache"),
+            "XDG_CONFIG_HOME": str(tmp / "config"),
+            "PATH": BIN + os.pathsep + env.get("PATH", ""),
+        }
+    )
+    if server is not None:
+        env.update(
+            {
+                "FRESHTOKEN_TOKEN_URL": server.token_url,
+                "FRESHTOKEN_CLIENT_ID": "demo-client",
+                "FRESHTOKEN_CLIENT_SECRET": "demo-secret",
+            }
+        )
+    env.update(extra)
+    return env
+
+
+def ft(
+    args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "freshtoken", *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,271 @@
+"""`freshtoken serve` and `freshtoken exec`: the local endpoint, the proxy, and children in
+several languages. Real subprocesses, real HTTP, loopback only."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from freshtoken import RefreshPolicy
+from freshtoken.testing import AuthServer, Client
+from tests._cli import cli_env, ft
+from tests.conftest import CANARY_SECRET, wait_until
+
+FT = [sys.executable, "-m", "freshtoken"]
+
+
+class Serve:
+    def __init__(
+        self, args: list[str], env: dict[str, str], cwd: Path, verbosity: str = "-q"
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [*FT, verbosity, "serve", *args],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, self.proc.stderr.read() if self.proc.stderr else ""
+        self.ready: dict[str, Any] = json.loads(line)
+        self.key = Path(self.ready["key_file"]).read_text()
+
+    def headers(self) -> dict[str, str]:
+        return {"X-Freshtoken-Key": self.key}
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=10)
+        assert self.proc.returncode == 0, err
+        return err
+
+
+@pytest.fixture
+def canary_server() -> Iterator[AuthServer]:
+    with AuthServer(clients=[Client("demo-client", CANARY_SECRET)], ttl=60) as server:
+        yield server
+
+
+def _env(tmp: Path, server: AuthServer, **extra: str) -> dict[str, str]:
+    return cli_env(
+        tmp,
+        FRESHTOKEN_TOKEN_URL=server.token_url,
+        FRESHTOKEN_CLIENT_ID="demo-client",
+        FRESHTOKEN_CLIENT_SECRET=CANARY_SECRET,
+        FRESHTOKEN_PROXY_UPSTREAM=server.url,
+        **extra,
+    )
+
+
+def test_serve_needs_the_key_and_keeps_files_private(
+    tmp_path: Path, canary_server: AuthServer
+) -> None:
+    serve = Serve(["--proxy"], _env(tmp_path, canary_server), tmp_path, "-vv")
+    try:
+        url = serve.ready["url"]
+        assert serve.ready["pid"] == serve.proc.pid
+        assert stat.S_IMODE(Path(serve.ready["key_file"]).stat().st_mode) == 0o600
+        assert httpx.get(url + "/token").status_code == 401
+        assert httpx.get(url + "/token", headers={"X-Freshtoken-Key": "guess"}).status_code == 401
+        assert httpx.get(serve.ready["proxy_url"] + "/api/echo").status_code == 401
+        got = httpx.get(url + "/token?min_ttl=30", headers=serve.headers()).json()
+        assert got["token_type"] == "Bearer" and 30 <= got["expires_in"] <= 60
+        bearer = httpx.get(url + "/healthz", headers={"Authorization": f"Bearer {serve.key}"})
+        assert bearer.json() == {"status": "ok"}
+        metrics = httpx.get(url + "/metrics", headers=serve.headers()).text
+        assert "freshtoken_unauthorized_requests_total 3" in metrics
+        assert "freshtoken_mints_total 1" in metrics
+        cmdline = Path(f"/proc/{serve.proc.pid}/cmdline").read_bytes()
+        assert CANARY_SECRET.encode() not in cmdline and serve.key.encode() not in cmdline
+    finally:
+        err = serve.stop()
+    assert CANARY_SECRET not in err and serve.key not in err and got["access_token"] not in err
+    assert not Path(serve.ready["key_file"]).exists()
+
+
+def test_serve_on_a_unix_socket(tmp_path: Path, canary_server: AuthServer) -> None:
+    path = tmp_path / "ft.sock"
+    serve = Serve(["--socket", str(path)], _env(tmp_path, canary_server), tmp_path)
+    try:
+        assert serve.ready["url"] == f"unix:{path}"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        transport = httpx.HTTPTransport(uds=str(path))
+        with httpx.Client(transport=transport) as client:
+            assert client.get("http://local/token").status_code == 401
+            assert client.get("http://local/token", headers=serve.headers()).status_code == 200
+        env = {
+            **_env(tmp_path, canary_server),
+            "FRESHTOKEN_URL": serve.ready["url"],
+            "FRESHTOKEN_KEY": serve.key,
+        }
+        out = ft(["token", "--format", "header"], env, tmp_path)
+        assert out.returncode == 0 and out.stdout.startswith("Authorization: Bearer at_")
+    finally:
+        serve.stop()
+
+
+def test_proxy_retries_once_after_a_401_and_passes_429(tmp_path: Path) -> None:
+    with AuthServer(ttl=60) as server:
+        serve = Serve(["--proxy", server.url], cli_env(tmp_path, server), tmp_path)
+        try:
+            proxy = serve.ready["proxy_url"]
+            headers = {**serve.headers(), "Authorization": "Bearer client-own-token"}
+            first = httpx.post(proxy + "/api/echo", headers=headers, content=b"x" * 1000)
+            assert first.status_code == 200 and first.json()["id"] == "demo-client"
+            server.revoke_all()  # the proxy's cached token is refused now
+            again = httpx.post(proxy + "/api/echo", headers=serve.headers(), content=b"y" * 10)
+            assert again.status_code == 200
+            stats = server.stats()
+            assert (stats["api_401"], stats["tokens_minted"]) == (1, 2)
+            metrics = httpx.get(serve.ready["url"] + "/metrics", headers=serve.headers()).text
+            assert "freshtoken_proxy_retries_total 1" in metrics
+            server.configure(api_rate_limit=1)
+            httpx.get(proxy + "/api/v2/tokens/me", headers=serve.headers())
+            limited = httpx.get(proxy + "/api/v2/tokens/me", headers=serve.headers())
+            assert limited.status_code == 429
+            assert int(limited.headers["Retry-After"]) > 0
+            assert limited.json()["code"] == "too.many.requests.retry.after"
+        finally:
+            serve.stop()
+
+
+CHILD_PY = """
+import json, os, sys, time, urllib.request
+base, key, proxy = os.environ["FRESHTOKEN_URL"], os.environ["FRESHTOKEN_KEY"], \\
+    os.environ["FRESHTOKEN_PROXY_URL"]
+api = sys.argv[1]
+end = time.time() + float(sys.argv[2])
+codes = []
+while time.time() < end:
+    req = urllib.request.Request(base + "/token?min_ttl=0.3", headers={"X-Freshtoken-Key": key})
+    token = json.load(urllib.request.urlopen(req))["access_token"]
+    for url, headers in ((api, {"Authorization": "Bearer " + token}),
+                         (proxy + "/api/v2/tokens/me", {"X-Freshtoken-Key": key})):
+        try:
+            request = urllib.request.Request(url, headers=headers)
+            codes.append(urllib.request.urlopen(request).status)
+        except urllib.error.HTTPError as e:
+            codes.append(e.code)
+    time.sleep(0.1)
+print(json.dumps({"calls": len(codes), "bad": [c for c in codes if c != 200],
+                  "secret_seen": any("SECRET" in k for k in os.environ)}))
+"""
+
+CHILD_SH = """
+end=$(( $(date +%s) + $2 )); calls=0; bad=0
+while [ "$(date +%s)" -lt "$end" ]; do
+  h=$(freshtoken token --min-ttl 0.3 --format header)
+  for code in $(curl -s -o /dev/null -w "%{http_code}" -H "$h" "$1") \\
+      $(curl -s -o /dev/null -w "%{http_code}" -H "X-Freshtoken-Key: $FRESHTOKEN_KEY" \\
+        "$FRESHTOKEN_PROXY_URL/api/v2/tokens/me"); do
+    calls=$((calls+1)); [ "$code" = 200 ] || bad=$((bad+1))
+  done
+  sleep 0.1
+done
+echo "{\\"calls\\": $calls, \\"bad\\": $bad}"
+"""
+
+CHILD_JS = """
+const [api, seconds] = process.argv.slice(1);  // node -e has no script path
+const {FRESHTOKEN_URL: base, FRESHTOKEN_KEY: key, FRESHTOKEN_PROXY_URL: proxy} = process.env;
+const http = require("http");
+const get = (url, headers) => new Promise((ok, no) => http.get(url, {headers}, res => {
+  let body = ""; res.on("data", d => body += d); res.on("end", () => ok([res.statusCode, body]));
+}).on("error", no));
+(async () => {
+  const end = Date.now() + seconds * 1000; let calls = 0, bad = 0;
+  while (Date.now() < end) {
+    const [, body] = await get(base + "/token?min_ttl=0.3", {"X-Freshtoken-Key": key});
+    const token = JSON.parse(body).access_token;
+    for (const [url, h] of [[api, {Authorization: "Bearer " + token}],
+                            [proxy + "/api/v2/tokens/me", {"X-Freshtoken-Key": key}]]) {
+      const [code] = await get(url, h); calls++; if (code !== 200) bad++;
+    }
+    await new Promise(r => setTimeout(r, 100));
+  }
+  console.log(JSON.stringify({calls, bad}));
+})();
+"""
+
+
+def _children() -> list[tuple[str, list[str]]]:
+    kids = [("python", [sys.executable, "-c", CHILD_PY])]
+    if shutil.which("curl"):
+        kids.append(("shell", ["sh", "-c", CHILD_SH, "child"]))
+    if shutil.which("node"):
+        kids.append(("node", ["node", "-e", CHILD_JS, "--"]))
+    return kids
+
+
+@pytest.mark.parametrize(("language", "argv"), _children(), ids=[k[0] for k in _children()])
+def test_exec_children_never_see_a_401(tmp_path: Path, language: str, argv: list[str]) -> None:
+    lifetime, seconds = 2.0, 6
+    window = RefreshPolicy().window(lifetime)
+    with AuthServer(ttl=lifetime) as server:
+        env = cli_env(tmp_path, server, FRESHTOKEN_PROXY_UPSTREAM=server.url)
+        started = time.monotonic()
+        out = ft(
+            ["exec", "--proxy", "--", *argv, server.url + "/api/v2/tokens/me", str(seconds)],
+            env,
+            tmp_path,
+            timeout=60,
+        )
+        elapsed = time.monotonic() - started
+        minted = server.stats()["tokens_minted"]
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["calls"] >= 2 * 3 * lifetime / 0.2 * 0.5, result  # ~every 100 ms, 2 calls
+    assert result["bad"] in (0, []), result
+    assert result.get("secret_seen") in (None, False)
+    assert minted <= elapsed / (lifetime - window) + 1, (minted, elapsed)
+
+
+def test_exec_returns_the_exit_code_passes_signals_and_leaves_nothing(
+    tmp_path: Path, server: AuthServer
+) -> None:
+    env = cli_env(tmp_path, server)
+    assert ft(["exec", "--", "sh", "-c", "exit 7"], env, tmp_path).returncode == 7
+    marker = tmp_path / "got-term"
+    script = (
+        f"trap 'echo term > {marker}; exit 3' TERM; echo $$ > {tmp_path / 'pid'}; "
+        "while true; do sleep 0.05; done"
+    )
+    proc = subprocess.Popen([*FT, "exec", "--", "sh", "-c", script], env=env, cwd=tmp_path)
+    wait_until(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip() != "")
+    child = int((tmp_path / "pid").read_text())
+    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+    assert b"demo-secret" not in cmdline
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 3
+    assert marker.read_text().strip() == "term"
+    assert not Path(f"/proc/{child}").exists()
+    env_out = ft(
+        [
+            "exec",
+            "--env",
+            "API_TOKEN",
+            "--",
+            "sh",
+            "-c",
+            'echo "$API_TOKEN|${FRESHTOKEN_CLIENT_SECRET:-none}|$FRESHTOKEN_URL"',
+        ],
+        env,
+        tmp_path,
+    )
+    token, secret, url = env_out.stdout.strip().split("|")
+    assert token.startswith("at_") and secret == "none" and url.startswith("http://127.0.0.1:")
+    assert os.environ.get("FRESHTOKEN_KEY") is None
