@@ -11,14 +11,17 @@ import functools
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import timeit
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 from tests._redis import RedisProcess
@@ -171,6 +174,111 @@ def _run_fleet(
         return minted
 
 
+def _median_ms(argv: list[str], env: dict[str, str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def _latencies(client: httpx.Client, url: str, headers: dict[str, str], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = client.get(url, headers=headers)
+        out.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise SystemExit(f"{url} answered {response.status_code}")
+    return sorted(out)
+
+
+def _rps(url: str, headers: dict[str, str], seconds: float, threads: int = 4) -> float:
+    done = [0] * threads
+    end = time.monotonic() + seconds
+
+    def work(i: int) -> None:
+        with httpx.Client() as client:
+            while time.monotonic() < end:
+                client.get(url, headers=headers)
+                done[i] += 1
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return sum(done) / seconds
+
+
+def command_line(runs: int, requests: int) -> None:
+    cli = str(Path(sys.executable).parent / "freshtoken")
+    with AuthServer() as server, tempfile.TemporaryDirectory() as tmp:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("FRESHTOKEN_")}
+        env = {
+            **base,
+            "FRESHTOKEN_TOKEN_URL": server.token_url,
+            "FRESHTOKEN_CLIENT_ID": "demo-client",
+            "FRESHTOKEN_CLIENT_SECRET": "demo-secret",
+            "FRESHTOKEN_STORE": f"sqlite://{tmp}/t.db",
+            "FRESHTOKEN_PROXY_UPSTREAM": server.url,
+        }
+        subprocess.run([cli, "token"], env=env, check=True, stdout=subprocess.DEVNULL)
+        serve = subprocess.Popen(
+            [cli, "-q", "serve", "--proxy"], env=env, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert serve.stdout is not None
+            ready = json.loads(serve.stdout.readline())
+            key = Path(ready["key_file"]).read_text()
+            child = {**base, "FRESHTOKEN_URL": ready["url"], "FRESHTOKEN_KEY": key}
+            bare = _median_ms([sys.executable, "-c", "pass"], base, runs)
+            table = Table(title=f"a whole process, median of {runs} runs")
+            for column in ("command", "ms", "x python3 -c pass"):
+                table.add_column(column, justify="right" if column != "command" else "left")
+            for label, argv, where in (
+                ("python3 -c pass", [sys.executable, "-c", "pass"], base),
+                ("freshtoken token (SQLite store hit)", [cli, "token"], env),
+                ("freshtoken token (inside exec: parent endpoint)", [cli, "token"], child),
+            ):
+                ms = bare if argv[1:] == ["-c", "pass"] else _median_ms(argv, where, runs)
+                table.add_row(label, f"{ms:.1f}", f"{ms / bare:.1f}x")
+            console.print(table)
+            headers = {"X-Freshtoken-Key": key}
+            with httpx.Client() as client:
+                token = client.get(ready["url"] + "/token", headers=headers).json()
+                direct_headers = {"Authorization": f"Bearer {token['access_token']}"}
+                rows = [
+                    ("GET /token from serve", ready["url"] + "/token", headers),
+                    ("GET /api/echo direct", server.url + "/api/echo", direct_headers),
+                    ("GET /api/echo through the proxy", ready["proxy_url"] + "/api/echo", headers),
+                ]
+                lat = {label: _latencies(client, url, h, requests) for label, url, h in rows}
+            table = Table(
+                title=f"local endpoint and proxy, {requests} sequential requests; "
+                "throughput with 4 client threads for 3 s"
+            )
+            for column in ("what", "p50 ms", "p99 ms", "req/s"):
+                table.add_column(column, justify="right" if column != "what" else "left")
+            for label, url, h in rows:
+                values = lat[label]
+                table.add_row(
+                    label,
+                    f"{values[len(values) // 2]:.2f}",
+                    f"{values[int(len(values) * 0.99)]:.2f}",
+                    f"{_rps(url, h, 3.0):,.0f}",
+                )
+            direct, proxied = lat[rows[1][0]], lat[rows[2][0]]
+            p50 = proxied[len(proxied) // 2] - direct[len(direct) // 2]
+            p99 = proxied[int(len(proxied) * 0.99)] - direct[int(len(direct) * 0.99)]
+            table.add_row("added by the proxy", f"{p50:.2f}", f"{p99:.2f}", "")
+            console.print(table)
+        finally:
+            serve.terminate()
+            serve.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="fewer iterations, shorter runs")
@@ -180,6 +288,7 @@ def main() -> None:
         try:
             url = redis.url if redis else None
             hot_path(200_000 if args.quick else 1_000_000, url)
+            command_line(10 if args.quick else 30, 300 if args.quick else 2000)
             fleet(
                 [1, 4] if args.quick else [1, 4, 8],
                 lifetime=2.0,

@@ -12,7 +12,7 @@ from freshtoken.testing import AuthServer
 BIN = str(Path(sys.executable).parent)
 
 
-def cli_env(tmp: Path, server: AuthServer | None = None, **extra: str) -> dict[str, str]:
+def cli_env(tmp: Path, server: AuthServer | None = None, /, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()

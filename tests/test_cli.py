@@ -7,13 +7,14 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from freshtoken import AuthorizationCode
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.conftest import CANARY_SECRET, make_client
+from tests.conftest import CANARY_SECRET, make_client, wait_until
 
 TOML = """
 [default]
@@ -412,3 +413,46 @@ def test_quiet_verbose_and_help(tmp_path: Path, server: AuthServer) -> None:
     quiet = ft(["-q", "token", "--min-ttl", "4000"], env, tmp_path)
     assert quiet.returncode == 4 and "retrying" not in quiet.stderr
     assert os.environ.get("FRESHTOKEN_URL") is None
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"scope": ("b", "a"), "audience": "https://api"},
+        {"grant": "refresh_token"},
+        {"auth_method": "none"},
+    ],
+)
+def test_the_fast_path_computes_the_brokers_cache_key(
+    tmp_path: Path, server: AuthServer, variant: dict[str, object]
+) -> None:
+    from freshtoken import Secret, Settings, TokenBroker
+    from freshtoken._sources._key import settings_key
+
+    settings = Settings(
+        token_url=server.token_url,
+        client_id="demo-client",
+        client_secret=Secret("demo-secret"),
+        store=f"sqlite://{tmp_path}/t.db",
+        **variant,
+    )  # type: ignore[arg-type]
+    store = settings.open_store()
+    assert (
+        settings_key(settings, store.pepper) == TokenBroker.from_settings(settings, store=store).key
+    )
+
+
+def test_a_cli_call_in_the_refresh_window_leaves_a_stored_refresh(tmp_path: Path) -> None:
+    with AuthServer(ttl=8) as server:  # window: 4 s
+        env = cli_env(tmp_path, server)
+        first = ft(["token"], env, tmp_path).stdout.strip()
+        assert ft(["token"], env, tmp_path).stdout.strip() == first  # a store hit, no mint
+        assert server.stats()["tokens_minted"] == 1
+        wait_until(
+            lambda: ft(["token", "--min-ttl", "1"], env, tmp_path).stdout.strip() != first,
+            timeout=10,
+        )
+        second = ft(["token"], env, tmp_path).stdout.strip()
+        assert second != first
+        assert server.stats()["tokens_minted"] == 2  # the refresh was stored, not lost

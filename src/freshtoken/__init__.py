@@ -7,8 +7,6 @@ httpx.get(url, auth=broker.httpx_auth())         # or requests: broker.requests_
 
 from __future__ import annotations
 
-import importlib
-
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the CLI 12 ms
 if TYPE_CHECKING:
     from typing import Any
@@ -104,6 +102,8 @@ def __getattr__(name: str) -> Any:
         module, attribute = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'freshtoken' has no attribute {name!r}") from None
+    import importlib
+
     value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value

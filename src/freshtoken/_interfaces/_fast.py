@@ -4,9 +4,9 @@ httpx), so a cache hit costs little more than starting Python."""
 
 from __future__ import annotations
 
-import json
+# The C module: `socket` would add 8 ms of imports (enum, selectors) to every call.
+import _socket
 import os
-import socket
 import sys
 import time
 
@@ -46,18 +46,23 @@ class ParentError(Exception):
         self.exit_code = exit_code
 
 
-def fetch_from_parent(base: str, key: str, min_ttl: float | None) -> dict[str, object]:
-    """GET /token from the local endpoint named by $FRESHTOKEN_URL."""
-    path = "/token" + (f"?min_ttl={min_ttl:g}" if min_ttl is not None else "")
+def fetch_from_parent(base: str, key: str, min_ttl: float | None, fmt: str = "json") -> bytes:
+    """GET /token from the local endpoint named by $FRESHTOKEN_URL: the body, in `fmt`."""
+    path = f"/token?format={fmt}" + (f"&min_ttl={min_ttl:g}" if min_ttl is not None else "")
     try:
+        address: object
         if base.startswith("unix:"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(60)
-            sock.connect(base[5:])
+            family, address = _socket.AF_UNIX, base[5:]
         else:
             host, _, port = base.removeprefix("http://").rstrip("/").rpartition(":")
-            sock = socket.create_connection((host.strip("[]"), int(port)), timeout=60)
-        with sock:
+            # bytes, not str: a str host loads the IDNA codec (7 ms) for a loopback address
+            family, _, _, _, address = _socket.getaddrinfo(
+                host.strip("[]").encode("ascii"), int(port), 0, _socket.SOCK_STREAM
+            )[0]
+        sock = _socket.socket(family, _socket.SOCK_STREAM)
+        try:
+            sock.settimeout(60)
+            sock.connect(address)
             sock.sendall(
                 f"GET {path} HTTP/1.1\r\nHost: freshtoken\r\nX-Freshtoken-Key: {key}"
                 "\r\nConnection: close\r\n\r\n".encode()
@@ -65,6 +70,8 @@ def fetch_from_parent(base: str, key: str, min_ttl: float | None) -> dict[str, o
             chunks = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
+        finally:
+            sock.close()
     except (OSError, ValueError) as exc:
         raise ParentError(
             f"the local endpoint {base} did not answer ({exc.__class__.__name__}); "
@@ -73,26 +80,29 @@ def fetch_from_parent(base: str, key: str, min_ttl: float | None) -> dict[str, o
         ) from None
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    if status == 200:
+        return body
+    import json  # only here: on the fast path it would cost a third of the imports
+
     try:
         data = json.loads(body)
     except ValueError:
         data = {}
-    if status != 200:
-        message = data.get("error_description") or f"HTTP {status}"
-        hint = f"\nhint: {data['hint']}" if data.get("hint") else ""
-        raise ParentError(
-            f"{message} (error={data.get('error', 'unknown')}){hint}", int(data.get("exit_code", 4))
-        )
-    return dict(data)
+    message = data.get("error_description") or f"HTTP {status}"
+    hint = f"\nhint: {data['hint']}" if data.get("hint") else ""
+    raise ParentError(
+        f"{message} (error={data.get('error', 'unknown')}){hint}", int(data.get("exit_code", 4))
+    )
 
 
 def render(data: dict[str, object], fmt: str) -> str:
     """The token as `fmt` prints it (github is handled by the full command line)."""
     access = str(data["access_token"])
     if fmt == "json":
-        return json.dumps(
-            {k: data[k] for k in ("access_token", "token_type", "expires_in", "expires_at")}
-        )
+        import json
+
+        keys = ("access_token", "token_type", "expires_in", "expires_at")
+        return json.dumps({k: data[k] for k in keys})
     if fmt == "header":
         return f"Authorization: Bearer {access}"
     if fmt == "env":
@@ -132,18 +142,37 @@ def main() -> None:
         sys.stderr.write(f"freshtoken: {refused}\n")
         sys.exit(2)
     parent, key = os.environ.get("FRESHTOKEN_URL"), os.environ.get("FRESHTOKEN_KEY")
-    fast = _fast_args(argv) if parent and key else None
+    fast = _fast_args(argv)
+    if fast is not None and not (parent and key) and _print_cached(*fast):
+        return
     if fast is not None and parent and key:
         try:
-            data = fetch_from_parent(parent, key, fast[0])
+            body = fetch_from_parent(parent, key, fast[0], fast[1])
         except ParentError as exc:
             sys.stderr.write(f"freshtoken: {exc}\n")
             sys.exit(exc.exit_code)
-        sys.stdout.write(render(data, fast[1]) + "\n")
+        sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
         return
     from freshtoken._interfaces.cli import cli
 
     cli(prog_name="freshtoken")
+
+
+def _print_cached(min_ttl: float | None, fmt: str) -> bool:
+    """Serve a plain `freshtoken token` from the store, without loading httpx and click."""
+    from freshtoken._config import Settings
+    from freshtoken._errors import OAuthError
+    from freshtoken._sources._peek import cached_token
+
+    try:
+        token = cached_token(Settings.load(), min_ttl)
+    except (OAuthError, OSError):
+        return False  # the full command reports it, with its hint and exit code
+    if token is None:
+        return False
+    data = token_json(token.access_token, token.token_type, token.expires_at)
+    sys.stdout.write(render(data, fmt) + "\n")
+    return True
 
 
 def token_json(access_token: str, token_type: str, expires_at: float) -> dict[str, object]:

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from freshtoken._errors import AuthorizationError, ConfigurationError, OAuthError
+from freshtoken._interfaces._fast import render
 from freshtoken._log import logger, remember_secret
 from freshtoken._sources._broker import TokenBroker
 
@@ -170,6 +171,7 @@ class LocalServer:
         return bool(given) and hmac.compare_digest(given.encode(), self.key.encode())
 
     def token_answer(self, query: str) -> tuple[int, dict[str, Any]]:
+        """The /token answer as JSON; `render` gives the other formats."""
         raw = parse_qs(query).get("min_ttl", [""])[0]
         try:
             min_ttl = float(raw) if raw else None
@@ -254,6 +256,9 @@ def _host(host: str) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes: with Nagle on, each answer waits ~40 ms for
+    # the client's delayed ACK.
+    disable_nagle_algorithm = True
     server: _TCPServer | _UnixServer
     timeout = 120
 
@@ -341,7 +346,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command not in ("GET", "HEAD"):
             self._json(405, {"error": "method_not_allowed"})
         elif parts.path == "/token":
-            self._json(*app.token_answer(parts.query))
+            status, answer = app.token_answer(parts.query)
+            fmt = parse_qs(parts.query).get("format", ["json"])[0]
+            if status == 200 and fmt in ("raw", "header", "env"):
+                self._send(200, (render(answer, fmt) + "\n").encode(), "text/plain")
+            else:
+                self._json(status, answer)
         elif parts.path == "/healthz":
             self._json(200, {"status": "ok"})
         elif parts.path == "/metrics":
@@ -368,6 +378,10 @@ class _TCPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
+class _UnixHandler(_Handler):
+    disable_nagle_algorithm = False  # TCP_NODELAY does not exist on a Unix socket
+
+
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
@@ -377,7 +391,7 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             path.unlink()
         old = os.umask(0o177)  # the socket is born 0600: no window where others may connect
         try:
-            super().__init__(str(path), _Handler)
+            super().__init__(str(path), _UnixHandler)
         finally:
             os.umask(old)
         logger.debug("serving on a Unix socket")

@@ -146,9 +146,13 @@ def token(ctx: click.Context, min_ttl: float | None, fmt: str, github_env: str |
     parent, key = os.environ.get("FRESHTOKEN_URL"), os.environ.get("FRESHTOKEN_KEY")
     try:
         if parent and key:
-            data = fetch_from_parent(parent, key, min_ttl)
+            data = json.loads(fetch_from_parent(parent, key, min_ttl))
         else:
-            result = _run(ctx).broker().token(min_ttl)
+            broker = _run(ctx).broker()
+            try:
+                result = broker.token(min_ttl)
+            finally:
+                broker.close()  # a refresh started for the next caller is finished, not lost
             data = token_json(result.access_token, result.token_type, result.expires_at)
     except ParentError as exc:
         click.echo(f"freshtoken: {exc}", err=True)

@@ -115,6 +115,7 @@ class TokenBroker:
         self._counts = dict.fromkeys(BrokerStats.__slots__, 0)
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+        self._ahead: threading.Thread | None = None
 
     @classmethod
     def from_settings(
@@ -354,9 +355,10 @@ class TokenBroker:
         self._next_ahead = now + 1.0  # one starter at a time; _refresh_ahead resets it
         if self._refresher is not None:
             return  # the background refresher is on it
-        threading.Thread(
+        self._ahead = threading.Thread(
             target=self._refresh_ahead, name="freshtoken-refresh-ahead", daemon=True
-        ).start()
+        )
+        self._ahead.start()
 
     def _adopt_newer(self, entry: Entry | None) -> bool:
         """Take a newer token that another process stored; True if no refresh is due now."""
@@ -462,11 +464,15 @@ class TokenBroker:
             self._stop.wait(min(max(wake, 0.05), 5.0))
 
     def close(self) -> None:
-        """Stop the background refresher and release the HTTP client."""
+        """Finish a refresh in flight, stop the background refresher, release the client.
+
+        A short-lived process calls this before exiting, so that a refresh it started is
+        stored rather than abandoned halfway."""
         self._stop.set()
-        if self._refresher is not None:
-            self._refresher.join(timeout=5)
-            self._refresher = None
+        for thread in (self._ahead, self._refresher):
+            if thread is not None:
+                thread.join(timeout=self.wait_timeout)
+        self._refresher = None
         self.client.close()
 
     def __enter__(self) -> TokenBroker:

@@ -676,6 +676,7 @@ class AuthServer:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else every keep-alive answer waits for a delayed ACK
     server: _HTTPServer
     timeout = 30
 

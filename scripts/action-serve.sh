@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The action's step: start `freshtoken serve` for the rest of the job, mask its key, and export
+# where it is through $GITHUB_ENV and $GITHUB_OUTPUT. The secret comes by environment only.
+set -euo pipefail
+: "${GITHUB_ENV:?run inside GitHub Actions (GITHUB_ENV is not set)}"
+: "${GITHUB_OUTPUT:?run inside GitHub Actions (GITHUB_OUTPUT is not set)}"
+dir=$(mktemp -d "${RUNNER_TEMP:-/tmp}/freshtoken.XXXXXX")
+args=(serve --key-file "$dir/key")
+case "${FRESHTOKEN_ACTION_PROXY:-}" in
+  "") ;;
+  auto) args+=(--proxy) ;;
+  *) args+=(--proxy "$FRESHTOKEN_ACTION_PROXY") ;;
+esac
+nohup freshtoken "${args[@]}" > "$dir/ready" 2> "$dir/serve.log" < /dev/null &
+pid=$!
+for _ in $(seq 300); do
+  [ -s "$dir/ready" ] && break
+  if ! kill -0 "$pid" 2> /dev/null; then
+    cat "$dir/serve.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+[ -s "$dir/ready" ] || { echo "freshtoken serve did not start in 30 s" >&2; exit 1; }
+field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$dir/ready" "$1"; }
+url=$(field url)
+proxy_url=$(field proxy_url)
+key=$(cat "$dir/key")
+echo "::add-mask::$key"
+{
+  echo "FRESHTOKEN_URL=$url"
+  echo "FRESHTOKEN_KEY=$key"
+  [ -z "$proxy_url" ] || echo "FRESHTOKEN_PROXY_URL=$proxy_url"
+  echo "FRESHTOKEN_SERVE_PID=$pid"
+} >> "$GITHUB_ENV"
+{
+  echo "url=$url"
+  echo "proxy-url=$proxy_url"
+} >> "$GITHUB_OUTPUT"
+echo "freshtoken serves tokens at $url${proxy_url:+ and proxies at $proxy_url}"

@@ -1,0 +1,33 @@
+"""A cache hit without the network stack: what `freshtoken token` serves from the store before
+it loads httpx and click. Only a token the broker itself would hand out without work is served;
+anything else goes the full way (and a refresh due now is done there, not skipped)."""
+
+from __future__ import annotations
+
+import time
+
+from freshtoken._config import Settings
+from freshtoken._sources._key import settings_key
+from freshtoken._token import Token
+
+_DEFAULT_MIN_TTL = 5.0  # as TokenBroker's default_min_ttl
+
+
+def cached_token(settings: Settings, min_ttl: float | None) -> Token | None:
+    """The stored token when it is valid for `min_ttl` and not yet due for refresh."""
+    from freshtoken._sources._broker import RefreshPolicy
+
+    if settings.store == "memory://":
+        return None  # a new process has an empty memory store
+    store = settings.open_store()
+    try:
+        entry = store.load(settings_key(settings, store.pepper))
+    finally:
+        store.close()
+    token = entry.token if entry is not None else None
+    if token is None:
+        return None
+    now = time.time()
+    need = min_ttl if min_ttl is not None else min(_DEFAULT_MIN_TTL, 0.25 * token.lifetime)
+    due = token.expires_at - RefreshPolicy().window(token.lifetime)
+    return token if token.expires_at - now >= need and now < due else None

@@ -1,0 +1,72 @@
+"""The composite action's shell step, run with fake $GITHUB_ENV / $GITHUB_OUTPUT files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from freshtoken.testing import AuthServer
+from tests._cli import cli_env
+from tests.conftest import wait_until
+
+SCRIPT = Path(__file__).parent.parent / "scripts" / "action-serve.sh"
+
+
+def _pairs(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+def test_action_step_exports_the_endpoint_and_masks_the_key(
+    tmp_path: Path, server: AuthServer
+) -> None:
+    github_env, github_output = tmp_path / "env", tmp_path / "output"
+    env = cli_env(
+        tmp_path,
+        server,
+        GITHUB_ENV=str(github_env),
+        GITHUB_OUTPUT=str(github_output),
+        RUNNER_TEMP=str(tmp_path),
+        FRESHTOKEN_REGION="",
+        FRESHTOKEN_SCOPE="",
+        FRESHTOKEN_STORE="",
+        FRESHTOKEN_ACTION_PROXY=server.url,
+    )
+    out = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+    exported = _pairs(github_env)
+    pid = int(exported["FRESHTOKEN_SERVE_PID"])
+    try:
+        assert out.returncode == 0, out.stderr
+        key = exported["FRESHTOKEN_KEY"]
+        assert out.stdout.splitlines()[0] == f"::add-mask::{key}"
+        assert "demo-secret" not in out.stdout + out.stderr
+        outputs = _pairs(github_output)
+        assert outputs["url"] == exported["FRESHTOKEN_URL"]
+        assert outputs["proxy-url"] == exported["FRESHTOKEN_PROXY_URL"]
+        token = httpx.get(exported["FRESHTOKEN_URL"] + "/token", headers={"X-Freshtoken-Key": key})
+        assert token.status_code == 200
+        me = httpx.get(
+            exported["FRESHTOKEN_PROXY_URL"] + "/api/v2/tokens/me",
+            headers={"X-Freshtoken-Key": key},
+        )
+        assert me.status_code == 200
+        assert b"demo-secret" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        wait_until(
+            lambda: (
+                not Path(f"/proc/{pid}").exists()
+                or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+            )
+        )
+
+
+def test_action_step_refuses_to_run_outside_actions(tmp_path: Path) -> None:
+    out = subprocess.run(
+        ["bash", str(SCRIPT)], env=cli_env(tmp_path), capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode != 0
+    assert "GITHUB_ENV is not set" in out.stderr
