@@ -425,7 +425,7 @@ def test_quiet_verbose_and_help(tmp_path: Path, server: AuthServer) -> None:
     ],
 )
 def test_the_fast_path_computes_the_brokers_cache_key(
-    tmp_path: Path, server: AuthServer, variant: dict[str, object]
+    tmp_path: Path, server: AuthServer, variant: dict[str, Any]
 ) -> None:
     from freshtoken import Secret, Settings, TokenBroker
     from freshtoken._sources._key import settings_key
@@ -436,7 +436,7 @@ def test_the_fast_path_computes_the_brokers_cache_key(
         client_secret=Secret("demo-secret"),
         store=f"sqlite://{tmp_path}/t.db",
         **variant,
-    )  # type: ignore[arg-type]
+    )
     store = settings.open_store()
     assert (
         settings_key(settings, store.pepper) == TokenBroker.from_settings(settings, store=store).key

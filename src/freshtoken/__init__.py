@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from freshtoken._provider._genesys import REGIONS as GENESYS_REGIONS
     from freshtoken._provider._genesys import GenesysRegion, genesys_region
     from freshtoken._secret import Secret
-    from freshtoken._sources._broker import BrokerStats, RefreshPolicy, TokenBroker
+    from freshtoken._sources._broker import BrokerStats, TokenBroker
+    from freshtoken._sources._policy import RefreshPolicy
     from freshtoken._sources._source import TokenSource
     from freshtoken._sources._store import MemoryStore, TokenStore, open_store
     from freshtoken._token import Token
@@ -87,7 +88,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "genesys_region": ("freshtoken._provider._genesys", "genesys_region"),
     "Secret": ("freshtoken._secret", "Secret"),
     "BrokerStats": ("freshtoken._sources._broker", "BrokerStats"),
-    "RefreshPolicy": ("freshtoken._sources._broker", "RefreshPolicy"),
+    "RefreshPolicy": ("freshtoken._sources._policy", "RefreshPolicy"),
     "TokenBroker": ("freshtoken._sources._broker", "TokenBroker"),
     "TokenSource": ("freshtoken._sources._source", "TokenSource"),
     "MemoryStore": ("freshtoken._sources._store", "MemoryStore"),

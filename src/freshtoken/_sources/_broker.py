@@ -33,25 +33,13 @@ from freshtoken._grants._retry import surely_unprocessed
 from freshtoken._log import logger, remember_secret
 from freshtoken._sources._entry import Entry
 from freshtoken._sources._key import cache_key
+from freshtoken._sources._policy import RefreshPolicy
 from freshtoken._sources._store import MemoryStore, TokenStore
 from freshtoken._token import Token
 
 if TYPE_CHECKING:
     import httpx
     import requests
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshPolicy:
-    """When to start refreshing: `fraction` of the lifetime before expiry, at least `floor`
-    seconds, never more than `max_fraction` of the lifetime (so short tokens still live)."""
-
-    fraction: float = 0.25
-    floor: float = 30.0
-    max_fraction: float = 0.5
-
-    def window(self, lifetime: float) -> float:
-        return min(max(self.floor, self.fraction * lifetime), self.max_fraction * lifetime)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import time
 
 from freshtoken._config import Settings
 from freshtoken._sources._key import settings_key
+from freshtoken._sources._policy import RefreshPolicy
 from freshtoken._token import Token
 
 _DEFAULT_MIN_TTL = 5.0  # as TokenBroker's default_min_ttl
@@ -15,8 +16,6 @@ _DEFAULT_MIN_TTL = 5.0  # as TokenBroker's default_min_ttl
 
 def cached_token(settings: Settings, min_ttl: float | None) -> Token | None:
     """The stored token when it is valid for `min_ttl` and not yet due for refresh."""
-    from freshtoken._sources._broker import RefreshPolicy
-
     if settings.store == "memory://":
         return None  # a new process has an empty memory store
     store = settings.open_store()
