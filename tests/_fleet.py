@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +80,51 @@ def totals(results: list[dict[str, Any]]) -> dict[str, int]:
         k: sum(r[k] for r in results)
         for k in ("calls", "errors", "invalid", "api_checks", "api_401")
     }
+
+
+def share_one_token(
+    make: Callable[[dict[str, str], list[str]], Fleet],
+    env_for: Callable[[AuthServer], dict[str, str]],
+    *,
+    processes: int,
+    threads: int,
+    pause: float,
+    min_calls: int,
+    min_checks: int,
+) -> None:
+    """Many processes on one store for 20 s of 2 s tokens: every token valid when handed
+    out, no errors, and no more mints than one lone caller would need."""
+    from freshtoken import RefreshPolicy
+
+    lifetime, duration = 2.0, 20.0
+    window = RefreshPolicy().window(lifetime)
+    with AuthServer(ttl=lifetime) as server:
+        fleet = make(
+            env_for(server),
+            [
+                "--threads",
+                str(threads),
+                "--duration",
+                str(duration),
+                "--min-ttl",
+                "0.5",
+                "--pause",
+                str(pause),
+                "--check-every",
+                "100",
+                "--wait-go",
+            ],
+        )
+        for _ in range(processes):
+            fleet.spawn()
+        started = time.monotonic()
+        fleet.go()
+        results = fleet.results()
+        elapsed = time.monotonic() - started
+        minted = server.stats()["tokens_minted"]
+    sums = totals(results)
+    assert len(results) == processes
+    assert sums["errors"] == 0, [r["first_error"] for r in results if r["first_error"]]
+    assert sums["invalid"] == 0 and sums["api_401"] == 0
+    assert sums["calls"] > min_calls and sums["api_checks"] > min_checks
+    assert minted <= elapsed / (lifetime - window) + 1, (minted, elapsed)

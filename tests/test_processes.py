@@ -10,48 +10,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from freshtoken import AuthorizationCode, RefreshPolicy, Settings, TokenBroker
+from freshtoken import AuthorizationCode, Settings, TokenBroker
 from freshtoken.testing import AuthServer
-from tests._fleet import totals, worker_env
+from tests._fleet import share_one_token, totals, worker_env
 from tests.conftest import make_client, wait_until
 
 
 def test_eight_processes_of_sixteen_threads_share_one_token(
     tmp_path: Path, fleet_factory: Any
 ) -> None:
-    lifetime, duration = 2.0, 20.0
-    window = RefreshPolicy().window(lifetime)
-    with AuthServer(ttl=lifetime) as server:
-        fleet = fleet_factory(
-            worker_env(server, tmp_path / "t.db"),
-            [
-                "--threads",
-                "16",
-                "--duration",
-                str(duration),
-                "--min-ttl",
-                "0.5",
-                "--pause",
-                "0.01",
-                "--check-every",
-                "100",
-                "--wait-go",
-            ],
-        )
-        for _ in range(8):
-            fleet.spawn()
-        started = time.monotonic()
-        fleet.go()
-        results = fleet.results()
-        elapsed = time.monotonic() - started
-        minted = server.stats()["tokens_minted"]
-    sums = totals(results)
-    first_error = next((r["first_error"] for r in results if r["first_error"]), None)
-    assert sums["errors"] == 0, first_error
-    assert sums["invalid"] == 0
-    assert sums["api_401"] == 0, [r["first_error"] for r in results if r["first_error"]]
-    assert sums["calls"] > 10_000 and sums["api_checks"] > 100
-    assert minted <= elapsed / (lifetime - window) + 1, (minted, elapsed)
+    share_one_token(
+        fleet_factory,
+        lambda server: worker_env(server, tmp_path / "t.db"),
+        processes=8,
+        threads=16,
+        pause=0.01,
+        min_calls=10_000,
+        min_checks=100,
+    )
 
 
 def test_cold_start_of_sixty_four_callers_mints_once(tmp_path: Path, fleet_factory: Any) -> None:

@@ -150,7 +150,9 @@ def read_secret_file(path: str, setting: str) -> Secret:
     """A secret from a file (`-`: standard input), trailing newline removed; errors name the
     setting, never the value."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        text = (
+            sys.stdin.read() if path == "-" else Path(path).expanduser().read_text(encoding="utf-8")
+        )
     except OSError as exc:
         raise ConfigurationError(
             f"{setting} names a file that cannot be read: {path} ({exc.strerror})",
