@@ -27,6 +27,7 @@ import httpx
 from freshtoken._errors import AuthorizationError, ConfigurationError, OAuthError
 from freshtoken._interfaces._fast import render
 from freshtoken._log import logger, remember_secret
+from freshtoken._serving import QuietErrors
 from freshtoken._sources._broker import TokenBroker
 
 MAX_REPLAY_BYTES = 1024 * 1024  # bodies up to this are buffered, so a 401 can be retried
@@ -368,7 +369,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _route
 
 
-class _TCPServer(ThreadingHTTPServer):
+class _TCPServer(QuietErrors, ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
 
@@ -382,7 +383,7 @@ class _UnixHandler(_Handler):
     disable_nagle_algorithm = False  # TCP_NODELAY does not exist on a Unix socket
 
 
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class _UnixServer(QuietErrors, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
     def __init__(self, path: Path, app: LocalServer, *, proxy: bool) -> None:

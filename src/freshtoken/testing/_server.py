@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
+from freshtoken._serving import QuietErrors
+
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret"  # a test server's published credentials, not a secret
 ALL_GRANTS = frozenset({"client_credentials", "refresh_token", "authorization_code"})
@@ -124,7 +126,7 @@ class _State:
     api_window: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class _HTTPServer(QuietErrors, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 1024  # socketserver's 5 drops SYNs when a fleet connects at once
