@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: start the shipped test authorization server, get a
-# token from it with `freshtoken token`, and call its protected API with that token.
+# The main job on the embedded defaults: `freshtoken demo`, a naive pipeline next to freshtoken
+# against the shipped Genesys-like test server. Extra arguments go to the demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh
 setup_venv >&2
-exec "$VENV/bin/python" -m freshtoken._demo "$@"
+exec "$VENV/bin/freshtoken" demo "$@"

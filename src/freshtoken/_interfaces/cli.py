@@ -506,6 +506,39 @@ def doctor(ctx: click.Context, build_minutes: float, fmt: str) -> None:
     sys.exit(1 if any(c.state == "fail" for c in checks) else 0)
 
 
+@cli.command()
+@click.option(
+    "--duration",
+    type=click.IntRange(4, 600),
+    default=24,
+    show_default=True,
+    help="Seconds the compressed build runs.",
+)
+@click.option(
+    "--ttl",
+    type=click.FloatRange(1, 60),
+    default=4.0,
+    show_default=True,
+    help="Token lifetime on the demo servers (Genesys' is 86400 s by default).",
+)
+@click.option("--plain", is_flag=True, help="Line-by-line output (the default off a terminal).")
+def demo(duration: int, ttl: float, plain: bool) -> None:
+    """Show the 15-minute build in seconds: a naive pipeline against freshtoken.
+
+    Two Genesys-like test servers (short token lifetime, token-endpoint rate limit on); the
+    naive steps mint once (the token dies mid-build) or per call (the rate limit answers 400);
+    the freshtoken steps share one token from Python, the shell, the local proxy and Node.
+    Exits 0 only if the freshtoken side had no failed call.
+
+    \b
+    Example:
+      freshtoken demo --duration 12 --ttl 3
+    """
+    from freshtoken._interfaces._demo import run
+
+    sys.exit(run(duration, ttl, plain or not sys.stdout.isatty()))
+
+
 def _client_spec(value: str) -> Any:
     from freshtoken._config import read_secret_file
     from freshtoken.testing import Client

@@ -1,0 +1,55 @@
+"""The demo runs to a green verdict; the configuration reference matches the code."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from freshtoken._config import OPTIONS
+from freshtoken._interfaces._docs import configuration_markdown
+from tests._cli import cli_env, ft
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_the_configuration_reference_is_generated_from_the_code() -> None:
+    assert (ROOT / "docs" / "configuration.md").read_text() == configuration_markdown(), (
+        "regenerate: python -m freshtoken._interfaces._docs > docs/configuration.md"
+    )
+
+
+def test_every_variable_the_code_reads_is_documented() -> None:
+    documented = (ROOT / "docs" / "configuration.md").read_text()
+    source = "\n".join(p.read_text() for p in (ROOT / "src").rglob("*.py"))
+    read = set(re.findall(r'"(FRESHTOKEN_[A-Z_]+)"', source)) - {
+        "FRESHTOKEN_URL",
+        "FRESHTOKEN_KEY",
+        "FRESHTOKEN_PROXY_URL",  # set for children
+        "FRESHTOKEN_ACCESS_TOKEN",  # --format env output
+    }
+    # Most names come from the table itself (Option.env); these are the ones spelled out.
+    assert read, "the search found no variable names"
+    for option in OPTIONS:
+        assert f"`{option.env}`" in documented
+    for variable in read:
+        assert variable in documented or variable.removesuffix("_FILE") in documented, variable
+    for variable in ("FRESHTOKEN_PROFILE", "FRESHTOKEN_CONFIG"):
+        assert variable in documented
+
+
+def test_demo_fast_mode_is_green(tmp_path: Path) -> None:
+    out = ft(
+        ["demo", "--duration", "6", "--ttl", "2", "--plain"],
+        cli_env(tmp_path),
+        tmp_path,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    counts = json.loads(lines[-2])
+    assert lines[-1].startswith("freshtoken: 0 failed calls")
+    assert counts["python"]["ok"] > 10 and "fail" not in counts["python"]
+    assert counts["proxy"]["ok"] > 10 and "fail" not in counts["proxy"]
+    assert counts["naive-once"].get("fail", 0) > 0  # the token died mid-build
+    assert counts["naive-per-call"].get("fail", 0) > 0  # the rate limit said 400
