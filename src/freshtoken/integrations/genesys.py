@@ -1,0 +1,73 @@
+"""The Genesys Cloud Python SDK (`PureCloudPlatformClientV2`) with tokens from a TokenBroker.
+
+    broker = freshtoken.TokenBroker.from_env()
+    client = freshtoken.integrations.genesys.api_client(broker, "eu_west_1")
+    PureCloudPlatformClientV2.UsersApi(client).get_users_me()
+
+Every request carries a token valid for at least `min_ttl` seconds. On a 401 the token is
+re-minted through the broker and the request sent once more: the SDK by itself re-authenticates
+only when it holds a refresh token from a code-grant login, which client credentials never get.
+Install with `pip install freshtoken[genesys]`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from freshtoken._errors import ConfigurationError
+from freshtoken._provider._genesys import genesys_region
+from freshtoken._sources._broker import TokenBroker
+
+try:
+    from PureCloudPlatformClientV2 import ApiClient
+    from PureCloudPlatformClientV2.rest import ApiException
+except ImportError:  # pragma: no cover - the extra is not installed
+    raise ConfigurationError(
+        "freshtoken.integrations.genesys needs the Genesys Cloud SDK",
+        hint="pip install 'freshtoken[genesys]' (PureCloudPlatformClientV2).",
+    ) from None
+
+# Not a token: with a refresh token "held", the SDK calls handle_expired_access_token() on a
+# 401, which is where the broker takes over.
+_MANAGED = "managed-by-freshtoken"
+
+
+class FreshApiClient(ApiClient):  # type: ignore[misc]
+    """An `ApiClient` whose token comes from `broker` on every request."""
+
+    def __init__(self, broker: TokenBroker, host: str, min_ttl: float = 60.0) -> None:
+        super().__init__(host=host)
+        self._broker = broker
+        self._min_ttl = min_ttl
+        self._call = threading.local()
+        self.refresh_token = _MANAGED
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        self._call.retried = False
+        return super().call_api(*args, **kwargs)
+
+    def update_params_for_auth(self, headers: Any, querys: Any, auth_settings: Any) -> None:
+        token = self._broker.token(self._min_ttl)
+        self._call.token = token
+        self.access_token = token.access_token
+        super().update_params_for_auth(headers, querys, auth_settings)
+
+    def handle_expired_access_token(self) -> None:
+        # The SDK calls this after a 401 and then sends the request again, without a bound:
+        # the second 401 of one call goes back to the caller.
+        if getattr(self._call, "retried", False):
+            raise ApiException(status=401, reason="Unauthorized, after one new token")
+        self._call.retried = True
+        token = getattr(self._call, "token", None)
+        if token is not None:
+            self._broker.invalidate(token)
+
+
+def api_client(broker: TokenBroker, region_or_host: str, min_ttl: float = 60.0) -> FreshApiClient:
+    """An SDK client for a Genesys Cloud region (`eu_west_1`, a domain) or an API base URL."""
+    if region_or_host.startswith(("http://", "https://")) and "://api." not in region_or_host:
+        host = region_or_host.rstrip("/")  # a gateway or a test server
+    else:
+        host = genesys_region(region_or_host).api_base_url
+    return FreshApiClient(broker, host, min_ttl)
