@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from freshtoken._config import OPTIONS
-from freshtoken._interfaces._docs import configuration_markdown
+from freshtoken._interfaces._docs import configuration_markdown, troubleshooting_markdown
 from tests._cli import cli_env, ft
 
 ROOT = Path(__file__).parent.parent
@@ -17,6 +17,15 @@ def test_the_configuration_reference_is_generated_from_the_code() -> None:
     assert (ROOT / "docs" / "configuration.md").read_text() == configuration_markdown(), (
         "regenerate: python -m freshtoken._interfaces._docs > docs/configuration.md"
     )
+
+
+def test_the_troubleshooting_page_is_generated_from_the_hints() -> None:
+    page = (ROOT / "docs" / "troubleshooting.md").read_text()
+    assert page == troubleshooting_markdown(), (
+        "regenerate: python -m freshtoken._interfaces._docs troubleshooting "
+        "> docs/troubleshooting.md"
+    )
+    assert "region eu_west_1" in page and "offline_access" in page
 
 
 def test_every_variable_the_code_reads_is_documented() -> None:
