@@ -217,18 +217,22 @@ def run(duration: int, ttl: float, plain: bool) -> int:
         return _summary(build)
 
 
-def _table(build: Build, title: str) -> object:
+def _table(build: Build, title: str, elapsed: float | None = None) -> object:
+    from rich.progress_bar import ProgressBar
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("side", "step", "calls ok", "failed", "why"):
+    for column in ("side", "step", "progress", "calls ok", "failed", "why"):
         table.add_column(column)
+    done = build.duration if elapsed is None else min(elapsed, build.duration)
     for step in build.steps:
         failed = step.counts["fail"]
         why = ", ".join(f"{r} x{n}" for r, n in step.reasons.most_common(2)) or step.skipped
+        bar = ProgressBar(total=build.duration, completed=0 if step.skipped else done, width=12)
         table.add_row(
             step.side,
             step.name,
+            bar,
             str(step.counts["ok"]),
             f"[red]{failed}[/]" if failed else "0",
             why,
@@ -238,6 +242,7 @@ def _table(build: Build, title: str) -> object:
         table.add_row(
             side,
             "token endpoint: mints / rate-limit answers",
+            "",
             str(stats["tokens_minted"]),
             str(stats["rate_limited"]),
             "",
@@ -262,7 +267,8 @@ def _watch(build: Build, procs: list[subprocess.Popen[str]]) -> None:
     with Live(refresh_per_second=4) as live:
         while any(p.poll() is None for p in procs):
             elapsed = time.monotonic() - started
-            live.update(_table(build, f"the build, {elapsed:.0f}s of {build.duration}s"))  # type: ignore[arg-type]
+            title = f"the build, {elapsed:.0f}s of {build.duration}s"
+            live.update(_table(build, title, elapsed))  # type: ignore[arg-type]
             time.sleep(0.25)
 
 
