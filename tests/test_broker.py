@@ -260,6 +260,33 @@ def test_background_refresher_keeps_the_token_fresh() -> None:
         assert broker.stats.failures == 0
 
 
+def test_busy_callers_do_not_delay_the_background_refresher() -> None:
+    with AuthServer(ttl=2) as server:
+        broker = make_broker(server, default_min_ttl=0.2)
+        with broker:
+            first = broker.token()
+            # Callers in the refresh window, far more often than once a second.
+            wait_until(lambda: broker.token() is not first, timeout=5)
+            left = first.expires_at - time.time()
+        # Renewed by the refresher at the window (1 s left), not by a caller at the last
+        # moment (0.2 s left), which is what happens when callers keep postponing it.
+        assert left > 0.5, left
+        assert broker.stats.failures == 0
+        assert server.stats()["tokens_minted"] == 2  # one renewal, by the refresher
+
+
+def test_a_failing_background_refresher_backs_off(server: AuthServer) -> None:
+    broker = make_broker(server, secret="wrong-secret-1")
+    with broker:
+        wait_until(lambda: server.stats()["token_requests"] >= 1)
+        started = time.monotonic()
+        wait_until(lambda: server.stats()["token_requests"] >= 3, timeout=20)
+        waited = time.monotonic() - started
+    # Backoff 1 s then 2 s (without it: a request every 50 ms, 3 within 0.15 s).
+    assert waited >= 2.5
+    assert broker.stats.failures >= 2
+
+
 # -- adapters ---------------------------------------------------------------------------------
 
 

@@ -340,9 +340,9 @@ class TokenBroker:
 
     # -- refresh ahead ---------------------------------------------------------------------
     def _start_refresh_ahead(self, now: float) -> None:
-        self._next_ahead = now + 1.0  # one starter at a time; _refresh_ahead resets it
         if self._refresher is not None:
-            return  # the background refresher is on it
+            return  # the background refresher keeps its own schedule: callers leave it be
+        self._next_ahead = now + 1.0  # one starter at a time; _refresh_ahead resets it
         self._ahead = threading.Thread(
             target=self._refresh_ahead, name="freshtoken-refresh-ahead", daemon=True
         )
@@ -441,13 +441,23 @@ class TokenBroker:
 
     def _run_refresher(self) -> None:
         while not self._stop.is_set():
-            try:
-                if self._current is None:
-                    self._obtain(None)
-                elif self.clock.time() >= max(self._refresh_at, self._next_ahead):
-                    self._refresh_ahead()
-            except OAuthError as exc:
-                logger.warning("background refresh failed: %s", exc.error)
+            if self.clock.time() >= self._next_ahead:
+                try:
+                    if self._current is None:
+                        self._obtain(None)
+                    elif self.clock.time() >= self._refresh_at:
+                        self._refresh_ahead()
+                except OAuthError as exc:
+                    # Back off: a wrong secret must not turn into a request every few ms.
+                    self._ahead_failures += 1
+                    backoff = min(60.0, 0.5 * 2**self._ahead_failures)
+                    self._next_ahead = self.clock.time() + backoff
+                    logger.warning(
+                        "background refresh failed (%s); next try in %.0fs. %s",
+                        exc.error,
+                        backoff,
+                        exc.hint,
+                    )
             wake = max(self._refresh_at, self._next_ahead) - self.clock.time()
             self._stop.wait(min(max(wake, 0.05), 5.0))
 
