@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._grants._client_auth import AUTH_METHODS
+from freshtoken._grants._grant import ClientCredentials
 from freshtoken._provider._endpoints import Endpoints, check_url
 from freshtoken._provider._genesys import genesys_region
 from freshtoken._secret import Secret
@@ -391,6 +392,12 @@ class Settings:
             lease=self.redis_lease,
             fail=self.store_fail,
         )
+
+    def grant_for_broker(self) -> ClientCredentials | None:
+        """What mints a token when no refresh token is held (None: refresh tokens only)."""
+        if self.grant != "client_credentials":
+            return None
+        return ClientCredentials(self.scope, self.audience, self.resource)
 
     def require_client_id(self) -> str:
         if not self.client_id:

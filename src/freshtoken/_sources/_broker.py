@@ -33,7 +33,7 @@ from freshtoken._grants._retry import surely_unprocessed
 from freshtoken._log import logger, remember_secret
 from freshtoken._sources._entry import Entry
 from freshtoken._sources._key import cache_key
-from freshtoken._sources._policy import RefreshPolicy
+from freshtoken._sources._policy import DEFAULT_MIN_TTL, RefreshPolicy, default_need
 from freshtoken._sources._store import MemoryStore, TokenStore
 from freshtoken._token import Token
 
@@ -66,7 +66,7 @@ class TokenBroker:
         grant: ClientCredentials | None = None,
         store: TokenStore | None = None,
         refresh: RefreshPolicy | None = None,
-        default_min_ttl: float = 5.0,
+        default_min_ttl: float = DEFAULT_MIN_TTL,
         scope_check: Literal["raise", "warn"] = "raise",
         wait_timeout: float | None = None,
         clock: Clock | None = None,
@@ -80,16 +80,12 @@ class TokenBroker:
         self.clock = clock or client.clock
         # Waiting longer than a mint may take would be waiting for a holder that is gone.
         self.wait_timeout = wait_timeout or client.policy.budget + 2 * client.timeouts.read
-        scope = grant.scope if grant else ()
-        self._requested_scope = scope
+        self._requested_scope = grant.scope if grant else ()
         self.key = cache_key(
             self.store.pepper,
             endpoint=client.identity(),
             client_id=client.auth.client_id,
-            grant=grant.name if grant else "refresh_token",
-            scope=scope,
-            audience=grant.audience if grant else None,
-            resource=grant.resource if grant else None,
+            grant=grant,
             secret=getattr(client.auth, "client_secret", None),
         )
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -116,12 +112,7 @@ class TokenBroker:
     ) -> TokenBroker:
         """A broker for the configured client, store and scope; `options` as for __init__."""
         client = TokenClient.from_settings(settings, **({"clock": clock} if clock else {}))
-        options.setdefault(
-            "grant",
-            ClientCredentials(settings.scope, settings.audience, settings.resource)
-            if settings.grant == "client_credentials"
-            else None,
-        )
+        options.setdefault("grant", settings.grant_for_broker())
         return cls(client, store=store or settings.open_store(), **options)
 
     @classmethod
@@ -156,10 +147,7 @@ class TokenBroker:
         return token
 
     def _need(self, token: Token, min_ttl: float | None) -> float:
-        if min_ttl is not None:
-            return min_ttl
-        # The default margin never asks more than a quarter of what the server grants.
-        return min(self.default_min_ttl, 0.25 * token.lifetime)
+        return min_ttl if min_ttl is not None else default_need(token, self.default_min_ttl)
 
     # -- the slow path ---------------------------------------------------------------------
     def _usable(self, token: Token | None, min_ttl: float | None) -> bool:
@@ -176,7 +164,7 @@ class TokenBroker:
                 self._counts["adopted"] += 1
         self._current = token
         self._default_need = self._need(token, None)
-        self._refresh_at = token.expires_at - self.refresh.window(token.lifetime)
+        self._refresh_at = self.refresh.refresh_at(token)
         self._next_ahead = 0.0
         self._ahead_failures = 0
         return token
@@ -357,6 +345,13 @@ class TokenBroker:
         self._adopt(entry)
         return self.clock.time() < self._refresh_at
 
+    def _back_off(self, cap: float) -> float:
+        """After a failed refresh: no new try for 1, 2, 4 … seconds (at most `cap`)."""
+        self._ahead_failures += 1
+        backoff = min(cap, 0.5 * 2.0**self._ahead_failures)
+        self._next_ahead = self.clock.time() + backoff
+        return backoff
+
     def _refresh_ahead(self) -> None:
         """Refresh without making anyone wait: skip if another thread or process is at it."""
         if not self._flight.acquire(blocking=False):
@@ -374,9 +369,7 @@ class TokenBroker:
                 self._adopt(self._renew(entry), minted=True)
         except OAuthError as exc:
             self._counts["failures"] += 1
-            self._ahead_failures += 1
-            backoff = min(30.0, 0.5 * 2**self._ahead_failures)
-            self._next_ahead = self.clock.time() + backoff
+            backoff = self._back_off(30.0)
             if self._current is not None and self._current.expires_at > self.clock.time():
                 self._counts["stale_served"] += 1
                 logger.warning(
@@ -448,10 +441,8 @@ class TokenBroker:
                     elif self.clock.time() >= self._refresh_at:
                         self._refresh_ahead()
                 except OAuthError as exc:
-                    # Back off: a wrong secret must not turn into a request every few ms.
-                    self._ahead_failures += 1
-                    backoff = min(60.0, 0.5 * 2**self._ahead_failures)
-                    self._next_ahead = self.clock.time() + backoff
+                    # A wrong secret must not turn into a request every few ms.
+                    backoff = self._back_off(60.0)
                     logger.warning(
                         "background refresh failed (%s); next try in %.0fs. %s",
                         exc.error,

@@ -8,10 +8,8 @@ import time
 
 from freshtoken._config import Settings
 from freshtoken._sources._key import settings_key
-from freshtoken._sources._policy import RefreshPolicy
+from freshtoken._sources._policy import RefreshPolicy, default_need
 from freshtoken._token import Token
-
-_DEFAULT_MIN_TTL = 5.0  # as TokenBroker's default_min_ttl
 
 
 def cached_token(settings: Settings, min_ttl: float | None) -> Token | None:
@@ -27,6 +25,9 @@ def cached_token(settings: Settings, min_ttl: float | None) -> Token | None:
     if token is None:
         return None
     now = time.time()
-    need = min_ttl if min_ttl is not None else min(_DEFAULT_MIN_TTL, 0.25 * token.lifetime)
-    due = token.expires_at - RefreshPolicy().window(token.lifetime)
-    return token if token.expires_at - now >= need and now < due else None
+    need = min_ttl if min_ttl is not None else default_need(token)
+    return (
+        token
+        if token.expires_at - now >= need and now < RefreshPolicy().refresh_at(token)
+        else None
+    )

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from freshtoken._token import Token
+
+DEFAULT_MIN_TTL = 5.0
+
+
+def default_need(token: Token, default_min_ttl: float = DEFAULT_MIN_TTL) -> float:
+    """The margin asked when a caller names none: never more than a quarter of the lifetime,
+    so that short tokens still serve."""
+    return min(default_min_ttl, 0.25 * token.lifetime)
+
 
 @dataclass(frozen=True, slots=True)
 class RefreshPolicy:
@@ -16,3 +26,7 @@ class RefreshPolicy:
 
     def window(self, lifetime: float) -> float:
         return min(max(self.floor, self.fraction * lifetime), self.max_fraction * lifetime)
+
+    def refresh_at(self, token: Token) -> float:
+        """When `token` is due for refresh."""
+        return token.expires_at - self.window(token.lifetime)
