@@ -102,18 +102,18 @@ class LocalServer:
         if self._socket_path is not None:
             server: socketserver.BaseServer = _UnixServer(self._socket_path, self, proxy=False)
             self.url = f"unix:{self._socket_path}"
+            proxy_host = "127.0.0.1"  # the proxy is TCP on loopback even beside a socket
         else:
             server = _TCPServer(self._listen, self, proxy=False)
-            self.url = f"http://{_host(self._listen[0])}:{server.server_address[1]}"
+            self.url = server.url
+            proxy_host = self._listen[0]
         self._serve(server)
         if self.upstream:
             self._http = httpx.Client(
                 timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False, trust_env=True
             )
-            proxy = _TCPServer(
-                (self._listen[0] if self._socket_path is None else "127.0.0.1", 0), self, proxy=True
-            )
-            self.proxy_url = f"http://{_host(self._listen[0] if self._socket_path is None else '127.0.0.1')}:{proxy.server_address[1]}"  # noqa: E501
+            proxy = _TCPServer((proxy_host, 0), self, proxy=True)
+            self.proxy_url = proxy.url
             self._serve(proxy)
         return self
 
@@ -377,6 +377,11 @@ class _TCPServer(QuietErrors, ThreadingHTTPServer):
         self.app, self.proxy = app, proxy
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[0], self.server_address[1]
+        return f"http://{_host(str(host))}:{port}"
 
 
 class _UnixHandler(_Handler):

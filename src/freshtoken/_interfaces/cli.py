@@ -36,18 +36,17 @@ if TYPE_CHECKING:
     from freshtoken._sources._broker import TokenBroker
 
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_STORE = 0, 2, 3, 4, 5
-# Never handed to a child of `exec`: it gets the local endpoint, not the credentials.
-SECRET_VARIABLES = frozenset(
-    {
-        "FRESHTOKEN_CLIENT_SECRET",
-        "FRESHTOKEN_CLIENT_SECRET_FILE",
-        "FRESHTOKEN_STORE_KEY",
-        "FRESHTOKEN_STORE_KEY_FILE",
-        "FRESHTOKEN_REDIS_PASSWORD",
-        "FRESHTOKEN_REDIS_PASSWORD_FILE",
-        "GENESYSCLOUD_OAUTHCLIENT_SECRET",
-    }
-)
+
+
+def secret_variables() -> frozenset[str]:
+    """Never handed to a child of `exec`: it gets the local endpoint, not the credentials."""
+    from freshtoken._config import GENESYS_ENV, OPTIONS
+
+    secrets = [o.env for o in OPTIONS if o.kind == "secret"]
+    return frozenset(
+        [*secrets, *(name + "_FILE" for name in secrets)]
+        + [name for name, key in GENESYS_ENV.items() if key == "client_secret"]
+    )
 
 
 def exit_code_for(error: OAuthError) -> int:
@@ -329,7 +328,7 @@ def exec_(
         upstream = _upstream(proxy, settings)
         broker = _run(ctx).broker(settings).start()
         server = LocalServer(broker, upstream=upstream).start()
-        env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+        env = {k: v for k, v in os.environ.items() if k not in secret_variables()}
         env.update(server.child_env())
         if env_name:
             env[env_name] = broker.token().access_token
