@@ -124,20 +124,24 @@ class Build:
     plain: bool
 
 
-def _steps(api: str, naive_url: str, seconds: int) -> list[Step]:
+def _steps(naive: AuthServer, fresh: AuthServer, seconds: int) -> list[Step]:
+    """Each side calls its own server's API: the naive side's rate-limit hits cannot starve
+    freshtoken's mints."""
     py, ft = sys.executable, [sys.executable, "-m", "freshtoken"]
+    naive_api, naive_url = naive.url + "/api/v2/tokens/me", naive.token_url
+    api = fresh.url + "/api/v2/tokens/me"
     steps = [
         Step(
             "naive",
             "naive-once",
             "one token minted at the start",
-            [py, "-c", NAIVE_ONCE, api, naive_url, str(seconds)],
+            [py, "-c", NAIVE_ONCE, naive_api, naive_url, str(seconds)],
         ),
         Step(
             "naive",
             "naive-per-call",
             "a token minted per call",
-            [py, "-c", NAIVE_PER_CALL, api, naive_url, str(seconds)],
+            [py, "-c", NAIVE_PER_CALL, naive_api, naive_url, str(seconds)],
         ),
         Step(
             "freshtoken",
@@ -191,12 +195,7 @@ def run(duration: int, ttl: float, plain: bool) -> int:
                 "FRESHTOKEN_PROXY_UPSTREAM": ft_server.url,
             }
         )
-        naive_api = naive_server.url + "/api/v2/tokens/me"
-        steps = _steps(ft_server.url + "/api/v2/tokens/me", naive_server.token_url, duration)
-        for step in steps[:2]:  # the naive steps call their own server
-            step.argv = [
-                a if a != ft_server.url + "/api/v2/tokens/me" else naive_api for a in step.argv
-            ]
+        steps = _steps(naive_server, ft_server, duration)
         procs, readers = [], []
         for step in steps:
             if step.skipped:
