@@ -78,7 +78,7 @@ class Fleet:
 def totals(results: list[dict[str, Any]]) -> dict[str, int]:
     return {
         k: sum(r[k] for r in results)
-        for k in ("calls", "errors", "invalid", "api_checks", "api_401")
+        for k in ("calls", "errors", "invalid", "api_checks", "api_401", "api_late")
     }
 
 
@@ -125,6 +125,7 @@ def share_one_token(
     sums = totals(results)
     assert len(results) == processes
     assert sums["errors"] == 0, [r["first_error"] for r in results if r["first_error"]]
-    assert sums["invalid"] == 0 and sums["api_401"] == 0
+    first_errors = [r["first_error"] for r in results if r["first_error"]]
+    assert sums["invalid"] == 0 and sums["api_401"] == 0, (sums, first_errors)
     assert sums["calls"] > min_calls and sums["api_checks"] > min_checks
     assert minted <= elapsed / (lifetime - window) + 1, (minted, elapsed)
