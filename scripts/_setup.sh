@@ -19,7 +19,11 @@ setup_venv() {
     "$py" -m venv "$VENV" || {
       echo "could not create a virtual environment: apt-get install python3-venv" >&2; return 1; }
   fi
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+  # Editable install: only a changed pyproject.toml needs pip again (the stamp is a copy of it).
+  if ! cmp -s pyproject.toml "$VENV/.freshtoken-pyproject"; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+    cp pyproject.toml "$VENV/.freshtoken-pyproject"
+  fi
 }
 
 setup_redis() {

@@ -1,16 +1,25 @@
-"""Every Python and TOML example in the README and docs/ runs (extracted, never copied), with
-`url` and `region` bound to the shipped test server."""
+"""Every Python, shell and TOML example in the README and docs/ runs (extracted, never copied),
+bound to the shipped test server: `url` and `region` in Python, `FRESHTOKEN_TOKEN_URL` (which
+wins over the region) and the few placeholders in `BINDINGS` in shell."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
+import shutil
+import subprocess
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from freshtoken._config import _profile_values
 from freshtoken.testing import AuthServer
+from tests._cli import cli_env
+from tests._redis import RedisProcess
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -28,6 +37,19 @@ def _blocks(language: str) -> list[tuple[str, str]]:
 
 PYTHON = _blocks("python")
 TOML = _blocks("toml")
+SHELL = _blocks("bash")
+# The README's first block is the CI command itself and the demo (tests/test_docs_and_demo.py).
+OPENING = "./scripts/demo.sh", "./scripts/test.sh"
+SHELL_EXAMPLES = [(w, c) for w, c in SHELL if not c.startswith(OPENING)]
+# Placeholder in the docs -> what the test binds it to ({tmp}, {redis} filled in per run).
+BINDINGS = {
+    "FRESHTOKEN_CLIENT_ID=...": "FRESHTOKEN_CLIENT_ID=demo-client",
+    "/run/secrets/client_secret": "{tmp}/client_secret",
+    "rediss://ci@redis.internal:6380/0": "{redis}",
+    "/run/secrets/redis": "{tmp}/redis_password",
+    "/run/secrets/freshtoken-store-key": "{tmp}/store_key",
+}
+REDIS_PASSWORD = "acl-pass-examples"
 
 
 def test_there_are_examples() -> None:
@@ -58,3 +80,87 @@ def test_toml_example_is_a_valid_configuration(where: str, text: str, tmp_path: 
     path.write_text(text)
     for profile in tomllib.loads(text):
         assert _profile_values(path, profile), (where, profile)  # no unknown or secret keys
+
+
+def test_the_readme_opens_with_the_two_commands() -> None:
+    first = SHELL[0][1]
+    assert SHELL[0][0] == "README.md#1"
+    assert [line.split()[0] for line in first.strip().splitlines()] == list(OPENING)
+    assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_binding_is_used() -> None:
+    shell = "\n".join(code for _, code in SHELL_EXAMPLES)
+    assert SHELL_EXAMPLES and all(placeholder in shell for placeholder in BINDINGS)
+
+
+@pytest.fixture
+def acl_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    (tmp_path / "redis").mkdir()
+    redis = RedisProcess(
+        tmp_path / "redis",
+        ("user", f"ci on >{REDIS_PASSWORD} ~freshtoken:* &* +@all"),
+        ("user", "default off"),
+    ).start()
+    yield redis
+    redis.stop()
+
+
+@pytest.mark.parametrize(("where", "code"), SHELL_EXAMPLES, ids=[w for w, _ in SHELL_EXAMPLES])
+def test_shell_example_runs(where: str, code: str, tmp_path: Path, acl_redis: RedisProcess) -> None:
+    """The block runs in bash, then `freshtoken token` in the same shell proves the
+    configuration it set up works; a `npm run build` runs a real npm project calling the API."""
+    if "npm " in code and shutil.which("npm") is None:
+        pytest.skip("npm is not installed")
+    (tmp_path / "client_secret").write_text("demo-secret\n")
+    (tmp_path / "redis_password").write_text(REDIS_PASSWORD + "\n")
+    (tmp_path / "store_key").write_text(base64.b64encode(os.urandom(32)).decode())
+    for path in tmp_path.iterdir():
+        path.chmod(0o600) if path.is_file() else None
+    redis_url = acl_redis.url.replace("redis://", "redis://ci@")
+    for placeholder, value in BINDINGS.items():
+        code = code.replace(placeholder, value.format(tmp=tmp_path, redis=redis_url))
+    with AuthServer() as server:
+        project = tmp_path / "project"
+        project.mkdir()
+        check = (
+            "const e = process.env;"
+            " fetch(e.FRESHTOKEN_PROXY_URL + '/api/v2/tokens/me',"
+            " {headers: {'X-Freshtoken-Key': e.FRESHTOKEN_KEY}})"
+            ".then(r => process.exit(r.status === 200 ? 0 : 1))"
+        )
+        (project / "package.json").write_text(
+            json.dumps(
+                {"name": "build", "private": True, "scripts": {"build": f'node -e "{check}"'}}
+            )
+        )
+        env = cli_env(tmp_path, server, FRESHTOKEN_PROXY_UPSTREAM=server.url)
+        del env["FRESHTOKEN_CLIENT_ID"], env["FRESHTOKEN_CLIENT_SECRET"]  # the blocks set them
+        if "FRESHTOKEN_CLIENT_ID" not in code:
+            env.update(FRESHTOKEN_CLIENT_ID="demo-client", FRESHTOKEN_CLIENT_SECRET="demo-secret")
+        out = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", code + "\nfreshtoken token --format json"],
+            env=env,
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        stats = server.stats()
+    assert out.returncode == 0, (where, out.stdout, out.stderr)
+    assert json.loads(out.stdout.strip().splitlines()[-1])["access_token"].startswith("at_")
+    assert stats["tokens_minted"] >= 1 and stats["api_401"] == 0, stats
+    if "npm run build" in code:
+        assert stats["api_200"] >= 1, stats
+    if "FRESHTOKEN_STORE=redis" in code:
+        keys = redis_keys(acl_redis)
+        assert keys and all(k.startswith("freshtoken:") for k in keys), keys
+
+
+def redis_keys(server: RedisProcess) -> list[str]:
+    import redis
+
+    with redis.Redis(
+        port=server.port, username="ci", password=REDIS_PASSWORD, decode_responses=True
+    ) as client:
+        return [str(k) for k in client.keys("*")]
