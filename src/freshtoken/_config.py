@@ -23,12 +23,23 @@ if TYPE_CHECKING:
 
 PREFIX = "FRESHTOKEN_"
 CONFIG_NAME = "freshtoken.toml"
+# Where a secret can come from besides its own variable: a suffix of the variable or file key.
+SECRET_SOURCES = ("_file", "_keyring")
+
+
+def _split_source(key: str) -> tuple[str, str]:
+    """`client_secret_file` -> (`client_secret`, `_file`); a plain key -> (key, "")."""
+    for suffix in SECRET_SOURCES:
+        if key.endswith(suffix) and key.removesuffix(suffix) in _BY_KEY:
+            return key.removesuffix(suffix), suffix
+    return key, ""
 
 
 @dataclass(frozen=True, slots=True)
 class Option:
-    """One setting. Secrets come from `$VAR`, `$VAR_FILE` (`-` for stdin) or `key_file` in a
-    profile, never from the file itself nor from the command line."""
+    """One setting. Secrets come from `$VAR`, `$VAR_FILE` (`-` for stdin), `$VAR_KEYRING` (an
+    OS keyring entry) or `key_file` / `key_keyring` in a profile, never from the file itself nor
+    from the command line."""
 
     key: str
     kind: str  # text | secret | seconds | scope
@@ -207,16 +218,25 @@ def _profile_values(path: Path, profile: str | None) -> dict[str, tuple[object, 
     values: dict[str, tuple[object, str]] = {}
     for key, value in table.items():
         where = f"{path} [{name}] {key}"
-        option = _BY_KEY.get(key.removesuffix("_file"))
-        if option is None or (key.endswith("_file") and option.kind != "secret"):
+        base, source = _split_source(key)
+        option = _BY_KEY.get(base)
+        if option is None or (source and option.kind != "secret"):
             raise ConfigurationError(
                 f"unknown setting {key!r} in {path} [{name}]",
                 hint="Settings: " + ", ".join(o.key for o in OPTIONS) + ".",
             )
-        if option.kind == "secret" and not key.endswith("_file"):
+        if option.kind == "secret" and not source:
             raise ConfigurationError(
                 f"{path} [{name}] holds the secret {key!r} in plain text",
-                hint=f"Put it in a file of its own and set {key}_file, or use ${option.env}.",
+                hint=f"Put it in a file of its own and set {key}_file, name an OS keyring "
+                f"entry with {key}_keyring, or use ${option.env}.",
+            )
+        if option.kind == "secret" and (
+            twice := [k for k in values if _split_source(k)[0] == base]
+        ):
+            raise ConfigurationError(
+                f"{path} [{name}] gives {base} twice: {twice[0]} and {key}",
+                hint="Keep only one of them.",
             )
         values[key] = (value, where)
     return values
@@ -325,25 +345,32 @@ class Settings:
             if value := env.get(variable, "").strip():
                 raw[key] = (value, "$" + variable)
         for option in OPTIONS:
-            direct = env.get(option.env, "").strip()
-            from_file = env.get(option.env + "_FILE", "").strip() if option.kind == "secret" else ""
-            if direct and from_file:
-                raise ConfigurationError(
-                    f"both ${option.env} and ${option.env}_FILE are set",
-                    hint="Set only one of them.",
-                )
-            if direct:
-                raw.pop(option.key + "_file", None)
-                raw[option.key] = (direct, "$" + option.env)
-            elif from_file:
-                raw.pop(option.key, None)
-                raw[option.key + "_file"] = (from_file, f"${option.env}_FILE")
+            suffixes = ("", *SECRET_SOURCES) if option.kind == "secret" else ("",)
+            found = {
+                sfx: value
+                for sfx in suffixes
+                if (value := env.get(option.env + sfx.upper(), "").strip())
+            }
+            if len(found) > 1:
+                names = " and ".join("$" + option.env + sfx.upper() for sfx in found)
+                raise ConfigurationError(f"both {names} are set", hint="Set only one of them.")
+            for sfx, value in found.items():
+                for other in suffixes:
+                    raw.pop(option.key + other, None)
+                raw[option.key + sfx] = (value, "$" + option.env + sfx.upper())
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for key, (given, source) in raw.items():
-            option = _BY_KEY[key.removesuffix("_file")]
-            if key.endswith("_file"):
+            base, how = _split_source(key)
+            option = _BY_KEY[base]
+            if how == "_file":
                 values[option.key] = read_secret_file(str(given), source)
+            elif how == "_keyring":
+                from freshtoken._keyring import read_keyring_secret
+
+                values[option.key] = read_keyring_secret(
+                    str(given), source, create_key=option.key == "store_key"
+                )
             elif option.kind == "secret":
                 values[option.key] = Secret(str(given).strip())
             else:

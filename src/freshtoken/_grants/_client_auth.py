@@ -68,7 +68,7 @@ def client_auth(method: str, client_id: str, client_secret: Secret | None) -> Cl
         raise ConfigurationError(
             f"{method} needs a client secret and none was given",
             hint="Set FRESHTOKEN_CLIENT_SECRET, or FRESHTOKEN_CLIENT_SECRET_FILE to a file "
-            "holding it.",
+            "holding it, or FRESHTOKEN_CLIENT_SECRET_KEYRING to an OS keyring entry.",
         )
     if method == "client_secret_post":
         return ClientSecretPost(client_id, client_secret)

@@ -10,8 +10,8 @@ def configuration_markdown() -> str:
     rows = []
     for option in OPTIONS:
         if option.kind == "secret":
-            variable = f"`{option.env}`, `{option.env}_FILE`"
-            key = f"`{option.key}_file` (a path; never the secret itself)"
+            variable = f"`{option.env}`, `{option.env}_FILE`, `{option.env}_KEYRING`"
+            key = f"`{option.key}_file` (a path) or `{option.key}_keyring`; never the secret itself"
         else:
             variable, key = f"`{option.env}`", f"`{option.key}`"
         default = option.default or "none"
@@ -26,9 +26,11 @@ _PAGE = """# Configuration reference
      the code disagree. -->
 
 Every setting comes from a profile in `{config}`, from the Genesys variables, or from a
-`FRESHTOKEN_*` variable; each wins over the one before. Secrets come only from the environment
-or from files (`*_FILE`, `-` for standard input), never from the command line and never from
-the configuration file itself.
+`FRESHTOKEN_*` variable; each wins over the one before. Secrets come only from the environment,
+from files (`*_FILE`, `-` for standard input) or from the OS keyring (`*_KEYRING` =
+`SERVICE/NAME`, with `pip install 'freshtoken[keyring]'`; store an entry with
+`keyring set SERVICE NAME`; a missing store key is created there), never from the command line
+and never from the configuration file itself.
 
 Genesys Cloud CLI / Terraform variables understood: {genesys}.
 

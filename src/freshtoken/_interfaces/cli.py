@@ -40,11 +40,15 @@ EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_STORE = 0, 2, 3, 4, 5
 
 def secret_variables() -> frozenset[str]:
     """Never handed to a child of `exec`: it gets the local endpoint, not the credentials."""
-    from freshtoken._config import GENESYS_ENV, OPTIONS
+    from freshtoken._config import GENESYS_ENV, OPTIONS, SECRET_SOURCES
 
-    secrets = [o.env for o in OPTIONS if o.kind == "secret"]
     return frozenset(
-        [*secrets, *(name + "_FILE" for name in secrets)]
+        [
+            o.env + sfx.upper()
+            for o in OPTIONS
+            if o.kind == "secret"
+            for sfx in ("", *SECRET_SOURCES)
+        ]
         + [name for name, key in GENESYS_ENV.items() if key == "client_secret"]
     )
 
