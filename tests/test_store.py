@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import sqlite3
 import stat
@@ -27,6 +28,7 @@ from freshtoken._sources._entry import Entry
 from freshtoken._sources._sqlite import SQLiteStore
 from freshtoken._sources._store import default_store_path
 from freshtoken.testing import AuthServer, Client
+from tests._cli import cli_env
 from tests.conftest import CANARY_SECRET, make_broker
 
 TOKEN = Token("at_canary_access_1234567", "Bearer", 2e9, 1.9e9)
@@ -101,14 +103,32 @@ def test_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None:
     assert "FRESHTOKEN_STORE" in info.value.hint
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
-def test_a_read_only_directory_is_a_clear_error(tmp_path: Path) -> None:
-    tmp_path.chmod(0o500)
+def test_a_read_only_directory_is_a_clear_error(tmp_path: Path, server: AuthServer) -> None:
+    # Root writes through directory modes: as root, run the command without the capabilities
+    # that allow it (setpriv), as any other user would be.
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root without setpriv writes through directory permissions")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    read_only = tmp_path / "ro"
+    read_only.mkdir(mode=0o500)
+    env = cli_env(tmp_path, server, FRESHTOKEN_STORE=f"sqlite://{read_only}/t.db")
     try:
-        with pytest.raises(StoreError, match="not writable"):
-            SQLiteStore(tmp_path / "t.db")
+        out = subprocess.run(
+            [*prefix, sys.executable, "-m", "freshtoken", "token"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
-        tmp_path.chmod(0o700)
+        read_only.chmod(0o700)
+    assert out.returncode == 5, out.stderr
+    assert "not writable" in out.stderr and "FRESHTOKEN_STORE" in out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert server.stats()["tokens_minted"] == 0  # refused before asking for a token
+    assert list(read_only.iterdir()) == []
 
 
 def test_a_tampered_entry_is_dropped_and_reminted(
