@@ -96,3 +96,67 @@ class RedisProcess:
 def text(value: object) -> str:
     """A Redis reply as text (redis-py types replies as bytes or str)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisClusterProcesses:
+    """A Redis Cluster of three primaries on free loopback ports (bus ports chosen too, so
+    none falls past 65535), slots assigned by `redis-cli --cluster create`."""
+
+    def __init__(self, workdir: Path, size: int = 3) -> None:
+        self.nodes: list[RedisProcess] = []
+        for i in range(size):
+            folder = workdir / f"node{i}"
+            folder.mkdir()
+            self.nodes.append(
+                RedisProcess(
+                    folder,
+                    ("cluster-enabled", "yes"),
+                    ("cluster-config-file", str(folder / "nodes.conf")),
+                    ("cluster-port", str(free_port())),
+                    ("cluster-node-timeout", "2000"),
+                )
+            )
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> RedisClusterProcesses:
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            self.stop()
+            pytest.skip("redis-cli is not installed")
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                *("--cluster-replicas", "0", "--cluster-yes"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        for node in self.nodes:  # every node must agree the cluster is up before use
+            while (
+                "cluster_state:ok"
+                not in subprocess.run(
+                    [cli, "-p", str(node.port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                ).stdout
+            ):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the Redis Cluster did not come up")
+                time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

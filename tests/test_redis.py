@@ -10,14 +10,22 @@ from pathlib import Path
 import pytest
 import redis
 
-from freshtoken import MemoryStore, Secret, StoreError, Token, open_store
+from freshtoken import (
+    ClientCredentials,
+    MemoryStore,
+    Secret,
+    StoreError,
+    Token,
+    TokenBroker,
+    open_store,
+)
 from freshtoken._sources._entry import Entry
 from freshtoken._sources._failopen import FailOpenStore
 from freshtoken._sources._redis import RedisStore
-from freshtoken.testing import AuthServer
+from freshtoken.testing import AuthServer, Client
 from tests._certs import certificates
-from tests._redis import RedisProcess, text
-from tests.conftest import CANARY_SECRET, make_broker
+from tests._redis import RedisClusterProcesses, RedisProcess, text
+from tests.conftest import CANARY_SECRET, make_broker, make_client
 
 STORE_KEY = Secret(base64.b64encode(os.urandom(32)).decode())
 TOKEN = Token("at_canary_access_7654321", "Bearer", 2e9, 1.9e9)
@@ -164,3 +172,47 @@ def test_open_store_reads_redis_settings(redis_server: RedisProcess) -> None:
     closed = open_store(redis_server.url, STORE_KEY, fail="closed")
     assert isinstance(closed, RedisStore)
     assert not isinstance(closed, MemoryStore)
+
+
+def test_a_redis_cluster(tmp_path: Path) -> None:
+    """Entries spread over the cluster's nodes; each entry's lock lives in its slot, so the
+    lock, the compare-and-set script and the sharing work as on one Redis."""
+    cluster = RedisClusterProcesses(tmp_path).start()
+    try:
+        with AuthServer(clients=[Client(f"c{i}", "s") for i in range(12)]) as server:
+
+            def broker(i: int) -> TokenBroker:
+                client = make_client(server, client_id=f"c{i}", secret="s")
+                return TokenBroker(client, grant=ClientCredentials(), store=_store(cluster.url))
+
+            brokers = [broker(i) for i in range(12)]
+            tokens = [b.token() for b in brokers]
+            again = broker(0)
+            assert again.token().access_token == tokens[0].access_token  # adopted
+            assert server.stats()["tokens_minted"] == 12
+        holders = []
+        for node in cluster.nodes:
+            with redis.Redis(port=node.port) as raw:
+                holders.append(len(raw.keys("freshtoken:*")))
+        assert sum(holders) == 12 and sum(1 for h in holders if h) >= 2, holders
+        store = _store(cluster.url)
+        assert sorted(store.list_keys()) == sorted(b.key for b in brokers)
+        key = brokers[5].key
+        version = store.load(key)
+        assert version is not None
+        with store.lock(key, 1) as held:
+            assert held and store.owns_lock(key)
+            assert store.save(key, Entry(TOKEN), version.version) is not None
+            assert store.save(key, Entry(TOKEN), version.version) is None  # stale version
+        # A plain redis:// client on a cluster node: a clear error saying what to use.
+        plain = _store(f"redis://127.0.0.1:{cluster.nodes[0].port}/0")
+        errors = []
+        for b in brokers:  # some keys are on the node asked, the others are not
+            try:
+                plain.load(b.key)
+            except StoreError as exc:
+                errors.append(exc)
+        assert errors and all("redis+cluster://" in e.hint for e in errors)
+        assert "MovedError" in str(errors[0])
+    finally:
+        cluster.stop()

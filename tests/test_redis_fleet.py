@@ -17,7 +17,7 @@ import redis
 from freshtoken import AuthorizationCode, RefreshPolicy, Settings, TokenBroker
 from freshtoken.testing import AuthServer
 from tests._fleet import Fleet, share_one_token, totals, worker_env
-from tests._redis import RedisProcess, text
+from tests._redis import RedisClusterProcesses, RedisProcess, text
 from tests.conftest import make_client, wait_until
 
 FleetFactory = Callable[[dict[str, str], list[str]], Fleet]
@@ -49,6 +49,28 @@ def test_four_hosts_of_eight_processes_share_one_token(
         min_calls=10_000,
         min_checks=500,
     )
+
+
+def test_eight_processes_share_one_token_on_a_redis_cluster(
+    tmp_path: Path, fleet_factory: FleetFactory
+) -> None:
+    cluster = RedisClusterProcesses(tmp_path).start()
+    try:
+        share_one_token(
+            fleet_factory,
+            lambda server: worker_env(
+                server,
+                cluster.url,
+                FRESHTOKEN_STORE_KEY=base64.b64encode(os.urandom(32)).decode(),
+            ),
+            processes=8,
+            threads=4,
+            pause=0.02,
+            min_calls=3_000,
+            min_checks=30,
+        )
+    finally:
+        cluster.stop()
 
 
 def test_refresh_chain_survives_kills_and_stops_mid_refresh(

@@ -110,7 +110,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "store",
         "text",
-        "memory://, sqlite:///path, redis://... or rediss://...",
+        "memory://, sqlite:///path, redis://..., rediss://... (TLS), "
+        "redis+cluster://... (Redis Cluster).",
         "redis://ci@redis.internal:6379/0",
         "SQLite in the user cache dir or $RUNNER_TEMP",
     ),

@@ -1,7 +1,8 @@
 """`redis://` / `rediss://`: one store for a whole fleet of runners.
 
 Entries are AES-GCM sealed (Redis is shared infrastructure) and expire with their token.
-Keys carry a hash tag so an entry and its lock share a Redis Cluster slot. The lock is a
+Keys carry a hash tag so an entry and its lock share a Redis Cluster slot
+(`redis+cluster://` / `rediss+cluster://` open a cluster client from any node). The lock is a
 lease (SET NX PX) released only by its owner; every write is compare-and-set on a random
 version, so a holder paused past its lease can never overwrite what a newer holder wrote.
 """
@@ -74,6 +75,9 @@ class RedisStore:
         self._envelope = Envelope(parse_key(key, "FRESHTOKEN_STORE_KEY"))
         self.pepper = self._envelope.pepper
         parts = urlsplit(url)
+        cluster = parts.scheme.endswith("+cluster")
+        if cluster:
+            url = parts._replace(scheme=parts.scheme.removesuffix("+cluster")).geturl()
         self.display = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
         options: dict[str, Any] = {
             "socket_timeout": timeout,
@@ -84,7 +88,11 @@ class RedisStore:
         if password:
             options["password"] = password.reveal()
         try:
-            self._redis = redis.Redis.from_url(url, **options)
+            if cluster:
+                options.pop("health_check_interval")
+                self._redis: Any = redis.RedisCluster.from_url(url, **options)
+            else:
+                self._redis = redis.Redis.from_url(url, **options)
         except ValueError as exc:
             raise ConfigurationError(
                 f"FRESHTOKEN_STORE is not a valid Redis URL ({exc})",
@@ -107,11 +115,18 @@ class RedisStore:
         return f"{self.prefix}{{{key}}}:{kind}"
 
     def _fail(self, action: str, exc: BaseException) -> StoreError:
+        hint = (
+            "Check that Redis is up and reachable, and the credentials "
+            "(FRESHTOKEN_REDIS_PASSWORD or the URL's user). With FRESHTOKEN_STORE_FAIL=open "
+            "(the default) tokens keep flowing from this process meanwhile."
+        )
+        if type(exc).__name__ in ("MovedError", "AskError", "ClusterCrossSlotError"):
+            hint = "This Redis is a cluster node: use redis+cluster://host:port (or " + (
+                "rediss+cluster://) so that keys go to the node that holds their slot."
+            )
         return StoreError(
             f"cannot {action} the Redis store {self.display}: {type(exc).__name__}: {exc}",
-            hint="Check that Redis is up and reachable, and the credentials "
-            "(FRESHTOKEN_REDIS_PASSWORD or the URL's user). With FRESHTOKEN_STORE_FAIL=open "
-            "(the default) tokens keep flowing from this process meanwhile.",
+            hint=hint,
         )
 
     def load(self, key: str) -> Entry | None:

@@ -112,7 +112,8 @@ def open_store(
     fail: str = "open",
 ) -> TokenStore:
     """A store from `FRESHTOKEN_STORE`: `memory://`, `sqlite:///path`, `redis://...`,
-    `rediss://...`, or (unset) SQLite in the default place."""
+    `rediss://...` (`redis+cluster://`, `rediss+cluster://` for a Redis Cluster), or (unset)
+    SQLite in the default place."""
     if url == "memory://":
         return _MEMORY
     if url is None or url in ("sqlite://", "sqlite:///", ""):
@@ -124,7 +125,7 @@ def open_store(
         from freshtoken._sources._sqlite import SQLiteStore
 
         return SQLiteStore(Path(unquote(parts.path)), key)
-    if parts.scheme in ("redis", "rediss"):
+    if parts.scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         from freshtoken._sources._failopen import FailOpenStore
         from freshtoken._sources._redis import RedisStore
 
@@ -140,5 +141,6 @@ def open_store(
     raise ConfigurationError(
         f"FRESHTOKEN_STORE has an unknown form: {parts.scheme or url!r}",
         hint="Use memory://, sqlite:///absolute/path/tokens.db, redis://host:port/db, "
-        "rediss://..., or leave it unset for the default SQLite store.",
+        "rediss://..., redis+cluster://host:port, or leave it unset for the default SQLite "
+        "store.",
     )
