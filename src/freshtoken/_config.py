@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,6 +200,8 @@ def find_config(environ: Mapping[str, str], cwd: Path | None = None) -> Path | N
 
 
 def _profile_values(path: Path, profile: str | None) -> dict[str, tuple[object, str]]:
+    import tomllib  # here: 10 ms that a run without a configuration file need not pay
+
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
