@@ -32,8 +32,10 @@ def read_keyring_secret(ref: str, setting: str, *, create_key: bool = False) -> 
     try:
         value = keyring.get_password(service, name)
         if value is None and create_key:
-            value = base64.b64encode(os.urandom(32)).decode()
-            keyring.set_password(service, name, value)
+            keyring.set_password(service, name, base64.b64encode(os.urandom(32)).decode())
+            # Read back, so that two first runs at once usually agree on the key kept; when
+            # they do not, the other's entries fail to open and are re-minted, never misread.
+            value = keyring.get_password(service, name)
     except KeyringError as exc:
         # The message names the backend's trouble (no backend, locked, denied), never a value.
         raise ConfigurationError(
