@@ -546,7 +546,6 @@ class AuthServer:
         )
         if isinstance(body, str):
             headers["Content-Type"] = "text/html" if body.startswith("<") else "text/plain"
-            return status, body, headers
         return status, body, headers
 
     # -- other endpoints ---------------------------------------------------------------------
