@@ -5,16 +5,17 @@ wins over the region) and the few placeholders in `BINDINGS` in shell."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis as redis_client
 
 from freshtoken._config import _profile_values
 from freshtoken.testing import AuthServer
@@ -94,20 +95,17 @@ def test_every_binding_is_used() -> None:
     assert SHELL_EXAMPLES and all(placeholder in shell for placeholder in BINDINGS)
 
 
-@pytest.fixture
-def acl_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    (tmp_path / "redis").mkdir()
-    redis = RedisProcess(
-        tmp_path / "redis",
+def acl_redis(folder: Path) -> RedisProcess:
+    folder.mkdir()
+    return RedisProcess(
+        folder,
         ("user", f"ci on >{REDIS_PASSWORD} ~freshtoken:* &* +@all"),
         ("user", "default off"),
     ).start()
-    yield redis
-    redis.stop()
 
 
 @pytest.mark.parametrize(("where", "code"), SHELL_EXAMPLES, ids=[w for w, _ in SHELL_EXAMPLES])
-def test_shell_example_runs(where: str, code: str, tmp_path: Path, acl_redis: RedisProcess) -> None:
+def test_shell_example_runs(where: str, code: str, tmp_path: Path) -> None:
     """The block runs in bash, then `freshtoken token` in the same shell proves the
     configuration it set up works; a `npm run build` runs a real npm project calling the API."""
     if "npm " in code and shutil.which("npm") is None:
@@ -115,28 +113,35 @@ def test_shell_example_runs(where: str, code: str, tmp_path: Path, acl_redis: Re
     (tmp_path / "client_secret").write_text("demo-secret\n")
     (tmp_path / "redis_password").write_text(REDIS_PASSWORD + "\n")
     (tmp_path / "store_key").write_text(base64.b64encode(os.urandom(32)).decode())
-    for path in tmp_path.iterdir():
-        path.chmod(0o600) if path.is_file() else None
-    redis_url = acl_redis.url.replace("redis://", "redis://ci@")
-    for placeholder, value in BINDINGS.items():
-        code = code.replace(placeholder, value.format(tmp=tmp_path, redis=redis_url))
-    with AuthServer() as server:
-        project = tmp_path / "project"
-        project.mkdir()
-        check = (
-            "const e = process.env;"
-            " fetch(e.FRESHTOKEN_PROXY_URL + '/api/v2/tokens/me',"
-            " {headers: {'X-Freshtoken-Key': e.FRESHTOKEN_KEY}})"
-            ".then(r => process.exit(r.status === 200 ? 0 : 1))"
+    for name in ("client_secret", "redis_password", "store_key"):
+        (tmp_path / name).chmod(0o600)
+    project = tmp_path / "project"
+    project.mkdir()
+    check = (
+        "const e = process.env;"
+        " fetch(e.FRESHTOKEN_PROXY_URL + '/api/v2/tokens/me',"
+        " {headers: {'X-Freshtoken-Key': e.FRESHTOKEN_KEY}})"
+        ".then(r => process.exit(r.status === 200 ? 0 : 1))"
+    )
+    (project / "package.json").write_text(
+        json.dumps({"name": "build", "private": True, "scripts": {"build": f'node -e "{check}"'}})
+    )
+    with contextlib.ExitStack() as stack:
+        redis = None
+        if any(p in code for p, v in BINDINGS.items() if "{redis}" in v):
+            redis = acl_redis(tmp_path / "redis")
+            stack.callback(redis.stop)
+        redis_url = redis.url.replace("redis://", "redis://ci@") if redis else ""
+        for placeholder, value in BINDINGS.items():
+            code = code.replace(placeholder, value.format(tmp=tmp_path, redis=redis_url))
+        server = stack.enter_context(AuthServer())
+        env = cli_env(
+            tmp_path,
+            None,
+            FRESHTOKEN_TOKEN_URL=server.token_url,  # wins over the blocks' region
+            FRESHTOKEN_PROXY_UPSTREAM=server.url,
         )
-        (project / "package.json").write_text(
-            json.dumps(
-                {"name": "build", "private": True, "scripts": {"build": f'node -e "{check}"'}}
-            )
-        )
-        env = cli_env(tmp_path, server, FRESHTOKEN_PROXY_UPSTREAM=server.url)
-        del env["FRESHTOKEN_CLIENT_ID"], env["FRESHTOKEN_CLIENT_SECRET"]  # the blocks set them
-        if "FRESHTOKEN_CLIENT_ID" not in code:
+        if "FRESHTOKEN_CLIENT_ID" not in code:  # else the block sets the client itself
             env.update(FRESHTOKEN_CLIENT_ID="demo-client", FRESHTOKEN_CLIENT_SECRET="demo-secret")
         out = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", code + "\nfreshtoken token --format json"],
@@ -147,20 +152,18 @@ def test_shell_example_runs(where: str, code: str, tmp_path: Path, acl_redis: Re
             timeout=60,
         )
         stats = server.stats()
+        keys = redis_keys(redis) if redis else []
     assert out.returncode == 0, (where, out.stdout, out.stderr)
     assert json.loads(out.stdout.strip().splitlines()[-1])["access_token"].startswith("at_")
     assert stats["tokens_minted"] >= 1 and stats["api_401"] == 0, stats
     if "npm run build" in code:
         assert stats["api_200"] >= 1, stats
-    if "FRESHTOKEN_STORE=redis" in code:
-        keys = redis_keys(acl_redis)
+    if redis:  # the token went to the test Redis, under freshtoken's prefix
         assert keys and all(k.startswith("freshtoken:") for k in keys), keys
 
 
 def redis_keys(server: RedisProcess) -> list[str]:
-    import redis
-
-    with redis.Redis(
+    with redis_client.Redis(
         port=server.port, username="ci", password=REDIS_PASSWORD, decode_responses=True
     ) as client:
         return [str(k) for k in client.keys("*")]
