@@ -122,12 +122,19 @@ class RedisClusterProcesses:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
     def start(self) -> RedisClusterProcesses:
-        for node in self.nodes:
-            node.start()
+        try:
+            self._start()
+        except BaseException:  # a skip or a failure: leave no node running
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         cli = shutil.which("redis-cli")
         if cli is None:
-            self.stop()
             pytest.skip("redis-cli is not installed")
+        for node in self.nodes:
+            node.start()
         subprocess.run(
             [
                 cli,
@@ -142,21 +149,17 @@ class RedisClusterProcesses:
         )
         deadline = time.monotonic() + 30
         for node in self.nodes:  # every node must agree the cluster is up before use
-            while (
-                "cluster_state:ok"
-                not in subprocess.run(
-                    [cli, "-p", str(node.port), "cluster", "info"],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                ).stdout
-            ):
+            while "cluster_state:ok" not in _cli_text(cli, node.port, "cluster", "info"):
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise RuntimeError("the Redis Cluster did not come up")
                 time.sleep(0.05)
-        return self
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+def _cli_text(cli: str, port: int, *command: str) -> str:
+    return subprocess.run(
+        [cli, "-p", str(port), *command], capture_output=True, text=True, timeout=10
+    ).stdout
