@@ -50,6 +50,11 @@ class Option:
     def env(self) -> str:
         return PREFIX + self.key.upper()
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Suffixes of the variables and file keys it is read from ("": its own name)."""
+        return ("", *SECRET_SOURCES) if self.kind == "secret" else ("",)
+
 
 OPTIONS: tuple[Option, ...] = (
     Option(
@@ -347,7 +352,7 @@ class Settings:
             if value := env.get(variable, "").strip():
                 raw[key] = (value, "$" + variable)
         for option in OPTIONS:
-            suffixes = ("", *SECRET_SOURCES) if option.kind == "secret" else ("",)
+            suffixes = option.sources
             found = {
                 sfx: value
                 for sfx in suffixes

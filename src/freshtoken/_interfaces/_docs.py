@@ -10,10 +10,11 @@ def configuration_markdown() -> str:
     rows = []
     for option in OPTIONS:
         if option.kind == "secret":
-            variable = f"`{option.env}`, `{option.env}_FILE`, `{option.env}_KEYRING`"
-            key = f"`{option.key}_file` (a path) or `{option.key}_keyring`; never the secret itself"
+            keys = " or ".join(f"`{option.key}{sfx}`" for sfx in option.sources if sfx)
+            key = f"{keys} (`_file`: a path); never the secret itself"
         else:
-            variable, key = f"`{option.env}`", f"`{option.key}`"
+            key = f"`{option.key}`"
+        variable = ", ".join(f"`{option.env}{sfx.upper()}`" for sfx in option.sources)
         default = option.default or "none"
         rows.append(f"| {key} | {variable} | {option.help} | {default} | `{option.example}` |")
     genesys = ", ".join(f"`{name}` ({key})" for name, key in GENESYS_ENV.items())

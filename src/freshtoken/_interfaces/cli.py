@@ -40,15 +40,10 @@ EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_STORE = 0, 2, 3, 4, 5
 
 def secret_variables() -> frozenset[str]:
     """Never handed to a child of `exec`: it gets the local endpoint, not the credentials."""
-    from freshtoken._config import GENESYS_ENV, OPTIONS, SECRET_SOURCES
+    from freshtoken._config import GENESYS_ENV, OPTIONS
 
     return frozenset(
-        [
-            o.env + sfx.upper()
-            for o in OPTIONS
-            if o.kind == "secret"
-            for sfx in ("", *SECRET_SOURCES)
-        ]
+        [o.env + sfx.upper() for o in OPTIONS if o.kind == "secret" for sfx in o.sources]
         + [name for name, key in GENESYS_ENV.items() if key == "client_secret"]
     )
 
