@@ -38,8 +38,8 @@ from freshtoken import (
     TokenClient,
     TokenStore,
 )
-from freshtoken._sources._redis import RedisStore
-from freshtoken._sources._sqlite import SQLiteStore
+from freshtoken.stores._redis import RedisStore
+from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer
 
 console = Console()

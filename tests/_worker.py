@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from freshtoken import OAuthError, TokenBroker
-from freshtoken._sources._sqlite import SQLiteStore
+from freshtoken.stores._sqlite import SQLiteStore
 
 
 def hold_lock(db: str, key: str) -> None:

@@ -428,7 +428,7 @@ def test_the_fast_path_computes_the_brokers_cache_key(
     tmp_path: Path, server: AuthServer, variant: dict[str, Any]
 ) -> None:
     from freshtoken import Secret, Settings, TokenBroker
-    from freshtoken._sources._key import settings_key
+    from freshtoken.broker._key import settings_key
 
     settings = Settings(
         token_url=server.token_url,

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from freshtoken._config import OPTIONS
-from freshtoken._interfaces._docs import configuration_markdown, troubleshooting_markdown
+from freshtoken.cli._docs import configuration_markdown, troubleshooting_markdown
+from freshtoken.config._settings import OPTIONS
 from tests._cli import cli_env
 
 ROOT = Path(__file__).parent.parent
@@ -17,15 +17,14 @@ ROOT = Path(__file__).parent.parent
 
 def test_the_configuration_reference_is_generated_from_the_code() -> None:
     assert (ROOT / "docs" / "configuration.md").read_text() == configuration_markdown(), (
-        "regenerate: python -m freshtoken._interfaces._docs > docs/configuration.md"
+        "regenerate: python -m freshtoken.cli._docs > docs/configuration.md"
     )
 
 
 def test_the_troubleshooting_page_is_generated_from_the_hints() -> None:
     page = (ROOT / "docs" / "troubleshooting.md").read_text()
     assert page == troubleshooting_markdown(), (
-        "regenerate: python -m freshtoken._interfaces._docs troubleshooting "
-        "> docs/troubleshooting.md"
+        "regenerate: python -m freshtoken.cli._docs troubleshooting > docs/troubleshooting.md"
     )
     assert "region eu_west_1" in page and "offline_access" in page
 

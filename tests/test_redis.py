@@ -19,9 +19,9 @@ from freshtoken import (
     TokenBroker,
     open_store,
 )
-from freshtoken._sources._entry import Entry
-from freshtoken._sources._failopen import FailOpenStore
-from freshtoken._sources._redis import RedisStore
+from freshtoken.stores._entry import Entry
+from freshtoken.stores._failopen import FailOpenStore
+from freshtoken.stores._redis import RedisStore
 from freshtoken.testing import AuthServer, Client
 from tests._certs import certificates
 from tests._redis import RedisClusterProcesses, RedisProcess, text

@@ -24,9 +24,9 @@ from freshtoken import (
     TokenStore,
     open_store,
 )
-from freshtoken._sources._entry import Entry
-from freshtoken._sources._sqlite import SQLiteStore
-from freshtoken._sources._store import default_store_path
+from freshtoken.stores._base import default_store_path
+from freshtoken.stores._entry import Entry
+from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env
 from tests.conftest import CANARY_SECRET, make_broker

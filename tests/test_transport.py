@@ -23,8 +23,8 @@ from freshtoken import (
     TokenClient,
 )
 from freshtoken._errors import ErrorContext
-from freshtoken._grants._response import retry_after
-from freshtoken._grants._retry import transport_error
+from freshtoken.oauth._response import retry_after
+from freshtoken.oauth._retry import transport_error
 from tests._certs import certificates
 
 

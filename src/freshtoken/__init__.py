@@ -11,7 +11,6 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the CL
 if TYPE_CHECKING:
     from typing import Any
 
-    from freshtoken._config import Settings
     from freshtoken._errors import (
         AuthorizationError,
         ConfigurationError,
@@ -33,27 +32,28 @@ if TYPE_CHECKING:
         TransportError,
         UnauthorizedClientError,
     )
-    from freshtoken._grants._client import TokenClient
-    from freshtoken._grants._client_auth import ClientSecretBasic, ClientSecretPost, PublicClient
-    from freshtoken._grants._grant import AuthorizationCode, ClientCredentials, RefreshTokenGrant
-    from freshtoken._grants._retry import RetryPolicy
     from freshtoken._http import Timeouts
-    from freshtoken._provider._endpoints import Endpoints
-    from freshtoken._provider._genesys import REGIONS as GENESYS_REGIONS
-    from freshtoken._provider._genesys import GenesysRegion, genesys_region
     from freshtoken._secret import Secret
-    from freshtoken._sources._broker import BrokerStats, TokenBroker
-    from freshtoken._sources._policy import RefreshPolicy
-    from freshtoken._sources._source import TokenSource
-    from freshtoken._sources._store import MemoryStore, TokenStore, open_store
     from freshtoken._token import Token
+    from freshtoken.broker._broker import BrokerStats, TokenBroker
+    from freshtoken.broker._policy import RefreshPolicy
+    from freshtoken.broker._source import TokenSource
+    from freshtoken.config._settings import Settings
+    from freshtoken.oauth._client import TokenClient
+    from freshtoken.oauth._client_auth import ClientSecretBasic, ClientSecretPost, PublicClient
+    from freshtoken.oauth._grants import AuthorizationCode, ClientCredentials, RefreshTokenGrant
+    from freshtoken.oauth._retry import RetryPolicy
+    from freshtoken.provider._endpoints import Endpoints
+    from freshtoken.provider._genesys import REGIONS as GENESYS_REGIONS
+    from freshtoken.provider._genesys import GenesysRegion, genesys_region
+    from freshtoken.stores._base import MemoryStore, TokenStore, open_store
 
 __version__ = "0.1.0"
 
 # Public names are imported on first use, so that `import freshtoken` (and the command
 # line's cache-hit path) does not pay for httpx and cryptography until they are needed.
 _LAZY: dict[str, tuple[str, str]] = {
-    "Settings": ("freshtoken._config", "Settings"),
+    "Settings": ("freshtoken.config._settings", "Settings"),
     "AuthorizationError": ("freshtoken._errors", "AuthorizationError"),
     "ConfigurationError": ("freshtoken._errors", "ConfigurationError"),
     "ConnectError": ("freshtoken._errors", "ConnectError"),
@@ -73,27 +73,27 @@ _LAZY: dict[str, tuple[str, str]] = {
     "TokenUnavailableError": ("freshtoken._errors", "TokenUnavailableError"),
     "TransportError": ("freshtoken._errors", "TransportError"),
     "UnauthorizedClientError": ("freshtoken._errors", "UnauthorizedClientError"),
-    "TokenClient": ("freshtoken._grants._client", "TokenClient"),
-    "ClientSecretBasic": ("freshtoken._grants._client_auth", "ClientSecretBasic"),
-    "ClientSecretPost": ("freshtoken._grants._client_auth", "ClientSecretPost"),
-    "PublicClient": ("freshtoken._grants._client_auth", "PublicClient"),
-    "AuthorizationCode": ("freshtoken._grants._grant", "AuthorizationCode"),
-    "ClientCredentials": ("freshtoken._grants._grant", "ClientCredentials"),
-    "RefreshTokenGrant": ("freshtoken._grants._grant", "RefreshTokenGrant"),
-    "RetryPolicy": ("freshtoken._grants._retry", "RetryPolicy"),
+    "TokenClient": ("freshtoken.oauth._client", "TokenClient"),
+    "ClientSecretBasic": ("freshtoken.oauth._client_auth", "ClientSecretBasic"),
+    "ClientSecretPost": ("freshtoken.oauth._client_auth", "ClientSecretPost"),
+    "PublicClient": ("freshtoken.oauth._client_auth", "PublicClient"),
+    "AuthorizationCode": ("freshtoken.oauth._grants", "AuthorizationCode"),
+    "ClientCredentials": ("freshtoken.oauth._grants", "ClientCredentials"),
+    "RefreshTokenGrant": ("freshtoken.oauth._grants", "RefreshTokenGrant"),
+    "RetryPolicy": ("freshtoken.oauth._retry", "RetryPolicy"),
     "Timeouts": ("freshtoken._http", "Timeouts"),
-    "Endpoints": ("freshtoken._provider._endpoints", "Endpoints"),
-    "GENESYS_REGIONS": ("freshtoken._provider._genesys", "REGIONS"),
-    "GenesysRegion": ("freshtoken._provider._genesys", "GenesysRegion"),
-    "genesys_region": ("freshtoken._provider._genesys", "genesys_region"),
+    "Endpoints": ("freshtoken.provider._endpoints", "Endpoints"),
+    "GENESYS_REGIONS": ("freshtoken.provider._genesys", "REGIONS"),
+    "GenesysRegion": ("freshtoken.provider._genesys", "GenesysRegion"),
+    "genesys_region": ("freshtoken.provider._genesys", "genesys_region"),
     "Secret": ("freshtoken._secret", "Secret"),
-    "BrokerStats": ("freshtoken._sources._broker", "BrokerStats"),
-    "RefreshPolicy": ("freshtoken._sources._policy", "RefreshPolicy"),
-    "TokenBroker": ("freshtoken._sources._broker", "TokenBroker"),
-    "TokenSource": ("freshtoken._sources._source", "TokenSource"),
-    "MemoryStore": ("freshtoken._sources._store", "MemoryStore"),
-    "TokenStore": ("freshtoken._sources._store", "TokenStore"),
-    "open_store": ("freshtoken._sources._store", "open_store"),
+    "BrokerStats": ("freshtoken.broker._broker", "BrokerStats"),
+    "RefreshPolicy": ("freshtoken.broker._policy", "RefreshPolicy"),
+    "TokenBroker": ("freshtoken.broker._broker", "TokenBroker"),
+    "TokenSource": ("freshtoken.broker._source", "TokenSource"),
+    "MemoryStore": ("freshtoken.stores._base", "MemoryStore"),
+    "TokenStore": ("freshtoken.stores._base", "TokenStore"),
+    "open_store": ("freshtoken.stores._base", "open_store"),
     "Token": ("freshtoken._token", "Token"),
 }
 

@@ -1,3 +1,3 @@
-from freshtoken._interfaces._fast import main
+from freshtoken.cli._main import main
 
 main()

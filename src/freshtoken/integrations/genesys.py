@@ -16,8 +16,8 @@ import threading
 from typing import Any
 
 from freshtoken._errors import ConfigurationError
-from freshtoken._provider._genesys import genesys_region
-from freshtoken._sources._broker import TokenBroker
+from freshtoken.broker._broker import TokenBroker
+from freshtoken.provider._genesys import genesys_region
 
 try:
     from PureCloudPlatformClientV2 import ApiClient

@@ -11,12 +11,7 @@ from urllib.parse import urlencode
 import httpx
 
 from freshtoken._clock import SYSTEM_CLOCK, Clock
-from freshtoken._config import Settings
 from freshtoken._errors import ErrorContext
-from freshtoken._grants._client_auth import ClientAuth, client_auth
-from freshtoken._grants._grant import Grant
-from freshtoken._grants._response import parse_token_reply
-from freshtoken._grants._retry import RetryPolicy, with_retries
 from freshtoken._http import (
     Exchange,
     Reply,
@@ -26,9 +21,14 @@ from freshtoken._http import (
     run_async,
     run_sync,
 )
-from freshtoken._provider._discovery import cached, discover
-from freshtoken._provider._endpoints import Endpoints, check_url
 from freshtoken._token import Token
+from freshtoken.config._settings import Settings
+from freshtoken.oauth._client_auth import ClientAuth, client_auth
+from freshtoken.oauth._grants import Grant
+from freshtoken.oauth._response import parse_token_reply
+from freshtoken.oauth._retry import RetryPolicy, with_retries
+from freshtoken.provider._discovery import cached, discover
+from freshtoken.provider._endpoints import Endpoints, check_url
 
 
 class TokenClient:

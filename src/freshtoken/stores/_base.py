@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._secret import Secret
-from freshtoken._sources._entry import Entry
+from freshtoken.stores._entry import Entry
 
 
 class TokenStore(Protocol):
@@ -117,17 +117,17 @@ def open_store(
     if url == "memory://":
         return _MEMORY
     if url is None or url in ("sqlite://", "sqlite:///", ""):
-        from freshtoken._sources._sqlite import SQLiteStore
+        from freshtoken.stores._sqlite import SQLiteStore
 
         return SQLiteStore(default_store_path(), key)
     parts = urlsplit(url)
     if parts.scheme == "sqlite" and parts.path:
-        from freshtoken._sources._sqlite import SQLiteStore
+        from freshtoken.stores._sqlite import SQLiteStore
 
         return SQLiteStore(Path(unquote(parts.path)), key)
     if parts.scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
-        from freshtoken._sources._failopen import FailOpenStore
-        from freshtoken._sources._redis import RedisStore
+        from freshtoken.stores._failopen import FailOpenStore
+        from freshtoken.stores._redis import RedisStore
 
         if fail not in ("open", "closed"):
             raise ConfigurationError(

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from freshtoken._clock import Clock
-from freshtoken._config import Settings
 from freshtoken._errors import (
     ErrorContext,
     InsufficientScopeError,
@@ -27,15 +26,16 @@ from freshtoken._errors import (
     TokenUnavailableError,
     hint_for,
 )
-from freshtoken._grants._client import TokenClient
-from freshtoken._grants._grant import ClientCredentials, RefreshTokenGrant
-from freshtoken._grants._retry import surely_unprocessed
 from freshtoken._log import logger, remember_secret
-from freshtoken._sources._entry import Entry
-from freshtoken._sources._key import cache_key
-from freshtoken._sources._policy import DEFAULT_MIN_TTL, RefreshPolicy, default_need
-from freshtoken._sources._store import MemoryStore, TokenStore
 from freshtoken._token import Token
+from freshtoken.broker._key import cache_key
+from freshtoken.broker._policy import DEFAULT_MIN_TTL, RefreshPolicy, default_need
+from freshtoken.config._settings import Settings
+from freshtoken.oauth._client import TokenClient
+from freshtoken.oauth._grants import ClientCredentials, RefreshTokenGrant
+from freshtoken.oauth._retry import surely_unprocessed
+from freshtoken.stores._base import MemoryStore, TokenStore
+from freshtoken.stores._entry import Entry
 
 if TYPE_CHECKING:
     import httpx
@@ -473,12 +473,12 @@ class TokenBroker:
     # -- adapters ----------------------------------------------------------------------------
     def httpx_auth(self) -> httpx.Auth:
         """An `httpx.Auth` (sync and async) that sends the token and retries once on 401."""
-        from freshtoken._interfaces._auth import BrokerAuth
+        from freshtoken.auth._adapters import BrokerAuth
 
         return BrokerAuth(self)
 
     def requests_auth(self) -> requests.auth.AuthBase:
         """A `requests` auth that sends the token and retries once on 401."""
-        from freshtoken._interfaces._auth import requests_auth
+        from freshtoken.auth._adapters import requests_auth
 
         return requests_auth(self)

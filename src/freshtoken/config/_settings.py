@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from freshtoken._errors import ConfigurationError
-from freshtoken._grants._client_auth import AUTH_METHODS
-from freshtoken._grants._grant import ClientCredentials
-from freshtoken._provider._endpoints import Endpoints, check_url
-from freshtoken._provider._genesys import genesys_region
 from freshtoken._secret import Secret
+from freshtoken.oauth._client_auth import AUTH_METHODS
+from freshtoken.oauth._grants import ClientCredentials
+from freshtoken.provider._endpoints import Endpoints, check_url
+from freshtoken.provider._genesys import genesys_region
 
 if TYPE_CHECKING:
-    from freshtoken._sources._store import TokenStore
+    from freshtoken.stores._base import TokenStore
 
 PREFIX = "FRESHTOKEN_"
 CONFIG_NAME = "freshtoken.toml"
@@ -373,7 +373,7 @@ class Settings:
             if how == "_file":
                 values[option.key] = read_secret_file(str(given), source)
             elif how == "_keyring":
-                from freshtoken._keyring import read_keyring_secret
+                from freshtoken.config._keyring import read_keyring_secret
 
                 values[option.key] = read_keyring_secret(
                     str(given), source, create_key=option.key == "store_key"
@@ -415,7 +415,7 @@ class Settings:
 
     def open_store(self) -> TokenStore:
         """The configured store."""
-        from freshtoken._sources._store import open_store
+        from freshtoken.stores._base import open_store
 
         return open_store(
             self.store,

@@ -10,7 +10,7 @@ import httpx
 
 from freshtoken._errors import ConfigurationError, MalformedResponseError
 from freshtoken._http import Exchange
-from freshtoken._provider._endpoints import Endpoints, check_url
+from freshtoken.provider._endpoints import Endpoints, check_url
 
 _CACHE_SECONDS = 3600.0
 _cache: dict[str, tuple[float, Endpoints]] = {}

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 
-from freshtoken._config import Settings
-from freshtoken._sources._key import settings_key
-from freshtoken._sources._policy import RefreshPolicy, default_need
 from freshtoken._token import Token
+from freshtoken.broker._key import settings_key
+from freshtoken.broker._policy import RefreshPolicy, default_need
+from freshtoken.config._settings import Settings
 
 
 def cached_token(settings: Settings, min_ttl: float | None) -> Token | None:

@@ -20,8 +20,8 @@ from pathlib import Path
 from freshtoken._errors import StoreError
 from freshtoken._log import logger
 from freshtoken._secret import Secret
-from freshtoken._sources._crypto import Envelope, check_private, key_file, parse_key
-from freshtoken._sources._entry import Entry, decode, encode
+from freshtoken.stores._entry import Entry, decode, encode
+from freshtoken.stores._sealed import Envelope, check_private, key_file, parse_key
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (

@@ -10,8 +10,8 @@ from typing import Any
 
 from freshtoken._errors import StoreError
 from freshtoken._log import logger
-from freshtoken._sources._entry import Entry
-from freshtoken._sources._store import MemoryStore, TokenStore
+from freshtoken.stores._base import MemoryStore, TokenStore
+from freshtoken.stores._entry import Entry
 
 
 class FailOpenStore:

@@ -11,7 +11,7 @@ import httpx
 if TYPE_CHECKING:
     import requests
 
-    from freshtoken._sources._broker import TokenBroker
+    from freshtoken.broker._broker import TokenBroker
 
 
 class BrokerAuth(httpx.Auth):

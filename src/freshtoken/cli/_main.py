@@ -153,16 +153,16 @@ def main() -> None:
             sys.exit(exc.exit_code)
         sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
         return
-    from freshtoken._interfaces.cli import cli
+    from freshtoken.cli._app import cli
 
     cli(prog_name="freshtoken")
 
 
 def _print_cached(min_ttl: float | None, fmt: str) -> bool:
     """Serve a plain `freshtoken token` from the store, without loading httpx and click."""
-    from freshtoken._config import Settings
     from freshtoken._errors import OAuthError
-    from freshtoken._sources._peek import cached_token
+    from freshtoken.broker._peek import cached_token
+    from freshtoken.config._settings import Settings
 
     try:
         token = cached_token(Settings.load(), min_ttl)

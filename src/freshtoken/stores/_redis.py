@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 from freshtoken._errors import ConfigurationError, StoreError
 from freshtoken._log import logger
 from freshtoken._secret import Secret
-from freshtoken._sources._crypto import Envelope, parse_key
-from freshtoken._sources._entry import Entry, decode, encode
+from freshtoken.stores._entry import Entry, decode, encode
+from freshtoken.stores._sealed import Envelope, parse_key
 
 _CAS = """
 local current = redis.call('HGET', KEYS[1], 'v')

@@ -25,10 +25,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from freshtoken._errors import AuthorizationError, ConfigurationError, OAuthError
-from freshtoken._interfaces._fast import render
 from freshtoken._log import logger, remember_secret
 from freshtoken._serving import QuietErrors
-from freshtoken._sources._broker import TokenBroker
+from freshtoken.broker._broker import TokenBroker
+from freshtoken.cli._main import render
 
 MAX_REPLAY_BYTES = 1024 * 1024  # bodies up to this are buffered, so a 401 can be retried
 _HOP_BY_HOP = frozenset(
@@ -184,7 +184,7 @@ class LocalServer:
         try:
             token = self.broker.token(min_ttl)
         except OAuthError as exc:
-            from freshtoken._interfaces.cli import exit_code_for
+            from freshtoken.cli._app import exit_code_for
 
             status = 502 if isinstance(exc, AuthorizationError | ConfigurationError) else 503
             return status, {

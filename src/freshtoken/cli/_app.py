@@ -1,5 +1,5 @@
 """The `freshtoken` command line. Heavy modules are imported inside commands; the cache-hit
-path inside `exec` children never gets here (see _fast.py)."""
+path inside `exec` children never gets here (see _main.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from freshtoken._errors import (
     OAuthError,
     StoreError,
 )
-from freshtoken._interfaces._fast import (
+from freshtoken.cli._main import (
     FORMATS,
     ParentError,
     fetch_from_parent,
@@ -32,15 +32,15 @@ from freshtoken._interfaces._fast import (
 )
 
 if TYPE_CHECKING:
-    from freshtoken._config import Settings
-    from freshtoken._sources._broker import TokenBroker
+    from freshtoken.broker._broker import TokenBroker
+    from freshtoken.config._settings import Settings
 
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_STORE = 0, 2, 3, 4, 5
 
 
 def secret_variables() -> frozenset[str]:
     """Never handed to a child of `exec`: it gets the local endpoint, not the credentials."""
-    from freshtoken._config import GENESYS_ENV, OPTIONS
+    from freshtoken.config._settings import GENESYS_ENV, OPTIONS
 
     return frozenset(
         [o.env + sfx.upper() for o in OPTIONS if o.kind == "secret" for sfx in o.sources]
@@ -69,12 +69,12 @@ class Context:
     profile: str | None
 
     def settings(self) -> Settings:
-        from freshtoken._config import Settings
+        from freshtoken.config._settings import Settings
 
         return Settings.load(profile=self.profile)
 
     def broker(self, settings: Settings | None = None) -> TokenBroker:
-        from freshtoken._sources._broker import TokenBroker
+        from freshtoken.broker._broker import TokenBroker
 
         return TokenBroker.from_settings(settings or self.settings())
 
@@ -191,8 +191,8 @@ def _github(data: dict[str, object], env_name: str | None) -> None:
 def _upstream(proxy: str | None, settings: Settings) -> str | None:
     if proxy is None:
         return None
-    from freshtoken._provider._endpoints import check_url
-    from freshtoken._provider._genesys import genesys_region
+    from freshtoken.provider._endpoints import check_url
+    from freshtoken.provider._genesys import genesys_region
 
     if proxy == "auto":
         proxy = settings.proxy_upstream or (
@@ -208,7 +208,7 @@ def _upstream(proxy: str | None, settings: Settings) -> str | None:
 
 
 def _listen(value: str) -> tuple[str, int]:
-    from freshtoken._provider._endpoints import is_loopback_host
+    from freshtoken.provider._endpoints import is_loopback_host
 
     host, _, port = value.rpartition(":")
     host = host.strip("[]")
@@ -265,7 +265,7 @@ def serve(
     Example:
       freshtoken serve --proxy &   # then: curl -H "X-Freshtoken-Key: $KEY" $URL/token
     """
-    from freshtoken._interfaces._local import LocalServer
+    from freshtoken.local._server import LocalServer
 
     try:
         settings = _run(ctx).settings()
@@ -320,7 +320,7 @@ def exec_(
     Example:
       freshtoken exec --proxy -- npm run build
     """
-    from freshtoken._interfaces._local import LocalServer
+    from freshtoken.local._server import LocalServer
 
     try:
         settings = _run(ctx).settings()
@@ -363,7 +363,7 @@ def seed_refresh_token(ctx: click.Context, path: Path | None) -> None:
     Example:
       freshtoken seed-refresh-token < refresh_token.txt
     """
-    from freshtoken._config import read_secret_file
+    from freshtoken.config._settings import read_secret_file
 
     try:
         value = read_secret_file(str(path) if path else "-", "the refresh token")
@@ -492,7 +492,7 @@ def doctor(ctx: click.Context, build_minutes: float, fmt: str) -> None:
     Example:
       freshtoken doctor --build-minutes 15
     """
-    from freshtoken._interfaces._doctor import run_checks
+    from freshtoken.cli._doctor import run_checks
 
     checks = run_checks(_run(ctx).profile, build_minutes)
     if fmt == "json":
@@ -532,13 +532,13 @@ def demo(duration: int, ttl: float, plain: bool) -> None:
     Example:
       freshtoken demo --duration 12 --ttl 3
     """
-    from freshtoken._interfaces._demo import run
+    from freshtoken.cli._demo import run
 
     sys.exit(run(duration, ttl, plain or not sys.stdout.isatty()))
 
 
 def _client_spec(value: str) -> Any:
-    from freshtoken._config import read_secret_file
+    from freshtoken.config._settings import read_secret_file
     from freshtoken.testing import Client
 
     client_id, sep, rest = value.partition(":")
@@ -619,7 +619,7 @@ def testserver(
     Example:
       freshtoken testserver --ttl 60 --genesys
     """
-    from freshtoken._provider._endpoints import is_loopback_host
+    from freshtoken.provider._endpoints import is_loopback_host
     from freshtoken.testing import MALFORMED, AuthServer
 
     if not is_loopback_host(host):
@@ -665,6 +665,6 @@ def testserver(
 
 
 def main() -> None:
-    from freshtoken._interfaces._fast import main as entry
+    from freshtoken.cli._main import main as entry
 
     entry()

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from freshtoken._secret import Secret
 
 if TYPE_CHECKING:
-    from freshtoken._config import Settings
-    from freshtoken._grants._grant import ClientCredentials
+    from freshtoken.config._settings import Settings
+    from freshtoken.oauth._grants import ClientCredentials
 
 
 def cache_key(

@@ -6,8 +6,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from freshtoken._config import OPTIONS, Settings
 from freshtoken._errors import OAuthError
+from freshtoken.config._settings import OPTIONS, Settings
 
 
 @dataclass
@@ -58,7 +58,7 @@ def _endpoint(settings: Settings) -> Check:
 
 def run_checks(profile: str | None, build_minutes: float) -> list[Check]:
     """Every check that applies; stops early only when nothing further can be checked."""
-    from freshtoken._sources._broker import TokenBroker
+    from freshtoken.broker._broker import TokenBroker
 
     try:
         settings = Settings.load(profile=profile)

@@ -1,1 +1,0 @@
-"""Grants, client authentication, and the exchange with the token endpoint."""

@@ -1,1 +1,0 @@
-"""Where the endpoints come from: an explicit URL, discovery, or a preset (Genesys Cloud)."""

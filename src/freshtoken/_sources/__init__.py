@@ -1,1 +1,0 @@
-"""Token sources: the broker (cache, single flight, refresh-ahead) and the stores behind it."""
