@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from freshtoken import AuthorizationCode
+from freshtoken import AuthorizationCode, _build
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
 from tests.conftest import CANARY_SECRET, make_client, wait_until
@@ -437,7 +437,7 @@ def test_the_fast_path_computes_the_brokers_cache_key(
         store=f"sqlite://{tmp_path}/t.db",
         **variant,
     )
-    store = settings.open_store()
+    store = _build.store_for(settings)
     assert (
         settings_key(settings, store.pepper) == TokenBroker.from_settings(settings, store=store).key
     )

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from freshtoken import ConfigurationError, Settings
+from freshtoken import ConfigurationError, Settings, _build
+from freshtoken.config._options import BY_KEY
 from tests.conftest import CANARY_SECRET
 
 
@@ -56,7 +57,7 @@ def test_empty_secret_file(tmp_path: Path) -> None:
 
 def test_no_endpoint_and_no_client_id() -> None:
     with pytest.raises(ConfigurationError) as info:
-        Settings(client_id="x").endpoints()
+        _build.endpoints(Settings(client_id="x"))
     assert "FRESHTOKEN_REGION" in info.value.hint
     with pytest.raises(ConfigurationError, match="no client id"):
         Settings().require_client_id()
@@ -66,3 +67,12 @@ def test_from_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("FRESHTOKEN_CLIENT_ID", "from-os")
     assert Settings.from_env().client_id == "from-os"
     assert os.environ["FRESHTOKEN_CLIENT_ID"] == "from-os"
+
+
+@pytest.mark.parametrize(
+    ("key", "table"),
+    [("auth_method", _build.AUTH_METHODS), ("grant", _build.GRANTS)],
+    ids=["auth_method", "grant"],
+)
+def test_every_choice_has_a_builder(key: str, table: dict[str, object]) -> None:
+    assert set(BY_KEY[key].choices) == set(table)

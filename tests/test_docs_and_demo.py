@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from freshtoken.cli._docs import configuration_markdown, troubleshooting_markdown
-from freshtoken.config._settings import OPTIONS
+from freshtoken.config._options import OPTIONS
 from tests._cli import cli_env
 
 ROOT = Path(__file__).parent.parent

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis as redis_client
 
-from freshtoken.config._settings import _profile_values
+from freshtoken.config._load import _profile_values
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env
 from tests._redis import RedisProcess

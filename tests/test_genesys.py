@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from freshtoken import GENESYS_REGIONS, ConfigurationError, Settings, genesys_region
+from freshtoken import GENESYS_REGIONS, ConfigurationError, Settings, _build, genesys_region
 
 EXPECTED = {
     "us_east_1": "mypurecloud.com",
@@ -61,7 +61,7 @@ def test_unknown_region_lists_the_valid_ones() -> None:
 
 
 def test_region_setting_gives_endpoints() -> None:
-    endpoints = Settings(region="eu-west-1", client_id="x").endpoints()
+    endpoints = _build.endpoints(Settings(region="eu-west-1", client_id="x"))
     assert endpoints is not None
     assert endpoints.token_url == "https://login.mypurecloud.ie/oauth/token"
     assert endpoints.api_base_url == "https://api.mypurecloud.ie"

@@ -24,7 +24,7 @@ from freshtoken import (
     TokenStore,
     open_store,
 )
-from freshtoken.stores._base import default_store_path
+from freshtoken.stores import default_store_path
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer, Client

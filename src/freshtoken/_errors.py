@@ -1,13 +1,24 @@
 """One typed hierarchy of errors, each saying what went wrong and how to fix it.
 
-Nothing here ever carries a secret: messages are built from error codes, hosts, statuses
-and excerpts that were redacted before they got here.
+Each class carries its OAuth error code, its command-line exit code and its hint, so that the
+command line, the local endpoint and the generated troubleshooting page map nothing by hand.
+Nothing here ever carries a secret: messages are built from error codes, hosts, statuses and
+excerpts that were redacted before they got here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
+
+EXIT_USAGE, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_STORE = 2, 3, 4, 5
+#: What each exit code of the command line means.
+EXIT_MEANINGS = {
+    EXIT_USAGE: "usage or configuration: nothing was sent",
+    EXIT_REFUSED: "the server refused: trying again with the same input will not help",
+    EXIT_UNAVAILABLE: "no token: the endpoint failed or did not answer in time, after retries",
+    EXIT_STORE: "the token store cannot be used",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +29,7 @@ class ErrorContext:
     region: str | None = None
     grant: str = ""
     scope: tuple[str, ...] = ()
+    status: int | None = None
 
     @property
     def host(self) -> str:
@@ -29,11 +41,14 @@ class OAuthError(Exception):
 
     `error` is the OAuth error code (or a freshtoken one), `description` the server's own words,
     `status` the HTTP status when there was one, `retryable` whether trying again may help,
-    and `hint` a plain-language cause and fix.
+    `hint` a plain-language cause and fix, and `exit_code` the command line's exit status.
     """
 
     default_error = "oauth_error"
     retryable_default = False
+    exit_code = EXIT_UNAVAILABLE
+    #: What the command line says first, for the troubleshooting page ("" = not listed there).
+    says = ""
 
     def __init__(
         self,
@@ -55,6 +70,11 @@ class OAuthError(Exception):
         self.hint = hint
         self.retry_after = retry_after
 
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        """The plain-language cause and fix of this kind of error at `ctx`."""
+        return ""
+
     def __str__(self) -> str:
         details = [f"error={self.error}"]
         if self.status is not None:
@@ -74,52 +94,157 @@ class ConfigurationError(OAuthError):
     """The settings are incomplete or wrong; nothing was sent."""
 
     default_error = "invalid_configuration"
+    exit_code = EXIT_USAGE
 
 
 class AuthorizationError(OAuthError):
     """The server refused; trying again with the same input will not help."""
 
+    exit_code = EXIT_REFUSED
+
 
 class InvalidClientError(AuthorizationError):
+    """The client id or secret was not accepted."""
+
     default_error = "invalid_client"
+    says = (
+        "token endpoint ... refused the client_credentials request (error=invalid_client, HTTP 401)"
+    )
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        if ctx.region:
+            where = (
+                f" Very often it is the wrong Genesys Cloud region: this request went to region "
+                f"{ctx.region} ({ctx.host}), and an OAuth client exists only in the region of "
+                "the org it was created in. Check the org's region (FRESHTOKEN_REGION)."
+            )
+        else:
+            where = (
+                f" Check also that {ctx.host} is the right server (region, tenant) for this client."
+            )
+        return (
+            "The client credentials were not accepted: check FRESHTOKEN_CLIENT_ID and the "
+            "secret (was it rotated?), and that the OAuth client exists and is enabled." + where
+        )
 
 
 class InvalidGrantError(AuthorizationError):
+    """The refresh token or authorization code was refused."""
+
     default_error = "invalid_grant"
+    says = "... refused the refresh_token request (error=invalid_grant, HTTP 400)"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            "The refresh token or authorization code was refused: it expired, was revoked "
+            "(logout, password change), was already used (refresh tokens are single-use and "
+            "rotate), or the client secret was rotated. Obtain a new one with a fresh login and "
+            "seed it; a client-credentials client needs no refresh token at all."
+        )
 
 
 class UnauthorizedClientError(AuthorizationError):
+    """The client may not use this grant."""
+
     default_error = "unauthorized_client"
+    says = "... (error=unauthorized_client)"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            f"This OAuth client may not use the {ctx.grant or 'this'} grant. Enable that grant "
+            "type on the client (Genesys Cloud: Admin > Integrations > OAuth), or use the grant "
+            "it was created for."
+        )
 
 
 class InvalidScopeError(AuthorizationError):
+    """A requested scope is not allowed."""
+
     default_error = "invalid_scope"
+    says = "... (error=invalid_scope, HTTP 400)"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            f"A requested scope is not allowed for this client (asked: "
+            f"{' '.join(ctx.scope) or '(none)'}). Remove it or allow it on the client. Genesys "
+            "Cloud client-credentials clients get their permissions from the roles assigned to "
+            "the OAuth client, not from scopes, and there is no offline_access scope: leave "
+            "FRESHTOKEN_SCOPE empty."
+        )
 
 
 class InvalidRequestError(AuthorizationError):
+    """The server rejected the request as malformed."""
+
     default_error = "invalid_request"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return "The server rejected the request as malformed; check the grant's parameters."
 
 
 class InsufficientScopeError(AuthorizationError):
     """The server granted fewer scopes than were requested."""
 
     default_error = "insufficient_scope"
+    says = "the server granted scope ... without ..."
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            "The server granted fewer scopes than requested. Allow the missing scopes on the "
+            "client, or ask for fewer (FRESHTOKEN_SCOPE)."
+        )
 
 
 class RateLimitedError(OAuthError):
+    """The token endpoint is rate-limiting this client."""
+
     default_error = "rate_limited"
     retryable_default = True
+    says = "token endpoint ... is rate-limiting requests (error=rate_limited, HTTP 400 or 429)"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            "The token endpoint is rate-limiting this client (Genesys Cloud answers HTTP 400 "
+            "'rate limit exceeded'). Share one token between steps, processes and runners (a "
+            "shared store, or `freshtoken serve`) instead of minting one per step."
+        )
 
 
 class ServerError(OAuthError):
+    """The authorization server failed (5xx, temporarily_unavailable)."""
+
     default_error = "server_error"
     retryable_default = True
+    says = "token endpoint ... failed with HTTP 503"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        where = f"HTTP {ctx.status}" if ctx.status else "server_error"
+        return (
+            f"The authorization server at {ctx.host} is failing ({where}). This is usually "
+            "brief and retried with backoff; if it lasts, check the provider's status page."
+        )
 
 
 class MalformedResponseError(OAuthError):
     """The endpoint answered something that is not a valid token response."""
 
     default_error = "malformed_response"
+    says = "token endpoint ... answered HTTP 200 with ..."
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            f"{ctx.host} did not answer like an OAuth token endpoint. Check that the URL is the "
+            "token endpoint itself (not a login page, API host or an intercepting proxy)."
+        )
 
 
 class TransportError(OAuthError):
@@ -130,26 +255,67 @@ class TransportError(OAuthError):
 
 
 class ConnectError(TransportError):
+    """No connection could be made."""
+
     default_error = "connect_error"
+    says = "... refused or dropped the connection"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            f"Could not connect to {ctx.host}. Check the URL and port, that the server is up, "
+            "and any proxy settings (HTTPS_PROXY / NO_PROXY)."
+        )
 
 
 class NameResolutionError(ConnectError):
+    """The host name did not resolve."""
+
     default_error = "dns_error"
+    says = "... could not be resolved"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            f"The host {ctx.host} could not be resolved. Check the token URL or the region's "
+            "spelling, and the machine's DNS."
+        )
 
 
-class TimeoutError(TransportError):
+class RequestTimeoutError(TransportError):
+    """No answer in time."""
+
     default_error = "timeout"
+    says = "... timed out"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            f"No answer from {ctx.host} in time. Check this machine's network path to it "
+            "(firewall, HTTPS_PROXY / NO_PROXY) or raise the timeout."
+        )
 
 
 class TLSError(TransportError):
+    """TLS verification failed."""
+
     default_error = "tls_error"
     retryable_default = False
+    says = "... failed TLS verification"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            f"TLS verification of {ctx.host} failed. Keep verification on: install the CA that "
+            "signed its certificate (SSL_CERT_FILE) or correct the URL."
+        )
 
 
 class StoreError(OAuthError):
     """The token store cannot be used (unreadable, unsafe, full, unreachable)."""
 
     default_error = "store_error"
+    exit_code = EXIT_STORE
 
 
 class TokenUnavailableError(OAuthError):
@@ -159,104 +325,22 @@ class TokenUnavailableError(OAuthError):
     retryable_default = True
 
 
-def _region_hint(ctx: ErrorContext) -> str:
-    if ctx.region:
-        return (
-            f" Very often it is the wrong Genesys Cloud region: this request went to region "
-            f"{ctx.region} ({ctx.host}), and an OAuth client exists only in the region of the "
-            "org it was created in. Check the org's region (FRESHTOKEN_REGION)."
-        )
-    return f" Check also that {ctx.host} is the right server (region, tenant) for this client."
-
-
-def hint_for(error: str, ctx: ErrorContext, status: int | None = None) -> str:
-    """The plain-language cause and fix for an error code."""
-    if error == "invalid_client":
-        return (
-            "The client credentials were not accepted: check FRESHTOKEN_CLIENT_ID and the "
-            "secret (was it rotated?), and that the OAuth client exists and is enabled."
-            + _region_hint(ctx)
-        )
-    if error == "invalid_grant":
-        return (
-            "The refresh token or authorization code was refused: it expired, was revoked "
-            "(logout, password change), was already used (refresh tokens are single-use and "
-            "rotate), or the client secret was rotated. Obtain a new one with a fresh login and "
-            "seed it; a client-credentials client needs no refresh token at all."
-        )
-    if error in ("unauthorized_client", "unsupported_grant_type"):
-        grant = ctx.grant or "this"
-        return (
-            f"This OAuth client may not use the {grant} grant. Enable that grant type on the "
-            "client (Genesys Cloud: Admin > Integrations > OAuth), or use the grant it was "
-            "created for."
-        )
-    if error == "invalid_scope":
-        asked = " ".join(ctx.scope) or "(none)"
-        return (
-            f"A requested scope is not allowed for this client (asked: {asked}). Remove it or "
-            "allow it on the client. Genesys Cloud client-credentials clients get their "
-            "permissions from the roles assigned to the OAuth client, not from scopes, and "
-            "there is no offline_access scope: leave FRESHTOKEN_SCOPE empty."
-        )
-    if error == "insufficient_scope":
-        return (
-            "The server granted fewer scopes than requested. Allow the missing scopes on the "
-            "client, or ask for fewer (FRESHTOKEN_SCOPE)."
-        )
-    if error == "rate_limited":
-        return (
-            "The token endpoint is rate-limiting this client (Genesys Cloud answers HTTP 400 "
-            "'rate limit exceeded'). Share one token between steps, processes and runners (a "
-            "shared store, or `freshtoken serve`) instead of minting one per step."
-        )
-    if error in ("server_error", "temporarily_unavailable"):
-        where = f"HTTP {status}" if status else error
-        return (
-            f"The authorization server at {ctx.host} is failing ({where}). This is usually "
-            "brief and retried with backoff; if it lasts, check the provider's status page."
-        )
-    if error == "timeout":
-        return (
-            f"No answer from {ctx.host} in time. Check this machine's network path to it "
-            "(firewall, HTTPS_PROXY / NO_PROXY) or raise the timeout."
-        )
-    if error == "dns_error":
-        return (
-            f"The host {ctx.host} could not be resolved. Check the token URL or the region's "
-            "spelling, and the machine's DNS."
-        )
-    if error == "connect_error":
-        return (
-            f"Could not connect to {ctx.host}. Check the URL and port, that the server is up, "
-            "and any proxy settings (HTTPS_PROXY / NO_PROXY)."
-        )
-    if error == "tls_error":
-        return (
-            f"TLS verification of {ctx.host} failed. Keep verification on: install the CA that "
-            "signed its certificate (SSL_CERT_FILE) or correct the URL."
-        )
-    if error == "malformed_response":
-        return (
-            f"{ctx.host} did not answer like an OAuth token endpoint. Check that the URL is the "
-            "token endpoint itself (not a login page, API host or an intercepting proxy)."
-        )
-    if error == "invalid_request":
-        return "The server rejected the request as malformed; check the grant's parameters."
-    return ""
-
-
 _BY_CODE: dict[str, type[OAuthError]] = {
-    "invalid_client": InvalidClientError,
-    "invalid_grant": InvalidGrantError,
-    "unauthorized_client": UnauthorizedClientError,
+    cls.default_error: cls
+    for cls in (
+        InvalidClientError,
+        InvalidGrantError,
+        UnauthorizedClientError,
+        InvalidScopeError,
+        InvalidRequestError,
+        RateLimitedError,
+        ServerError,
+    )
+}
+_BY_CODE |= {
     "unsupported_grant_type": UnauthorizedClientError,
-    "invalid_scope": InvalidScopeError,
-    "invalid_request": InvalidRequestError,
     "access_denied": AuthorizationError,
-    "server_error": ServerError,
     "temporarily_unavailable": ServerError,
-    "rate_limited": RateLimitedError,
 }
 
 
@@ -271,11 +355,25 @@ def error_for_code(
 ) -> OAuthError:
     """Build the typed error for an OAuth error code, with its hint."""
     cls = _BY_CODE.get(code, AuthorizationError if status and status < 500 else ServerError)
+    hint = cls.explain(replace(ctx, status=status))
     return cls(
         message,
         error=code,
         description=description,
         status=status,
-        hint=hint_for(code, ctx, status),
+        hint=hint,
         retry_after=retry_after,
     )
+
+
+def error_classes() -> list[type[OAuthError]]:
+    """Every error class, depth first from `OAuthError`."""
+    found: list[type[OAuthError]] = []
+
+    def walk(cls: type[OAuthError]) -> None:
+        found.append(cls)
+        for sub in cls.__subclasses__():
+            walk(sub)
+
+    walk(OAuthError)
+    return found

@@ -5,38 +5,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import TYPE_CHECKING
 
-from freshtoken._secret import Secret
+from freshtoken import _build
+from freshtoken.config._settings import Settings
+from freshtoken.oauth._client_auth import ClientAuth
+from freshtoken.oauth._grants import Grant
 
-if TYPE_CHECKING:
-    from freshtoken.config._settings import Settings
-    from freshtoken.oauth._grants import ClientCredentials
+_REFRESH_ONLY = ("refresh_token",)
 
 
-def cache_key(
-    pepper: bytes,
-    *,
-    endpoint: str,
-    client_id: str,
-    grant: ClientCredentials | None,
-    secret: Secret | None,
-) -> str:
+def cache_key(pepper: bytes, *, endpoint: str, auth: ClientAuth, grant: Grant | None) -> str:
     """A keyed hash of what makes two tokens interchangeable: endpoint, client, the grant that
-    mints them (None: refresh tokens only) and the secret. A rotated secret gives a new key
-    (and so a fresh token); the key reveals neither the secret nor the client."""
-    secret_mac = (
-        hmac.new(pepper, secret.reveal().encode(), hashlib.sha256).hexdigest() if secret else ""
-    )
+    mints them (None: refresh tokens only) and the client's credential. A rotated secret gives
+    a new key (and so a fresh token); the key reveals neither the secret nor the client."""
     material = json.dumps(
         [
             endpoint,
-            client_id,
-            grant.name if grant else "refresh_token",
-            sorted(set(grant.scope)) if grant else [],
-            (grant.audience or "") if grant else "",
-            (grant.resource or "") if grant else "",
-            secret_mac,
+            auth.client_id,
+            list(grant.cache_material() if grant else _REFRESH_ONLY),
+            auth.fingerprint(pepper),
         ]
     )
     return hmac.new(pepper, material.encode(), hashlib.sha256).hexdigest()[:40]
@@ -44,11 +31,10 @@ def cache_key(
 
 def settings_key(settings: Settings, pepper: bytes) -> str:
     """The key `TokenBroker.from_settings(settings)` uses, without building the broker."""
-    endpoints = settings.endpoints()
+    endpoints = _build.endpoints(settings)
     return cache_key(
         pepper,
         endpoint=endpoints.token_url if endpoints else str(settings.issuer),
-        client_id=settings.require_client_id(),
-        grant=settings.grant_for_broker(),
-        secret=settings.client_secret if settings.auth_method != "none" else None,
+        auth=_build.client_auth(settings),
+        grant=_build.grant(settings),
     )

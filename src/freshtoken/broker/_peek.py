@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 
+from freshtoken import _build
 from freshtoken._token import Token
 from freshtoken.broker._key import settings_key
-from freshtoken.broker._policy import RefreshPolicy, default_need
+from freshtoken.broker._policy import RefreshPolicy
 from freshtoken.config._settings import Settings
 
 
@@ -16,18 +17,12 @@ def cached_token(settings: Settings, min_ttl: float | None) -> Token | None:
     """The stored token when it is valid for `min_ttl` and not yet due for refresh."""
     if settings.store == "memory://":
         return None  # a new process has an empty memory store
-    store = settings.open_store()
+    store = _build.store_for(settings)
     try:
         entry = store.load(settings_key(settings, store.pepper))
     finally:
         store.close()
     token = entry.token if entry is not None else None
-    if token is None:
+    if token is None or not RefreshPolicy().servable(token, time.time(), min_ttl):
         return None
-    now = time.time()
-    need = min_ttl if min_ttl is not None else default_need(token)
-    return (
-        token
-        if token.expires_at - now >= need and now < RefreshPolicy().refresh_at(token)
-        else None
-    )
+    return token

@@ -1,4 +1,5 @@
-"""When a token is due for refresh (kept light: the command line's fast path reads it)."""
+"""When a token may be handed out and when it is due for refresh (kept light: the command
+line's fast path reads it)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,19 @@ from freshtoken._token import Token
 DEFAULT_MIN_TTL = 5.0
 
 
-def default_need(token: Token, default_min_ttl: float = DEFAULT_MIN_TTL) -> float:
-    """The margin asked when a caller names none: never more than a quarter of the lifetime,
-    so that short tokens still serve."""
-    return min(default_min_ttl, 0.25 * token.lifetime)
-
-
 @dataclass(frozen=True, slots=True)
 class RefreshPolicy:
     """When to start refreshing: `fraction` of the lifetime before expiry, at least `floor`
-    seconds, never more than `max_fraction` of the lifetime (so short tokens still live)."""
+    seconds, never more than `max_fraction` of the lifetime (so short tokens still live).
+
+    `default_min_ttl` is what a caller who names no `min_ttl` is promised, never more than a
+    quarter of the lifetime, so that short tokens still serve.
+    """
 
     fraction: float = 0.25
     floor: float = 30.0
     max_fraction: float = 0.5
+    default_min_ttl: float = DEFAULT_MIN_TTL
 
     def window(self, lifetime: float) -> float:
         return min(max(self.floor, self.fraction * lifetime), self.max_fraction * lifetime)
@@ -30,3 +30,16 @@ class RefreshPolicy:
     def refresh_at(self, token: Token) -> float:
         """When `token` is due for refresh."""
         return token.expires_at - self.window(token.lifetime)
+
+    def min_ttl_for(self, token: Token, min_ttl: float | None = None) -> float:
+        """How long `token` must still live to be handed to a caller who asked `min_ttl`."""
+        if min_ttl is not None:
+            return min_ttl
+        return min(self.default_min_ttl, 0.25 * token.lifetime)
+
+    def servable(self, token: Token, now: float, min_ttl: float | None = None) -> bool:
+        """Valid for what was asked, and not yet due for refresh: a hand-out that needs no
+        work at all (what the command line serves from the store without a broker)."""
+        return token.expires_at - now >= self.min_ttl_for(token, min_ttl) and now < (
+            self.refresh_at(token)
+        )

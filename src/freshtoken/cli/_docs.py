@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from freshtoken._errors import ErrorContext, hint_for
-from freshtoken.config._settings import CONFIG_NAME, GENESYS_ENV, OPTIONS
+from freshtoken._errors import EXIT_MEANINGS, ErrorContext, error_classes
+from freshtoken.config._options import CONFIG_NAME, GENESYS_ENV, OPTIONS
 
 
 def configuration_markdown() -> str:
@@ -45,62 +45,27 @@ directory: a table `[NAME]` per profile, `[default]` when none is named.
 """
 
 
-# (error code, exception class, what the tool says first, when it happens)
-_ERRORS = [
-    (
-        "invalid_client",
-        "InvalidClientError",
-        "token endpoint ... refused the client_credentials "
-        "request (error=invalid_client, HTTP 401)",
-        "3",
-    ),
-    (
-        "invalid_grant",
-        "InvalidGrantError",
-        "... refused the refresh_token request (error=invalid_grant, HTTP 400)",
-        "3",
-    ),
-    ("unauthorized_client", "UnauthorizedClientError", "... (error=unauthorized_client)", "3"),
-    ("invalid_scope", "InvalidScopeError", "... (error=invalid_scope, HTTP 400)", "3"),
-    (
-        "insufficient_scope",
-        "InsufficientScopeError",
-        "the server granted scope ... without ...",
-        "3",
-    ),
-    (
-        "rate_limited",
-        "RateLimitedError",
-        "token endpoint ... is rate-limiting requests (error=rate_limited, HTTP 400 or 429)",
-        "4",
-    ),
-    ("server_error", "ServerError", "token endpoint ... failed with HTTP 503", "4"),
-    ("timeout", "TimeoutError", "... timed out", "4"),
-    ("dns_error", "NameResolutionError", "... could not be resolved", "4"),
-    ("connect_error", "ConnectError", "... refused or dropped the connection", "4"),
-    ("tls_error", "TLSError", "... failed TLS verification", "4"),
-    (
-        "malformed_response",
-        "MalformedResponseError",
-        "token endpoint ... answered HTTP 200 with ...",
-        "4",
-    ),
-]
-
-
 def troubleshooting_markdown() -> str:
     ctx = ErrorContext(
         "https://login.mypurecloud.ie/oauth/token",
         "eu_west_1",
         "client_credentials",
         ("offline_access",),
+        503,
     )
-    parts = [_TROUBLE]
-    for code, cls, says, exit_code in _ERRORS:
+    classes = error_classes()
+    rows = [
+        f"| {code} | {meaning} | "
+        + ", ".join(f"`{c.__name__}`" for c in classes if c.exit_code == code)
+        + " |"
+        for code, meaning in EXIT_MEANINGS.items()
+    ]
+    parts = [_TROUBLE.format(exit_codes="\n".join(rows))]
+    for cls in (c for c in classes if c.says):
         parts.append(
-            f"## `{code}` ({cls}, exit code {exit_code})\n\n"
-            f"The tool says: `{says}`, then:\n\n"
-            f"> hint: {hint_for(code, ctx, 503)}\n"
+            f"## `{cls.default_error}` ({cls.__name__}, exit code {cls.exit_code})\n\n"
+            f"The tool says: `{cls.says}`, then:\n\n"
+            f"> hint: {cls.explain(ctx)}\n"
         )
     return "\n".join(parts)
 
@@ -112,9 +77,12 @@ _TROUBLE = """# Troubleshooting, by error
      client in eu_west_1 that asked for offline_access. -->
 
 Every error is a `freshtoken.OAuthError` with `.error`, `.description` (the server's own words),
-`.status`, `.retryable` and `.hint`. On the command line the exit code says which kind: 2 usage
-or configuration, 3 authorization refused, 4 token endpoint unavailable after retries, 5 store
-unavailable. Configuration errors name the setting and where its value came from.
+`.status`, `.retryable`, `.hint` and `.exit_code`. Configuration errors name the setting and
+where its value came from. On the command line the exit code says which kind:
+
+| exit code | meaning | errors |
+|---|---|---|
+{exit_codes}
 """
 
 

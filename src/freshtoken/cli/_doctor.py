@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import sys
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import click
+
+from freshtoken import _build
 from freshtoken._errors import OAuthError
-from freshtoken.config._settings import OPTIONS, Settings
+from freshtoken.cli._common import run
+from freshtoken.config._options import OPTIONS
+from freshtoken.config._settings import Settings
 
 
 @dataclass
@@ -33,7 +40,7 @@ def _configuration(settings: Settings) -> list[Check]:
 
 
 def _endpoint(settings: Settings) -> Check:
-    endpoints = settings.endpoints()
+    endpoints = _build.endpoints(settings)
     url = endpoints.token_url if endpoints else settings.issuer or ""
     host = urlsplit(url).hostname or ""
     port = urlsplit(url).port or (443 if url.startswith("https") else 80)
@@ -84,7 +91,7 @@ def run_checks(profile: str | None, build_minutes: float) -> list[Check]:
             )
         )
     try:
-        store = settings.open_store()
+        store = _build.store_for(settings)
         checks.append(Check("ok", f"store {store!r} opens; entries sealed with AES-256-GCM"))
         broker = TokenBroker.from_settings(settings, store=store)
         token = broker.token()
@@ -133,3 +140,31 @@ def run_checks(profile: str | None, build_minutes: float) -> list[Check]:
         )
     )
     return checks
+
+
+@click.command()
+@click.option(
+    "--build-minutes",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="How long the job runs, to judge the token lifetime against.",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+def doctor(ctx: click.Context, build_minutes: float, fmt: str) -> None:
+    """Check configuration, endpoint, credentials, lifetime, scopes and store; each line says
+    how to fix what fails. Exits 1 when anything fails.
+
+    \b
+    Example:
+      freshtoken doctor --build-minutes 15
+    """
+    checks = run_checks(run(ctx).profile, build_minutes)
+    if fmt == "json":
+        click.echo(json.dumps([c.__dict__ for c in checks]))
+    else:
+        for check in checks:
+            mark = {"ok": "✓", "fail": "✗", "info": "i"}[check.state]
+            click.echo(f"{mark} {check.title}" + (f"\n    → {check.fix}" if check.fix else ""))
+    sys.exit(1 if any(c.state == "fail" for c in checks) else 0)

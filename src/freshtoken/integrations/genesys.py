@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from freshtoken._errors import ConfigurationError
+from freshtoken.auth._retry401 import Retry401
 from freshtoken.broker._broker import TokenBroker
 from freshtoken.provider._genesys import genesys_region
 
@@ -44,24 +45,24 @@ class FreshApiClient(ApiClient):  # type: ignore[misc]
         self.refresh_token = _MANAGED
 
     def call_api(self, *args: Any, **kwargs: Any) -> Any:
-        self._call.retried = False
+        self._call.attempt = Retry401(self._broker, self._min_ttl)
         return super().call_api(*args, **kwargs)
 
+    def _attempt(self) -> Retry401:
+        attempt: Retry401 | None = getattr(self._call, "attempt", None)
+        if attempt is None:  # a request made without call_api
+            attempt = self._call.attempt = Retry401(self._broker, self._min_ttl)
+        return attempt
+
     def update_params_for_auth(self, headers: Any, querys: Any, auth_settings: Any) -> None:
-        token = self._broker.token(self._min_ttl)
-        self._call.token = token
-        self.access_token = token.access_token
+        self.access_token = self._attempt().token().access_token
         super().update_params_for_auth(headers, querys, auth_settings)
 
     def handle_expired_access_token(self) -> None:
         # The SDK calls this after a 401 and then sends the request again, without a bound:
         # the second 401 of one call goes back to the caller.
-        if getattr(self._call, "retried", False):
+        if self._attempt().again(401) is None:
             raise ApiException(status=401, reason="Unauthorized, after one new token")
-        self._call.retried = True
-        token = getattr(self._call, "token", None)
-        if token is not None:
-            self._broker.invalidate(token)
 
 
 def api_client(broker: TokenBroker, region_or_host: str, min_ttl: float = 60.0) -> FreshApiClient:

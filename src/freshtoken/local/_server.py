@@ -27,8 +27,10 @@ import httpx
 from freshtoken._errors import AuthorizationError, ConfigurationError, OAuthError
 from freshtoken._log import logger, remember_secret
 from freshtoken._serving import QuietErrors
+from freshtoken._token import Token
+from freshtoken.auth._retry401 import Retry401
 from freshtoken.broker._broker import TokenBroker
-from freshtoken.cli._main import render
+from freshtoken.cli._formats import render
 
 MAX_REPLAY_BYTES = 1024 * 1024  # bodies up to this are buffered, so a 401 can be retried
 _HOP_BY_HOP = frozenset(
@@ -184,14 +186,12 @@ class LocalServer:
         try:
             token = self.broker.token(min_ttl)
         except OAuthError as exc:
-            from freshtoken.cli._app import exit_code_for
-
             status = 502 if isinstance(exc, AuthorizationError | ConfigurationError) else 503
             return status, {
                 "error": exc.error,
                 "error_description": exc.message,
                 "hint": exc.hint,
-                "exit_code": exit_code_for(exc),
+                "exit_code": exc.exit_code,
             }
         now = self.broker.clock.time()
         return 200, {
@@ -228,8 +228,9 @@ class LocalServer:
             (k, v) for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP | _LOCAL_ONLY
         ]
         url = self.upstream + handler.path
-        token = self.broker.token()
-        for attempt in (1, 2):
+        attempt = Retry401(self.broker)
+        token: Token | None = attempt.token()
+        while token is not None:
             request = self._http.build_request(
                 handler.command,
                 url,
@@ -237,13 +238,10 @@ class LocalServer:
                 content=body,
             )
             response = self._http.send(request, stream=True)
-            if response.status_code == 401 and replayable and attempt == 1:
+            token = attempt.again(response.status_code, replayable)
+            if token is not None:
                 response.close()
                 self.metrics.add("proxy_retries")
-                self.broker.invalidate(token)
-                token = self.broker.token()
-                continue
-            break
         self.metrics.add("proxied")
         try:
             handler.relay(response)

@@ -22,8 +22,7 @@ from freshtoken._http import (
     run_sync,
 )
 from freshtoken._token import Token
-from freshtoken.config._settings import Settings
-from freshtoken.oauth._client_auth import ClientAuth, client_auth
+from freshtoken.oauth._client_auth import ClientAuth
 from freshtoken.oauth._grants import Grant
 from freshtoken.oauth._response import parse_token_reply
 from freshtoken.oauth._retry import RetryPolicy, with_retries
@@ -62,19 +61,6 @@ class TokenClient:
         self._lock = threading.Lock()
         self._http: httpx.Client | None = None
         self._ahttp: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> TokenClient:
-        """A client for the configured endpoint, credentials and timeouts."""
-        endpoints = settings.endpoints()
-        return cls(
-            client_auth(settings.auth_method, settings.require_client_id(), settings.client_secret),
-            endpoints=endpoints,
-            issuer=None if endpoints else settings.issuer,
-            policy=RetryPolicy(budget=settings.retry_budget),
-            timeouts=Timeouts(connect=settings.connect_timeout, read=settings.read_timeout),
-            clock=clock,
-        )
 
     def identity(self) -> str:
         """The token endpoint, or the issuer it will be discovered from."""
@@ -116,7 +102,7 @@ class TokenClient:
                 self.policy,
                 self.clock,
                 self._rng,
-                single_use=grant.name in ("refresh_token", "authorization_code"),
+                single_use=grant.single_use,
             )
         )
 

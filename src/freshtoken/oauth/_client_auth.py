@@ -1,20 +1,20 @@
 """Client authentication at the token endpoint (RFC 6749 §2.3).
 
-A method adds what it needs to the headers and the form. private_key_jwt (RFC 7523) fits the
-same shape: it will add `client_assertion_type` and a freshly signed `client_assertion`.
+A method adds what it needs to the headers and the form, and gives a fingerprint of its
+credential for the cache key, so that rotating a secret (or, later, a key) starts a new cache
+entry. private_key_jwt (RFC 7523) fits the same shape.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote_plus
 
-from freshtoken._errors import ConfigurationError
 from freshtoken._secret import Secret
-
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 
 
 class ClientAuth(Protocol):
@@ -22,6 +22,17 @@ class ClientAuth(Protocol):
     def client_id(self) -> str: ...
 
     def apply(self, headers: dict[str, str], form: dict[str, str]) -> None: ...
+    def fingerprint(self, pepper: bytes) -> str:
+        """A keyed hash of the credential ("" for none); never the credential itself."""
+        ...
+
+
+def _mac(pepper: bytes, secret: Secret) -> str:
+    return hmac.new(pepper, secret.reveal().encode(), hashlib.sha256).hexdigest()
+
+
+def _secret(value: Secret | str) -> Secret:
+    return value if isinstance(value, Secret) else Secret(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +40,16 @@ class ClientSecretBasic:
     client_id: str
     client_secret: Secret
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "client_secret", _secret(self.client_secret))
+
     def apply(self, headers: dict[str, str], form: dict[str, str]) -> None:
         # RFC 6749 §2.3.1: each part is form-encoded before base64, so ':' in an id survives.
         pair = f"{quote_plus(self.client_id)}:{quote_plus(self.client_secret.reveal())}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+
+    def fingerprint(self, pepper: bytes) -> str:
+        return _mac(pepper, self.client_secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +57,15 @@ class ClientSecretPost:
     client_id: str
     client_secret: Secret
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "client_secret", _secret(self.client_secret))
+
     def apply(self, headers: dict[str, str], form: dict[str, str]) -> None:
         form["client_id"] = self.client_id
         form["client_secret"] = self.client_secret.reveal()
+
+    def fingerprint(self, pepper: bytes) -> str:
+        return _mac(pepper, self.client_secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,22 +77,5 @@ class PublicClient:
     def apply(self, headers: dict[str, str], form: dict[str, str]) -> None:
         form["client_id"] = self.client_id
 
-
-def client_auth(method: str, client_id: str, client_secret: Secret | None) -> ClientAuth:
-    """Build the client authentication named by `method`."""
-    if method == "none":
-        return PublicClient(client_id)
-    if method not in AUTH_METHODS:
-        raise ConfigurationError(
-            f"unknown client authentication method {method!r}",
-            hint=f"FRESHTOKEN_AUTH_METHOD must be one of: {', '.join(AUTH_METHODS)}.",
-        )
-    if not client_secret:
-        raise ConfigurationError(
-            f"{method} needs a client secret and none was given",
-            hint="Set FRESHTOKEN_CLIENT_SECRET, or FRESHTOKEN_CLIENT_SECRET_FILE to a file "
-            "holding it, or FRESHTOKEN_CLIENT_SECRET_KEYRING to an OS keyring entry.",
-        )
-    if method == "client_secret_post":
-        return ClientSecretPost(client_id, client_secret)
-    return ClientSecretBasic(client_id, client_secret)
+    def fingerprint(self, pepper: bytes) -> str:
+        return ""

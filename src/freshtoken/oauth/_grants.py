@@ -1,4 +1,5 @@
-"""The grants freshtoken speaks. Each is the form fields it adds to a token request.
+"""The grants freshtoken speaks. Each is the form fields it adds to a token request, whether
+it can be presented only once, and what it adds to the cache key.
 
 jwt-bearer (RFC 7523) and token-exchange (RFC 8693) fit the same shape.
 """
@@ -6,7 +7,7 @@ jwt-bearer (RFC 7523) and token-exchange (RFC 8693) fit the same shape.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 
 class Grant(Protocol):
@@ -14,7 +15,14 @@ class Grant(Protocol):
     def name(self) -> str: ...
     @property
     def scope(self) -> tuple[str, ...]: ...
+
+    #: True when presenting it twice may fail or harm (a refresh token, a code).
+    single_use: ClassVar[bool]
+
     def form(self) -> dict[str, str]: ...
+    def cache_material(self) -> tuple[str, ...]:
+        """What makes two tokens of this grant interchangeable (never a secret)."""
+        ...
 
 
 def _scope_field(scope: tuple[str, ...]) -> dict[str, str]:
@@ -27,6 +35,7 @@ class ClientCredentials:
     audience: str | None = None
     resource: str | None = None
     name: str = field(default="client_credentials", init=False)
+    single_use: ClassVar[bool] = False
 
     def form(self) -> dict[str, str]:
         form = {"grant_type": "client_credentials", **_scope_field(self.scope)}
@@ -36,12 +45,16 @@ class ClientCredentials:
             form["resource"] = self.resource
         return form
 
+    def cache_material(self) -> tuple[str, ...]:
+        return (self.name, *sorted(set(self.scope)), "|", self.audience or "", self.resource or "")
+
 
 @dataclass(frozen=True, slots=True, repr=False)
 class RefreshTokenGrant:
     refresh_token: str
     scope: tuple[str, ...] = ()
     name: str = field(default="refresh_token", init=False)
+    single_use: ClassVar[bool] = True
 
     def form(self) -> dict[str, str]:
         return {
@@ -49,6 +62,9 @@ class RefreshTokenGrant:
             "refresh_token": self.refresh_token,
             **_scope_field(self.scope),
         }
+
+    def cache_material(self) -> tuple[str, ...]:
+        return (self.name, *sorted(set(self.scope)))
 
     def __repr__(self) -> str:
         return "RefreshTokenGrant(refresh_token=***)"
@@ -61,6 +77,7 @@ class AuthorizationCode:
     code_verifier: str | None = None
     scope: tuple[str, ...] = ()
     name: str = field(default="authorization_code", init=False)
+    single_use: ClassVar[bool] = True
 
     def form(self) -> dict[str, str]:
         form = {"grant_type": "authorization_code", "code": self.code}
@@ -69,6 +86,9 @@ class AuthorizationCode:
         if self.code_verifier:
             form["code_verifier"] = self.code_verifier
         return form
+
+    def cache_material(self) -> tuple[str, ...]:
+        return (self.name, *sorted(set(self.scope)))
 
     def __repr__(self) -> str:
         return "AuthorizationCode(code=***)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -18,7 +19,6 @@ from freshtoken._errors import (
     RateLimitedError,
     ServerError,
     error_for_code,
-    hint_for,
 )
 from freshtoken._http import Reply
 from freshtoken._log import redact, remember_secret
@@ -85,7 +85,7 @@ def _malformed(problem: str, reply: Reply, ctx: ErrorContext) -> MalformedRespon
         f"token endpoint {ctx.host} answered HTTP {reply.status} with {problem}: "
         f"{excerpt(reply.body, reply.truncated) or '(empty body)'}",
         status=reply.status,
-        hint=hint_for("malformed_response", ctx),
+        hint=MalformedResponseError.explain(ctx),
     )
 
 
@@ -107,7 +107,7 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
             status=status,
             description=description,
             retry_after=wait,
-            hint=hint_for("rate_limited", ctx),
+            hint=RateLimitedError.explain(ctx),
         )
     if isinstance(code, str) and code:
         return error_for_code(
@@ -132,13 +132,13 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
             f"{excerpt(reply.body, reply.truncated) or '(empty body)'}",
             status=status,
             retry_after=wait,
-            hint=hint_for("server_error", ctx, status),
+            hint=ServerError.explain(replace(ctx, status=status)),
         )
     if status == 401:
         return InvalidClientError(
             f"token endpoint {ctx.host} answered HTTP 401 without an OAuth error",
             status=status,
-            hint=hint_for("invalid_client", ctx),
+            hint=InvalidClientError.explain(ctx),
         )
     return _malformed("no OAuth error in the body", reply, ctx)
 

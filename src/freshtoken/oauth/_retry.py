@@ -19,10 +19,9 @@ from freshtoken._errors import (
     NameResolutionError,
     OAuthError,
     RateLimitedError,
-    TimeoutError,
+    RequestTimeoutError,
     TLSError,
     TransportError,
-    hint_for,
 )
 from freshtoken._http import Exchange, Sleep, T
 from freshtoken._log import logger, redact
@@ -61,7 +60,7 @@ def transport_error(exc: httpx.HTTPError, ctx: ErrorContext) -> OAuthError:
             hint="Use an http(s) URL.",
         )
     if isinstance(exc, httpx.TimeoutException):
-        cls, what = TimeoutError, "timed out"
+        cls, what = RequestTimeoutError, "timed out"
     elif any(isinstance(c, ssl.SSLError) for c in chain) or "CERTIFICATE_VERIFY" in reason:
         cls, what = TLSError, "failed TLS verification"
     elif any(isinstance(c, socket.gaierror) for c in chain) or "name resolution" in reason.lower():
@@ -70,7 +69,7 @@ def transport_error(exc: httpx.HTTPError, ctx: ErrorContext) -> OAuthError:
         cls, what = ConnectError, "refused or dropped the connection"
     else:
         cls, what = TransportError, "dropped the exchange"
-    return cls(f"{ctx.host} {what} ({reason})", hint=hint_for(cls.default_error, ctx))
+    return cls(f"{ctx.host} {what} ({reason})", hint=cls.explain(ctx))
 
 
 def surely_unprocessed(err: OAuthError) -> bool:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from freshtoken._errors import ConfigurationError
 
 # SDK region key -> domain (../shared/reference/genesys-cloud-oauth.md).
-REGIONS: dict[str, str] = {
+GENESYS_REGIONS: dict[str, str] = {
     "us_east_1": "mypurecloud.com",
     "eu_west_1": "mypurecloud.ie",
     "ap_southeast_2": "mypurecloud.com.au",
@@ -28,7 +28,7 @@ REGIONS: dict[str, str] = {
     "ap_southeast_1": "apse1.pure.cloud",
     "eusc_de_east_1": "edee1.eusc-pure.cloud",
 }
-_BY_DOMAIN = {domain: key for key, domain in REGIONS.items()}
+_BY_DOMAIN = {domain: key for key, domain in GENESYS_REGIONS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +49,15 @@ def genesys_region(value: str) -> GenesysRegion:
     """Resolve a region key (`eu_west_1`, `eu-west-1`), a domain or an API/login URL."""
     text = value.strip().lower()
     key = text.replace("-", "_")
-    if key in REGIONS:
-        return GenesysRegion(key, REGIONS[key])
+    if key in GENESYS_REGIONS:
+        return GenesysRegion(key, GENESYS_REGIONS[key])
     host = urlsplit(text).hostname if "://" in text else text.rstrip("/")
     for prefix in ("api.", "login.", "apps."):
         if host and host.startswith(prefix):
             host = host[len(prefix) :]
     if host in _BY_DOMAIN:
         return GenesysRegion(_BY_DOMAIN[host], host)
-    valid = ", ".join(sorted(REGIONS))
+    valid = ", ".join(sorted(GENESYS_REGIONS))
     raise ConfigurationError(
         f"unknown Genesys Cloud region {value!r}",
         hint=f"Use one of: {valid} (hyphens also accepted), a domain such as mypurecloud.ie, "

@@ -1,0 +1,70 @@
+"""Where tokens are shared: stores chosen by the scheme of `FRESHTOKEN_STORE`.
+
+A new store is a module here with an `open_url(url, options)` function and a row in
+`SCHEMES`; `freshtoken.testing.StoreContract` checks that it keeps the `TokenStore` promises.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import cast
+from urllib.parse import urlsplit
+
+from freshtoken._errors import ConfigurationError
+from freshtoken._secret import Secret
+from freshtoken.stores._base import StoreOptions, TokenStore
+from freshtoken.stores._entry import Entry
+
+# scheme -> the module whose `open_url` opens it; imported only when used (redis is heavy).
+SCHEMES: dict[str, str] = {
+    "memory": "freshtoken.stores._memory",
+    "sqlite": "freshtoken.stores._sqlite",
+    "redis": "freshtoken.stores._redis",
+    "rediss": "freshtoken.stores._redis",
+    "redis+cluster": "freshtoken.stores._redis",
+    "rediss+cluster": "freshtoken.stores._redis",
+}
+
+
+def default_store_path(environ: Mapping[str, str] | None = None) -> Path:
+    """$RUNNER_TEMP on GitHub Actions (shared by the job's steps), else the user cache dir."""
+    env = os.environ if environ is None else environ
+    if env.get("GITHUB_ACTIONS") == "true" and env.get("RUNNER_TEMP"):
+        return Path(env["RUNNER_TEMP"]) / "freshtoken" / "tokens.db"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("freshtoken")) / "tokens.db"
+
+
+def open_store(
+    url: str | None,
+    key: Secret | None = None,
+    *,
+    redis_password: Secret | None = None,
+    redis_prefix: str = "freshtoken:",
+    timeout: float = 1.0,
+    lease: float = 10.0,
+    fail: str = "open",
+) -> TokenStore:
+    """A store from `FRESHTOKEN_STORE`: `memory://`, `sqlite:///path`, `redis://...`,
+    `rediss://...` (`redis+cluster://`, `rediss+cluster://` for a Redis Cluster), or (unset)
+    SQLite in the default place."""
+    options = StoreOptions(key, redis_password, redis_prefix, timeout, lease, fail)
+    if not url or url in ("sqlite://", "sqlite:///"):
+        url = default_store_path().as_uri().replace("file://", "sqlite://", 1)
+    scheme = urlsplit(url).scheme
+    module = SCHEMES.get(scheme)
+    if module is None:
+        raise ConfigurationError(
+            f"FRESHTOKEN_STORE has an unknown form: {scheme or url!r}",
+            hint="Use memory://, sqlite:///absolute/path/tokens.db, redis://host:port/db, "
+            "rediss://..., redis+cluster://host:port, or leave it unset for the default SQLite "
+            "store.",
+        )
+    return cast(TokenStore, importlib.import_module(module).open_url(url, options))
+
+
+__all__ = ["SCHEMES", "Entry", "StoreOptions", "TokenStore", "default_store_path", "open_store"]

@@ -10,8 +10,9 @@ from typing import Any
 
 from freshtoken._errors import StoreError
 from freshtoken._log import logger
-from freshtoken.stores._base import MemoryStore, TokenStore
+from freshtoken.stores._base import TokenStore
 from freshtoken.stores._entry import Entry
+from freshtoken.stores._memory import MemoryStore
 
 
 class FailOpenStore:

@@ -20,10 +20,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from freshtoken._errors import ConfigurationError, StoreError
-from freshtoken._log import logger
 from freshtoken._secret import Secret
-from freshtoken.stores._entry import Entry, decode, encode
-from freshtoken.stores._sealed import Envelope, parse_key
+from freshtoken.stores._base import StoreOptions, TokenStore
+from freshtoken.stores._entry import Entry
+from freshtoken.stores._failopen import FailOpenStore
+from freshtoken.stores._sealed import Envelope, open_entry, parse_key, seal_entry
 
 _CAS = """
 local current = redis.call('HGET', KEYS[1], 'v')
@@ -136,15 +137,7 @@ class RedisStore:
             raise self._fail("read", exc) from None
         if not isinstance(version, bytes) or not isinstance(blob, bytes):
             return None
-        try:
-            return decode(self._envelope.open(key, blob), int(version))
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.warning(
-                "dropping a token-store entry that cannot be read (%s); a new "
-                "token will be obtained",
-                exc,
-            )
-            return None
+        return open_entry(self._envelope, key, blob, int(version))
 
     def _ttl_ms(self, entry: Entry) -> int:
         if entry.refresh_token:
@@ -157,7 +150,7 @@ class RedisStore:
 
     def save(self, key: str, entry: Entry, expected: int) -> int | None:
         version = secrets.randbits(_VERSION_BITS) or 1
-        blob = self._envelope.seal(key, encode(entry))
+        blob = seal_entry(self._envelope, key, entry)
         try:
             done = self._cas(
                 keys=[self._key(key, "entry")],
@@ -234,3 +227,22 @@ class RedisStore:
 
     def close(self) -> None:
         self._redis.close()
+
+
+def open_url(url: str, options: StoreOptions) -> TokenStore:
+    """`redis://`, `rediss://` and their `+cluster` forms; wrapped to fail open unless
+    `options.fail` is closed."""
+    if options.fail not in ("open", "closed"):
+        raise ConfigurationError(
+            f"FRESHTOKEN_STORE_FAIL must be open or closed, not {options.fail!r}",
+            hint="open: mint locally while Redis is down; closed: fail.",
+        )
+    store = RedisStore(
+        url,
+        options.key,
+        password=options.redis_password,
+        prefix=options.redis_prefix,
+        timeout=options.timeout,
+        lease=options.lease,
+    )
+    return FailOpenStore(store) if options.fail == "open" else store

@@ -15,8 +15,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from freshtoken._errors import ConfigurationError, StoreError
-from freshtoken._log import remember_secret
+from freshtoken._log import logger, remember_secret
 from freshtoken._secret import Secret
+from freshtoken.stores._entry import Entry, decode, encode
 
 _VERSION = b"\x01"
 _NONCE = 12
@@ -48,6 +49,23 @@ class Envelope:
             return self._aead.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], cache_key.encode())
         except InvalidTag:
             raise ValueError("entry failed authentication (tampered, or another key)") from None
+
+
+def seal_entry(envelope: Envelope, cache_key: str, entry: Entry) -> bytes:
+    return envelope.seal(cache_key, encode(entry))
+
+
+def open_entry(envelope: Envelope, cache_key: str, blob: bytes, version: int) -> Entry | None:
+    """The entry sealed in `blob`, or None (with a warning) when it cannot be read: a store is
+    a cache, and an unreadable entry only means a new token."""
+    try:
+        return decode(envelope.open(cache_key, blob), version)
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.warning(
+            "dropping a token-store entry that cannot be read (%s); a new token will be obtained",
+            exc,
+        )
+        return None
 
 
 def parse_key(value: Secret, setting: str) -> bytes:

@@ -16,12 +16,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from freshtoken._errors import StoreError
-from freshtoken._log import logger
 from freshtoken._secret import Secret
-from freshtoken.stores._entry import Entry, decode, encode
-from freshtoken.stores._sealed import Envelope, check_private, key_file, parse_key
+from freshtoken.stores._base import StoreOptions
+from freshtoken.stores._entry import Entry
+from freshtoken.stores._sealed import (
+    Envelope,
+    check_private,
+    key_file,
+    open_entry,
+    parse_key,
+    seal_entry,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -127,16 +135,10 @@ class SQLiteStore:
                 raise _store_error("read", self.path, exc) from None
         if row is None:
             return None
-        try:
-            return decode(self._envelope.open(key, row[1]), int(row[0]))
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.warning(
-                "dropping a token-store entry that cannot be read (%s); a new "
-                "token will be obtained",
-                exc,
-            )
+        entry = open_entry(self._envelope, key, row[1], int(row[0]))
+        if entry is None:
             self._drop(key, int(row[0]))
-            return None
+        return entry
 
     def _drop(self, key: str, version: int) -> None:
         with self._guard, contextlib.suppress(sqlite3.Error):
@@ -145,7 +147,7 @@ class SQLiteStore:
             )
 
     def save(self, key: str, entry: Entry, expected: int) -> int | None:
-        blob = self._envelope.seal(key, encode(entry))
+        blob = seal_entry(self._envelope, key, entry)
         now = time.time()
         with self._guard:
             try:
@@ -213,3 +215,8 @@ class SQLiteStore:
     def close(self) -> None:
         with self._guard:
             self._db.close()
+
+
+def open_url(url: str, options: StoreOptions) -> SQLiteStore:
+    """`sqlite:///absolute/path`."""
+    return SQLiteStore(Path(unquote(urlsplit(url).path)), options.key)

@@ -1,0 +1,139 @@
+"""Settings in, working parts out: endpoints, client authentication, token client, grant and
+store. The one module that sees every layer below the broker; the extension tables live here.
+
+A new client-authentication method is a class in `oauth/_client_auth.py` and a row in
+`AUTH_METHODS`; a new grant a class in `oauth/_grants.py` and a row in `GRANTS`; a new store a
+module in `stores/` and a row in `stores.SCHEMES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from freshtoken._clock import SYSTEM_CLOCK, Clock
+from freshtoken._errors import ConfigurationError
+from freshtoken._secret import Secret
+from freshtoken.config._settings import Settings
+from freshtoken.oauth._client_auth import (
+    ClientAuth,
+    ClientSecretBasic,
+    ClientSecretPost,
+    PublicClient,
+)
+from freshtoken.oauth._grants import ClientCredentials, Grant
+from freshtoken.provider._endpoints import Endpoints, check_url
+from freshtoken.provider._genesys import genesys_region
+from freshtoken.stores import TokenStore, open_store
+
+if TYPE_CHECKING:
+    from freshtoken.oauth._client import TokenClient
+
+
+def _needs_secret(
+    cls: Callable[[str, Secret], ClientAuth],
+) -> Callable[[str, Secret | None], ClientAuth]:
+    def make(client_id: str, secret: Secret | None) -> ClientAuth:
+        if not secret:
+            raise ConfigurationError(
+                "this client authentication needs a client secret and none was given",
+                hint="Set FRESHTOKEN_CLIENT_SECRET, or FRESHTOKEN_CLIENT_SECRET_FILE to a file "
+                "holding it, or FRESHTOKEN_CLIENT_SECRET_KEYRING to an OS keyring entry.",
+            )
+        return cls(client_id, secret)
+
+    return make
+
+
+#: auth_method -> how to build it from the client id and secret.
+AUTH_METHODS: dict[str, Callable[[str, Secret | None], ClientAuth]] = {
+    "client_secret_basic": _needs_secret(ClientSecretBasic),
+    "client_secret_post": _needs_secret(ClientSecretPost),
+    "none": lambda client_id, _secret: PublicClient(client_id),
+}
+
+#: grant -> what mints a token when no refresh token is held (None: refresh tokens only).
+GRANTS: dict[str, Callable[[Settings], Grant | None]] = {
+    "client_credentials": lambda s: ClientCredentials(s.scope, s.audience, s.resource),
+    "refresh_token": lambda s: None,
+}
+
+
+def endpoints(settings: Settings) -> Endpoints | None:
+    """The endpoints when known without the network; None when discovery is needed."""
+    region = genesys_region(settings.region) if settings.region else None
+    if settings.token_url:
+        for key in ("token_url", "introspection_url", "revocation_url"):
+            if (value := getattr(settings, key)) is not None:
+                check_url(value, settings.label(key))
+        return Endpoints(
+            token_url=settings.token_url,
+            introspection_url=settings.introspection_url,
+            revocation_url=settings.revocation_url,
+            api_base_url=region.api_base_url if region else None,
+            region=region.key if region else None,
+        )
+    if settings.issuer:
+        check_url(settings.issuer, settings.label("issuer"))
+        return None
+    if region:
+        return Endpoints(
+            token_url=region.token_url, api_base_url=region.api_base_url, region=region.key
+        )
+    raise ConfigurationError(
+        "no token endpoint configured",
+        hint="Set FRESHTOKEN_TOKEN_URL, or FRESHTOKEN_ISSUER (discovery), or "
+        "FRESHTOKEN_REGION (Genesys Cloud, e.g. eu_west_1).",
+    )
+
+
+def client_auth(settings: Settings) -> ClientAuth:
+    # Settings accept only the option's choices; a test keeps them equal to this table.
+    return AUTH_METHODS[settings.auth_method](settings.require_client_id(), settings.client_secret)
+
+
+def grant(settings: Settings) -> Grant | None:
+    """What mints a token when no refresh token is held (None: refresh tokens only)."""
+    return GRANTS[settings.grant](settings)
+
+
+def token_client(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> TokenClient:
+    """A client for the configured endpoint, credentials and timeouts."""
+    # httpx only once a client is built: the command line's store peek needs none.
+    from freshtoken._http import Timeouts
+    from freshtoken.oauth._client import TokenClient
+    from freshtoken.oauth._retry import RetryPolicy
+
+    found = endpoints(settings)
+    return TokenClient(
+        client_auth(settings),
+        endpoints=found,
+        issuer=None if found else settings.issuer,
+        policy=RetryPolicy(budget=settings.retry_budget),
+        timeouts=Timeouts(connect=settings.connect_timeout, read=settings.read_timeout),
+        clock=clock,
+    )
+
+
+def store_for(settings: Settings) -> TokenStore:
+    """The configured store."""
+    return open_store(
+        settings.store,
+        settings.store_key,
+        redis_password=settings.redis_password,
+        redis_prefix=settings.redis_prefix,
+        timeout=settings.redis_timeout,
+        lease=settings.redis_lease,
+        fail=settings.store_fail,
+    )
+
+
+def broker_parts(
+    settings: Settings, clock: Clock | None = None, *, store: TokenStore | None = None
+) -> dict[str, Any]:
+    """`TokenBroker`'s arguments for these settings: client, grant and store."""
+    return {
+        "client": token_client(settings, clock or SYSTEM_CLOCK),
+        "grant": grant(settings),
+        "store": store if store is not None else store_for(settings),
+    }

@@ -1,0 +1,108 @@
+"""Refresh ahead: a new token before the current one runs low, off every caller's path.
+
+Either one short thread per due refresh (started by the caller that noticed), or a background
+refresher (`start()`); after a failure it backs off, and the current token stays in use while
+it lives (stale-if-error).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from freshtoken._errors import OAuthError
+from freshtoken._log import logger
+from freshtoken.broker._shared import SharedCache
+
+
+class RefreshAhead:
+    def __init__(self, cache: SharedCache) -> None:
+        self.cache = cache
+        self.clock = cache.clock
+        #: No refresh ahead before this instant (one starter at a time; backoff).
+        self.next_try = 0.0
+        self._failures = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._refresher: threading.Thread | None = None
+        cache.on_adopt = self._reset
+
+    def _reset(self) -> None:
+        self.next_try = 0.0
+        self._failures = 0
+
+    def kick(self, now: float) -> None:
+        """A caller saw the token due: refresh in a thread of its own, unless the background
+        refresher keeps its own schedule."""
+        if self._refresher is not None:
+            return
+        self.next_try = now + 1.0  # one starter at a time; _refresh_once resets it
+        self._thread = threading.Thread(
+            target=self._refresh_once, name="freshtoken-refresh-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _back_off(self, cap: float) -> float:
+        """After a failed refresh: no new try for 1, 2, 4 … seconds (at most `cap`)."""
+        self._failures += 1
+        backoff = min(cap, 0.5 * 2.0**self._failures)
+        self.next_try = self.clock.time() + backoff
+        return backoff
+
+    def _refresh_once(self) -> None:
+        try:
+            if self.cache.refresh_if_free() == "busy":  # another process: adopt its token soon
+                self.next_try = self.clock.time() + 0.05
+        except OAuthError as exc:
+            self.cache.counts["failures"] += 1
+            backoff = self._back_off(30.0)
+            current = self.cache.current
+            if current is not None and current.expires_at > self.clock.time():
+                self.cache.counts["stale_served"] += 1
+                logger.warning(
+                    "refresh ahead failed (%s); the current token stays in use for "
+                    "%.0fs more, next try in %.1fs",
+                    exc.error,
+                    current.expires_at - self.clock.time(),
+                    backoff,
+                )
+
+    def start(self) -> None:
+        """Refresh in a background thread from now on."""
+        if self._refresher is None:
+            self._stop.clear()
+            self._refresher = threading.Thread(
+                target=self._run, name="freshtoken-refresher", daemon=True
+            )
+            self._refresher.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            state = self.cache.state
+            refresh_at = state[2] if state is not None else 0.0
+            if self.clock.time() >= self.next_try:
+                try:
+                    if state is None:
+                        self.cache.obtain(None)
+                    elif self.clock.time() >= refresh_at:
+                        self._refresh_once()
+                except OAuthError as exc:
+                    # A wrong secret must not turn into a request every few ms.
+                    backoff = self._back_off(60.0)
+                    logger.warning(
+                        "background refresh failed (%s); next try in %.0fs. %s",
+                        exc.error,
+                        backoff,
+                        exc.hint,
+                    )
+            state = self.cache.state
+            refresh_at = state[2] if state is not None else 0.0
+            wake = max(refresh_at, self.next_try) - self.clock.time()
+            self._stop.wait(min(max(wake, 0.05), 5.0))
+
+    def stop(self, timeout: float) -> None:
+        """Finish a refresh in flight and stop the background refresher."""
+        self._stop.set()
+        for thread in (self._thread, self._refresher):
+            if thread is not None:
+                thread.join(timeout=timeout)
+        self._refresher = None

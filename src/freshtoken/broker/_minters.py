@@ -1,0 +1,165 @@
+"""Ways of getting a new token, each behind one `mint(held)` call made under the store's lock.
+
+`GrantMinter` asks with a grant (client credentials). `RefreshTokenMinter` spends the refresh
+token the store holds, at most once, and falls back to a `GrantMinter` when it has none or the
+server refuses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from freshtoken._errors import (
+    ErrorContext,
+    InsufficientScopeError,
+    InvalidGrantError,
+    OAuthError,
+    TokenUnavailableError,
+)
+from freshtoken._log import logger
+from freshtoken._token import Token
+from freshtoken.oauth._client import TokenClient
+from freshtoken.oauth._grants import Grant, RefreshTokenGrant
+from freshtoken.oauth._retry import surely_unprocessed
+from freshtoken.stores import Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Minted:
+    """A new token, the refresh token to keep (None: none), and whether one was spent."""
+
+    token: Token
+    refresh_token: str | None
+    refreshed: bool = False
+
+
+class Held(Protocol):
+    """The shared cache's view of its entry while it holds the store's lock."""
+
+    @property
+    def entry(self) -> Entry | None: ...
+    def write(self, entry: Entry) -> Entry:
+        """Store `entry` over the current one; the stored entry (with its version)."""
+        ...
+
+    def owns_lock(self) -> bool: ...
+
+
+class Minter(Protocol):
+    def mint(self, held: Held) -> Minted: ...
+
+
+class GrantMinter:
+    """Mints with `grant`; the server may add a refresh token (Keycloak can)."""
+
+    def __init__(self, client: TokenClient, grant: Grant) -> None:
+        self.client = client
+        self.grant = grant
+
+    def mint(self, held: Held) -> Minted:
+        token = self.client.fetch(self.grant)
+        return Minted(token, token.refresh_token)
+
+
+class RefreshTokenMinter:
+    """Presents the held refresh token exactly once; `fallback` mints when none is held or
+    the server refuses it (None: refresh tokens only)."""
+
+    def __init__(
+        self,
+        client: TokenClient,
+        fallback: GrantMinter | None,
+        *,
+        scope: tuple[str, ...],
+        owner: str,
+    ) -> None:
+        self.client = client
+        self.fallback = fallback
+        self.scope = scope
+        self.owner = owner
+
+    def mint(self, held: Held) -> Minted:
+        entry = held.entry
+        refresh = entry.refresh_token if entry else None
+        if entry is not None and entry.spending is not None and refresh is not None:
+            refresh = self._resume(refresh)
+            if refresh is None:
+                held.write(replace(entry, refresh_token=None, spending=None))
+        if refresh is not None:
+            return self._spend(held, refresh)
+        return self._fall_back(held)
+
+    def _fall_back(self, held: Held) -> Minted:
+        if self.fallback is None:
+            raise InvalidGrantError(
+                "no refresh token is held for this client",
+                hint="Seed one obtained by a login (TokenBroker.seed_refresh_token, or "
+                "`freshtoken seed-refresh-token`), or configure client credentials.",
+            )
+        return self.fallback.mint(held)
+
+    def _spend(self, held: Held, refresh: str) -> Minted:
+        """Mark the refresh token as being spent in the store, then present it."""
+        assert held.entry is not None
+        marked = held.write(replace(held.entry, refresh_token=refresh, spending=self.owner))
+        if not held.owns_lock():
+            # Our lease ran out (this process was paused): another holder may be spending it.
+            raise TokenUnavailableError(
+                "the store's lock was lost before the refresh token was presented; it was not",
+                hint="This process was paused or slow past the lock's lease; it will retry.",
+            )
+        try:
+            token = self.client.fetch(RefreshTokenGrant(refresh, self.scope))
+        except InvalidGrantError as exc:
+            held.write(replace(marked, refresh_token=None, spending=None))
+            if self.fallback is None:
+                raise
+            logger.warning(
+                "refresh token refused (%s); falling back to %s. %s",
+                exc.error,
+                self.fallback.grant.name,
+                exc.hint,
+            )
+            return self.fallback.mint(held)
+        except OAuthError as exc:
+            if surely_unprocessed(exc):  # the server never saw it: it is still unspent
+                held.write(replace(marked, spending=None))
+            raise
+        # A server that does not rotate answers without a new one: the old one stays good.
+        return Minted(token, token.refresh_token or refresh, refreshed=True)
+
+    def _resume(self, refresh: str) -> str | None:
+        """A holder presented this refresh token and never stored the outcome (it died, or
+        the answer was lost). Present it again only if the server says it is still active."""
+        active = self.client.introspect(refresh)
+        if active:
+            logger.warning(
+                "resuming a refresh left unfinished by another holder: the server "
+                "says its refresh token is still unspent"
+            )
+            return refresh
+        logger.warning(
+            "a refresh token was presented by a holder that never stored the answer, and the "
+            "server %s; it is not presented again (that could revoke the whole login). %s",
+            "reports it spent" if active is False else "cannot tell whether it was spent",
+            "Falling back to client credentials."
+            if self.fallback
+            else "Seed a new refresh token from a fresh login.",
+        )
+        return None
+
+
+def scope_problem(
+    token: Token, requested: tuple[str, ...], identity: str
+) -> InsufficientScopeError | None:
+    """The error for a token granted fewer scopes than `requested`, or None."""
+    if token.scope is None or not requested:
+        return None  # a server that states no scope (Genesys) grants what the client has
+    missing = sorted(set(requested) - set(token.scope))
+    if not missing:
+        return None
+    return InsufficientScopeError(
+        f"the server granted scope {' '.join(token.scope) or '(none)'} without {' '.join(missing)}",
+        hint=InsufficientScopeError.explain(ErrorContext(identity)),
+    )

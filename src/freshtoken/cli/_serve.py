@@ -1,0 +1,178 @@
+"""`freshtoken serve` and `freshtoken exec`: the local endpoint (and proxy) for other steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from freshtoken._errors import ConfigurationError, OAuthError
+from freshtoken.cli._common import fail, run
+from freshtoken.config._options import secret_variables
+from freshtoken.config._settings import Settings
+
+
+def _upstream(proxy: str | None, settings: Settings) -> str | None:
+    if proxy is None:
+        return None
+    from freshtoken.provider._endpoints import check_url
+    from freshtoken.provider._genesys import genesys_region
+
+    if proxy == "auto":
+        proxy = settings.proxy_upstream or (
+            genesys_region(settings.region).api_base_url if settings.region else None
+        )
+        if proxy is None:
+            raise ConfigurationError(
+                "--proxy has no upstream",
+                hint="Give it one (--proxy https://api.example.com), or set "
+                "FRESHTOKEN_PROXY_UPSTREAM, or FRESHTOKEN_REGION for the Genesys API host.",
+            )
+    return check_url(proxy, "--proxy")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    from freshtoken.provider._endpoints import is_loopback_host
+
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not is_loopback_host(host):
+        raise ConfigurationError(
+            f"--listen {value!r} is not a loopback address with a port",
+            hint="The local endpoint serves tokens: it listens on loopback only, e.g. "
+            "127.0.0.1:8765 (or use --socket PATH).",
+        )
+    return host, int(port)
+
+
+PROXY_HELP = (
+    "Also run an authenticating proxy to URL (default: FRESHTOKEN_PROXY_UPSTREAM, "
+    "or the Genesys API host of the region)."
+)
+
+
+@click.command()
+@click.option(
+    "--listen",
+    default="127.0.0.1:0",
+    show_default=True,
+    help="Loopback address and port (0: a free port).",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(path_type=Path),
+    help="Serve on a Unix socket (mode 0600) instead.",
+)
+@click.option(
+    "--proxy", is_flag=False, flag_value="auto", default=None, metavar="[URL]", help=PROXY_HELP
+)
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path),
+    help="Where to write the request key (0600). Default: a private temp dir.",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    listen: str,
+    socket_path: Path | None,
+    proxy: str | None,
+    key_file: Path | None,
+) -> None:
+    """Serve tokens on a local endpoint until SIGTERM or Ctrl-C.
+
+    GET /token[?min_ttl=S], /healthz, /metrics; every request carries the key from the key
+    file (X-Freshtoken-Key or Authorization: Bearer). Prints one JSON ready line.
+
+    \b
+    Example:
+      freshtoken serve --proxy &   # then: curl -H "X-Freshtoken-Key: $KEY" $URL/token
+    """
+    from freshtoken.local._server import LocalServer
+
+    try:
+        settings = run(ctx).settings()
+        address = _listen(listen)
+        upstream = _upstream(proxy, settings)
+        broker = run(ctx).broker(settings).start()
+        server = LocalServer(
+            broker, listen=address, socket_path=socket_path, upstream=upstream, key_file=key_file
+        ).start()
+    except OAuthError as exc:
+        fail(exc)
+    except FileExistsError as exc:
+        fail(
+            ConfigurationError(
+                f"--key-file {exc.filename} exists already", hint="Remove it, or name another file."
+            )
+        )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(json.dumps(server.ready()))
+    sys.stdout.flush()
+    stop.wait()
+    server.stop()
+    broker.close()
+
+
+@click.command(
+    "exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.option(
+    "--env",
+    "env_name",
+    metavar="NAME",
+    help="Also export a token as $NAME at start (it goes stale; prefer "
+    "`freshtoken token` or $FRESHTOKEN_URL/token in the command).",
+)
+@click.option(
+    "--proxy", is_flag=False, flag_value="auto", default=None, metavar="[URL]", help=PROXY_HELP
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(
+    ctx: click.Context, env_name: str | None, proxy: str | None, command: tuple[str, ...]
+) -> None:
+    """Run COMMAND with a private local endpoint alive for its whole life.
+
+    COMMAND gets FRESHTOKEN_URL ($FRESHTOKEN_URL/token answers), FRESHTOKEN_KEY and, with
+    --proxy, FRESHTOKEN_PROXY_URL; never the client secret. Returns COMMAND's exit code.
+
+    \b
+    Example:
+      freshtoken exec --proxy -- npm run build
+    """
+    from freshtoken.local._server import LocalServer
+
+    try:
+        settings = run(ctx).settings()
+        upstream = _upstream(proxy, settings)
+        broker = run(ctx).broker(settings).start()
+        server = LocalServer(broker, upstream=upstream).start()
+        env = {k: v for k, v in os.environ.items() if k not in secret_variables()}
+        env.update(server.child_env())
+        if env_name:
+            env[env_name] = broker.token().access_token
+    except OAuthError as exc:
+        fail(exc)
+    try:
+        child = subprocess.Popen(list(command), env=env)
+    except OSError as exc:
+        server.stop()
+        broker.close()
+        click.echo(f"freshtoken: cannot run {command[0]!r}: {exc.strerror}", err=True)
+        sys.exit(127)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda number, _frame: child.send_signal(number))
+    code = child.wait()
+    server.stop()
+    broker.close()
+    sys.exit(code if code >= 0 else 128 - code)

@@ -1,0 +1,180 @@
+"""The settings table: one field per setting, with its kind, help, example and default.
+
+`SettingValues` is the only declaration of a setting: the loader, `freshtoken doctor`, the
+exec scrub and docs/configuration.md all read `OPTIONS`, which is derived from its fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from freshtoken._secret import Secret
+
+PREFIX = "FRESHTOKEN_"
+CONFIG_NAME = "freshtoken.toml"
+# Where a secret can come from besides its own variable: a suffix of the variable or file key.
+SECRET_SOURCES = ("_file", "_keyring")
+# The variables of the Genesys `gc` CLI and Terraform provider; FRESHTOKEN_* ones win.
+GENESYS_ENV = {
+    "GENESYSCLOUD_REGION": "region",
+    "GENESYSCLOUD_OAUTHCLIENT_ID": "client_id",
+    "GENESYSCLOUD_OAUTHCLIENT_SECRET": "client_secret",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting. Secrets come from `$VAR`, `$VAR_FILE` (`-` for stdin), `$VAR_KEYRING` (an
+    OS keyring entry) or `key_file` / `key_keyring` in a profile, never from the file itself nor
+    from the command line."""
+
+    key: str
+    kind: str  # text | secret | seconds | scope
+    help: str
+    example: str
+    default: str  # as the documentation shows it ("" = none)
+    choices: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.key.upper()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Suffixes of the variables and file keys it is read from ("": its own name)."""
+        return ("", *SECRET_SOURCES) if self.kind == "secret" else ("",)
+
+
+def _setting(
+    kind: str,
+    help: str,
+    example: str,
+    default: Any = None,
+    *,
+    shown: str | None = None,
+    choices: tuple[str, ...] = (),
+) -> Any:
+    """A field of the table; `shown` documents a default that is computed elsewhere."""
+    if shown is None:
+        shown = f"{default:g}" if isinstance(default, float) else str(default or "")
+    meta = {"option": (kind, help, example, shown, choices)}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class SettingValues:
+    """Every setting, each declared once."""
+
+    token_url: str | None = _setting(
+        "text",
+        "Token endpoint; wins over issuer and region.",
+        "https://login.example.com/oauth/token",
+    )
+    issuer: str | None = _setting(
+        "text",
+        "Issuer URL; endpoints found by RFC 8414 / OIDC discovery.",
+        "https://idp.example.com/realms/ci",
+    )
+    region: str | None = _setting(
+        "text", "Genesys Cloud region key, domain or API URL.", "eu_west_1"
+    )
+    introspection_url: str | None = _setting(
+        "text",
+        "RFC 7662 endpoint, when not discovered.",
+        "https://login.example.com/oauth/introspect",
+    )
+    revocation_url: str | None = _setting(
+        "text",
+        "RFC 7009 endpoint, when not discovered.",
+        "https://login.example.com/oauth/revoke",
+    )
+    client_id: str | None = _setting("text", "OAuth client id.", "3f2a...c9")
+    client_secret: Secret | None = _setting(
+        "secret", "OAuth client secret.", "/run/secrets/client_secret"
+    )
+    grant: str = _setting(
+        "text",
+        "client_credentials, or refresh_token: a seeded refresh token only.",
+        "refresh_token",
+        "client_credentials",
+        choices=("client_credentials", "refresh_token"),
+    )
+    scope: tuple[str, ...] = _setting(
+        "scope",
+        "Scopes, space-separated (empty for Genesys client credentials).",
+        "read write",
+        (),
+    )
+    auth_method: str = _setting(
+        "text",
+        "client_secret_basic, client_secret_post or none.",
+        "client_secret_post",
+        "client_secret_basic",
+        choices=("client_secret_basic", "client_secret_post", "none"),
+    )
+    audience: str | None = _setting(
+        "text", "Extra client-credentials parameter (Auth0 and others).", "https://api.example.com"
+    )
+    resource: str | None = _setting(
+        "text", "RFC 8707 resource indicator.", "https://api.example.com"
+    )
+    store: str | None = _setting(
+        "text",
+        "memory://, sqlite:///path, redis://..., rediss://... (TLS), "
+        "redis+cluster://... (Redis Cluster).",
+        "redis://ci@redis.internal:6379/0",
+        shown="SQLite in the user cache dir or $RUNNER_TEMP",
+    )
+    store_key: Secret | None = _setting(
+        "secret",
+        "Base64 of 32 bytes sealing stored entries (AES-256-GCM).",
+        "/run/secrets/freshtoken-store-key",
+        shown="a 0600 key file beside a SQLite store",
+    )
+    store_fail: str = _setting(
+        "text",
+        "open: mint locally while a shared store is down; closed: fail.",
+        "closed",
+        "open",
+        choices=("open", "closed"),
+    )
+    redis_password: Secret | None = _setting(
+        "secret", "Redis password (or in the URL).", "/run/secrets/redis"
+    )
+    redis_prefix: str = _setting("text", "Prefix of every Redis key.", "ci:", "freshtoken:")
+    redis_timeout: float = _setting("seconds", "Longest wait for one Redis call.", "0.5", 1.0)
+    redis_lease: float = _setting("seconds", "Redis lock lease, renewed while held.", "10", 10.0)
+    connect_timeout: float = _setting("seconds", "Connect timeout to the token endpoint.", "5", 5.0)
+    read_timeout: float = _setting("seconds", "Read timeout at the token endpoint.", "15", 15.0)
+    retry_budget: float = _setting(
+        "seconds", "Longest one token request may take, retries included.", "30", 30.0
+    )
+    proxy_upstream: str | None = _setting(
+        "text",
+        "Where `serve --proxy` forwards.",
+        "https://api.mypurecloud.ie",
+        shown="the Genesys API host of the region",
+    )
+
+
+OPTIONS: tuple[Option, ...] = tuple(
+    Option(f.name, *f.metadata["option"]) for f in fields(SettingValues)
+)
+BY_KEY = {o.key: o for o in OPTIONS}
+
+
+def split_source(key: str) -> tuple[str, str]:
+    """`client_secret_file` -> (`client_secret`, `_file`); a plain key -> (key, "")."""
+    for suffix in SECRET_SOURCES:
+        if key.endswith(suffix) and key.removesuffix(suffix) in BY_KEY:
+            return key.removesuffix(suffix), suffix
+    return key, ""
+
+
+def secret_variables() -> frozenset[str]:
+    """Every variable that can carry a secret (never handed to a child of `exec`)."""
+    return frozenset(
+        [o.env + sfx.upper() for o in OPTIONS if o.kind == "secret" for sfx in o.sources]
+        + [name for name, key in GENESYS_ENV.items() if key == "client_secret"]
+    )
