@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ class MemoryStore:
         self._entries: dict[str, Entry] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        self._versions = itertools.count(1)  # one sequence for all keys: no version returns
 
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._entries)} entries)"
@@ -32,8 +34,9 @@ class MemoryStore:
             current = self._entries.get(key)
             if (current.version if current else 0) != expected:
                 return None
-            self._entries[key] = replace(entry, version=expected + 1)
-            return expected + 1
+            version = next(self._versions)
+            self._entries[key] = replace(entry, version=version)
+            return version
 
     def delete(self, key: str) -> None:
         with self._guard:

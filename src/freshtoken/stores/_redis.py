@@ -197,7 +197,8 @@ class RedisStore:
             stop.set()
             if held:
                 with self._owners_lock:
-                    self._owners.pop(key, None)
+                    if self._owners.get(key) == owner:  # a successor's lock stays its own
+                        del self._owners[key]
                 with contextlib.suppress(*self._errors):  # else the lease frees it
                     self._release(keys=[name], args=[owner])
 

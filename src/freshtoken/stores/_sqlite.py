@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import sqlite3
 import stat
 import threading
@@ -148,6 +149,8 @@ class SQLiteStore:
 
     def save(self, key: str, entry: Entry, expected: int) -> int | None:
         blob = seal_entry(self._envelope, key, entry)
+        # Random versions: a key deleted and created again never repeats one (no ABA).
+        version = secrets.randbits(52) or 1
         now = time.time()
         with self._guard:
             try:
@@ -155,18 +158,18 @@ class SQLiteStore:
                 if expected == 0:
                     cursor = db.execute(
                         "INSERT OR IGNORE INTO entries (key, version, blob, updated) "
-                        "VALUES (?, 1, ?, ?)",
-                        (key, blob, now),
+                        "VALUES (?, ?, ?, ?)",
+                        (key, version, blob, now),
                     )
                 else:
                     cursor = db.execute(
-                        "UPDATE entries SET version = version + 1, blob = ?, updated = ? "
+                        "UPDATE entries SET version = ?, blob = ?, updated = ? "
                         "WHERE key = ? AND version = ?",
-                        (blob, now, key, expected),
+                        (version, blob, now, key, expected),
                     )
             except sqlite3.Error as exc:
                 raise _store_error("write", self.path, exc) from None
-        return expected + 1 if cursor.rowcount == 1 else None
+        return version if cursor.rowcount == 1 else None
 
     def delete(self, key: str) -> None:
         with self._guard:

@@ -1,0 +1,207 @@
+"""`StoreContract`: the promises of `freshtoken.TokenStore` as a pytest test class.
+
+A store author subclasses it and says how to make a fresh, empty store:
+
+    class TestMyStore(StoreContract):
+        def make_store(self) -> TokenStore:
+            return MyStore(...)
+
+Hooks for what not every store has: `lapse_lock` (a lock lease that can run out) and
+`stored_bytes` (what the store keeps at rest, checked for plain-text tokens).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+
+import pytest
+
+from freshtoken._token import Token
+from freshtoken.stores import Entry, TokenStore
+
+_ACCESS = "at-contract-canary-7c1d"
+_REFRESH = "rt-contract-canary-4b9e"
+_TOKEN = Token(_ACCESS, "Bearer", 2e9, 1.9e9, scope=("read", "write"))
+
+
+def _entry(n: int = 1) -> Entry:
+    return Entry(_TOKEN, _REFRESH, None, n, 1.9e9 + n)
+
+
+class StoreContract:
+    """Subclass it (as `Test...`) and define `make_store`; every test gets a fresh store."""
+
+    def make_store(self) -> TokenStore:
+        """A new, empty store."""
+        raise NotImplementedError
+
+    def lapse_lock(self, store: TokenStore, key: str) -> bool:
+        """Make `key`'s lock lapse as it would for a holder paused past its lease; False
+        when the store's locks have no lease (they are held until released, or the holder
+        dies)."""
+        return False
+
+    def stored_bytes(self, store: TokenStore) -> bytes | None:
+        """Everything the store keeps at rest, to look for plain-text tokens; None for a
+        store that keeps nothing outside this process."""
+        return None
+
+    @pytest.fixture
+    def store(self) -> Iterator[TokenStore]:
+        store = self.make_store()
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def test_absent_key_loads_none(self, store: TokenStore) -> None:
+        assert store.load("absent") is None
+        assert store.list_keys() == []
+
+    def test_saved_entry_loads_back_whole(self, store: TokenStore) -> None:
+        version = store.save("k", Entry(_TOKEN, _REFRESH, "holder-1", 3, 1.9e9), 0)
+        assert version
+        loaded = store.load("k")
+        assert loaded is not None
+        assert loaded.token == _TOKEN and loaded.token.scope == ("read", "write")
+        assert (loaded.refresh_token, loaded.spending, loaded.mints) == (_REFRESH, "holder-1", 3)
+        assert loaded.last_mint == 1.9e9 and loaded.version == version
+
+    def test_an_entry_may_hold_only_a_refresh_token(self, store: TokenStore) -> None:
+        version = store.save("k", Entry(None, _REFRESH), 0)
+        loaded = store.load("k")
+        assert version and loaded is not None
+        assert loaded.token is None and loaded.refresh_token == _REFRESH
+
+    def test_save_is_compare_and_set(self, store: TokenStore) -> None:
+        first = store.save("k", _entry(1), 0)
+        assert first
+        assert store.save("k", _entry(2), 0) is None  # it exists: 0 is stale
+        second = store.save("k", _entry(2), first)
+        assert second and second != first
+        assert store.save("k", _entry(3), first) is None  # stale version
+        loaded = store.load("k")
+        assert loaded is not None and loaded.mints == 2 and loaded.version == second
+
+    def test_no_version_comes_back_after_delete_and_recreate(self, store: TokenStore) -> None:
+        old = store.save("k", _entry(1), 0)
+        assert old
+        store.delete("k")
+        assert store.load("k") is None
+        new = store.save("k", _entry(2), 0)
+        assert new and new != old
+        assert store.save("k", _entry(3), old) is None  # a holder of the old version loses (ABA)
+        loaded = store.load("k")
+        assert loaded is not None and loaded.mints == 2
+
+    def test_one_of_many_concurrent_writers_wins(self, store: TokenStore) -> None:
+        version = store.save("k", _entry(0), 0)
+        assert version
+        barrier = threading.Barrier(8)
+        won: list[int | None] = []
+
+        def write(n: int) -> None:
+            barrier.wait()
+            won.append(store.save("k", _entry(n), version))
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(1, 9)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(won) == 8 and sum(1 for v in won if v is not None) == 1
+
+    def test_keys_are_independent_and_listed(self, store: TokenStore) -> None:
+        for n, key in enumerate(("a", "b", "c"), start=1):
+            assert store.save(key, _entry(n), 0)
+        store.delete("b")
+        store.delete("never-saved")  # deleting nothing is fine
+        assert sorted(store.list_keys()) == ["a", "c"]
+        a, c = store.load("a"), store.load("c")
+        assert a is not None and a.mints == 1 and c is not None and c.mints == 3
+
+    def test_pepper_is_secret_bytes_and_stable(self, store: TokenStore) -> None:
+        assert isinstance(store.pepper, bytes) and len(store.pepper) >= 16
+        assert store.pepper == store.pepper
+
+    def test_lock_is_exclusive_and_released(self, store: TokenStore) -> None:
+        with store.lock("k", 1.0) as held:
+            assert held and store.owns_lock("k")
+            assert _in_thread(lambda: store.lock("k", 0.0)) is False
+            assert _in_thread(lambda: store.lock("other", 0.0)) is True  # per key
+        assert _in_thread(lambda: store.lock("k", 0.0)) is True
+
+    def test_lock_is_released_when_its_block_raises(self, store: TokenStore) -> None:
+        with pytest.raises(ZeroDivisionError), store.lock("k", 1.0) as held:
+            assert held
+            _ = 1 / 0
+        assert _in_thread(lambda: store.lock("k", 0.0)) is True
+
+    def test_a_waiter_gets_the_lock_once_it_is_released(self, store: TokenStore) -> None:
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with store.lock("k", 1.0) as held:
+                assert held
+                holding.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert holding.wait(10)
+        got: list[bool] = []
+        waiter = threading.Thread(target=lambda: got.append(_take(store.lock("k", 10.0))))
+        waiter.start()
+        release.set()
+        holder.join(10)
+        waiter.join(10)
+        assert got == [True]
+
+    def test_a_lapsed_holder_never_releases_its_successors_lock(self, store: TokenStore) -> None:
+        entered, lapsed, done = threading.Event(), threading.Event(), threading.Event()
+
+        def paused_holder() -> None:
+            with store.lock("k", 1.0) as held:
+                assert held
+                entered.set()
+                lapsed.wait(10)  # paused past its lease; then it finishes and releases
+            done.set()
+
+        thread = threading.Thread(target=paused_holder)
+        thread.start()
+        assert entered.wait(10)
+        if not self.lapse_lock(store, "k"):
+            lapsed.set()
+            thread.join(10)
+            pytest.skip("this store's locks have no lease: a live holder keeps its lock")
+        with store.lock("k", 5.0) as held:
+            assert held and store.owns_lock("k")
+            lapsed.set()
+            assert done.wait(10)
+            thread.join(10)
+            assert store.owns_lock("k"), "the lapsed holder released its successor's lock"
+            assert _in_thread(lambda: store.lock("k", 0.0)) is False
+
+    def test_nothing_secret_is_kept_in_plain_text(self, store: TokenStore) -> None:
+        store.save("k", _entry(1), 0)
+        kept = self.stored_bytes(store)
+        if kept is None:
+            pytest.skip("this store keeps nothing outside this process")
+        assert kept, "stored_bytes found nothing: it does not look where the store writes"
+        assert _ACCESS.encode() not in kept and _REFRESH.encode() not in kept
+
+
+def _take(context: AbstractContextManager[bool]) -> bool:
+    with context as held:
+        return held
+
+
+def _in_thread(make: Callable[[], AbstractContextManager[bool]]) -> bool:
+    """Whether another thread gets the lock that `make()` opens (it is released at once)."""
+    got: list[bool] = []
+    thread = threading.Thread(target=lambda: got.append(_take(make())))
+    thread.start()
+    thread.join(15)
+    return got == [True]
