@@ -26,12 +26,16 @@ setup_venv() {
   fi
 }
 
-setup_redis() {
-  command -v redis-server >/dev/null 2>&1 && return 0
+setup_system_packages() {
+  # Real parts the tests use: redis-server (stores), libfaketime (clock steps).
+  local missing=()
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || missing+=(faketime)
+  [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "== installing redis-server (apt)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    echo "== installing ${missing[*]} (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "redis-server is missing and cannot be installed here: Redis tests will be skipped" >&2
+    echo "${missing[*]} missing and cannot be installed here: tests that need them will skip" >&2
   fi
 }

@@ -15,6 +15,7 @@ import requests
 from freshtoken import (
     AuthorizationCode,
     ClientCredentials,
+    ConfigurationError,
     InsufficientScopeError,
     InvalidGrantError,
     MemoryStore,
@@ -23,7 +24,6 @@ from freshtoken import (
     RetryPolicy,
     TokenBroker,
     TokenSource,
-    TokenUnavailableError,
 )
 from freshtoken.testing import AuthServer, Client, FakeClock
 from tests.conftest import concurrently, make_broker, make_client, wait_until
@@ -52,12 +52,16 @@ def test_min_ttl_is_honoured(server: AuthServer, clock: FakeClock) -> None:
 
 
 def test_min_ttl_longer_than_the_server_grants_says_how_to_fix(clock: FakeClock) -> None:
+    """A usage error (exit 2), found with at most one mint: the lifetime is remembered."""
     with AuthServer(ttl=300) as server:
         broker = make_broker(server, clock)
-        with pytest.raises(TokenUnavailableError) as info:
-            broker.token(min_ttl=900)
-    assert "Token Duration" in info.value.hint
-    assert not info.value.retryable
+        for _ in range(3):
+            with pytest.raises(ConfigurationError) as info:
+                broker.token(min_ttl=900)
+            assert "300s a token of this client lives" in info.value.message
+            assert "Token Duration" in info.value.hint
+            assert not info.value.retryable and info.value.exit_code == 2
+        assert server.stats()["tokens_minted"] == 1
 
 
 def test_refresh_ahead_serves_the_current_token_while_one_refresh_runs(

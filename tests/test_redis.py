@@ -12,6 +12,7 @@ import redis
 
 from freshtoken import (
     ClientCredentials,
+    ConfigurationError,
     MemoryStore,
     Secret,
     StoreError,
@@ -96,8 +97,9 @@ def test_password_from_the_environment_and_acl_users(tmp_path: Path, server: Aut
         store = RedisStore(protected.url, STORE_KEY, password=Secret(CANARY_SECRET))
         assert make_broker(server, store=store).token().access_token
         wrong = RedisStore(protected.url, STORE_KEY, password=Secret("wrong-password-1"))
-        with pytest.raises(StoreError) as info:
-            make_broker(server, store=wrong).token()
+        # Wrong settings, not an outage: a configuration error (exit 2), even failing open.
+        with pytest.raises(ConfigurationError) as info:
+            make_broker(server, store=FailOpenStore(wrong)).token()
         assert CANARY_SECRET not in str(info.value) and "wrong-password-1" not in str(info.value)
         assert "FRESHTOKEN_REDIS_PASSWORD" in info.value.hint
     finally:

@@ -65,12 +65,14 @@ def test_entries_are_encrypted_at_rest(tmp_path: Path) -> None:
 def test_compare_and_set(tmp_path: Path, store_type: str) -> None:
     store: TokenStore = MemoryStore() if store_type == "memory" else SQLiteStore(tmp_path / "t.db")
     assert store.save("k", Entry(TOKEN), expected=1) is None
-    assert store.save("k", Entry(TOKEN), expected=0) == 1
+    first = store.save("k", Entry(TOKEN), expected=0)
+    assert first
     assert store.save("k", Entry(TOKEN), expected=0) is None  # a slow writer loses
-    assert store.save("k", Entry(TOKEN, "rt_1"), expected=1) == 2
+    second = store.save("k", Entry(TOKEN, "rt_1"), expected=first)
+    assert second and second != first
     loaded = store.load("k")
     assert loaded is not None
-    assert (loaded.version, loaded.refresh_token) == (2, "rt_1")
+    assert (loaded.version, loaded.refresh_token) == (second, "rt_1")
     assert loaded.token is not None and loaded.token.access_token == TOKEN.access_token
     store.delete("k")
     assert store.load("k") is None

@@ -8,9 +8,12 @@ lives in the generator, so the sync and async drivers stay a few lines each, as 
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -39,6 +42,16 @@ class Reply:
 Exchange = Generator[httpx.Request | Sleep, Reply | None, T]
 
 
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """A server's JSON object, or None for anything else: not JSON, not an object, or nested
+    too deeply to parse (a hostile answer must not become a RecursionError)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 class _Body:
     """Collects a body, stopping past MAX_BODY_BYTES: a huge answer is an error, not a hang."""
 
@@ -62,8 +75,48 @@ class _Body:
         )
 
 
+DEADLINE = "freshtoken.deadline"  # request extension: the call's monotonic deadline
+
+
+def with_deadline(request: httpx.Request, deadline: float) -> httpx.Request:
+    request.extensions[DEADLINE] = deadline
+    return request
+
+
+def stamped(exchange: Exchange[T], deadline: float) -> Exchange[T]:
+    """`exchange` with every request it makes bound to `deadline`."""
+    try:
+        step = next(exchange)
+        while True:
+            if isinstance(step, httpx.Request):
+                with_deadline(step, deadline)
+            try:
+                reply = yield step
+            except httpx.HTTPError as exc:
+                step = exchange.throw(exc)
+                continue
+            step = exchange.send(reply)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+def _capped(timeout: httpx.Timeout, remaining: float) -> dict[str, float | None]:
+    """The client's per-operation timeouts, none longer than what is left of the deadline."""
+    return {
+        name: remaining if value is None else min(value, remaining)
+        for name, value in timeout.as_dict().items()
+    }
+
+
+def _past(request: httpx.Request) -> httpx.TimeoutException:
+    return httpx.ReadTimeout("the call's time budget ran out", request=request)
+
+
 def run_sync(exchange: Exchange[T], http: httpx.Client, clock: Clock) -> T:
-    """Drive an exchange with a blocking client."""
+    """Drive an exchange with a blocking client. A request's deadline (`with_deadline`) caps
+    every timeout, and a watchdog closes the client when it passes: a server that drips
+    bytes cannot hold the call past it."""
     try:
         step = next(exchange)
         while True:
@@ -71,17 +124,33 @@ def run_sync(exchange: Exchange[T], http: httpx.Client, clock: Clock) -> T:
                 clock.sleep(step.seconds)
                 step = exchange.send(None)
                 continue
+            deadline = step.extensions.get(DEADLINE)
+            remaining = None if deadline is None else deadline - clock.monotonic()
+            if remaining is not None and remaining <= 0:
+                step = exchange.throw(_past(step))
+                continue
+            watchdog = None
+            if remaining is not None:
+                step.extensions["timeout"] = _capped(http.timeout, remaining)
+                watchdog = threading.Timer(remaining, http.close)
+                watchdog.daemon = True
+                watchdog.start()
             try:
-                with http.stream(
-                    step.method, step.url, headers=step.headers, content=step.content
-                ) as response:
+                response = http.send(step, stream=True)
+                try:
                     body = _Body()
                     for chunk in response.iter_bytes():
                         if body.add(chunk):
                             break
+                finally:
+                    response.close()
             except httpx.HTTPError as exc:
-                step = exchange.throw(exc)
+                late = watchdog is not None and watchdog.finished.is_set()
+                step = exchange.throw(_past(step) if late else exc)
                 continue
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
             step = exchange.send(body.reply(response))
     except StopIteration as stop:
         result: T = stop.value
@@ -89,7 +158,7 @@ def run_sync(exchange: Exchange[T], http: httpx.Client, clock: Clock) -> T:
 
 
 async def run_async(exchange: Exchange[T], http: httpx.AsyncClient, clock: Clock) -> T:
-    """Drive an exchange with an asyncio client."""
+    """Drive an exchange with an asyncio client; a request's deadline bounds it whole."""
     try:
         step = next(exchange)
         while True:
@@ -97,14 +166,26 @@ async def run_async(exchange: Exchange[T], http: httpx.AsyncClient, clock: Clock
                 await clock.asleep(step.seconds)
                 step = exchange.send(None)
                 continue
+            deadline = step.extensions.get(DEADLINE)
+            remaining = None if deadline is None else deadline - clock.monotonic()
+            if remaining is not None and remaining <= 0:
+                step = exchange.throw(_past(step))
+                continue
+            if remaining is not None:
+                step.extensions["timeout"] = _capped(http.timeout, remaining)
             try:
-                async with http.stream(
-                    step.method, step.url, headers=step.headers, content=step.content
-                ) as response:
-                    body = _Body()
-                    async for chunk in response.aiter_bytes():
-                        if body.add(chunk):
-                            break
+                async with asyncio.timeout(remaining):
+                    response = await http.send(step, stream=True)
+                    try:
+                        body = _Body()
+                        async for chunk in response.aiter_bytes():
+                            if body.add(chunk):
+                                break
+                    finally:
+                        await response.aclose()
+            except TimeoutError:
+                step = exchange.throw(_past(step))
+                continue
             except httpx.HTTPError as exc:
                 step = exchange.throw(exc)
                 continue

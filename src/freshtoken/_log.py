@@ -44,6 +44,12 @@ def redact(text: str) -> str:
     return _PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 
+def describe(exc: BaseException) -> str:
+    """One secret-free line for an unexpected exception: its type and redacted text."""
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {redact(text)}" if text else type(exc).__name__
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites a record's message so that no secret leaves through logging."""
 

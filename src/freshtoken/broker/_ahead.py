@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 from freshtoken._errors import OAuthError
-from freshtoken._log import logger
+from freshtoken._log import describe, logger
 from freshtoken.broker._shared import SharedCache
 
 
@@ -45,24 +45,28 @@ class RefreshAhead:
         """After a failed refresh: no new try for 1, 2, 4 … seconds (at most `cap`)."""
         self._failures += 1
         backoff = min(cap, 0.5 * 2.0**self._failures)
-        self.next_try = self.clock.time() + backoff
+        self.next_try = self.clock.monotonic() + backoff
         return backoff
 
     def _refresh_once(self) -> None:
         try:
             if self.cache.refresh_if_free() == "busy":  # another process: adopt its token soon
-                self.next_try = self.clock.time() + 0.05
-        except OAuthError as exc:
+                self.next_try = self.clock.monotonic() + 0.05
+        except Exception as exc:
+            if not isinstance(exc, OAuthError):
+                logger.error("refresh ahead failed unexpectedly: %s", describe(exc))
+                exc = OAuthError(describe(exc), error="unexpected")
             self.cache.counts["failures"] += 1
             backoff = self._back_off(30.0)
             current = self.cache.current
-            if current is not None and current.expires_at > self.clock.time():
+            left = self.cache.left(current) if current is not None else 0.0
+            if left > 0:
                 self.cache.counts["stale_served"] += 1
                 logger.warning(
                     "refresh ahead failed (%s); the current token stays in use for "
                     "%.0fs more, next try in %.1fs",
                     exc.error,
-                    current.expires_at - self.clock.time(),
+                    left,
                     backoff,
                 )
 
@@ -78,25 +82,25 @@ class RefreshAhead:
     def _run(self) -> None:
         while not self._stop.is_set():
             state = self.cache.state
-            refresh_at = state[2] if state is not None else 0.0
-            if self.clock.time() >= self.next_try:
+            refresh_at = state[3] if state is not None else 0.0
+            if self.clock.monotonic() >= self.next_try:
                 try:
                     if state is None:
                         self.cache.obtain(None)
-                    elif self.clock.time() >= refresh_at:
+                    elif self.clock.monotonic() >= refresh_at:
                         self._refresh_once()
-                except OAuthError as exc:
+                except Exception as exc:
                     # A wrong secret must not turn into a request every few ms.
                     backoff = self._back_off(60.0)
                     logger.warning(
                         "background refresh failed (%s); next try in %.0fs. %s",
-                        exc.error,
+                        exc.error if isinstance(exc, OAuthError) else describe(exc),
                         backoff,
-                        exc.hint,
+                        exc.hint if isinstance(exc, OAuthError) else "",
                     )
             state = self.cache.state
-            refresh_at = state[2] if state is not None else 0.0
-            wake = max(refresh_at, self.next_try) - self.clock.time()
+            refresh_at = state[3] if state is not None else 0.0
+            wake = max(refresh_at, self.next_try) - self.clock.monotonic()
             self._stop.wait(min(max(wake, 0.05), 5.0))
 
     def stop(self, timeout: float) -> None:

@@ -9,6 +9,7 @@ one tuple and the clock.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from freshtoken import _build
 from freshtoken._clock import Clock
-from freshtoken._errors import TokenUnavailableError
+from freshtoken._errors import ConfigurationError, TokenUnavailableError
 from freshtoken._token import Token
 from freshtoken.broker._ahead import RefreshAhead
 from freshtoken.broker._key import cache_key
@@ -77,8 +78,8 @@ class TokenBroker:
                 default_min_ttl,
             )
         self.clock = clock or client.clock
-        # Waiting longer than a mint may take would be waiting for a holder that is gone.
-        self.wait_timeout = wait_timeout or client.policy.budget + 2 * client.timeouts.read
+        # One deadline per call: waiting for another holder and minting share the budget.
+        self.wait_timeout = wait_timeout or client.policy.budget
         self.key = cache_key(
             self.store.pepper, endpoint=client.identity(), auth=client.auth, grant=grant
         )
@@ -102,7 +103,7 @@ class TokenBroker:
         )
         self._ahead = RefreshAhead(self._cache)
         self._counts = self._cache.counts
-        self._time = self.clock.time
+        self._now = self.clock.monotonic
 
     @classmethod
     def from_settings(
@@ -141,9 +142,10 @@ class TokenBroker:
         state = self._cache.state
         if state is None:
             return None
-        token, default_min_ttl, refresh_at = state
-        now = self._time()
-        if token.expires_at - now < (default_min_ttl if min_ttl is None else min_ttl):
+        token, default_min_ttl, expiry, refresh_at = state
+        now = self._now()
+        # Chained so that a negative or NaN min_ttl is no hit: the slow path refuses it.
+        if not expiry - now >= (default_min_ttl if min_ttl is None else min_ttl) >= 0:
             return None
         self._counts["hits"] += 1
         if now >= refresh_at and now >= self._ahead.next_try:
@@ -151,15 +153,31 @@ class TokenBroker:
         return token
 
     def _obtain(self, min_ttl: float | None) -> Token:
+        if min_ttl is not None and not 0 <= min_ttl < math.inf:
+            raise ConfigurationError(
+                f"min_ttl must be a number of seconds, zero or more, not {min_ttl!r}",
+                hint="Ask for how long the token must stay valid, e.g. min_ttl=60.",
+            )
         token = self._cache.obtain(min_ttl)
-        if min_ttl is not None and not token.valid_for(min_ttl, self.clock.time()):
+        need = self.refresh.min_ttl_for(token, min_ttl)
+        left = self._cache.left(token)
+        if left < need:
+            # Every hand-out is checked, fresh mints too: an endpoint slower than the token's
+            # life, or a token shorter than asked for, is an error, never a success.
+            if need > token.lifetime:
+                raise self._cache.too_long(need, token.lifetime)
             raise TokenUnavailableError(
-                f"a new token lives {token.lifetime:.0f}s, less than the {min_ttl:.0f}s asked for",
-                hint="Ask for less (min_ttl / --min-ttl), or raise the token lifetime on the "
-                "OAuth client (Genesys Cloud: the client's Token Duration, 300..172800 s).",
-                retryable=False,
+                f"a new token had {left:.1f}s left when it arrived, less than the {need:g}s "
+                "asked for",
+                hint="The token endpoint answered slower than the token lives: check its "
+                "latency, or raise the token lifetime on the OAuth client.",
             )
         return token
+
+    def remaining(self, token: Token) -> float:
+        """Seconds `token` has left, by this process's monotonic clock when it is the
+        cached token (a wall-clock step does not change it)."""
+        return self._cache.left(token)
 
     # -- control ---------------------------------------------------------------------------
     def invalidate(self, token: Token) -> None:

@@ -39,6 +39,11 @@ class Held(Protocol):
 
     @property
     def entry(self) -> Entry | None: ...
+    @property
+    def deadline(self) -> float:
+        """The monotonic instant by which the mint must end."""
+        ...
+
     def write(self, entry: Entry) -> Entry:
         """Store `entry` over the current one; the stored entry (with its version)."""
         ...
@@ -58,7 +63,7 @@ class GrantMinter:
         self.grant = grant
 
     def mint(self, held: Held) -> Minted:
-        token = self.client.fetch(self.grant)
+        token = self.client.fetch(self.grant, held.deadline)
         return Minted(token, token.refresh_token)
 
 
@@ -83,7 +88,7 @@ class RefreshTokenMinter:
         entry = held.entry
         refresh = entry.refresh_token if entry else None
         if entry is not None and entry.spending is not None and refresh is not None:
-            refresh = self._resume(refresh)
+            refresh = self._resume(entry, held.deadline)
             if refresh is None:
                 held.write(replace(entry, refresh_token=None, spending=None))
         if refresh is not None:
@@ -100,9 +105,16 @@ class RefreshTokenMinter:
         return self.fallback.mint(held)
 
     def _spend(self, held: Held, refresh: str) -> Minted:
-        """Mark the refresh token as being spent in the store, then present it."""
+        """Mark the refresh token as being spent in the store, then present it.
+
+        The mark says until when the server may still be processing this attempt: the call's
+        deadline, plus one read timeout for a server slower than its client."""
         assert held.entry is not None
-        marked = held.write(replace(held.entry, refresh_token=refresh, spending=self.owner))
+        clock = self.client.clock
+        until = clock.time() + (held.deadline - clock.monotonic()) + self.client.timeouts.read
+        marked = held.write(
+            replace(held.entry, refresh_token=refresh, spending=self.owner, spending_until=until)
+        )
         if not held.owns_lock():
             # Our lease ran out (this process was paused): another holder may be spending it.
             raise TokenUnavailableError(
@@ -110,7 +122,7 @@ class RefreshTokenMinter:
                 hint="This process was paused or slow past the lock's lease; it will retry.",
             )
         try:
-            token = self.client.fetch(RefreshTokenGrant(refresh, self.scope))
+            token = self.client.fetch(RefreshTokenGrant(refresh, self.scope), held.deadline)
         except InvalidGrantError as exc:
             held.write(replace(marked, refresh_token=None, spending=None))
             if self.fallback is None:
@@ -129,9 +141,24 @@ class RefreshTokenMinter:
         # A server that does not rotate answers without a new one: the old one stays good.
         return Minted(token, token.refresh_token or refresh, refreshed=True)
 
-    def _resume(self, refresh: str) -> str | None:
+    def _resume(self, entry: Entry, deadline: float) -> str | None:
         """A holder presented this refresh token and never stored the outcome (it died, or
-        the answer was lost). Present it again only if the server says it is still active."""
+        the answer was lost): an unknown outcome counts as spent. Present it again only once
+        the server cannot still be processing that attempt, and says it is still active."""
+        refresh = entry.refresh_token
+        assert refresh is not None
+        clock = self.client.clock
+        wait = entry.spending_until - clock.time()
+        if wait > 0:
+            if clock.monotonic() + wait > deadline:
+                raise TokenUnavailableError(
+                    f"a refresh started by another holder may still be in flight at the "
+                    f"server for {wait:.0f}s more; its refresh token is not presented again "
+                    "before then (that could revoke the whole login)",
+                    hint="Try again after that; a holder that was only slow stores the new "
+                    "token meanwhile. `freshtoken status` shows the entry.",
+                )
+            clock.sleep(wait)
         active = self.client.introspect(refresh)
         if active:
             logger.warning(

@@ -15,8 +15,10 @@ from freshtoken.config._settings import Settings
 
 def cached_token(settings: Settings, min_ttl: float | None) -> Token | None:
     """The stored token when it is valid for `min_ttl` and not yet due for refresh."""
-    if settings.store == "memory://":
-        return None  # a new process has an empty memory store
+    if settings.store and not settings.store.startswith("sqlite:"):
+        # A new process has an empty memory store; a Redis store is left to the full path,
+        # so that an unreachable one costs one timeout and one warning, not two.
+        return None
     store = _build.store_for(settings)
     try:
         entry = store.load(settings_key(settings, store.pepper))

@@ -38,8 +38,12 @@ class RefreshPolicy:
         return min(self.default_min_ttl, 0.25 * token.lifetime)
 
     def servable(self, token: Token, now: float, min_ttl: float | None = None) -> bool:
-        """Valid for what was asked, and not yet due for refresh: a hand-out that needs no
-        work at all (what the command line serves from the store without a broker)."""
-        return token.expires_at - now >= self.min_ttl_for(token, min_ttl) and now < (
-            self.refresh_at(token)
+        """Valid for what was asked, not yet due for refresh, and not issued "in the future"
+        (clocks that disagree): a hand-out that needs no work at all (what the command line
+        serves from the store without a broker)."""
+        need = self.min_ttl_for(token, min_ttl)
+        return (
+            token.issued_at <= now + 5.0
+            and token.expires_at - now >= need >= 0
+            and now < self.refresh_at(token)
         )

@@ -7,46 +7,79 @@ lock); everyone else adopts what the winner stored.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Literal
 
 from freshtoken._clock import Clock
-from freshtoken._errors import OAuthError, StoreError, TokenUnavailableError
+from freshtoken._errors import ConfigurationError, OAuthError, StoreError, TokenUnavailableError
 from freshtoken._log import logger, remember_secret
 from freshtoken._token import Token
 from freshtoken.broker._minters import Minter, scope_problem
 from freshtoken.broker._policy import RefreshPolicy
 from freshtoken.stores import Entry, TokenStore
 
-#: What the hot path reads in one step: the token, its default min_ttl, when it is due.
-State = tuple[Token, float, float]
+#: What the hot path reads in one step: the token, its default min_ttl, and its expiry and
+#: refresh instants on this process's monotonic clock.
+State = tuple[Token, float, float, float]
+#: A stored token issued further than this in the future is not trusted (clocks disagree).
+FUTURE_TOLERANCE = 5.0
 
 
 class _Held:
     """The entry under the store's lock; writes are compare-and-set on its version."""
 
-    def __init__(self, cache: SharedCache, entry: Entry | None) -> None:
+    def __init__(self, cache: SharedCache, entry: Entry | None, deadline: float) -> None:
         self._cache = cache
         self.entry = entry
+        self.deadline = deadline
 
-    def write(self, entry: Entry) -> Entry:
-        expected = self.entry.version if self.entry else 0
+    def _save(self, entry: Entry, expected: int) -> int | None:
         try:
-            version = self._cache.store.save(self._cache.key, entry, expected)
+            return self._cache.store.save(self._cache.key, entry, expected)
         except StoreError as exc:
             # The token is good: keep serving it from memory rather than fail the caller.
             logger.warning("could not store the new token (%s); serving it from memory", exc)
-            version = expected
+            return expected
+
+    def write(self, entry: Entry) -> Entry:
+        """Store `entry` over the held one. Someone else writing meanwhile (a lease that ran
+        out, a store that failed over) means this holder must not go on: StoreError."""
+        version = self._save(entry, self.entry.version if self.entry else 0)
         if version is None:
-            # Under the lock nobody else writes; a lost lease is the only way here.
             raise StoreError(
                 "the store entry changed while this process held its lock",
-                hint="A lock lease expired mid-mint; the newer entry wins.",
+                hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
             )
         self.entry = replace(entry, version=version)
         return self.entry
+
+    def keep(self, entry: Entry) -> Entry:
+        """Store the outcome of a mint, whatever was written meanwhile: of the two, the
+        newer mint wins (its refresh token is the live one); the other is not lost to the
+        caller, who still gets a valid token."""
+        expected = self.entry.version if self.entry else 0
+        for _ in range(5):
+            version = self._save(entry, expected)
+            if version is not None:
+                self.entry = replace(entry, version=version)
+                return self.entry
+            theirs = self._cache.store.load(self._cache.key)
+            if (
+                theirs is not None
+                and theirs.token is not None
+                and theirs.last_mint > entry.last_mint
+            ):
+                logger.warning("another holder stored a newer token meanwhile; keeping it")
+                self.entry = theirs
+                return theirs
+            expected = theirs.version if theirs else 0
+        raise StoreError(
+            "the store entry kept changing while this process stored a new token",
+            hint="Another writer is overwriting this store's entries; check who shares it.",
+        )
 
     def owns_lock(self) -> bool:
         return self._cache.store.owns_lock(self._cache.key)
@@ -54,7 +87,13 @@ class _Held:
 
 class SharedCache:
     """Hands out the cached token of `key`, or mints one (through `minter`) as the only
-    caller across threads and processes; a token that fails the scope check is never cached."""
+    caller across threads and processes; a token that fails the scope check is never cached.
+
+    Within the process a token's expiry is kept on the monotonic clock: a wall-clock step
+    changes nothing for a token this process holds. The wall clock is read only when a token
+    crosses a process boundary (adopted from the store), and a stored token issued "in the
+    future" is not trusted.
+    """
 
     def __init__(
         self,
@@ -79,64 +118,111 @@ class SharedCache:
         self.identity = identity
         self.scope_check = scope_check
         self.state: State | None = None
+        #: How long a token of this key lives (0: not known yet).
+        self.lifetime = 0.0
         self.counts = dict.fromkeys(
             ("hits", "mints", "refreshes", "adopted", "waits", "failures", "stale_served"), 0
         )
         self.flight = threading.Lock()
         #: Called after every adoption (refresh ahead restarts its schedule).
         self.on_adopt: Callable[[], None] = lambda: None
+        # The last failed mint (monotonic instant, error): callers that waited for that very
+        # attempt get its error at once instead of each trying again in turn.
+        self._failure: tuple[float, OAuthError] | None = None
 
     @property
     def current(self) -> Token | None:
         return self.state[0] if self.state is not None else None
 
-    def usable(self, token: Token | None, min_ttl: float | None) -> bool:
-        return token is not None and (
-            token.expires_at - self.clock.time() >= self.policy.min_ttl_for(token, min_ttl)
-        )
+    def left(self, token: Token) -> float:
+        """Seconds `token` has left: by the monotonic clock for the token this process holds,
+        else by the wall clock, never more than its lifetime, and none for a token issued
+        "in the future" (another host's clock, or a step of this one)."""
+        state = self.state
+        if state is not None and state[0] is token:
+            return state[2] - self.clock.monotonic()
+        now = self.clock.time()
+        if token.issued_at > now + FUTURE_TOLERANCE:
+            logger.warning(
+                "a stored token was issued %.0fs in this machine's future; not trusting it "
+                "(are the clocks of the machines sharing the store in step?)",
+                token.issued_at - now,
+            )
+            return 0.0
+        return min(token.expires_at - now, token.lifetime)
 
-    def adopt(self, entry: Entry, *, minted: bool = False) -> Token:
+    def usable(self, token: Token | None, min_ttl: float | None) -> bool:
+        return token is not None and self.left(token) >= self.policy.min_ttl_for(token, min_ttl)
+
+    def adopt(self, entry: Entry, *, sent: float | None = None) -> Token:
+        """Hold `entry`'s token; `sent` is the monotonic instant this process asked for it."""
         token = entry.token
         assert token is not None
         current = self.current
         if current is None or token.access_token != current.access_token:
             remember_secret(token.access_token)
-            if not minted:
+            if sent is None:
                 self.counts["adopted"] += 1
-        self.state = (token, self.policy.min_ttl_for(token), self.policy.refresh_at(token))
+        expiry = (
+            sent + token.lifetime if sent is not None else self.clock.monotonic() + self.left(token)
+        )
+        window = self.policy.window(token.lifetime)
+        self.state = (token, self.policy.min_ttl_for(token), expiry, expiry - window)
+        self.lifetime = token.lifetime
         self.on_adopt()
         return token
 
-    def timed_out(self) -> TokenUnavailableError:
+    def timed_out(self, waited: float) -> TokenUnavailableError:
         return TokenUnavailableError(
-            f"no token within {self.wait_timeout:.0f}s: another holder of the store's lock "
-            "has not finished",
+            f"no token within {waited:.1f}s: another holder of the store's lock has not finished",
             hint="Another process is minting or is stuck (stopped, or its network hangs). It "
             "is retried on the next call; check `freshtoken status`.",
         )
 
-    def obtain(self, min_ttl: float | None) -> Token:
-        """A token valid for `min_ttl`, waiting for (or being) the one who mints it."""
-        if not self.flight.acquire(timeout=self.wait_timeout):
-            raise self.timed_out()
+    def too_long(self, min_ttl: float, lifetime: float) -> ConfigurationError:
+        return ConfigurationError(
+            f"min_ttl {min_ttl:g}s is more than the {lifetime:g}s a token of this client lives",
+            hint="Ask for less (min_ttl / --min-ttl), or raise the token lifetime on the OAuth "
+            "client (Genesys Cloud: the client's Token Duration, 300..172800 s).",
+        )
+
+    def _check_lifetime(self, min_ttl: float | None, entry: Entry | None) -> None:
+        known = self.lifetime or (entry.lifetime if entry is not None else 0.0)
+        if min_ttl is not None and known and min_ttl > known:
+            raise self.too_long(min_ttl, known)
+
+    def obtain(self, min_ttl: float | None, deadline: float | None = None) -> Token:
+        """A token valid for `min_ttl`, waiting for (or being) the one who mints it, by
+        `deadline` (monotonic; default: `wait_timeout` from now)."""
+        start = self.clock.monotonic()
+        end = start + self.wait_timeout if deadline is None else deadline
+        self._check_lifetime(min_ttl, None)
+        if not self.flight.acquire(timeout=max(end - start, 0.0)):
+            raise self.timed_out(self.clock.monotonic() - start)
         try:
+            failure = self._failure
+            if failure is not None and failure[0] >= start:
+                raise copy.copy(failure[1])  # we waited for that very attempt: its outcome
             current = self.current
-            if self.usable(current, min_ttl):
-                assert current is not None
+            if current is not None and self.usable(current, min_ttl):
                 return current
             entry = self.store.load(self.key)
             if entry is not None and self.usable(entry.token, min_ttl):
                 return self.adopt(entry)
-            with self.store.lock(self.key, self.wait_timeout) as held:
+            with self.store.lock(self.key, max(end - self.clock.monotonic(), 0.0)) as held:
                 if not held:
-                    raise self.timed_out()
+                    raise self.timed_out(self.clock.monotonic() - start)
                 entry = self.store.load(self.key)  # the holder before us may have minted
                 if entry is not None and self.usable(entry.token, min_ttl):
                     self.counts["waits"] += 1
                     return self.adopt(entry)
-                return self.adopt(self.renew(entry), minted=True)
-        except OAuthError:
+                self._check_lifetime(min_ttl, entry)
+                sent = self.clock.monotonic()
+                return self.adopt(self.renew(entry, end), sent=sent)
+        except OAuthError as exc:
             self.counts["failures"] += 1
+            if not isinstance(exc, ConfigurationError):
+                self._failure = (self.clock.monotonic(), exc)
             raise
         finally:
             self.flight.release()
@@ -154,7 +240,8 @@ class SharedCache:
                 entry = self.store.load(self.key)
                 if self.adopt_newer(entry):
                     return "adopted"
-                self.adopt(self.renew(entry), minted=True)
+                sent = self.clock.monotonic()
+                self.adopt(self.renew(entry, sent + self.wait_timeout), sent=sent)
                 return "done"
         finally:
             self.flight.release()
@@ -165,13 +252,16 @@ class SharedCache:
         current = self.current
         if token is None or (current is not None and token.expires_at <= current.expires_at):
             return False
+        if not self.usable(token, None):
+            return False
         assert entry is not None
         self.adopt(entry)
-        return self.clock.time() < self.policy.refresh_at(token)
+        state = self.state
+        return state is not None and self.clock.monotonic() < state[3]
 
-    def renew(self, entry: Entry | None) -> Entry:
-        """Mint under the store's lock and store the result before returning it."""
-        held = _Held(self, entry)
+    def renew(self, entry: Entry | None, deadline: float) -> Entry:
+        """Mint under the store's lock, by `deadline`, and store the result before returning."""
+        held = _Held(self, entry, deadline)
         minted = self.minter.mint(held)
         self.counts["mints"] += 1
         self.counts["refreshes"] += minted.refreshed
@@ -180,15 +270,16 @@ class SharedCache:
             remember_secret(refresh)
         before = held.entry
         mints = (before.mints if before else 0) + 1
+        lifetime = token.lifetime
         problem = scope_problem(token, self.requested_scope, self.identity)
         if problem is not None and self.scope_check == "raise":
             # Keep a rotated refresh token, but never cache the token that failed the check.
-            held.write(Entry(None, refresh, None, mints, token.issued_at))
+            held.keep(Entry(None, refresh, None, mints, token.issued_at, lifetime=lifetime))
             raise problem
         if problem is not None:
             logger.warning("%s", problem)
         bare = replace(token, refresh_token=None)  # callers never get the refresh token
-        return held.write(Entry(bare, refresh, None, mints, token.issued_at))
+        return held.keep(Entry(bare, refresh, None, mints, token.issued_at, lifetime=lifetime))
 
     def invalidate(self, token: Token) -> None:
         """Forget `token`, but only if it is still the cached one, so that many callers that
@@ -205,9 +296,10 @@ class SharedCache:
     def seed(self, refresh_token: str) -> None:
         """Hold `refresh_token` in the store; the next mint spends it."""
         remember_secret(refresh_token)
+        start = self.clock.monotonic()
         with self.flight, self.store.lock(self.key, self.wait_timeout) as held:
             if not held:
-                raise self.timed_out()
+                raise self.timed_out(self.clock.monotonic() - start)
             entry = self.store.load(self.key)
             fresh = Entry(
                 None,
@@ -215,6 +307,7 @@ class SharedCache:
                 None,
                 entry.mints if entry else 0,
                 entry.last_mint if entry else 0.0,
+                lifetime=entry.lifetime if entry else 0.0,
             )
             if self.store.save(self.key, fresh, entry.version if entry else 0) is None:
                 raise StoreError("the store entry changed while seeding", hint="Try again.")
@@ -222,9 +315,10 @@ class SharedCache:
 
     def take(self) -> Entry | None:
         """Remove this key's entry from the store (and memory); what it held."""
+        start = self.clock.monotonic()
         with self.flight, self.store.lock(self.key, self.wait_timeout) as held:
             if not held:
-                raise self.timed_out()
+                raise self.timed_out(self.clock.monotonic() - start)
             entry = self.store.load(self.key)
             self.store.delete(self.key)
             self.state = None

@@ -84,7 +84,31 @@ def main() -> None:
         return
     from freshtoken.cli._app import cli
 
-    cli(prog_name="freshtoken")
+    try:
+        cli(prog_name="freshtoken")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # the one place where anything unforeseen becomes one line
+        _unexpected(exc, argv)
+
+
+def _unexpected(exc: Exception, argv: list[str]) -> None:
+    from freshtoken._errors import OAuthError
+    from freshtoken._log import describe
+
+    if isinstance(exc, OAuthError):
+        sys.stderr.write(f"freshtoken: {exc}\n")
+        sys.exit(exc.exit_code)
+    verbose = argv.count("--verbose") + sum(
+        len(a) - 1 for a in argv if a.startswith("-v") and set(a[1:]) == {"v"}
+    )
+    if verbose >= 2:
+        raise exc
+    sys.stderr.write(
+        f"freshtoken: unexpected error: {describe(exc)}\n"
+        "hint: run the command again with -vv for the details (and report them).\n"
+    )
+    sys.exit(1)
 
 
 def _print_cached(min_ttl: float | None, fmt: str) -> bool:

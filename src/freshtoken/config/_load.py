@@ -29,9 +29,10 @@ def read_secret_file(path: str, setting: str) -> Secret:
         text = (
             sys.stdin.read() if path == "-" else Path(path).expanduser().read_text(encoding="utf-8")
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, or a NUL in the path
         raise ConfigurationError(
-            f"{setting} names a file that cannot be read: {path} ({exc.strerror})",
+            f"{setting} names a file that cannot be read: {path} "
+            f"({getattr(exc, 'strerror', None) or type(exc).__name__})",
             hint=f"Check the path and its permissions, or unset {setting}.",
         ) from None
     text = text.strip()
@@ -68,7 +69,7 @@ def _profile_values(path: Path, profile: str | None) -> dict[str, tuple[object, 
 
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, or not TOML
         raise ConfigurationError(
             f"cannot read {path}: {exc}", hint="Fix the TOML syntax (see docs/configuration.md)."
         ) from None
@@ -183,14 +184,18 @@ def read_values(
     return values, sources, profile
 
 
+MAX_SECONDS = 86400.0  # a day: longer is a typo, and would overflow timers
+
+
 def positive_number(raw: str, setting: str) -> float:
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
         raise ConfigurationError(
-            f"{setting} must be a positive number of seconds, got {raw!r}",
+            f"{setting} must be a positive number of seconds, at most {MAX_SECONDS:.0f}, "
+            f"got {raw!r}",
             hint=f"Set {setting} to a number such as 30.",
         )
     return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import math
 import os
 import secrets
 import socket
@@ -179,26 +180,36 @@ class LocalServer:
         try:
             min_ttl = float(raw) if raw else None
         except ValueError:
+            min_ttl = math.nan
+        if min_ttl is not None and not 0 <= min_ttl < math.inf:
             return 400, {
                 "error": "invalid_request",
-                "error_description": f"min_ttl must be a number of seconds: {raw!r}",
+                "error_description": f"min_ttl must be a number of seconds, zero or more: {raw!r}",
+                "exit_code": 2,
             }
         try:
             token = self.broker.token(min_ttl)
         except OAuthError as exc:
-            status = 502 if isinstance(exc, AuthorizationError | ConfigurationError) else 503
+            # The caller's own request was wrong (min_ttl beyond the lifetime): 400.
+            status = (
+                400
+                if isinstance(exc, ConfigurationError)
+                else 502
+                if isinstance(exc, AuthorizationError)
+                else 503
+            )
             return status, {
                 "error": exc.error,
                 "error_description": exc.message,
                 "hint": exc.hint,
                 "exit_code": exc.exit_code,
             }
-        now = self.broker.clock.time()
+        left = self.broker.remaining(token)  # monotonic: a clock step does not change it
         return 200, {
             "access_token": token.access_token,
             "token_type": token.token_type,
-            "expires_in": int(token.expires_in(now)),
-            "expires_at": token.expires_at,
+            "expires_in": int(left),
+            "expires_at": self.broker.clock.time() + left,
         }
 
     def metrics_text(self) -> str:

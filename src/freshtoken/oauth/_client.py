@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import threading
 from urllib.parse import urlencode
@@ -16,10 +15,12 @@ from freshtoken._http import (
     Exchange,
     Reply,
     Timeouts,
+    json_object,
     new_async_client,
     new_client,
     run_async,
     run_sync,
+    stamped,
 )
 from freshtoken._token import Token
 from freshtoken.oauth._client_auth import ClientAuth
@@ -91,8 +92,17 @@ class TokenClient:
         assert reply is not None
         return parse_token_reply(reply, sent_at, ctx)
 
-    def token_exchange(self, grant: Grant) -> Exchange[Token]:
-        """The whole request as a sans-IO exchange: discovery if needed, then retries."""
+    def deadline(self) -> float:
+        """The monotonic instant by which a call starting now must end (the retry budget)."""
+        return self.clock.monotonic() + self.policy.budget
+
+    def token_exchange(self, grant: Grant, deadline: float | None = None) -> Exchange[Token]:
+        """The whole request as a sans-IO exchange: discovery if needed, then retries, every
+        request and wait bound to `deadline` (default: the retry budget from now)."""
+        end = self.deadline() if deadline is None else deadline
+        return stamped(self._token_exchange(grant, end), end)
+
+    def _token_exchange(self, grant: Grant, deadline: float) -> Exchange[Token]:
         endpoints = yield from self.endpoints_exchange()
         ctx = ErrorContext(endpoints.token_url, endpoints.region, grant.name, grant.scope)
         return (
@@ -102,16 +112,18 @@ class TokenClient:
                 self.policy,
                 self.clock,
                 self._rng,
+                deadline=deadline,
                 single_use=grant.single_use,
             )
         )
 
-    def fetch(self, grant: Grant) -> Token:
-        """Request a token with `grant`; raises a typed `OAuthError` with a hint on failure."""
-        return run_sync(self.token_exchange(grant), self._client(), self.clock)
+    def fetch(self, grant: Grant, deadline: float | None = None) -> Token:
+        """Request a token with `grant` by `deadline` (monotonic; default: the retry budget);
+        raises a typed `OAuthError` with a hint on failure."""
+        return run_sync(self.token_exchange(grant, deadline), self._client(), self.clock)
 
-    async def afetch(self, grant: Grant) -> Token:
-        return await run_async(self.token_exchange(grant), self._aclient(), self.clock)
+    async def afetch(self, grant: Grant, deadline: float | None = None) -> Token:
+        return await run_async(self.token_exchange(grant, deadline), self._aclient(), self.clock)
 
     def _post_token(self, which: str, value: str, hint: str) -> Exchange[Reply | None]:
         """POST `token=value` with client authentication to the endpoint named `which`
@@ -137,10 +149,8 @@ class TokenClient:
         reply = yield from self._post_token("introspection_url", value, hint)
         if reply is None or reply.status != 200:
             return None
-        try:
-            active = json.loads(reply.body).get("active")
-        except (ValueError, AttributeError):
-            return None
+        data = json_object(reply.body)
+        active = data.get("active") if data is not None else None
         return active if isinstance(active, bool) else None
 
     def introspect(self, value: str, hint: str = "refresh_token") -> bool | None:
@@ -161,7 +171,7 @@ class TokenClient:
 
     def _client(self) -> httpx.Client:
         with self._lock:
-            if self._http is None:
+            if self._http is None or self._http.is_closed:  # closed by a deadline's watchdog
                 self._http = new_client(self.timeouts)
             return self._http
 

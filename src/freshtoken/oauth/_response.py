@@ -7,20 +7,20 @@ import math
 import re
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import httpx
 
 from freshtoken._errors import (
     ErrorContext,
     InvalidClientError,
+    InvalidRequestError,
     MalformedResponseError,
     OAuthError,
     RateLimitedError,
     ServerError,
     error_for_code,
 )
-from freshtoken._http import Reply
+from freshtoken._http import Reply, json_object
 from freshtoken._log import redact, remember_secret
 from freshtoken._token import Token
 
@@ -38,11 +38,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 def excerpt(body: bytes, truncated: bool = False) -> str:
     """A short, secret-free, single-line view of a body, for error messages."""
     text = body[:8192].decode("utf-8", "replace")
-    try:
-        data = json.loads(body) if not truncated else None
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
+    data = json_object(body) if not truncated else None
+    if data is not None:
         text = json.dumps(
             {k: ("***" if k in _SECRET_FIELDS else v) for k, v in data.items()},
             separators=(",", ":"),
@@ -72,14 +69,6 @@ def retry_after(headers: httpx.Headers, now: float) -> float | None:
         return None
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _malformed(problem: str, reply: Reply, ctx: ErrorContext) -> MalformedResponseError:
     return MalformedResponseError(
         f"token endpoint {ctx.host} answered HTTP {reply.status} with {problem}: "
@@ -92,7 +81,7 @@ def _malformed(problem: str, reply: Reply, ctx: ErrorContext) -> MalformedRespon
 def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
     """Turn a non-2xx answer into the typed error it stands for."""
     status = reply.status
-    data = _json_object(reply.body) if not reply.truncated else None
+    data = json_object(reply.body) if not reply.truncated else None
     code = data.get("error") if data else None
     raw = (data.get("error_description") or data.get("description")) if data else None
     description = redact(str(raw))[:300] if raw else None
@@ -125,6 +114,13 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
             status=status,
             hint="A POST carrying credentials is never sent on to another URL. Set the token "
             "URL to the final address.",
+        )
+    if status in (413, 414, 431):
+        return InvalidRequestError(
+            f"token endpoint {ctx.host} refused the request as too large (HTTP {status})",
+            status=status,
+            hint="The request's headers or form are larger than the server accepts: check that "
+            "the client secret, client id and scope hold what they should (not a whole file).",
         )
     if status >= 500:
         return ServerError(
@@ -171,7 +167,7 @@ def parse_token_reply(reply: Reply, sent_at: float, ctx: ErrorContext) -> Token:
         raise _malformed("an oversized body", reply, ctx)
     if not 200 <= reply.status < 300:
         raise error_from_reply(reply, ctx, sent_at)
-    data = _json_object(reply.body)
+    data = json_object(reply.body)
     if data is None:
         content_type = reply.headers.get("content-type", "no content type")
         raise _malformed(f"a body that is not a JSON object ({content_type})", reply, ctx)

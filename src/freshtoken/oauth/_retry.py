@@ -89,9 +89,11 @@ def with_retries(
     clock: Clock,
     rng: random.Random,
     *,
+    deadline: float,
     single_use: bool = False,
 ) -> Exchange[T]:
-    """Run `attempt_once` until it succeeds, fails for good, or the budget runs out.
+    """Run `attempt_once` until it succeeds, fails for good, or `deadline` (monotonic) comes:
+    no wait starts that would end past it.
 
     With `single_use` (a refresh token or code is in the request) only failures that the
     server surely did not act on are retried: a timed-out refresh may have been spent.
@@ -106,21 +108,22 @@ def with_retries(
             err = transport_error(exc, ctx)
         except OAuthError as exc:
             err = exc
-        delay = err.retry_after if err.retry_after is not None else policy.backoff(attempt, rng)
-        elapsed = clock.monotonic() - start
+        # A server's Retry-After is a floor, never a reason to hurry (Retry-After: 0).
+        delay = max(err.retry_after or 0.0, policy.backoff(attempt, rng))
+        now = clock.monotonic()
+        elapsed = now - start
         retryable = err.retryable and (not single_use or surely_unprocessed(err))
-        if not retryable or attempt >= policy.max_attempts or elapsed + delay > policy.budget:
+        if not retryable or attempt >= policy.max_attempts or now + delay > deadline:
             if err.retryable:
                 err.message += f"; gave up after {attempt} attempt(s) in {elapsed:.1f}s"
                 err.args = (err.message,)
             raise err
         logger.warning(
-            "token endpoint %s: %s; retrying in %.2fs (attempt %d, %.1fs of %.0fs budget used)",
+            "token endpoint %s: %s; retrying in %.2fs (attempt %d, %.1fs left of the budget)",
             ctx.host,
             err.error,
             delay,
             attempt + 1,
-            elapsed,
-            policy.budget,
+            deadline - now,
         )
         yield Sleep(delay)

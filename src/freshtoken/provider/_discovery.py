@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from freshtoken._errors import ConfigurationError, MalformedResponseError
-from freshtoken._http import Exchange
+from freshtoken._http import Exchange, json_object
 from freshtoken.provider._endpoints import Endpoints, check_url
 
 _CACHE_SECONDS = 3600.0
@@ -55,11 +54,8 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
         if reply.status != 200:
             tried.append(f"{url}: HTTP {reply.status}")
             continue
-        try:
-            meta = json.loads(reply.body)
-        except ValueError:
-            meta = None
-        if not isinstance(meta, dict) or not isinstance(meta.get("token_endpoint"), str):
+        meta = json_object(reply.body)
+        if meta is None or not isinstance(meta.get("token_endpoint"), str):
             raise MalformedResponseError(
                 f"discovery document at {url} has no token_endpoint",
                 status=reply.status,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from freshtoken._errors import ConfigurationError
+from freshtoken._urls import split_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ def is_loopback_host(host: str) -> bool:
 
 def check_url(url: str, setting: str) -> str:
     """Refuse a URL that is malformed, or plain http to anything but this machine."""
-    parts = urlsplit(url)
+    parts = split_url(url, setting)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
             f"{setting} is not a valid http(s) URL: {url!r}",

@@ -15,6 +15,9 @@ class Entry:
     `refresh_token` is kept apart from the access token (callers never see it).
     `spending` names the holder that presented `refresh_token` and has not yet stored the
     outcome: a successor must not present it again without checking it first.
+    `spending_until` (wall time) is when that holder's attempt surely ended: before then the
+    server may still be processing it.
+    `lifetime` is how long a token of this key lives, remembered after the token is gone.
     `version` is managed by the store (compare-and-set); it is not part of the payload.
     """
 
@@ -24,6 +27,8 @@ class Entry:
     mints: int = 0
     last_mint: float = 0.0
     version: int = 0
+    spending_until: float = 0.0
+    lifetime: float = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -49,6 +54,8 @@ def encode(entry: Entry) -> bytes:
         "sp": entry.spending,
         "n": entry.mints,
         "lm": entry.last_mint,
+        "su": entry.spending_until,
+        "lt": entry.lifetime,
     }
     return json.dumps(data, separators=(",", ":")).encode()
 
@@ -75,4 +82,6 @@ def decode(payload: bytes, version: int) -> Entry:
         mints=int(data["n"]),
         last_mint=float(data["lm"]),
         version=version,
+        spending_until=float(data.get("su", 0.0)),
+        lifetime=float(data.get("lt", 0.0)),
     )

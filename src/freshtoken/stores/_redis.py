@@ -17,10 +17,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 from freshtoken._errors import ConfigurationError, StoreError
+from freshtoken._log import redact
 from freshtoken._secret import Secret
+from freshtoken._urls import split_url
 from freshtoken.stores._base import StoreOptions, TokenStore
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._failopen import FailOpenStore
@@ -75,7 +76,7 @@ class RedisStore:
             )
         self._envelope = Envelope(parse_key(key, "FRESHTOKEN_STORE_KEY"))
         self.pepper = self._envelope.pepper
-        parts = urlsplit(url)
+        parts = split_url(url, "FRESHTOKEN_STORE")
         cluster = parts.scheme.endswith("+cluster")
         if cluster:
             url = parts._replace(scheme=parts.scheme.removesuffix("+cluster")).geturl()
@@ -115,7 +116,18 @@ class RedisStore:
     def _key(self, key: str, kind: str) -> str:
         return f"{self.prefix}{{{key}}}:{kind}"
 
-    def _fail(self, action: str, exc: BaseException) -> StoreError:
+    def _fail(self, action: str, exc: BaseException) -> StoreError | ConfigurationError:
+        text = str(exc)
+        if type(exc).__name__.startswith("Authentication") or any(
+            word in text for word in ("WRONGPASS", "NOAUTH", "invalid DB index", "NOPERM")
+        ):
+            # Not an outage to fail open on: the settings are wrong, and stay wrong.
+            return ConfigurationError(
+                f"the Redis store {self.display} refused this client: {type(exc).__name__}: "
+                f"{redact(text)}",
+                hint="Check FRESHTOKEN_REDIS_PASSWORD (or the URL's user and password), the "
+                "user's ACL permissions, and the database number in FRESHTOKEN_STORE.",
+            )
         hint = (
             "Check that Redis is up and reachable, and the credentials "
             "(FRESHTOKEN_REDIS_PASSWORD or the URL's user). With FRESHTOKEN_STORE_FAIL=open "
@@ -126,7 +138,7 @@ class RedisStore:
                 "rediss+cluster://) so that keys go to the node that holds their slot."
             )
         return StoreError(
-            f"cannot {action} the Redis store {self.display}: {type(exc).__name__}: {exc}",
+            f"cannot {action} the Redis store {self.display}: {type(exc).__name__}: {redact(text)}",
             hint=hint,
         )
 

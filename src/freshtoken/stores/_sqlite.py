@@ -17,10 +17,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
-from freshtoken._errors import StoreError
+from freshtoken._errors import ConfigurationError, StoreError
 from freshtoken._secret import Secret
+from freshtoken._urls import split_url
 from freshtoken.stores._base import StoreOptions
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._sealed import (
@@ -222,4 +223,13 @@ class SQLiteStore:
 
 def open_url(url: str, options: StoreOptions) -> SQLiteStore:
     """`sqlite:///absolute/path`."""
-    return SQLiteStore(Path(unquote(urlsplit(url).path)), options.key)
+    parts = split_url(url, "FRESHTOKEN_STORE")
+    path = unquote(parts.path)
+    if parts.netloc or "\x00" in path:
+        # sqlite://relative/x.db would put "relative" in the host part and write /x.db.
+        raise ConfigurationError(
+            f"FRESHTOKEN_STORE {url!r} does not name an absolute file path",
+            hint="Use sqlite:///absolute/path/tokens.db (three slashes), or leave it unset for "
+            "the default place.",
+        )
+    return SQLiteStore(Path(path), options.key)
