@@ -289,7 +289,15 @@ def command_line(runs: int, requests: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="fewer iterations, shorter runs")
+    parser.add_argument(
+        "--soak", action="store_true", help="only the soak: serve for 80 lifetimes (4 minutes)"
+    )
     args = parser.parse_args()
+    if args.soak:
+        from bench.soak import soak
+
+        soak()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisProcess(Path(tmp)).start() if shutil.which("redis-server") else None
         try:

@@ -354,3 +354,40 @@ def test_an_unexpected_error_is_one_line_with_a_pointer_to_vv(
         said = "unexpected error: RuntimeError: a bug, with client_secret=*** in its text"
         assert lines[0] == f"freshtoken: {said}"
         assert "-vv" in lines[1] and len(lines) == 2
+
+
+# -- a poisoned shared entry (anyone who can write to Redis, without the store key) ----------
+@pytest.mark.parametrize("fail", ["open", "closed"])
+def test_a_poisoned_redis_entry_costs_one_mint_and_no_error(
+    tmp_path: Path, server: AuthServer, fail: str
+) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is missing")
+    import redis as redis_py
+
+    from freshtoken import Secret, TokenBroker, open_store
+    from freshtoken.stores._failopen import FailOpenStore
+    from tests._redis import RedisProcess
+
+    key = Secret(_key())
+    backend = RedisProcess(tmp_path).start()
+    try:
+
+        def broker() -> TokenBroker:
+            store = open_store(backend.url, key, fail=fail)
+            return TokenBroker(make_client(server), grant=ClientCredentials(), store=store)
+
+        first = broker()
+        first.token()
+        with redis_py.Redis(port=backend.port) as raw:
+            for name in raw.keys("freshtoken:*:entry"):
+                raw.hset(name, "b", b"junk written without the store key")
+        minted = server.stats()["tokens_minted"]
+        second = broker()
+        token = second.token()  # no error: the junk is replaced under the lock
+        third = broker()
+        assert third.token().access_token == token.access_token  # shared again
+        assert server.stats()["tokens_minted"] == minted + 1
+        assert isinstance(second.store, FailOpenStore) == (fail == "open")
+    finally:
+        backend.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -42,6 +43,11 @@ class TestSQLiteStore(StoreContract):
     def stored_bytes(self, store: TokenStore) -> bytes:
         return b"".join(p.read_bytes() for p in self.folder.rglob("*") if p.is_file())
 
+    def scramble(self, store: TokenStore, key: str) -> bool:
+        with sqlite3.connect(self.folder / "tokens.db") as db:
+            db.execute("UPDATE entries SET blob = ? WHERE key = ?", (os.urandom(64), key))
+        return True
+
 
 class _OnRedis(StoreContract):
     """A fresh store is a fresh key prefix on one redis-server (or cluster) per class."""
@@ -65,6 +71,11 @@ class _OnRedis(StoreContract):
         inner = self.shared(store)
         # What a lease running out does: the lock key is gone while its holder sleeps.
         assert inner._redis.delete(inner._key(key, "lock")) == 1
+        return True
+
+    def scramble(self, store: TokenStore, key: str) -> bool:
+        inner = self.shared(store)
+        inner._redis.hset(inner._key(key, "entry"), "b", os.urandom(64))
         return True
 
     def stored_bytes(self, store: TokenStore) -> bytes:

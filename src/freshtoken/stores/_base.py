@@ -15,8 +15,9 @@ class TokenStore(Protocol):
     shared between processes (or hosts) keeps these promises across all of them.
 
     - `load(key)`: the entry last saved under `key` with its version, or None when there is
-      none. An entry that cannot be read (tampered, sealed with another key) is None, never
-      an error and never a wrong token.
+      none. An entry that cannot be read (tampered, sealed with another key) is never an
+      error and never a wrong token: None (dropped), or an empty entry whose version the next
+      save replaces.
     - `save(key, entry, expected)`: compare-and-set. It writes only when the stored version
       is still `expected` (0: absent) and returns the new version, never 0 and never one the
       key had before, even after `delete` (no ABA); None when someone else wrote first.

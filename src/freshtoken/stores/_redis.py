@@ -149,7 +149,11 @@ class RedisStore:
             raise self._fail("read", exc) from None
         if not isinstance(version, bytes) or not isinstance(blob, bytes):
             return None
-        return open_entry(self._envelope, key, blob, int(version))
+        # An entry that cannot be opened (junk written by someone without the store key) is
+        # an empty entry: its version lets the next mint replace it.
+        return open_entry(self._envelope, key, blob, int(version)) or Entry(
+            None, version=int(version)
+        )
 
     def _ttl_ms(self, entry: Entry) -> int:
         if entry.refresh_token:

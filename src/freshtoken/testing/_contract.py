@@ -43,6 +43,11 @@ class StoreContract:
         dies)."""
         return False
 
+    def scramble(self, store: TokenStore, key: str) -> bool:
+        """Overwrite `key`'s entry at rest with junk, as someone without the store key could;
+        False for a store nobody else can write to."""
+        return False
+
     def stored_bytes(self, store: TokenStore) -> bytes | None:
         """Everything the store keeps at rest, to look for plain-text tokens; None for a
         store that keeps nothing outside this process."""
@@ -183,6 +188,16 @@ class StoreContract:
             thread.join(10)
             assert store.owns_lock("k"), "the lapsed holder released its successor's lock"
             assert _in_thread(lambda: store.lock("k", 0.0)) is False
+
+    def test_an_unreadable_entry_is_replaced_never_served(self, store: TokenStore) -> None:
+        assert store.save("k", _entry(1), 0)
+        if not self.scramble(store, "k"):
+            pytest.skip("nobody else can write to this store")
+        junk = store.load("k")  # no error, and never a token
+        assert junk is None or (junk.token is None and junk.refresh_token is None)
+        assert store.save("k", _entry(2), junk.version if junk else 0)
+        loaded = store.load("k")
+        assert loaded is not None and loaded.mints == 2
 
     def test_nothing_secret_is_kept_in_plain_text(self, store: TokenStore) -> None:
         store.save("k", _entry(1), 0)
