@@ -68,7 +68,12 @@ def test_python_example_runs(
         monkeypatch.setenv("FRESHTOKEN_CLIENT_ID", "demo-client")
         monkeypatch.setenv("FRESHTOKEN_CLIENT_SECRET", "demo-secret")
         monkeypatch.setenv("FRESHTOKEN_STORE", f"sqlite://{tmp_path}/t.db")
-        namespace = {"url": server.url + "/api/echo", "region": server.url, "__name__": "example"}
+        namespace = {
+            "url": server.url + "/api/echo",
+            "region": server.url,
+            "token_url": server.token_url,
+            "__name__": "example",
+        }
         exec(compile(code, where, "exec"), namespace)
         if re.search(r"(?<![.\w])(url|region)\b", code):  # it called our API, and the token worked
             stats = server.stats()

@@ -12,12 +12,14 @@ import asyncio
 import math
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from freshtoken import _build
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError, TokenUnavailableError
+from freshtoken._secret import Secret
 from freshtoken._token import Token
 from freshtoken.broker._ahead import RefreshAhead
 from freshtoken.broker._key import cache_key
@@ -26,7 +28,7 @@ from freshtoken.broker._policy import DEFAULT_MIN_TTL, RefreshPolicy
 from freshtoken.broker._shared import SharedCache
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._client import TokenClient
-from freshtoken.oauth._grants import Grant
+from freshtoken.oauth._grants import ClientCredentials, Grant
 from freshtoken.stores import TokenStore
 from freshtoken.stores._memory import MemoryStore
 
@@ -48,17 +50,21 @@ class BrokerStats:
     stale_served: int
 
 
+_CLIENT_CREDENTIALS = ClientCredentials()
+
+
 class TokenBroker:
     """Hands out tokens valid for at least `min_ttl` seconds, minting as rarely as possible.
 
-    `grant` is what mints a token when no refresh token is held (None: refresh tokens only).
+    `grant` is what mints a token when no refresh token is held: the client-credentials grant
+    unless said otherwise; None means refresh tokens only (seeded from a login).
     """
 
     def __init__(
         self,
         client: TokenClient,
         *,
-        grant: Grant | None = None,
+        grant: Grant | None = _CLIENT_CREDENTIALS,
         store: TokenStore | None = None,
         refresh: RefreshPolicy | None = None,
         default_min_ttl: float = DEFAULT_MIN_TTL,
@@ -120,9 +126,42 @@ class TokenBroker:
         return cls(parts.pop("client"), grant=grant, **parts, **options)
 
     @classmethod
-    def from_env(cls, **options: Any) -> TokenBroker:
-        """A broker configured by `FRESHTOKEN_*` variables (see the README)."""
-        return cls.from_settings(Settings.from_env(), **options)
+    def from_env(cls, *, profile: str | None = None, **options: Any) -> TokenBroker:
+        """A broker configured as the command line is: `FRESHTOKEN_*` (and `GENESYSCLOUD_*`)
+        variables over a profile of `freshtoken.toml` (`profile`, else `$FRESHTOKEN_PROFILE`)."""
+        return cls.from_settings(Settings.load(profile=profile), **options)
+
+    @classmethod
+    def client_credentials(
+        cls,
+        *,
+        client_id: str,
+        client_secret: Secret | str | None = None,
+        token_url: str | None = None,
+        issuer: str | None = None,
+        region: str | None = None,
+        scope: str | Sequence[str] = (),
+        store: str | TokenStore | None = "memory://",
+        auth_method: str = "client_secret_basic",
+        **options: Any,
+    ) -> TokenBroker:
+        """A broker for a client-credentials client in one line, no environment needed.
+
+        The endpoint is `token_url`, or discovered from `issuer`, or the Genesys Cloud
+        `region`'s; `store` is a store or its URL (default: this process only).
+        """
+        url, opened = (store, None) if isinstance(store, str) or store is None else (None, store)
+        settings = Settings(
+            client_id=client_id,
+            client_secret=client_secret,  # type: ignore[arg-type]  # a str is wrapped at once
+            token_url=token_url,
+            issuer=issuer,
+            region=region,
+            scope=tuple(scope.split()) if isinstance(scope, str) else tuple(scope),
+            store=url,
+            auth_method=auth_method,
+        )
+        return cls.from_settings(settings, store=opened, **options)
 
     def __repr__(self) -> str:
         return f"TokenBroker({self.client!r}, store={self.store!r})"

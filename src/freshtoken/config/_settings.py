@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from freshtoken._errors import ConfigurationError
+from freshtoken._secret import Secret
 from freshtoken.config._load import read_values
 from freshtoken.config._options import OPTIONS, SettingValues
 
@@ -23,8 +24,11 @@ class Settings(SettingValues):
 
     def __post_init__(self) -> None:
         for option in OPTIONS:
-            if option.choices and getattr(self, option.key) not in option.choices:
-                self.refuse(option.key, getattr(self, option.key), option.choices)
+            value = getattr(self, option.key)
+            if option.kind == "secret" and isinstance(value, str):
+                object.__setattr__(self, option.key, Secret(value))  # wrapped at once
+            if option.choices and value not in option.choices:
+                self.refuse(option.key, value, option.choices)
 
     def refuse(self, key: str, value: object, allowed: Iterable[str]) -> NoReturn:
         """Raise the error for a setting whose value is not one of `allowed`."""

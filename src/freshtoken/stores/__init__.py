@@ -41,9 +41,9 @@ def default_store_path(environ: Mapping[str, str] | None = None) -> Path:
 
 def open_store(
     url: str | None,
-    key: Secret | None = None,
+    key: Secret | str | None = None,
     *,
-    redis_password: Secret | None = None,
+    redis_password: Secret | str | None = None,
     redis_prefix: str = "freshtoken:",
     timeout: float = 1.0,
     lease: float = 10.0,
@@ -52,6 +52,7 @@ def open_store(
     """A store from `FRESHTOKEN_STORE`: `memory://`, `sqlite:///path`, `redis://...`,
     `rediss://...` (`redis+cluster://`, `rediss+cluster://` for a Redis Cluster), or (unset)
     SQLite in the default place."""
+    key, redis_password = (Secret(s) if isinstance(s, str) else s for s in (key, redis_password))
     options = StoreOptions(key, redis_password, redis_prefix, timeout, lease, fail)
     if not url or url in ("sqlite://", "sqlite:///"):
         url = default_store_path().as_uri().replace("file://", "sqlite://", 1)

@@ -1,0 +1,82 @@
+"""The Python API as a newcomer meets it: one line to a working broker, plain `str` secrets,
+a default grant that mints, and `from_env()` reading what the command line reads."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+import requests
+
+import freshtoken
+from freshtoken import ClientSecretBasic, Endpoints, Secret, TokenBroker, TokenClient
+from freshtoken.testing import AuthServer
+
+
+def test_one_line_with_a_str_secret_mints_once_then_serves_from_the_cache(
+    server: AuthServer,
+) -> None:
+    broker = TokenBroker.client_credentials(
+        token_url=server.token_url, client_id="demo-client", client_secret="demo-secret"
+    )
+    first = broker.token()
+    assert broker.token().access_token == first.access_token
+    assert server.stats()["tokens_minted"] == 1
+    assert "demo-secret" not in repr(broker) and "demo-secret" not in repr(broker.client.auth)
+
+
+def test_one_line_drives_httpx_sync_and_async_and_requests(server: AuthServer) -> None:
+    broker = TokenBroker.client_credentials(
+        token_url=server.token_url,
+        client_id="demo-client",
+        client_secret="demo-secret",
+        scope="read write",
+    )
+    api = server.url + "/api/v2/tokens/me"
+    assert httpx.get(api, auth=broker.httpx_auth()).status_code == 200
+
+    async def call() -> int:
+        async with httpx.AsyncClient(auth=broker.httpx_auth()) as client:
+            return (await client.get(api)).status_code
+
+    assert asyncio.run(call()) == 200
+    assert requests.get(api, auth=broker.requests_auth(), timeout=10).status_code == 200
+    assert server.stats()["tokens_minted"] == 1
+
+
+def test_a_str_secret_is_accepted_wherever_a_secret_is(server: AuthServer) -> None:
+    auth = ClientSecretBasic("demo-client", "demo-secret")  # type: ignore[arg-type]
+    assert isinstance(auth.client_secret, Secret)
+    settings = freshtoken.Settings(client_id="demo-client", client_secret="demo-secret")  # type: ignore[arg-type]
+    assert isinstance(settings.client_secret, Secret)
+    assert "demo-secret" not in repr(settings)
+    client = TokenClient(auth, endpoints=Endpoints(server.token_url))
+    assert TokenBroker(client).token().access_token  # the default grant mints
+
+
+def test_refresh_tokens_only_is_said_explicitly(server: AuthServer) -> None:
+    client = TokenClient(
+        ClientSecretBasic("demo-client", Secret("demo-secret")),
+        endpoints=Endpoints(server.token_url),
+    )
+    with pytest.raises(freshtoken.InvalidGrantError, match="no refresh token is held"):
+        TokenBroker(client, grant=None).token()
+
+
+def test_from_env_reads_a_profile_as_the_command_line_does(
+    tmp_path: Path, server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "freshtoken.toml"
+    config.write_text(f'[ci]\ntoken_url = "{server.token_url}"\nclient_id = "demo-client"\n')
+    config.chmod(0o600)
+    for name in ("FRESHTOKEN_TOKEN_URL", "FRESHTOKEN_CLIENT_ID", "FRESHTOKEN_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FRESHTOKEN_CONFIG", str(config))
+    monkeypatch.setenv("FRESHTOKEN_PROFILE", "ci")
+    monkeypatch.setenv("FRESHTOKEN_CLIENT_SECRET", "demo-secret")
+    monkeypatch.setenv("FRESHTOKEN_STORE", "memory://")
+    broker = TokenBroker.from_env()
+    assert broker.token().access_token
+    assert broker.client.identity() == server.token_url
