@@ -27,45 +27,37 @@ class ClientAuth(Protocol):
         ...
 
 
-def _mac(pepper: bytes, secret: Secret) -> str:
-    return hmac.new(pepper, secret.reveal().encode(), hashlib.sha256).hexdigest()
-
-
 def _secret(value: Secret | str) -> Secret:
     return value if isinstance(value, Secret) else Secret(value)
 
 
 @dataclass(frozen=True, slots=True)
-class ClientSecretBasic:
+class _WithSecret:
+    """A method that proves the client with its secret (a plain `str` is wrapped at once)."""
+
     client_id: str
     client_secret: Secret
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_secret", _secret(self.client_secret))
 
+    def fingerprint(self, pepper: bytes) -> str:
+        return hmac.new(pepper, self.client_secret.reveal().encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSecretBasic(_WithSecret):
     def apply(self, headers: dict[str, str], form: dict[str, str]) -> None:
         # RFC 6749 §2.3.1: each part is form-encoded before base64, so ':' in an id survives.
         pair = f"{quote_plus(self.client_id)}:{quote_plus(self.client_secret.reveal())}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
 
-    def fingerprint(self, pepper: bytes) -> str:
-        return _mac(pepper, self.client_secret)
-
 
 @dataclass(frozen=True, slots=True)
-class ClientSecretPost:
-    client_id: str
-    client_secret: Secret
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "client_secret", _secret(self.client_secret))
-
+class ClientSecretPost(_WithSecret):
     def apply(self, headers: dict[str, str], form: dict[str, str]) -> None:
         form["client_id"] = self.client_id
         form["client_secret"] = self.client_secret.reveal()
-
-    def fingerprint(self, pepper: bytes) -> str:
-        return _mac(pepper, self.client_secret)
 
 
 @dataclass(frozen=True, slots=True)
