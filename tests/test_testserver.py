@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from freshtoken.testing import AuthServer
+from freshtoken.testing import AuthServer, Client
 
 FT = [sys.executable, "-m", "freshtoken"]
 
@@ -233,3 +234,42 @@ def test_cli_testserver_refuses_a_non_loopback_host() -> None:
     )
     assert out.returncode == 2
     assert "loopback only" in out.stderr
+
+
+def test_a_non_ascii_client_secret_is_compared_not_crashed_on() -> None:
+    def basic(pair: str, encoding: str = "utf-8") -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(pair.encode(encoding)).decode()}
+
+    form = {"grant_type": "client_credentials"}
+    clients = [Client("demo-client", "demo-secret"), Client("accent", "s3cré t")]
+    with AuthServer(clients=clients) as server:
+
+        def status(**request: Any) -> tuple[int, str | None]:
+            response = httpx.post(server.token_url, **request)
+            return response.status_code, response.json().get("error")
+
+        # RFC 6749 §2.3.1 form-encodes each part before base64; raw UTF-8 is accepted too.
+        assert status(data=form, headers=basic("accent:s3cr%C3%A9+t")) == (200, None)
+        assert status(data=form, headers=basic("accent:s3cré t")) == (200, None)
+        assert status(data={**form, "client_id": "accent", "client_secret": "s3cré t"}) == (
+            200,
+            None,
+        )
+        wrong = [
+            {"data": form, "headers": basic("demo-client:démo-secret")},
+            {"data": form, "headers": basic("accent:s3cre t")},
+            {"data": {**form, "client_id": "demo-client", "client_secret": "é"}},
+            {"data": {**form, "client_id": "accent", "client_secret": "s3cré"}},
+        ]
+        for request in wrong:
+            assert status(**request) == (401, "invalid_client"), request
+        # Latin-1 bytes are not the UTF-8 form encoding the RFC asks for.
+        assert status(data=form, headers=basic("accent:s3cré t", "latin-1")) == (
+            400,
+            "invalid_request",
+        )
+        introspected = httpx.post(
+            server.url + "/oauth/introspect", data={"token": "x"}, auth=("demo-client", "é")
+        )
+        assert introspected.status_code == 401
+        assert server.stats()["tokens_minted"] == 3

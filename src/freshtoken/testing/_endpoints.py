@@ -42,6 +42,14 @@ def basic_credentials(authorization: str) -> tuple[str, str]:
     return unquote_plus(cid), unquote_plus(secret)
 
 
+def secret_matches(expected: str, presented: str) -> bool:
+    # compare_digest refuses str with non-ASCII characters; bytes compare any secret (lone
+    # surrogates, from argv or the environment, included).
+    return secrets.compare_digest(
+        expected.encode("utf-8", "surrogatepass"), presented.encode("utf-8", "surrogatepass")
+    )
+
+
 class Authority:
     """Clients, knobs and issued tokens, and the endpoints' answers. Methods without a
     leading underscore take the lock; the others expect it held."""
@@ -108,9 +116,7 @@ class Authority:
             cid, secret = form.get("client_id", ""), form.get("client_secret", "")
         client = self._clients.get(cid)
         ok = client is not None and (
-            secrets.compare_digest(client.secret, secret)
-            if client.secret is not None
-            else not secret
+            secret_matches(client.secret, secret) if client.secret is not None else not secret
         )
         if not ok or client is None:
             challenge = {"WWW-Authenticate": 'Basic realm="freshtoken-testserver"'}
