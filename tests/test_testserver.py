@@ -15,6 +15,16 @@ from typing import Any
 import httpx
 import pytest
 
+from freshtoken import (
+    AuthorizationCode,
+    ClientSecretBasic,
+    ClientSecretPost,
+    Endpoints,
+    PublicClient,
+    RefreshTokenGrant,
+    Secret,
+    TokenClient,
+)
 from freshtoken.testing import AuthServer, Client
 
 FT = [sys.executable, "-m", "freshtoken"]
@@ -273,3 +283,77 @@ def test_a_non_ascii_client_secret_is_compared_not_crashed_on() -> None:
         )
         assert introspected.status_code == 401
         assert server.stats()["tokens_minted"] == 3
+
+
+def test_token_requests_record_what_clients_sent_without_secrets() -> None:
+    clients = [Client("demo-client", "demo-secret"), Client("spa", None)]
+    with AuthServer(clients=clients) as server:
+        endpoints = Endpoints(server.token_url)
+        basic = TokenClient(
+            ClientSecretBasic("demo-client", Secret("demo-secret")), endpoints=endpoints
+        )
+        first = basic.fetch(AuthorizationCode(server.issue_code("demo-client", ("read",))))
+        assert first.refresh_token
+        post = TokenClient(
+            ClientSecretPost("demo-client", Secret("demo-secret")), endpoints=endpoints
+        )
+        post.fetch(RefreshTokenGrant(first.refresh_token))
+        public = TokenClient(PublicClient("spa"), endpoints=endpoints)
+        public.fetch(AuthorizationCode(server.issue_code("spa"), code_verifier="v" * 43))
+        server.configure(fail_first=1)  # answered 503, still received
+        httpx.post(server.token_url, data={"grant_type": "client_credentials", "scope": "a b"})
+        httpx.post(
+            server.token_url,
+            data={"grant_type": "client_credentials", "client_secret": ""},
+            headers={"Authorization": "Basic !!"},
+        )
+        requests = server.token_requests()
+    assert requests == [
+        {
+            "client_id": "demo-client",
+            "auth_method": "client_secret_basic",
+            "form": {"grant_type": "authorization_code", "code": "***"},
+        },
+        {
+            "client_id": "demo-client",
+            "auth_method": "client_secret_post",
+            "form": {
+                "grant_type": "refresh_token",
+                "refresh_token": "***",
+                "client_id": "demo-client",
+                "client_secret": "***",
+            },
+        },
+        {
+            "client_id": "spa",
+            "auth_method": "none",
+            "form": {
+                "grant_type": "authorization_code",
+                "code": "***",
+                "code_verifier": "***",
+                "client_id": "spa",
+            },
+        },
+        {
+            "client_id": None,
+            "auth_method": "none",
+            "form": {"grant_type": "client_credentials", "scope": "a b"},
+        },
+        {  # an empty secret stays visible as empty; a malformed Basic header names nobody
+            "client_id": None,
+            "auth_method": "client_secret_basic",
+            "form": {"grant_type": "client_credentials", "client_secret": ""},
+        },
+    ]
+    assert "demo-secret" not in repr(requests) and first.refresh_token not in repr(requests)
+
+
+def test_token_requests_keep_the_last_thousand() -> None:
+    server = AuthServer()  # handle_token needs no socket
+    for i in range(1005):
+        server.handle_token({}, {"grant_type": "client_credentials", "scope": f"s{i}"})
+    requests = server.token_requests()
+    assert len(requests) == 1000
+    assert requests[0]["form"]["scope"] == "s5" and requests[-1]["form"]["scope"] == "s1004"
+    requests[0]["form"]["scope"] = "changed"  # a copy: the record is left as it was
+    assert server.token_requests()[0]["form"]["scope"] == "s5"

@@ -33,6 +33,21 @@ from freshtoken.testing._model import (
     State,
 )
 
+# Form fields whose values `token_requests` masks.
+SECRET_FIELDS = frozenset(
+    {
+        "client_secret",
+        "client_assertion",
+        "assertion",
+        "refresh_token",
+        "code",
+        "code_verifier",
+        "password",
+        "subject_token",
+        "actor_token",
+    }
+)
+
 
 def basic_credentials(authorization: str) -> tuple[str, str]:
     """Client id and secret of a Basic header (RFC 6749 §2.3.1: form-encoded, then base64).
@@ -123,6 +138,24 @@ class Authority:
             return self._error(401, "invalid_client", "authentication failed", challenge)
         return client
 
+    def _remember(self, headers: Any, form: dict[str, str]) -> None:
+        """Record a token request as `token_requests` returns it."""
+        authorization = headers.get("Authorization", "")
+        client_id: str | None
+        if authorization.lower().startswith("basic "):
+            method = "client_secret_basic"
+            try:
+                client_id = basic_credentials(authorization)[0]
+            except ValueError:
+                client_id = None
+        else:
+            method = "client_secret_post" if "client_secret" in form else "none"
+            client_id = form.get("client_id")
+        masked = {k: "***" if k in SECRET_FIELDS and v else v for k, v in form.items()}
+        self._state.token_requests.append(
+            {"client_id": client_id, "auth_method": method, "form": masked}
+        )
+
     def handle_token(
         self,
         headers: Any,
@@ -134,6 +167,7 @@ class Authority:
         marker = id(form)
         with self._lock:
             self._state.inflight[marker] = time.monotonic()
+            self._remember(headers, form)
         try:
             if k.latency:
                 time.sleep(k.latency)

@@ -1,15 +1,16 @@
 """What the test server is set up with (clients, knobs, malformed modes) and what it keeps (the
-tokens it issued, its counters)."""
+tokens it issued, its counters, the token requests it received)."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret"  # a test server's published credentials, not a secret
 ALL_GRANTS = frozenset({"client_credentials", "refresh_token", "authorization_code"})
+TOKEN_REQUESTS_KEPT = 1000
 
 # An endpoint's answer: status, body (a dict or list is sent as JSON, anything else as text),
 # and extra headers.
@@ -110,3 +111,6 @@ class State:
     window: list[float] = field(default_factory=lambda: [0.0, 0.0])  # start, count
     inflight: dict[int, float] = field(default_factory=dict)  # request id -> start
     api_window: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    token_requests: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=TOKEN_REQUESTS_KEPT)
+    )

@@ -168,6 +168,15 @@ class AuthServer(Authority):
                 "errors": {k[6:]: v for k, v in s.counters.items() if k.startswith("error:")},
             }
 
+    def token_requests(self) -> list[dict[str, Any]]:
+        """The last 1000 requests to the token endpoint, oldest first, answered or not. Each
+        is a dict: `client_id` (from Basic or the form; None if neither names one),
+        `auth_method` ("client_secret_basic", "client_secret_post" or "none") and `form`, the
+        form fields with every non-empty secret (client_secret, refresh_token, code,
+        code_verifier, assertions...) replaced by "***"."""
+        with self._lock:
+            return [{**r, "form": dict(r["form"])} for r in self._state.token_requests]
+
     def issue_code(
         self, client_id: str, scope: tuple[str, ...] = (), redirect_uri: str | None = None
     ) -> str:
