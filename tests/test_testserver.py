@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from freshtoken import (
     Secret,
     TokenClient,
 )
-from freshtoken.testing import AuthServer, Client
+from freshtoken.testing import AuthServer, Client, Knobs
 
 FT = [sys.executable, "-m", "freshtoken"]
 
@@ -357,3 +358,32 @@ def test_token_requests_keep_the_last_thousand() -> None:
     assert requests[0]["form"]["scope"] == "s5" and requests[-1]["form"]["scope"] == "s1004"
     requests[0]["form"]["scope"] = "changed"  # a copy: the record is left as it was
     assert server.token_requests()[0]["form"]["scope"] == "s5"
+
+
+def test_testserver_has_an_option_per_knob() -> None:
+    from freshtoken.testing._command import testserver
+
+    assert {p.name for p in testserver.params} >= {f.name for f in fields(Knobs)}
+    opts = {opt for p in testserver.params for opt in p.opts}
+    for used in ("--host", "--port", "--client", "--genesys", "--no-rotate", "--ttl"):
+        assert used in opts  # by tests, docs and README
+    given = ["--no-rotate", "--no-reuse-detection", "--narrow-scope", "--ttl", "5"]
+    params = testserver.make_context("testserver", [*given, "--malformed", "html_502"]).params
+    assert params["rotate_refresh_tokens"] is False and params["reuse_detection"] is False
+    assert params["narrow_scope"] is True and params["ttl"] == 5.0
+    assert params["malformed"] == "html_502" and params["scope_in_response"] is True
+
+
+def test_cli_testserver_passes_only_the_knobs_given() -> None:
+    argv = ["testserver", "--genesys", "--no-rotate", "--rate-limit", "3", "--seed", "7"]
+    proc = subprocess.Popen([*FT, *argv], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        knobs = httpx.post(ready["url"] + "/_control", json={}).json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    expected = {"error_style": "genesys", "scope_in_response": False}  # the Genesys preset
+    expected |= {"rotate_refresh_tokens": False, "rate_limit": 3, "seed": 7, "ttl": 3600.0}
+    assert knobs == {**asdict(Knobs()), **expected}

@@ -58,28 +58,48 @@ class Client:
         return f"Client({self.client_id!r}, grants={sorted(self.grants)})"
 
 
+def knob(
+    default: Any, help: str, *, flag: str | None = None, choices: tuple[str, ...] | None = None
+) -> Any:
+    """A `Knobs` field. `freshtoken testserver` builds its options from these: `help` is the
+    option's help, `flag` replaces the derived option name, `choices` limits the values."""
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+
+
 @dataclass
 class Knobs:
     """Behaviour switches; all can be changed while the server runs (`configure`)."""
 
-    ttl: float = 3600.0
-    refresh_on_client_credentials: bool = False
-    rotate_refresh_tokens: bool = True
-    reuse_detection: bool = True
-    refresh_token_ttl: float = 30 * 86400.0
-    error_style: str = "rfc6749"  # or "genesys": adds `description` beside error_description
-    scope_in_response: bool = True  # Genesys returns no scope
-    failure_rate: float = 0.0  # share of token requests answered 503
-    fail_first: int = 0  # this many next token requests answered 503
-    latency: float = 0.0  # seconds added to every token request
-    rate_limit: int = 0  # token requests allowed per window; 0 = unlimited
-    rate_window: float = 60.0
-    rate_limit_style: str = "genesys"  # or "429"
-    api_rate_limit: int = 0  # protected-API requests allowed per window; 0 = unlimited
-    malformed: str | None = None  # a key of MALFORMED: answer every token request so
-    narrow_scope: bool = False  # grant the allowed part of a scope request (RFC 6749 §3.3)
-    abandon_on_disconnect: bool = False  # after `latency`, drop requests whose client left
-    seed: int | None = None
+    ttl: float = knob(3600.0, "Access-token lifetime (s).")
+    refresh_on_client_credentials: bool = knob(
+        False, "Issue refresh tokens on client_credentials (as Keycloak can)."
+    )
+    rotate_refresh_tokens: bool = knob(True, "Keep refresh tokens on refresh.", flag="--no-rotate")
+    reuse_detection: bool = knob(True, "Do not revoke on reuse.")
+    refresh_token_ttl: float = knob(30 * 86400.0, "Refresh-token lifetime (s).")
+    error_style: str = knob(
+        "rfc6749",
+        "genesys adds `description` beside error_description (--genesys sets it).",
+        choices=("rfc6749", "genesys"),
+    )
+    scope_in_response: bool = knob(True, "Leave scope out of token responses, as Genesys does.")
+    failure_rate: float = knob(0.0, "Share of token requests answered 503.")
+    fail_first: int = knob(0, "Answer the first N token requests 503.")
+    latency: float = knob(0.0, "Seconds added to every token request.")
+    rate_limit: int = knob(0, "Token requests allowed per window (0: off).")
+    rate_window: float = knob(60.0, "Length of the token-endpoint rate-limit window (s).")
+    rate_limit_style: str = knob(
+        "genesys", "Over the limit: Genesys' 400, or 429.", choices=("genesys", "429")
+    )
+    api_rate_limit: int = knob(0, "Protected-API requests per minute (0: off).")
+    malformed: str | None = knob(
+        None, "Answer token requests malformed (see docs).", choices=tuple(MALFORMED)
+    )
+    narrow_scope: bool = knob(False, "Grant only the allowed part of a scope (RFC 6749 §3.3).")
+    abandon_on_disconnect: bool = knob(
+        False, "After --latency, drop requests whose client has gone."
+    )
+    seed: int | None = knob(None, "Seed of the random failures (--failure-rate).")
 
 
 @dataclass
