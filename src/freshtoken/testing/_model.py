@@ -62,7 +62,8 @@ def knob(
     default: Any, help: str, *, flag: str | None = None, choices: tuple[str, ...] | None = None
 ) -> Any:
     """A `Knobs` field. `freshtoken testserver` builds its options from these: `help` is the
-    option's help, `flag` replaces the derived option name, `choices` limits the values."""
+    option's help (for a bool that defaults to True, its `--no-...` flag's), `flag` replaces the
+    derived option name, `choices` limits the values."""
     return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
 
 
