@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from freshtoken.testing import AuthServer
+from freshtoken import (
+    AuthorizationCode,
+    ClientSecretBasic,
+    ClientSecretPost,
+    Endpoints,
+    PublicClient,
+    RefreshTokenGrant,
+    Secret,
+    TokenClient,
+)
+from freshtoken.testing import AuthServer, Client, Knobs
 
 FT = [sys.executable, "-m", "freshtoken"]
 
@@ -233,3 +245,145 @@ def test_cli_testserver_refuses_a_non_loopback_host() -> None:
     )
     assert out.returncode == 2
     assert "loopback only" in out.stderr
+
+
+def test_a_non_ascii_client_secret_is_compared_not_crashed_on() -> None:
+    def basic(pair: str, encoding: str = "utf-8") -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(pair.encode(encoding)).decode()}
+
+    form = {"grant_type": "client_credentials"}
+    clients = [Client("demo-client", "demo-secret"), Client("accent", "s3cré t")]
+    with AuthServer(clients=clients) as server:
+
+        def status(**request: Any) -> tuple[int, str | None]:
+            response = httpx.post(server.token_url, **request)
+            return response.status_code, response.json().get("error")
+
+        # RFC 6749 §2.3.1 form-encodes each part before base64; raw UTF-8 is accepted too.
+        assert status(data=form, headers=basic("accent:s3cr%C3%A9+t")) == (200, None)
+        assert status(data=form, headers=basic("accent:s3cré t")) == (200, None)
+        assert status(data={**form, "client_id": "accent", "client_secret": "s3cré t"}) == (
+            200,
+            None,
+        )
+        wrong = [
+            {"data": form, "headers": basic("demo-client:démo-secret")},
+            {"data": form, "headers": basic("accent:s3cre t")},
+            {"data": {**form, "client_id": "demo-client", "client_secret": "é"}},
+            {"data": {**form, "client_id": "accent", "client_secret": "s3cré"}},
+        ]
+        for request in wrong:
+            assert status(**request) == (401, "invalid_client"), request
+        # Latin-1 bytes are not the UTF-8 form encoding the RFC asks for.
+        assert status(data=form, headers=basic("accent:s3cré t", "latin-1")) == (
+            400,
+            "invalid_request",
+        )
+        introspected = httpx.post(
+            server.url + "/oauth/introspect", data={"token": "x"}, auth=("demo-client", "é")
+        )
+        assert introspected.status_code == 401
+        assert server.stats()["tokens_minted"] == 3
+
+
+def test_token_requests_record_what_clients_sent_without_secrets() -> None:
+    clients = [Client("demo-client", "demo-secret"), Client("spa", None)]
+    with AuthServer(clients=clients) as server:
+        endpoints = Endpoints(server.token_url)
+        basic = TokenClient(
+            ClientSecretBasic("demo-client", Secret("demo-secret")), endpoints=endpoints
+        )
+        first = basic.fetch(AuthorizationCode(server.issue_code("demo-client", ("read",))))
+        assert first.refresh_token
+        post = TokenClient(
+            ClientSecretPost("demo-client", Secret("demo-secret")), endpoints=endpoints
+        )
+        post.fetch(RefreshTokenGrant(first.refresh_token))
+        public = TokenClient(PublicClient("spa"), endpoints=endpoints)
+        public.fetch(AuthorizationCode(server.issue_code("spa"), code_verifier="v" * 43))
+        server.configure(fail_first=1)  # answered 503, still received
+        httpx.post(server.token_url, data={"grant_type": "client_credentials", "scope": "a b"})
+        httpx.post(
+            server.token_url,
+            data={"grant_type": "client_credentials", "client_secret": ""},
+            headers={"Authorization": "Basic !!"},
+        )
+        requests = server.token_requests()
+    assert requests == [
+        {
+            "client_id": "demo-client",
+            "auth_method": "client_secret_basic",
+            "form": {"grant_type": "authorization_code", "code": "***"},
+        },
+        {
+            "client_id": "demo-client",
+            "auth_method": "client_secret_post",
+            "form": {
+                "grant_type": "refresh_token",
+                "refresh_token": "***",
+                "client_id": "demo-client",
+                "client_secret": "***",
+            },
+        },
+        {
+            "client_id": "spa",
+            "auth_method": "none",
+            "form": {
+                "grant_type": "authorization_code",
+                "code": "***",
+                "code_verifier": "***",
+                "client_id": "spa",
+            },
+        },
+        {
+            "client_id": None,
+            "auth_method": "none",
+            "form": {"grant_type": "client_credentials", "scope": "a b"},
+        },
+        {  # an empty secret stays visible as empty; a malformed Basic header names nobody
+            "client_id": None,
+            "auth_method": "client_secret_basic",
+            "form": {"grant_type": "client_credentials", "client_secret": ""},
+        },
+    ]
+    assert "demo-secret" not in repr(requests) and first.refresh_token not in repr(requests)
+
+
+def test_token_requests_keep_the_last_thousand() -> None:
+    server = AuthServer()  # handle_token needs no socket
+    for i in range(1005):
+        server.handle_token({}, {"grant_type": "client_credentials", "scope": f"s{i}"})
+    requests = server.token_requests()
+    assert len(requests) == 1000
+    assert requests[0]["form"]["scope"] == "s5" and requests[-1]["form"]["scope"] == "s1004"
+    requests[0]["form"]["scope"] = "changed"  # a copy: the record is left as it was
+    assert server.token_requests()[0]["form"]["scope"] == "s5"
+
+
+def test_testserver_has_an_option_per_knob() -> None:
+    from freshtoken.testing._command import testserver
+
+    assert {p.name for p in testserver.params} >= {f.name for f in fields(Knobs)}
+    opts = {opt for p in testserver.params for opt in p.opts}
+    for used in ("--host", "--port", "--client", "--genesys", "--no-rotate", "--ttl"):
+        assert used in opts  # by tests, docs and README
+    given = ["--no-rotate", "--no-reuse-detection", "--narrow-scope", "--ttl", "5"]
+    params = testserver.make_context("testserver", [*given, "--malformed", "html_502"]).params
+    assert params["rotate_refresh_tokens"] is False and params["reuse_detection"] is False
+    assert params["narrow_scope"] is True and params["ttl"] == 5.0
+    assert params["malformed"] == "html_502" and params["scope_in_response"] is True
+
+
+def test_cli_testserver_passes_only_the_knobs_given() -> None:
+    argv = ["testserver", "--genesys", "--no-rotate", "--rate-limit", "3", "--seed", "7"]
+    proc = subprocess.Popen([*FT, *argv], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        knobs = httpx.post(ready["url"] + "/_control", json={}).json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    expected = {"error_style": "genesys", "scope_in_response": False}  # the Genesys preset
+    expected |= {"rotate_refresh_tokens": False, "rate_limit": 3, "seed": 7, "ttl": 3600.0}
+    assert knobs == {**asdict(Knobs()), **expected}

@@ -3,6 +3,9 @@ modules are imported inside commands; the cache-hit paths never get here (see _m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from freshtoken.cli._common import Context, setup_logging
@@ -10,7 +13,6 @@ from freshtoken.cli._demo import demo
 from freshtoken.cli._doctor import doctor
 from freshtoken.cli._serve import exec_, serve
 from freshtoken.cli._store import revoke, seed_refresh_token, status
-from freshtoken.cli._testserver import testserver
 from freshtoken.cli._token import token
 
 
@@ -34,5 +36,33 @@ def cli(ctx: click.Context, profile: str | None, verbose: int, quiet: bool) -> N
     setup_logging(verbose, quiet)
 
 
-for command in (token, serve, exec_, seed_refresh_token, revoke, status, doctor, demo, testserver):
+class _Lazy(click.Command):
+    """A command whose module is imported only when it runs (or shows its own help); until
+    then, a name and a line for `freshtoken --help`."""
+
+    def __init__(self, name: str, load: Callable[[], click.Command], short_help: str) -> None:
+        super().__init__(name, short_help=short_help, add_help_option=False)
+        self._load = load
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        return self._load().make_context(info_name, args, parent, **extra)
+
+
+def _testserver() -> click.Command:
+    # The test server's imports (http.server, the token records) would slow every command.
+    from freshtoken.testing._command import testserver
+
+    return testserver
+
+
+for command in (token, serve, exec_, seed_refresh_token, revoke, status, doctor, demo):
     cli.add_command(command)
+cli.add_command(
+    _Lazy("testserver", _testserver, "Run the shipped test authorization server until...")
+)

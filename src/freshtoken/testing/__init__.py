@@ -5,14 +5,14 @@
 from typing import TYPE_CHECKING, Any
 
 from freshtoken.testing._clock import FakeClock
-from freshtoken.testing._server import (
+from freshtoken.testing._model import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     MALFORMED,
-    AuthServer,
     Client,
     Knobs,
 )
+from freshtoken.testing._server import AuthServer
 
 if TYPE_CHECKING:
     from freshtoken.testing._contract import StoreContract

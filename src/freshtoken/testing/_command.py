@@ -1,0 +1,122 @@
+"""`freshtoken testserver`: its knob options are built from the `Knobs` fields, so a new knob
+needs no code here."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from typing import Any, TypeVar, get_args, get_type_hints
+
+import click
+from click.core import ParameterSource
+
+from freshtoken.config._load import read_secret_file
+from freshtoken.provider._endpoints import is_loopback_host
+from freshtoken.testing._model import DEMO_CLIENT_ID, Client, Knobs
+from freshtoken.testing._server import AuthServer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _knob_options(command: F) -> F:
+    """One option per `Knobs` field: a flag for a bool (`--no-NAME` when it defaults to True),
+    else a value of the field's type."""
+    hints = get_type_hints(Knobs)
+    for knob in reversed(fields(Knobs)):
+        meta, default = knob.metadata, knob.default
+        assert default is not MISSING, f"knob {knob.name} needs a default"
+        hint = hints[knob.name]
+        kind = next((t for t in get_args(hint) if t is not type(None)), hint)
+        dashed = knob.name.replace("_", "-")
+        settings: dict[str, Any] = {"help": meta["help"], "default": default}
+        if kind is bool:
+            flag = meta["flag"] or (f"--no-{dashed}" if default else f"--{dashed}")
+            settings.update(is_flag=True, flag_value=not default)
+        else:
+            flag = meta["flag"] or f"--{dashed}"
+            choices = meta["choices"]
+            settings["type"] = click.Choice(choices) if choices else kind
+            settings["show_default"] = bool(default)
+            if choices and len(choices) > 3:  # the list would swamp the help; errors list it
+                settings["metavar"] = "MODE"
+        command = click.option(flag, knob.name, **settings)(command)
+    return command
+
+
+def _client_spec(value: str) -> Client:
+    client_id, sep, rest = value.partition(":")
+    if not sep or not client_id:
+        raise click.BadParameter("use ID:SECRET, ID:@FILE or ID:env=VAR", param_hint="--client")
+    if rest.startswith("@"):
+        secret = read_secret_file(rest[1:], "--client").reveal()
+    elif rest.startswith("env="):
+        secret = os.environ.get(rest[4:], "")
+        if not secret:
+            raise click.BadParameter(
+                f"environment variable {rest[4:]} is empty or unset", param_hint="--client"
+            )
+    else:
+        secret = rest
+    return Client(client_id, secret or None)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address.")
+@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--client",
+    "clients",
+    multiple=True,
+    help="ID:SECRET, ID:@FILE or ID:env=VAR (repeatable). Default: demo-client.",
+)
+@click.option("--genesys", is_flag=True, help="Answer as Genesys Cloud does.")
+@_knob_options
+@click.pass_context
+def testserver(
+    ctx: click.Context,
+    /,
+    host: str,
+    port: int,
+    clients: tuple[str, ...],
+    genesys: bool,
+    **knobs: Any,
+) -> None:
+    """Run the shipped test authorization server until SIGTERM or Ctrl-C.
+
+    Prints one ready line: JSON with url, token_url, issuer, clients and pid.
+
+    \b
+    Example:
+      freshtoken testserver --ttl 60 --genesys
+    """
+    if not is_loopback_host(host):
+        raise click.BadParameter("the test server listens on loopback only", param_hint="--host")
+    # Only the knobs given on the command line: the rest keep the defaults of the server, or
+    # of its Genesys preset.
+    given = {
+        name: value
+        for name, value in knobs.items()
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+    }
+    registered = [_client_spec(spec) for spec in clients] or None
+    factory = AuthServer.genesys if genesys else AuthServer
+    server = factory(host=host, port=port, clients=registered, **given)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with server:
+        ready = {
+            "url": server.url,
+            "token_url": server.token_url,
+            "issuer": server.issuer,
+            "clients": [c.client_id for c in (registered or [])] or [DEMO_CLIENT_ID],
+            "pid": os.getpid(),
+        }
+        click.echo(json.dumps(ready), nl=True)
+        sys.stdout.flush()
+        stop.wait()

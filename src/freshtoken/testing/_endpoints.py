@@ -1,0 +1,359 @@
+"""The authorization server's OAuth logic, without HTTP: client authentication, the three grants
+with refresh-token rotation and reuse detection, introspection, revocation and the protected API.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+from urllib.parse import unquote_plus
+
+from freshtoken.testing._faults import (
+    api_rate_limited,
+    malformed_answer,
+    over_limit,
+    rate_limit_description,
+    rate_limited_429,
+    unavailable,
+)
+from freshtoken.testing._model import (
+    ALL_GRANTS,
+    AccessRecord,
+    Answer,
+    Client,
+    Knobs,
+    RefreshRecord,
+    State,
+)
+
+# Form fields whose values `token_requests` masks.
+SECRET_FIELDS = frozenset(
+    {
+        "client_secret",
+        "client_assertion",
+        "assertion",
+        "refresh_token",
+        "code",
+        "code_verifier",
+        "password",
+        "subject_token",
+        "actor_token",
+    }
+)
+
+
+def basic_credentials(authorization: str) -> tuple[str, str]:
+    """Client id and secret of a Basic header (RFC 6749 §2.3.1: form-encoded, then base64).
+    Raises ValueError when malformed."""
+    raw = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+    cid, _, secret = raw.partition(":")
+    return unquote_plus(cid), unquote_plus(secret)
+
+
+def secret_matches(expected: str, presented: str) -> bool:
+    # compare_digest refuses str with non-ASCII characters; bytes compare any secret (lone
+    # surrogates, from argv or the environment, included).
+    return secrets.compare_digest(
+        expected.encode("utf-8", "surrogatepass"), presented.encode("utf-8", "surrogatepass")
+    )
+
+
+class Authority:
+    """Clients, knobs and issued tokens, and the endpoints' answers. Methods without a
+    leading underscore take the lock; the others expect it held."""
+
+    def __init__(self, knobs: Knobs, clients: list[Client]) -> None:
+        self.knobs = knobs
+        self._clients = {c.client_id: c for c in clients}
+        self._state = State()
+        self._lock = threading.Lock()
+        self._rng = random.Random(knobs.seed)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self._state.counters[key] += n
+
+    def _mint(
+        self,
+        client: Client,
+        scope: tuple[str, ...],
+        grant: str,
+        family: str | None,
+        with_refresh: bool,
+    ) -> dict[str, Any]:
+        k = self.knobs
+        ttl = client.ttl or k.ttl
+        now = time.monotonic()
+        access = "at_" + secrets.token_urlsafe(24)
+        self._state.access[access] = AccessRecord(client.client_id, scope, now + ttl, family, grant)
+        self._state.minted[client.client_id][grant] += 1
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": max(1, math.floor(ttl)),
+        }
+        if with_refresh:
+            family = family or "fam_" + secrets.token_urlsafe(8)
+            refresh = "rt_" + secrets.token_urlsafe(24)
+            self._state.refresh[refresh] = RefreshRecord(
+                client.client_id, scope, now + k.refresh_token_ttl, family
+            )
+            body["refresh_token"] = refresh
+        if k.scope_in_response:
+            body["scope"] = " ".join(scope)
+        return body
+
+    def _error(
+        self, status: int, code: str, description: str, headers: dict[str, str] | None = None
+    ) -> Answer:
+        self._count("error:" + code)
+        body = {"error": code, "error_description": description}
+        if self.knobs.error_style == "genesys":
+            body["description"] = description
+        return status, body, headers or {}
+
+    def _authenticate(self, headers: Any, form: dict[str, str]) -> Client | Answer:
+        basic = headers.get("Authorization", "")
+        if basic.lower().startswith("basic "):
+            if "client_secret" in form:
+                return self._error(400, "invalid_request", "more than one client authentication")
+            try:
+                cid, secret = basic_credentials(basic)
+            except ValueError:
+                return self._error(400, "invalid_request", "malformed Basic credentials")
+        else:
+            cid, secret = form.get("client_id", ""), form.get("client_secret", "")
+        client = self._clients.get(cid)
+        ok = client is not None and (
+            secret_matches(client.secret, secret) if client.secret is not None else not secret
+        )
+        if not ok or client is None:
+            challenge = {"WWW-Authenticate": 'Basic realm="freshtoken-testserver"'}
+            return self._error(401, "invalid_client", "authentication failed", challenge)
+        return client
+
+    def _remember(self, headers: Any, form: dict[str, str]) -> None:
+        """Record a token request as `token_requests` returns it."""
+        authorization = headers.get("Authorization", "")
+        client_id: str | None
+        if authorization.lower().startswith("basic "):
+            method = "client_secret_basic"
+            try:
+                client_id = basic_credentials(authorization)[0]
+            except ValueError:
+                client_id = None
+        else:
+            method = "client_secret_post" if "client_secret" in form else "none"
+            client_id = form.get("client_id")
+        masked = {k: "***" if k in SECRET_FIELDS and v else v for k, v in form.items()}
+        self._state.token_requests.append(
+            {"client_id": client_id, "auth_method": method, "form": masked}
+        )
+
+    def handle_token(
+        self,
+        headers: Any,
+        form: dict[str, str],
+        client_gone: Callable[[], bool] = lambda: False,
+    ) -> Answer | None:
+        """The token endpoint; None means the request was dropped unanswered."""
+        k = self.knobs
+        marker = id(form)
+        with self._lock:
+            self._state.inflight[marker] = time.monotonic()
+            self._remember(headers, form)
+        try:
+            if k.latency:
+                time.sleep(k.latency)
+            if k.abandon_on_disconnect and client_gone():
+                with self._lock:
+                    self._count("abandoned")
+                return None
+            return self._token_locked(headers, form)
+        finally:
+            with self._lock:
+                self._state.inflight.pop(marker, None)
+
+    def _token_locked(self, headers: Any, form: dict[str, str]) -> Answer:
+        k = self.knobs
+        with self._lock:
+            self._count("token_requests")
+            return self._fault(k) or self._grant(headers, form)
+
+    def _fault(self, k: Knobs) -> Answer | None:
+        """The rate limit, an injected 503 or a malformed answer, when the knobs call for one."""
+        if (
+            k.rate_limit
+            and (wait := over_limit(self._state.window, k.rate_limit, k.rate_window)) is not None
+        ):
+            self._count("rate_limited")
+            if k.rate_limit_style == "429":
+                return rate_limited_429(wait)
+            return self._error(400, "invalid_request", rate_limit_description(wait))
+        if k.fail_first > 0 or (k.failure_rate and self._rng.random() < k.failure_rate):
+            self.knobs = replace(k, fail_first=max(0, k.fail_first - 1))
+            self._count("faults")
+            return unavailable()
+        if k.malformed:
+            return malformed_answer(k.malformed)
+        return None
+
+    def _grant(self, headers: Any, form: dict[str, str]) -> Answer:
+        authed = self._authenticate(headers, form)
+        if not isinstance(authed, Client):
+            return authed
+        client = authed
+        grant = form.get("grant_type", "")
+        if grant not in ALL_GRANTS:
+            return self._error(400, "unsupported_grant_type", f"grant {grant!r} not supported")
+        if grant not in client.grants:
+            return self._error(400, "unauthorized_client", f"client may not use the {grant} grant")
+        requested = tuple(form.get("scope", "").split())
+        if grant == "client_credentials":
+            if client.scopes is not None and self.knobs.narrow_scope:
+                requested = tuple(s for s in requested if s in client.scopes)
+            if client.scopes is not None and not set(requested) <= client.scopes:
+                bad = " ".join(sorted(set(requested) - client.scopes))
+                return self._error(400, "invalid_scope", f"scope not allowed: {bad}")
+            body = self._mint(
+                client, requested, grant, None, self.knobs.refresh_on_client_credentials
+            )
+            return 200, body, {}
+        if grant == "authorization_code":
+            found = self._state.codes.pop(form.get("code", ""), None)
+            if found is None or found[0] != client.client_id:
+                return self._error(400, "invalid_grant", "authorization code invalid or used")
+            if found[2] and form.get("redirect_uri") != found[2]:
+                return self._error(400, "invalid_grant", "redirect_uri does not match")
+            return 200, self._mint(client, found[1], grant, None, True), {}
+        return self._refresh(client, form.get("refresh_token", ""), requested)
+
+    def _refresh(self, client: Client, presented: str, requested: tuple[str, ...]) -> Answer:
+        k = self.knobs
+        record = self._state.refresh.get(presented)
+        if record is None or record.client_id != client.client_id:
+            return self._error(400, "invalid_grant", "refresh token invalid")
+        if record.family in self._state.revoked_families:
+            return self._error(400, "invalid_grant", "refresh token revoked")
+        if record.consumed:
+            if k.reuse_detection:
+                self._count("reuse_detections")
+                self._revoke_family(record.family)
+                return self._error(
+                    400, "invalid_grant", "refresh token reuse detected; grant revoked"
+                )
+            return self._error(400, "invalid_grant", "refresh token already used")
+        if record.expires <= time.monotonic():
+            return self._error(400, "invalid_grant", "refresh token expired")
+        scope = requested or record.scope
+        if not set(scope) <= set(record.scope):
+            return self._error(400, "invalid_scope", "scope wider than the original grant")
+        self._count("refreshes")
+        body = self._mint(client, scope, "refresh_token", record.family, k.rotate_refresh_tokens)
+        if k.rotate_refresh_tokens:
+            record.consumed = True
+        else:
+            body["refresh_token"] = presented
+        return 200, body, {}
+
+    def _revoke_family(self, family: str) -> None:
+        self._state.revoked_families.add(family)
+        for token, access in list(self._state.access.items()):
+            if access.family == family:
+                del self._state.access[token]
+
+    def check_bearer(self, authorization: str) -> AccessRecord | None:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        with self._lock:
+            record = self._state.access.get(value.strip())
+            if record is None or record.expires <= time.monotonic():
+                return None
+            return record
+
+    def handle_api(self, authorization: str) -> Answer:
+        k = self.knobs
+        with self._lock:
+            if (
+                k.api_rate_limit
+                and (wait := over_limit(self._state.api_window, k.api_rate_limit, 60.0)) is not None
+            ):
+                self._count("api_429")
+                return api_rate_limited(wait)
+        record = self.check_bearer(authorization)
+        with self._lock:
+            if record is None:
+                self._count("api_401")
+                return (
+                    401,
+                    {
+                        "message": "Invalid login credentials.",
+                        "code": "bad.credentials",
+                        "status": 401,
+                    },
+                    {},
+                )
+            self._count("api_200")
+        return (
+            200,
+            {"id": record.client_id, "name": record.client_id, "scope": " ".join(record.scope)},
+            {},
+        )
+
+    def introspect(self, headers: Any, form: dict[str, str]) -> Answer:
+        with self._lock:
+            authed = self._authenticate(headers, form)
+            if not isinstance(authed, Client):
+                return authed
+            self._count("introspections")
+            token = form.get("token", "")
+            now = time.monotonic()
+            access = self._state.access.get(token)
+            if access and access.expires > now and access.client_id == authed.client_id:
+                return (
+                    200,
+                    {
+                        "active": True,
+                        "client_id": access.client_id,
+                        "scope": " ".join(access.scope),
+                        "token_type": "Bearer",
+                        "exp": int(time.time() + access.expires - now),
+                    },
+                    {},
+                )
+            refresh = self._state.refresh.get(token)
+            if (
+                refresh
+                and not refresh.consumed
+                and refresh.expires > now
+                and refresh.family not in self._state.revoked_families
+                and refresh.client_id == authed.client_id
+            ):
+                return (
+                    200,
+                    {"active": True, "client_id": refresh.client_id, "token_type": "refresh_token"},
+                    {},
+                )
+            return 200, {"active": False}, {}
+
+    def revoke(self, headers: Any, form: dict[str, str]) -> Answer:
+        with self._lock:
+            authed = self._authenticate(headers, form)
+            if not isinstance(authed, Client):
+                return authed
+            self._count("revocations")
+            token = form.get("token", "")
+            access = self._state.access.get(token)
+            if access and access.client_id == authed.client_id:
+                del self._state.access[token]
+            refresh = self._state.refresh.get(token)
+            if refresh and refresh.client_id == authed.client_id:
+                self._revoke_family(refresh.family)
+            return 200, {}, {}

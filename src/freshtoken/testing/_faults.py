@@ -1,0 +1,94 @@
+"""The faults a real token endpoint and API produce, as answers: rate limits, injected 503s and
+the malformed answers of `MALFORMED`."""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from typing import Any
+
+from freshtoken.testing._model import Answer
+
+
+def over_limit(window: list[float], limit: int, length: float) -> float | None:
+    """Count one request in a fixed window ([start, count]); over the limit, the seconds until
+    the window resets."""
+    now = time.monotonic()
+    if now - window[0] >= length:
+        window[0], window[1] = now, 0
+    window[1] += 1
+    return window[0] + length - now if window[1] > limit else None
+
+
+def rate_limited_429(wait: float) -> Answer:
+    return (
+        429,
+        {"error": "rate_limited", "error_description": "too many token requests"},
+        {"Retry-After": str(math.ceil(wait))},
+    )
+
+
+def rate_limit_description(wait: float) -> str:
+    """Genesys answers an exceeded token-endpoint limit with 400 invalid_request and this."""
+    return f"rate limit exceeded; retry in [{math.ceil(wait)}] seconds"
+
+
+def api_rate_limited(wait: float) -> Answer:
+    """Genesys' protected-API 429."""
+    seconds = math.ceil(wait)
+    return (
+        429,
+        {
+            "message": f"Rate limit exceeded the maximum. Retry the request in [{seconds}] seconds",
+            "code": "too.many.requests.retry.after",
+            "status": 429,
+        },
+        {"Retry-After": str(seconds)},
+    )
+
+
+def unavailable() -> Answer:
+    return 503, {"error": "temporarily_unavailable", "error_description": "injected fault"}, {}
+
+
+def malformed_answer(mode: str) -> Answer:
+    """The answer of a `MALFORMED` mode."""
+    good: dict[str, Any] = {
+        "access_token": "at_" + secrets.token_urlsafe(24),
+        "token_type": "bearer",
+        "expires_in": 3600,
+    }
+    html = "<html><head><title>{}</title></head><body>nginx</body></html>"
+    broken: dict[str, tuple[int, Any]] = {
+        "html_502": (502, html.format("502 Bad Gateway")),
+        "html_200": (200, html.format("Sign in")),
+        "non_json": (200, "OK token follows"),
+        "empty_body": (200, ""),
+        "json_array": (200, [good]),
+        "truncated_json": (200, json.dumps(good)[:25]),
+        "no_access_token": (200, {k: v for k, v in good.items() if k != "access_token"}),
+        "empty_access_token": (200, {**good, "access_token": ""}),
+        "access_token_not_string": (200, {**good, "access_token": 12345}),
+        "access_token_with_space": (200, {**good, "access_token": "abc def\nX-Evil: 1"}),
+        "token_type_missing": (200, {k: v for k, v in good.items() if k != "token_type"}),
+        "token_type_mac": (200, {**good, "token_type": "mac"}),
+        "expires_in_string": (200, {**good, "expires_in": "3600"}),
+        "expires_in_non_numeric": (200, {**good, "expires_in": "soon"}),
+        "expires_in_missing": (200, {k: v for k, v in good.items() if k != "expires_in"}),
+        "expires_in_negative": (200, {**good, "expires_in": -5}),
+        "expires_in_zero": (200, {**good, "expires_in": 0}),
+        "expires_in_absurd": (200, {**good, "expires_in": 100 * 365 * 86400}),
+        "expires_in_bool": (200, {**good, "expires_in": True}),
+        "refresh_token_not_string": (200, {**good, "refresh_token": 7}),
+        "scope_not_string": (200, {**good, "scope": ["a", "b"]}),
+        "huge_body": (200, {**good, "padding": "x" * (1024 * 1024 + 10)}),
+        "error_without_code": (400, {"message": "bad"}),
+        "redirect": (302, ""),
+    }
+    status, body = broken[mode]
+    headers = {"Location": "https://elsewhere.example/login?next=1"} if mode == "redirect" else {}
+    if isinstance(body, str):
+        headers["Content-Type"] = "text/html" if body.startswith("<") else "text/plain"
+    return status, body, headers

@@ -1,0 +1,162 @@
+"""The test server's HTTP side: a threading server that can drop its keep-alive connections, and
+the request handler that routes each path to the `AuthServer`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from freshtoken._serving import QuietErrors
+from freshtoken.testing._model import DEMO_CLIENT_ID
+
+if TYPE_CHECKING:
+    from freshtoken.testing._server import AuthServer
+
+
+class LoopbackHTTPServer(QuietErrors, ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024  # socketserver's 5 drops SYNs when a fleet connects at once
+
+    def __init__(self, address: tuple[str, int], app: AuthServer) -> None:
+        self.app = app
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
+        super().__init__(address, Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def close_all(self) -> None:
+        # Keep-alive connections would otherwise go on being served after stop().
+        with self.sockets_lock:
+            for sock in list(self.open_sockets):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else every keep-alive answer waits for a delayed ACK
+    server: LoopbackHTTPServer
+    timeout = 30
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: a test server's access log is noise, and would show codes."""
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        headers = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            data = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        else:
+            data = str(body).encode()
+            headers.setdefault("Content-Type", "text/plain")
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _form(self) -> dict[str, str]:
+        return dict(parse_qsl(self._body().decode("utf-8", "replace"), keep_blank_values=True))
+
+    def _route(self) -> None:
+        app = self.server.app
+        path = urlsplit(self.path).path
+        method = self.command
+        if path.startswith("/api/"):
+            self._body()
+            if path == "/api/v2/tokens/me" and method not in ("GET", "HEAD"):
+                self._send(405, {"message": "method not allowed"})
+                return
+            if path in ("/api/v2/tokens/me", "/api/echo") or path.startswith("/api/echo/"):
+                self._send(*app.handle_api(self.headers.get("Authorization", "")))
+            else:
+                self._send(404, {"message": "no such API", "code": "not.found", "status": 404})
+        elif method == "POST" and path == "/oauth/token":
+            answer = app.handle_token(self.headers, self._form(), self._client_gone)
+            if answer is None:
+                self.close_connection = True
+            else:
+                self._send(*answer)
+        elif method == "POST" and path == "/oauth/introspect":
+            self._send(*app.introspect(self.headers, self._form()))
+        elif method == "POST" and path == "/oauth/revoke":
+            self._send(*app.revoke(self.headers, self._form()))
+        elif method == "GET" and path in (
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+        ):
+            self._send(200, app.metadata())
+        elif method == "GET" and path == "/oauth/authorize":
+            self._authorize(app)
+        elif method == "POST" and path == "/_test/code":
+            form = self._form()
+            code = app.issue_code(
+                form.get("client_id", DEMO_CLIENT_ID),
+                tuple(form.get("scope", "").split()),
+                form.get("redirect_uri") or None,
+            )
+            self._send(200, {"code": code})
+        elif method == "GET" and path == "/_stats":
+            self._send(200, app.stats())
+        elif method == "POST" and path == "/_control":
+            try:
+                changes = json.loads(self._body() or b"{}")
+            except ValueError:
+                changes = None
+            if not isinstance(changes, dict):
+                self._send(400, {"error": "invalid_request", "error_description": "send JSON"})
+                return
+            self._send(*app.control(changes))
+        else:
+            self._body()
+            self._send(404, {"error": "not_found", "error_description": path})
+
+    def _client_gone(self) -> bool:
+        """True when the client closed its connection (it died, or gave up waiting)."""
+        try:
+            self.connection.setblocking(False)
+            peeked: bytes = self.connection.recv(1, socket.MSG_PEEK)
+            return peeked == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        finally:
+            self.connection.settimeout(self.timeout)
+
+    def _authorize(self, app: AuthServer) -> None:
+        """Test-only: approves at once and redirects with a code (no login page)."""
+        query = dict(parse_qsl(urlsplit(self.path).query))
+        redirect = query.get("redirect_uri", "")
+        code = app.issue_code(
+            query.get("client_id", ""), tuple(query.get("scope", "").split()), redirect or None
+        )
+        params = {"code": code, **({"state": query["state"]} if "state" in query else {})}
+        if not redirect:
+            self._send(200, params)
+            return
+        self._send(302, "", {"Location": f"{redirect}?{urlencode(params)}"})
+
+    do_GET = do_POST = do_HEAD = do_PUT = do_PATCH = do_DELETE = _route

@@ -1,0 +1,137 @@
+"""What the test server is set up with (clients, knobs, malformed modes) and what it keeps (the
+tokens it issued, its counters, the token requests it received)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+DEMO_CLIENT_ID = "demo-client"
+DEMO_CLIENT_SECRET = "demo-secret"  # a test server's published credentials, not a secret
+ALL_GRANTS = frozenset({"client_credentials", "refresh_token", "authorization_code"})
+TOKEN_REQUESTS_KEPT = 1000
+
+# An endpoint's answer: status, body (a dict or list is sent as JSON, anything else as text),
+# and extra headers.
+Answer = tuple[int, Any, dict[str, str]]
+
+MALFORMED = {
+    "html_502": "an HTML error page with HTTP 502",
+    "html_200": "an HTML login page with HTTP 200",
+    "non_json": "plain text with HTTP 200",
+    "empty_body": "an empty body with HTTP 200",
+    "json_array": "a JSON array",
+    "truncated_json": "JSON cut off midway",
+    "no_access_token": "JSON without access_token",
+    "empty_access_token": "an empty access_token",
+    "access_token_not_string": "a numeric access_token",
+    "access_token_with_space": "an access_token with a space and newline",
+    "token_type_missing": "no token_type",
+    "token_type_mac": "token_type 'mac'",
+    "expires_in_string": "expires_in as a numeric string",
+    "expires_in_non_numeric": "expires_in as a word",
+    "expires_in_missing": "no expires_in",
+    "expires_in_negative": "a negative expires_in",
+    "expires_in_zero": "expires_in 0",
+    "expires_in_absurd": "expires_in of a century",
+    "expires_in_bool": "expires_in true",
+    "refresh_token_not_string": "a numeric refresh_token",
+    "scope_not_string": "scope as a list",
+    "huge_body": "a body over 1 MiB",
+    "error_without_code": "HTTP 400 with a JSON body that names no error",
+    "redirect": "HTTP 302 to another host",
+}
+
+
+@dataclass(frozen=True)
+class Client:
+    """A registered OAuth client. `secret=None` makes it a public client."""
+
+    client_id: str
+    secret: str | None
+    scopes: frozenset[str] | None = None  # None: any scope is allowed
+    grants: frozenset[str] = ALL_GRANTS
+    ttl: float | None = None  # None: the server's ttl
+
+    def __repr__(self) -> str:
+        return f"Client({self.client_id!r}, grants={sorted(self.grants)})"
+
+
+def knob(
+    default: Any, help: str, *, flag: str | None = None, choices: tuple[str, ...] | None = None
+) -> Any:
+    """A `Knobs` field. `freshtoken testserver` builds its options from these: `help` is the
+    option's help (for a bool that defaults to True, its `--no-...` flag's), `flag` replaces the
+    derived option name, `choices` limits the values."""
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+
+
+@dataclass
+class Knobs:
+    """Behaviour switches; all can be changed while the server runs (`configure`)."""
+
+    ttl: float = knob(3600.0, "Access-token lifetime (s).")
+    refresh_on_client_credentials: bool = knob(
+        False, "Issue refresh tokens on client_credentials (as Keycloak can)."
+    )
+    rotate_refresh_tokens: bool = knob(True, "Keep refresh tokens on refresh.", flag="--no-rotate")
+    reuse_detection: bool = knob(True, "Do not revoke on reuse.")
+    refresh_token_ttl: float = knob(30 * 86400.0, "Refresh-token lifetime (s).")
+    error_style: str = knob(
+        "rfc6749",
+        "genesys adds `description` beside error_description (--genesys sets it).",
+        choices=("rfc6749", "genesys"),
+    )
+    scope_in_response: bool = knob(True, "Leave scope out of token responses, as Genesys does.")
+    failure_rate: float = knob(0.0, "Share of token requests answered 503.")
+    fail_first: int = knob(0, "Answer the first N token requests 503.")
+    latency: float = knob(0.0, "Seconds added to every token request.")
+    rate_limit: int = knob(0, "Token requests allowed per window (0: off).")
+    rate_window: float = knob(60.0, "Length of the token-endpoint rate-limit window (s).")
+    rate_limit_style: str = knob(
+        "genesys", "Over the limit: Genesys' 400, or 429.", choices=("genesys", "429")
+    )
+    api_rate_limit: int = knob(0, "Protected-API requests per minute (0: off).")
+    malformed: str | None = knob(
+        None, "Answer token requests malformed (see docs).", choices=tuple(MALFORMED)
+    )
+    narrow_scope: bool = knob(False, "Grant only the allowed part of a scope (RFC 6749 §3.3).")
+    abandon_on_disconnect: bool = knob(
+        False, "After --latency, drop requests whose client has gone."
+    )
+    seed: int | None = knob(None, "Seed of the random failures (--failure-rate).")
+
+
+@dataclass
+class AccessRecord:
+    client_id: str
+    scope: tuple[str, ...]
+    expires: float
+    family: str | None
+    grant: str
+
+
+@dataclass
+class RefreshRecord:
+    client_id: str
+    scope: tuple[str, ...]
+    expires: float
+    family: str
+    consumed: bool = False
+
+
+@dataclass
+class State:
+    access: dict[str, AccessRecord] = field(default_factory=dict)
+    refresh: dict[str, RefreshRecord] = field(default_factory=dict)
+    codes: dict[str, tuple[str, tuple[str, ...], str | None]] = field(default_factory=dict)
+    revoked_families: set[str] = field(default_factory=set)
+    minted: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    counters: Counter[str] = field(default_factory=Counter)
+    window: list[float] = field(default_factory=lambda: [0.0, 0.0])  # start, count
+    inflight: dict[int, float] = field(default_factory=dict)  # request id -> start
+    api_window: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    token_requests: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=TOKEN_REQUESTS_KEPT)
+    )
