@@ -84,6 +84,10 @@ def test_audience_and_resource_are_sent(server: AuthServer) -> None:
         "resource": "urn:x",
     }
     assert make_client(server).fetch(grant).access_token
+    received = server.token_requests()[-1]  # what reached the server, not what was meant
+    assert received["form"]["audience"] == "https://api.example"
+    assert received["form"]["resource"] == "urn:x"
+    assert received["auth_method"] == "client_secret_basic"
 
 
 def test_authorization_code_then_refresh_rotates(server: AuthServer) -> None:
