@@ -169,6 +169,13 @@ class SettingValues:
     retry_budget: float = _setting(
         "seconds", "Longest one token request may take, retries included.", "30", 30.0
     )
+    invalidate_cooldown: float = _setting(
+        "seconds",
+        "After a 401, a token minted to replace a refused one is not dropped again for this "
+        "long (a 401 loop cannot burn the token endpoint's rate limit).",
+        "5",
+        5.0,
+    )
     proxy_upstream: str | None = _setting(
         "text",
         "Where `serve --proxy` forwards.",
