@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -49,6 +50,13 @@ def _listen(value: str) -> tuple[str, int]:
             "127.0.0.1:8765 (or use --socket PATH).",
         )
     return host, int(port)
+
+
+def _limits(settings: Settings) -> dict[str, Any]:
+    return {
+        "max_connections": settings.serve_max_connections,
+        "idle_timeout": settings.serve_idle_timeout,
+    }
 
 
 PROXY_HELP = (
@@ -103,7 +111,12 @@ def serve(
         upstream = _upstream(proxy, settings)
         broker = run(ctx).broker(settings).start()
         server = LocalServer(
-            broker, listen=address, socket_path=socket_path, upstream=upstream, key_file=key_file
+            broker,
+            listen=address,
+            socket_path=socket_path,
+            upstream=upstream,
+            key_file=key_file,
+            **_limits(settings),
         ).start()
     except OAuthError as exc:
         fail(exc)
@@ -156,7 +169,7 @@ def exec_(
         settings = run(ctx).settings()
         upstream = _upstream(proxy, settings)
         broker = run(ctx).broker(settings).start()
-        server = LocalServer(broker, upstream=upstream).start()
+        server = LocalServer(broker, upstream=upstream, **_limits(settings)).start()
         env = {k: v for k, v in os.environ.items() if k not in secret_variables()}
         env.update(server.child_env())
         if env_name:

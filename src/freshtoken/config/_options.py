@@ -183,6 +183,18 @@ class SettingValues:
         shown="the Genesys API host of the region",
         group=E,
     )
+    serve_max_connections: int = _setting(
+        "count",
+        "Connections `serve`/`exec` handle at once, per listener; more are answered 503.",
+        "16",
+        64,
+    )
+    serve_idle_timeout: float = _setting(
+        "seconds",
+        "A `serve`/`exec` connection idle this long (no request, or a stalled one) is closed.",
+        "10",
+        30.0,
+    )
 
 
 OPTIONS: tuple[Option, ...] = tuple(
