@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -98,17 +99,26 @@ class Listener:
             threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
 
     def _talk(self, conn: socket.socket) -> None:
+        """Read one request (headers, and a body of Content-Length), answer, close."""
         conn.settimeout(5)
         with conn, contextlib.suppress(OSError):
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    return
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
                 with self._lock:
-                    self.received += data
-                if b"\r\n\r\n" in data or len(data) < 65536:
-                    conn.sendall(self.answer)
-                    return
+                    self.received += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            found = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            missing = int(found.group(1)) - len(body) if found else 0
+            while missing > 0 and (chunk := conn.recv(65536)):
+                missing -= len(chunk)
+                with self._lock:
+                    self.received += chunk
+            if head:
+                conn.sendall(self.answer)
 
     def close(self) -> None:
         self._sock.close()

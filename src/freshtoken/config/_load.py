@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from freshtoken._errors import ConfigurationError
-from freshtoken._log import logger
+from freshtoken._log import logger, remember_url_password
 from freshtoken._secret import Secret
 from freshtoken.config._options import (
     BY_KEY,
@@ -287,6 +287,7 @@ def _convert(option: Option, value: object, source: str) -> object:
         raise ConfigurationError(
             f"{source} must be a string", hint=f'For example: {option.key} = "{option.example}".'
         )
+    remember_url_password(value)  # a store URL may carry the Redis password
     return value.strip()
 
 

@@ -212,10 +212,12 @@ def split_source(key: str) -> tuple[str, str]:
 
 
 def secret_variables() -> frozenset[str]:
-    """Every variable that can carry a secret (never handed to a child of `exec`)."""
+    """Every variable that can carry a secret (never handed to a child of `exec`), the store
+    URL included: it may hold the Redis password."""
     return frozenset(
         [o.env + sfx.upper() for o in OPTIONS if o.kind == "secret" for sfx in o.sources]
         + [name for name, key in GENESYS_ENV.items() if key == "client_secret"]
+        + [BY_KEY["store"].env]
     )
 
 
