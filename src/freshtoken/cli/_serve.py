@@ -52,6 +52,16 @@ def _listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _private_settings(ctx: click.Context) -> Settings:
+    """The settings, with the secrets the re-executed command took out of its environment
+    (see cli/_hide.py); from now on the process is non-dumpable."""
+    from freshtoken.cli._hide import take_secrets, undumpable
+
+    hidden = take_secrets()
+    undumpable()
+    return run(ctx).settings({**os.environ, **hidden})
+
+
 def _limits(settings: Settings) -> dict[str, Any]:
     return {
         "max_connections": settings.serve_max_connections,
@@ -106,7 +116,7 @@ def serve(
     from freshtoken.local._server import LocalServer
 
     try:
-        settings = run(ctx).settings()
+        settings = _private_settings(ctx)
         address = _listen(listen)
         upstream = _upstream(proxy, settings)
         broker = run(ctx).broker(settings).start()
@@ -166,7 +176,7 @@ def exec_(
     from freshtoken.local._server import LocalServer
 
     try:
-        settings = run(ctx).settings()
+        settings = _private_settings(ctx)
         upstream = _upstream(proxy, settings)
         broker = run(ctx).broker(settings).start()
         server = LocalServer(broker, upstream=upstream, **_limits(settings)).start()
