@@ -72,6 +72,7 @@ def test_request_targets_never_leave_the_upstream(server: AuthServer) -> None:
             f":{other}/steal",  # another port
             ".localhost/x",  # another host (<upstream host>.localhost)
             f"http://127.0.0.1:{other}/x",  # absolute-form
+            f"//127.0.0.1:{other}/x",  # network-path reference
             "*",
             "\\\\127.0.0.1\\x",
             "/api/v2/../../../admin",  # above the base path
@@ -86,16 +87,13 @@ def test_request_targets_never_leave_the_upstream(server: AuthServer) -> None:
                 for target in attacks:
                     answers[(base, target)] = raw(port, request(target, proxy.key))
                 inside = raw(port, request("/a/./b/../c?q=/../x", proxy.key))
-                # A network-path reference: http.server folds the slashes, so it is a path.
-                folded = raw(port, request(f"//127.0.0.1:{other}/x", proxy.key))
         assert elsewhere.connections == 0, elsewhere.reached()
-        assert upstream.connections == 4, upstream.reached()  # the requests that stay
+        assert upstream.connections == 2, upstream.reached()  # the requests that stay
         assert b"GET /api/v2/a/c?q=/../x HTTP/1.1" in upstream.received
-        assert f"GET /api/v2/127.0.0.1:{other}/x HTTP/1.1".encode() in upstream.received
     for (base, target), answer in answers.items():
         assert status_of(answer) == 400, (base, target, answer[:200])
         assert b"Traceback" not in answer
-    assert status_of(inside) == 200 and status_of(folded) == 200
+    assert status_of(inside) == 200
 
 
 def test_loopback_never_goes_through_http_proxy(

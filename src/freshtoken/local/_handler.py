@@ -166,7 +166,9 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         app = self.server.app
         app.metrics.add("requests")
-        if not self.path.startswith("/") or self.path.startswith("//"):
+        # The target as sent: http.server folds a leading "//" into "/" in self.path.
+        sent = self.requestline.split(" ")[1] if self.requestline.count(" ") >= 1 else ""
+        if not self.path.startswith("/") or sent.startswith("//"):
             self._refuse(400, "invalid_request", "only origin-form request targets (/path)")
             return
         if not app.authorized(self.headers):
