@@ -56,6 +56,10 @@ Where credentials go is guarded (see docs/security.md):
 - A file owned by another user (root excepted) or writable by group or others is not read (a
   warning says so; `$FRESHTOKEN_CONFIG` naming one is an error).
 
+`FRESHTOKEN_SECRETS_FD` is not a setting: `serve` and `exec` set it for themselves when they
+re-execute without the secret variables in their environment (the number of the pipe that
+hands the values over).
+
 | file key | environment | meaning | default | example |
 |---|---|---|---|---|
 {rows}
