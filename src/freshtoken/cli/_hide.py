@@ -48,6 +48,8 @@ def reexec_without_secrets(argv: list[str]) -> None:
     again without them in the environment (does not return). Otherwise return at once."""
     if sys.platform != "linux" or _FD in os.environ or _command(argv) not in _COMMANDS:
         return
+    if not argv or sys.orig_argv[-len(argv) :] != argv:
+        return  # called in-process with arguments of its own: running again would not repeat it
     import json
 
     found = _secrets(os.environ)
