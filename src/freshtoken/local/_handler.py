@@ -66,8 +66,6 @@ class _BadRequest(ValueError):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "freshtoken"
-    sys_version = ""
     # Headers and body leave in separate writes: with Nagle on, each answer waits ~40 ms for
     # the client's delayed ACK.
     disable_nagle_algorithm = True
@@ -76,6 +74,9 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.app.idle_timeout)  # idle or stalled: let go
+
+    def version_string(self) -> str:
+        return "freshtoken"  # not the Python version
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: a request line can carry query strings a user did not mean to log."""
