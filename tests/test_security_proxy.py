@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from freshtoken import TokenBroker
+from freshtoken import Settings, TokenBroker
 from freshtoken.local._server import LocalServer
 from freshtoken.testing import AuthServer
 from tests._attack import Listener, http_answer
@@ -227,9 +227,31 @@ def test_an_upstream_that_refuses_every_token_causes_few_mints(server: AuthServe
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - started
+        sent = upstream.connections
     minted = server.stats()["tokens_minted"]
     assert len(codes) > 50 and set(codes) == {401}
     assert minted <= 2 + elapsed / 1.0, (minted, len(codes))
+    # A token the broker kept is not sent a second time: one upstream request per call, plus
+    # a retry only for the calls (at most one per client thread) that saw a new token.
+    assert sent <= len(codes) + len(threads) * minted, (sent, len(codes), minted)
+
+
+def test_the_cooldown_is_a_setting(server: AuthServer) -> None:
+    settings = Settings.from_env(
+        {
+            "FRESHTOKEN_TOKEN_URL": server.token_url,
+            "FRESHTOKEN_CLIENT_ID": "demo-client",
+            "FRESHTOKEN_CLIENT_SECRET": "demo-secret",
+            "FRESHTOKEN_STORE": "memory://",
+            "FRESHTOKEN_INVALIDATE_COOLDOWN": "2.5",
+        }
+    )
+    broker = TokenBroker.from_settings(settings)
+    first = broker.token()
+    broker.invalidate(first)  # the first 401 is always believed
+    second = broker.token()
+    broker.invalidate(second)  # minted just now to replace a refused token: kept
+    assert broker.token() is second and server.stats()["tokens_minted"] == 2
 
 
 def test_socket_path_that_is_not_a_stale_socket_is_left_alone(
