@@ -63,25 +63,29 @@ def read_secret_file(path: str, setting: str, *, private: bool = False) -> Secre
 
 @dataclass(frozen=True, slots=True)
 class ConfigFile:
-    """A configuration file to read; `discovered` when found by walking up from the working
-    directory (not named by $FRESHTOKEN_CONFIG, not in the user configuration directory)."""
+    """A configuration file and the text read from it after its checks (one open: what was
+    checked is what is read); `discovered` when found by walking up from the working directory
+    (not named by $FRESHTOKEN_CONFIG, not in the user configuration directory)."""
 
     path: Path
+    text: str
     discovered: bool = False
 
 
-def unsafe_reason(path: Path) -> str | None:
-    """Why a configuration file cannot be trusted (as git's safe.directory): owned by another
-    user than this one or root, or writable by group or others. None when it can be."""
+def read_checked(path: Path) -> tuple[str | None, str | None]:
+    """(text, None) for a file that can be trusted, else (None, why not): as git's
+    safe.directory, a file owned by another user than this one or root, or writable by group
+    or others, is not."""
     try:
-        info = path.stat()
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if info.st_uid not in (os.geteuid(), 0):
+                return None, f"is owned by another user (uid {info.st_uid})"
+            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return None, f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+            return handle.read().decode("utf-8", "replace"), None
     except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
-    if info.st_uid not in (os.geteuid(), 0):
-        return f"is owned by another user (uid {info.st_uid})"
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
-    return None
+        return None, f"cannot be read ({exc.strerror})"
 
 
 _warned: set[str] = set()
@@ -94,16 +98,17 @@ def _warn_once(message: str) -> None:
         logger.warning("%s", message)
 
 
-def _usable(path: Path) -> bool:
+def _usable(path: Path, *, discovered: bool) -> ConfigFile | None:
     if not path.is_file():
-        return False
-    if (reason := unsafe_reason(path)) is not None:
+        return None
+    text, reason = read_checked(path)
+    if text is None:
         _warn_once(
             f"ignoring {path}: it {reason}; only files owned by you (or root) and writable by "
             "no one else are read"
         )
-        return False
-    return True
+        return None
+    return ConfigFile(path, text, discovered)
 
 
 def config_files(environ: Mapping[str, str], cwd: Path | None = None) -> list[ConfigFile]:
@@ -117,34 +122,38 @@ def config_files(environ: Mapping[str, str], cwd: Path | None = None) -> list[Co
                 f"$FRESHTOKEN_CONFIG names no file: {explicit}",
                 hint="Correct the path or unset FRESHTOKEN_CONFIG.",
             )
-        if (reason := unsafe_reason(path)) is not None:
+        text, reason = read_checked(path)
+        if text is None:
             raise ConfigurationError(
                 f"$FRESHTOKEN_CONFIG names {path}, which {reason}",
                 hint=f"Another user could change where credentials go. Run: chmod go-w {path} "
                 "(and make it yours), or name another file.",
             )
-        return [ConfigFile(path)]
+        return [ConfigFile(path, text)]
     import platformdirs
 
-    files: list[ConfigFile] = []
-    user = Path(platformdirs.user_config_dir("freshtoken")) / CONFIG_NAME
-    if _usable(user):
-        files.append(ConfigFile(user))
+    user_path = Path(platformdirs.user_config_dir("freshtoken")) / CONFIG_NAME
+    user = _usable(user_path, discovered=False)
+    files = [user] if user else []
     here = (cwd or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         found = folder / CONFIG_NAME
-        if found.is_file() and (not files or not found.samefile(user)) and _usable(found):
-            files.append(ConfigFile(found, discovered=True))
+        if found.is_file() and not (user and found.samefile(user_path)):
+            if (discovered := _usable(found, discovered=True)) is not None:
+                files.append(discovered)
             break
     return files
 
 
-def _profile_values(path: Path, profile: str | None) -> dict[str, tuple[object, str]] | None:
-    """The keys of `profile` (default: [default]) in `path`, None when it has no such table."""
+def _profile_values(
+    path: Path, profile: str | None, text: str | None = None
+) -> dict[str, tuple[object, str]] | None:
+    """The keys of `profile` (default: [default]) in `path` (whose `text` may be given), None
+    when it has no such table."""
     import tomllib  # here: 10 ms that a run without a configuration file need not pay
 
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        document = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(
             f"cannot read {path}: {exc}", hint="Fix the TOML syntax (see docs/configuration.md)."
@@ -183,7 +192,7 @@ def _profiles(files: list[ConfigFile]) -> list[str]:
 
     names: set[str] = set()
     for file in files:
-        document = tomllib.loads(file.path.read_text(encoding="utf-8"))
+        document = tomllib.loads(file.text)
         names.update(k for k, v in document.items() if isinstance(v, dict))
     return sorted(names)
 
@@ -199,7 +208,7 @@ def _file_layers(
 ) -> list[dict[str, tuple[object, str]]]:
     layers = []
     for file in files:
-        values = _profile_values(file.path, profile)
+        values = _profile_values(file.path, profile, file.text)
         if values is None:
             continue
         if file.discovered and (dropped := sorted(k for k in values if _restricted(k))):
