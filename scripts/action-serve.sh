@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # The action's step: start `freshtoken serve` for the rest of the job, mask its key, and export
 # where it is through $GITHUB_ENV and $GITHUB_OUTPUT. The secret comes by environment only.
+#
+# The workspace is the repository's content, not configuration: the step runs in a private
+# directory, reads no freshtoken.toml (FRESHTOKEN_CONFIG names an empty file of its own, so
+# neither the workspace's nor the user's is read) and runs Python isolated (-I), so that no
+# module in the working directory is imported while the secret is in the environment.
 set -euo pipefail
 : "${GITHUB_ENV:?run inside GitHub Actions (GITHUB_ENV is not set)}"
 : "${GITHUB_OUTPUT:?run inside GitHub Actions (GITHUB_OUTPUT is not set)}"
+umask 077
 dir=$(mktemp -d "${RUNNER_TEMP:-/tmp}/freshtoken.XXXXXX")
+cd "$dir"
+: > "$dir/config.toml"
+export FRESHTOKEN_CONFIG="$dir/config.toml"
+unset FRESHTOKEN_PROFILE
 args=(serve --key-file "$dir/key")
 case "${FRESHTOKEN_ACTION_PROXY:-}" in
   "") ;;
@@ -22,7 +32,7 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [ -s "$dir/ready" ] || { echo "freshtoken serve did not start in 30 s" >&2; exit 1; }
-field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$dir/ready" "$1"; }
+field() { python3 -I -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$dir/ready" "$1"; }
 url=$(field url)
 proxy_url=$(field proxy_url)
 key=$(cat "$dir/key")

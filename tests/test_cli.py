@@ -16,16 +16,23 @@ from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
 from tests.conftest import CANARY_SECRET, make_client, wait_until
 
+# The user configuration directory's file names the endpoint and the secret file; a project's
+# file (found from a parent folder) may add only what cannot redirect credentials.
 TOML = """
 [default]
 token_url = "{url}"
-client_id = "from-file"
 client_secret_file = "{secret_file}"
 
 [ci]
 token_url = "{url}"
-client_id = "demo-client"
 client_secret_file = "{secret_file}"
+"""
+PROJECT_TOML = """
+[default]
+client_id = "from-file"
+
+[ci]
+client_id = "demo-client"
 scope = ["read", "write"]
 """
 
@@ -290,9 +297,12 @@ def test_profiles_environment_and_genesys_variables(tmp_path: Path, server: Auth
     secret_file.write_text("demo-secret\n")
     project = tmp_path / "project" / "sub"
     project.mkdir(parents=True)
-    (tmp_path / "project" / "freshtoken.toml").write_text(
+    user = tmp_path / "config" / "freshtoken"
+    user.mkdir(parents=True)
+    (user / "freshtoken.toml").write_text(
         TOML.format(url=server.token_url, secret_file=secret_file)
     )
+    (tmp_path / "project" / "freshtoken.toml").write_text(PROJECT_TOML)
     env = cli_env(tmp_path)
     # found from a parent folder; the default profile names an unknown client
     assert ft(["token"], env, project).returncode == 3

@@ -72,7 +72,9 @@ def test_client_secret_from_the_keyring(tmp_path: Path, canary_server: AuthServe
 def test_a_profile_names_the_entry(tmp_path: Path, canary_server: AuthServer) -> None:
     with canary_server as server:
         env = keyring_env(tmp_path)
-        (tmp_path / "freshtoken.toml").write_text(
+        user = tmp_path / "config" / "freshtoken"  # only a trusted file names keyring entries
+        user.mkdir(parents=True)
+        (user / "freshtoken.toml").write_text(
             f'[ci]\ntoken_url = "{server.token_url}"\nclient_id = "ci-client"\n'
             'client_secret_keyring = "freshtoken/ci"\n'
         )

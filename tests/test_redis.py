@@ -143,7 +143,8 @@ def test_fail_open_warns_once_and_resumes_sharing(
     redis_server: RedisProcess, server: AuthServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = FailOpenStore(_store(redis_server.url, timeout=0.5), retry_after=0.0)
-    broker = make_broker(server, store=store)
+    # Invalidates on purpose, twice in a row: no cooldown between them.
+    broker = make_broker(server, store=store, invalidate_cooldown=0.0)
     first = broker.token()
     redis_server.kill()
     assert broker.token() is first  # the memory layer needs no Redis

@@ -92,7 +92,7 @@ def test_a_world_writable_directory_is_refused(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    with pytest.raises(StoreError, match="writable by every user"):
+    with pytest.raises(StoreError, match="is not private"):
         SQLiteStore(shared / "t.db")
 
 

@@ -206,11 +206,28 @@ class Timeouts:
         return httpx.Timeout(self.read, connect=self.connect)
 
 
+#: Requests to this machine never go through HTTP(S)_PROXY: plain http is allowed only to these
+#: hosts (provider/_endpoints.py), and a proxy would see its Basic credentials and tokens.
+DIRECT_TO_LOOPBACK: dict[str, None] = dict.fromkeys(
+    ("all://127.0.0.1", "all://[::1]", "all://localhost", "all://*.localhost")
+)
+
+
 def new_client(timeouts: Timeouts) -> httpx.Client:
     # Redirects are never followed: a token POST carries credentials. trust_env keeps the
-    # standard proxy variables (HTTPS_PROXY, NO_PROXY) working.
-    return httpx.Client(timeout=timeouts.httpx(), follow_redirects=False, trust_env=True)
+    # standard proxy variables (HTTPS_PROXY, NO_PROXY) working, except for loopback.
+    return httpx.Client(
+        timeout=timeouts.httpx(),
+        follow_redirects=False,
+        trust_env=True,
+        mounts=DIRECT_TO_LOOPBACK,
+    )
 
 
 def new_async_client(timeouts: Timeouts) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=timeouts.httpx(), follow_redirects=False, trust_env=True)
+    return httpx.AsyncClient(
+        timeout=timeouts.httpx(),
+        follow_redirects=False,
+        trust_env=True,
+        mounts=DIRECT_TO_LOOPBACK,
+    )

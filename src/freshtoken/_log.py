@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from urllib.parse import quote, quote_plus, urlsplit
 
 logger = logging.getLogger("freshtoken")
 
@@ -21,16 +22,35 @@ _PATTERNS = [
         r"([\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
     ),
 ]
+# The password of a URL's userinfo (redis://user:PASSWORD@host).
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
 
 
 def remember_secret(value: str) -> None:
-    """Register a value that must be scrubbed from any log record."""
+    """Register a value that must be scrubbed from any log record, with the forms in which
+    freshtoken sends it (form- and URL-encoded)."""
     if len(value) < _MIN_SECRET_LEN:
         return
     with _secrets_lock:
-        _secrets[value] = None
-        if len(_secrets) > _MAX_REMEMBERED:
+        for form in dict.fromkeys((value, quote_plus(value), quote(value, safe=""))):
+            _secrets[form] = None
+        while len(_secrets) > _MAX_REMEMBERED:
             del _secrets[next(iter(_secrets))]
+
+
+def remember_url_password(url: str) -> None:
+    """Register the password of a URL's userinfo, if it has one."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if password:
+        remember_secret(password)
+
+
+def redact_url(text: str) -> str:
+    """`text` with every URL password replaced by *** (for showing a URL)."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}***@", text)
 
 
 def redact(text: str) -> str:
@@ -40,7 +60,7 @@ def redact(text: str) -> str:
     for value in known:
         if value in text:
             text = text.replace(value, "***")
-    text = _PATTERNS[0].sub(lambda m: f"{m.group(1)} ***", text)
+    text = redact_url(_PATTERNS[0].sub(lambda m: f"{m.group(1)} ***", text))
     return _PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 

@@ -1,7 +1,8 @@
 """The one rule for a refused token, shared by the httpx and requests adapters, the local
 proxy and the Genesys SDK integration: send with a token from the source; after a 401,
 invalidate that token (many callers that saw the same 401 cause one mint) and send once more;
-a second 401 goes back to the caller."""
+a second 401 goes back to the caller, and so does the first when the source kept the refused
+token (the broker's cooldown: it was minted moments ago to replace a refused one)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,12 @@ class Retry401:
             return None
         self.source.invalidate(refused)
         self._token = self.source.token(self.min_ttl)
-        return self._token
+        return self._changed(refused)
+
+    def _changed(self, refused: Token) -> Token | None:
+        """The token to retry with, or None when it is the one just refused."""
+        assert self._token is not None
+        return None if self._token.access_token == refused.access_token else self._token
 
     async def aagain(self, status: int, replayable: bool = True) -> Token | None:
         refused = self._retry(status, replayable)
@@ -55,4 +61,4 @@ class Retry401:
             return None
         await asyncio.to_thread(self.source.invalidate, refused)
         self._token = await self.source.atoken(self.min_ttl)
-        return self._token
+        return self._changed(refused)

@@ -25,7 +25,7 @@ from freshtoken.broker._ahead import RefreshAhead
 from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import DEFAULT_MIN_TTL, RefreshPolicy
-from freshtoken.broker._shared import SharedCache
+from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._client import TokenClient
 from freshtoken.oauth._grants import ClientCredentials, Grant
@@ -71,6 +71,7 @@ class TokenBroker:
         scope_check: Literal["raise", "warn"] = "raise",
         wait_timeout: float | None = None,
         clock: Clock | None = None,
+        invalidate_cooldown: float = INVALIDATE_COOLDOWN,
     ) -> None:
         self.client = client
         self.grant = grant
@@ -106,6 +107,7 @@ class TokenBroker:
             requested_scope=scope,
             identity=client.identity(),
             scope_check=scope_check,
+            invalidate_cooldown=invalidate_cooldown,
         )
         self._ahead = RefreshAhead(self._cache)
         self._counts = self._cache.counts
@@ -122,6 +124,7 @@ class TokenBroker:
     ) -> TokenBroker:
         """A broker for the configured client, store and scope; `options` as for __init__."""
         parts = _build.broker_parts(settings, clock, store=store)
+        options.setdefault("invalidate_cooldown", settings.invalidate_cooldown)
         grant = options.pop("grant", parts.pop("grant"))
         return cls(parts.pop("client"), grant=grant, **parts, **options)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,6 +27,8 @@ from freshtoken.stores import Entry, TokenStore
 State = tuple[Token, float, float, float]
 #: A stored token issued further than this in the future is not trusted (clocks disagree).
 FUTURE_TOLERANCE = 5.0
+#: Seconds a token minted after an invalidation is not invalidated again (a 401 loop).
+INVALIDATE_COOLDOWN = 5.0
 
 
 class _Held:
@@ -107,6 +110,7 @@ class SharedCache:
         requested_scope: tuple[str, ...],
         identity: str,
         scope_check: Literal["raise", "warn"] = "raise",
+        invalidate_cooldown: float = INVALIDATE_COOLDOWN,
     ) -> None:
         self.store = store
         self.key = key
@@ -124,6 +128,8 @@ class SharedCache:
             ("hits", "mints", "refreshes", "adopted", "waits", "failures", "stale_served"), 0
         )
         self.flight = threading.Lock()
+        self.invalidate_cooldown = invalidate_cooldown
+        self.invalidated_at = math.inf  # when a 401 last dropped a token (never yet)
         #: Called after every adoption (refresh ahead restarts its schedule).
         self.on_adopt: Callable[[], None] = lambda: None
         # The last failed mint (monotonic instant, error): callers that waited for that very
@@ -283,13 +289,22 @@ class SharedCache:
 
     def invalidate(self, token: Token) -> None:
         """Forget `token`, but only if it is still the cached one, so that many callers that
-        saw the same 401 cause one mint."""
+        saw the same 401 cause one mint; and not if it was minted after the last invalidation
+        less than `invalidate_cooldown` ago, so that an API that refuses every token cannot
+        make this process burn the token endpoint's rate limit."""
         with self.flight:
+            now = self.clock.time()
+            if token.issued_at >= self.invalidated_at and (
+                now - token.issued_at < self.invalidate_cooldown
+            ):
+                return
             current = self.current
             if current is not None and current.access_token == token.access_token:
                 self.state = None
+                self.invalidated_at = now
             entry = self.store.load(self.key)
             if entry and entry.token and entry.token.access_token == token.access_token:
+                self.invalidated_at = now
                 with contextlib.suppress(StoreError):
                     self.store.save(self.key, replace(entry, token=None), entry.version)
 

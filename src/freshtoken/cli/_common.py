@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
@@ -26,10 +27,10 @@ def fail(error: OAuthError) -> NoReturn:
 class Context:
     profile: str | None
 
-    def settings(self) -> Settings:
+    def settings(self, environ: Mapping[str, str] | None = None) -> Settings:
         from freshtoken.config._settings import Settings
 
-        return Settings.load(profile=self.profile)
+        return Settings.load(profile=self.profile, environ=environ)
 
     def broker(self, settings: Settings | None = None) -> TokenBroker:
         from freshtoken.broker._broker import TokenBroker

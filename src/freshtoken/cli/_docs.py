@@ -18,7 +18,11 @@ def configuration_markdown() -> str:
         default = option.default or "none"
         rows.append(f"| {key} | {variable} | {option.help} | {default} | `{option.example}` |")
     genesys = ", ".join(f"`{name}` ({key})" for name, key in GENESYS_ENV.items())
-    return _PAGE.format(config=CONFIG_NAME, genesys=genesys, rows="\n".join(rows))
+    groups = {
+        group: ", ".join(f"`{o.key}`" for o in OPTIONS if o.group == group)
+        for group in ("endpoint", "store")
+    }
+    return _PAGE.format(config=CONFIG_NAME, genesys=genesys, rows="\n".join(rows), **groups)
 
 
 _PAGE = """# Configuration reference
@@ -35,9 +39,26 @@ and never from the configuration file itself.
 
 Genesys Cloud CLI / Terraform variables understood: {genesys}.
 
-Profile selection: `--profile NAME` or `FRESHTOKEN_PROFILE`. The file is `$FRESHTOKEN_CONFIG`,
-else `{config}` in the working directory or a parent, else in the user configuration
-directory: a table `[NAME]` per profile, `[default]` when none is named.
+Profile selection: `--profile NAME` or `FRESHTOKEN_PROFILE`: a table `[NAME]` per profile,
+`[default]` when none is named. The files read are `$FRESHTOKEN_CONFIG` alone when it is set;
+otherwise `{config}` in the user configuration directory, then (winning over it) the nearest
+`{config}` in the working directory or a parent.
+
+Where credentials go is guarded (see docs/security.md):
+
+- The endpoint settings ({endpoint}) are taken together from the highest source that sets any
+  of them, and so are the store settings ({store}): a file can never complete or redirect an
+  endpoint or store that the environment names.
+- A file found in the working directory or a parent may not set endpoint or store settings, nor
+  name secret files or keyring entries (they are ignored with a warning): set
+  `FRESHTOKEN_CONFIG` to its path to trust it, or keep those settings in the user
+  configuration directory.
+- A file owned by another user (root excepted) or writable by group or others is not read (a
+  warning says so; `$FRESHTOKEN_CONFIG` naming one is an error).
+
+`FRESHTOKEN_SECRETS_FD` is not a setting: `serve` and `exec` set it for themselves when they
+re-execute without the secret variables in their environment (the number of the pipe that
+hands the values over).
 
 | file key | environment | meaning | default | example |
 |---|---|---|---|---|

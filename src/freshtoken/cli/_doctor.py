@@ -12,6 +12,7 @@ import click
 
 from freshtoken import _build
 from freshtoken._errors import OAuthError
+from freshtoken._log import redact_url
 from freshtoken.cli._common import run
 from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
@@ -34,7 +35,7 @@ def _configuration(settings: Settings) -> list[Check]:
             shown = "set"
         else:
             value = getattr(settings, option.key)
-            shown = " ".join(value) if isinstance(value, tuple) else str(value)
+            shown = redact_url(" ".join(value) if isinstance(value, tuple) else str(value))
         checks.append(Check("info", f"{option.key} = {shown}  (from {source})"))
     return checks
 

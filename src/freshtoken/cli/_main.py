@@ -70,6 +70,10 @@ def main() -> None:
     if refused:
         sys.stderr.write(f"freshtoken: {refused}\n")
         sys.exit(2)
+    if "serve" in argv or "exec" in argv:  # long-lived: keep secrets out of the environment
+        from freshtoken.cli._hide import reexec_without_secrets
+
+        reexec_without_secrets(argv)
     parent, key = os.environ.get("FRESHTOKEN_URL"), os.environ.get("FRESHTOKEN_KEY")
     fast = _fast_args(argv)
     if fast is not None and not (parent and key) and _print_cached(*fast):

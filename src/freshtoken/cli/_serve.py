@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -49,6 +50,23 @@ def _listen(value: str) -> tuple[str, int]:
             "127.0.0.1:8765 (or use --socket PATH).",
         )
     return host, int(port)
+
+
+def _private_settings(ctx: click.Context) -> Settings:
+    """The settings, with the secrets the re-executed command took out of its environment
+    (see cli/_hide.py); from now on the process is non-dumpable."""
+    from freshtoken.cli._hide import take_secrets, undumpable
+
+    hidden = take_secrets()
+    undumpable()
+    return run(ctx).settings({**os.environ, **hidden})
+
+
+def _limits(settings: Settings) -> dict[str, Any]:
+    return {
+        "max_connections": settings.serve_max_connections,
+        "idle_timeout": settings.serve_idle_timeout,
+    }
 
 
 PROXY_HELP = (
@@ -98,12 +116,17 @@ def serve(
     from freshtoken.local._server import LocalServer
 
     try:
-        settings = run(ctx).settings()
+        settings = _private_settings(ctx)
         address = _listen(listen)
         upstream = _upstream(proxy, settings)
         broker = run(ctx).broker(settings).start()
         server = LocalServer(
-            broker, listen=address, socket_path=socket_path, upstream=upstream, key_file=key_file
+            broker,
+            listen=address,
+            socket_path=socket_path,
+            upstream=upstream,
+            key_file=key_file,
+            **_limits(settings),
         ).start()
     except OAuthError as exc:
         fail(exc)
@@ -153,10 +176,10 @@ def exec_(
     from freshtoken.local._server import LocalServer
 
     try:
-        settings = run(ctx).settings()
+        settings = _private_settings(ctx)
         upstream = _upstream(proxy, settings)
         broker = run(ctx).broker(settings).start()
-        server = LocalServer(broker, upstream=upstream).start()
+        server = LocalServer(broker, upstream=upstream, **_limits(settings)).start()
         env = {k: v for k, v in os.environ.items() if k not in secret_variables()}
         env.update(server.child_env())
         if env_name:

@@ -1,15 +1,23 @@
-"""Reading settings: a profile of `freshtoken.toml`, then `GENESYSCLOUD_*`, then `FRESHTOKEN_*`
-variables, each winning over the one before; secrets from `*_FILE` or `*_KEYRING`."""
+"""Reading settings: profiles of `freshtoken.toml`, then `GENESYSCLOUD_*` and `FRESHTOKEN_*`
+variables, each winning over the one before; secrets from `*_FILE` or `*_KEYRING`.
+
+Where credentials go is guarded: the endpoint settings and the store settings are each taken
+whole from the highest source that sets any of them; a file found by walking up from the
+working directory may not set them (nor name secret files or keyring entries); a file that
+another user could have written is not read at all."""
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from freshtoken._errors import ConfigurationError
+from freshtoken._log import logger, remember_url_password
 from freshtoken._secret import Secret
 from freshtoken.config._options import (
     BY_KEY,
@@ -18,17 +26,28 @@ from freshtoken.config._options import (
     OPTIONS,
     PREFIX,
     Option,
+    group_of,
     split_source,
 )
 
 
-def read_secret_file(path: str, setting: str) -> Secret:
+def read_secret_file(path: str, setting: str, *, private: bool = False) -> Secret:
     """A secret from a file (`-`: standard input), trailing newline removed; errors name the
-    setting, never the value."""
+    setting, never the value. `private`: refuse a file that other users may read."""
     try:
-        text = (
-            sys.stdin.read() if path == "-" else Path(path).expanduser().read_text(encoding="utf-8")
-        )
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(Path(path).expanduser(), encoding="utf-8") as handle:
+                mode = os.fstat(handle.fileno()).st_mode
+                if private and mode & stat.S_IRWXO:
+                    raise ConfigurationError(
+                        f"{setting} names a file that every user may read: {path} "
+                        f"(mode {stat.S_IMODE(mode):o})",
+                        hint=f"Run: chmod o-rwx {path}  (whoever reads the store key can read "
+                        "every stored token).",
+                    )
+                text = handle.read()
     except (OSError, ValueError) as exc:  # unreadable, not UTF-8, or a NUL in the path
         raise ConfigurationError(
             f"{setting} names a file that cannot be read: {path} "
@@ -43,32 +62,106 @@ def read_secret_file(path: str, setting: str) -> Secret:
     return Secret(text)
 
 
-def find_config(environ: Mapping[str, str], cwd: Path | None = None) -> Path | None:
-    """$FRESHTOKEN_CONFIG, else freshtoken.toml here or in a parent, else in the user config
-    directory."""
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """A configuration file and the text read from it after its checks (one open: what was
+    checked is what is read); `discovered` when found by walking up from the working directory
+    (not named by $FRESHTOKEN_CONFIG, not in the user configuration directory)."""
+
+    path: Path
+    text: str
+    discovered: bool = False
+
+
+def read_checked(path: Path) -> tuple[str | None, str | None]:
+    """(text, None) for a file that can be trusted, else (None, why not): as git's
+    safe.directory, a file owned by another user than this one or root, or writable by group
+    or others, is not."""
+    try:
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if info.st_uid not in (os.geteuid(), 0):
+                return None, f"is owned by another user (uid {info.st_uid})"
+            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return None, f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+            data = handle.read()
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"cannot read {path}: it is not UTF-8 text (byte {exc.start})",
+            hint="Save the file as UTF-8 (see docs/configuration.md).",
+        ) from None
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning, once per process (the command line may read the settings twice)."""
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning("%s", message)
+
+
+def _usable(path: Path, *, discovered: bool) -> ConfigFile | None:
+    if not path.is_file():
+        return None
+    text, reason = read_checked(path)
+    if text is None:
+        _warn_once(
+            f"ignoring {path}: it {reason}; only files owned by you (or root) and writable by "
+            "no one else are read"
+        )
+        return None
+    return ConfigFile(path, text, discovered)
+
+
+def config_files(environ: Mapping[str, str], cwd: Path | None = None) -> list[ConfigFile]:
+    """The files to read, lowest first: $FRESHTOKEN_CONFIG alone; else the one in the user
+    configuration directory, then the nearest freshtoken.toml in the working directory or a
+    parent. Files that others could have written are skipped with a warning."""
     if explicit := environ.get(PREFIX + "CONFIG", "").strip():
-        path = Path(explicit)
+        path = Path(explicit).expanduser()
         if not path.is_file():
             raise ConfigurationError(
                 f"$FRESHTOKEN_CONFIG names no file: {explicit}",
                 hint="Correct the path or unset FRESHTOKEN_CONFIG.",
             )
-        return path
-    here = (cwd or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / CONFIG_NAME).is_file():
-            return folder / CONFIG_NAME
+        text, reason = read_checked(path)
+        if text is None:
+            raise ConfigurationError(
+                f"$FRESHTOKEN_CONFIG names {path}, which {reason}",
+                hint=f"Another user could change where credentials go. Run: chmod go-w {path} "
+                "(and make it yours), or name another file.",
+            )
+        return [ConfigFile(path, text)]
     import platformdirs
 
-    user = Path(platformdirs.user_config_dir("freshtoken")) / CONFIG_NAME
-    return user if user.is_file() else None
+    user_path = Path(platformdirs.user_config_dir("freshtoken")) / CONFIG_NAME
+    user = _usable(user_path, discovered=False)
+    files = [user] if user else []
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        found = folder / CONFIG_NAME
+        if found.is_file() and not (user and found.samefile(user_path)):
+            if (discovered := _usable(found, discovered=True)) is not None:
+                files.append(discovered)
+            break
+    return files
 
 
-def _profile_values(path: Path, profile: str | None) -> dict[str, tuple[object, str]]:
+def _profile_values(
+    path: Path, profile: str | None, text: str | None = None
+) -> dict[str, tuple[object, str]] | None:
+    """The keys of `profile` (default: [default]) in `path` (whose `text` may be given), None
+    when it has no such table."""
     import tomllib  # here: 10 ms that a run without a configuration file need not pay
 
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        document = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
     except (OSError, ValueError) as exc:  # unreadable, not UTF-8, or not TOML
         raise ConfigurationError(
             f"cannot read {path}: {exc}", hint="Fix the TOML syntax (see docs/configuration.md)."
@@ -76,12 +169,7 @@ def _profile_values(path: Path, profile: str | None) -> dict[str, tuple[object, 
     name = profile or "default"
     table = document.get(name)
     if not isinstance(table, dict):
-        if profile is None:
-            return {}
-        known = ", ".join(sorted(k for k, v in document.items() if isinstance(v, dict)))
-        raise ConfigurationError(
-            f"profile {name!r} is not in {path}", hint=f"Profiles there: {known or '(none)'}."
-        )
+        return None
     values: dict[str, tuple[object, str]] = {}
     for key, value in table.items():
         where = f"{path} [{name}] {key}"
@@ -107,45 +195,56 @@ def _profile_values(path: Path, profile: str | None) -> dict[str, tuple[object, 
     return values
 
 
-def _convert(option: Option, value: object, source: str) -> object:
-    if option.kind == "seconds":
-        return positive_number(str(value), source)
-    if option.kind == "scope":
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        if isinstance(value, str):
-            return tuple(value.split())
-        raise ConfigurationError(
-            f"{source} must be a string or a list of strings",
-            hint='For example: scope = "read write".',
-        )
-    if not isinstance(value, str):
-        raise ConfigurationError(
-            f"{source} must be a string", hint=f'For example: {option.key} = "{option.example}".'
-        )
-    return value.strip()
+def _profiles(files: list[ConfigFile]) -> list[str]:
+    import tomllib
+
+    names: set[str] = set()
+    for file in files:
+        document = tomllib.loads(file.text)
+        names.update(k for k, v in document.items() if isinstance(v, dict))
+    return sorted(names)
 
 
-def read_values(
-    *,
-    profile: str | None = None,
-    environ: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    use_file: bool = True,
-) -> tuple[dict[str, Any], dict[str, str], str | None]:
-    """The values that were set, where each came from, and the profile used."""
-    env = os.environ if environ is None else environ
-    profile = profile or env.get(PREFIX + "PROFILE", "").strip() or None
+def _restricted(key: str) -> bool:
+    """What a discovered file may not set: where credentials and tokens go (endpoints, the
+    store) and where secrets are read from (`*_file`, `*_keyring`)."""
+    return bool(group_of(key)) or BY_KEY[split_source(key)[0]].kind == "secret"
+
+
+def _file_layers(
+    files: list[ConfigFile], profile: str | None
+) -> list[dict[str, tuple[object, str]]]:
+    layers = []
+    for file in files:
+        values = _profile_values(file.path, profile, file.text)
+        if values is None:
+            continue
+        if file.discovered and (dropped := sorted(k for k in values if _restricted(k))):
+            _warn_once(
+                f"ignoring {', '.join(dropped)} in {file.path}: a file found in the working "
+                "directory or a parent may not say where credentials go or where secrets are "
+                f"read from; set FRESHTOKEN_CONFIG={file.path} to trust it, or move these "
+                f"settings to {CONFIG_NAME} in your user configuration directory"
+            )
+            values = {k: v for k, v in values.items() if k not in dropped}
+        layers.append(values)
+    if profile is not None and len(layers) == 0:
+        if not files:
+            raise ConfigurationError(
+                f"profile {profile!r} was asked for, but no {CONFIG_NAME} was found",
+                hint=f"Create {CONFIG_NAME} (here or in a parent folder), or set "
+                "FRESHTOKEN_CONFIG to its path.",
+            )
+        where = " or ".join(str(f.path) for f in files)
+        raise ConfigurationError(
+            f"profile {profile!r} is not in {where}",
+            hint=f"Profiles there: {', '.join(_profiles(files)) or '(none)'}.",
+        )
+    return layers
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[object, str]]:
     raw: dict[str, tuple[object, str]] = {}
-    path = find_config(env, cwd) if use_file else None
-    if path is not None:
-        raw.update(_profile_values(path, profile))
-    elif profile is not None:
-        raise ConfigurationError(
-            f"profile {profile!r} was asked for, but no {CONFIG_NAME} was found",
-            hint=f"Create {CONFIG_NAME} (here or in a parent folder), or set "
-            "FRESHTOKEN_CONFIG to its path.",
-        )
     for variable, key in GENESYS_ENV.items():
         if value := env.get(variable, "").strip():
             raw[key] = (value, "$" + variable)
@@ -163,13 +262,74 @@ def read_values(
             for other in suffixes:
                 raw.pop(option.key + other, None)
             raw[option.key + sfx] = (value, "$" + option.env + sfx.upper())
+    return raw
+
+
+def merge_layers(layers: list[dict[str, tuple[object, str]]]) -> dict[str, tuple[object, str]]:
+    """One value per setting from `layers` (lowest first): each group of settings whole from
+    the highest layer that sets any of it, every other setting from the highest that sets it."""
+    owner: dict[str, int] = {}
+    for index, layer in enumerate(layers):
+        for key in layer:
+            if group := group_of(key):
+                owner[group] = index
+    merged: dict[str, tuple[object, str]] = {}
+    for index, layer in enumerate(layers):
+        for key, value in layer.items():
+            group = group_of(key)
+            if group and owner[group] != index:
+                continue
+            base = split_source(key)[0]
+            for other in BY_KEY[base].sources:
+                merged.pop(base + other, None)
+            merged[key] = value
+    return merged
+
+
+def _convert(option: Option, value: object, source: str) -> object:
+    if option.kind == "seconds":
+        return positive_number(str(value), source)
+    if option.kind == "count":
+        return positive_count(str(value), source)
+    if option.kind == "scope":
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        if isinstance(value, str):
+            return tuple(value.split())
+        raise ConfigurationError(
+            f"{source} must be a string or a list of strings",
+            hint='For example: scope = "read write".',
+        )
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"{source} must be a string", hint=f'For example: {option.key} = "{option.example}".'
+        )
+    remember_url_password(value)  # a store URL may carry the Redis password
+    return value.strip()
+
+
+def read_values(
+    *,
+    profile: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    use_file: bool = True,
+) -> tuple[dict[str, Any], dict[str, str], str | None]:
+    """The values that were set, where each came from, and the profile used."""
+    env = os.environ if environ is None else environ
+    profile = profile or env.get(PREFIX + "PROFILE", "").strip() or None
+    files = config_files(env, cwd) if use_file else []
+    layers = _file_layers(files, profile)
+    raw = merge_layers([*layers, _env_layer(env)])
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key, (given, source) in raw.items():
         base, how = split_source(key)
         option = BY_KEY[base]
         if how == "_file":
-            values[option.key] = read_secret_file(str(given), source)
+            values[option.key] = read_secret_file(
+                str(given), source, private=option.key == "store_key"
+            )
         elif how == "_keyring":
             from freshtoken.config._keyring import read_keyring_secret
 
@@ -182,6 +342,19 @@ def read_values(
             values[option.key] = _convert(option, given, source)
         sources[option.key] = source
     return values, sources, profile
+
+
+def positive_count(raw: str, setting: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(
+            f"{setting} must be a positive whole number, got {raw!r}",
+            hint=f"Set {setting} to a number such as 16.",
+        )
+    return value
 
 
 MAX_SECONDS = 86400.0  # a day: longer is a typo, and would overflow timers

@@ -30,11 +30,13 @@ class Option:
     from the command line."""
 
     key: str
-    kind: str  # text | secret | seconds | scope
+    kind: str  # text | secret | seconds | count | scope
     help: str
     example: str
     default: str  # as the documentation shows it ("" = none)
     choices: tuple[str, ...] = ()
+    #: "endpoint" or "store": a group is taken whole from the highest source that sets any of it.
+    group: str = ""
 
     @property
     def env(self) -> str:
@@ -54,12 +56,16 @@ def _setting(
     *,
     shown: str | None = None,
     choices: tuple[str, ...] = (),
+    group: str = "",
 ) -> Any:
     """A field of the table; `shown` documents a default that is computed elsewhere."""
     if shown is None:
         shown = f"{default:g}" if isinstance(default, float) else str(default or "")
-    meta = {"option": (kind, help, example, shown, choices)}
+    meta = {"option": (kind, help, example, shown, choices, group)}
     return field(default=default, metadata=meta)
+
+
+E, S = "endpoint", "store"  # the two groups
 
 
 @dataclass(frozen=True)
@@ -70,24 +76,28 @@ class SettingValues:
         "text",
         "Token endpoint; wins over issuer and region.",
         "https://login.example.com/oauth/token",
+        group=E,
     )
     issuer: str | None = _setting(
         "text",
         "Issuer URL; endpoints found by RFC 8414 / OIDC discovery.",
         "https://idp.example.com/realms/ci",
+        group=E,
     )
     region: str | None = _setting(
-        "text", "Genesys Cloud region key, domain or API URL.", "eu_west_1"
+        "text", "Genesys Cloud region key, domain or API URL.", "eu_west_1", group=E
     )
     introspection_url: str | None = _setting(
         "text",
         "RFC 7662 endpoint, when not discovered.",
         "https://login.example.com/oauth/introspect",
+        group=E,
     )
     revocation_url: str | None = _setting(
         "text",
         "RFC 7009 endpoint, when not discovered.",
         "https://login.example.com/oauth/revoke",
+        group=E,
     )
     client_id: str | None = _setting("text", "OAuth client id.", "3f2a...c9")
     client_secret: Secret | None = _setting(
@@ -125,12 +135,14 @@ class SettingValues:
         "redis+cluster://... (Redis Cluster).",
         "redis://ci@redis.internal:6379/0",
         shown="SQLite in the user cache dir or $RUNNER_TEMP",
+        group=S,
     )
     store_key: Secret | None = _setting(
         "secret",
         "Base64 of 32 bytes sealing stored entries (AES-256-GCM).",
         "/run/secrets/freshtoken-store-key",
         shown="a 0600 key file beside a SQLite store",
+        group=S,
     )
     store_fail: str = _setting(
         "text",
@@ -138,23 +150,50 @@ class SettingValues:
         "closed",
         "open",
         choices=("open", "closed"),
+        group=S,
     )
     redis_password: Secret | None = _setting(
-        "secret", "Redis password (or in the URL).", "/run/secrets/redis"
+        "secret", "Redis password (or in the URL).", "/run/secrets/redis", group=S
     )
-    redis_prefix: str = _setting("text", "Prefix of every Redis key.", "ci:", "freshtoken:")
-    redis_timeout: float = _setting("seconds", "Longest wait for one Redis call.", "0.5", 1.0)
-    redis_lease: float = _setting("seconds", "Redis lock lease, renewed while held.", "10", 10.0)
+    redis_prefix: str = _setting(
+        "text", "Prefix of every Redis key.", "ci:", "freshtoken:", group=S
+    )
+    redis_timeout: float = _setting(
+        "seconds", "Longest wait for one Redis call.", "0.5", 1.0, group=S
+    )
+    redis_lease: float = _setting(
+        "seconds", "Redis lock lease, renewed while held.", "10", 10.0, group=S
+    )
     connect_timeout: float = _setting("seconds", "Connect timeout to the token endpoint.", "5", 5.0)
     read_timeout: float = _setting("seconds", "Read timeout at the token endpoint.", "15", 15.0)
     retry_budget: float = _setting(
         "seconds", "Longest one token request may take, retries included.", "30", 30.0
+    )
+    invalidate_cooldown: float = _setting(
+        "seconds",
+        "After a 401, a token minted to replace a refused one is not dropped again for this "
+        "long (a 401 loop cannot burn the token endpoint's rate limit).",
+        "5",
+        5.0,
     )
     proxy_upstream: str | None = _setting(
         "text",
         "Where `serve --proxy` forwards.",
         "https://api.mypurecloud.ie",
         shown="the Genesys API host of the region",
+        group=E,
+    )
+    serve_max_connections: int = _setting(
+        "count",
+        "Connections `serve`/`exec` handle at once, per listener; more are answered 503.",
+        "16",
+        64,
+    )
+    serve_idle_timeout: float = _setting(
+        "seconds",
+        "A `serve`/`exec` connection idle this long (no request, or a stalled one) is closed.",
+        "10",
+        30.0,
     )
 
 
@@ -173,8 +212,15 @@ def split_source(key: str) -> tuple[str, str]:
 
 
 def secret_variables() -> frozenset[str]:
-    """Every variable that can carry a secret (never handed to a child of `exec`)."""
+    """Every variable that can carry a secret (never handed to a child of `exec`), the store
+    URL included: it may hold the Redis password."""
     return frozenset(
         [o.env + sfx.upper() for o in OPTIONS if o.kind == "secret" for sfx in o.sources]
         + [name for name, key in GENESYS_ENV.items() if key == "client_secret"]
+        + [BY_KEY["store"].env]
     )
+
+
+def group_of(key: str) -> str:
+    """The group of a file key or setting (`store_key_file` -> "store"), "" when none."""
+    return BY_KEY[split_source(key)[0]].group

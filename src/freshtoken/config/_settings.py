@@ -54,8 +54,9 @@ class Settings(SettingValues):
         cwd: Path | None = None,
         use_file: bool = True,
     ) -> Settings:
-        """A profile of freshtoken.toml (if any), then GENESYSCLOUD_*, then FRESHTOKEN_*
-        variables, each winning over the one before."""
+        """Profiles of freshtoken.toml (if any), then GENESYSCLOUD_* and FRESHTOKEN_*
+        variables, each winning over the one before; the endpoint and the store settings each
+        come whole from one source (see `freshtoken.config._load`)."""
         values, sources, used = read_values(
             profile=profile, environ=environ, cwd=cwd, use_file=use_file
         )

@@ -9,46 +9,46 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import math
 import os
 import secrets
-import socket
 import socketserver
 import tempfile
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import httpx
 
 from freshtoken._errors import AuthorizationError, ConfigurationError, OAuthError
-from freshtoken._log import logger, remember_secret
-from freshtoken._serving import QuietErrors
+from freshtoken._http import DIRECT_TO_LOOPBACK
+from freshtoken._log import remember_secret
 from freshtoken._token import Token
 from freshtoken.auth._retry401 import Retry401
 from freshtoken.broker._broker import TokenBroker
-from freshtoken.cli._formats import render
-
-MAX_REPLAY_BYTES = 1024 * 1024  # bodies up to this are buffered, so a 401 can be retried
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
+from freshtoken.local._handler import (
+    HOP_BY_HOP,
+    LOCAL_ONLY,
+    Handler,
+    TCPServer,
+    UnixServer,
+    named_by_connection,
 )
-_LOCAL_ONLY = frozenset({"authorization", "x-freshtoken-key"})
+from freshtoken.local._target import upstream_url
+
+
+class _NoCookies(CookieJar):
+    """The proxy serves many clients: a cookie one upstream answer sets must never ride on
+    another client's request, so none is kept."""
+
+    def set_cookie(self, cookie: Any) -> None:
+        pass
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        pass
 
 
 def write_private(path: Path, text: str) -> None:
@@ -80,11 +80,15 @@ class LocalServer:
         socket_path: Path | None = None,
         upstream: str | None = None,
         key_file: Path | None = None,
+        max_connections: int = 64,
+        idle_timeout: float = 30.0,
     ) -> None:
         self.broker = broker
         self.key = secrets.token_urlsafe(32)
         remember_secret(self.key)
-        self.upstream = upstream.rstrip("/") if upstream else None
+        self.upstream = httpx.URL(upstream.rstrip("/")) if upstream else None
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self.metrics = _Metrics()
         self._listen = listen
         self._socket_path = socket_path
@@ -103,19 +107,23 @@ class LocalServer:
     def start(self) -> LocalServer:
         write_private(self.key_file, self.key)
         if self._socket_path is not None:
-            server: socketserver.BaseServer = _UnixServer(self._socket_path, self, proxy=False)
+            server: socketserver.BaseServer = UnixServer(self._socket_path, self, proxy=False)
             self.url = f"unix:{self._socket_path}"
             proxy_host = "127.0.0.1"  # the proxy is TCP on loopback even beside a socket
         else:
-            server = _TCPServer(self._listen, self, proxy=False)
+            server = TCPServer(self._listen, self, proxy=False)
             self.url = server.url
             proxy_host = self._listen[0]
         self._serve(server)
         if self.upstream:
             self._http = httpx.Client(
-                timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False, trust_env=True
+                timeout=httpx.Timeout(60.0, connect=10.0),
+                follow_redirects=False,
+                trust_env=True,
+                mounts=DIRECT_TO_LOOPBACK,
+                cookies=_NoCookies(),
             )
-            proxy = _TCPServer((proxy_host, 0), self, proxy=True)
+            proxy = TCPServer((proxy_host, 0), self, proxy=True)
             self.proxy_url = proxy.url
             self._serve(proxy)
         return self
@@ -231,14 +239,26 @@ class LocalServer:
         ]
         return "".join(f"# TYPE {name} {kind}\n{name} {value}\n" for name, kind, value in lines)
 
-    def forward(self, handler: _Handler, body: bytes | Iterator[bytes], replayable: bool) -> None:
+    def target(self, handler: Handler) -> httpx.URL:
+        """Where the request goes (BadTarget: nowhere)."""
+        assert self.upstream is not None
+        return upstream_url(self.upstream, handler.path)
+
+    def forward(
+        self,
+        handler: Handler,
+        url: httpx.URL,
+        body: bytes | Iterator[bytes],
+        replayable: bool,
+    ) -> None:
         """Send the request upstream with a fresh token; after a 401, once more."""
         assert self._http is not None
-        assert self.upstream is not None
-        headers = [
-            (k, v) for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP | _LOCAL_ONLY
-        ]
-        url = self.upstream + handler.path
+        dropped = (
+            HOP_BY_HOP
+            | LOCAL_ONLY
+            | named_by_connection(handler.headers.get_all("Connection") or [])
+        )
+        headers = [(k, v) for k, v in handler.headers.items() if k.lower() not in dropped]
         attempt = Retry401(self.broker)
         token: Token | None = attempt.token()
         while token is not None:
@@ -258,155 +278,3 @@ class LocalServer:
             handler.relay(response)
         finally:
             response.close()
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body leave in separate writes: with Nagle on, each answer waits ~40 ms for
-    # the client's delayed ACK.
-    disable_nagle_algorithm = True
-    server: _TCPServer | _UnixServer
-    timeout = 120
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: a request line can carry query strings a user did not mean to log."""
-
-    def address_string(self) -> str:
-        return "local"
-
-    def _json(self, status: int, body: dict[str, Any]) -> None:
-        self._send(status, json.dumps(body).encode(), "application/json")
-
-    def _send(self, status: int, data: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def _body(self) -> tuple[bytes | Iterator[bytes], bool]:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._chunks(), False
-        length = int(self.headers.get("Content-Length") or 0)
-        if length <= MAX_REPLAY_BYTES:
-            return (self.rfile.read(length) if length else b""), True
-        return self._stream(length), False
-
-    def _stream(self, length: int) -> Iterator[bytes]:
-        while length > 0:
-            chunk = self.rfile.read(min(length, 65536))
-            if not chunk:
-                return
-            length -= len(chunk)
-            yield chunk
-
-    def _chunks(self) -> Iterator[bytes]:
-        while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                self.rfile.readline()
-                return
-            yield self.rfile.read(size)
-            self.rfile.readline()
-
-    def relay(self, response: httpx.Response) -> None:
-        self.send_response(response.status_code)
-        for name, value in response.headers.multi_items():
-            if name.lower() not in _HOP_BY_HOP:
-                self.send_header(name, value)
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        for chunk in response.iter_raw():
-            if chunk:
-                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-        self.wfile.write(b"0\r\n\r\n")
-
-    def _route(self) -> None:
-        app = self.server.app
-        app.metrics.add("requests")
-        if not app.authorized(self.headers):
-            app.metrics.add("unauthorized")
-            self._body()  # drain, so the connection stays usable
-            self._json(
-                401,
-                {
-                    "error": "unauthorized",
-                    "error_description": "send the key from $FRESHTOKEN_KEY in X-Freshtoken-Key",
-                },
-            )
-            return
-        if self.server.proxy:
-            body, replayable = self._body()
-            try:
-                app.forward(self, body, replayable)
-            except OAuthError as exc:
-                self._json(502, {"error": exc.error, "error_description": exc.message})
-            except httpx.HTTPError as exc:
-                self._json(
-                    502, {"error": "upstream_unreachable", "error_description": type(exc).__name__}
-                )
-            return
-        parts = urlsplit(self.path)
-        if self.command not in ("GET", "HEAD"):
-            self._json(405, {"error": "method_not_allowed"})
-        elif parts.path == "/token":
-            status, answer = app.token_answer(parts.query)
-            fmt = parse_qs(parts.query).get("format", ["json"])[0]
-            if status == 200 and fmt in ("raw", "header", "env"):
-                self._send(200, (render(answer, fmt) + "\n").encode(), "text/plain")
-            else:
-                self._json(status, answer)
-        elif parts.path == "/healthz":
-            self._json(200, {"status": "ok"})
-        elif parts.path == "/metrics":
-            self._send(200, app.metrics_text().encode(), "text/plain; version=0.0.4")
-        else:
-            self._json(
-                404,
-                {
-                    "error": "not_found",
-                    "error_description": "local paths: /token, /healthz, /metrics",
-                },
-            )
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _route
-
-
-class _TCPServer(QuietErrors, ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-
-    def __init__(self, address: tuple[str, int], app: LocalServer, *, proxy: bool) -> None:
-        self.app, self.proxy = app, proxy
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, _Handler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[0], self.server_address[1]
-        return f"http://{_host(str(host))}:{port}"
-
-
-class _UnixHandler(_Handler):
-    disable_nagle_algorithm = False  # TCP_NODELAY does not exist on a Unix socket
-
-
-class _UnixServer(QuietErrors, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-    def __init__(self, path: Path, app: LocalServer, *, proxy: bool) -> None:
-        self.app, self.proxy = app, proxy
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        old = os.umask(0o177)  # the socket is born 0600: no window where others may connect
-        try:
-            super().__init__(str(path), _UnixHandler)
-        finally:
-            os.umask(old)
-        logger.debug("serving on a Unix socket")

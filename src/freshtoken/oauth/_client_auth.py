@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote_plus
 
+from freshtoken._log import remember_secret
 from freshtoken._secret import Secret
 
 
@@ -31,6 +32,12 @@ def _secret(value: Secret | str) -> Secret:
     return value if isinstance(value, Secret) else Secret(value)
 
 
+def _basic(client_id: str, secret: Secret) -> str:
+    # RFC 6749 §2.3.1: each part is form-encoded before base64, so ':' in an id survives.
+    pair = f"{quote_plus(client_id)}:{quote_plus(secret.reveal())}"
+    return base64.b64encode(pair.encode()).decode()
+
+
 @dataclass(frozen=True, slots=True)
 class _WithSecret:
     """A method that proves the client with its secret (a plain `str` is wrapped at once)."""
@@ -40,6 +47,8 @@ class _WithSecret:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_secret", _secret(self.client_secret))
+        # The value sent is a secret too: a server that echoes it back must not get it printed.
+        remember_secret(_basic(self.client_id, self.client_secret))
 
     def fingerprint(self, pepper: bytes) -> str:
         return hmac.new(pepper, self.client_secret.reveal().encode(), hashlib.sha256).hexdigest()
@@ -48,9 +57,7 @@ class _WithSecret:
 @dataclass(frozen=True, slots=True)
 class ClientSecretBasic(_WithSecret):
     def apply(self, headers: dict[str, str], form: dict[str, str]) -> None:
-        # RFC 6749 §2.3.1: each part is form-encoded before base64, so ':' in an id survives.
-        pair = f"{quote_plus(self.client_id)}:{quote_plus(self.client_secret.reveal())}"
-        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        headers["Authorization"] = "Basic " + _basic(self.client_id, self.client_secret)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,16 @@ _SECRET_FIELDS = frozenset(
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")  # RFC 6750 b64token is a subset of this
 _RETRY_IN = re.compile(r"in \[?(\d+(?:\.\d+)?)\]? ?s", re.IGNORECASE)
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Control characters (C0, DEL, C1) and Unicode line breaks: server text is printed on one line,
+# so that it cannot start a line of its own (a CI log command such as ::warning::).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def server_text(value: object, limit: int) -> str:
+    """Text a server chose, as it may be printed: one line, no known secret, at most `limit`
+    characters."""
+    text = " ".join(_CONTROL.sub(" ", str(value)).split())
+    return redact(text)[:limit]
 
 
 def excerpt(body: bytes, truncated: bool = False) -> str:
@@ -48,7 +57,7 @@ def excerpt(body: bytes, truncated: bool = False) -> str:
         title = _TITLE.search(text)
         if title:
             text = f"HTML page titled {title.group(1).strip()!r}"
-    text = " ".join(_CONTROL.sub(" ", redact(text)).split())
+    text = server_text(text, 10 * _EXCERPT_CHARS)
     if len(text) > _EXCERPT_CHARS:
         text = text[:_EXCERPT_CHARS] + "..."
     return text + (" [body cut at 256 KiB]" if truncated else "")
@@ -82,9 +91,9 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
     """Turn a non-2xx answer into the typed error it stands for."""
     status = reply.status
     data = json_object(reply.body) if not reply.truncated else None
-    code = data.get("error") if data else None
+    code = server_text(data.get("error"), 80) if data and data.get("error") else None
     raw = (data.get("error_description") or data.get("description")) if data else None
-    description = redact(str(raw))[:300] if raw else None
+    description = server_text(raw, 300) if raw else None
     wait = retry_after(reply.headers, now)
 
     # Genesys Cloud answers its token-endpoint rate limit with 400, not 429.
@@ -98,7 +107,7 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
             retry_after=wait,
             hint=RateLimitedError.explain(ctx),
         )
-    if isinstance(code, str) and code:
+    if code:
         return error_for_code(
             code,
             ctx,
@@ -110,7 +119,8 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
     if 300 <= status < 400:
         location = reply.headers.get("location", "(no Location)")
         return MalformedResponseError(
-            f"token endpoint {ctx.host} redirected (HTTP {status}) to {location.split('?')[0]}",
+            f"token endpoint {ctx.host} redirected (HTTP {status}) to "
+            f"{server_text(location.split('?')[0], 200)}",
             status=status,
             hint="A POST carrying credentials is never sent on to another URL. Set the token "
             "URL to the final address.",

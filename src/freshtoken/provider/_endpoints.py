@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 
 from freshtoken._errors import ConfigurationError
@@ -22,13 +23,39 @@ class Endpoints:
     region: str | None = None
 
 
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+# Plain http goes only to these (and to `*.localhost` names that resolve to loopback): the
+# HTTP clients connect to exactly these names directly, never through HTTP(S)_PROXY.
+_DIRECT = ("127.0.0.1", "::1", "localhost")
+
+
+def _resolves_to_loopback(host: str) -> bool:
+    """A `*.localhost` name counts only when every address it resolves to is loopback (the
+    resolver, not the name, decides where a connection goes)."""
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in found
+    )
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    if host.endswith(".localhost"):
+        return _resolves_to_loopback(host)
+    try:
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def cleartext_allowed(host: str) -> bool:
+    """Plain http is allowed to this host: this machine, reached without a proxy."""
+    bare = host.strip("[]").lower().rstrip(".")
+    return (bare in _DIRECT or bare.endswith(".localhost")) and is_loopback_host(bare)
 
 
 def check_url(url: str, setting: str) -> str:
@@ -39,10 +66,11 @@ def check_url(url: str, setting: str) -> str:
             f"{setting} is not a valid http(s) URL: {url!r}",
             hint=f"Set {setting} to a full URL such as https://login.example.com/oauth/token.",
         )
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    if parts.scheme == "http" and not cleartext_allowed(parts.hostname):
         raise ConfigurationError(
             f"{setting} uses plain http to {parts.hostname}",
             hint="Credentials and tokens would cross the network unencrypted. Use https://; "
-            "plain http is allowed only for loopback hosts (127.0.0.1, ::1, localhost).",
+            "plain http is allowed only to this machine: 127.0.0.1, ::1, localhost, or a "
+            "*.localhost name that resolves to loopback addresses only.",
         )
     return url

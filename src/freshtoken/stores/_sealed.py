@@ -82,9 +82,17 @@ def parse_key(value: Secret, setting: str) -> bytes:
     return key
 
 
-def check_private(path: Path, what: str) -> None:
-    """Refuse a file that others than its owner can read or write."""
-    mode = path.stat().st_mode
+def check_private(path: Path, what: str, info: os.stat_result | None = None) -> None:
+    """Refuse a file that is not a regular file of this user, or that others than its owner
+    can read or write."""
+    info = info if info is not None else path.stat()
+    mode = info.st_mode
+    if not stat.S_ISREG(mode) or info.st_uid != os.geteuid():
+        raise StoreError(
+            f"the {what} {path} is not a regular file of this user",
+            hint=f"Something else is at {path}: remove it, or choose another place with "
+            "FRESHTOKEN_STORE.",
+        )
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise StoreError(
             f"the {what} {path} is accessible to other users (mode {stat.S_IMODE(mode):o})",
@@ -93,16 +101,43 @@ def check_private(path: Path, what: str) -> None:
         )
 
 
+def check_private_dir(directory: Path) -> None:
+    """Refuse a store or lock directory that is not this user's, or that others may write
+    to: whoever can add entries there can plant symlinks and files in freshtoken's place."""
+    info = directory.stat()
+    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        owner = "this user" if info.st_uid == os.geteuid() else f"uid {info.st_uid}"
+        raise StoreError(
+            f"the store directory {directory} is not private (owner {owner}, mode "
+            f"{stat.S_IMODE(info.st_mode):o})",
+            hint=f"Another user could plant files there. Use a directory of your own that only "
+            f"you can write to (chmod 700 {directory}), or choose another place with "
+            "FRESHTOKEN_STORE=sqlite:///path.",
+        )
+
+
+def open_private(path: Path, flags: int, what: str) -> int:
+    """Open (or create, 0600) a file of the store without following a symlink, and check
+    that it is a private regular file of this user before anything is read or written."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        check_private(path, what, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def key_file(path: Path) -> bytes:
     """The key stored in `path` (0600), created on first use.
 
     Created under a temporary name and linked into place, so that concurrent first uses agree
     on one key and no reader ever sees a half-written file.
     """
-    if not path.exists():
+    if not os.path.lexists(path):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(base64.b64encode(secrets.token_bytes(32)))
                 handle.flush()
@@ -118,7 +153,14 @@ def key_file(path: Path) -> bytes:
                 f"cannot create the store key file {path}: {exc.strerror}",
                 hint="Make the directory writable, or set FRESHTOKEN_STORE_KEY.",
             ) from None
-    check_private(path, "store key file")
-    text = path.read_text(encoding="ascii").strip()
+    try:
+        fd = open_private(path, os.O_RDONLY, "store key file")
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open the store key file {path}: {exc.strerror}",
+            hint="Remove what is at that path, or set FRESHTOKEN_STORE_KEY.",
+        ) from None
+    with os.fdopen(fd, "rb") as handle:
+        text = handle.read().decode("ascii", "replace").strip()
     remember_secret(text)
     return parse_key(Secret(text), str(path))

@@ -11,7 +11,6 @@ import fcntl
 import os
 import secrets
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -26,9 +25,10 @@ from freshtoken.stores._base import StoreOptions
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._sealed import (
     Envelope,
-    check_private,
+    check_private_dir,
     key_file,
     open_entry,
+    open_private,
     parse_key,
     seal_entry,
 )
@@ -90,21 +90,16 @@ class SQLiteStore:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise _store_error("create the directory of", directory / "-", exc) from None
-        mode = directory.stat().st_mode
-        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
-            raise StoreError(
-                f"the store directory {directory} is writable by every user",
-                hint=f"Run: chmod 700 {directory}, or choose another place with "
-                "FRESHTOKEN_STORE=sqlite:///path.",
-            )
+        check_private_dir(directory)
 
     def _create_private(self, path: Path) -> None:
-        # Created 0600 before SQLite opens it; SQLite gives -wal and -shm the same mode.
+        # Created 0600 before SQLite opens it (never through a symlink, and checked once open);
+        # SQLite gives -wal and -shm the same mode.
         try:
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            fd = open_private(path, os.O_RDWR | os.O_CREAT, "token store")
         except OSError as exc:
             raise _store_error("create", path, exc) from None
-        check_private(path, "token store")
+        os.close(fd)
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -183,7 +178,7 @@ class SQLiteStore:
     def lock(self, key: str, timeout: float) -> Iterator[bool]:
         path = self._lock_dir / f"{key}.lock"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = open_private(path, os.O_RDWR | os.O_CREAT, "lock file")
         except OSError as exc:
             raise _store_error("lock", path, exc) from None
         held = False
