@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from freshtoken import Settings
-from freshtoken._errors import StoreError
+from freshtoken._errors import StoreError, UnsafeStoreError
 from freshtoken.broker._key import settings_key
 from freshtoken.stores._sealed import Envelope, parse_key
 from freshtoken.stores._sqlite import SQLiteStore
@@ -75,7 +75,10 @@ def test_a_planted_lock_symlink_is_not_followed(tmp_path: Path) -> None:
     victim_file.write_text(VICTIM_TEXT)
     store = SQLiteStore(tmp_path / "store" / "t.db")
     (tmp_path / "store" / "t.db.locks" / "k.lock").symlink_to(victim_file)
-    with pytest.raises(StoreError, match="cannot lock"), store.lock("k", 1.0):
+    with (
+        pytest.raises(UnsafeStoreError, match="lock file .* is a symbolic link"),
+        store.lock("k", 1.0),
+    ):
         pass
     assert victim_file.read_text() == VICTIM_TEXT
     store.close()
@@ -92,7 +95,7 @@ def test_planted_store_and_key_files_are_refused(tmp_path: Path) -> None:
         SQLiteStore(folder / "t.db")
     (folder / "t.db.key").unlink()
     (folder / "t.db").symlink_to(tmp_path / "elsewhere.db")
-    with pytest.raises(StoreError, match="cannot create the token store"):
+    with pytest.raises(UnsafeStoreError, match=r"token store .* is a symbolic link"):
         SQLiteStore(folder / "t.db")
     assert not (tmp_path / "elsewhere.db").exists()
 

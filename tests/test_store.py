@@ -26,9 +26,10 @@ from freshtoken import (
 )
 from freshtoken.stores import default_store_path
 from freshtoken.stores._entry import Entry
+from freshtoken.stores._failopen import FailOpenStore
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer, Client
-from tests._cli import cli_env
+from tests._cli import cli_env, ft
 from tests.conftest import CANARY_SECRET, make_broker
 
 TOKEN = Token("at_canary_access_1234567", "Bearer", 2e9, 1.9e9)
@@ -105,7 +106,12 @@ def test_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None:
     assert "FRESHTOKEN_STORE" in info.value.hint
 
 
-def test_a_read_only_directory_is_a_clear_error(tmp_path: Path, server: AuthServer) -> None:
+@pytest.mark.parametrize("fail", ["closed", "open"])
+def test_a_read_only_directory_is_a_clear_error_or_served_from_memory(
+    tmp_path: Path, server: AuthServer, fail: str
+) -> None:
+    """closed: refused before any request (exit 5); open (the default): the store is a
+    cache, so the token is served from this process, with the reason said."""
     # Root writes through directory modes: as root, run the command without the capabilities
     # that allow it (setpriv), as any other user would be.
     prefix: list[str] = []
@@ -115,7 +121,12 @@ def test_a_read_only_directory_is_a_clear_error(tmp_path: Path, server: AuthServ
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
     read_only = tmp_path / "ro"
     read_only.mkdir(mode=0o500)
-    env = cli_env(tmp_path, server, FRESHTOKEN_STORE=f"sqlite://{read_only}/t.db")
+    env = cli_env(
+        tmp_path,
+        server,
+        FRESHTOKEN_STORE=f"sqlite://{read_only}/t.db",
+        FRESHTOKEN_STORE_FAIL=fail,
+    )
     try:
         out = subprocess.run(
             [*prefix, sys.executable, "-m", "freshtoken", "token"],
@@ -126,11 +137,32 @@ def test_a_read_only_directory_is_a_clear_error(tmp_path: Path, server: AuthServ
         )
     finally:
         read_only.chmod(0o700)
-    assert out.returncode == 5, out.stderr
     assert "not writable" in out.stderr and "FRESHTOKEN_STORE" in out.stderr
-    assert "Traceback" not in out.stderr and out.stdout == ""
-    assert server.stats()["tokens_minted"] == 0  # refused before asking for a token
+    assert "Traceback" not in out.stderr
     assert list(read_only.iterdir()) == []
+    if fail == "closed":
+        assert out.returncode == 5, out.stderr
+        assert out.stdout == ""
+        assert server.stats()["tokens_minted"] == 0  # refused before asking for a token
+    else:
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() and "kept in this process only" in out.stderr
+
+
+def test_an_overwritten_store_file_is_set_aside_and_calls_succeed(
+    tmp_path: Path, server: AuthServer
+) -> None:
+    db = tmp_path / "store" / "t.db"
+    env = cli_env(tmp_path, server, FRESHTOKEN_STORE=f"sqlite://{db}")
+    assert ft(["token"], env, tmp_path).returncode == 0
+    db.write_bytes(os.urandom(8192))  # random bytes where the database was
+    runs = [ft(["token"], env, tmp_path) for _ in range(3)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() and "Traceback" not in run.stderr
+    assert "moved it to" in runs[0].stderr
+    assert list(db.parent.glob("t.db.corrupt-*"))  # kept for a post-mortem
+    assert server.stats()["tokens_minted"] == 2  # one again after the loss, then shared
 
 
 def test_a_tampered_entry_is_dropped_and_reminted(
@@ -219,8 +251,11 @@ def test_default_store_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 def test_store_urls(tmp_path: Path) -> None:
     assert isinstance(open_store("memory://"), MemoryStore)
-    sqlite = open_store(f"sqlite://{tmp_path}/x.db")
-    assert isinstance(sqlite, SQLiteStore) and sqlite.path == tmp_path / "x.db"
+    sqlite = open_store(f"sqlite://{tmp_path}/x.db")  # failing open, like Redis
+    assert isinstance(sqlite, FailOpenStore) and isinstance(sqlite.shared, SQLiteStore)
+    assert sqlite.shared.path == tmp_path / "x.db"
+    closed = open_store(f"sqlite://{tmp_path}/x.db", fail="closed")
+    assert isinstance(closed, SQLiteStore)
     for bad, needle in (
         ("redis://127.0.0.1:1", "needs FRESHTOKEN_STORE_KEY"),
         ("ftp://x", "unknown form"),

@@ -318,6 +318,12 @@ class StoreError(OAuthError):
     exit_code = EXIT_STORE
 
 
+class UnsafeStoreError(StoreError):
+    """The store is not private to this user: refused, never worked around."""
+
+    default_error = "unsafe_store"
+
+
 class TokenUnavailableError(OAuthError):
     """No token could be had within the caller's deadline."""
 

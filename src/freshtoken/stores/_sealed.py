@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import hmac
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from freshtoken._errors import ConfigurationError, StoreError
+from freshtoken._errors import ConfigurationError, StoreError, UnsafeStoreError
 from freshtoken._log import logger, remember_secret
 from freshtoken._secret import Secret
 from freshtoken.stores._entry import Entry, decode, encode
@@ -88,13 +89,13 @@ def check_private(path: Path, what: str, info: os.stat_result | None = None) -> 
     info = info if info is not None else path.stat()
     mode = info.st_mode
     if not stat.S_ISREG(mode) or info.st_uid != os.geteuid():
-        raise StoreError(
+        raise UnsafeStoreError(
             f"the {what} {path} is not a regular file of this user",
             hint=f"Something else is at {path}: remove it, or choose another place with "
             "FRESHTOKEN_STORE.",
         )
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise StoreError(
+        raise UnsafeStoreError(
             f"the {what} {path} is accessible to other users (mode {stat.S_IMODE(mode):o})",
             hint=f"Run: chmod 600 {path}  (freshtoken refuses to use a token store others can "
             "read), or choose another place with FRESHTOKEN_STORE.",
@@ -107,7 +108,7 @@ def check_private_dir(directory: Path) -> None:
     info = directory.stat()
     if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         owner = "this user" if info.st_uid == os.geteuid() else f"uid {info.st_uid}"
-        raise StoreError(
+        raise UnsafeStoreError(
             f"the store directory {directory} is not private (owner {owner}, mode "
             f"{stat.S_IMODE(info.st_mode):o})",
             hint=f"Another user could plant files there. Use a directory of your own that only "
@@ -119,7 +120,16 @@ def check_private_dir(directory: Path) -> None:
 def open_private(path: Path, flags: int, what: str) -> int:
     """Open (or create, 0600) a file of the store without following a symlink, and check
     that it is a private regular file of this user before anything is read or written."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeStoreError(
+                f"the {what} {path} is a symbolic link",
+                hint=f"Someone may have planted it to redirect writes: remove {path}, or choose "
+                "another place with FRESHTOKEN_STORE.",
+            ) from None
+        raise
     try:
         check_private(path, what, os.fstat(fd))
     except BaseException:

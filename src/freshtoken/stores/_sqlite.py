@@ -18,11 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote
 
-from freshtoken._errors import ConfigurationError, StoreError
+from freshtoken._errors import ConfigurationError, StoreError, UnsafeStoreError
+from freshtoken._log import logger
 from freshtoken._secret import Secret
 from freshtoken._urls import split_url
-from freshtoken.stores._base import StoreOptions
+from freshtoken.stores._base import StoreOptions, TokenStore
 from freshtoken.stores._entry import Entry
+from freshtoken.stores._failopen import FailOpenStore
+from freshtoken.stores._memory import MemoryStore
 from freshtoken.stores._sealed import (
     Envelope,
     check_private_dir,
@@ -59,6 +62,11 @@ def _store_error(action: str, path: Path, exc: BaseException) -> StoreError:
     else:
         hint = "Check the store's path and disk, or choose another with FRESHTOKEN_STORE."
     return StoreError(f"cannot {action} the token store {path}: {reason}", hint=hint)
+
+
+def _corrupt(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text or "corrupt" in text
 
 
 class SQLiteStore:
@@ -103,16 +111,52 @@ class SQLiteStore:
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(
-                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-            )
+            return self._open()
+        except sqlite3.DatabaseError as exc:
+            if not _corrupt(exc):
+                raise _store_error("open", self.path, exc) from None
+        self._set_aside()
+        try:
+            return self._open()
+        except sqlite3.Error as exc:
+            raise _store_error("open", self.path, exc) from None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             # FULL: a rotated refresh token survives power loss, not only a killed process.
             db.execute("PRAGMA synchronous=FULL")
             db.execute(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise _store_error("open", self.path, exc) from None
+        except sqlite3.Error:
+            db.close()
+            raise
         return db
+
+    def _set_aside(self) -> None:
+        """The store is a cache: a file SQLite cannot read is moved aside (for a post-mortem)
+        and a new one created; the tokens it held are minted again."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        logger.warning(
+            "the token store %s is not a readable SQLite database; moved it to %s and started "
+            "a new one (cached tokens are minted again)",
+            self.path,
+            aside,
+        )
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        self._create_private(self.path)
+
+    def _recover(self, exc: sqlite3.Error) -> bool:
+        """After a failed statement: True when the file was corrupt and is now a new one."""
+        if not isinstance(exc, sqlite3.DatabaseError) or not _corrupt(exc):
+            return False
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        self._set_aside()
+        self._db = self._connect()
+        return True
 
     def _conn(self) -> sqlite3.Connection:
         if os.getpid() != self._pid:  # a connection must not cross fork()
@@ -129,6 +173,8 @@ class SQLiteStore:
                     .fetchone()
                 )
             except sqlite3.Error as exc:
+                if self._recover(exc):
+                    return None
                 raise _store_error("read", self.path, exc) from None
         if row is None:
             return None
@@ -164,6 +210,8 @@ class SQLiteStore:
                         (version, blob, now, key, expected),
                     )
             except sqlite3.Error as exc:
+                if self._recover(exc):
+                    return None  # the entry it replaced is gone with the old file
                 raise _store_error("write", self.path, exc) from None
         return version if cursor.rowcount == 1 else None
 
@@ -216,7 +264,7 @@ class SQLiteStore:
             self._db.close()
 
 
-def open_url(url: str, options: StoreOptions) -> SQLiteStore:
+def open_url(url: str, options: StoreOptions) -> TokenStore:
     """`sqlite:///absolute/path`."""
     parts = split_url(url, "FRESHTOKEN_STORE")
     path = unquote(parts.path)
@@ -227,4 +275,16 @@ def open_url(url: str, options: StoreOptions) -> SQLiteStore:
             hint="Use sqlite:///absolute/path/tokens.db (three slashes), or leave it unset for "
             "the default place.",
         )
-    return SQLiteStore(Path(path), options.key)
+    try:
+        store: TokenStore = SQLiteStore(Path(path), options.key)
+    except StoreError as exc:
+        if options.fail != "open" or isinstance(exc, UnsafeStoreError):
+            raise
+        # The store is a cache: without it this process still gets tokens, minting its own.
+        logger.warning(
+            "%s; tokens are kept in this process only (FRESHTOKEN_STORE_FAIL=open). %s",
+            exc.message,
+            exc.hint,
+        )
+        return MemoryStore()
+    return FailOpenStore(store) if options.fail == "open" else store
