@@ -76,7 +76,7 @@ def test_a_planted_lock_symlink_is_not_followed(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "store" / "t.db")
     (tmp_path / "store" / "t.db.locks" / "k.lock").symlink_to(victim_file)
     with (
-        pytest.raises(UnsafeStoreError, match="lock file .* is a symbolic link"),
+        pytest.raises(UnsafeStoreError, match=r"lock file .* is a symbolic link"),
         store.lock("k", 1.0),
     ):
         pass
