@@ -107,11 +107,13 @@ class RefreshTokenMinter:
     def _spend(self, held: Held, refresh: str) -> Minted:
         """Mark the refresh token as being spent in the store, then present it.
 
-        The mark says until when the server may still be processing this attempt: the call's
-        deadline, plus one read timeout for a server slower than its client."""
+        The mark says until when the server may still be processing this attempt: when the
+        client stops waiting for it (one connect and one read timeout, or the call's deadline,
+        whichever comes first), plus one read timeout for a server slower than its client."""
         assert held.entry is not None
-        clock = self.client.clock
-        until = clock.time() + (held.deadline - clock.monotonic()) + self.client.timeouts.read
+        clock, timeouts = self.client.clock, self.client.timeouts
+        waits = min(held.deadline - clock.monotonic(), timeouts.connect + timeouts.read)
+        until = clock.time() + waits + timeouts.read
         marked = held.write(
             replace(held.entry, refresh_token=refresh, spending=self.owner, spending_until=until)
         )
