@@ -107,13 +107,15 @@ class RefreshTokenMinter:
     def _spend(self, held: Held, refresh: str) -> Minted:
         """Mark the refresh token as being spent in the store, then present it.
 
-        The mark says until when the server may still be processing this attempt: when the
-        client stops waiting for it (one connect and one read timeout, or the call's deadline,
-        whichever comes first), plus one read timeout for a server slower than its client."""
+        The attempt gets its own deadline, one connect and one read timeout (or the call's
+        deadline, if sooner), enforced like any deadline; the mark says until when the server
+        may still be processing it: that deadline plus one read timeout for a server slower
+        than its client."""
         assert held.entry is not None
         clock, timeouts = self.client.clock, self.client.timeouts
-        waits = min(held.deadline - clock.monotonic(), timeouts.connect + timeouts.read)
-        until = clock.time() + waits + timeouts.read
+        now = clock.monotonic()
+        attempt_deadline = min(held.deadline, now + timeouts.connect + timeouts.read)
+        until = clock.time() + (attempt_deadline - now) + timeouts.read
         marked = held.write(
             replace(held.entry, refresh_token=refresh, spending=self.owner, spending_until=until)
         )
@@ -124,7 +126,7 @@ class RefreshTokenMinter:
                 hint="This process was paused or slow past the lock's lease; it will retry.",
             )
         try:
-            token = self.client.fetch(RefreshTokenGrant(refresh, self.scope), held.deadline)
+            token = self.client.fetch(RefreshTokenGrant(refresh, self.scope), attempt_deadline)
         except InvalidGrantError as exc:
             held.write(replace(marked, refresh_token=None, spending=None))
             if self.fallback is None:
