@@ -12,7 +12,8 @@ from freshtoken.cli._common import Context, setup_logging
 from freshtoken.cli._demo import demo
 from freshtoken.cli._doctor import doctor
 from freshtoken.cli._serve import exec_, serve
-from freshtoken.cli._store import revoke, seed_refresh_token, status
+from freshtoken.cli._status import status
+from freshtoken.cli._store import revoke, seed_refresh_token
 from freshtoken.cli._token import token
 
 
@@ -23,8 +24,15 @@ from freshtoken.cli._token import token
 )
 @click.option("-v", "--verbose", count=True, help="More detail on stderr (twice: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Errors only.")
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="auto: only on a terminal, and never with $NO_COLOR set.",
+)
 @click.pass_context
-def cli(ctx: click.Context, profile: str | None, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, profile: str | None, verbose: int, quiet: bool, color: str) -> None:
     """Keep a valid OAuth 2.0 access token for every step of a pipeline.
 
     Configuration: FRESHTOKEN_* variables (they win), GENESYSCLOUD_REGION /
@@ -32,7 +40,8 @@ def cli(ctx: click.Context, profile: str | None, verbose: int, quiet: bool) -> N
     freshtoken.toml. Secrets never on the command line. Exit codes: 0 ok, 2 usage or
     configuration, 3 authorization refused, 4 token endpoint unavailable, 5 store unavailable.
     """
-    ctx.obj = Context(profile)
+    ctx.obj = Context(profile, color)
+    ctx.color = ctx.obj.use_color  # click.echo keeps or strips styles by this
     setup_logging(verbose, quiet)
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import click
 
 from freshtoken._errors import ConfigurationError, OAuthError
-from freshtoken.cli._common import fail, run
+from freshtoken.cli._common import fail, fail_with, run
 from freshtoken.cli._formats import FORMATS, render, token_json
 from freshtoken.cli._parent import ParentError, fetch_from_parent
 
@@ -20,7 +19,8 @@ from freshtoken.cli._parent import ParentError, fetch_from_parent
     type=float,
     default=None,
     metavar="S",
-    help="Seconds the token must stay valid (default: a small margin).",
+    help="Seconds the token must stay valid (default: 225, or half the lifetime of a "
+    "shorter-lived token).",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="raw", show_default=True)
 @click.option(
@@ -37,6 +37,8 @@ def token(ctx: click.Context, min_ttl: float | None, fmt: str, github_env: str |
     Examples:
       curl -H "$(freshtoken token --format header)" https://api.mypurecloud.ie/api/v2/tokens/me
       freshtoken token --min-ttl 900 --format json
+      eval "$(freshtoken token --format env)"   # export FRESHTOKEN_ACCESS_TOKEN=...
+      freshtoken token --format dotenv > .env    # FRESHTOKEN_ACCESS_TOKEN=...
     """
     parent, key = os.environ.get("FRESHTOKEN_URL"), os.environ.get("FRESHTOKEN_KEY")
     try:
@@ -50,10 +52,9 @@ def token(ctx: click.Context, min_ttl: float | None, fmt: str, github_env: str |
                 broker.close()  # a refresh started for the next caller is finished, not lost
             data = token_json(result.access_token, result.token_type, result.expires_at)
     except ParentError as exc:
-        click.echo(f"freshtoken: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail_with(exc.error, exc.message, exc.hint, exc.exit_code, fmt == "json")
     except OAuthError as exc:
-        fail(exc)
+        fail(exc, fmt == "json")
     if fmt != "github":
         click.echo(render(data, fmt))
         return
