@@ -260,3 +260,75 @@ def test_serve_print_env(tmp_path: Path, server: AuthServer) -> None:
 def test_serve_help_says_how_to_read_the_key(tmp_path: Path) -> None:
     out = ft(["serve", "--help"], cli_env(tmp_path), tmp_path)
     assert "$(cat" in out.stdout and "--print-env" in out.stdout and "/healthz" in out.stdout
+
+
+# -- item 11: a mistyped exec ----------------------------------------------------------------
+def test_exec_without_dashes_shows_the_right_form(tmp_path: Path, server: AuthServer) -> None:
+    env = cli_env(tmp_path, server)
+    swallowed = ft(["exec", "--proxy", "npm", "run", "build"], env, tmp_path)
+    clean(swallowed)
+    assert swallowed.returncode == 2
+    assert "freshtoken exec --proxy -- npm run build" in swallowed.stderr
+    nothing = ft(["exec"], env, tmp_path)
+    clean(nothing)
+    assert nothing.returncode == 2 and "-- COMMAND" in nothing.stderr
+    no_upstream = ft(["exec", "--proxy", "--", "true"], env, tmp_path)
+    clean(no_upstream)
+    assert no_upstream.returncode == 2
+    assert "freshtoken exec --proxy https://api.example.com -- COMMAND" in no_upstream.stderr
+    assert "demo-secret" not in swallowed.stderr + nothing.stderr + no_upstream.stderr
+
+
+# -- item 1: completion ----------------------------------------------------------------------
+def test_completion_scripts(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    for shell in ("bash", "zsh", "fish"):
+        out = ft(["completion", shell], env, tmp_path)
+        assert out.returncode == 0 and "_FRESHTOKEN_COMPLETE" in out.stdout, shell
+    words = {**env, "_FRESHTOKEN_COMPLETE": "bash_complete", "COMP_WORDS": "freshtoken to"}
+    answer = ft([], {**words, "COMP_CWORD": "1"}, tmp_path)
+    assert "plain,token" in answer.stdout.splitlines()
+    assert ft(["completion", "tcsh"], env, tmp_path).returncode == 2
+
+
+# -- item 7: offline_access with the Genesys preset -------------------------------------------
+def test_token_warns_once_about_offline_access_for_genesys(tmp_path: Path) -> None:
+    with AuthServer.genesys(ttl=300) as server:
+        env = cli_env(
+            tmp_path, server, FRESHTOKEN_REGION="eu_west_1", FRESHTOKEN_SCOPE="offline_access"
+        )
+        out = ft(["token"], env, tmp_path)
+        clean(out)
+        assert out.stderr.count("offline_access is not a Genesys Cloud scope") == 1
+        quiet = ft(["token"], {**env, "FRESHTOKEN_SCOPE": ""}, tmp_path)
+        assert "offline_access" not in quiet.stderr
+
+
+# -- item 6: doctor --------------------------------------------------------------------------
+def test_doctor_stops_after_a_name_that_does_not_resolve(tmp_path: Path) -> None:
+    import time
+
+    env = cli_env(
+        tmp_path,
+        None,
+        FRESHTOKEN_TOKEN_URL="https://no-such-host.invalid/oauth/token",
+        FRESHTOKEN_CLIENT_ID="demo-client",
+        FRESHTOKEN_CLIENT_SECRET="demo-secret",
+    )
+    started = time.monotonic()
+    out = ft(["doctor", "--format", "json"], env, tmp_path)
+    clean(out)
+    assert time.monotonic() - started < 15  # no retrying for the whole budget
+    checks = json.loads(out.stdout)
+    assert checks[-1]["title"] == "no-such-host.invalid does not resolve"
+    assert out.returncode == 1 == json.loads(out.stderr)["exit_code"]
+
+
+def test_doctor_checks_store_and_margin(tmp_path: Path, server: AuthServer) -> None:
+    env = cli_env(tmp_path, server)
+    good = ft(["doctor"], env, tmp_path)
+    assert good.returncode == 0, good.stdout
+    assert "✓ the store is writable" in good.stdout
+    assert "✓ a margin of 225 s fits the 3600-s lifetime" in good.stdout
+    too_long = ft(["doctor", "--min-ttl", "4000"], env, tmp_path)
+    assert too_long.returncode == 1 and "does not fit a token living 3600 s" in too_long.stdout

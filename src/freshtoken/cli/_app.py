@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from freshtoken.cli._common import Context, setup_logging
+from freshtoken.cli._completion import completion
 from freshtoken.cli._demo import demo
 from freshtoken.cli._doctor import doctor
 from freshtoken.cli._serve import exec_, serve
@@ -70,7 +71,7 @@ def _testserver() -> click.Command:
     return testserver
 
 
-for command in (token, serve, exec_, seed_refresh_token, revoke, status, doctor, demo):
+for command in (token, serve, exec_, seed_refresh_token, revoke, status, doctor, demo, completion):
     cli.add_command(command)
 cli.add_command(
     _Lazy("testserver", _testserver, "Run the shipped test authorization server until...")

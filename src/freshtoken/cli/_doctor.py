@@ -15,6 +15,7 @@ from freshtoken._errors import OAuthError
 from freshtoken._log import redact_url
 from freshtoken.broker._policy import CLI_MIN_TTL
 from freshtoken.cli._common import fail_with, run
+from freshtoken.cli._status import store_url
 from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
 from freshtoken.stores import TokenStore
@@ -141,7 +142,8 @@ def run_checks(
         )
     try:
         store = _build.store_for(settings)
-        checks.append(Check("ok", f"store {store!r} opens; entries sealed with AES-256-GCM"))
+        shown = store_url(settings, store)
+        checks.append(Check("ok", f"store {shown} opens; entries sealed with AES-256-GCM"))
         broker = TokenBroker.from_settings(settings, store=store)
         token = broker.token()
     except OAuthError as exc:

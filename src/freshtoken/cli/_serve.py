@@ -32,8 +32,9 @@ def _upstream(proxy: str | None, settings: Settings) -> str | None:
         if proxy is None:
             raise ConfigurationError(
                 "--proxy has no upstream",
-                hint="Give it one (--proxy https://api.example.com), or set "
-                "FRESHTOKEN_PROXY_UPSTREAM, or FRESHTOKEN_REGION for the Genesys API host.",
+                hint="Give it one: freshtoken exec --proxy https://api.example.com -- COMMAND "
+                "(or serve --proxy URL), or set FRESHTOKEN_PROXY_UPSTREAM, or FRESHTOKEN_REGION "
+                "for the Genesys API host.",
             )
     return check_url(proxy, "--proxy")
 
@@ -164,6 +165,25 @@ def serve(
     broker.close()
 
 
+def _check_exec_form(proxy: str | None, command: tuple[str, ...]) -> None:
+    """A mistyped exec gets the right form: the command after --, --proxy's URL before it."""
+    from freshtoken.cli._formats import shell_quote
+
+    if proxy not in (None, "auto") and "://" not in str(proxy):
+        words = " ".join(shell_quote(word) for word in (str(proxy), *command))
+        raise ConfigurationError(
+            f"--proxy took {proxy!r} as its upstream URL",
+            hint=f"Put -- before the command: freshtoken exec --proxy -- {words} "
+            f"(or give the upstream: freshtoken exec --proxy https://api.example.com -- {words}).",
+        )
+    if not command:
+        raise ConfigurationError(
+            "exec needs a command to run",
+            hint="freshtoken exec [--proxy [URL]] [--env NAME] -- COMMAND [ARGS...], "
+            "e.g. freshtoken exec --proxy -- npm run build",
+        )
+
+
 def _usage(url: str, key_file: Path) -> str:
     """How to ask the endpoint from a shell, reading the key from its file."""
     from freshtoken.cli._formats import shell_quote
@@ -187,7 +207,7 @@ def _usage(url: str, key_file: Path) -> str:
 @click.option(
     "--proxy", is_flag=False, flag_value="auto", default=None, metavar="[URL]", help=PROXY_HELP
 )
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def exec_(
     ctx: click.Context, env_name: str | None, proxy: str | None, command: tuple[str, ...]
@@ -204,6 +224,7 @@ def exec_(
     from freshtoken.local._server import LocalServer
 
     try:
+        _check_exec_form(proxy, command)
         settings = _private_settings(ctx)
         upstream = _upstream(proxy, settings)
         broker = run(ctx).broker(settings).start()

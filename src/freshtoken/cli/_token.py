@@ -11,6 +11,7 @@ from freshtoken._errors import ConfigurationError, OAuthError
 from freshtoken.cli._common import fail, fail_with, run
 from freshtoken.cli._formats import FORMATS, render, token_json
 from freshtoken.cli._parent import ParentError, fetch_from_parent
+from freshtoken.config._settings import Settings
 
 
 @click.command()
@@ -45,7 +46,9 @@ def token(ctx: click.Context, min_ttl: float | None, fmt: str, github_env: str |
         if parent and key:
             data = json.loads(fetch_from_parent(parent, key, min_ttl))
         else:
-            broker = run(ctx).broker()
+            settings = run(ctx).settings()
+            _warn_meaningless_scopes(settings)
+            broker = run(ctx).broker(settings)
             try:
                 result = broker.token(min_ttl)
             finally:
@@ -59,6 +62,17 @@ def token(ctx: click.Context, min_ttl: float | None, fmt: str, github_env: str |
         click.echo(render(data, fmt))
         return
     _github(data, github_env)
+
+
+def _warn_meaningless_scopes(settings: Settings) -> None:
+    """One warning, as doctor says it: Genesys client credentials take no offline_access."""
+    if settings.region and "offline_access" in settings.scope:
+        click.echo(
+            "freshtoken: warning: offline_access is not a Genesys Cloud scope and client "
+            "credentials never get a refresh token; none is needed (freshtoken mints a new "
+            "token before the old one expires). Remove it from FRESHTOKEN_SCOPE.",
+            err=True,
+        )
 
 
 def _github(data: dict[str, object], env_name: str | None) -> None:
