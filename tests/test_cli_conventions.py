@@ -332,3 +332,19 @@ def test_doctor_checks_store_and_margin(tmp_path: Path, server: AuthServer) -> N
     assert "✓ a margin of 225 s fits the 3600-s lifetime" in good.stdout
     too_long = ft(["doctor", "--min-ttl", "4000"], env, tmp_path)
     assert too_long.returncode == 1 and "does not fit a token living 3600 s" in too_long.stdout
+
+
+# -- item 10: -v says what minted, never a token --------------------------------------------
+def test_verbose_logs_each_mint_in_one_line(tmp_path: Path, server: AuthServer) -> None:
+    env = cli_env(tmp_path, server)
+    out = ft(["-v", "token", "--format", "json"], env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    token = json.loads(out.stdout)["access_token"]
+    [line] = [x for x in out.stderr.splitlines() if "minted a token" in x]
+    assert "client demo-client" in line and "lives 3600s" in line and "none held" in line
+    assert token not in out.stderr and "demo-secret" not in out.stderr
+    shared = ft(["-v", "token", "--min-ttl", "3000"], env, tmp_path)  # from the store
+    assert "adopted a token another holder stored for client demo-client" in shared.stderr
+    again = ft(["-v", "token", "--min-ttl", "3599.9"], env, tmp_path)  # too close: a new one
+    assert "too close to expiry for min_ttl 3599.9s" in again.stderr
+    assert token not in shared.stderr + again.stderr

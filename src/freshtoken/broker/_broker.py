@@ -104,6 +104,7 @@ class TokenBroker:
             identity=client.identity(),
             scope_check=scope_check,
             invalidate_cooldown=invalidate_cooldown,
+            label=f"client {client.auth.client_id} at {client.identity()}",
         )
         self._ahead = RefreshAhead(self._cache)
         self._counts = self._cache.counts
