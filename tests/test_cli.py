@@ -337,6 +337,10 @@ def test_formats(tmp_path: Path, server: AuthServer) -> None:
     )
     assert (
         ft(["token", "--format", "env"], env, tmp_path).stdout.strip()
+        == f"export FRESHTOKEN_ACCESS_TOKEN={raw}"
+    )
+    assert (
+        ft(["token", "--format", "dotenv"], env, tmp_path).stdout.strip()
         == f"FRESHTOKEN_ACCESS_TOKEN={raw}"
     )
     data = json.loads(ft(["token", "--format", "json", "--min-ttl", "60"], env, tmp_path).stdout)

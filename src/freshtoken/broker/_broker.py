@@ -9,6 +9,7 @@ one tuple and the clock.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import socket
@@ -24,7 +25,7 @@ from freshtoken._token import Token
 from freshtoken.broker._ahead import RefreshAhead
 from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
-from freshtoken.broker._policy import DEFAULT_MIN_TTL, RefreshPolicy
+from freshtoken.broker._policy import RefreshPolicy
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._client import TokenClient
@@ -67,7 +68,7 @@ class TokenBroker:
         grant: Grant | None = _CLIENT_CREDENTIALS,
         store: TokenStore | None = None,
         refresh: RefreshPolicy | None = None,
-        default_min_ttl: float = DEFAULT_MIN_TTL,
+        default_min_ttl: float | None = None,
         scope_check: Literal["raise", "warn"] = "raise",
         wait_timeout: float | None = None,
         clock: Clock | None = None,
@@ -77,13 +78,8 @@ class TokenBroker:
         self.grant = grant
         self.store = store if store is not None else MemoryStore()
         self.refresh = refresh or RefreshPolicy()
-        if default_min_ttl != self.refresh.default_min_ttl:
-            self.refresh = RefreshPolicy(
-                self.refresh.fraction,
-                self.refresh.floor,
-                self.refresh.max_fraction,
-                default_min_ttl,
-            )
+        if default_min_ttl is not None and default_min_ttl != self.refresh.default_min_ttl:
+            self.refresh = dataclasses.replace(self.refresh, default_min_ttl=default_min_ttl)
         self.clock = clock or client.clock
         # One deadline per call: waiting for another holder and minting share the budget.
         self.wait_timeout = wait_timeout or client.policy.budget
@@ -108,6 +104,7 @@ class TokenBroker:
             identity=client.identity(),
             scope_check=scope_check,
             invalidate_cooldown=invalidate_cooldown,
+            label=f"client {client.auth.client_id} at {client.identity()}",
         )
         self._ahead = RefreshAhead(self._cache)
         self._counts = self._cache.counts

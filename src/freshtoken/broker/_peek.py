@@ -13,7 +13,9 @@ from freshtoken.broker._policy import RefreshPolicy
 from freshtoken.config._settings import Settings
 
 
-def cached_token(settings: Settings, min_ttl: float | None) -> Token | None:
+def cached_token(
+    settings: Settings, min_ttl: float | None, policy: RefreshPolicy | None = None
+) -> Token | None:
     """The stored token when it is valid for `min_ttl` and not yet due for refresh."""
     if settings.store and not settings.store.startswith("sqlite:"):
         # A new process has an empty memory store; a Redis store is left to the full path,
@@ -25,6 +27,6 @@ def cached_token(settings: Settings, min_ttl: float | None) -> Token | None:
     finally:
         store.close()
     token = entry.token if entry is not None else None
-    if token is None or not RefreshPolicy().servable(token, time.time(), min_ttl):
+    if token is None or not (policy or RefreshPolicy()).servable(token, time.time(), min_ttl):
         return None
     return token

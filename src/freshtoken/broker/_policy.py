@@ -15,14 +15,15 @@ class RefreshPolicy:
     """When to start refreshing: `fraction` of the lifetime before expiry, at least `floor`
     seconds, never more than `max_fraction` of the lifetime (so short tokens still live).
 
-    `default_min_ttl` is what a caller who names no `min_ttl` is promised, never more than a
-    quarter of the lifetime, so that short tokens still serve.
+    `default_min_ttl` is what a caller who names no `min_ttl` is promised, never more than
+    `default_fraction` (a quarter) of the lifetime, so that short tokens still serve.
     """
 
     fraction: float = 0.25
     floor: float = 30.0
     max_fraction: float = 0.5
     default_min_ttl: float = DEFAULT_MIN_TTL
+    default_fraction: float = 0.25
 
     def window(self, lifetime: float) -> float:
         return min(max(self.floor, self.fraction * lifetime), self.max_fraction * lifetime)
@@ -35,7 +36,7 @@ class RefreshPolicy:
         """How long `token` must still live to be handed to a caller who asked `min_ttl`."""
         if min_ttl is not None:
             return min_ttl
-        return min(self.default_min_ttl, 0.25 * token.lifetime)
+        return min(self.default_min_ttl, self.default_fraction * token.lifetime)
 
     def servable(self, token: Token, now: float, min_ttl: float | None = None) -> bool:
         """Valid for what was asked, not yet due for refresh, and not issued "in the future"
@@ -47,3 +48,10 @@ class RefreshPolicy:
             and token.expires_at - now >= need >= 0
             and now < self.refresh_at(token)
         )
+
+
+#: The command line's default margin (`freshtoken token` without --min-ttl, and the endpoints of
+#: `serve`/`exec`): a shell step that takes a token and runs for a few minutes must not be handed
+#: one with seconds left. 225 s like google-auth, at most half the lifetime for short tokens.
+CLI_MIN_TTL = 225.0
+COMMAND_LINE = RefreshPolicy(default_min_ttl=CLI_MIN_TTL, default_fraction=0.5)

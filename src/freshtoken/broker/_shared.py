@@ -111,6 +111,7 @@ class SharedCache:
         identity: str,
         scope_check: Literal["raise", "warn"] = "raise",
         invalidate_cooldown: float = INVALIDATE_COOLDOWN,
+        label: str = "",
     ) -> None:
         self.store = store
         self.key = key
@@ -120,6 +121,8 @@ class SharedCache:
         self.wait_timeout = wait_timeout
         self.requested_scope = requested_scope
         self.identity = identity
+        #: Who the tokens are for, in -v log lines (the client id and endpoint, never a secret).
+        self.label = label or identity
         self.scope_check = scope_check
         self.state: State | None = None
         #: How long a token of this key lives (0: not known yet).
@@ -169,6 +172,11 @@ class SharedCache:
             remember_secret(token.access_token)
             if sent is None:
                 self.counts["adopted"] += 1
+                logger.info(
+                    "adopted a token another holder stored for %s: %.0fs left",
+                    self.label,
+                    self.left(token),
+                )
         expiry = (
             sent + token.lifetime if sent is not None else self.clock.monotonic() + self.left(token)
         )
@@ -224,7 +232,10 @@ class SharedCache:
                     return self.adopt(entry)
                 self._check_lifetime(min_ttl, entry)
                 sent = self.clock.monotonic()
-                return self.adopt(self.renew(entry, end), sent=sent)
+                why = "none held" if entry is None or entry.token is None else "too close to expiry"
+                if min_ttl is not None:
+                    why += f" for min_ttl {min_ttl:g}s"
+                return self.adopt(self.renew(entry, end, why), sent=sent)
         except OAuthError as exc:
             self.counts["failures"] += 1
             if not isinstance(exc, ConfigurationError):
@@ -247,7 +258,7 @@ class SharedCache:
                 if self.adopt_newer(entry):
                     return "adopted"
                 sent = self.clock.monotonic()
-                self.adopt(self.renew(entry, sent + self.wait_timeout), sent=sent)
+                self.adopt(self.renew(entry, sent + self.wait_timeout, "refresh ahead"), sent=sent)
                 return "done"
         finally:
             self.flight.release()
@@ -265,12 +276,20 @@ class SharedCache:
         state = self.state
         return state is not None and self.clock.monotonic() < state[3]
 
-    def renew(self, entry: Entry | None, deadline: float) -> Entry:
-        """Mint under the store's lock, by `deadline`, and store the result before returning."""
+    def renew(self, entry: Entry | None, deadline: float, why: str = "") -> Entry:
+        """Mint under the store's lock, by `deadline`, and store the result before returning;
+        `why` says what caused it, in the -v log line."""
         held = _Held(self, entry, deadline)
         minted = self.minter.mint(held)
         self.counts["mints"] += 1
         self.counts["refreshes"] += minted.refreshed
+        logger.info(
+            "%s a token for %s: lives %.0fs (%s)",
+            "refreshed" if minted.refreshed else "minted",
+            self.label,
+            minted.token.lifetime,
+            why or "asked",
+        )
         token, refresh = minted.token, minted.refresh_token
         if refresh:
             remember_secret(refresh)

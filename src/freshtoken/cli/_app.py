@@ -9,10 +9,12 @@ from typing import Any
 import click
 
 from freshtoken.cli._common import Context, setup_logging
+from freshtoken.cli._completion import completion
 from freshtoken.cli._demo import demo
 from freshtoken.cli._doctor import doctor
 from freshtoken.cli._serve import exec_, serve
-from freshtoken.cli._store import revoke, seed_refresh_token, status
+from freshtoken.cli._status import status
+from freshtoken.cli._store import revoke, seed_refresh_token
 from freshtoken.cli._token import token
 
 
@@ -23,8 +25,15 @@ from freshtoken.cli._token import token
 )
 @click.option("-v", "--verbose", count=True, help="More detail on stderr (twice: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Errors only.")
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="auto: only on a terminal, and never with $NO_COLOR set.",
+)
 @click.pass_context
-def cli(ctx: click.Context, profile: str | None, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, profile: str | None, verbose: int, quiet: bool, color: str) -> None:
     """Keep a valid OAuth 2.0 access token for every step of a pipeline.
 
     Configuration: FRESHTOKEN_* variables (they win), GENESYSCLOUD_REGION /
@@ -32,7 +41,8 @@ def cli(ctx: click.Context, profile: str | None, verbose: int, quiet: bool) -> N
     freshtoken.toml. Secrets never on the command line. Exit codes: 0 ok, 2 usage or
     configuration, 3 authorization refused, 4 token endpoint unavailable, 5 store unavailable.
     """
-    ctx.obj = Context(profile)
+    ctx.obj = Context(profile, color)
+    ctx.color = ctx.obj.use_color  # click.echo keeps or strips styles by this
     setup_logging(verbose, quiet)
 
 
@@ -61,7 +71,7 @@ def _testserver() -> click.Command:
     return testserver
 
 
-for command in (token, serve, exec_, seed_refresh_token, revoke, status, doctor, demo):
+for command in (token, serve, exec_, seed_refresh_token, revoke, status, doctor, demo, completion):
     cli.add_command(command)
 cli.add_command(
     _Lazy("testserver", _testserver, "Run the shipped test authorization server until...")

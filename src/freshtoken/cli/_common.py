@@ -1,9 +1,10 @@
-"""What every command shares: the settings and broker of the chosen profile, and failing
-with an error's own message and exit code."""
+"""What every command shares: the settings and broker of the chosen profile, colour, and
+failing with an error's own message and exit code (as one JSON object with --format json)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,20 +13,43 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from freshtoken._errors import OAuthError
+from freshtoken.cli._formats import error_json
 
 if TYPE_CHECKING:
     from freshtoken.broker._broker import TokenBroker
     from freshtoken.config._settings import Settings
 
 
-def fail(error: OAuthError) -> NoReturn:
-    click.echo(f"freshtoken: {error}", err=True)
-    sys.exit(error.exit_code)
+def fail_with(
+    error: str, message: str, hint: str, exit_code: int, json_errors: bool = False
+) -> NoReturn:
+    """Say why the command failed on stderr (one line and a hint, or one JSON object)."""
+    if json_errors:
+        click.echo(error_json(error, message, hint, exit_code), err=True)
+    else:
+        click.echo(f"freshtoken: {message}" + (f"\nhint: {hint}" if hint else ""), err=True)
+    sys.exit(exit_code)
+
+
+def fail(error: OAuthError, json_errors: bool = False) -> NoReturn:
+    text = str(error).split("\nhint: ", 1)[0]
+    fail_with(error.error, text, error.hint, error.exit_code, json_errors)
+
+
+def color_wanted(choice: str, stream: object = None) -> bool:
+    """--color always|never|auto: auto means a terminal, NO_COLOR unset and TERM not dumb."""
+    if choice in ("always", "never"):
+        return choice == "always"
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream or sys.stdout, "isatty", None)
+    return bool(isatty and isatty())
 
 
 @dataclass
 class Context:
     profile: str | None
+    color: str = "auto"
 
     def settings(self, environ: Mapping[str, str] | None = None) -> Settings:
         from freshtoken.config._settings import Settings
@@ -33,9 +57,15 @@ class Context:
         return Settings.load(profile=self.profile, environ=environ)
 
     def broker(self, settings: Settings | None = None) -> TokenBroker:
+        """The profile's broker, with the command line's default margin (COMMAND_LINE)."""
         from freshtoken.broker._broker import TokenBroker
+        from freshtoken.broker._policy import COMMAND_LINE
 
-        return TokenBroker.from_settings(settings or self.settings())
+        return TokenBroker.from_settings(settings or self.settings(), refresh=COMMAND_LINE)
+
+    @property
+    def use_color(self) -> bool:
+        return color_wanted(self.color)
 
 
 def setup_logging(verbose: int, quiet: bool) -> None:

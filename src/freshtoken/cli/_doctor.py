@@ -13,9 +13,12 @@ import click
 from freshtoken import _build
 from freshtoken._errors import OAuthError
 from freshtoken._log import redact_url
-from freshtoken.cli._common import run
+from freshtoken.broker._policy import CLI_MIN_TTL
+from freshtoken.cli._common import fail_with, run
+from freshtoken.cli._status import store_url
 from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
+from freshtoken.stores import TokenStore
 
 
 @dataclass
@@ -64,7 +67,51 @@ def _endpoint(settings: Settings) -> Check:
     return Check("ok", f"{host}:{port} resolves and answers{where}")
 
 
-def run_checks(profile: str | None, build_minutes: float) -> list[Check]:
+def _writable(settings: Settings, store: TokenStore, key: str) -> Check:
+    """The minted token reached the store (a fail-open store would have kept it locally)."""
+    if getattr(store, "_down", False):
+        return Check(
+            "fail",
+            "the store is not writable: tokens are kept in this process only",
+            "Check the store's path and permissions (SQLite) or its server (Redis).",
+        )
+    if (settings.store or "").startswith("memory:"):
+        return Check("info", "memory:// store: tokens are shared within one process only")
+    fresh = _build.store_for(settings)
+    try:
+        stored = fresh.load(key) is not None
+    finally:
+        fresh.close()
+    if stored:
+        return Check("ok", "the store is writable (the new token is shared)")
+    return Check(
+        "fail",
+        "the store is not writable: the new token was not saved",
+        "Check the store's path and permissions (SQLite) or its server (Redis).",
+    )
+
+
+def _margin(lifetime: float, min_ttl: float | None) -> Check:
+    """Does the margin callers ask for (--min-ttl, default the CLI's) fit the lifetime?"""
+    margin = min_ttl if min_ttl is not None else min(CLI_MIN_TTL, 0.5 * lifetime)
+    if margin >= lifetime:
+        return Check(
+            "fail",
+            f"a margin of {margin:g} s does not fit a token living {lifetime:g} s",
+            "Ask for less (--min-ttl), or lengthen the OAuth client's token lifetime.",
+        )
+    if margin > 0.5 * lifetime:
+        return Check(
+            "info",
+            f"a margin of {margin:g} s is over half the {lifetime:g}-s lifetime: "
+            "most calls will mint a new token",
+        )
+    return Check("ok", f"a margin of {margin:g} s fits the {lifetime:g}-s lifetime")
+
+
+def run_checks(
+    profile: str | None, build_minutes: float, min_ttl: float | None = None
+) -> list[Check]:
     """Every check that applies; stops early only when nothing further can be checked."""
     from freshtoken.broker._broker import TokenBroker
 
@@ -78,6 +125,8 @@ def run_checks(profile: str | None, build_minutes: float) -> list[Check]:
         checks.append(_endpoint(settings))
     except OAuthError as exc:
         return [*checks, Check("fail", exc.message, exc.hint)]
+    if checks[-1].title.endswith("does not resolve"):
+        return checks  # a token request would only retry for the whole budget
     if "offline_access" in settings.scope:
         checks.append(
             Check(
@@ -93,11 +142,14 @@ def run_checks(profile: str | None, build_minutes: float) -> list[Check]:
         )
     try:
         store = _build.store_for(settings)
-        checks.append(Check("ok", f"store {store!r} opens; entries sealed with AES-256-GCM"))
+        shown = store_url(settings, store)
+        checks.append(Check("ok", f"store {shown} opens; entries sealed with AES-256-GCM"))
         broker = TokenBroker.from_settings(settings, store=store)
         token = broker.token()
     except OAuthError as exc:
         return [*checks, Check("fail", exc.message, exc.hint)]
+    checks.append(_writable(settings, store, broker.key))
+    checks.append(_margin(token.lifetime, min_ttl))
     lifetime = token.lifetime / 60
     if token.lifetime >= build_minutes * 60:
         checks.append(
@@ -151,9 +203,16 @@ def run_checks(profile: str | None, build_minutes: float) -> list[Check]:
     show_default=True,
     help="How long the job runs, to judge the token lifetime against.",
 )
+@click.option(
+    "--min-ttl",
+    type=float,
+    default=None,
+    metavar="S",
+    help="The margin your steps ask for, checked against the lifetime (default: the CLI's).",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
-def doctor(ctx: click.Context, build_minutes: float, fmt: str) -> None:
+def doctor(ctx: click.Context, build_minutes: float, min_ttl: float | None, fmt: str) -> None:
     """Check configuration, endpoint, credentials, lifetime, scopes and store; each line says
     how to fix what fails. Exits 1 when anything fails.
 
@@ -161,11 +220,20 @@ def doctor(ctx: click.Context, build_minutes: float, fmt: str) -> None:
     Example:
       freshtoken doctor --build-minutes 15
     """
-    checks = run_checks(run(ctx).profile, build_minutes)
+    checks = run_checks(run(ctx).profile, build_minutes, min_ttl)
+    failed = [c for c in checks if c.state == "fail"]
     if fmt == "json":
         click.echo(json.dumps([c.__dict__ for c in checks]))
+        if failed:  # errors follow --format json: one object on stderr, same exit code
+            fail_with(
+                "checks_failed",
+                f"{len(failed)} check(s) failed: " + "; ".join(c.title for c in failed),
+                failed[0].fix,
+                1,
+                json_errors=True,
+            )
     else:
         for check in checks:
             mark = {"ok": "✓", "fail": "✗", "info": "i"}[check.state]
             click.echo(f"{mark} {check.title}" + (f"\n    → {check.fix}" if check.fix else ""))
-    sys.exit(1 if any(c.state == "fail" for c in checks) else 0)
+    sys.exit(1 if failed else 0)

@@ -1,10 +1,30 @@
-"""How a token is printed: raw, json, header or env (github is the full command line's)."""
+"""How a token is printed: raw, json, header, env, dotenv (github is the full command line's).
+
+Shared by the full command, its fast paths (cli/_main.py) and the local endpoint's `format=`
+query, so that all three print the same bytes. Standard library only, and nothing heavy: the
+fast path imports this module."""
 
 from __future__ import annotations
 
 import time
 
-FORMATS = ("raw", "json", "header", "env", "github")
+FORMATS = ("raw", "json", "header", "env", "dotenv", "github")
+#: What the local endpoint and the fast paths print as text (json is JSON, github is the CLI's).
+TEXT_FORMATS = ("raw", "header", "env", "dotenv")
+TOKEN_VARIABLE = "FRESHTOKEN_ACCESS_TOKEN"
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@%+=:,./-_")
+
+
+def shell_quote(value: str) -> str:
+    """`value` as one POSIX shell word (what shlex.quote gives, without importing shlex/re)."""
+    if value and all(c in _SAFE for c in value):
+        return value
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def export_line(name: str, value: str) -> str:
+    """`export NAME=value` that `eval` and `.` read back exactly."""
+    return f"export {name}={shell_quote(value)}"
 
 
 def render(data: dict[str, object], fmt: str) -> str:
@@ -17,8 +37,10 @@ def render(data: dict[str, object], fmt: str) -> str:
         return json.dumps({k: data[k] for k in keys})
     if fmt == "header":
         return f"Authorization: Bearer {access}"
-    if fmt == "env":
-        return f"FRESHTOKEN_ACCESS_TOKEN={access}"
+    if fmt == "env":  # for eval "$(freshtoken token --format env)"
+        return export_line(TOKEN_VARIABLE, access)
+    if fmt == "dotenv":  # for a .env file (docker --env-file, dotenv loaders): no quoting
+        return f"{TOKEN_VARIABLE}={access}"
     return access
 
 
@@ -29,3 +51,10 @@ def token_json(access_token: str, token_type: str, expires_at: float) -> dict[st
         "expires_in": int(expires_at - time.time()),
         "expires_at": expires_at,
     }
+
+
+def error_json(error: str, message: str, hint: str, exit_code: int) -> str:
+    """One failure as the JSON object `--format json` writes to stderr."""
+    import json
+
+    return json.dumps({"error": error, "message": message, "hint": hint, "exit_code": exit_code})

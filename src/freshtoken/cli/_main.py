@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
-from freshtoken.cli._formats import render, token_json
+from freshtoken.cli._formats import TEXT_FORMATS, error_json, render, token_json
 from freshtoken.cli._parent import ParentError, fetch_from_parent
 
 # Options that would put a secret in argv, where every local user can read it (ps, /proc).
@@ -57,7 +57,7 @@ def _fast_args(argv: list[str]) -> tuple[float | None, str] | None:
                 min_ttl = float(value)
             except ValueError:
                 return None
-        elif name == "--format" and value in ("raw", "json", "header", "env"):
+        elif name == "--format" and (value == "json" or value in TEXT_FORMATS):
             fmt = value
         else:
             return None
@@ -82,7 +82,11 @@ def main() -> None:
         try:
             body = fetch_from_parent(parent, key, fast[0], fast[1])
         except ParentError as exc:
-            sys.stderr.write(f"freshtoken: {exc}\n")
+            if fast[1] == "json":  # errors follow --format json too
+                sys.stderr.write(error_json(exc.error, exc.message, exc.hint, exc.exit_code))
+                sys.stderr.write("\n")
+            else:
+                sys.stderr.write(f"freshtoken: {exc}\n")
             sys.exit(exc.exit_code)
         sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
         return
@@ -119,10 +123,11 @@ def _print_cached(min_ttl: float | None, fmt: str) -> bool:
     """Serve a plain `freshtoken token` from the store, without loading httpx and click."""
     from freshtoken._errors import OAuthError
     from freshtoken.broker._peek import cached_token
+    from freshtoken.broker._policy import COMMAND_LINE
     from freshtoken.config._settings import Settings
 
     try:
-        token = cached_token(Settings.load(), min_ttl)
+        token = cached_token(Settings.load(), min_ttl, COMMAND_LINE)
     except (OAuthError, OSError):
         return False  # the full command reports it, with its hint and exit code
     if token is None:

@@ -8,9 +8,13 @@ import _socket
 
 
 class ParentError(Exception):
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    """The endpoint's refusal (or its silence): `str()` is the line the CLI prints."""
+
+    def __init__(
+        self, message: str, exit_code: int, error: str = "unavailable", hint: str = ""
+    ) -> None:
+        super().__init__(message + (f"\nhint: {hint}" if hint else ""))
+        self.message, self.exit_code, self.error, self.hint = message, exit_code, error, hint
 
 
 def fetch_from_parent(base: str, key: str, min_ttl: float | None, fmt: str = "json") -> bytes:
@@ -41,9 +45,10 @@ def fetch_from_parent(base: str, key: str, min_ttl: float | None, fmt: str = "js
             sock.close()
     except (OSError, ValueError) as exc:
         raise ParentError(
-            f"the local endpoint {base} did not answer ({exc.__class__.__name__}); "
-            "is the parent `freshtoken exec`/`serve` still running?",
+            f"the local endpoint {base} did not answer ({exc.__class__.__name__})",
             4,
+            "local_endpoint_unavailable",
+            "Is the parent `freshtoken exec`/`serve` still running?",
         ) from None
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
@@ -55,8 +60,8 @@ def fetch_from_parent(base: str, key: str, min_ttl: float | None, fmt: str = "js
         data = json.loads(body)
     except ValueError:
         data = {}
+    error = str(data.get("error", "unknown"))
     message = data.get("error_description") or f"HTTP {status}"
-    hint = f"\nhint: {data['hint']}" if data.get("hint") else ""
     raise ParentError(
-        f"{message} (error={data.get('error', 'unknown')}){hint}", int(data.get("exit_code", 4))
+        f"{message} (error={error})", int(data.get("exit_code", 4)), error, data.get("hint") or ""
     )

@@ -32,8 +32,9 @@ def _upstream(proxy: str | None, settings: Settings) -> str | None:
         if proxy is None:
             raise ConfigurationError(
                 "--proxy has no upstream",
-                hint="Give it one (--proxy https://api.example.com), or set "
-                "FRESHTOKEN_PROXY_UPSTREAM, or FRESHTOKEN_REGION for the Genesys API host.",
+                hint="Give it one: freshtoken exec --proxy https://api.example.com -- COMMAND "
+                "(or serve --proxy URL), or set FRESHTOKEN_PROXY_UPSTREAM, or FRESHTOKEN_REGION "
+                "for the Genesys API host.",
             )
     return check_url(proxy, "--proxy")
 
@@ -96,6 +97,13 @@ PROXY_HELP = (
     type=click.Path(path_type=Path),
     help="Where to write the request key (0600). Default: a private temp dir.",
 )
+@click.option(
+    "--print-env",
+    is_flag=True,
+    help="Print export lines (FRESHTOKEN_URL, FRESHTOKEN_KEY, FRESHTOKEN_PROXY_URL) instead of "
+    "the JSON ready line, for CI systems other than GitHub. This prints the key on stdout: "
+    "send it to a 0600 file, not to a log.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -103,15 +111,20 @@ def serve(
     socket_path: Path | None,
     proxy: str | None,
     key_file: Path | None,
+    print_env: bool,
 ) -> None:
     """Serve tokens on a local endpoint until SIGTERM or Ctrl-C.
 
-    GET /token[?min_ttl=S], /healthz, /metrics; every request carries the key from the key
-    file (X-Freshtoken-Key or Authorization: Bearer). Prints one JSON ready line.
+    GET /token[?min_ttl=S&format=raw|header|env|dotenv], /metrics: every request carries the
+    key from the key file (X-Freshtoken-Key or Authorization: Bearer); read it with
+    $(cat KEY_FILE). GET /healthz answers without the key (ok or degraded, for probes).
+    Prints one JSON ready line (url, key_file, pid, proxy_url, usage).
 
     \b
-    Example:
-      freshtoken serve --proxy &   # then: curl -H "X-Freshtoken-Key: $KEY" $URL/token
+    Examples:
+      freshtoken serve --key-file "$RUNNER_TEMP/ft.key" &
+      curl -H "X-Freshtoken-Key: $(cat "$RUNNER_TEMP/ft.key")" "$URL/token?format=raw"
+      (umask 077; freshtoken serve --proxy --print-env > ft.env &)   # then: . ./ft.env
     """
     from freshtoken.local._server import LocalServer
 
@@ -139,11 +152,46 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    click.echo(json.dumps(server.ready()))
+    if print_env:
+        from freshtoken.cli._formats import export_line
+
+        for name, value in server.child_env().items():
+            click.echo(export_line(name, value))
+    else:
+        click.echo(json.dumps({**server.ready(), "usage": _usage(server.url, server.key_file)}))
     sys.stdout.flush()
     stop.wait()
     server.stop()
     broker.close()
+
+
+def _check_exec_form(proxy: str | None, command: tuple[str, ...]) -> None:
+    """A mistyped exec gets the right form: the command after --, --proxy's URL before it."""
+    from freshtoken.cli._formats import shell_quote
+
+    if proxy not in (None, "auto") and "://" not in str(proxy):
+        words = " ".join(shell_quote(word) for word in (str(proxy), *command))
+        raise ConfigurationError(
+            f"--proxy took {proxy!r} as its upstream URL",
+            hint=f"Put -- before the command: freshtoken exec --proxy -- {words} "
+            f"(or give the upstream: freshtoken exec --proxy https://api.example.com -- {words}).",
+        )
+    if not command:
+        raise ConfigurationError(
+            "exec needs a command to run",
+            hint="freshtoken exec [--proxy [URL]] [--env NAME] -- COMMAND [ARGS...], "
+            "e.g. freshtoken exec --proxy -- npm run build",
+        )
+
+
+def _usage(url: str, key_file: Path) -> str:
+    """How to ask the endpoint from a shell, reading the key from its file."""
+    from freshtoken.cli._formats import shell_quote
+
+    header = f'-H "X-Freshtoken-Key: $(cat {shell_quote(str(key_file))})"'
+    if url.startswith("unix:"):
+        return f"curl --unix-socket {shell_quote(url[5:])} {header} http://localhost/token"
+    return f"curl {header} {url}/token"
 
 
 @click.command(
@@ -159,7 +207,7 @@ def serve(
 @click.option(
     "--proxy", is_flag=False, flag_value="auto", default=None, metavar="[URL]", help=PROXY_HELP
 )
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def exec_(
     ctx: click.Context, env_name: str | None, proxy: str | None, command: tuple[str, ...]
@@ -176,6 +224,7 @@ def exec_(
     from freshtoken.local._server import LocalServer
 
     try:
+        _check_exec_form(proxy, command)
         settings = _private_settings(ctx)
         upstream = _upstream(proxy, settings)
         broker = run(ctx).broker(settings).start()

@@ -1,17 +1,12 @@
-"""The store's commands: seed a refresh token, revoke, and show what is held."""
+"""The store's commands: seed a refresh token and revoke (status: cli/_status.py)."""
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from pathlib import Path
 
 import click
 
-from freshtoken import _build
-from freshtoken._errors import ConfigurationError, OAuthError
-from freshtoken.broker._key import settings_key
+from freshtoken._errors import OAuthError
 from freshtoken.cli._common import fail, run
 
 
@@ -58,67 +53,3 @@ def revoke(ctx: click.Context) -> None:
     click.echo(
         "; ".join(said) + "; dropped from the store" if said else "nothing stored for this profile"
     )
-
-
-@click.command()
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default=None,
-    help="Default: a table on a terminal, plain lines otherwise.",
-)
-@click.pass_context
-def status(ctx: click.Context, fmt: str | None) -> None:
-    """What the store holds per cache key (never a token).
-
-    \b
-    Example:
-      freshtoken status --format json
-    """
-    try:
-        settings = run(ctx).settings()
-        store = _build.store_for(settings)
-        try:
-            mine = settings_key(settings, store.pepper)
-        except ConfigurationError:
-            mine = None
-        rows = []
-        now = time.time()
-        for key in store.list_keys():
-            entry = store.load(key)
-            if entry is None:
-                continue
-            left = entry.token.expires_in(now) if entry.token else None
-            rows.append(
-                {
-                    "key": key[:12],
-                    "this_profile": key == mine,
-                    "expires_in": None if left is None else round(left),
-                    "refresh_token": bool(entry.refresh_token),
-                    "last_mint": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.last_mint))
-                    if entry.last_mint
-                    else None,
-                    "mints": entry.mints,
-                }
-            )
-    except OAuthError as exc:
-        fail(exc)
-    if fmt == "json":
-        click.echo(json.dumps({"store": repr(store), "entries": rows}))
-        return
-    columns = ["key", "this_profile", "expires_in", "refresh_token", "last_mint", "mints"]
-    if fmt == "table" or (fmt is None and sys.stdout.isatty()):
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=repr(store))
-        for column in columns:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*(str(row[c]) for c in columns))
-        Console().print(table)
-        return
-    click.echo(repr(store))
-    for row in rows:
-        click.echo("  ".join(f"{c}={row[c]}" for c in columns))

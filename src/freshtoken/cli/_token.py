@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import click
 
 from freshtoken._errors import ConfigurationError, OAuthError
-from freshtoken.cli._common import fail, run
+from freshtoken.cli._common import fail, fail_with, run
 from freshtoken.cli._formats import FORMATS, render, token_json
 from freshtoken.cli._parent import ParentError, fetch_from_parent
+from freshtoken.config._settings import Settings
 
 
 @click.command()
@@ -20,7 +20,8 @@ from freshtoken.cli._parent import ParentError, fetch_from_parent
     type=float,
     default=None,
     metavar="S",
-    help="Seconds the token must stay valid (default: a small margin).",
+    help="Seconds the token must stay valid (default: 225, or half the lifetime of a "
+    "shorter-lived token).",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="raw", show_default=True)
 @click.option(
@@ -37,27 +38,41 @@ def token(ctx: click.Context, min_ttl: float | None, fmt: str, github_env: str |
     Examples:
       curl -H "$(freshtoken token --format header)" https://api.mypurecloud.ie/api/v2/tokens/me
       freshtoken token --min-ttl 900 --format json
+      eval "$(freshtoken token --format env)"   # export FRESHTOKEN_ACCESS_TOKEN=...
+      freshtoken token --format dotenv > .env    # FRESHTOKEN_ACCESS_TOKEN=...
     """
     parent, key = os.environ.get("FRESHTOKEN_URL"), os.environ.get("FRESHTOKEN_KEY")
     try:
         if parent and key:
             data = json.loads(fetch_from_parent(parent, key, min_ttl))
         else:
-            broker = run(ctx).broker()
+            settings = run(ctx).settings()
+            _warn_meaningless_scopes(settings)
+            broker = run(ctx).broker(settings)
             try:
                 result = broker.token(min_ttl)
             finally:
                 broker.close()  # a refresh started for the next caller is finished, not lost
             data = token_json(result.access_token, result.token_type, result.expires_at)
     except ParentError as exc:
-        click.echo(f"freshtoken: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail_with(exc.error, exc.message, exc.hint, exc.exit_code, fmt == "json")
     except OAuthError as exc:
-        fail(exc)
+        fail(exc, fmt == "json")
     if fmt != "github":
         click.echo(render(data, fmt))
         return
     _github(data, github_env)
+
+
+def _warn_meaningless_scopes(settings: Settings) -> None:
+    """One warning, as doctor says it: Genesys client credentials take no offline_access."""
+    if settings.region and "offline_access" in settings.scope:
+        click.echo(
+            "freshtoken: warning: offline_access is not a Genesys Cloud scope and client "
+            "credentials never get a refresh token; none is needed (freshtoken mints a new "
+            "token before the old one expires). Remove it from FRESHTOKEN_SCOPE.",
+            err=True,
+        )
 
 
 def _github(data: dict[str, object], env_name: str | None) -> None:

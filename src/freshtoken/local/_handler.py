@@ -21,7 +21,7 @@ import httpx
 from freshtoken._errors import ConfigurationError, OAuthError
 from freshtoken._log import logger
 from freshtoken._serving import QuietErrors
-from freshtoken.cli._formats import render
+from freshtoken.cli._formats import TEXT_FORMATS, render
 from freshtoken.local._target import BadTarget
 
 if TYPE_CHECKING:
@@ -172,6 +172,12 @@ class Handler(BaseHTTPRequestHandler):
         if not self.path.startswith("/") or sent.startswith("//"):
             self._refuse(400, "invalid_request", "only origin-form request targets (/path)")
             return
+        probe = self.command in ("GET", "HEAD") and urlsplit(self.path).path == "/healthz"
+        if probe and not self.server.proxy:
+            # For probes, without the key: ok or degraded, never token data.
+            health = app.health()
+            self._json(200 if health == "ok" else 503, {"status": health})
+            return
         if not app.authorized(self.headers):
             app.metrics.add("unauthorized")
             self._refuse(
@@ -187,12 +193,10 @@ class Handler(BaseHTTPRequestHandler):
         elif parts.path == "/token":
             status, answer = app.token_answer(parts.query)
             fmt = parse_qs(parts.query).get("format", ["json"])[0]
-            if status == 200 and fmt in ("raw", "header", "env"):
+            if status == 200 and fmt in TEXT_FORMATS:
                 self._send(200, (render(answer, fmt) + "\n").encode(), "text/plain")
             else:
                 self._json(status, answer)
-        elif parts.path == "/healthz":
-            self._json(200, {"status": "ok"})
         elif parts.path == "/metrics":
             self._send(200, app.metrics_text().encode(), "text/plain; version=0.0.4")
         else:

@@ -1,8 +1,9 @@
 """The local endpoint (`freshtoken serve`, `freshtoken exec`): tokens over loopback HTTP or a
 Unix socket for any language, and an authenticating proxy that injects them.
 
-Every request must carry the server's key (`X-Freshtoken-Key`, or `Authorization: Bearer`),
-so that other local users cannot take tokens. Neither the key nor a token is ever logged.
+Every request but `GET /healthz` (ok or degraded, for probes) must carry the server's key
+(`X-Freshtoken-Key`, or `Authorization: Bearer`), so that other local users cannot take
+tokens. Neither the key nor a token is ever logged.
 """
 
 from __future__ import annotations
@@ -219,6 +220,13 @@ class LocalServer:
             "expires_in": int(left),
             "expires_at": self.broker.clock.time() + left,
         }
+
+    def health(self) -> str:
+        """`ok`, or `degraded` when minting fails and no valid token is held (for /healthz,
+        which answers without the key: so nothing about the token itself)."""
+        current = self.broker.current
+        valid = current is not None and current.expires_in(self.broker.clock.time()) > 0
+        return "ok" if valid or not self.broker.stats.failures else "degraded"
 
     def metrics_text(self) -> str:
         stats = self.broker.stats
