@@ -11,7 +11,7 @@ import httpx
 
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "action-serve.sh"
 

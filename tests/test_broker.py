@@ -26,7 +26,7 @@ from freshtoken import (
     TokenUnavailableError,
 )
 from freshtoken.testing import AuthServer, Client, FakeClock
-from tests.conftest import concurrently, make_broker, make_client, wait_until
+from tests.helpers import concurrently, make_broker, make_client, wait_until
 
 
 def test_second_call_is_a_cache_hit(server: AuthServer, clock: FakeClock) -> None:

@@ -14,7 +14,7 @@ import pytest
 from freshtoken import AuthorizationCode
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.conftest import CANARY_SECRET, make_client, wait_until
+from tests.helpers import CANARY_SECRET, make_client, wait_until
 
 TOML = """
 [default]

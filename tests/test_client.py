@@ -35,7 +35,7 @@ from freshtoken import (
     UnauthorizedClientError,
 )
 from freshtoken.testing import MALFORMED, AuthServer, Client, FakeClock
-from tests.conftest import make_client
+from tests.helpers import make_client
 
 
 def api_status(server: AuthServer, access_token: str) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from freshtoken import ConfigurationError, Settings
-from tests.conftest import CANARY_SECRET
+from tests.helpers import CANARY_SECRET
 
 
 def test_from_env_reads_every_name(tmp_path: Path) -> None:

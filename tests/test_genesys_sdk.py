@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from freshtoken.testing import AuthServer
-from tests.conftest import make_broker
+from tests.helpers import make_broker
 
 sdk = pytest.importorskip("PureCloudPlatformClientV2")
 from freshtoken.integrations.genesys import api_client  # noqa: E402

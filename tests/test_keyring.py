@@ -15,7 +15,7 @@ import pytest
 
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.conftest import CANARY_SECRET
+from tests.helpers import CANARY_SECRET
 
 pytest.importorskip("keyrings.alt")
 

@@ -13,7 +13,7 @@ from typing import Any
 from freshtoken import AuthorizationCode, Settings, TokenBroker
 from freshtoken.testing import AuthServer
 from tests._fleet import share_one_token, totals, worker_env
-from tests.conftest import make_client, wait_until
+from tests.helpers import make_client, wait_until
 
 
 def test_eight_processes_of_sixteen_threads_share_one_token(

@@ -25,7 +25,7 @@ from freshtoken._sources._redis import RedisStore
 from freshtoken.testing import AuthServer, Client
 from tests._certs import certificates
 from tests._redis import RedisClusterProcesses, RedisProcess, text
-from tests.conftest import CANARY_SECRET, make_broker, make_client
+from tests.helpers import CANARY_SECRET, make_broker, make_client
 
 STORE_KEY = Secret(base64.b64encode(os.urandom(32)).decode())
 TOKEN = Token("at_canary_access_7654321", "Bearer", 2e9, 1.9e9)

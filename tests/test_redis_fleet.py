@@ -18,7 +18,7 @@ from freshtoken import AuthorizationCode, RefreshPolicy, Settings, TokenBroker
 from freshtoken.testing import AuthServer
 from tests._fleet import Fleet, share_one_token, totals, worker_env
 from tests._redis import RedisClusterProcesses, RedisProcess, text
-from tests.conftest import make_client, wait_until
+from tests.helpers import make_client, wait_until
 
 FleetFactory = Callable[[dict[str, str], list[str]], Fleet]
 

@@ -21,7 +21,7 @@ from freshtoken import (
 )
 from freshtoken._log import redact
 from freshtoken.testing import AuthServer, Client
-from tests.conftest import CANARY_SECRET
+from tests.helpers import CANARY_SECRET
 
 CANARY_REFRESH = "canary-refresh-7a7a7a7a7a"
 

@@ -21,7 +21,7 @@ import pytest
 from freshtoken import RefreshPolicy
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.conftest import CANARY_SECRET, wait_until
+from tests.helpers import CANARY_SECRET, wait_until
 
 FT = [sys.executable, "-m", "freshtoken"]
 

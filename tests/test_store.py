@@ -29,7 +29,7 @@ from freshtoken._sources._sqlite import SQLiteStore
 from freshtoken._sources._store import default_store_path
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env
-from tests.conftest import CANARY_SECRET, make_broker
+from tests.helpers import CANARY_SECRET, make_broker
 
 TOKEN = Token("at_canary_access_1234567", "Bearer", 2e9, 1.9e9)
 
