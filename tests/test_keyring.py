@@ -15,11 +15,15 @@ import pytest
 
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.helpers import CANARY_SECRET
-
-pytest.importorskip("keyrings.alt")
+from tests.helpers import CANARY_SECRET, require_module
 
 FILE_BACKEND = "keyrings.alt.file.PlaintextKeyring"
+
+
+@pytest.fixture(autouse=True)
+def _keyring_packages() -> None:
+    require_module("keyring")
+    require_module("keyrings.alt")
 
 
 def keyring_env(tmp_path: Path, server: AuthServer | None = None, **extra: str) -> dict[str, str]:

@@ -25,7 +25,7 @@ from freshtoken._sources._redis import RedisStore
 from freshtoken.testing import AuthServer, Client
 from tests._certs import certificates
 from tests._redis import RedisClusterProcesses, RedisProcess, text
-from tests.helpers import CANARY_SECRET, make_broker, make_client
+from tests.helpers import CANARY_SECRET, make_broker, make_client, missing
 
 STORE_KEY = Secret(base64.b64encode(os.urandom(32)).decode())
 TOKEN = Token("at_canary_access_7654321", "Bearer", 2e9, 1.9e9)
@@ -125,8 +125,8 @@ def test_tls(tmp_path: Path, server: AuthServer) -> None:
     )
     try:
         tls.start()
-    except RuntimeError:
-        pytest.skip("this redis-server was built without TLS")
+    except RuntimeError as exc:
+        missing("redis-server with TLS", str(exc))
     try:
         store = RedisStore(f"{tls.url}?ssl_ca_certs={ca}", STORE_KEY)
         assert make_broker(server, store=store).token().access_token

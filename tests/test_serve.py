@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -21,7 +20,7 @@ import pytest
 from freshtoken import RefreshPolicy
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.helpers import CANARY_SECRET, wait_until
+from tests.helpers import CANARY_SECRET, assert_no_leak, require, wait_until
 
 FT = [sys.executable, "-m", "freshtoken"]
 
@@ -143,14 +142,16 @@ def test_proxy_retries_once_after_a_401_and_passes_429(tmp_path: Path) -> None:
             serve.stop()
 
 
+# Each child calls for at least SECONDS and at least ROUNDS rounds of two calls (a slow
+# machine takes longer, never fewer calls), then writes its whole environment to DUMP.
 CHILD_PY = """
 import json, os, sys, time, urllib.request
 base, key, proxy = os.environ["FRESHTOKEN_URL"], os.environ["FRESHTOKEN_KEY"], \\
     os.environ["FRESHTOKEN_PROXY_URL"]
-api = sys.argv[1]
-end = time.time() + float(sys.argv[2])
+api, seconds, rounds, dump = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+end = time.time() + seconds
 codes = []
-while time.time() < end:
+while time.time() < end or len(codes) < 2 * rounds:
     req = urllib.request.Request(base + "/token?min_ttl=0.3", headers={"X-Freshtoken-Key": key})
     token = json.load(urllib.request.urlopen(req))["access_token"]
     for url, headers in ((api, {"Authorization": "Bearer " + token}),
@@ -161,13 +162,15 @@ while time.time() < end:
         except urllib.error.HTTPError as e:
             codes.append(e.code)
     time.sleep(0.1)
+with open(dump, "w") as f:
+    json.dump(dict(os.environ), f)
 print(json.dumps({"calls": len(codes), "bad": [c for c in codes if c != 200],
                   "secret_seen": any("SECRET" in k for k in os.environ)}))
 """
 
 CHILD_SH = """
 end=$(( $(date +%s) + $2 )); calls=0; bad=0
-while [ "$(date +%s)" -lt "$end" ]; do
+while [ "$(date +%s)" -lt "$end" ] || [ "$calls" -lt $(( 2 * $3 )) ]; do
   h=$(freshtoken token --min-ttl 0.3 --format header)
   for code in $(curl -s -o /dev/null -w "%{http_code}" -H "$h" "$1") \\
       $(curl -s -o /dev/null -w "%{http_code}" -H "X-Freshtoken-Key: $FRESHTOKEN_KEY" \\
@@ -176,11 +179,12 @@ while [ "$(date +%s)" -lt "$end" ]; do
   done
   sleep 0.1
 done
+env > "$4"
 echo "{\\"calls\\": $calls, \\"bad\\": $bad}"
 """
 
 CHILD_JS = """
-const [api, seconds] = process.argv.slice(1);  // node -e has no script path
+const [api, seconds, rounds, dump] = process.argv.slice(1);  // node -e has no script path
 const {FRESHTOKEN_URL: base, FRESHTOKEN_KEY: key, FRESHTOKEN_PROXY_URL: proxy} = process.env;
 const http = require("http");
 const get = (url, headers) => new Promise((ok, no) => http.get(url, {headers}, res => {
@@ -188,7 +192,7 @@ const get = (url, headers) => new Promise((ok, no) => http.get(url, {headers}, r
 }).on("error", no));
 (async () => {
   const end = Date.now() + seconds * 1000; let calls = 0, bad = 0;
-  while (Date.now() < end) {
+  while (Date.now() < end || calls < 2 * rounds) {
     const [, body] = await get(base + "/token?min_ttl=0.3", {"X-Freshtoken-Key": key});
     const token = JSON.parse(body).access_token;
     for (const [url, h] of [[api, {Authorization: "Bearer " + token}],
@@ -197,29 +201,40 @@ const get = (url, headers) => new Promise((ok, no) => http.get(url, {headers}, r
     }
     await new Promise(r => setTimeout(r, 100));
   }
+  require("fs").writeFileSync(dump, JSON.stringify(process.env));
   console.log(JSON.stringify({calls, bad}));
 })();
 """
 
-
-def _children() -> list[tuple[str, list[str]]]:
-    kids = [("python", [sys.executable, "-c", CHILD_PY])]
-    if shutil.which("curl"):
-        kids.append(("shell", ["sh", "-c", CHILD_SH, "child"]))
-    if shutil.which("node"):
-        kids.append(("node", ["node", "-e", CHILD_JS, "--"]))
-    return kids
+#: language -> (the program it needs besides Python and sh, argv)
+CHILDREN = {
+    "python": (None, [sys.executable, "-c", CHILD_PY]),
+    "shell": ("curl", ["sh", "-c", CHILD_SH, "child"]),
+    "node": ("node", ["node", "-e", CHILD_JS, "--"]),
+}
 
 
-@pytest.mark.parametrize(("language", "argv"), _children(), ids=[k[0] for k in _children()])
-def test_exec_children_never_see_a_401(tmp_path: Path, language: str, argv: list[str]) -> None:
-    lifetime, seconds = 2.0, 6
+@pytest.mark.parametrize("language", list(CHILDREN))
+def test_exec_children_never_see_a_401(tmp_path: Path, language: str) -> None:
+    needs, argv = CHILDREN[language]
+    if needs:
+        require(needs)
+    lifetime, seconds, rounds = 2.0, 6, 15  # three lifetimes, at least 30 calls
     window = RefreshPolicy().window(lifetime)
-    with AuthServer(ttl=lifetime) as server:
-        env = cli_env(tmp_path, server, FRESHTOKEN_PROXY_UPSTREAM=server.url)
+    dump = tmp_path / "child-environment"
+    with AuthServer(ttl=lifetime, clients=[Client("demo-client", CANARY_SECRET)]) as server:
+        env = cli_env(
+            tmp_path,
+            server,
+            FRESHTOKEN_CLIENT_SECRET=CANARY_SECRET,
+            FRESHTOKEN_PROXY_UPSTREAM=server.url,
+        )
         started = time.monotonic()
         out = ft(
-            ["exec", "--proxy", "--", *argv, server.url + "/api/v2/tokens/me", str(seconds)],
+            [
+                *("exec", "--proxy", "--", *argv),
+                *(server.url + "/api/v2/tokens/me", str(seconds), str(rounds), str(dump)),
+            ],
             env,
             tmp_path,
             timeout=60,
@@ -228,9 +243,10 @@ def test_exec_children_never_see_a_401(tmp_path: Path, language: str, argv: list
         minted = server.stats()["tokens_minted"]
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["calls"] >= 2 * 3 * lifetime / 0.2 * 0.5, result  # ~every 100 ms, 2 calls
+    assert result["calls"] >= 2 * rounds, result
     assert result["bad"] in (0, []), result
     assert result.get("secret_seen") in (None, False)
+    assert_no_leak("the child's environment", dump.read_text())
     assert minted <= elapsed / (lifetime - window) + 1, (minted, elapsed)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import signal
 import sqlite3
 import stat
@@ -29,7 +28,7 @@ from freshtoken._sources._sqlite import SQLiteStore
 from freshtoken._sources._store import default_store_path
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env
-from tests.helpers import CANARY_SECRET, make_broker
+from tests.helpers import CANARY_SECRET, make_broker, require
 
 TOKEN = Token("at_canary_access_1234567", "Bearer", 2e9, 1.9e9)
 
@@ -108,9 +107,8 @@ def test_a_read_only_directory_is_a_clear_error(tmp_path: Path, server: AuthServ
     # that allow it (setpriv), as any other user would be.
     prefix: list[str] = []
     if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("root without setpriv writes through directory permissions")
-        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+        setpriv = require("setpriv")  # else root writes through directory permissions
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
     read_only = tmp_path / "ro"
     read_only.mkdir(mode=0o500)
     env = cli_env(tmp_path, server, FRESHTOKEN_STORE=f"sqlite://{read_only}/t.db")
