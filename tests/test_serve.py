@@ -3,8 +3,8 @@ several languages. Real subprocesses, real HTTP, loopback only."""
 
 from __future__ import annotations
 
+import base64
 import json
-import os
 import signal
 import stat
 import subprocess
@@ -16,10 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as redis_client
 
 from freshtoken import RefreshPolicy
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
+from tests._redis import RedisProcess
 from tests.helpers import CANARY_SECRET, assert_no_leak, require, wait_until
 
 FT = [sys.executable, "-m", "freshtoken"]
@@ -47,10 +49,13 @@ class Serve:
         return {"X-Freshtoken-Key": self.key}
 
     def stop(self) -> str:
+        """Stop it; everything it printed after the ready line (stdout, then stderr), checked
+        to hold no minted token, no canary and not its own key."""
         self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=10)
+        out, err = self.proc.communicate(timeout=10)
         assert self.proc.returncode == 0, err
-        return err
+        assert_no_leak("serve's output after the ready line", out + err, self.key)
+        return out + err
 
 
 @pytest.fixture
@@ -73,6 +78,7 @@ def _env(tmp: Path, server: AuthServer, **extra: str) -> dict[str, str]:
 def test_serve_needs_the_key_and_keeps_files_private(
     tmp_path: Path, canary_server: AuthServer
 ) -> None:
+    canary_server.configure(fail_first=1)  # a retry: -vv has something to say
     serve = Serve(["--proxy"], _env(tmp_path, canary_server), tmp_path, "-vv")
     try:
         url = serve.ready["url"]
@@ -91,8 +97,10 @@ def test_serve_needs_the_key_and_keeps_files_private(
         cmdline = Path(f"/proc/{serve.proc.pid}/cmdline").read_bytes()
         assert CANARY_SECRET.encode() not in cmdline and serve.key.encode() not in cmdline
     finally:
-        err = serve.stop()
-    assert CANARY_SECRET not in err and serve.key not in err and got["access_token"] not in err
+        output = serve.stop()
+    assert "retrying in" in output, output  # the output checked was really captured
+    for secret in (CANARY_SECRET, serve.key, got["access_token"]):
+        assert secret not in output
     assert not Path(serve.ready["key_file"]).exists()
 
 
@@ -270,18 +278,83 @@ def test_exec_returns_the_exit_code_passes_signals_and_leaves_nothing(
     assert marker.read_text().strip() == "term"
     assert not Path(f"/proc/{child}").exists()
     env_out = ft(
-        [
-            "exec",
-            "--env",
-            "API_TOKEN",
-            "--",
-            "sh",
-            "-c",
-            'echo "$API_TOKEN|${FRESHTOKEN_CLIENT_SECRET:-none}|$FRESHTOKEN_URL"',
-        ],
-        env,
-        tmp_path,
+        ["exec", "--env", "API_TOKEN", "--", sys.executable, "-c", CHILD_ENV], env, tmp_path
     )
-    token, secret, url = env_out.stdout.strip().split("|")
-    assert token.startswith("at_") and secret == "none" and url.startswith("http://127.0.0.1:")
-    assert os.environ.get("FRESHTOKEN_KEY") is None
+    assert env_out.returncode == 0, env_out.stderr
+    child = json.loads(env_out.stdout)
+    token, url, key = child["API_TOKEN"], child["FRESHTOKEN_URL"], child["FRESHTOKEN_KEY"]
+    assert token.startswith("at_") and url.startswith("http://127.0.0.1:")
+    assert "FRESHTOKEN_CLIENT_SECRET" not in child and "demo-secret" not in child.values()
+    # The child's key opens the endpoint it was given, for the token it was given.
+    assert key and "FRESHTOKEN_KEY" not in env
+    assert child["with_key"] == [200, token] and child["without_key"] == 401
+
+
+# Prints its environment, and what $FRESHTOKEN_URL/token answers with and without the key.
+CHILD_ENV = """
+import json, os, urllib.error, urllib.request
+def get(headers):
+    request = urllib.request.Request(os.environ["FRESHTOKEN_URL"] + "/token", headers=headers)
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return [answer.status, json.load(answer)["access_token"]]
+    except urllib.error.HTTPError as e:
+        return e.code
+print(json.dumps({**os.environ, "with_key": get({"X-Freshtoken-Key": os.environ["FRESHTOKEN_KEY"]}),
+                  "without_key": get({})}))
+"""
+
+STORE_KEY_CANARY = base64.b64encode(b"canary-store-key-0123456789abcde").decode()
+REDIS_CANARY = "canary-redis-password-3c9e1a"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "variables",
+        pytest.param(
+            "password-in-url",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known leak: exec scrubs secret variables by name, so the Redis password "
+                "inside $FRESHTOKEN_STORE reaches the child (fix in exec, then drop this mark)",
+            ),
+        ),
+        "genesys-variables",
+    ],
+)
+def test_exec_children_get_no_secret_setting_by_value(tmp_path: Path, form: str) -> None:
+    """Every secret setting `exec` was given (client secret, Redis password, store key) is
+    absent from its child's whole environment, whatever variable carried it."""
+    redis = RedisProcess(tmp_path, ("requirepass", REDIS_CANARY)).start()
+    try:
+        with AuthServer(clients=[Client("demo-client", CANARY_SECRET)]) as server:
+            env = cli_env(
+                tmp_path,
+                server,
+                FRESHTOKEN_CLIENT_SECRET=CANARY_SECRET,
+                FRESHTOKEN_STORE_KEY=STORE_KEY_CANARY,
+            )
+            if form == "password-in-url":
+                env["FRESHTOKEN_STORE"] = redis.url.replace("redis://", f"redis://:{REDIS_CANARY}@")
+            else:
+                env["FRESHTOKEN_STORE"] = redis.url
+                env["FRESHTOKEN_REDIS_PASSWORD"] = REDIS_CANARY
+            if form == "genesys-variables":
+                del env["FRESHTOKEN_CLIENT_ID"], env["FRESHTOKEN_CLIENT_SECRET"]
+                env["GENESYSCLOUD_OAUTHCLIENT_ID"] = "demo-client"
+                env["GENESYSCLOUD_OAUTHCLIENT_SECRET"] = CANARY_SECRET
+            code = "import json, os; print(json.dumps(dict(os.environ)))"
+            out = ft(
+                ["exec", "--env", "API_TOKEN", "--", sys.executable, "-c", code], env, tmp_path
+            )
+            minted = server.stats()["tokens_minted"]
+            stored = len(redis_client.Redis(port=redis.port, password=REDIS_CANARY).keys("*"))
+    finally:
+        redis.stop()
+    assert out.returncode == 0, out.stderr
+    assert minted == 1 and stored == 1  # the settings were used: the token went to Redis
+    child = json.loads(out.stdout)
+    assert child["FRESHTOKEN_URL"] and child["API_TOKEN"].startswith("at_")
+    dump = "\n".join(f"{k}={v}" for k, v in child.items() if k != "API_TOKEN")
+    assert_no_leak("the child's environment", dump, REDIS_CANARY, STORE_KEY_CANARY)
