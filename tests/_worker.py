@@ -20,15 +20,26 @@ from pathlib import Path
 
 import httpx
 
-from freshtoken import TokenBroker
+from freshtoken import Secret, TokenBroker, TokenStore
+from freshtoken._sources._redis import RedisStore
 from freshtoken._sources._sqlite import SQLiteStore
 
 
-def hold_lock(db: str, key: str) -> None:
-    store = SQLiteStore(Path(db))
-    with store.lock(key, 5.0) as held:
+def hold_lock(args: argparse.Namespace) -> None:
+    """Hold a store's lock: forever, or (--release-on-input) until a line comes on stdin; then
+    say whether it still owns the lock, release it, and say so."""
+    store: TokenStore
+    if args.redis:
+        store = RedisStore(args.redis, Secret(os.environ["FRESHTOKEN_STORE_KEY"]), lease=args.lease)
+    else:
+        store = SQLiteStore(Path(args.db))
+    with store.lock(args.key, 5.0) as held:
         print("held" if held else "not-held", flush=True)
-        threading.Event().wait()
+        if not args.release_on_input:
+            threading.Event().wait()
+        sys.stdin.readline()
+        print("owns" if store.owns_lock(args.key) else "lost", flush=True)
+    print("released", flush=True)
 
 
 #: Calls are counted per tenth of a second of wall-clock time (`by_tenth`), so that a test can
@@ -149,6 +160,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["hold-lock", "broker", "full-disk"])
     parser.add_argument("--db")
+    parser.add_argument("--redis", help="hold-lock: a Redis store's URL instead of --db")
+    parser.add_argument("--lease", type=float, default=10.0)
+    parser.add_argument("--release-on-input", action="store_true")
     parser.add_argument("--key")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--duration", type=float, default=1.0)
@@ -161,7 +175,7 @@ def main() -> None:
     parser.add_argument("--once", action="store_true")
     args = parser.parse_args()
     if args.mode == "hold-lock":
-        hold_lock(args.db, args.key)
+        hold_lock(args)
     elif args.mode == "full-disk":
         full_disk(args.db)
     else:
