@@ -14,7 +14,7 @@ import pytest
 from freshtoken import AuthorizationCode
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.helpers import CANARY_SECRET, make_client, wait_until
+from tests.helpers import CANARY_SECRET, assert_no_leak, make_client, wait_until
 
 TOML = """
 [default]
@@ -367,10 +367,15 @@ def test_seed_status_and_revoke(tmp_path: Path, server: AuthServer) -> None:
     [entry] = status["entries"]
     assert entry["this_profile"] and entry["refresh_token"] and entry["mints"] == 1
     plain = ft(["status"], env, tmp_path)
-    for text in (json.dumps(status), plain.stdout):
-        assert access not in text and seed.refresh_token not in text
     revoked = ft(["revoke"], env, tmp_path)
     assert revoked.returncode == 0, revoked.stderr
+    for where, text in [
+        ("seed-refresh-token", seeded.stdout),
+        ("status --format json", json.dumps(status)),
+        ("status", plain.stdout),
+        ("revoke", revoked.stdout),
+    ]:
+        assert_no_leak(where, text, access, seed.refresh_token)
     assert "access_token: revoked; refresh_token: revoked; dropped" in revoked.stdout
     assert server.stats()["revocations"] == 2
     assert json.loads(ft(["status", "--format", "json"], env, tmp_path).stdout)["entries"] == []
@@ -384,13 +389,14 @@ def test_doctor(tmp_path: Path) -> None:
         assert "✓ 127.0.0.1" in healthy.stdout
         assert "less than the 15-min build" in healthy.stdout
         assert "client_secret = set  (from $FRESHTOKEN_CLIENT_SECRET)" in healthy.stdout
-        assert "demo-secret" not in healthy.stdout
+        assert_no_leak("doctor", healthy.stdout, "demo-secret")
         wrong = ft(
             ["doctor", "--format", "json"],
             {**env, "FRESHTOKEN_CLIENT_SECRET": "nope-1", "FRESHTOKEN_SCOPE": "offline_access"},
             tmp_path,
         )
         assert wrong.returncode == 1
+        assert_no_leak("doctor --format json", wrong.stdout, "nope-1")
         checks = json.loads(wrong.stdout)
         failed = [c for c in checks if c["state"] == "fail"]
         assert any("offline_access" in c["title"] and "Genesys" in c["fix"] for c in failed)

@@ -15,7 +15,7 @@ import pytest
 
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.helpers import CANARY_SECRET, require_module
+from tests.helpers import CANARY_SECRET, assert_no_leak, require_module
 
 FILE_BACKEND = "keyrings.alt.file.PlaintextKeyring"
 
@@ -71,6 +71,7 @@ def test_client_secret_from_the_keyring(tmp_path: Path, canary_server: AuthServe
         assert server.stats()["tokens_minted"] == 1  # doctor found the stored token
     for out in (token, doctor):
         assert CANARY_SECRET not in out.stdout + out.stderr
+    assert_no_leak("doctor", doctor.stdout)
 
 
 def test_a_profile_names_the_entry(tmp_path: Path, canary_server: AuthServer) -> None:

@@ -30,7 +30,7 @@ from freshtoken._sources._store import default_store_path
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env
 from tests._redis import RedisProcess
-from tests.helpers import CANARY_SECRET, make_broker, require
+from tests.helpers import CANARY_SECRET, assert_no_leak, make_broker, require
 
 TOKEN = Token("at_canary_access_1234567", "Bearer", 2e9, 1.9e9)
 WORKER = [sys.executable, "-m", "tests._worker"]
@@ -181,6 +181,7 @@ def test_a_full_disk_keeps_the_token_in_memory(tmp_path: Path, server: AuthServe
     assert "serving it from memory" in out.stderr
     assert "Traceback" not in out.stderr
     assert CANARY_SECRET not in out.stderr + out.stdout
+    assert_no_leak("the standard error", out.stderr)
 
 
 def test_a_killed_lock_holder_blocks_no_one(tmp_path: Path) -> None:
