@@ -86,10 +86,11 @@ def require_module(name: str) -> ModuleType:
 
 # -- leaks --------------------------------------------------------------------------------------
 
-#: What every token the test server mints looks like ("at_"/"rt_" + 32 URL-safe characters;
-#: tests/test_testserver.py keeps the server to it). A text that matches holds a real token,
-#: whichever one, so checks find every minted token, not only those the test kept.
-TOKEN_SHAPE = re.compile(r"(?<![A-Za-z0-9])(?:at|rt)_[A-Za-z0-9_-]{20,}")
+#: What every token the test server mints looks like: "at_"/"rt_" and exactly 32 URL-safe
+#: characters, standing alone (tests/test_testserver.py keeps the server to it). A text that
+#: matches holds a real token, whichever one, so checks find every minted token, not only those
+#: the test kept; other random strings (serve's 43-character key) never match as a whole.
+TOKEN_SHAPE = re.compile(r"(?<![A-Za-z0-9_-])(?:at|rt)_[A-Za-z0-9_-]{32}(?![A-Za-z0-9_-])")
 
 
 def leaks(text: str, *secrets: str) -> list[str]:

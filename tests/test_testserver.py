@@ -250,6 +250,8 @@ def test_minted_tokens_have_the_shape_the_leak_checks_look_for() -> None:
     access, refresh = body["access_token"], body["refresh_token"]
     assert TOKEN_SHAPE.fullmatch(access) and TOKEN_SHAPE.fullmatch(refresh), body
     assert leaks(f"sent 'Bearer {access}', kept {refresh}.") == [access, refresh]
+    # serve's key (43 URL-safe characters) is no token, even when it happens to start "at_"
+    assert leaks("::add-mask::at_nQhg2mld9o4ZuXhKTU4m5z1eIxIRkWqqqZmIVLxI") == []
 
 
 def test_cli_testserver_refuses_a_non_loopback_host() -> None:
