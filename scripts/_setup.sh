@@ -1,4 +1,4 @@
-# Shared by scripts/*.sh: a virtual environment with the package, and redis-server.
+# Shared by scripts/*.sh: a virtual environment with the package, and the tests' programs.
 VENV=${FRESHTOKEN_VENV:-.venv}
 
 pick_python() {
@@ -26,16 +26,20 @@ setup_venv() {
   fi
 }
 
-setup_system_packages() {
-  # Real parts the tests use: redis-server (stores), libfaketime (clock steps).
-  local missing=()
-  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-  ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || missing+=(faketime)
+# The real programs the tests run (tests/helpers.py INSTALL; libfaketime for clock steps): without one, its tests skip, and
+# fail when $CI is set. As root on Debian the missing ones are installed here.
+setup_test_tools() {
+  local missing=() pair
+  for pair in redis-server:redis-server redis-cli:redis-tools curl:curl node:nodejs npm:npm faketime:faketime; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${missing[*]} (apt)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "${missing[*]} missing and cannot be installed here: tests that need them will skip" >&2
+    echo "missing ${missing[*]} and cannot install here: their tests will be skipped" \
+      "(and fail when CI is set)" >&2
   fi
 }

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh
 setup_venv
-setup_system_packages
+setup_test_tools
 echo "== ruff"; "$VENV/bin/ruff" check src tests bench
 "$VENV/bin/ruff" format --check src tests bench
 echo "== mypy --strict"; "$VENV/bin/mypy"

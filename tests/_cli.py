@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from freshtoken.testing import AuthServer
+from tests.helpers import assert_no_leak
 
 BIN = str(Path(sys.executable).parent)
 
@@ -40,7 +41,9 @@ def cli_env(tmp: Path, server: AuthServer | None = None, /, **extra: str) -> dic
 def ft(
     args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """Run `freshtoken ARGS`; its standard error is checked to hold no minted token and no
+    canary, whatever the command (standard output is the command's answer: tests check it)."""
+    out = subprocess.run(
         [sys.executable, "-m", "freshtoken", *args],
         env=env,
         cwd=cwd,
@@ -49,3 +52,5 @@ def ft(
         text=True,
         timeout=timeout,
     )
+    assert_no_leak(f"the standard error of freshtoken {' '.join(args)}", out.stderr)
+    return out

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
+from tests.helpers import require
 
 
 def free_port() -> int:
@@ -19,19 +18,12 @@ def free_port() -> int:
         return port
 
 
-def require_redis() -> str:
-    path = shutil.which("redis-server")
-    if path is None:
-        pytest.skip("redis-server is not installed (scripts/test.sh installs it as root)")
-    return path
-
-
 class RedisProcess:
     """One redis-server; `kill()` and `start()` again keep the same port (and lose data,
     as nothing is persisted)."""
 
     def __init__(self, workdir: Path, *config: tuple[str, str], tls: bool = False) -> None:
-        self.binary = require_redis()
+        self.binary = require("redis-server")
         self.workdir = workdir
         self.config = config
         self.port = free_port()
@@ -130,9 +122,7 @@ class RedisClusterProcesses:
         return self
 
     def _start(self) -> None:
-        cli = shutil.which("redis-cli")
-        if cli is None:
-            pytest.skip("redis-cli is not installed")
+        cli = require("redis-cli")
         for node in self.nodes:
             node.start()
         subprocess.run(

@@ -10,23 +10,41 @@ import json
 import os
 import resource
 import signal
+import ssl
 import sys
 import threading
 import time
-from dataclasses import dataclass, fields
+from collections import Counter
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import httpx
 
-from freshtoken import OAuthError, TokenBroker
+from freshtoken import Secret, TokenBroker, TokenStore
+from freshtoken.stores._redis import RedisStore
 from freshtoken.stores._sqlite import SQLiteStore
 
 
-def hold_lock(db: str, key: str) -> None:
-    store = SQLiteStore(Path(db))
-    with store.lock(key, 5.0) as held:
+def hold_lock(args: argparse.Namespace) -> None:
+    """Hold a store's lock: forever, or (--release-on-input) until a line comes on stdin; then
+    say whether it still owns the lock, release it, and say so."""
+    store: TokenStore
+    if args.redis:
+        store = RedisStore(args.redis, Secret(os.environ["FRESHTOKEN_STORE_KEY"]), lease=args.lease)
+    else:
+        store = SQLiteStore(Path(args.db))
+    with store.lock(args.key, 5.0) as held:
         print("held" if held else "not-held", flush=True)
-        threading.Event().wait()
+        if not args.release_on_input:
+            threading.Event().wait()
+        sys.stdin.readline()
+        print("owns" if store.owns_lock(args.key) else "lost", flush=True)
+    print("released", flush=True)
+
+
+#: Calls are counted per tenth of a second of wall-clock time (`by_tenth`), so that a test can
+#: check that every worker made calls in every phase it staged (tests._fleet.calls_between).
+TENTHS = 10
 
 
 @dataclass
@@ -38,66 +56,78 @@ class Counts:
     api_401: int = 0
     api_late: int = 0
     first_error: str | None = None
+    by_tenth: Counter[int] = field(default_factory=Counter)
 
 
 def broker_worker(args: argparse.Namespace) -> None:
     broker = TokenBroker.from_env(**({"grant": None} if args.refresh_only else {}))
     api = os.environ["WORKER_API_URL"]
-    print("ready", flush=True)
-    if args.wait_go:
-        sys.stdin.readline()
-    end = time.monotonic() + (args.until - time.time() if args.until else args.duration)
-    results: list[Counts] = []
+    results = [Counts() for _ in range(args.threads)]
+    tls = ssl.create_default_context()  # one for all: each costs ~40 ms of CPU
+    clients = [httpx.Client(verify=tls) for _ in range(args.threads)]  # ready before "go"
+    go = threading.Event()
+    end = 0.0
 
-    def run() -> None:
-        mine = Counts()
-        results.append(mine)
-        with httpx.Client() as http:
+    def call(mine: Counts, http: httpx.Client) -> None:
+        called = time.time()
+        token = broker.token(args.min_ttl)
+        mine.calls += 1
+        mine.by_tenth[int(called * TENTHS)] += 1
+        # The broker checked at some instant after `called`: from then on, at least
+        # min_ttl must have been left (exact, whatever the scheduling).
+        left = token.expires_at - called
+        if left < args.min_ttl:
+            mine.invalid += 1
+            mine.first_error = mine.first_error or (
+                f"handed out with {left:.3f}s left, counted from the call"
+            )
+        if args.check_every and mine.calls % args.check_every == 1:
+            sent = time.time()
+            status = http.get(api, headers={"Authorization": token.authorization})
+            mine.api_checks += 1
+            answered = time.time()
+            if status.status_code != 200 and answered >= token.expires_at:
+                # Starved past the token's end between hand-out and the API's check: the
+                # scheduler's doing, not the broker's (`invalid` is the exact test of what
+                # the broker handed out).
+                mine.api_late += 1
+            elif status.status_code != 200:
+                mine.api_401 += 1
+                mine.first_error = mine.first_error or (
+                    f"API {status.status_code} {answered - sent:.3f}s after "
+                    f"sending a token with {token.expires_at - sent:.3f}s left"
+                )
+
+    def run(mine: Counts, http: httpx.Client) -> None:
+        go.wait()
+        with http:
             while True:
-                called = time.time()
                 try:
-                    token = broker.token(args.min_ttl)
-                except OAuthError as exc:
+                    call(mine, http)
+                except BaseException as exc:  # whatever it is, the caller would have seen it
                     mine.errors += 1
-                    mine.first_error = mine.first_error or str(exc)
-                else:
-                    mine.calls += 1
-                    # The broker checked at some instant after `called`: from then on, at
-                    # least min_ttl must have been left (exact, whatever the scheduling).
-                    left = token.expires_at - called
-                    if left < args.min_ttl:
-                        mine.invalid += 1
-                        mine.first_error = mine.first_error or (
-                            f"handed out with {left:.3f}s left, counted from the call"
-                        )
-                    if args.check_every and mine.calls % args.check_every == 1:
-                        sent = time.time()
-                        status = http.get(api, headers={"Authorization": token.authorization})
-                        mine.api_checks += 1
-                        answered = time.time()
-                        if status.status_code != 200 and answered >= token.expires_at:
-                            # Starved past the token's end between hand-out and the API's
-                            # check: the scheduler's doing, not the broker's (`invalid` is
-                            # the exact test of what the broker handed out).
-                            mine.api_late += 1
-                        elif status.status_code != 200:
-                            mine.api_401 += 1
-                            mine.first_error = mine.first_error or (
-                                f"API {status.status_code} {answered - sent:.3f}s after "
-                                f"sending a token with {token.expires_at - sent:.3f}s left"
-                            )
+                    mine.first_error = mine.first_error or f"{type(exc).__name__}: {exc}"
                 if args.once or time.monotonic() >= end:
                     break
                 time.sleep(args.pause)  # the caller's own work between calls
 
-    threads = [threading.Thread(target=run) for _ in range(args.threads)]
+    threads = [
+        threading.Thread(target=run, args=pair) for pair in zip(results, clients, strict=True)
+    ]
     for t in threads:
         t.start()
+    print("ready", flush=True)
+    if args.wait_go:
+        sys.stdin.readline()
+    started = time.time()
+    end = time.monotonic() + (args.until - started if args.until else args.duration)
+    go.set()
     for t in threads:
         t.join()
     total = {
         f.name: sum(getattr(r, f.name) for r in results) for f in fields(Counts) if f.type == "int"
     }
+    by_tenth: Counter[int] = sum((r.by_tenth for r in results), Counter())
     errors = [r.first_error for r in results if r.first_error]
     print(
         json.dumps(
@@ -106,6 +136,10 @@ def broker_worker(args: argparse.Namespace) -> None:
                 "first_error": errors[0] if errors else None,
                 "mints": broker.stats.mints,
                 "pid": os.getpid(),
+                "started": started,
+                "threads": len(results),
+                "idle_threads": sum(1 for r in results if r.calls == 0),
+                "by_tenth": by_tenth,
             }
         ),
         flush=True,
@@ -126,6 +160,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["hold-lock", "broker", "full-disk"])
     parser.add_argument("--db")
+    parser.add_argument("--redis", help="hold-lock: a Redis store's URL instead of --db")
+    parser.add_argument("--lease", type=float, default=10.0)
+    parser.add_argument("--release-on-input", action="store_true")
     parser.add_argument("--key")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--duration", type=float, default=1.0)
@@ -138,7 +175,7 @@ def main() -> None:
     parser.add_argument("--once", action="store_true")
     args = parser.parse_args()
     if args.mode == "hold-lock":
-        hold_lock(args.db, args.key)
+        hold_lock(args)
     elif args.mode == "full-disk":
         full_disk(args.db)
     else:

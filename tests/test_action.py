@@ -11,7 +11,7 @@ import httpx
 
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env
-from tests.conftest import wait_until
+from tests.helpers import assert_no_leak, wait_until
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "action-serve.sh"
 
@@ -42,7 +42,7 @@ def test_action_step_exports_the_endpoint_and_masks_the_key(
         assert out.returncode == 0, out.stderr
         key = exported["FRESHTOKEN_KEY"]
         assert out.stdout.splitlines()[0] == f"::add-mask::{key}"
-        assert "demo-secret" not in out.stdout + out.stderr
+        assert_no_leak("the step's output", out.stdout + out.stderr, "demo-secret")
         outputs = _pairs(github_output)
         assert outputs["url"] == exported["FRESHTOKEN_URL"]
         assert outputs["proxy-url"] == exported["FRESHTOKEN_PROXY_URL"]

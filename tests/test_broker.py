@@ -22,11 +22,12 @@ from freshtoken import (
     RefreshPolicy,
     RefreshTokenGrant,
     RetryPolicy,
+    ServerError,
     TokenBroker,
     TokenSource,
 )
 from freshtoken.testing import AuthServer, Client, FakeClock
-from tests.conftest import concurrently, make_broker, make_client, wait_until
+from tests.helpers import assert_no_leak, concurrently, make_broker, make_client, wait_until
 
 
 def test_second_call_is_a_cache_hit(server: AuthServer, clock: FakeClock) -> None:
@@ -51,6 +52,28 @@ def test_min_ttl_is_honoured(server: AuthServer, clock: FakeClock) -> None:
     assert broker.stats.mints == 2
 
 
+NO_REFRESH_AHEAD = RefreshPolicy(fraction=0, floor=0, max_fraction=0)
+
+
+def test_a_token_is_never_handed_out_with_less_than_its_margin_left(
+    server: AuthServer, clock: FakeClock
+) -> None:
+    broker = make_broker(server, clock, refresh=NO_REFRESH_AHEAD)
+    first = broker.token(min_ttl=60)
+    clock.advance(first.expires_at - clock.time() - 60)  # exactly 60 s left
+    assert broker.token(min_ttl=60) is first
+    clock.advance(0.001)
+    second = broker.token(min_ttl=60)
+    assert second is not first and second.expires_at - clock.time() >= 60
+    # The default margin: min(default_min_ttl 5 s, a quarter of the lifetime).
+    clock.advance(second.expires_at - clock.time() - 5)
+    assert broker.token() is second
+    clock.advance(0.001)
+    third = broker.token()
+    assert third is not second and third.expires_at - clock.time() >= 5
+    assert broker.stats.mints == 3
+
+
 def test_min_ttl_longer_than_the_server_grants_says_how_to_fix(clock: FakeClock) -> None:
     """A usage error (exit 2), found with at most one mint: the lifetime is remembered."""
     with AuthServer(ttl=300) as server:
@@ -69,9 +92,11 @@ def test_refresh_ahead_serves_the_current_token_while_one_refresh_runs(
 ) -> None:
     broker = make_broker(server, clock, refresh=RefreshPolicy(fraction=0.25, floor=30))
     first = broker.token()
+    server.configure(latency=1.0)  # the refresh takes 1 s: the 50 calls are over long before
     clock.advance(3600 - 800)  # inside the 900 s window
     served = [broker.token(min_ttl=60) for _ in range(50)]
     assert all(t is first for t in served)  # nobody waited for the network
+    assert broker.stats.mints == 1  # all 50 were answered while the refresh was under way
     wait_until(lambda: broker.stats.mints == 2)
     second = broker.token(min_ttl=60)
     assert second is not first
@@ -88,7 +113,7 @@ def test_a_hundred_callers_that_saw_one_401_cause_one_mint(server: AuthServer) -
         return broker.token().access_token
 
     seen = concurrently(100, caller)
-    assert len(set(seen)) == 1
+    assert len(seen) == 100 and len(set(seen)) == 1
     assert seen[0] != stale.access_token
     assert server.stats()["tokens_minted"] == 2
 
@@ -260,20 +285,30 @@ def test_background_refresher_keeps_the_token_fresh() -> None:
         broker = make_broker(server, default_min_ttl=0.2)
         with broker:
             wait_until(lambda: broker.stats.mints >= 3, timeout=10)
-            assert broker.token(min_ttl=0.2).valid_for(0.2, time.time())
+            called = time.time()  # valid for 0.2 s from the call on, however late this runs
+            assert broker.token(min_ttl=0.2).expires_at - called >= 0.2
         assert broker.stats.failures == 0
 
 
-def test_busy_callers_do_not_delay_the_background_refresher() -> None:
+def test_busy_callers_do_not_delay_the_background_refresher(clock: FakeClock) -> None:
     with AuthServer(ttl=2) as server:
-        broker = make_broker(server, default_min_ttl=0.2)
+        broker = make_broker(server, clock, default_min_ttl=0.2)
         with broker:
             first = broker.token()
-            # Callers in the refresh window, far more often than once a second.
-            wait_until(lambda: broker.token() is not first, timeout=5)
-            left = first.expires_at - time.time()
-        # Renewed by the refresher at the window (1 s left), not by a caller at the last
-        # moment (0.2 s left), which is what happens when callers keep postponing it.
+            clock.advance(first.expires_at - clock.time() - 1.0)  # the window: 1 s left
+
+            def busy_caller() -> bool:
+                # Callers in the window, far more often than once a (fake) second, moving the
+                # clock on to 0.6 s left at most: however long the refresher takes to wake
+                # (real time), only the refresher can renew before 0.2 s are left.
+                if first.expires_at - clock.time() > 0.6:
+                    clock.advance(0.001)
+                return broker.token() is not first
+
+            wait_until(busy_caller, timeout=10)
+            left = first.expires_at - clock.time()
+        # Renewed by the refresher in the window, not by a caller at the last moment (0.2 s
+        # left), which is what happens when callers keep postponing it.
         assert left > 0.5, left
         assert broker.stats.failures == 0
         assert server.stats()["tokens_minted"] == 2  # one renewal, by the refresher
@@ -327,8 +362,6 @@ def test_requests_auth_retries_once_after_a_401(server: AuthServer) -> None:
         response = http.get(server.url + "/api/echo")
         assert response.status_code == 200
         assert [r.status_code for r in response.history] == [401]
-        server.revoke_all()
-        server.configure(ttl=3600)
     assert server.stats()["tokens_minted"] == 2
 
 
@@ -345,8 +378,16 @@ def test_an_api_that_always_says_401_is_retried_only_once(server: AuthServer) ->
 
 def test_logs_carry_no_token(server: AuthServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    broker = make_broker(server)
+    # No 401 cooldown: the second invalidation must take effect at once.
+    broker = make_broker(
+        server, policy=RetryPolicy(budget=0.3, base=0.01, cap=0.05), invalidate_cooldown=0.0
+    )
     token = broker.token()
     broker.invalidate(token)
-    broker.token()
-    assert token.access_token not in caplog.text
+    second = broker.token()
+    server.configure(failure_rate=1.0)  # a failed refresh, logged with what it was doing
+    broker.invalidate(second)
+    with pytest.raises(ServerError):
+        broker.token()
+    assert caplog.records, "nothing was logged: the check below would prove nothing"
+    assert_no_leak("the logs", caplog.text, token.access_token, second.access_token)

@@ -348,3 +348,30 @@ def test_verbose_logs_each_mint_in_one_line(tmp_path: Path, server: AuthServer) 
     again = ft(["-v", "token", "--min-ttl", "3599.9"], env, tmp_path)  # too close: a new one
     assert "too close to expiry for min_ttl 3599.9s" in again.stderr
     assert token not in shared.stderr + again.stderr
+
+
+def test_relative_paths_in_a_configuration_file_mean_next_to_it(
+    tmp_path: Path, server: AuthServer
+) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "secret.txt").write_text("demo-secret\n")
+    config = folder / "freshtoken.toml"
+    config.write_text(
+        f'[default]\ntoken_url = "{server.token_url}"\nclient_id = "demo-client"\n'
+        'client_secret_file = "secret.txt"\nstore = "sqlite:tokens/t.db"\n'
+    )
+    config.chmod(0o600)
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    env = cli_env(tmp_path, FRESHTOKEN_CONFIG=str(config))
+    out = ft(["token"], env, elsewhere)
+    assert out.returncode == 0, out.stderr
+    assert (folder / "tokens" / "t.db").exists() and not (elsewhere / "tokens").exists()
+
+
+def test_vv_logs_each_http_exchange_without_secrets(tmp_path: Path, server: AuthServer) -> None:
+    out = ft(["-vv", "token"], cli_env(tmp_path, server), tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"POST {server.token_url} -> HTTP 200" in out.stderr
+    assert out.stdout.strip() not in out.stderr and "demo-secret" not in out.stderr

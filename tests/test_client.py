@@ -36,7 +36,7 @@ from freshtoken import (
     _build,
 )
 from freshtoken.testing import MALFORMED, AuthServer, Client, FakeClock
-from tests.conftest import make_client
+from tests.helpers import make_client
 
 
 def api_status(server: AuthServer, access_token: str) -> int:
@@ -57,15 +57,16 @@ def test_client_credentials_basic(server: AuthServer, clock: FakeClock) -> None:
     assert server.stats()["minted"] == {"demo-client": {"client_credentials": 1}}
 
 
-def test_client_credentials_post_and_odd_characters_in_credentials() -> None:
+@pytest.mark.parametrize("method", [ClientSecretBasic, ClientSecretPost])
+def test_client_credentials_post_and_odd_characters_in_credentials(
+    method: type[ClientSecretBasic] | type[ClientSecretPost],
+) -> None:
     odd_id, odd_secret = "id:with%odd chars", "s3cr+t:/=&% x"
     with AuthServer(clients=[Client(odd_id, odd_secret)]) as server:
-        for auth in (
-            ClientSecretBasic(odd_id, Secret(odd_secret)),
-            ClientSecretPost(odd_id, Secret(odd_secret)),
-        ):
-            client = TokenClient(auth, endpoints=Endpoints(server.token_url))
-            assert api_status(server, client.fetch(ClientCredentials()).access_token) == 200
+        client = TokenClient(
+            method(odd_id, Secret(odd_secret)), endpoints=Endpoints(server.token_url)
+        )
+        assert api_status(server, client.fetch(ClientCredentials()).access_token) == 200
 
 
 def test_public_client_none_method() -> None:
@@ -295,13 +296,20 @@ def test_plain_http_to_a_remote_host_is_refused() -> None:
         )
     with pytest.raises(ConfigurationError, match="not a valid"):
         _build.endpoints(Settings(token_url="ftp://x/token", client_id="a"))
-    for ok in (
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
         "http://127.0.0.1:1/t",
         "http://[::1]:1/t",
         "http://localhost/t",
         "https://login.example.com/oauth/token",
-    ):
-        assert _build.endpoints(Settings(token_url=ok, client_id="a")) is not None
+    ],
+)
+def test_https_and_loopback_http_are_accepted(url: str) -> None:
+    endpoints = _build.endpoints(Settings(token_url=url, client_id="a"))
+    assert endpoints is not None and endpoints.token_url == url
 
 
 # -- malformed answers --------------------------------------------------------------------------

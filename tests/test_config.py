@@ -7,7 +7,7 @@ import pytest
 
 from freshtoken import ConfigurationError, Settings, _build
 from freshtoken.config._options import BY_KEY
-from tests.conftest import CANARY_SECRET
+from tests.helpers import CANARY_SECRET
 
 
 def test_from_env_reads_every_name(tmp_path: Path) -> None:

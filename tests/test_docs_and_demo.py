@@ -40,18 +40,21 @@ def test_every_variable_the_code_reads_is_documented() -> None:
     }
     # Most names come from the table itself (Option.env); these are the ones spelled out.
     assert read, "the search found no variable names"
-    for option in OPTIONS:
-        assert f"`{option.env}`" in documented
-    for variable in read:
-        assert variable in documented or variable.removesuffix("_FILE") in documented, variable
-    for variable in ("FRESHTOKEN_PROFILE", "FRESHTOKEN_CONFIG"):
-        assert variable in documented
+    assert [o.env for o in OPTIONS if f"`{o.env}`" not in documented] == []
+    undocumented = [
+        v for v in read if v not in documented and v.removesuffix("_FILE") not in documented
+    ]
+    assert undocumented == []
+    assert [v for v in ("FRESHTOKEN_PROFILE", "FRESHTOKEN_CONFIG") if v not in documented] == []
 
 
 def test_demo_fast_mode_is_green(tmp_path: Path) -> None:
     # The README's main-job command itself, in this virtual environment, in its fast mode.
     out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "demo.sh"), "--duration", "6", "--ttl", "2", "--plain"],
+        [
+            *("bash", str(ROOT / "scripts" / "demo.sh")),
+            *("--duration", "6", "--ttl", "2", "--format", "json"),
+        ],
         env=cli_env(tmp_path, FRESHTOKEN_VENV=sys.prefix),
         cwd=tmp_path,
         capture_output=True,
@@ -66,3 +69,4 @@ def test_demo_fast_mode_is_green(tmp_path: Path) -> None:
     assert counts["proxy"]["ok"] > 10 and "fail" not in counts["proxy"]
     assert counts["naive-once"].get("fail", 0) > 0  # the token died mid-build
     assert counts["naive-per-call"].get("fail", 0) > 0  # the rate limit said 400
+    assert lines[0].startswith("calls ok/failed so far, per step: ")  # labelled, off a terminal

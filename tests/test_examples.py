@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -21,6 +20,7 @@ from freshtoken.config._load import _profile_values
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env
 from tests._redis import RedisProcess
+from tests.helpers import require, require_module
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -62,7 +62,7 @@ def test_python_example_runs(
     where: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if "PureCloudPlatformClientV2" in code:
-        pytest.importorskip("PureCloudPlatformClientV2")
+        require_module("PureCloudPlatformClientV2")
     with AuthServer() as server:
         monkeypatch.setenv("FRESHTOKEN_TOKEN_URL", server.token_url)
         monkeypatch.setenv("FRESHTOKEN_CLIENT_ID", "demo-client")
@@ -113,8 +113,9 @@ def acl_redis(folder: Path) -> RedisProcess:
 def test_shell_example_runs(where: str, code: str, tmp_path: Path) -> None:
     """The block runs in bash, then `freshtoken token` in the same shell proves the
     configuration it set up works; a `npm run build` runs a real npm project calling the API."""
-    if "npm " in code and shutil.which("npm") is None:
-        pytest.skip("npm is not installed")
+    if "npm " in code:
+        require("npm")
+        require("node")  # the build script the test's package.json runs
     (tmp_path / "client_secret").write_text("demo-secret\n")
     (tmp_path / "redis_password").write_text(REDIS_PASSWORD + "\n")
     (tmp_path / "store_key").write_text(base64.b64encode(os.urandom(32)).decode())

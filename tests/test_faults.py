@@ -32,8 +32,7 @@ from freshtoken import (
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env, ft
 from tests._hostile import NESTED_JSON, HostileServer, answer, drip, drip_headers, silent
-from tests.conftest import make_client, wait_until
-from tests.test_serve import Serve
+from tests.helpers import Serve, make_client, wait_until
 
 
 def _on(url: str, tmp: Path, **extra: str) -> dict[str, str]:

@@ -15,11 +15,15 @@ import pytest
 
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.conftest import CANARY_SECRET
-
-pytest.importorskip("keyrings.alt")
+from tests.helpers import CANARY_SECRET, assert_no_leak, require_module
 
 FILE_BACKEND = "keyrings.alt.file.PlaintextKeyring"
+
+
+@pytest.fixture(autouse=True)
+def _keyring_packages() -> None:
+    require_module("keyring")
+    require_module("keyrings.alt")
 
 
 def keyring_env(tmp_path: Path, server: AuthServer | None = None, **extra: str) -> dict[str, str]:
@@ -67,6 +71,7 @@ def test_client_secret_from_the_keyring(tmp_path: Path, canary_server: AuthServe
         assert server.stats()["tokens_minted"] == 1  # doctor found the stored token
     for out in (token, doctor):
         assert CANARY_SECRET not in out.stdout + out.stderr
+    assert_no_leak("doctor", doctor.stdout)
 
 
 def test_a_profile_names_the_entry(tmp_path: Path, canary_server: AuthServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,6 @@ import redis
 from freshtoken import (
     ClientCredentials,
     ConfigurationError,
-    MemoryStore,
     Secret,
     StoreError,
     Token,
@@ -26,7 +26,7 @@ from freshtoken.stores._redis import RedisStore
 from freshtoken.testing import AuthServer, Client
 from tests._certs import certificates
 from tests._redis import RedisClusterProcesses, RedisProcess, text
-from tests.conftest import CANARY_SECRET, make_broker, make_client
+from tests.helpers import CANARY_SECRET, make_broker, make_client, missing
 
 STORE_KEY = Secret(base64.b64encode(os.urandom(32)).decode())
 TOKEN = Token("at_canary_access_7654321", "Bearer", 2e9, 1.9e9)
@@ -78,16 +78,17 @@ def test_compare_and_set_and_a_lease_that_ran_out(redis_server: RedisProcess) ->
     assert store.save("k", Entry(TOKEN), first) is None  # a paused writer's stale version
     raw = redis.Redis.from_url(redis_server.url)
     other = _store(redis_server.url, lease=30)
-    with store.lock("k", 1) as held:
-        assert held and store.owns_lock("k")
-        assert text(raw.get("freshtoken:{k}:lock")).startswith(f"{os.getpid()}:")
-        with other.lock("k", 0.05) as other_held:
-            assert not other_held
-        raw.delete("freshtoken:{k}:lock")  # the lease ran out while this holder was paused
-        with other.lock("k", 1) as other_held:
-            assert other_held
+    with contextlib.ExitStack() as new_owner:
+        with store.lock("k", 1) as held:
+            assert held and store.owns_lock("k")
+            assert text(raw.get("freshtoken:{k}:lock")).startswith(f"{os.getpid()}:")
+            with other.lock("k", 0.05) as other_held:
+                assert not other_held
+            raw.delete("freshtoken:{k}:lock")  # the lease ran out while this holder was paused
+            assert new_owner.enter_context(other.lock("k", 1))
             assert not store.owns_lock("k")
-            # The paused holder's release must not free the new owner's lock.
+        # The paused holder released: the new owner's lock is still there, still its own.
+        assert other.owns_lock("k") and raw.exists("freshtoken:{k}:lock") == 1
     assert raw.exists("freshtoken:{k}:lock") == 0  # other released its own
 
 
@@ -127,8 +128,8 @@ def test_tls(tmp_path: Path, server: AuthServer) -> None:
     )
     try:
         tls.start()
-    except RuntimeError:
-        pytest.skip("this redis-server was built without TLS")
+    except RuntimeError as exc:
+        missing("redis-server with TLS", str(exc))
     try:
         store = RedisStore(f"{tls.url}?ssl_ca_certs={ca}", STORE_KEY)
         assert make_broker(server, store=store).token().access_token
@@ -172,9 +173,9 @@ def test_fail_closed_raises_a_store_error(redis_server: RedisProcess, server: Au
 def test_open_store_reads_redis_settings(redis_server: RedisProcess) -> None:
     store = open_store(redis_server.url, STORE_KEY, redis_prefix="x:", fail="open")
     assert isinstance(store, FailOpenStore) and isinstance(store.shared, RedisStore)
+    assert store.shared.prefix == "x:"
     closed = open_store(redis_server.url, STORE_KEY, fail="closed")
-    assert isinstance(closed, RedisStore)
-    assert not isinstance(closed, MemoryStore)
+    assert isinstance(closed, RedisStore) and closed.prefix == "freshtoken:"
 
 
 def test_a_redis_cluster(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from freshtoken.testing import AuthServer, Client
 from tests._attack import Listener, open_place, require_other_user, shared_dir, write_as_nobody
 from tests._cli import cli_env, ft
 from tests._redis import RedisProcess
-from tests.conftest import CANARY_SECRET, wait_until
+from tests.helpers import CANARY_SECRET, wait_until
 from tests.test_action import SCRIPT, _pairs
 
 # A child of `exec --proxy` calling the API through the proxy; prints the status.

@@ -14,7 +14,7 @@ import pytest
 from freshtoken.testing import AuthServer, Client
 from tests._attack import NOBODY, as_nobody, open_place, require_other_user
 from tests._cli import cli_env
-from tests.conftest import CANARY_SECRET
+from tests.helpers import CANARY_SECRET
 
 CANARY_STORE_KEY = "Q2FuYXJ5U3RvcmVLZXlDYW5hcnlTdG9yZUtleUNhbmE="
 CANARY_GENESYS = "canary-genesys-secret-77e0"

@@ -23,7 +23,7 @@ from freshtoken.local._server import LocalServer
 from freshtoken.testing import AuthServer
 from tests._attack import Listener, http_answer
 from tests._cli import cli_env
-from tests.conftest import make_broker, wait_until
+from tests.helpers import make_broker, wait_until
 
 
 @contextmanager

@@ -3,9 +3,8 @@ several languages. Real subprocesses, real HTTP, loopback only."""
 
 from __future__ import annotations
 
+import base64
 import json
-import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -13,45 +12,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+import redis as redis_client
 
 from freshtoken import RefreshPolicy
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.conftest import CANARY_SECRET, wait_until
+from tests._redis import RedisProcess
+from tests.helpers import CANARY_SECRET, Serve, assert_no_leak, require, wait_until
 
 FT = [sys.executable, "-m", "freshtoken"]
-
-
-class Serve:
-    def __init__(
-        self, args: list[str], env: dict[str, str], cwd: Path, verbosity: str = "-q"
-    ) -> None:
-        self.proc = subprocess.Popen(
-            [*FT, verbosity, "serve", *args],
-            env=env,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line, self.proc.stderr.read() if self.proc.stderr else ""
-        self.ready: dict[str, Any] = json.loads(line)
-        self.key = Path(self.ready["key_file"]).read_text()
-
-    def headers(self) -> dict[str, str]:
-        return {"X-Freshtoken-Key": self.key}
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=10)
-        assert self.proc.returncode == 0, err
-        return err
 
 
 @pytest.fixture
@@ -74,6 +46,7 @@ def _env(tmp: Path, server: AuthServer, **extra: str) -> dict[str, str]:
 def test_serve_needs_the_key_and_keeps_files_private(
     tmp_path: Path, canary_server: AuthServer
 ) -> None:
+    canary_server.configure(fail_first=1)  # a retry: -vv has something to say
     serve = Serve(["--proxy"], _env(tmp_path, canary_server), tmp_path, "-vv")
     try:
         url = serve.ready["url"]
@@ -92,8 +65,10 @@ def test_serve_needs_the_key_and_keeps_files_private(
         cmdline = Path(f"/proc/{serve.proc.pid}/cmdline").read_bytes()
         assert CANARY_SECRET.encode() not in cmdline and serve.key.encode() not in cmdline
     finally:
-        err = serve.stop()
-    assert CANARY_SECRET not in err and serve.key not in err and got["access_token"] not in err
+        output = serve.stop()
+    assert "retrying in" in output, output  # the output checked was really captured
+    for secret in (CANARY_SECRET, serve.key, got["access_token"]):
+        assert secret not in output
     assert not Path(serve.ready["key_file"]).exists()
 
 
@@ -143,14 +118,16 @@ def test_proxy_retries_once_after_a_401_and_passes_429(tmp_path: Path) -> None:
             serve.stop()
 
 
+# Each child calls for at least SECONDS and at least ROUNDS rounds of two calls (a slow
+# machine takes longer, never fewer calls), then writes its whole environment to DUMP.
 CHILD_PY = """
 import json, os, sys, time, urllib.request
 base, key, proxy = os.environ["FRESHTOKEN_URL"], os.environ["FRESHTOKEN_KEY"], \\
     os.environ["FRESHTOKEN_PROXY_URL"]
-api = sys.argv[1]
-end = time.time() + float(sys.argv[2])
+api, seconds, rounds, dump = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+end = time.time() + seconds
 codes = []
-while time.time() < end:
+while time.time() < end or len(codes) < 2 * rounds:
     req = urllib.request.Request(base + "/token?min_ttl=0.3", headers={"X-Freshtoken-Key": key})
     token = json.load(urllib.request.urlopen(req))["access_token"]
     for url, headers in ((api, {"Authorization": "Bearer " + token}),
@@ -161,13 +138,15 @@ while time.time() < end:
         except urllib.error.HTTPError as e:
             codes.append(e.code)
     time.sleep(0.1)
+with open(dump, "w") as f:
+    json.dump(dict(os.environ), f)
 print(json.dumps({"calls": len(codes), "bad": [c for c in codes if c != 200],
                   "secret_seen": any("SECRET" in k for k in os.environ)}))
 """
 
 CHILD_SH = """
 end=$(( $(date +%s) + $2 )); calls=0; bad=0
-while [ "$(date +%s)" -lt "$end" ]; do
+while [ "$(date +%s)" -lt "$end" ] || [ "$calls" -lt $(( 2 * $3 )) ]; do
   h=$(freshtoken token --min-ttl 0.3 --format header)
   for code in $(curl -s -o /dev/null -w "%{http_code}" -H "$h" "$1") \\
       $(curl -s -o /dev/null -w "%{http_code}" -H "X-Freshtoken-Key: $FRESHTOKEN_KEY" \\
@@ -176,11 +155,12 @@ while [ "$(date +%s)" -lt "$end" ]; do
   done
   sleep 0.1
 done
+env > "$4"
 echo "{\\"calls\\": $calls, \\"bad\\": $bad}"
 """
 
 CHILD_JS = """
-const [api, seconds] = process.argv.slice(1);  // node -e has no script path
+const [api, seconds, rounds, dump] = process.argv.slice(1);  // node -e has no script path
 const {FRESHTOKEN_URL: base, FRESHTOKEN_KEY: key, FRESHTOKEN_PROXY_URL: proxy} = process.env;
 const http = require("http");
 const get = (url, headers) => new Promise((ok, no) => http.get(url, {headers}, res => {
@@ -188,7 +168,7 @@ const get = (url, headers) => new Promise((ok, no) => http.get(url, {headers}, r
 }).on("error", no));
 (async () => {
   const end = Date.now() + seconds * 1000; let calls = 0, bad = 0;
-  while (Date.now() < end) {
+  while (Date.now() < end || calls < 2 * rounds) {
     const [, body] = await get(base + "/token?min_ttl=0.3", {"X-Freshtoken-Key": key});
     const token = JSON.parse(body).access_token;
     for (const [url, h] of [[api, {Authorization: "Bearer " + token}],
@@ -197,29 +177,40 @@ const get = (url, headers) => new Promise((ok, no) => http.get(url, {headers}, r
     }
     await new Promise(r => setTimeout(r, 100));
   }
+  require("fs").writeFileSync(dump, JSON.stringify(process.env));
   console.log(JSON.stringify({calls, bad}));
 })();
 """
 
-
-def _children() -> list[tuple[str, list[str]]]:
-    kids = [("python", [sys.executable, "-c", CHILD_PY])]
-    if shutil.which("curl"):
-        kids.append(("shell", ["sh", "-c", CHILD_SH, "child"]))
-    if shutil.which("node"):
-        kids.append(("node", ["node", "-e", CHILD_JS, "--"]))
-    return kids
+#: language -> (the program it needs besides Python and sh, argv)
+CHILDREN = {
+    "python": (None, [sys.executable, "-c", CHILD_PY]),
+    "shell": ("curl", ["sh", "-c", CHILD_SH, "child"]),
+    "node": ("node", ["node", "-e", CHILD_JS, "--"]),
+}
 
 
-@pytest.mark.parametrize(("language", "argv"), _children(), ids=[k[0] for k in _children()])
-def test_exec_children_never_see_a_401(tmp_path: Path, language: str, argv: list[str]) -> None:
-    lifetime, seconds = 2.0, 6
+@pytest.mark.parametrize("language", list(CHILDREN))
+def test_exec_children_never_see_a_401(tmp_path: Path, language: str) -> None:
+    needs, argv = CHILDREN[language]
+    if needs:
+        require(needs)
+    lifetime, seconds, rounds = 2.0, 6, 15  # three lifetimes, at least 30 calls
     window = RefreshPolicy().window(lifetime)
-    with AuthServer(ttl=lifetime) as server:
-        env = cli_env(tmp_path, server, FRESHTOKEN_PROXY_UPSTREAM=server.url)
+    dump = tmp_path / "child-environment"
+    with AuthServer(ttl=lifetime, clients=[Client("demo-client", CANARY_SECRET)]) as server:
+        env = cli_env(
+            tmp_path,
+            server,
+            FRESHTOKEN_CLIENT_SECRET=CANARY_SECRET,
+            FRESHTOKEN_PROXY_UPSTREAM=server.url,
+        )
         started = time.monotonic()
         out = ft(
-            ["exec", "--proxy", "--", *argv, server.url + "/api/v2/tokens/me", str(seconds)],
+            [
+                *("exec", "--proxy", "--", *argv),
+                *(server.url + "/api/v2/tokens/me", str(seconds), str(rounds), str(dump)),
+            ],
             env,
             tmp_path,
             timeout=60,
@@ -228,9 +219,10 @@ def test_exec_children_never_see_a_401(tmp_path: Path, language: str, argv: list
         minted = server.stats()["tokens_minted"]
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["calls"] >= 2 * 3 * lifetime / 0.2 * 0.5, result  # ~every 100 ms, 2 calls
+    assert result["calls"] >= 2 * rounds, result
     assert result["bad"] in (0, []), result
     assert result.get("secret_seen") in (None, False)
+    assert_no_leak("the child's environment", dump.read_text())
     assert minted <= elapsed / (lifetime - window) + 1, (minted, elapsed)
 
 
@@ -254,18 +246,76 @@ def test_exec_returns_the_exit_code_passes_signals_and_leaves_nothing(
     assert marker.read_text().strip() == "term"
     assert not Path(f"/proc/{child}").exists()
     env_out = ft(
-        [
-            "exec",
-            "--env",
-            "API_TOKEN",
-            "--",
-            "sh",
-            "-c",
-            'echo "$API_TOKEN|${FRESHTOKEN_CLIENT_SECRET:-none}|$FRESHTOKEN_URL"',
-        ],
-        env,
-        tmp_path,
+        ["exec", "--env", "API_TOKEN", "--", sys.executable, "-c", CHILD_ENV], env, tmp_path
     )
-    token, secret, url = env_out.stdout.strip().split("|")
-    assert token.startswith("at_") and secret == "none" and url.startswith("http://127.0.0.1:")
-    assert os.environ.get("FRESHTOKEN_KEY") is None
+    assert env_out.returncode == 0, env_out.stderr
+    child = json.loads(env_out.stdout)
+    token, url, key = child["API_TOKEN"], child["FRESHTOKEN_URL"], child["FRESHTOKEN_KEY"]
+    assert token.startswith("at_") and url.startswith("http://127.0.0.1:")
+    assert "FRESHTOKEN_CLIENT_SECRET" not in child and "demo-secret" not in child.values()
+    # The child's key opens the endpoint it was given, for the token it was given.
+    assert key and "FRESHTOKEN_KEY" not in env
+    assert child["with_key"] == [200, token] and child["without_key"] == 401
+
+
+# Prints its environment, and what $FRESHTOKEN_URL/token answers with and without the key.
+CHILD_ENV = """
+import json, os, urllib.error, urllib.request
+def get(headers):
+    request = urllib.request.Request(os.environ["FRESHTOKEN_URL"] + "/token", headers=headers)
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return [answer.status, json.load(answer)["access_token"]]
+    except urllib.error.HTTPError as e:
+        return e.code
+print(json.dumps({**os.environ, "with_key": get({"X-Freshtoken-Key": os.environ["FRESHTOKEN_KEY"]}),
+                  "without_key": get({})}))
+"""
+
+STORE_KEY_CANARY = base64.b64encode(b"canary-store-key-0123456789abcde").decode()
+REDIS_CANARY = "canary-redis-password-3c9e1a"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "variables",
+        "password-in-url",  # FRESHTOKEN_STORE is kept from children (issue 11)
+        "genesys-variables",
+    ],
+)
+def test_exec_children_get_no_secret_setting_by_value(tmp_path: Path, form: str) -> None:
+    """Every secret setting `exec` was given (client secret, Redis password, store key) is
+    absent from its child's whole environment, whatever variable carried it."""
+    redis = RedisProcess(tmp_path, ("requirepass", REDIS_CANARY)).start()
+    try:
+        with AuthServer(clients=[Client("demo-client", CANARY_SECRET)]) as server:
+            env = cli_env(
+                tmp_path,
+                server,
+                FRESHTOKEN_CLIENT_SECRET=CANARY_SECRET,
+                FRESHTOKEN_STORE_KEY=STORE_KEY_CANARY,
+            )
+            if form == "password-in-url":
+                env["FRESHTOKEN_STORE"] = redis.url.replace("redis://", f"redis://:{REDIS_CANARY}@")
+            else:
+                env["FRESHTOKEN_STORE"] = redis.url
+                env["FRESHTOKEN_REDIS_PASSWORD"] = REDIS_CANARY
+            if form == "genesys-variables":
+                del env["FRESHTOKEN_CLIENT_ID"], env["FRESHTOKEN_CLIENT_SECRET"]
+                env["GENESYSCLOUD_OAUTHCLIENT_ID"] = "demo-client"
+                env["GENESYSCLOUD_OAUTHCLIENT_SECRET"] = CANARY_SECRET
+            code = "import json, os; print(json.dumps(dict(os.environ)))"
+            out = ft(
+                ["exec", "--env", "API_TOKEN", "--", sys.executable, "-c", code], env, tmp_path
+            )
+            minted = server.stats()["tokens_minted"]
+            stored = len(redis_client.Redis(port=redis.port, password=REDIS_CANARY).keys("*"))
+    finally:
+        redis.stop()
+    assert out.returncode == 0, out.stderr
+    assert minted == 1 and stored == 1  # the settings were used: the token went to Redis
+    child = json.loads(out.stdout)
+    assert child["FRESHTOKEN_URL"] and child["API_TOKEN"].startswith("at_")
+    dump = "\n".join(f"{k}={v}" for k, v in child.items() if k != "API_TOKEN")
+    assert_no_leak("the child's environment", dump, REDIS_CANARY, STORE_KEY_CANARY)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
-import shutil
 import signal
 import sqlite3
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,12 +26,15 @@ from freshtoken import (
 from freshtoken.stores import default_store_path
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._failopen import FailOpenStore
+from freshtoken.stores._redis import RedisStore
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.conftest import CANARY_SECRET, make_broker
+from tests._redis import RedisProcess
+from tests.helpers import CANARY_SECRET, assert_no_leak, make_broker, require
 
 TOKEN = Token("at_canary_access_1234567", "Bearer", 2e9, 1.9e9)
+WORKER = [sys.executable, "-m", "tests._worker"]
 
 
 def _mode(path: Path) -> int:
@@ -45,9 +47,9 @@ def test_sqlite_files_are_private(tmp_path: Path, server: AuthServer) -> None:
     broker.token()
     assert _mode(db.parent) == 0o700
     assert _mode(db.with_name("tokens.db.locks")) == 0o700
-    for path in db.parent.iterdir():
-        if path.is_file():
-            assert _mode(path) == 0o600, path
+    files = [p for p in db.parent.iterdir() if p.is_file()]
+    assert db in files
+    assert [(p.name, oct(_mode(p))) for p in files if _mode(p) != 0o600] == []
 
 
 def test_entries_are_encrypted_at_rest(tmp_path: Path) -> None:
@@ -116,9 +118,8 @@ def test_a_read_only_directory_is_a_clear_error_or_served_from_memory(
     # that allow it (setpriv), as any other user would be.
     prefix: list[str] = []
     if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("root without setpriv writes through directory permissions")
-        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+        setpriv = require("setpriv")  # else root writes through directory permissions
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
     read_only = tmp_path / "ro"
     read_only.mkdir(mode=0o500)
     env = cli_env(
@@ -214,6 +215,7 @@ def test_a_full_disk_keeps_the_token_in_memory(tmp_path: Path, server: AuthServe
     assert "serving it from memory" in out.stderr
     assert "Traceback" not in out.stderr
     assert CANARY_SECRET not in out.stderr + out.stdout
+    assert_no_leak("the standard error", out.stderr)
 
 
 def test_a_killed_lock_holder_blocks_no_one(tmp_path: Path) -> None:
@@ -232,14 +234,68 @@ def test_a_killed_lock_holder_blocks_no_one(tmp_path: Path) -> None:
         assert (db.with_name("t.db.locks") / "k.lock").read_text() == str(holder.pid)
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-        started = time.monotonic()
-        with store.lock("k", 5.0) as held:
-            assert held
-        assert time.monotonic() - started < 1.0  # released by the kernel, no lease to wait out
+        with store.lock("k", 0.0) as held:  # one try, no waiting: no lease to wait out
+            assert held  # released by the kernel with the dead holder's files
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_paused_holders_release_leaves_the_new_owners_lock(tmp_path: Path, kind: str) -> None:
+    """Lock ownership, for every store that shares between processes: a holder paused (SIGSTOP)
+    past its lease loses the lock to a new owner, and when it resumes it knows it lost it and
+    its release leaves the new owner's lock alone. A store without a lease (SQLite's flock)
+    lets nobody take a paused holder's lock instead."""
+    key, lease = "k", 0.3
+    with contextlib.ExitStack() as cleanup:
+        if kind == "redis":
+            redis = RedisProcess(tmp_path).start()
+            cleanup.callback(redis.stop)
+            store_key = Secret(base64.b64encode(os.urandom(32)).decode())
+            args = ["--redis", redis.url, "--lease", str(lease)]
+            env = {**os.environ, "FRESHTOKEN_STORE_KEY": store_key.reveal()}
+
+            def open_store() -> TokenStore:
+                return RedisStore(redis.url, store_key, lease=lease)
+
+            takeover = 10.0  # returns as soon as the lease has run out
+        else:
+            db = tmp_path / "t.db"
+            args, env = ["--db", str(db)], dict(os.environ)
+
+            def open_store() -> TokenStore:
+                return SQLiteStore(db)
+
+            takeover = 0.5  # waited in full: the lock never frees
+        holder = subprocess.Popen(
+            [*WORKER, "hold-lock", "--key", key, "--release-on-input", *args],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        cleanup.callback(holder.wait)
+        cleanup.callback(holder.kill)
+        assert holder.stdin is not None and holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        holder.send_signal(signal.SIGSTOP)  # paused while it holds the lock
+        new, third = open_store(), open_store()
+        with new.lock(key, takeover) as taken:
+            assert taken == (kind == "redis")
+            assert new.owns_lock(key) or not taken
+            holder.send_signal(signal.SIGCONT)
+            holder.stdin.write("release\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == ("lost" if taken else "owns")
+            assert holder.stdout.readline().strip() == "released"
+            if taken:  # the paused holder's release did not free the new owner's lock
+                assert new.owns_lock(key)
+                with third.lock(key, 0.05) as stolen:
+                    assert not stolen
+        with third.lock(key, 1.0) as free:  # the new owner released its own
+            assert free
 
 
 def test_default_store_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -256,9 +312,12 @@ def test_store_urls(tmp_path: Path) -> None:
     assert sqlite.shared.path == tmp_path / "x.db"
     closed = open_store(f"sqlite://{tmp_path}/x.db", fail="closed")
     assert isinstance(closed, SQLiteStore)
-    for bad, needle in (
-        ("redis://127.0.0.1:1", "needs FRESHTOKEN_STORE_KEY"),
-        ("ftp://x", "unknown form"),
-    ):
-        with pytest.raises(ConfigurationError, match=needle):
-            open_store(bad)
+
+
+@pytest.mark.parametrize(
+    ("bad", "needle"),
+    [("redis://127.0.0.1:1", "needs FRESHTOKEN_STORE_KEY"), ("ftp://x", "unknown form")],
+)
+def test_bad_store_urls(bad: str, needle: str) -> None:
+    with pytest.raises(ConfigurationError, match=needle):
+        open_store(bad)

@@ -27,6 +27,7 @@ from freshtoken import (
     TokenClient,
 )
 from freshtoken.testing import AuthServer, Client, Knobs
+from tests.helpers import TOKEN_SHAPE, leaks
 
 FT = [sys.executable, "-m", "freshtoken"]
 
@@ -186,57 +187,83 @@ def test_cli_testserver_and_token(
     assert proc.wait(timeout=10) == 0
 
 
+# The environment ({token_url} filled in with the running server's), exit code, message.
+TOKEN_ERRORS = [
+    pytest.param(
+        {
+            "FRESHTOKEN_TOKEN_URL": "{token_url}",
+            "FRESHTOKEN_CLIENT_ID": "demo-client",
+            "FRESHTOKEN_CLIENT_SECRET": "wrong-canary-111",
+        },
+        3,
+        "invalid_client",
+        id="wrong-secret",
+    ),
+    pytest.param(
+        {
+            "FRESHTOKEN_REGION": "mars_north_1",
+            "FRESHTOKEN_CLIENT_ID": "x",
+            "FRESHTOKEN_CLIENT_SECRET": "y",
+        },
+        2,
+        "unknown Genesys Cloud region",
+        id="unknown-region",
+    ),
+    pytest.param(
+        {"FRESHTOKEN_CLIENT_ID": "x", "FRESHTOKEN_CLIENT_SECRET": "y"},
+        2,
+        "no token endpoint",
+        id="no-endpoint",
+    ),
+    pytest.param(
+        {
+            "FRESHTOKEN_TOKEN_URL": "http://login.example.com/t",
+            "FRESHTOKEN_CLIENT_ID": "x",
+            "FRESHTOKEN_CLIENT_SECRET": "y",
+        },
+        2,
+        "plain http",
+        id="plain-http",
+    ),
+    pytest.param(
+        {"FRESHTOKEN_TOKEN_URL": "{token_url}", "FRESHTOKEN_CLIENT_ID": "demo-client"},
+        2,
+        "needs a client secret",
+        id="no-secret",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "code", "needle"), TOKEN_ERRORS)
 def test_cli_token_errors_have_exit_codes_and_no_traceback(
     cli_server: tuple[subprocess.Popen[str], dict[str, Any]],
     tmp_path: Path,
+    env: dict[str, str],
+    code: int,
+    needle: str,
 ) -> None:
     _, ready = cli_server
     base = {k: v for k, v in os.environ.items() if not k.startswith("FRESHTOKEN_")}
     base["XDG_CACHE_HOME"] = str(tmp_path)
-    cases = [
-        (
-            {
-                "FRESHTOKEN_TOKEN_URL": ready["token_url"],
-                "FRESHTOKEN_CLIENT_ID": "demo-client",
-                "FRESHTOKEN_CLIENT_SECRET": "wrong-canary-111",
-            },
-            3,
-            "invalid_client",
-        ),
-        (
-            {
-                "FRESHTOKEN_REGION": "mars_north_1",
-                "FRESHTOKEN_CLIENT_ID": "x",
-                "FRESHTOKEN_CLIENT_SECRET": "y",
-            },
-            2,
-            "unknown Genesys Cloud region",
-        ),
-        ({"FRESHTOKEN_CLIENT_ID": "x", "FRESHTOKEN_CLIENT_SECRET": "y"}, 2, "no token endpoint"),
-        (
-            {
-                "FRESHTOKEN_TOKEN_URL": "http://login.example.com/t",
-                "FRESHTOKEN_CLIENT_ID": "x",
-                "FRESHTOKEN_CLIENT_SECRET": "y",
-            },
-            2,
-            "plain http",
-        ),
-        (
-            {"FRESHTOKEN_TOKEN_URL": ready["token_url"], "FRESHTOKEN_CLIENT_ID": "demo-client"},
-            2,
-            "needs a client secret",
-        ),
-    ]
-    for env, code, needle in cases:
-        out = subprocess.run(
-            [*FT, "token"], env={**base, **env}, capture_output=True, text=True, timeout=30
-        )
-        assert out.returncode == code, (env, out.stderr)
-        assert needle in out.stderr
-        assert "Traceback" not in out.stderr
-        assert "wrong-canary-111" not in out.stderr + out.stdout
-        assert out.stdout == ""
+    env = {k: v.format(token_url=ready["token_url"]) for k, v in env.items()}
+    out = subprocess.run(
+        [*FT, "token"], env={**base, **env}, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == code, out.stderr
+    assert needle in out.stderr
+    assert "Traceback" not in out.stderr
+    assert "wrong-canary-111" not in out.stderr + out.stdout
+    assert out.stdout == ""
+
+
+def test_minted_tokens_have_the_shape_the_leak_checks_look_for() -> None:
+    with AuthServer(refresh_on_client_credentials=True) as server:
+        body = _token(server)
+    access, refresh = body["access_token"], body["refresh_token"]
+    assert TOKEN_SHAPE.fullmatch(access) and TOKEN_SHAPE.fullmatch(refresh), body
+    assert leaks(f"sent 'Bearer {access}', kept {refresh}.") == [access, refresh]
+    # serve's key (43 URL-safe characters) is no token, even when it happens to start "at_"
+    assert leaks("::add-mask::at_nQhg2mld9o4ZuXhKTU4m5z1eIxIRkWqqqZmIVLxI") == []
 
 
 def test_cli_testserver_refuses_a_non_loopback_host() -> None:

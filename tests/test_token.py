@@ -11,9 +11,8 @@ def test_token_repr_and_str_hide_values() -> None:
     token = Token(
         "access-canary-123456", "Bearer", 1100.0, 1000.0, "refresh-canary-654321", ("a", "b")
     )
-    for text in (repr(token), str(token), f"{token}", repr([token])):
-        assert "access-canary" not in text
-        assert "refresh-canary" not in text
+    texts = [repr(token), str(token), f"{token}", repr([token])]
+    assert [t for t in texts if "access-canary" in t or "refresh-canary" in t] == []
     assert "refresh_token=held" in repr(token)
     assert "scope=a b" in repr(token)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
+import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 
 from freshtoken._clock import Clock
+from freshtoken._log import logger
 
 T = TypeVar("T")
 
@@ -109,8 +112,12 @@ def _capped(timeout: httpx.Timeout, remaining: float) -> dict[str, float | None]
     }
 
 
+class DeadlineExceeded(httpx.ReadTimeout):
+    """The call's deadline passed before (or while) this request was answered."""
+
+
 def _past(request: httpx.Request) -> httpx.TimeoutException:
-    return httpx.ReadTimeout("the call's time budget ran out", request=request)
+    return DeadlineExceeded("the call's time budget ran out", request=request)
 
 
 def run_sync(exchange: Exchange[T], http: httpx.Client, clock: Clock) -> T:
@@ -130,6 +137,7 @@ def run_sync(exchange: Exchange[T], http: httpx.Client, clock: Clock) -> T:
                 step = exchange.throw(_past(step))
                 continue
             watchdog = None
+            started = time.monotonic()
             if remaining is not None:
                 step.extensions["timeout"] = _capped(http.timeout, remaining)
                 watchdog = threading.Timer(remaining, http.close)
@@ -151,10 +159,23 @@ def run_sync(exchange: Exchange[T], http: httpx.Client, clock: Clock) -> T:
             finally:
                 if watchdog is not None:
                     watchdog.cancel()
+            _log_exchange(step, response, started)
             step = exchange.send(body.reply(response))
     except StopIteration as stop:
         result: T = stop.value
         return result
+
+
+def _log_exchange(request: httpx.Request, response: httpx.Response, started: float) -> None:
+    """-vv: each exchange in one line (the logger redacts every secret it has seen)."""
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "%s %s -> HTTP %d in %.0f ms",
+            request.method,
+            request.url.copy_with(query=None),
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
 
 
 async def run_async(exchange: Exchange[T], http: httpx.AsyncClient, clock: Clock) -> T:

@@ -236,10 +236,8 @@ class SharedCache:
                 if min_ttl is not None:
                     why += f" for min_ttl {min_ttl:g}s"
                 return self.adopt(self.renew(entry, end, why), sent=sent)
-        except OAuthError as exc:
+        except OAuthError:
             self.counts["failures"] += 1
-            if not isinstance(exc, ConfigurationError):
-                self._failure = (self.clock.monotonic(), exc)
             raise
         finally:
             self.flight.release()
@@ -280,7 +278,12 @@ class SharedCache:
         """Mint under the store's lock, by `deadline`, and store the result before returning;
         `why` says what caused it, in the -v log line."""
         held = _Held(self, entry, deadline)
-        minted = self.minter.mint(held)
+        try:
+            minted = self.minter.mint(held)
+        except OAuthError as exc:
+            if not isinstance(exc, ConfigurationError):
+                self._failure = (self.clock.monotonic(), exc)  # for those who waited for it
+            raise
         self.counts["mints"] += 1
         self.counts["refreshes"] += minted.refreshed
         logger.info(

@@ -126,6 +126,7 @@ class Build:
     duration: int
     ttl: float
     plain: bool
+    as_json: bool = False
 
 
 def _steps(naive: AuthServer, fresh: AuthServer, seconds: int) -> list[Step]:
@@ -179,7 +180,7 @@ def _steps(naive: AuthServer, fresh: AuthServer, seconds: int) -> list[Step]:
     return steps
 
 
-def run(duration: int, ttl: float, plain: bool) -> int:
+def run(duration: int, ttl: float, plain: bool, as_json: bool = False) -> int:
     from freshtoken.testing import AuthServer
 
     """Run both pipelines; 0 when the freshtoken side had no failed call."""
@@ -213,7 +214,7 @@ def run(duration: int, ttl: float, plain: bool) -> int:
             reader.start()
             procs.append(proc)
             readers.append(reader)
-        build = Build(steps, naive_server, ft_server, duration, ttl, plain)
+        build = Build(steps, naive_server, ft_server, duration, ttl, plain, as_json)
         _watch(build, procs)
         for proc in procs:
             proc.wait(timeout=60)
@@ -258,14 +259,12 @@ def _table(build: Build, title: str, elapsed: float | None = None) -> object:
 def _watch(build: Build, procs: list[subprocess.Popen[str]]) -> None:
     started = time.monotonic()
     if build.plain:
+        shown = [s for s in build.steps if not s.skipped]
+        print("calls ok/failed so far, per step: " + "  ".join(s.short for s in shown))
         while any(p.poll() is None for p in procs):
             time.sleep(1)
-            line = "  ".join(
-                f"{s.short}:{s.counts['ok']}/{s.counts['fail']}"
-                for s in build.steps
-                if not s.skipped
-            )
-            print(f"{time.monotonic() - started:4.0f}s ok/failed  {line}", flush=True)
+            line = "  ".join(f"{s.short}={s.counts['ok']}/{s.counts['fail']}" for s in shown)
+            print(f"after {time.monotonic() - started:3.0f}s: {line}", flush=True)
         return
     from rich.live import Live
 
@@ -289,8 +288,13 @@ def _summary(build: Build) -> int:
         if fresh_failed == 0
         else f"freshtoken side had {fresh_failed} failed calls: this is a bug, please report"
     )
-    if build.plain:
+    if build.as_json:
         print(json.dumps({s.short: dict(s.counts) for s in steps}))
+        print(verdict)
+    elif build.plain:
+        print("step            side        ok  failed")
+        for s in steps:
+            print(f"{s.short:<15} {s.side:<10} {s.counts['ok']:>3}  {s.counts['fail']:>6}")
         print(verdict)
     else:
         from rich.console import Console
@@ -316,8 +320,15 @@ def _summary(build: Build) -> int:
     show_default=True,
     help="Token lifetime on the demo servers (Genesys' is 86400 s by default).",
 )
-@click.option("--plain", is_flag=True, help="Line-by-line output (the default off a terminal).")
-def demo(duration: int, ttl: float, plain: bool) -> None:
+@click.option("--plain", is_flag=True, help="Labelled lines (the default off a terminal).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="json: the summary as one JSON object (and the verdict) at the end.",
+)
+def demo(duration: int, ttl: float, plain: bool, fmt: str) -> None:
     """Show the 15-minute build in seconds: a naive pipeline against freshtoken.
 
     Two Genesys-like test servers (short token lifetime, token-endpoint rate limit on); the
@@ -329,4 +340,5 @@ def demo(duration: int, ttl: float, plain: bool) -> None:
     Example:
       freshtoken demo --duration 12 --ttl 3
     """
-    sys.exit(run(duration, ttl, plain or not sys.stdout.isatty()))
+    as_json = fmt == "json"
+    sys.exit(run(duration, ttl, plain or as_json or not sys.stdout.isatty(), as_json))

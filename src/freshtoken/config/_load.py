@@ -191,8 +191,20 @@ def _profile_values(
                 f"{path} [{name}] gives {base} twice: {twice[0]} and {key}",
                 hint="Keep only one of them.",
             )
-        values[key] = (value, where)
+        values[key] = (_relative_to(path.parent, source, base, value), where)
     return values
+
+
+def _relative_to(folder: Path, source: str, key: str, value: object) -> object:
+    """A relative path in a configuration file means a path next to that file, wherever the
+    command runs: secret files (`*_file`) and `sqlite:` stores."""
+    if not isinstance(value, str) or value in ("", "-"):
+        return value
+    if source == "_file" and not Path(value).expanduser().is_absolute():
+        return str(folder / value)
+    if key == "store" and value.startswith("sqlite:") and not value.startswith("sqlite:/"):
+        return f"sqlite://{folder / value.removeprefix('sqlite:')}"
+    return value
 
 
 def _profiles(files: list[ConfigFile]) -> list[str]:

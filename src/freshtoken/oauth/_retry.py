@@ -23,7 +23,7 @@ from freshtoken._errors import (
     TLSError,
     TransportError,
 )
-from freshtoken._http import Exchange, Sleep, T
+from freshtoken._http import DeadlineExceeded, Exchange, Sleep, T
 from freshtoken._log import logger, redact
 
 
@@ -100,20 +100,28 @@ def with_retries(
     """
     start = clock.monotonic()
     attempt = 0
+    last: OAuthError | None = None
     while True:
         attempt += 1
+        out_of_time = False
         try:
             return (yield from attempt_once())
+        except DeadlineExceeded as exc:
+            # Out of time: what the endpoint said last says more than "timed out" does; but
+            # the outcome of a single-use request cut short is unknown, and must say so.
+            known = last if last is not None and not single_use else None
+            err, out_of_time = (known or transport_error(exc, ctx)), True
         except httpx.HTTPError as exc:
             err = transport_error(exc, ctx)
         except OAuthError as exc:
             err = exc
+        last = err
         # A server's Retry-After is a floor, never a reason to hurry (Retry-After: 0).
         delay = max(err.retry_after or 0.0, policy.backoff(attempt, rng))
         now = clock.monotonic()
         elapsed = now - start
         retryable = err.retryable and (not single_use or surely_unprocessed(err))
-        if not retryable or attempt >= policy.max_attempts or now + delay > deadline:
+        if out_of_time or not retryable or attempt >= policy.max_attempts or now + delay > deadline:
             if err.retryable:
                 err.message += f"; gave up after {attempt} attempt(s) in {elapsed:.1f}s"
                 err.args = (err.message,)
