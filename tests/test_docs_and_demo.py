@@ -66,27 +66,3 @@ def test_demo_fast_mode_is_green(tmp_path: Path) -> None:
     assert counts["proxy"]["ok"] > 10 and "fail" not in counts["proxy"]
     assert counts["naive-once"].get("fail", 0) > 0  # the token died mid-build
     assert counts["naive-per-call"].get("fail", 0) > 0  # the rate limit said 400
-
-
-def test_demo_installs_only_what_it_needs(tmp_path: Path) -> None:
-    """scripts/demo.sh in a virtual environment of its own: the package and rich, no
-    development tools (issue 12, item 6)."""
-    venv = tmp_path / "demo-venv"
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "demo.sh"), "--duration", "4", "--ttl", "2", "--plain"],
-        env=cli_env(tmp_path, FRESHTOKEN_VENV=str(venv)),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    listed = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    names = {p["name"].lower() for p in json.loads(listed)}
-    assert {"freshtoken", "rich"} <= names
-    assert not names & {"pytest", "mypy", "ruff", "purecloudplatformclientv2", "keyring"}
