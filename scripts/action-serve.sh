@@ -15,12 +15,35 @@ cd "$dir"
 : > "$dir/config.toml"
 export FRESHTOKEN_CONFIG="$dir/config.toml"
 unset FRESHTOKEN_PROFILE
-args=(serve --key-file "$dir/key")
+# Empty inputs arrive as empty variables: drop them so that they do not count as set.
+for name in $(compgen -e | grep '^FRESHTOKEN_'); do
+  [ -n "${!name}" ] || unset "$name"
+done
+case "${FRESHTOKEN_ACTION_LOG_LEVEL:-info}" in
+  quiet) args=(-q) ;;
+  info) args=() ;;
+  debug) args=(-vv) ;;
+  *) echo "log-level must be quiet, info or debug" >&2; exit 2 ;;
+esac
+args+=(serve --key-file "$dir/key")
+# The proxy only where its upstream is known: an explicit URL, an API URL or a region.
 case "${FRESHTOKEN_ACTION_PROXY:-}" in
-  "") ;;
-  auto) args+=(--proxy) ;;
+  "" | off) ;;
+  auto) [ -z "${FRESHTOKEN_REGION:-}${FRESHTOKEN_API_URL:-}${FRESHTOKEN_PROXY_UPSTREAM:-}" ] || args+=(--proxy) ;;
   *) args+=(--proxy "$FRESHTOKEN_ACTION_PROXY") ;;
 esac
+# Later steps get a configuration without secrets (FRESHTOKEN_CONFIG): `freshtoken token` asks
+# this serve (FRESHTOKEN_URL/KEY), `status` reads the same store.
+python3 -I - "$dir/later.toml" << 'PY'
+import json, os, sys
+keys = ("region", "token_url", "issuer", "api_url", "provider", "client_id", "store")
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    out.write("[default]\n")
+    for key in keys:
+        if value := os.environ.get("FRESHTOKEN_" + key.upper()):
+            if key != "store" or "@" not in value:  # a Redis URL may carry a password
+                out.write(f"{key} = {json.dumps(value)}\n")
+PY
 nohup freshtoken "${args[@]}" > "$dir/ready" 2> "$dir/serve.log" < /dev/null &
 pid=$!
 for _ in $(seq 300); do
@@ -42,6 +65,7 @@ echo "::add-mask::$key"
   echo "FRESHTOKEN_KEY=$key"
   [ -z "$proxy_url" ] || echo "FRESHTOKEN_PROXY_URL=$proxy_url"
   echo "FRESHTOKEN_SERVE_PID=$pid"
+  echo "FRESHTOKEN_CONFIG=$dir/later.toml"
 } >> "$GITHUB_ENV"
 {
   echo "url=$url"

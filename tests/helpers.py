@@ -44,6 +44,7 @@ CLIENT_CREDENTIALS = ClientCredentials()
 
 #: How to get each component a test may need: programs on $PATH, then Python modules.
 INSTALL = {
+    "libfaketime": "apt-get install faketime (scripts/test.sh does it as root)",
     "redis-server": "apt-get install redis-server (scripts/test.sh does it when run as root)",
     "redis-cli": "apt-get install redis-tools (scripts/test.sh does it when run as root)",
     "redis-server with TLS": "a redis-server built with TLS: Debian's redis-server package",

@@ -9,7 +9,6 @@ import base64
 import concurrent.futures
 import glob
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from freshtoken import (
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env, ft
 from tests._hostile import NESTED_JSON, HostileServer, answer, drip, drip_headers, silent
-from tests.helpers import Serve, make_client, wait_until
+from tests.helpers import Serve, make_client, missing, require, wait_until
 
 
 def _on(url: str, tmp: Path, **extra: str) -> dict[str, str]:
@@ -151,9 +150,7 @@ def test_a_mint_slower_than_the_token_lives_is_an_error(tmp_path: Path) -> None:
 def _libfaketime() -> str:
     found = glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")
     if not found:
-        if os.environ.get("CI"):
-            pytest.fail("libfaketime is missing: apt-get install faketime (scripts/test.sh does)")
-        pytest.skip("libfaketime is missing: apt-get install faketime")
+        missing("libfaketime", "no libfaketimeMT.so.1 under /usr/lib")
     return found[0]
 
 
@@ -296,8 +293,7 @@ def test_an_oversized_request_is_named_as_such(tmp_path: Path) -> None:
 def test_a_wrong_redis_password_is_a_configuration_error(
     tmp_path: Path, server: AuthServer
 ) -> None:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is missing")
+    require("redis-server")
     from tests._redis import RedisProcess
 
     redis = RedisProcess(tmp_path, ("requirepass", "right-password-1")).start()
@@ -360,8 +356,7 @@ def test_an_unexpected_error_is_one_line_with_a_pointer_to_vv(
 def test_a_poisoned_redis_entry_costs_one_mint_and_no_error(
     tmp_path: Path, server: AuthServer, fail: str
 ) -> None:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is missing")
+    require("redis-server")
     import redis as redis_py
 
     from freshtoken import Secret, TokenBroker, open_store

@@ -60,8 +60,21 @@ GRANTS: dict[str, Callable[[Settings], Grant | None]] = {
 
 
 def endpoints(settings: Settings) -> Endpoints | None:
-    """The endpoints when known without the network; None when discovery is needed."""
+    """The endpoints when known without the network; None when discovery is needed.
+
+    A region, or `provider = "genesys"`, selects the Genesys Cloud behaviour; `api_url` and
+    `token_url` then point it anywhere (a gateway, the shipped test server)."""
     region = genesys_region(settings.region) if settings.region else None
+    provider = "genesys" if region or settings.provider == "genesys" else None
+    api_url = settings.api_url or (region.api_base_url if region else None)
+    if settings.api_url:
+        check_url(settings.api_url, settings.label("api_url"))
+    if provider and not region and not (settings.token_url and api_url):
+        raise ConfigurationError(
+            "the Genesys provider without a region needs a token URL and an API URL",
+            hint="Set FRESHTOKEN_TOKEN_URL (https://login.<domain>/oauth/token) and "
+            "FRESHTOKEN_API_URL (https://api.<domain>), or FRESHTOKEN_REGION (e.g. eu_west_1).",
+        )
     if settings.token_url:
         for key in ("token_url", "introspection_url", "revocation_url"):
             if (value := getattr(settings, key)) is not None:
@@ -70,21 +83,35 @@ def endpoints(settings: Settings) -> Endpoints | None:
             token_url=settings.token_url,
             introspection_url=settings.introspection_url,
             revocation_url=settings.revocation_url,
-            api_base_url=region.api_base_url if region else None,
+            api_base_url=api_url,
             region=region.key if region else None,
+            provider=provider,
         )
     if settings.issuer:
         check_url(settings.issuer, settings.label("issuer"))
         return None
     if region:
         return Endpoints(
-            token_url=region.token_url, api_base_url=region.api_base_url, region=region.key
+            token_url=region.token_url,
+            api_base_url=api_url,
+            region=region.key,
+            provider=provider,
         )
     raise ConfigurationError(
         "no token endpoint configured",
         hint="Set FRESHTOKEN_TOKEN_URL, or FRESHTOKEN_ISSUER (discovery), or "
         "FRESHTOKEN_REGION (Genesys Cloud, e.g. eu_west_1).",
     )
+
+
+def proxy_upstream(settings: Settings) -> str | None:
+    """Where `serve --proxy` forwards by default: the proxy_upstream setting, else the API URL
+    (api_url, or the Genesys API host of the region); None when none is known."""
+    if settings.proxy_upstream:
+        return settings.proxy_upstream
+    if settings.api_url:
+        return settings.api_url
+    return genesys_region(settings.region).api_base_url if settings.region else None
 
 
 def client_auth(settings: Settings) -> ClientAuth:

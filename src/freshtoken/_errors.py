@@ -30,6 +30,7 @@ class ErrorContext:
     grant: str = ""
     scope: tuple[str, ...] = ()
     status: int | None = None
+    provider: str | None = None
 
     @property
     def host(self) -> str:
@@ -118,6 +119,12 @@ class InvalidClientError(AuthorizationError):
                 f" Very often it is the wrong Genesys Cloud region: this request went to region "
                 f"{ctx.region} ({ctx.host}), and an OAuth client exists only in the region of "
                 "the org it was created in. Check the org's region (FRESHTOKEN_REGION)."
+            )
+        elif ctx.provider == "genesys":
+            where = (
+                f" Very often it is the wrong Genesys Cloud region: this request went to "
+                f"{ctx.host}, and an OAuth client exists only in the region of the org it was "
+                "created in. Check FRESHTOKEN_TOKEN_URL and FRESHTOKEN_API_URL."
             )
         else:
             where = (

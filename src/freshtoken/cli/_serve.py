@@ -22,19 +22,17 @@ from freshtoken.config._settings import Settings
 def _upstream(proxy: str | None, settings: Settings) -> str | None:
     if proxy is None:
         return None
+    from freshtoken._build import proxy_upstream
     from freshtoken.provider._endpoints import check_url
-    from freshtoken.provider._genesys import genesys_region
 
     if proxy == "auto":
-        proxy = settings.proxy_upstream or (
-            genesys_region(settings.region).api_base_url if settings.region else None
-        )
+        proxy = proxy_upstream(settings)
         if proxy is None:
             raise ConfigurationError(
                 "--proxy has no upstream",
                 hint="Give it one: freshtoken exec --proxy https://api.example.com -- COMMAND "
-                "(or serve --proxy URL), or set FRESHTOKEN_PROXY_UPSTREAM, or FRESHTOKEN_REGION "
-                "for the Genesys API host.",
+                "(or serve --proxy URL), or set FRESHTOKEN_PROXY_UPSTREAM, FRESHTOKEN_API_URL, "
+                "or FRESHTOKEN_REGION for the Genesys API host.",
             )
     return check_url(proxy, "--proxy")
 

@@ -38,18 +38,29 @@ def seed_refresh_token(ctx: click.Context, path: Path | None) -> None:
 @click.command()
 @click.pass_context
 def revoke(ctx: click.Context) -> None:
-    """Revoke this profile's tokens at the server (RFC 7009, where it has the endpoint), then
-    drop them from the store.
+    """Revoke this profile's tokens at the server, then drop them from the store.
+
+    RFC 7009 where the server has a revocation endpoint; for Genesys Cloud (a region, or
+    provider = "genesys") `DELETE /api/v2/tokens/me` with the token itself. Exits 0 only when
+    the server confirmed every revocation (or nothing was stored), 1 otherwise.
 
     \b
     Example:
       freshtoken --profile ci revoke
     """
-    outcome = {True: "revoked", False: "refused by the server", None: "no revocation endpoint"}
+    outcome = {
+        True: "revoked",
+        False: "not confirmed by the server",
+        None: "this server has no way to revoke it",
+    }
     try:
-        said = [f"{kind}: {outcome[done]}" for kind, done in run(ctx).broker().revoke().items()]
+        done = run(ctx).broker().revoke()
     except OAuthError as exc:
         fail(exc)
-    click.echo(
-        "; ".join(said) + "; dropped from the store" if said else "nothing stored for this profile"
-    )
+    if not done:
+        click.echo("nothing stored for this profile")
+        return
+    said = "; ".join(f"{kind}: {outcome[ok]}" for kind, ok in done.items())
+    click.echo(said + "; dropped from the store")
+    if not all(ok is True for ok in done.values()):
+        raise SystemExit(1)

@@ -87,6 +87,24 @@ class SettingValues:
     region: str | None = _setting(
         "text", "Genesys Cloud region key, domain or API URL.", "eu_west_1", group=E
     )
+    provider: str = _setting(
+        "text",
+        "genesys: the Genesys Cloud behaviour (API upstream, revoke through DELETE "
+        "/api/v2/tokens/me, error hints) at any address; set by a region. Needs token_url and "
+        "api_url when no region is given.",
+        "genesys",
+        "",
+        choices=("", "genesys"),
+        group=E,
+    )
+    api_url: str | None = _setting(
+        "text",
+        "API base URL of the provider (Genesys: where `serve --proxy` forwards and tokens are "
+        "revoked); wins over the region's API host.",
+        "https://api.mypurecloud.ie",
+        shown="the Genesys API host of the region",
+        group=E,
+    )
     introspection_url: str | None = _setting(
         "text",
         "RFC 7662 endpoint, when not discovered.",
@@ -180,7 +198,7 @@ class SettingValues:
         "text",
         "Where `serve --proxy` forwards.",
         "https://api.mypurecloud.ie",
-        shown="the Genesys API host of the region",
+        shown="api_url, or the Genesys API host of the region",
         group=E,
     )
     serve_max_connections: int = _setting(

@@ -104,7 +104,13 @@ class TokenClient:
 
     def _token_exchange(self, grant: Grant, deadline: float) -> Exchange[Token]:
         endpoints = yield from self.endpoints_exchange()
-        ctx = ErrorContext(endpoints.token_url, endpoints.region, grant.name, grant.scope)
+        ctx = ErrorContext(
+            endpoints.token_url,
+            endpoints.region,
+            grant.name,
+            grant.scope,
+            provider=endpoints.provider,
+        )
         return (
             yield from with_retries(
                 lambda: self._attempt(endpoints, grant, ctx),
@@ -159,11 +165,26 @@ class TokenClient:
         return run_sync(self._introspection(value, hint), self._client(), self.clock)
 
     def _revocation(self, value: str, hint: str) -> Exchange[bool | None]:
-        reply = yield from self._post_token("revocation_url", value, hint)
-        return None if reply is None else reply.status == 200
+        endpoints = yield from self.endpoints_exchange()
+        if endpoints.revocation_url:
+            reply = yield from self._post_token("revocation_url", value, hint)
+            return False if reply is None else reply.status == 200
+        if endpoints.provider == "genesys" and endpoints.api_base_url and hint == "access_token":
+            # Genesys has no RFC 7009 endpoint: the token revokes itself (docs/genesys.md).
+            url = endpoints.api_base_url.rstrip("/") + "/api/v2/tokens/me"
+            headers = {"Accept": "application/json", "Authorization": f"Bearer {value}"}
+            try:
+                reply = yield httpx.Request("DELETE", url, headers=headers)
+            except httpx.HTTPError:
+                return False
+            assert reply is not None
+            return 200 <= reply.status < 300
+        return None
 
     def revoke(self, value: str, hint: str = "access_token") -> bool | None:
-        """RFC 7009: revoke `value`. True if the server accepted, None if it has no endpoint."""
+        """Revoke `value`: RFC 7009 where the server has the endpoint, Genesys' `DELETE
+        /api/v2/tokens/me` with the token as bearer for an access token there. True if the
+        server confirmed, False if it refused or did not answer, None if it has no way."""
         return run_sync(self._revocation(value, hint), self._client(), self.clock)
 
     def endpoints(self) -> Endpoints:

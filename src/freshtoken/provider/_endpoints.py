@@ -21,6 +21,8 @@ class Endpoints:
     authorization_url: str | None = None
     api_base_url: str | None = None
     region: str | None = None
+    #: "genesys" where the Genesys Cloud behaviour applies (a region, or the provider setting).
+    provider: str | None = None
 
 
 # Plain http goes only to these (and to `*.localhost` names that resolve to loopback): the

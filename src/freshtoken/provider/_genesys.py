@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from freshtoken._errors import ConfigurationError
 
-# SDK region key -> domain (../shared/reference/genesys-cloud-oauth.md).
+# SDK region key -> domain (docs/genesys.md, "Regions").
 GENESYS_REGIONS: dict[str, str] = {
     "us_east_1": "mypurecloud.com",
     "eu_west_1": "mypurecloud.ie",

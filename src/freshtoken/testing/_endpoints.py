@@ -307,6 +307,17 @@ class Authority:
             {},
         )
 
+    def delete_token_me(self, authorization: str) -> Answer:
+        """Genesys' `DELETE /api/v2/tokens/me`: the bearer token revokes itself; later calls
+        with it get 401."""
+        answer = self.handle_api(authorization)
+        if answer[0] != 200:
+            return answer
+        with self._lock:
+            self._state.access.pop(authorization.partition(" ")[2].strip(), None)
+            self._count("revocations")
+        return 204, "", {}
+
     def introspect(self, headers: Any, form: dict[str, str]) -> Answer:
         with self._lock:
             authed = self._authenticate(headers, form)

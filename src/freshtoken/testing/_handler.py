@@ -86,6 +86,9 @@ class Handler(BaseHTTPRequestHandler):
         method = self.command
         if path.startswith("/api/"):
             self._body()
+            if path == "/api/v2/tokens/me" and method == "DELETE":
+                self._send(*app.delete_token_me(self.headers.get("Authorization", "")))
+                return
             if path == "/api/v2/tokens/me" and method not in ("GET", "HEAD"):
                 self._send(405, {"message": "method not allowed"})
                 return

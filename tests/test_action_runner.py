@@ -1,0 +1,222 @@
+"""Issue 12, item 4: the composite action run the way a runner runs it.
+
+Every step of action.yml in order, its `${{ inputs.* }}` and `${{ runner.temp }}` substituted,
+with $GITHUB_ENV, $GITHUB_PATH and $GITHUB_OUTPUT honoured between steps, then a later step that
+uses only what the action exported. The runner's Python is a stand-in that must stay untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from freshtoken.testing import AuthServer
+from tests._cli import cli_env
+from tests.helpers import wait_until
+
+ROOT = Path(__file__).parent.parent
+EXPR = re.compile(r"\$\{\{\s*([\w.-]+)\s*\}\}")
+
+
+def _scalar(text: str) -> str:
+    text = text.strip()
+    if text[:1] in "\"'" and text[-1:] == text[:1]:
+        return text[1:-1]
+    return text
+
+
+def read_action() -> tuple[dict[str, str], list[dict[str, object]]]:
+    """Input defaults and steps of action.yml (the subset of YAML it uses; anything else in
+    a step fails the test)."""
+    lines = [ln for ln in (ROOT / "action.yml").read_text().splitlines() if ln.strip()]
+    defaults: dict[str, str] = {}
+    steps: list[dict[str, object]] = []
+    section, current_input = "", ""
+    step: dict[str, object] | None = None
+    for line in lines:
+        if line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent == 0:
+            section = line.rstrip(":")
+        elif section == "inputs" and indent == 2:
+            current_input = line.strip().rstrip(":")
+            defaults[current_input] = ""
+        elif section == "inputs" and indent == 4 and line.strip().startswith("default:"):
+            defaults[current_input] = _scalar(line.split(":", 1)[1])
+        elif section == "runs" and line.startswith("    - "):
+            step = {"env": {}}
+            steps.append(step)
+            key, _, value = line[6:].partition(":")
+            step[key] = _scalar(value)
+        elif section == "runs" and step is not None and indent == 6:
+            key, _, value = line.strip().partition(":")
+            assert key in ("name", "id", "shell", "working-directory", "env", "run"), key
+            if key != "env":
+                step[key] = _scalar(value)
+        elif section == "runs" and step is not None and indent == 8:
+            key, _, value = line.strip().partition(":")
+            env = step["env"]
+            assert isinstance(env, dict)
+            env[key] = _scalar(value)
+    return defaults, steps
+
+
+def _pairs(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    return dict(ln.split("=", 1) for ln in path.read_text().splitlines() if "=" in ln)
+
+
+class Runner:
+    """Runs the action's steps as a runner does, then later steps of the job."""
+
+    def __init__(self, tmp: Path, base_env: dict[str, str]) -> None:
+        self.tmp, self.base_env = tmp, base_env
+        self.temp = tmp / "runner-temp"
+        self.temp.mkdir(exist_ok=True)
+        self.files = {n: tmp / f"github-{n}" for n in ("env", "path", "output")}
+        self.outputs: dict[str, dict[str, str]] = {}
+
+    def env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = {**self.base_env, **_pairs(self.files["env"]), **extra}
+        paths = self.files["path"].read_text().split() if self.files["path"].exists() else []
+        env["PATH"] = os.pathsep.join([*reversed(paths), env["PATH"]])
+        env.update({f"GITHUB_{n.upper()}": str(p) for n, p in self.files.items()})
+        env["RUNNER_TEMP"] = str(self.temp)
+        return env
+
+    def run(
+        self, script: str, extra: dict[str, str], cwd: Path
+    ) -> subprocess.CompletedProcess[str]:
+        self.files["output"].write_text("")
+        return subprocess.run(
+            ["bash", "-e", "-c", script],
+            env=self.env(extra),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def use_action(self, action: Path, inputs: dict[str, str]) -> list[str]:
+        defaults, steps = read_action()
+        given = {**defaults, **inputs}
+        printed: list[str] = []
+
+        def sub(text: str) -> str:
+            def one(m: re.Match[str]) -> str:
+                what = m.group(1)
+                if what == "runner.temp":
+                    return str(self.temp)
+                assert what.startswith("inputs."), what
+                return given[what.removeprefix("inputs.")]
+
+            return EXPR.sub(one, text)
+
+        for step in steps:
+            assert step["shell"] == "bash"
+            env = {k: sub(str(v)) for k, v in dict(step["env"]).items()}  # type: ignore[call-overload]
+            env["GITHUB_ACTION_PATH"] = str(action)
+            cwd = Path(sub(str(step.get("working-directory", str(self.tmp)))))
+            done = self.run(sub(str(step["run"])), env, cwd)
+            assert done.returncode == 0, f"{step['name']}:\n{done.stdout}\n{done.stderr}"
+            printed += done.stdout.splitlines()
+            if "id" in step:
+                self.outputs[str(step["id"])] = _pairs(self.files["output"])
+        return printed
+
+
+def _site_packages(python: Path) -> dict[str, float]:
+    root = Path(
+        subprocess.check_output(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            text=True,
+        ).strip()
+    )
+    return {str(p): p.stat().st_mtime for p in root.rglob("*")}
+
+
+def test_the_action_as_a_runner_runs_it(tmp_path: Path) -> None:
+    # The action's checkout (a copy: building it must not write into this worktree).
+    action = tmp_path / "action"
+    listed = subprocess.check_output(["git", "ls-files"], cwd=ROOT, text=True).split()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (action / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, action / name)
+    # The runner's Python: a stand-in whose site-packages must not change.
+    runner_py = tmp_path / "runner-python"
+    subprocess.run([sys.executable, "-m", "venv", str(runner_py)], check=True)
+    before = _site_packages(runner_py / "bin" / "python3")
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "freshtoken.toml").write_text('[default]\ntoken_url = "https://evil.test/t"\n')
+    with AuthServer.genesys(ttl=300) as server:
+        base = cli_env(tmp_path, PATH=f"{runner_py / 'bin'}{os.pathsep}{os.environ['PATH']}")
+        base.pop("VIRTUAL_ENV", None)
+        runner = Runner(tmp_path, base)
+        printed = runner.use_action(
+            action,
+            {
+                "provider": "genesys",
+                "token-url": server.token_url,
+                "api-url": server.url,
+                "client-id": "demo-client",
+                "client-secret": "demo-secret",
+            },
+        )
+        exported = _pairs(runner.files["env"])
+        pid = int(exported["FRESHTOKEN_SERVE_PID"])
+        try:
+            key = exported["FRESHTOKEN_KEY"]
+            assert f"::add-mask::{key}" in printed
+            assert runner.outputs["serve"]["url"] == exported["FRESHTOKEN_URL"]
+            assert runner.outputs["serve"]["proxy-url"] == exported["FRESHTOKEN_PROXY_URL"]
+            assert "demo-secret" not in "\n".join(printed)
+            assert "demo-secret" not in Path(exported["FRESHTOKEN_CONFIG"]).read_text()
+            # A later step: only what the action exported, no secret in its environment.
+            later = runner.run(
+                "command -v freshtoken\n"
+                "freshtoken token\n"
+                "freshtoken status --format json\n"
+                'curl -sf -H "X-Freshtoken-Key: $FRESHTOKEN_KEY" '
+                '"$FRESHTOKEN_PROXY_URL/api/v2/tokens/me"\n',
+                {},
+                workspace,
+            )
+            assert later.returncode == 0, later.stderr
+            where, token, status, me = later.stdout.strip().splitlines()
+            assert where.startswith(str(runner.temp / "freshtoken-venv-"))
+            headers = {"Authorization": f"Bearer {token}"}
+            assert httpx.get(server.url + "/api/v2/tokens/me", headers=headers).status_code == 200
+            assert json.loads(status)["entries"]  # the same store as serve
+            assert json.loads(me)["id"] == "demo-client"
+            assert server.stats()["tokens_minted"] == 1  # the evil.test file was not read
+            # Used again in the same job: the virtual environment is reused, not reinstalled.
+            venv = Path(where).parent.parent
+            stamp = (venv / "bin" / "freshtoken").stat().st_mtime
+            again = runner.run(
+                'bash "$GITHUB_ACTION_PATH/scripts/action-install.sh"',
+                {"GITHUB_ACTION_PATH": str(action)},
+                runner.temp,
+            )
+            assert again.returncode == 0, again.stderr
+            assert (venv / "bin" / "freshtoken").stat().st_mtime == stamp
+        finally:
+            os.kill(pid, signal.SIGTERM)
+            wait_until(
+                lambda: (
+                    not Path(f"/proc/{pid}").exists()
+                    or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+                )
+            )
+    assert _site_packages(runner_py / "bin" / "python3") == before  # the runner's Python untouched
