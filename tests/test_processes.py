@@ -4,6 +4,7 @@ workers SIGKILLed mid-refresh."""
 
 from __future__ import annotations
 
+import functools
 import random
 import signal
 import time
@@ -88,6 +89,15 @@ def test_an_outage_shorter_than_the_lifetime_is_invisible(
     assert stats["tokens_minted"] >= 2  # and the token was renewed once it was back
 
 
+def _refreshes(server: AuthServer) -> int:
+    minted: dict[str, int] = server.stats()["minted"]["demo-client"]
+    return minted.get("refresh_token", 0)
+
+
+def _refreshed_since(server: AuthServer, before: int) -> bool:
+    return _refreshes(server) > before
+
+
 def test_refresh_token_chain_survives_workers_killed_mid_refresh(
     tmp_path: Path, fleet_factory: Any
 ) -> None:
@@ -132,10 +142,15 @@ def test_refresh_token_chain_survives_workers_killed_mid_refresh(
             holders = [int(p.read_text() or 0) for p in locks.glob("*.lock")]
             victims = [p for p in fleet.procs if p.pid in holders and p.poll() is None]
             if victims:
+                refreshed = _refreshes(server)
                 victims[0].send_signal(signal.SIGKILL)
                 victims[0].wait()
                 kills_mid_refresh += 1
                 fleet.spawn(wait_ready=False)
+                # The killed attempt's outcome is unknown: a successor waits out its in-flight
+                # window before presenting the token again. Let the chain recover before the
+                # next kill (callers wait, within their budget, and get a token).
+                wait_until(functools.partial(_refreshed_since, server, refreshed), timeout=20)
             if rng.random() < 0.3:  # and now and then a worker that holds nothing
                 alive = [p for p in fleet.procs if p.poll() is None and p not in victims]
                 victim = rng.choice(alive)

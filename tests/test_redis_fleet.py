@@ -4,6 +4,7 @@ chain that survives workers killed or stopped mid-refresh, and Redis itself kill
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import random
 import signal
@@ -80,6 +81,11 @@ def test_eight_processes_share_one_token_on_a_redis_cluster(
         cluster.stop()
 
 
+def _refreshed_since(server: AuthServer, before: int) -> bool:
+    minted: dict[str, int] = server.stats()["minted"]["demo-client"]
+    return minted.get("refresh_token", 0) > before
+
+
 def test_refresh_chain_survives_kills_and_stops_mid_refresh(
     redis_server: RedisProcess, fleet_factory: FleetFactory
 ) -> None:
@@ -122,10 +128,14 @@ def test_refresh_chain_survives_kills_and_stops_mid_refresh(
             if holders:
                 victim = holders[0]
                 if rng.random() < 0.5:
+                    refreshed = server.stats()["minted"]["demo-client"].get("refresh_token", 0)
                     victim.send_signal(signal.SIGKILL)
                     victim.wait()
                     kills += 1
                     fleet.spawn(wait_ready=False)
+                    # The successor waits out the killed attempt's in-flight window: let the
+                    # chain recover before the next fault.
+                    wait_until(functools.partial(_refreshed_since, server, refreshed), timeout=20)
                 else:  # stopped while the server answers; its answer waits in the socket
                     victim.send_signal(signal.SIGSTOP)
                     wait_until(lambda: not server.stats()["inflight_ages"], timeout=10)

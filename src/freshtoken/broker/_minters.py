@@ -27,10 +27,12 @@ from freshtoken.stores import Entry
 
 @dataclass(frozen=True, slots=True)
 class Minted:
-    """A new token, the refresh token to keep (None: none), and whether one was spent."""
+    """A new token, the refresh token to keep (None: none), whether one was spent, and the
+    monotonic instant its request was sent (its expiry counts from there)."""
 
     token: Token
     refresh_token: str | None
+    sent: float
     refreshed: bool = False
 
 
@@ -63,8 +65,9 @@ class GrantMinter:
         self.grant = grant
 
     def mint(self, held: Held) -> Minted:
+        sent = self.client.clock.monotonic()
         token = self.client.fetch(self.grant, held.deadline)
-        return Minted(token, token.refresh_token)
+        return Minted(token, token.refresh_token, sent)
 
 
 class RefreshTokenMinter:
@@ -126,6 +129,7 @@ class RefreshTokenMinter:
                 hint="This process was paused or slow past the lock's lease; it will retry.",
             )
         try:
+            sent = clock.monotonic()
             token = self.client.fetch(RefreshTokenGrant(refresh, self.scope), attempt_deadline)
         except InvalidGrantError as exc:
             held.write(replace(marked, refresh_token=None, spending=None))
@@ -143,7 +147,7 @@ class RefreshTokenMinter:
                 held.write(replace(marked, spending=None))
             raise
         # A server that does not rotate answers without a new one: the old one stays good.
-        return Minted(token, token.refresh_token or refresh, refreshed=True)
+        return Minted(token, token.refresh_token or refresh, sent, refreshed=True)
 
     def _resume(self, entry: Entry, deadline: float) -> str | None:
         """A holder presented this refresh token and never stored the outcome (it died, or

@@ -163,7 +163,7 @@ class SharedCache:
     def usable(self, token: Token | None, min_ttl: float | None) -> bool:
         return token is not None and self.left(token) >= self.policy.min_ttl_for(token, min_ttl)
 
-    def adopt(self, entry: Entry, *, sent: float | None = None) -> Token:
+    def adopt(self, entry: Entry, sent: float | None = None) -> Token:
         """Hold `entry`'s token; `sent` is the monotonic instant this process asked for it."""
         token = entry.token
         assert token is not None
@@ -231,11 +231,10 @@ class SharedCache:
                     self.counts["waits"] += 1
                     return self.adopt(entry)
                 self._check_lifetime(min_ttl, entry)
-                sent = self.clock.monotonic()
                 why = "none held" if entry is None or entry.token is None else "too close to expiry"
                 if min_ttl is not None:
                     why += f" for min_ttl {min_ttl:g}s"
-                return self.adopt(self.renew(entry, end, why), sent=sent)
+                return self.adopt(*self.renew(entry, end, why))
         except OAuthError:
             self.counts["failures"] += 1
             raise
@@ -255,8 +254,8 @@ class SharedCache:
                 entry = self.store.load(self.key)
                 if self.adopt_newer(entry):
                     return "adopted"
-                sent = self.clock.monotonic()
-                self.adopt(self.renew(entry, sent + self.wait_timeout, "refresh ahead"), sent=sent)
+                deadline = self.clock.monotonic() + self.wait_timeout
+                self.adopt(*self.renew(entry, deadline, "refresh ahead"))
                 return "done"
         finally:
             self.flight.release()
@@ -274,9 +273,12 @@ class SharedCache:
         state = self.state
         return state is not None and self.clock.monotonic() < state[3]
 
-    def renew(self, entry: Entry | None, deadline: float, why: str = "") -> Entry:
-        """Mint under the store's lock, by `deadline`, and store the result before returning;
-        `why` says what caused it, in the -v log line."""
+    def renew(
+        self, entry: Entry | None, deadline: float, why: str = ""
+    ) -> tuple[Entry, float | None]:
+        """Mint under the store's lock, by `deadline`, and store the result before returning
+        it, with the monotonic instant its request was sent (None: another holder's newer
+        token was kept instead); `why` says what caused it, in the -v log line."""
         held = _Held(self, entry, deadline)
         try:
             minted = self.minter.mint(held)
@@ -307,7 +309,9 @@ class SharedCache:
         if problem is not None:
             logger.warning("%s", problem)
         bare = replace(token, refresh_token=None)  # callers never get the refresh token
-        return held.keep(Entry(bare, refresh, None, mints, token.issued_at, lifetime=lifetime))
+        kept = held.keep(Entry(bare, refresh, None, mints, token.issued_at, lifetime=lifetime))
+        mine = kept.token is not None and kept.token.access_token == bare.access_token
+        return kept, minted.sent if mine else None
 
     def invalidate(self, token: Token) -> None:
         """Forget `token`, but only if it is still the cached one, so that many callers that
