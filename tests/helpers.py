@@ -220,3 +220,15 @@ class Serve:
         assert self.proc.returncode == 0, err
         assert_no_leak("serve's output after the ready line", out + err, self.key)
         return out + err
+
+
+def stop_process(pid: int) -> None:
+    """SIGTERM a process this test did not start as a child, and wait (with a deadline) until
+    it is gone."""
+    os.kill(pid, signal.SIGTERM)
+    wait_until(
+        lambda: (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import httpx
 
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env
-from tests.helpers import assert_no_leak, wait_until
+from tests.helpers import assert_no_leak, stop_process
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "action-serve.sh"
 
@@ -55,13 +53,7 @@ def test_action_step_exports_the_endpoint_and_masks_the_key(
         assert me.status_code == 200
         assert b"demo-secret" not in Path(f"/proc/{pid}/cmdline").read_bytes()
     finally:
-        os.kill(pid, signal.SIGTERM)
-        wait_until(
-            lambda: (
-                not Path(f"/proc/{pid}").exists()
-                or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-            )
-        )
+        stop_process(pid)
 
 
 def test_action_step_refuses_to_run_outside_actions(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import httpx
 
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env
-from tests.helpers import wait_until
+from tests.helpers import stop_process
 
 ROOT = Path(__file__).parent.parent
 EXPR = re.compile(r"\$\{\{\s*([\w.-]+)\s*\}\}")
@@ -212,11 +211,5 @@ def test_the_action_as_a_runner_runs_it(tmp_path: Path) -> None:
             assert again.returncode == 0, again.stderr
             assert (venv / "bin" / "freshtoken").stat().st_mtime == stamp
         finally:
-            os.kill(pid, signal.SIGTERM)
-            wait_until(
-                lambda: (
-                    not Path(f"/proc/{pid}").exists()
-                    or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-                )
-            )
+            stop_process(pid)
     assert _site_packages(runner_py / "bin" / "python3") == before  # the runner's Python untouched

@@ -6,8 +6,6 @@ attacker's Redis."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from freshtoken.testing import AuthServer, Client
 from tests._attack import Listener, open_place, require_other_user, shared_dir, write_as_nobody
 from tests._cli import cli_env, ft
 from tests._redis import RedisProcess
-from tests.helpers import CANARY_SECRET, wait_until
+from tests.helpers import CANARY_SECRET, stop_process
 from tests.test_action import SCRIPT, _pairs
 
 # A child of `exec --proxy` calling the API through the proxy; prints the status.
@@ -62,13 +60,7 @@ def hostile_toml(listener: Listener, redis_url: str, key_file: Path) -> str:
 
 
 def _stop(pid: int) -> None:
-    os.kill(pid, signal.SIGTERM)
-    wait_until(
-        lambda: (
-            not Path(f"/proc/{pid}").exists()
-            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-        )
-    )
+    stop_process(pid)
 
 
 def redis_keys(process: RedisProcess) -> int:
