@@ -61,7 +61,6 @@ class RefreshAhead:
             current = self.cache.current
             left = self.cache.left(current) if current is not None else 0.0
             if left > 0:
-                self.cache.counts["stale_served"] += 1
                 logger.warning(
                     "refresh ahead failed (%s); the current token stays in use for "
                     "%.0fs more, next try in %.1fs",
@@ -69,6 +68,8 @@ class RefreshAhead:
                     left,
                     backoff,
                 )
+                # Counted once said: whoever sees the count can read the warning.
+                self.cache.counts["stale_served"] += 1
 
     def start(self) -> None:
         """Refresh in a background thread from now on."""
