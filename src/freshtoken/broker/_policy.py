@@ -8,6 +8,17 @@ from dataclasses import dataclass
 from freshtoken._token import Token
 
 DEFAULT_MIN_TTL = 5.0
+#: A stored token issued further than this in the future is not trusted (clocks disagree).
+FUTURE_TOLERANCE = 5.0
+
+
+def stored_left(token: Token, now: float) -> float:
+    """Seconds a token read from a store has left by the wall clock `now`: never more than its
+    lifetime, and none when it was issued "in the future" (another host's clock, or a step of
+    this one)."""
+    if token.issued_at > now + FUTURE_TOLERANCE:
+        return 0.0
+    return min(token.expires_at - now, token.lifetime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +54,7 @@ class RefreshPolicy:
         (clocks that disagree): a hand-out that needs no work at all (what the command line
         serves from the store without a broker)."""
         need = self.min_ttl_for(token, min_ttl)
-        return (
-            token.issued_at <= now + 5.0
-            and token.expires_at - now >= need >= 0
-            and now < self.refresh_at(token)
-        )
+        return stored_left(token, now) >= need >= 0 and now < self.refresh_at(token)
 
 
 #: The command line's default margin (`freshtoken token` without --min-ttl, and the endpoints of

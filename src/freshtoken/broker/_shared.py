@@ -19,14 +19,12 @@ from freshtoken._errors import ConfigurationError, OAuthError, StoreError, Token
 from freshtoken._log import logger, remember_secret
 from freshtoken._token import Token
 from freshtoken.broker._minters import Minter, scope_problem
-from freshtoken.broker._policy import RefreshPolicy
+from freshtoken.broker._policy import FUTURE_TOLERANCE, RefreshPolicy, stored_left
 from freshtoken.stores import Entry, TokenStore
 
 #: What the hot path reads in one step: the token, its default min_ttl, and its expiry and
 #: refresh instants on this process's monotonic clock.
 State = tuple[Token, float, float, float]
-#: A stored token issued further than this in the future is not trusted (clocks disagree).
-FUTURE_TOLERANCE = 5.0
 #: Seconds a token minted after an invalidation is not invalidated again (a 401 loop).
 INVALIDATE_COOLDOWN = 5.0
 
@@ -157,8 +155,7 @@ class SharedCache:
                 "(are the clocks of the machines sharing the store in step?)",
                 token.issued_at - now,
             )
-            return 0.0
-        return min(token.expires_at - now, token.lifetime)
+        return stored_left(token, now)
 
     def usable(self, token: Token | None, min_ttl: float | None) -> bool:
         return token is not None and self.left(token) >= self.policy.min_ttl_for(token, min_ttl)
