@@ -25,6 +25,10 @@ case "${FRESHTOKEN_ACTION_LOG_LEVEL:-info}" in
   debug) args=(-vv) ;;
   *) echo "log-level must be quiet, info or debug" >&2; exit 2 ;;
 esac
+if [ -n "${FRESHTOKEN_MIN_TTL:-}" ] && ! [[ "$FRESHTOKEN_MIN_TTL" =~ ^[0-9]+([.][0-9]+)?$ ]]; then
+  echo "margin must be a number of seconds (e.g. 300), not '$FRESHTOKEN_MIN_TTL'" >&2
+  exit 2
+fi
 args+=(serve --key-file "$dir/key")
 # The proxy only where its upstream is known: an explicit URL, an API URL or a region.
 case "${FRESHTOKEN_ACTION_PROXY:-}" in
@@ -36,12 +40,14 @@ esac
 # this serve (FRESHTOKEN_URL/KEY), `status` reads the same store.
 python3 -I - "$dir/later.toml" << 'PY'
 import json, os, sys
-keys = ("region", "token_url", "issuer", "api_url", "provider", "client_id", "store")
+keys = ("region", "token_url", "issuer", "api_url", "provider", "client_id", "store", "min_ttl")
 with open(sys.argv[1], "w", encoding="utf-8") as out:
     out.write("[default]\n")
     for key in keys:
         if value := os.environ.get("FRESHTOKEN_" + key.upper()):
-            if key != "store" or "@" not in value:  # a Redis URL may carry a password
+            if key == "min_ttl":
+                out.write(f"{key} = {float(value)!r}\n")  # a number in TOML
+            elif key != "store" or "@" not in value:  # a Redis URL may carry a password
                 out.write(f"{key} = {json.dumps(value)}\n")
 PY
 nohup freshtoken "${args[@]}" > "$dir/ready" 2> "$dir/serve.log" < /dev/null &

@@ -9,4 +9,9 @@ setup_test_tools
 echo "== ruff"; "$VENV/bin/ruff" check src tests bench
 "$VENV/bin/ruff" format --check src tests bench
 echo "== mypy --strict"; "$VENV/bin/mypy"
+# Tests run on Linux; Windows and macOS are type-checked (each with its own cache).
+for platform in win32 darwin; do
+  echo "== mypy --strict --platform $platform src"
+  "$VENV/bin/mypy" --platform "$platform" --cache-dir ".mypy_cache/$platform" src
+done
 echo "== pytest"; "$VENV/bin/pytest" -q "$@"

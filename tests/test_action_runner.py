@@ -91,6 +91,7 @@ class Runner:
         env["PATH"] = os.pathsep.join([*reversed(paths), env["PATH"]])
         env.update({f"GITHUB_{n.upper()}": str(p) for n, p in self.files.items()})
         env["RUNNER_TEMP"] = str(self.temp)
+        env["GITHUB_ACTIONS"] = "true"
         return env
 
     def run(
@@ -171,6 +172,7 @@ def test_the_action_as_a_runner_runs_it(tmp_path: Path) -> None:
                 "api-url": server.url,
                 "client-id": "demo-client",
                 "client-secret": "demo-secret",
+                "margin": "200",
             },
         )
         exported = _pairs(runner.files["env"])
@@ -181,7 +183,9 @@ def test_the_action_as_a_runner_runs_it(tmp_path: Path) -> None:
             assert runner.outputs["serve"]["url"] == exported["FRESHTOKEN_URL"]
             assert runner.outputs["serve"]["proxy-url"] == exported["FRESHTOKEN_PROXY_URL"]
             assert "demo-secret" not in "\n".join(printed)
-            assert "demo-secret" not in Path(exported["FRESHTOKEN_CONFIG"]).read_text()
+            later_config = Path(exported["FRESHTOKEN_CONFIG"]).read_text()
+            assert "demo-secret" not in later_config
+            assert "min_ttl = 200.0" in later_config  # the margin input, for later steps too
             # A later step: only what the action exported, no secret in its environment.
             later = runner.run(
                 "command -v freshtoken\n"
@@ -194,6 +198,7 @@ def test_the_action_as_a_runner_runs_it(tmp_path: Path) -> None:
             )
             assert later.returncode == 0, later.stderr
             where, token, status, me = later.stdout.strip().splitlines()
+            assert f"::add-mask::{token}" in later.stderr  # masked before it was printed
             assert where.startswith(str(runner.temp / "freshtoken-venv-"))
             headers = {"Authorization": f"Bearer {token}"}
             assert httpx.get(server.url + "/api/v2/tokens/me", headers=headers).status_code == 200

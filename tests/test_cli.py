@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from freshtoken import AuthorizationCode, _build
@@ -495,3 +496,44 @@ def test_a_cli_call_in_the_refresh_window_leaves_a_stored_refresh(tmp_path: Path
         second = ft(["token"], env, tmp_path).stdout.strip()
         assert second != first
         assert server.stats()["tokens_minted"] == 2  # the refresh was stored, not lost
+
+
+@pytest.mark.parametrize("fmt", ["raw", "header", "json"])
+def test_on_github_every_printed_token_is_masked_first(
+    tmp_path: Path, server: AuthServer, fmt: str
+) -> None:
+    """A later step that captures the token and echoes it shows `***`: the runner is asked to
+    mask it (on standard error, which it reads too) before it is printed, whichever path
+    answers: a new mint, the store (fast path) or the parent endpoint of `exec` (fast path)."""
+    import subprocess
+    import sys
+
+    env = cli_env(tmp_path, server, GITHUB_ACTIONS="true")
+    script = (
+        "import subprocess, sys; "
+        "r = subprocess.run([sys.executable, '-m', 'freshtoken', 'token', '--format', sys.argv[1]],"
+        " capture_output=True, text=True); "
+        "sys.stdout.write(r.stdout + '\\x00' + r.stderr)"
+    )
+    runs = [["token", "--format", fmt]] * 2 + [["exec", "--", sys.executable, "-c", script, fmt]]
+    for args in runs:
+        done = subprocess.run(
+            [sys.executable, "-m", "freshtoken", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        stdout, _, stderr = done.stdout.partition("\x00")
+        stderr = stderr or done.stderr
+        printed = stdout.strip()
+        token = json.loads(printed)["access_token"] if fmt == "json" else printed.split()[-1]
+        assert stderr.splitlines()[0] == f"::add-mask::{token}", (args, stderr)
+        me = httpx.get(
+            server.url + "/api/v2/tokens/me", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert me.status_code == 200  # the very token that was printed
+    quiet = ft(["token"], cli_env(tmp_path, server), tmp_path)
+    assert "::add-mask::" not in quiet.stderr  # only on GitHub

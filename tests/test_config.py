@@ -76,3 +76,35 @@ def test_from_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> Non
 )
 def test_every_choice_has_a_builder(key: str, table: dict[str, object]) -> None:
     assert set(BY_KEY[key].choices) == set(table)
+
+
+@pytest.mark.parametrize(
+    ("setting", "refreshes_after"),
+    [(None, False), ("250", True)],
+    ids=["library-default", "min_ttl-setting"],
+)
+def test_min_ttl_setting_is_what_a_caller_naming_none_is_promised(
+    setting: str | None, refreshes_after: bool
+) -> None:
+    from freshtoken import TokenBroker
+    from freshtoken.testing import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, AuthServer, FakeClock
+
+    clock = FakeClock()
+    with AuthServer(ttl=300) as server:
+        env = {
+            "FRESHTOKEN_TOKEN_URL": server.token_url,
+            "FRESHTOKEN_CLIENT_ID": DEMO_CLIENT_ID,
+            "FRESHTOKEN_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+            "FRESHTOKEN_STORE": "memory://",
+        }
+        if setting is not None:
+            env["FRESHTOKEN_MIN_TTL"] = setting
+        broker = TokenBroker.from_settings(Settings.from_env(env), clock=clock)
+        try:
+            first = broker.token()
+            clock.advance(60)  # 240 s left: enough for the library's 60 s, not for 250 s
+            second = broker.token()
+            assert (second.access_token != first.access_token) is refreshes_after
+            assert second.expires_at - clock.time() >= (250 if setting else 60)
+        finally:
+            broker.close()

@@ -25,7 +25,7 @@ from freshtoken._token import Token
 from freshtoken.broker._ahead import RefreshAhead
 from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
-from freshtoken.broker._policy import RefreshPolicy
+from freshtoken.broker._policy import RefreshPolicy, with_margin
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._client import TokenClient
@@ -122,6 +122,9 @@ class TokenBroker:
         """A broker for the configured client, store and scope; `options` as for __init__."""
         parts = _build.broker_parts(settings, clock, store=store)
         options.setdefault("invalidate_cooldown", settings.invalidate_cooldown)
+        options["refresh"] = with_margin(
+            options.get("refresh") or RefreshPolicy(), settings.min_ttl
+        )
         grant = options.pop("grant", parts.pop("grant"))
         return cls(parts.pop("client"), grant=grant, **parts, **options)
 

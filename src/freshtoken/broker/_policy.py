@@ -3,7 +3,7 @@ line's fast path reads it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from freshtoken._token import Token
 
@@ -62,3 +62,11 @@ class RefreshPolicy:
 #: one with seconds left. 225 s like google-auth, at most half the lifetime for short tokens.
 CLI_MIN_TTL = 225.0
 COMMAND_LINE = RefreshPolicy(default_min_ttl=CLI_MIN_TTL, default_fraction=0.5)
+
+
+def with_margin(policy: RefreshPolicy, min_ttl: float | None) -> RefreshPolicy:
+    """`policy` promising `min_ttl` (the `min_ttl` setting) to callers who name none; capped
+    only by a fresh token's lifetime, as a caller's own min_ttl is."""
+    if min_ttl is None:
+        return policy
+    return replace(policy, default_min_ttl=min_ttl, default_fraction=1.0)

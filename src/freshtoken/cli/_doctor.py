@@ -92,7 +92,8 @@ def _writable(settings: Settings, store: TokenStore, key: str) -> Check:
 
 
 def _margin(lifetime: float, min_ttl: float | None) -> Check:
-    """Does the margin callers ask for (--min-ttl, default the CLI's) fit the lifetime?"""
+    """Does the margin callers ask for (--min-ttl, else the min_ttl setting, else the CLI's)
+    fit the lifetime?"""
     margin = min_ttl if min_ttl is not None else min(CLI_MIN_TTL, 0.5 * lifetime)
     if margin >= lifetime:
         return Check(
@@ -149,7 +150,7 @@ def run_checks(
     except OAuthError as exc:
         return [*checks, Check("fail", exc.message, exc.hint)]
     checks.append(_writable(settings, store, broker.key))
-    checks.append(_margin(token.lifetime, min_ttl))
+    checks.append(_margin(token.lifetime, settings.min_ttl if min_ttl is None else min_ttl))
     lifetime = token.lifetime / 60
     if token.lifetime >= build_minutes * 60:
         checks.append(

@@ -6,6 +6,8 @@ fast path imports this module."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 FORMATS = ("raw", "json", "header", "env", "dotenv", "github")
@@ -42,6 +44,16 @@ def render(data: dict[str, object], fmt: str) -> str:
     if fmt == "dotenv":  # for a .env file (docker --env-file, dotenv loaders): no quoting
         return f"{TOKEN_VARIABLE}={access}"
     return access
+
+
+def mask_on_github(access_token: str) -> None:
+    """In a GitHub Actions step, ask the runner to mask the token in the job's log before it is
+    printed: a step that captures it (`TOKEN=$(freshtoken token)`) and later echoes it, or runs
+    with `set -x`, shows `***`. On standard error, which the runner also reads for workflow
+    commands, so that standard output stays the token alone."""
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        sys.stderr.write(f"::add-mask::{access_token}\n")
+        sys.stderr.flush()
 
 
 def token_json(access_token: str, token_type: str, expires_at: float) -> dict[str, object]:

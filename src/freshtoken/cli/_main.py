@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
-from freshtoken.cli._formats import TEXT_FORMATS, error_json, render, token_json
+from freshtoken.cli._formats import TEXT_FORMATS, error_json, mask_on_github, render, token_json
 from freshtoken.cli._parent import ParentError, fetch_from_parent
 
 # Options that would put a secret in argv, where every local user can read it (ps, /proc).
@@ -79,8 +79,10 @@ def main() -> None:
     if fast is not None and not (parent and key) and _print_cached(*fast):
         return
     if fast is not None and parent and key:
+        on_github = os.environ.get("GITHUB_ACTIONS") == "true"
         try:
-            body = fetch_from_parent(parent, key, fast[0], fast[1])
+            # On GitHub the token is masked first: fetched as JSON, so that it can be named.
+            body = fetch_from_parent(parent, key, fast[0], "json" if on_github else fast[1])
         except ParentError as exc:
             if fast[1] == "json":  # errors follow --format json too
                 sys.stderr.write(error_json(exc.error, exc.message, exc.hint, exc.exit_code))
@@ -88,6 +90,12 @@ def main() -> None:
             else:
                 sys.stderr.write(f"freshtoken: {exc}\n")
             sys.exit(exc.exit_code)
+        if on_github:
+            import json
+
+            data = json.loads(body)
+            mask_on_github(str(data["access_token"]))
+            body = render(data, fast[1]).encode()
         sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
         return
     from freshtoken.cli._app import cli
@@ -123,15 +131,17 @@ def _print_cached(min_ttl: float | None, fmt: str) -> bool:
     """Serve a plain `freshtoken token` from the store, without loading httpx and click."""
     from freshtoken._errors import OAuthError
     from freshtoken.broker._peek import cached_token
-    from freshtoken.broker._policy import COMMAND_LINE
+    from freshtoken.broker._policy import COMMAND_LINE, with_margin
     from freshtoken.config._settings import Settings
 
     try:
-        token = cached_token(Settings.load(), min_ttl, COMMAND_LINE)
+        settings = Settings.load()
+        token = cached_token(settings, min_ttl, with_margin(COMMAND_LINE, settings.min_ttl))
     except (OAuthError, OSError):
         return False  # the full command reports it, with its hint and exit code
     if token is None:
         return False
     data = token_json(token.access_token, token.token_type, token.expires_at)
+    mask_on_github(token.access_token)
     sys.stdout.write(render(data, fmt) + "\n")
     return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 # The C module: `socket` would add 8 ms of imports (enum, selectors) to every call.
 import _socket
+import sys
 
 
 class ParentError(Exception):
@@ -22,7 +23,7 @@ def fetch_from_parent(base: str, key: str, min_ttl: float | None, fmt: str = "js
     path = f"/token?format={fmt}" + (f"&min_ttl={min_ttl:g}" if min_ttl is not None else "")
     try:
         address: object
-        if base.startswith("unix:"):
+        if base.startswith("unix:") and sys.platform != "win32":
             family, address = _socket.AF_UNIX, base[5:]
         else:
             host, _, port = base.removeprefix("http://").rstrip("/").rpartition(":")

@@ -240,7 +240,10 @@ def exec_(
         broker.close()
         click.echo(f"freshtoken: cannot run {command[0]!r}: {exc.strerror}", err=True)
         sys.exit(127)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    relayed = [signal.SIGTERM, signal.SIGINT]
+    if sys.platform != "win32":
+        relayed.append(signal.SIGHUP)
+    for sig in relayed:
         signal.signal(sig, lambda number, _frame: child.send_signal(number))
     code = child.wait()
     server.stop()

@@ -9,7 +9,7 @@ import click
 
 from freshtoken._errors import ConfigurationError, OAuthError
 from freshtoken.cli._common import fail, fail_with, run
-from freshtoken.cli._formats import FORMATS, render, token_json
+from freshtoken.cli._formats import FORMATS, mask_on_github, render, token_json
 from freshtoken.cli._parent import ParentError, fetch_from_parent
 from freshtoken.config._settings import Settings
 
@@ -59,6 +59,7 @@ def token(ctx: click.Context, min_ttl: float | None, fmt: str, github_env: str |
     except OAuthError as exc:
         fail(exc, fmt == "json")
     if fmt != "github":
+        mask_on_github(str(data["access_token"]))
         click.echo(render(data, fmt))
         return
     _github(data, github_env)

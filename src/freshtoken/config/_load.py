@@ -18,6 +18,7 @@ from typing import Any
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._log import logger, remember_url_password
+from freshtoken._platform import owned_by_user, shared_bits
 from freshtoken._secret import Secret
 from freshtoken.config._options import (
     BY_KEY,
@@ -40,7 +41,7 @@ def read_secret_file(path: str, setting: str, *, private: bool = False) -> Secre
         else:
             with open(Path(path).expanduser(), encoding="utf-8") as handle:
                 mode = os.fstat(handle.fileno()).st_mode
-                if private and mode & stat.S_IRWXO:
+                if private and shared_bits(mode) & stat.S_IRWXO:
                     raise ConfigurationError(
                         f"{setting} names a file that every user may read: {path} "
                         f"(mode {stat.S_IMODE(mode):o})",
@@ -80,9 +81,9 @@ def read_checked(path: Path) -> tuple[str | None, str | None]:
     try:
         with open(path, "rb") as handle:
             info = os.fstat(handle.fileno())
-            if info.st_uid not in (os.geteuid(), 0):
+            if not owned_by_user(info.st_uid, or_root=True):
                 return None, f"is owned by another user (uid {info.st_uid})"
-            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            if shared_bits(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
                 return None, f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
             data = handle.read()
     except OSError as exc:

@@ -187,6 +187,13 @@ class SettingValues:
     retry_budget: float = _setting(
         "seconds", "Longest one token request may take, retries included.", "30", 30.0
     )
+    min_ttl: float | None = _setting(
+        "seconds",
+        "What a caller who names no min_ttl is promised: a token still valid this long (at "
+        "most a fresh token's lifetime). Unset: 225 s on the command line and its endpoints, "
+        "60 s in the library, never more than half (a quarter) of the lifetime.",
+        "300",
+    )
     invalidate_cooldown: float = _setting(
         "seconds",
         "After a 401, a token minted to replace a refused one is not dropped again for this "

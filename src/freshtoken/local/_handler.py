@@ -9,6 +9,7 @@ import os
 import socket
 import socketserver
 import stat
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,7 +70,7 @@ class Handler(BaseHTTPRequestHandler):
     # Headers and body leave in separate writes: with Nagle on, each answer waits ~40 ms for
     # the client's delayed ACK.
     disable_nagle_algorithm = True
-    server: TCPServer | UnixServer
+    server: _Limited
 
     def setup(self) -> None:
         super().setup()
@@ -225,21 +226,22 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _route
 
 
-class _Limited(QuietErrors):
+class _Limited(QuietErrors, socketserver.BaseServer):
     """Mixed into a threading server: at most `app.max_connections` connections at once (each
     a thread); one more is answered 503 and closed at once, without a thread."""
 
     app: LocalServer
+    proxy: bool
     slots: threading.BoundedSemaphore
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):
             with contextlib.suppress(OSError):
                 request.sendall(_BUSY)
-            self.shutdown_request(request)  # type: ignore[attr-defined]
+            self.shutdown_request(request)
             return
         try:
-            super().process_request(request, client_address)  # type: ignore[misc]
+            super().process_request(request, client_address)
         except BaseException:
             self.slots.release()
             raise
@@ -267,44 +269,56 @@ class TCPServer(_Limited, ThreadingHTTPServer):
         return f"http://{_host(str(host))}:{port}"
 
 
-class UnixHandler(Handler):
-    disable_nagle_algorithm = False  # TCP_NODELAY does not exist on a Unix socket
+if sys.platform == "win32":  # Python has no Unix sockets on Windows
 
-
-class UnixServer(_Limited, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-    def __init__(self, path: Path, app: LocalServer, *, proxy: bool) -> None:
-        self.app, self.proxy = app, proxy
-        self.slots = threading.BoundedSemaphore(app.max_connections)
-        _clear_stale_socket(path)
-        old = os.umask(0o177)  # the socket is born 0600: no window where others may connect
-        try:
-            super().__init__(str(path), UnixHandler)
-        finally:
-            os.umask(old)
-        logger.debug("serving on a Unix socket")
-
-
-def _clear_stale_socket(path: Path) -> None:
-    """Make room for the socket at `path`: only a stale socket of this user is removed;
-    anything else there (a file, another user's socket, a live server) is an error."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.geteuid():
+    def unix_server(path: Path, app: LocalServer, *, proxy: bool) -> socketserver.BaseServer:
         raise ConfigurationError(
-            f"--socket {path}: something else is there (not a socket of this user)",
-            hint="freshtoken removes only a stale socket of its own: name another path.",
+            "--socket: Unix sockets are not available on Windows",
+            hint="Leave --socket out: the endpoint listens on loopback TCP.",
         )
-    with socket.socket(socket.AF_UNIX) as probe:
+
+else:
+
+    def unix_server(path: Path, app: LocalServer, *, proxy: bool) -> socketserver.BaseServer:
+        """A server on a Unix socket at `path`, born 0600."""
+        return UnixServer(path, app, proxy=proxy)
+
+    class UnixHandler(Handler):
+        disable_nagle_algorithm = False  # TCP_NODELAY does not exist on a Unix socket
+
+    class UnixServer(_Limited, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+        def __init__(self, path: Path, app: LocalServer, *, proxy: bool) -> None:
+            self.app, self.proxy = app, proxy
+            self.slots = threading.BoundedSemaphore(app.max_connections)
+            _clear_stale_socket(path)
+            old = os.umask(0o177)  # the socket is born 0600: no window where others may connect
+            try:
+                super().__init__(str(path), UnixHandler)
+            finally:
+                os.umask(old)
+            logger.debug("serving on a Unix socket")
+
+    def _clear_stale_socket(path: Path) -> None:
+        """Make room for the socket at `path`: only a stale socket of this user is removed;
+        anything else there (a file, another user's socket, a live server) is an error."""
         try:
-            probe.connect(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            path.unlink(missing_ok=True)  # nobody listens: a stale socket
+            info = path.lstat()
+        except FileNotFoundError:
             return
-    raise ConfigurationError(
-        f"--socket {path} is in use by a running server",
-        hint="Stop that server, or name another path.",
-    )
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.geteuid():
+            raise ConfigurationError(
+                f"--socket {path}: something else is there (not a socket of this user)",
+                hint="freshtoken removes only a stale socket of its own: name another path.",
+            )
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(path))
+            except (ConnectionRefusedError, FileNotFoundError):
+                path.unlink(missing_ok=True)  # nobody listens: a stale socket
+                return
+        raise ConfigurationError(
+            f"--socket {path} is in use by a running server",
+            hint="Stop that server, or name another path.",
+        )

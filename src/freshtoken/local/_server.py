@@ -34,8 +34,8 @@ from freshtoken.local._handler import (
     LOCAL_ONLY,
     Handler,
     TCPServer,
-    UnixServer,
     named_by_connection,
+    unix_server,
 )
 from freshtoken.local._target import upstream_url
 
@@ -107,7 +107,7 @@ class LocalServer:
     def start(self) -> LocalServer:
         write_private(self.key_file, self.key)
         if self._socket_path is not None:
-            server: socketserver.BaseServer = UnixServer(self._socket_path, self, proxy=False)
+            server: socketserver.BaseServer = unix_server(self._socket_path, self, proxy=False)
             self.url = f"unix:{self._socket_path}"
             proxy_host = "127.0.0.1"  # the proxy is TCP on loopback even beside a socket
         else:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from freshtoken._errors import ConfigurationError, StoreError, UnsafeStoreError
 from freshtoken._log import logger, remember_secret
+from freshtoken._platform import PRIVATE_OPEN_FLAGS, owned_by_user, shared_bits
 from freshtoken._secret import Secret
 from freshtoken.stores._entry import Entry, decode, encode
 
@@ -88,13 +89,13 @@ def check_private(path: Path, what: str, info: os.stat_result | None = None) -> 
     can read or write."""
     info = info if info is not None else path.stat()
     mode = info.st_mode
-    if not stat.S_ISREG(mode) or info.st_uid != os.geteuid():
+    if not stat.S_ISREG(mode) or not owned_by_user(info.st_uid):
         raise UnsafeStoreError(
             f"the {what} {path} is not a regular file of this user",
             hint=f"Something else is at {path}: remove it, or choose another place with "
             "FRESHTOKEN_STORE.",
         )
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if shared_bits(mode):
         raise UnsafeStoreError(
             f"the {what} {path} is accessible to other users (mode {stat.S_IMODE(mode):o})",
             hint=f"Run: chmod 600 {path}  (freshtoken refuses to use a token store others can "
@@ -106,8 +107,9 @@ def check_private_dir(directory: Path) -> None:
     """Refuse a store or lock directory that is not this user's, or that others may write
     to: whoever can add entries there can plant symlinks and files in freshtoken's place."""
     info = directory.stat()
-    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        owner = "this user" if info.st_uid == os.geteuid() else f"uid {info.st_uid}"
+    mine = owned_by_user(info.st_uid)
+    if not mine or shared_bits(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
+        owner = "this user" if mine else f"uid {info.st_uid}"
         raise UnsafeStoreError(
             f"the store directory {directory} is not private (owner {owner}, mode "
             f"{stat.S_IMODE(info.st_mode):o})",
@@ -121,7 +123,7 @@ def open_private(path: Path, flags: int, what: str) -> int:
     """Open (or create, 0600) a file of the store without following a symlink, and check
     that it is a private regular file of this user before anything is read or written."""
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, flags | PRIVATE_OPEN_FLAGS, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafeStoreError(
@@ -147,7 +149,7 @@ def key_file(path: Path) -> bytes:
     if not os.path.lexists(path):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | PRIVATE_OPEN_FLAGS, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(base64.b64encode(secrets.token_bytes(32)))
                 handle.flush()

@@ -7,7 +7,6 @@ frees it the instant its holder dies, so a SIGKILLed holder blocks no one.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import secrets
 import sqlite3
@@ -20,6 +19,7 @@ from urllib.parse import unquote
 
 from freshtoken._errors import ConfigurationError, StoreError, UnsafeStoreError
 from freshtoken._log import logger
+from freshtoken._platform import try_lock, unlock, write_at_start
 from freshtoken._secret import Secret
 from freshtoken._urls import split_url
 from freshtoken.stores._base import StoreOptions, TokenStore
@@ -234,22 +234,19 @@ class SQLiteStore:
             deadline = time.monotonic() + timeout
             pause = 0.001
             while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if try_lock(fd):
                     held = True
                     break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(pause)  # polling: flock has no timed wait
-                    pause = min(pause * 2, 0.02)
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(pause)  # polling: flock has no timed wait
+                pause = min(pause * 2, 0.02)
             if held:  # who holds it, for `freshtoken status` and for diagnosis
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, str(os.getpid()).encode(), 0)
+                write_at_start(fd, str(os.getpid()).encode())
             yield held
         finally:
             if held:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                unlock(fd)
             os.close(fd)
 
     def owns_lock(self, key: str) -> bool:

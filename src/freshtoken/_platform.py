@@ -1,0 +1,76 @@
+"""What differs between POSIX systems (Linux, macOS) and Windows, in one place.
+
+Windows has no file owner uid, no `O_NOFOLLOW`, no `flock` and (in Python) no Unix sockets;
+there, file privacy is left to the user profile's ACLs, locks use `msvcrt`, and the local
+endpoint uses loopback TCP only. Linux is what the tests run on; the rest is type-checked.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+#: Flags for opening a store file: never through a symbolic link, never inherited.
+if sys.platform == "win32":
+    PRIVATE_OPEN_FLAGS = os.O_NOINHERIT
+else:
+    PRIVATE_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+#: Whether Unix sockets (`serve --socket`, `unix:` endpoint URLs) are available.
+UNIX_SOCKETS = sys.platform != "win32"
+
+
+def owned_by_user(uid: int, *, or_root: bool = False) -> bool:
+    """Whether a file with owner `uid` belongs to this user (or root, with `or_root`).
+
+    Windows reports no owner (st_uid is 0): always True there."""
+    if sys.platform == "win32":
+        return True
+    return uid == os.geteuid() or (or_root and uid == 0)
+
+
+def shared_bits(mode: int) -> int:
+    """The group and other permission bits of a file mode: 0 on Windows, where a file's ACL
+    (by default: the user profile's, closed to other users) decides instead."""
+    if sys.platform == "win32":
+        return 0
+    return mode & 0o077
+
+
+def try_lock(fd: int) -> bool:
+    """Take the exclusive lock on the open file `fd` without waiting; False when held."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def unlock(fd: int) -> None:
+    """Release the lock `try_lock` took on `fd`."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        return
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def write_at_start(fd: int, data: bytes) -> None:
+    """Replace the content of the open file `fd` with `data`."""
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, data)
