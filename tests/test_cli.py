@@ -505,7 +505,6 @@ def test_on_github_every_printed_token_is_masked_first(
     """A later step that captures the token and echoes it shows `***`: the runner is asked to
     mask it (on standard error, which it reads too) before it is printed, whichever path
     answers: a new mint, the store (fast path) or the parent endpoint of `exec` (fast path)."""
-    import subprocess
     import sys
 
     env = cli_env(tmp_path, server, GITHUB_ACTIONS="true")
@@ -517,14 +516,7 @@ def test_on_github_every_printed_token_is_masked_first(
     )
     runs = [["token", "--format", fmt]] * 2 + [["exec", "--", sys.executable, "-c", script, fmt]]
     for args in runs:
-        done = subprocess.run(
-            [sys.executable, "-m", "freshtoken", *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = ft(args, env, tmp_path)
         assert done.returncode == 0, done.stderr
         stdout, _, stderr = done.stdout.partition("\x00")
         stderr = stderr or done.stderr
