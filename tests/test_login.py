@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -291,3 +292,24 @@ def test_print_writes_the_refresh_token_to_stdout_only(
         # Printed instead of stored: one holder, so it is never presented twice.
         assert ft(["token"], env, tmp_path).returncode != 0
         assert server.active_refresh_tokens("spa") == 1
+
+
+def test_redirect_port_is_used_and_a_busy_one_named(tmp_path: Path, logins: list[Login]) -> None:
+    with AuthServer(clients=[PUBLIC]) as server, socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = _env(tmp_path, server, FRESHTOKEN_REDIRECT_PORT=str(port))
+        out = ft(["login", "--no-browser"], env, tmp_path)
+        assert out.returncode == 2
+        assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
+        assert "FRESHTOKEN_REDIRECT_PORT" in out.stderr
+        busy.close()
+        login = _start(logins, ["--no-browser"], env, tmp_path)
+        url = login.line(r"^(http://\S+)$").group(1)
+        assert parse_qs(urlsplit(url).query)["redirect_uri"] == [
+            f"http://127.0.0.1:{port}/callback"
+        ]
+        assert httpx.get(httpx.get(url).headers["location"]).status_code == 200
+        rc, _, err = login.finish()
+        assert rc == 0, err

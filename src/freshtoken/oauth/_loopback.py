@@ -75,10 +75,10 @@ class LoopbackRedirect:
     def __enter__(self) -> LoopbackRedirect:
         try:
             self._httpd = _Server(("127.0.0.1", self._port), _Handler)
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:  # Overflow: a port past 65535
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise ConfigurationError(
-                f"cannot listen on 127.0.0.1:{self._port} for the login redirect "
-                f"({exc.strerror or exc})",
+                f"cannot listen on 127.0.0.1:{self._port} for the login redirect ({why})",
                 hint="Another program holds the port: stop it, or set FRESHTOKEN_REDIRECT_PORT "
                 "to a free port registered as a redirect URI of the client (or unset it to "
                 "take any free port).",
