@@ -51,6 +51,7 @@ SECRET_FIELDS = frozenset(
         "refresh_token",
         "code",
         "code_verifier",
+        "device_code",
         "password",
         "subject_token",
         "actor_token",
