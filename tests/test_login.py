@@ -118,11 +118,13 @@ def _authorize(login: Login) -> tuple[str, str]:
     return location, parse_qs(urlsplit(location).query)["code"][0]
 
 
+@pytest.mark.parametrize("client", [PUBLIC, CONFIDENTIAL], ids=["public", "confidential"])
 def test_browser_login_stores_a_refresh_token_that_token_then_uses(
-    tmp_path: Path, logins: list[Login]
+    tmp_path: Path, logins: list[Login], client: Client
 ) -> None:
-    with AuthServer(clients=[PUBLIC], require_pkce=True, refuse_plain_pkce=True) as server:
-        env = _env(tmp_path, server)
+    clients = [PUBLIC, CONFIDENTIAL]
+    with AuthServer(clients=clients, require_pkce=True, refuse_plain_pkce=True) as server:
+        env = _env(tmp_path, server, client)
         login = _start(logins, ["--no-browser", "--timeout", "30"], env, tmp_path)
         target, code = _authorize(login)
         page = httpx.get(target)  # the browser lands on the loopback listener
@@ -132,7 +134,7 @@ def test_browser_login_stores_a_refresh_token_that_token_then_uses(
         assert rc == 0, err
         assert out == ""
         assert "refresh token is stored" in err
-        assert_no_leak("login's standard error", err, code)
+        assert_no_leak("login's standard error", err, code, "demo-secret")
         with pytest.raises(httpx.ConnectError):  # one redirect accepted, then closed
             httpx.get(target)
         sent = server.token_requests()
