@@ -184,6 +184,22 @@ class InvalidScopeError(AuthorizationError):
         )
 
 
+class LoginError(AuthorizationError):
+    """A browser or device login did not complete: declined, expired or timed out."""
+
+    default_error = "login_failed"
+    says = "the authorization server refused the login: access_denied"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            "The login did not complete: the user declined (access_denied), the device code "
+            "expired before it was approved (expired_token), or nothing arrived in time. Run "
+            "`freshtoken login` again and finish it in the browser; check that the client allows "
+            "the authorization-code (or device) grant and the requested scopes."
+        )
+
+
 class InvalidRequestError(AuthorizationError):
     """The server rejected the request as malformed."""
 

@@ -12,6 +12,7 @@ from freshtoken.cli._common import Context, setup_logging
 from freshtoken.cli._completion import completion
 from freshtoken.cli._demo import demo
 from freshtoken.cli._doctor import doctor
+from freshtoken.cli._login import login
 from freshtoken.cli._serve import exec_, serve
 from freshtoken.cli._status import status
 from freshtoken.cli._store import revoke, seed_refresh_token
@@ -71,7 +72,18 @@ def _testserver() -> click.Command:
     return testserver
 
 
-for command in (token, serve, exec_, seed_refresh_token, revoke, status, doctor, demo, completion):
+for command in (
+    token,
+    serve,
+    exec_,
+    login,
+    seed_refresh_token,
+    revoke,
+    status,
+    doctor,
+    demo,
+    completion,
+):
     cli.add_command(command)
 cli.add_command(
     _Lazy("testserver", _testserver, "Run the shipped test authorization server until...")

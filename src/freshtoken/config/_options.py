@@ -117,6 +117,26 @@ class SettingValues:
         "https://login.example.com/oauth/revoke",
         group=E,
     )
+    authorization_url: str | None = _setting(
+        "text",
+        "Authorization endpoint of `freshtoken login`, when not discovered.",
+        "https://login.example.com/oauth/authorize",
+        group=E,
+    )
+    device_authorization_url: str | None = _setting(
+        "text",
+        "RFC 8628 device authorization endpoint of `freshtoken login --device`, when not "
+        "discovered.",
+        "https://login.example.com/oauth/device/code",
+        group=E,
+    )
+    redirect_port: int | None = _setting(
+        "count",
+        "Port of `freshtoken login`'s redirect listener on 127.0.0.1 (for servers that want "
+        "the exact redirect URI registered: http://127.0.0.1:PORT/callback).",
+        "8765",
+        shown="any free port",
+    )
     client_id: str | None = _setting("text", "OAuth client id.", "3f2a...c9")
     client_secret: Secret | None = _setting(
         "secret", "OAuth client secret.", "/run/secrets/client_secret"

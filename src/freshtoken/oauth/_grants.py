@@ -92,3 +92,27 @@ class AuthorizationCode:
 
     def __repr__(self) -> str:
         return "AuthorizationCode(code=***)"
+
+
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DeviceCode:
+    """One poll of the device authorization grant (RFC 8628 §3.4)."""
+
+    device_code: str
+    scope: tuple[str, ...] = ()
+    name: str = field(default="device_code", init=False)
+    # Polled again only on the server's word (authorization_pending, slow_down): a poll whose
+    # answer was lost may have been the one that got the token.
+    single_use: ClassVar[bool] = True
+
+    def form(self) -> dict[str, str]:
+        return {"grant_type": DEVICE_CODE, "device_code": self.device_code}
+
+    def cache_material(self) -> tuple[str, ...]:
+        return (self.name, *sorted(set(self.scope)))
+
+    def __repr__(self) -> str:
+        return "DeviceCode(device_code=***)"

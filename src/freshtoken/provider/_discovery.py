@@ -73,6 +73,7 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
             revocation_url=_optional_url(meta, "revocation_endpoint"),
             introspection_url=_optional_url(meta, "introspection_endpoint"),
             authorization_url=_optional_url(meta, "authorization_endpoint"),
+            device_authorization_url=_optional_url(meta, "device_authorization_endpoint"),
         )
         with _cache_lock:
             _cache[issuer] = (now, endpoints)

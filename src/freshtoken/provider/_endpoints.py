@@ -19,6 +19,7 @@ class Endpoints:
     revocation_url: str | None = None
     introspection_url: str | None = None
     authorization_url: str | None = None
+    device_authorization_url: str | None = None
     api_base_url: str | None = None
     region: str | None = None
     #: "genesys" where the Genesys Cloud behaviour applies (a region, or the provider setting).

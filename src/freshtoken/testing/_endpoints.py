@@ -15,6 +15,14 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote_plus
 
+from freshtoken.testing._authorize import (
+    Refusal,
+    authorize,
+    decide_device,
+    device_authorization,
+    poll_device,
+    redeem_code,
+)
 from freshtoken.testing._faults import (
     api_rate_limited,
     malformed_answer,
@@ -25,6 +33,7 @@ from freshtoken.testing._faults import (
 )
 from freshtoken.testing._model import (
     ALL_GRANTS,
+    DEVICE_CODE_GRANT,
     AccessRecord,
     Answer,
     Client,
@@ -42,6 +51,7 @@ SECRET_FIELDS = frozenset(
         "refresh_token",
         "code",
         "code_verifier",
+        "device_code",
         "password",
         "subject_token",
         "actor_token",
@@ -225,14 +235,35 @@ class Authority:
                 client, requested, grant, None, self.knobs.refresh_on_client_credentials
             )
             return 200, body, {}
-        if grant == "authorization_code":
-            found = self._state.codes.pop(form.get("code", ""), None)
-            if found is None or found[0] != client.client_id:
-                return self._error(400, "invalid_grant", "authorization code invalid or used")
-            if found[2] and form.get("redirect_uri") != found[2]:
-                return self._error(400, "invalid_grant", "redirect_uri does not match")
-            return 200, self._mint(client, found[1], grant, None, True), {}
+        if grant in ("authorization_code", DEVICE_CODE_GRANT):
+            redeem = redeem_code if grant == "authorization_code" else poll_device
+            granted = redeem(self._state, client, form)
+            if isinstance(granted, Refusal):
+                return self._error(*granted)
+            return 200, self._mint(client, granted, grant, None, True), {}
         return self._refresh(client, form.get("refresh_token", ""), requested)
+
+    def authorize(self, query: dict[str, str]) -> Answer:
+        """GET /oauth/authorize (see `_authorize.authorize`)."""
+        with self._lock:
+            return authorize(
+                self._state, self.knobs, self._clients.get(query.get("client_id", "")), query
+            )
+
+    def device_authorization(self, headers: Any, form: dict[str, str], base_url: str) -> Answer:
+        """POST /oauth/device_authorization: client authentication as at the token endpoint."""
+        with self._lock:
+            authed = self._authenticate(headers, form)
+            if not isinstance(authed, Client):
+                return authed
+            said = device_authorization(self._state, self.knobs, authed, form, base_url)
+            return self._error(*said) if isinstance(said, Refusal) else said
+
+    def decide_device(self, user_code: str, approve: bool = True) -> bool:
+        """Approve (or deny) a pending device login by its user code, as the user would on the
+        verification page; False when no pending login has that code."""
+        with self._lock:
+            return decide_device(self._state, user_code, approve)
 
     def _refresh(self, client: Client, presented: str, requested: tuple[str, ...]) -> Answer:
         k = self.knobs

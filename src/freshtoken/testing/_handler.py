@@ -9,9 +9,10 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from freshtoken._serving import QuietErrors
+from freshtoken.testing._authorize import device_page, page
 from freshtoken.testing._model import DEMO_CLIENT_ID
 
 if TYPE_CHECKING:
@@ -112,7 +113,11 @@ class Handler(BaseHTTPRequestHandler):
         ):
             self._send(200, app.metadata())
         elif method == "GET" and path == "/oauth/authorize":
-            self._authorize(app)
+            self._send(*app.authorize(dict(parse_qsl(urlsplit(self.path).query))))
+        elif method == "POST" and path == "/oauth/device_authorization":
+            self._send(*app.device_authorization(self.headers, self._form(), app.url))
+        elif path == "/device" and method in ("GET", "POST"):
+            self._device(app)
         elif method == "POST" and path == "/_test/code":
             form = self._form()
             code = app.issue_code(
@@ -149,17 +154,19 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self.connection.settimeout(self.timeout)
 
-    def _authorize(self, app: AuthServer) -> None:
-        """Test-only: approves at once and redirects with a code (no login page)."""
-        query = dict(parse_qsl(urlsplit(self.path).query))
-        redirect = query.get("redirect_uri", "")
-        code = app.issue_code(
-            query.get("client_id", ""), tuple(query.get("scope", "").split()), redirect or None
-        )
-        params = {"code": code, **({"state": query["state"]} if "state" in query else {})}
-        if not redirect:
-            self._send(200, params)
+    def _device(self, app: AuthServer) -> None:
+        """The verification page of the device grant: GET shows the form, POST approves or
+        denies the typed user code (`action=approve|deny`)."""
+        if self.command == "GET":
+            self._send(
+                *device_page(dict(parse_qsl(urlsplit(self.path).query)).get("user_code", ""))
+            )
             return
-        self._send(302, "", {"Location": f"{redirect}?{urlencode(params)}"})
+        form = self._form()
+        approve = form.get("action", "approve") == "approve"
+        if app.decide_device(form.get("user_code", ""), approve):
+            self._send(*page(200, "Approved" if approve else "Denied", "You may close this page."))
+        else:
+            self._send(*page(400, "Unknown code", "No pending login has this code (expired?)."))
 
     do_GET = do_POST = do_HEAD = do_PUT = do_PATCH = do_DELETE = _route

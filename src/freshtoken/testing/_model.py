@@ -9,7 +9,10 @@ from typing import Any
 
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret"  # a test server's published credentials, not a secret
-ALL_GRANTS = frozenset({"client_credentials", "refresh_token", "authorization_code"})
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+ALL_GRANTS = frozenset(
+    {"client_credentials", "refresh_token", "authorization_code", DEVICE_CODE_GRANT}
+)
 TOKEN_REQUESTS_KEPT = 1000
 
 # An endpoint's answer: status, body (a dict or list is sent as JSON, anything else as text),
@@ -93,6 +96,15 @@ class Knobs:
         "genesys", "Over the limit: Genesys' 400, or 429.", choices=("genesys", "429")
     )
     api_rate_limit: int = knob(0, "Protected-API requests per minute (0: off).")
+    code_ttl: float = knob(60.0, "Authorization-code lifetime (s).")
+    deny_authorization: bool = knob(
+        False, "Redirect from /oauth/authorize with error=access_denied (the user declined)."
+    )
+    require_pkce: bool = knob(False, "Refuse /oauth/authorize without a code_challenge.")
+    refuse_plain_pkce: bool = knob(False, "Refuse code_challenge_method=plain (S256 only).")
+    device_interval: float = knob(5.0, "Polling interval a device authorization asks for (s).")
+    device_code_ttl: float = knob(600.0, "Device-code lifetime (s).")
+    device_slow_down: int = knob(0, "Answer the first N device-code polls slow_down.")
     malformed: str | None = knob(
         None, "Answer token requests malformed (see docs).", choices=tuple(MALFORMED)
     )
@@ -122,10 +134,37 @@ class RefreshRecord:
 
 
 @dataclass
+class CodeRecord:
+    """An authorization code: single use, short lived, bound to its redirect and challenge."""
+
+    client_id: str
+    scope: tuple[str, ...]
+    redirect_uri: str | None
+    expires: float
+    challenge: str | None = None
+    method: str = "plain"
+
+
+@dataclass
+class DeviceRecord:
+    """A device authorization (RFC 8628): pending until its user code is approved or denied."""
+
+    client_id: str
+    scope: tuple[str, ...]
+    user_code: str
+    expires: float
+    interval: float
+    slow_downs: int = 0  # forced slow_down answers still to give
+    last_poll: float | None = None
+    decision: bool | None = None  # True approved, False denied
+
+
+@dataclass
 class State:
     access: dict[str, AccessRecord] = field(default_factory=dict)
     refresh: dict[str, RefreshRecord] = field(default_factory=dict)
-    codes: dict[str, tuple[str, tuple[str, ...], str | None]] = field(default_factory=dict)
+    codes: dict[str, CodeRecord] = field(default_factory=dict)
+    devices: dict[str, DeviceRecord] = field(default_factory=dict)  # by device code
     revoked_families: set[str] = field(default_factory=set)
     minted: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     counters: Counter[str] = field(default_factory=Counter)

@@ -7,12 +7,12 @@ detection, and the faults and malformed answers that real networks produce.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from dataclasses import asdict, fields, replace
 from typing import Any
 
+from freshtoken.testing._authorize import issue_code
 from freshtoken.testing._endpoints import Authority
 from freshtoken.testing._handler import LoopbackHTTPServer
 from freshtoken.testing._model import (
@@ -108,6 +108,9 @@ class AuthServer(Authority):
             "issuer": base,
             "token_endpoint": base + "/oauth/token",
             "authorization_endpoint": base + "/oauth/authorize",
+            "device_authorization_endpoint": base + "/oauth/device_authorization",
+            "code_challenge_methods_supported": ["S256"]
+            + ([] if self.knobs.refuse_plain_pkce else ["plain"]),
             "revocation_endpoint": base + "/oauth/revoke",
             "introspection_endpoint": base + "/oauth/introspect",
             "grant_types_supported": sorted(ALL_GRANTS),
@@ -181,10 +184,8 @@ class AuthServer(Authority):
         self, client_id: str, scope: tuple[str, ...] = (), redirect_uri: str | None = None
     ) -> str:
         """A one-time authorization code, as if a user had just logged in and consented."""
-        code = "code_" + secrets.token_urlsafe(16)
         with self._lock:
-            self._state.codes[code] = (client_id, scope, redirect_uri)
-        return code
+            return issue_code(self._state, self.knobs, client_id, scope, redirect_uri)
 
     def revoke_all(self) -> None:
         """Invalidate every token and refresh token (a user logged out everywhere)."""

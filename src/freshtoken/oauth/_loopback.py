@@ -1,0 +1,167 @@
+"""The loopback redirect of a browser login (RFC 8252 §7.3): a listener on 127.0.0.1 that
+accepts exactly one redirect carrying the expected `state`, then closes.
+
+A redirect with another state (an old browser tab, or a forged request) is answered with an
+error page and ignored: it cannot end the login, and its code is never redeemed.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from freshtoken._errors import ConfigurationError, ErrorContext, LoginError
+from freshtoken._log import remember_secret
+from freshtoken._serving import QuietErrors
+from freshtoken.oauth._response import server_text
+
+CALLBACK_PATH = "/callback"
+
+
+class _Server(QuietErrors, ThreadingHTTPServer):
+    daemon_threads = True
+    receiver: LoopbackRedirect
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 10  # a browser's idle preconnect must not hold a thread for long
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the request line carries the code."""
+
+    def do_GET(self) -> None:
+        status, title, text = self.server.receiver.arrived(self.path)
+        body = (
+            f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+
+class LoopbackRedirect:
+    """`with LoopbackRedirect(state) as r:` listens; `r.redirect_uri` goes in the authorization
+    request; `r.wait(timeout)` returns the code of the one redirect with `state`."""
+
+    def __init__(
+        self,
+        state: str,
+        *,
+        port: int = 0,
+        on_ignored: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        self._state = state
+        self._port = port
+        self._on_ignored = on_ignored
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._code: str | None = None
+        self._error: LoginError | None = None
+        self.ignored = 0
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LoopbackRedirect:
+        try:
+            self._httpd = _Server(("127.0.0.1", self._port), _Handler)
+        except (OSError, OverflowError) as exc:  # Overflow: a port past 65535
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ConfigurationError(
+                f"cannot listen on 127.0.0.1:{self._port} for the login redirect ({why})",
+                hint="Another program holds the port: stop it, or set FRESHTOKEN_REDIRECT_PORT "
+                "to a free port registered as a redirect URI of the client (or unset it to "
+                "take any free port).",
+            ) from None
+        self._httpd.receiver = self
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="freshtoken-login-redirect",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    @property
+    def redirect_uri(self) -> str:
+        assert self._httpd is not None, "not listening"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}{CALLBACK_PATH}"
+
+    def arrived(self, target: str) -> tuple[int, str, str]:
+        """Judge one request: (status, title, text) of the page the browser is shown."""
+        parts = urlsplit(target)
+        if parts.path != CALLBACK_PATH:
+            return 404, "Not found", "This address only receives the login redirect."
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if "code" in query:
+            remember_secret(query["code"])
+        with self._lock:
+            if self._done.is_set():
+                return 409, "Login already finished", "Return to the terminal."
+            if query.get("state") != self._state:
+                self.ignored += 1
+                self._on_ignored("a redirect with a wrong or missing state")
+                return (
+                    400,
+                    "Login not accepted",
+                    "This redirect does not belong to the login that is waiting (wrong state: "
+                    "an old browser tab, or a forged request). Nothing was done with it.",
+                )
+            if "error" in query:
+                error = server_text(query["error"], 80) or "error"
+                said = server_text(query.get("error_description", ""), 200)
+                self._error = LoginError(
+                    f"the authorization server refused the login: {error}"
+                    + (f" ({said})" if said else ""),
+                    error=error,
+                    hint=LoginError.explain(ErrorContext()),
+                )
+                self._done.set()
+                return 400, "Login refused", f"The authorization server said: {error}."
+            if not query.get("code"):
+                return 400, "Login not accepted", "The redirect carries no code."
+            self._code = query["code"]
+            self._done.set()
+            return 200, "Login complete", "You may close this tab and return to the terminal."
+
+    def wait(self, timeout: float) -> str:
+        """The code of the accepted redirect; raises `LoginError` when the server refused or
+        nothing arrived within `timeout` seconds. The listener is closed either way."""
+        try:
+            if not self._done.wait(timeout):
+                ignored = f" ({self.ignored} with a wrong state ignored)" if self.ignored else ""
+                raise LoginError(
+                    f"no login redirect arrived within {timeout:g} s{ignored}",
+                    error="login_timeout",
+                    hint="Open the printed URL in a browser on this machine and finish the "
+                    "login (or raise --timeout). Without a browser here, use --device.",
+                )
+            if self._error is not None:
+                raise self._error
+            assert self._code is not None
+            return self._code
+        finally:
+            self.close()
