@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import httpx
     import requests
 
+    from freshtoken.broker._keepalive import KeptAlive
     from freshtoken.sinks import RefreshTokenSink
 
 
@@ -248,6 +249,13 @@ class TokenBroker:
         held it before: then the store's own is newer (the secret was read before the last
         rotation) and is kept. True when it was seeded."""
         return self._cache.seed(refresh_token, unless_known=True)
+
+    def keep_alive(self, max_idle: float) -> KeptAlive:
+        """Spend the refresh token once (writing the new one back) when it was last used
+        `max_idle` seconds ago or more, or nobody can tell; else do nothing."""
+        from freshtoken.broker._keepalive import keep_alive
+
+        return keep_alive(self._cache, self.sink, max_idle, self.client.deadline())
 
     def revoke(self) -> dict[str, bool | None]:
         """Revoke this client's stored tokens at the server, then drop them from the store.

@@ -76,3 +76,14 @@ for command in (token, serve, exec_, seed_refresh_token, revoke, status, doctor,
 cli.add_command(
     _Lazy("testserver", _testserver, "Run the shipped test authorization server until...")
 )
+
+
+def _keepalive() -> click.Command:
+    from freshtoken.cli._keepalive import keepalive
+
+    return keepalive
+
+
+cli.add_command(
+    _Lazy("keepalive", _keepalive, "Refresh once when the refresh token has been idle too...")
+)
