@@ -14,12 +14,12 @@ from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError, SinkError
 from freshtoken._log import redact
 from freshtoken.config._options import secret_variables
-from freshtoken.sinks._base import SinkOptions
+from freshtoken.sinks._base import RefreshTokenSink, SinkOptions
 
 _STDERR_SHOWN = 300  # characters of the program's stderr in an error message
 
 
-def open_url(url: str, options: SinkOptions) -> CommandSink:
+def open_url(url: str, options: SinkOptions) -> RefreshTokenSink:
     try:
         argv = shlex.split(url.removeprefix("command:"))
     except ValueError as exc:
@@ -99,3 +99,9 @@ class CommandSink:
                 hint="Run the program by hand to see why (it reads the token on standard "
                 "input); the new token is kept in the store and written by the next call.",
             )
+
+    def read(self) -> str | None:
+        return None  # a write-only place, as far as freshtoken knows
+
+    def last_written(self, deadline: float) -> float | None:
+        return None

@@ -13,10 +13,10 @@ from urllib.parse import unquote, urlsplit
 
 from freshtoken._errors import ConfigurationError, SinkError
 from freshtoken._log import remember_secret
-from freshtoken.sinks._base import SinkOptions
+from freshtoken.sinks._base import RefreshTokenSink, SinkOptions
 
 
-def open_url(url: str, options: SinkOptions) -> FileSink:
+def open_url(url: str, options: SinkOptions) -> RefreshTokenSink:
     parts = urlsplit(url)
     path = unquote(parts.path)
     if parts.netloc not in ("", "localhost") or not path.startswith("/") or "\0" in path:

@@ -31,7 +31,7 @@ from freshtoken._http import (
 )
 from freshtoken._log import redact, remember_secret
 from freshtoken.provider._endpoints import check_url
-from freshtoken.sinks._base import SinkOptions
+from freshtoken.sinks._base import RefreshTokenSink, SinkOptions
 
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ACCOUNT = re.compile(r"[A-Za-z0-9._-]+")
@@ -76,7 +76,7 @@ def _parse(url: str) -> tuple[str, str, str | None]:
     return base, parts[-1], visibility
 
 
-def open_url(url: str, options: SinkOptions) -> GitHubSecretSink:
+def open_url(url: str, options: SinkOptions) -> RefreshTokenSink:
     base, name, visibility = _parse(url)
     if options.github_token is None or not options.github_token.reveal():
         raise ConfigurationError(
