@@ -5,6 +5,7 @@ reads it, writing each rotated refresh token back; runs killed mid-refresh; keep
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,13 +40,8 @@ def run_env(tmp: Path, server: AuthServer, name: str, **extra: str) -> dict[str,
     """A runner's environment: a store of its own, refresh tokens only."""
     home = tmp / name
     home.mkdir(mode=0o700)
-    return cli_env(
-        home,
-        server,
-        FRESHTOKEN_GRANT="refresh_token",
-        FRESHTOKEN_STORE=f"sqlite:///{home}/tokens.db",
-        **extra,
-    )
+    defaults = {"FRESHTOKEN_GRANT": "refresh_token", "FRESHTOKEN_STORE": f"sqlite:///{home}/t.db"}
+    return cli_env(home, server, **{**defaults, **extra})
 
 
 def github_run(tmp: Path, server: AuthServer, github: GitHubSecrets, name: str) -> dict[str, str]:
@@ -272,3 +268,62 @@ def test_the_test_server_expires_idle_refresh_tokens(server: AuthServer) -> None
         auth=("demo-client", "demo-secret"),
     )
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
+
+
+EXAMPLES = Path(__file__).parent.parent / "docs" / "examples"
+
+
+def workflow(name: str) -> tuple[dict[str, str], list[str]]:
+    """The job's `env:` and its `run:` commands, from the YAML subset the examples use."""
+    env: dict[str, str] = {}
+    runs: list[str] = []
+    in_env = False
+    for line in (EXAMPLES / name).read_text().splitlines():
+        text = line.split(" #", 1)[0].rstrip()
+        if not text.strip():
+            continue  # a comment line
+        if text.strip() == "env:":
+            in_env = True
+            continue
+        if in_env and (found := re.fullmatch(r"\s{6}([A-Z_]+): (.+)", text)):
+            env[found.group(1)] = found.group(2)
+            continue
+        in_env = False
+        if found := re.fullmatch(r"\s*(?:- )?run: (.+)", text):
+            runs.append(found.group(1))
+    return env, runs
+
+
+@pytest.mark.parametrize("name", ["refresh-token.yml", "keepalive.yml"])
+def test_the_workflow_examples_run(
+    name: str, server: AuthServer, github: GitHubSecrets, tmp_path: Path
+) -> None:
+    """Each example's environment, its `${{ ... }}` bound to the stand-ins, runs its freshtoken
+    steps (`exec` replaced by `token`: no npm project here) and keeps the chain alive."""
+    env, runs = workflow(name)
+    steps = [r for r in runs if r.startswith("freshtoken ")]
+    assert steps and all(r.startswith("freshtoken ") or "pip install" in r for r in runs)
+    github.set_value(SECRET, login(server))
+    bound = {
+        "${{ vars.OAUTH_CLIENT_ID }}": "demo-client",
+        "${{ secrets.OAUTH_CLIENT_SECRET }}": "demo-secret",
+        "${{ secrets.FT_REFRESH }}": github.value(SECRET) or "",
+        "${{ github.repository }}": "acme/pipeline",
+        "${{ secrets.FT_SECRETS_WRITER }}": GITHUB_TEST_TOKEN,
+    }
+    for key, raw in env.items():
+        value = raw
+        for placeholder, real in bound.items():
+            value = value.replace(placeholder, real)
+        assert "${{" not in value, (key, value)
+        env[key] = value
+    env["FRESHTOKEN_TOKEN_URL"] = server.token_url
+    base = run_env(tmp_path, server, "runner", GITHUB_API_URL=github.url, **env)
+    for step in steps:
+        args = step.split(">", 1)[0].split()[1:]
+        if args[0] == "exec":
+            args = ["token"]
+        out = ft(args, base, tmp_path)
+        assert out.returncode == 0, (step, out.stderr)
+    assert server.stats()["reuse_detections"] == 0
+    assert server.active_refresh_tokens("demo-client") == 1
