@@ -307,3 +307,22 @@ def test_a_seed_older_than_the_stores_token_is_ignored(server: AuthServer) -> No
     assert broker.offer_refresh_token(fresh)
     entry = broker.store.load(broker.key)
     assert entry is not None and entry.refresh_token == fresh
+
+
+# -- the entry's new fields (pure logic) ---------------------------------------------------------
+
+
+def test_entry_fields_round_trip_and_past_is_bounded() -> None:
+    from freshtoken.stores._entry import PAST_KEPT, Entry, decode, encode, fingerprint, with_past
+
+    past: tuple[str, ...] = ()
+    for n in range(PAST_KEPT + 10):
+        past = with_past(past, f"rt_{n:04d}", f"rt_{n + 1:04d}")
+    assert len(past) == PAST_KEPT
+    assert past[0] == fingerprint("rt_0000")  # the chain's first seed stays known
+    assert past[-1] == fingerprint(f"rt_{PAST_KEPT + 9:04d}")
+    assert with_past(past, "rt_same", "rt_same") == past
+    entry = Entry(None, "rt_x", sink_pending=True, past=past)
+    back = decode(encode(entry), 7)
+    assert (back.sink_pending, back.past, back.version) == (True, past, 7)
+    assert all("rt_" not in mark for mark in back.past)  # fingerprints, not tokens

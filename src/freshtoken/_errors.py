@@ -338,7 +338,7 @@ class SinkError(OAuthError):
     default_error = "sink_error"
     exit_code = EXIT_STORE
     retryable_default = True
-    says = "could not write the new refresh token to github-secret://..."
+    says = "the refresh-token sink ... (error=sink_error)"
 
     @classmethod
     def explain(cls, ctx: ErrorContext) -> str:
