@@ -4,6 +4,8 @@ reads it, writing each rotated refresh token back; runs killed mid-refresh; keep
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import signal
@@ -327,3 +329,21 @@ def test_the_workflow_examples_run(
         assert out.returncode == 0, (step, out.stderr)
     assert server.stats()["reuse_detections"] == 0
     assert server.active_refresh_tokens("demo-client") == 1
+
+
+def test_cli_testserver_runs_the_github_stand_in_too() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "freshtoken", "testserver", "--github"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        key_url = ready["github_api_url"] + "/repos/acme/pipeline/actions/secrets/public-key"
+        good = httpx.get(key_url, headers={"Authorization": f"Bearer {ready['github_token']}"})
+        assert good.status_code == 200 and len(base64.b64decode(good.json()["key"])) == 32
+        assert httpx.get(key_url, headers={"Authorization": "Bearer nope"}).status_code == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
