@@ -89,8 +89,8 @@ def test_consecutive_runs_keep_the_chain_alive(
         env = github_run(tmp_path, server, github, f"run{n}")
         if n % 2:  # `exec`: the command gets neither the GitHub token nor the refresh token
             out = ft(["exec", "--", sys.executable, "-c", CHILD], env, tmp_path)
-        else:
-            out = ft(["token"], env, tmp_path)
+        else:  # -vv: every request logged, the GitHub token and refresh tokens in none
+            out = ft(["-vv", "token"], env, tmp_path)
         assert out.returncode == 0, out.stderr
         assert works(server, out.stdout.strip())
         written = github.value(SECRET)
