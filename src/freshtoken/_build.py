@@ -3,12 +3,14 @@ store. The one module that sees every layer below the broker; the extension tabl
 
 A new client-authentication method is a class in `oauth/_client_auth.py` and a row in
 `AUTH_METHODS`; a new grant a class in `oauth/_grants.py` and a row in `GRANTS`; a new store a
-module in `stores/` and a row in `stores.SCHEMES`.
+module in `stores/` and a row in `stores.SCHEMES`; a new refresh-token sink a module in `sinks/`
+and a row in `sinks.SCHEMES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from freshtoken._clock import SYSTEM_CLOCK, Clock
@@ -28,6 +30,7 @@ from freshtoken.stores import TokenStore, open_store
 
 if TYPE_CHECKING:
     from freshtoken.oauth._client import TokenClient
+    from freshtoken.sinks import RefreshTokenSink
 
 
 def _needs_secret(
@@ -155,12 +158,34 @@ def store_for(settings: Settings) -> TokenStore:
     )
 
 
+def sink_for(
+    settings: Settings, clock: Clock = SYSTEM_CLOCK, environ: Mapping[str, str] | None = None
+) -> RefreshTokenSink | None:
+    """The configured refresh-token sink, None when there is none. The GitHub API base is
+    `$GITHUB_API_URL` (set on GitHub Actions runners; GitHub Enterprise Server's own)."""
+    if not settings.refresh_token_sink:
+        return None
+    from freshtoken._http import Timeouts
+    from freshtoken.sinks import GITHUB_API, SinkOptions, open_sink
+
+    env = os.environ if environ is None else environ
+    options = SinkOptions(
+        github_token=settings.github_token,
+        github_api_url=env.get("GITHUB_API_URL", "").strip() or GITHUB_API,
+        timeouts=Timeouts(connect=settings.connect_timeout, read=settings.read_timeout),
+        clock=clock,
+        environ=env,
+    )
+    return open_sink(settings.refresh_token_sink, options)
+
+
 def broker_parts(
     settings: Settings, clock: Clock | None = None, *, store: TokenStore | None = None
 ) -> dict[str, Any]:
-    """`TokenBroker`'s arguments for these settings: client, grant and store."""
+    """`TokenBroker`'s arguments for these settings: client, grant, store and sink."""
     return {
         "client": token_client(settings, clock or SYSTEM_CLOCK),
         "grant": grant(settings),
         "store": store if store is not None else store_for(settings),
+        "sink": sink_for(settings, clock or SYSTEM_CLOCK),
     }

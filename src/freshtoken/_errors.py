@@ -17,7 +17,7 @@ EXIT_MEANINGS = {
     EXIT_USAGE: "usage or configuration: nothing was sent",
     EXIT_REFUSED: "the server refused: trying again with the same input will not help",
     EXIT_UNAVAILABLE: "no token: the endpoint failed or did not answer in time, after retries",
-    EXIT_STORE: "the token store cannot be used",
+    EXIT_STORE: "the token store, or the refresh-token sink, cannot be used",
 }
 
 
@@ -345,6 +345,26 @@ class UnsafeStoreError(StoreError):
     """The store is not private to this user: refused, never worked around."""
 
     default_error = "unsafe_store"
+
+
+class SinkError(OAuthError):
+    """A rotated refresh token could not be written to its sink (FRESHTOKEN_REFRESH_TOKEN_SINK);
+    the store keeps it and the next call writes it first."""
+
+    default_error = "sink_error"
+    exit_code = EXIT_STORE
+    retryable_default = True
+    says = "the refresh-token sink ... (error=sink_error)"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            "The server rotated the refresh token and the new one could not be written back "
+            "(FRESHTOKEN_REFRESH_TOKEN_SINK); until it is, the next run would be seeded with a "
+            "spent one. The new token is kept in the store and written first by the next call: "
+            "fix the sink (for a GitHub secret, FRESHTOKEN_GITHUB_TOKEN must be allowed to write "
+            "secrets) and run freshtoken again in the same job. See docs/refresh-tokens.md."
+        )
 
 
 class TokenUnavailableError(OAuthError):

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     import httpx
     import requests
 
+    from freshtoken.broker._keepalive import KeptAlive
+    from freshtoken.sinks import RefreshTokenSink
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerStats:
@@ -58,7 +61,8 @@ class TokenBroker:
     """Hands out tokens valid for at least `min_ttl` seconds, minting as rarely as possible.
 
     `grant` is what mints a token when no refresh token is held: the client-credentials grant
-    unless said otherwise; None means refresh tokens only (seeded from a login).
+    unless said otherwise; None means refresh tokens only (seeded from a login). `sink`
+    receives every rotated refresh token before the new access token is handed out.
     """
 
     def __init__(
@@ -73,8 +77,10 @@ class TokenBroker:
         wait_timeout: float | None = None,
         clock: Clock | None = None,
         invalidate_cooldown: float = INVALIDATE_COOLDOWN,
+        sink: RefreshTokenSink | None = None,
     ) -> None:
         self.client = client
+        self.sink = sink
         self.grant = grant
         self.store = store if store is not None else MemoryStore()
         self.refresh = refresh or RefreshPolicy()
@@ -92,6 +98,7 @@ class TokenBroker:
             GrantMinter(client, grant) if grant is not None else None,
             scope=scope,
             owner=f"{socket.gethostname()}:{os.getpid()}:{id(self):x}",
+            sink=sink,
         )
         self._cache = SharedCache(
             self.store,
@@ -119,14 +126,23 @@ class TokenBroker:
         clock: Clock | None = None,
         **options: Any,
     ) -> TokenBroker:
-        """A broker for the configured client, store and scope; `options` as for __init__."""
+        """A broker for the configured client, store, scope and refresh-token sink; `options`
+        as for __init__. A refresh token from the sink (where it can be read back) or from
+        the `refresh_token` setting is seeded unless the store holds a newer one."""
         parts = _build.broker_parts(settings, clock, store=store)
         options.setdefault("invalidate_cooldown", settings.invalidate_cooldown)
         options["refresh"] = with_margin(
             options.get("refresh") or RefreshPolicy(), settings.min_ttl
         )
         grant = options.pop("grant", parts.pop("grant"))
-        return cls(parts.pop("client"), grant=grant, **parts, **options)
+        broker = cls(parts.pop("client"), grant=grant, **parts, **options)
+        sink = broker.sink
+        seed = (sink.read() if sink is not None else None) or (
+            settings.refresh_token.reveal() if settings.refresh_token else None
+        )
+        if seed:
+            broker.offer_refresh_token(seed)
+        return broker
 
     @classmethod
     def from_env(cls, *, profile: str | None = None, **options: Any) -> TokenBroker:
@@ -230,6 +246,19 @@ class TokenBroker:
     def seed_refresh_token(self, refresh_token: str) -> None:
         """Store a refresh token obtained by a one-time login; the next mint spends it."""
         self._cache.seed(refresh_token)
+
+    def offer_refresh_token(self, refresh_token: str) -> bool:
+        """Seed `refresh_token` (a CI secret's value) unless the store holds it already or
+        held it before: then the store's own is newer (the secret was read before the last
+        rotation) and is kept. True when it was seeded."""
+        return self._cache.seed(refresh_token, unless_known=True)
+
+    def keep_alive(self, max_idle: float) -> KeptAlive:
+        """Spend the refresh token once (writing the new one back) when it was last used
+        `max_idle` seconds ago or more, or nobody can tell; else do nothing."""
+        from freshtoken.broker._keepalive import keep_alive
+
+        return keep_alive(self._cache, self.sink, max_idle, self.client.deadline())
 
     def revoke(self) -> dict[str, bool | None]:
         """Revoke this client's stored tokens at the server, then drop them from the store.

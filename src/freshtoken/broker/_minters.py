@@ -1,14 +1,15 @@
 """Ways of getting a new token, each behind one `mint(held)` call made under the store's lock.
 
 `GrantMinter` asks with a grant (client credentials). `RefreshTokenMinter` spends the refresh
-token the store holds, at most once, and falls back to a `GrantMinter` when it has none or the
+token the store holds, at most once, writes a rotated one back to its sink (if any) before the
+new access token is handed out, and falls back to a `GrantMinter` when it has none or the
 server refuses it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from freshtoken._errors import (
     ErrorContext,
@@ -23,6 +24,10 @@ from freshtoken.oauth._client import TokenClient
 from freshtoken.oauth._grants import Grant, RefreshTokenGrant
 from freshtoken.oauth._retry import surely_unprocessed
 from freshtoken.stores import Entry
+from freshtoken.stores._entry import with_past
+
+if TYPE_CHECKING:
+    from freshtoken.sinks import RefreshTokenSink
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +77,9 @@ class GrantMinter:
 
 class RefreshTokenMinter:
     """Presents the held refresh token exactly once; `fallback` mints when none is held or
-    the server refuses it (None: refresh tokens only)."""
+    the server refuses it (None: refresh tokens only). A rotated refresh token is written to
+    `sink` before the mint returns; when that fails, the store keeps it marked pending (and no
+    access token), the call fails, and the next mint writes it first."""
 
     def __init__(
         self,
@@ -81,19 +88,24 @@ class RefreshTokenMinter:
         *,
         scope: tuple[str, ...],
         owner: str,
+        sink: RefreshTokenSink | None = None,
     ) -> None:
         self.client = client
         self.fallback = fallback
         self.scope = scope
         self.owner = owner
+        self.sink = sink
 
     def mint(self, held: Held) -> Minted:
         entry = held.entry
         refresh = entry.refresh_token if entry else None
+        if entry is not None and entry.sink_pending and refresh is not None:
+            self._write_back(held, refresh)  # the last rotation's, never written: first
         if entry is not None and entry.spending is not None and refresh is not None:
             refresh = self._resume(entry, held.deadline)
             if refresh is None:
-                held.write(replace(entry, refresh_token=None, spending=None))
+                gone = with_past(entry.past, entry.refresh_token, None)
+                held.write(replace(entry, refresh_token=None, spending=None, past=gone))
         if refresh is not None:
             return self._spend(held, refresh)
         return self._fall_back(held)
@@ -115,6 +127,8 @@ class RefreshTokenMinter:
         may still be processing it: that deadline plus one read timeout for a server slower
         than its client."""
         assert held.entry is not None
+        if self.sink is not None:
+            self.sink.prepare(held.deadline)  # a sink that cannot work costs no refresh token
         clock, timeouts = self.client.clock, self.client.timeouts
         now = clock.monotonic()
         attempt_deadline = min(held.deadline, now + timeouts.connect + timeouts.read)
@@ -132,7 +146,8 @@ class RefreshTokenMinter:
             sent = clock.monotonic()
             token = self.client.fetch(RefreshTokenGrant(refresh, self.scope), attempt_deadline)
         except InvalidGrantError as exc:
-            held.write(replace(marked, refresh_token=None, spending=None))
+            gone = with_past(marked.past, refresh, None)
+            held.write(replace(marked, refresh_token=None, spending=None, past=gone))
             if self.fallback is None:
                 raise
             logger.warning(
@@ -147,7 +162,37 @@ class RefreshTokenMinter:
                 held.write(replace(marked, spending=None))
             raise
         # A server that does not rotate answers without a new one: the old one stays good.
-        return Minted(token, token.refresh_token or refresh, sent, refreshed=True)
+        rotated = token.refresh_token or refresh
+        if rotated != refresh:
+            self._write_back(held, rotated)  # before anyone is handed the new access token
+        return Minted(token, rotated, sent, refreshed=True)
+
+    def _write_back(self, held: Held, refresh: str) -> None:
+        """Write `refresh` to the sink by the call's deadline. On failure store it as the
+        entry's refresh token, marked pending and with no access token (so that no caller is
+        served before it is written), and raise."""
+        if self.sink is None:
+            return
+        entry = held.entry
+        assert entry is not None
+        try:
+            self.sink.write(refresh, held.deadline)
+        except OAuthError as exc:
+            logger.warning("could not write the new refresh token to %s: %s", self.sink.name, exc)
+            past = with_past(entry.past, entry.refresh_token, refresh)
+            held.write(
+                replace(
+                    entry,
+                    token=None,
+                    refresh_token=refresh,
+                    spending=None,
+                    sink_pending=True,
+                    past=past,
+                )
+            )
+            raise
+        if entry.sink_pending:
+            held.write(replace(entry, sink_pending=False))
 
     def _resume(self, entry: Entry, deadline: float) -> str | None:
         """A holder presented this refresh token and never stored the outcome (it died, or

@@ -21,6 +21,7 @@ from freshtoken._token import Token
 from freshtoken.broker._minters import Minter, scope_problem
 from freshtoken.broker._policy import FUTURE_TOLERANCE, RefreshPolicy, stored_left
 from freshtoken.stores import Entry, TokenStore
+from freshtoken.stores._entry import fingerprint, with_past
 
 #: What the hot path reads in one step: the token, its default min_ttl, and its expiry and
 #: refresh instants on this process's monotonic clock.
@@ -298,15 +299,20 @@ class SharedCache:
         before = held.entry
         mints = (before.mints if before else 0) + 1
         lifetime = token.lifetime
+        past = with_past(before.past, before.refresh_token, refresh) if before else ()
         problem = scope_problem(token, self.requested_scope, self.identity)
         if problem is not None and self.scope_check == "raise":
             # Keep a rotated refresh token, but never cache the token that failed the check.
-            held.keep(Entry(None, refresh, None, mints, token.issued_at, lifetime=lifetime))
+            held.keep(
+                Entry(None, refresh, None, mints, token.issued_at, lifetime=lifetime, past=past)
+            )
             raise problem
         if problem is not None:
             logger.warning("%s", problem)
         bare = replace(token, refresh_token=None)  # callers never get the refresh token
-        kept = held.keep(Entry(bare, refresh, None, mints, token.issued_at, lifetime=lifetime))
+        kept = held.keep(
+            Entry(bare, refresh, None, mints, token.issued_at, lifetime=lifetime, past=past)
+        )
         mine = kept.token is not None and kept.token.access_token == bare.access_token
         return kept, minted.sent if mine else None
 
@@ -331,14 +337,28 @@ class SharedCache:
                 with contextlib.suppress(StoreError):
                     self.store.save(self.key, replace(entry, token=None), entry.version)
 
-    def seed(self, refresh_token: str) -> None:
-        """Hold `refresh_token` in the store; the next mint spends it."""
+    def seed(self, refresh_token: str, *, unless_known: bool = False) -> bool:
+        """Hold `refresh_token` in the store; the next mint spends it. `unless_known`: not if
+        the store holds it already, or held it before (then it is older than the one held).
+        True when it was stored."""
         remember_secret(refresh_token)
+        mark = fingerprint(refresh_token)
+
+        def known(entry: Entry | None) -> bool:
+            if entry is None:
+                return False
+            current = entry.refresh_token
+            return (current is not None and fingerprint(current) == mark) or mark in entry.past
+
+        if unless_known and known(self.store.load(self.key)):
+            return False
         start = self.clock.monotonic()
         with self.flight, self.store.lock(self.key, self.wait_timeout) as held:
             if not held:
                 raise self.timed_out(self.clock.monotonic() - start)
             entry = self.store.load(self.key)
+            if unless_known and known(entry):
+                return False
             fresh = Entry(
                 None,
                 refresh_token,
@@ -346,10 +366,12 @@ class SharedCache:
                 entry.mints if entry else 0,
                 entry.last_mint if entry else 0.0,
                 lifetime=entry.lifetime if entry else 0.0,
+                past=with_past(entry.past, entry.refresh_token, refresh_token) if entry else (),
             )
             if self.store.save(self.key, fresh, entry.version if entry else 0) is None:
                 raise StoreError("the store entry changed while seeding", hint="Try again.")
             self.state = None
+            return True
 
     def take(self) -> Entry | None:
         """Remove this key's entry from the store (and memory); what it held."""

@@ -88,3 +88,14 @@ for command in (
 cli.add_command(
     _Lazy("testserver", _testserver, "Run the shipped test authorization server until...")
 )
+
+
+def _keepalive() -> click.Command:
+    from freshtoken.cli._keepalive import keepalive
+
+    return keepalive
+
+
+cli.add_command(
+    _Lazy("keepalive", _keepalive, "Refresh once when the refresh token has been idle too...")
+)

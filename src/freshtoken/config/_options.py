@@ -65,7 +65,7 @@ def _setting(
     return field(default=default, metadata=meta)
 
 
-E, S = "endpoint", "store"  # the two groups
+E, S, K = "endpoint", "store", "sink"  # the groups
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,27 @@ class SettingValues:
         "refresh_token",
         "client_credentials",
         choices=("client_credentials", "refresh_token"),
+    )
+    refresh_token: Secret | None = _setting(
+        "secret",
+        "A refresh token to start from (a CI secret); ignored when the store already holds a "
+        "newer one of its chain (docs/refresh-tokens.md).",
+        "/run/secrets/refresh_token",
+    )
+    refresh_token_sink: str | None = _setting(
+        "text",
+        "Where every rotated refresh token is written back before the new access token is "
+        "handed out: github-secret://OWNER/REPO/NAME, github-secret://OWNER/REPO/environments/"
+        "ENV/NAME, github-secret://orgs/ORG/NAME, file:///path, or command:PROGRAM ARGS (the "
+        "token on standard input).",
+        "github-secret://my-org/my-repo/FRESHTOKEN_REFRESH_TOKEN",
+        group=K,
+    )
+    github_token: Secret | None = _setting(
+        "secret",
+        "GitHub token that may write the sink's secret (a fine-grained token with Secrets: "
+        "write, or a GitHub App's); not the job's GITHUB_TOKEN. API base: $GITHUB_API_URL.",
+        "/run/secrets/github_token",
     )
     scope: tuple[str, ...] = _setting(
         "scope",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -18,6 +19,9 @@ class Entry:
     `spending_until` (wall time) is when that holder's attempt surely ended: before then the
     server may still be processing it.
     `lifetime` is how long a token of this key lives, remembered after the token is gone.
+    `sink_pending`: `refresh_token` (rotated) is not yet written to the refresh-token sink.
+    `past`: fingerprints of the refresh tokens this entry held before (its chain's elders and
+    any seed it replaced): a seed among them is older than `refresh_token` and is ignored.
     `version` is managed by the store (compare-and-set); it is not part of the payload.
     """
 
@@ -29,6 +33,8 @@ class Entry:
     version: int = 0
     spending_until: float = 0.0
     lifetime: float = 0.0
+    sink_pending: bool = False
+    past: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return (
@@ -56,6 +62,8 @@ def encode(entry: Entry) -> bytes:
         "lm": entry.last_mint,
         "su": entry.spending_until,
         "lt": entry.lifetime,
+        "wb": entry.sink_pending,
+        "pr": list(entry.past),
     }
     return json.dumps(data, separators=(",", ":")).encode()
 
@@ -84,4 +92,27 @@ def decode(payload: bytes, version: int) -> Entry:
         version=version,
         spending_until=float(data.get("su", 0.0)),
         lifetime=float(data.get("lt", 0.0)),
+        sink_pending=bool(data.get("wb", False)),
+        past=tuple(str(p) for p in data.get("pr", ())),
     )
+
+
+#: How many fingerprints of earlier refresh tokens an entry keeps (the first is always kept:
+#: it is the seed a job's later steps see again in their environment).
+PAST_KEPT = 64
+
+
+def fingerprint(refresh_token: str) -> str:
+    """A short, one-way name of a refresh token (kept only inside sealed entries)."""
+    return hashlib.sha256(refresh_token.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def with_past(past: tuple[str, ...], old: str | None, new: str | None) -> tuple[str, ...]:
+    """`past` once `old` is replaced by `new` (nothing changes when they are the same)."""
+    if old is None or old == new:
+        return past
+    mark = fingerprint(old)
+    if mark in past:
+        return past
+    grown = (*past, mark)
+    return grown if len(grown) <= PAST_KEPT else (grown[0], *grown[-(PAST_KEPT - 1) :])

@@ -1,6 +1,7 @@
 """Real parts for tests: `AuthServer` (an authorization server on loopback, also the
-`freshtoken_server` pytest fixture and `freshtoken testserver`), `FakeClock`, and
-`StoreContract`, the test class every `TokenStore` must pass."""
+`freshtoken_server` pytest fixture and `freshtoken testserver`), `GitHubSecrets` (a stand-in
+for GitHub's Actions secrets API), `FakeClock`, and `StoreContract`, the test class every
+`TokenStore` must pass."""
 
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from freshtoken.testing._server import AuthServer
 
 if TYPE_CHECKING:
     from freshtoken.testing._contract import StoreContract
+    from freshtoken.testing._github import GITHUB_TEST_TOKEN, GitHubSecrets
 
 
 def __getattr__(name: str) -> Any:
@@ -23,16 +25,22 @@ def __getattr__(name: str) -> Any:
         from freshtoken.testing._contract import StoreContract
 
         return StoreContract
+    if name in ("GitHubSecrets", "GITHUB_TEST_TOKEN"):  # PyNaCl, only for those who ask
+        from freshtoken.testing import _github
+
+        return getattr(_github, name)
     raise AttributeError(f"module 'freshtoken.testing' has no attribute {name!r}")
 
 
 __all__ = [
     "DEMO_CLIENT_ID",
     "DEMO_CLIENT_SECRET",
+    "GITHUB_TEST_TOKEN",
     "MALFORMED",
     "AuthServer",
     "Client",
     "FakeClock",
+    "GitHubSecrets",
     "Knobs",
     "StoreContract",
 ]

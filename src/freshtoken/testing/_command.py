@@ -3,6 +3,7 @@ needs no code here."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -75,6 +76,11 @@ def _client_spec(value: str) -> Client:
     help="ID:SECRET, ID:@FILE or ID:env=VAR (repeatable). Default: demo-client.",
 )
 @click.option("--genesys", is_flag=True, help="Answer as Genesys Cloud does.")
+@click.option(
+    "--github",
+    is_flag=True,
+    help="Also run the GitHub Actions secrets stand-in (its URL and token in the ready line).",
+)
 @_knob_options
 @click.pass_context
 def testserver(
@@ -84,11 +90,14 @@ def testserver(
     port: int,
     clients: tuple[str, ...],
     genesys: bool,
+    *,
+    github: bool,
     **knobs: Any,
 ) -> None:
     """Run the shipped test authorization server until SIGTERM or Ctrl-C.
 
-    Prints one ready line: JSON with url, token_url, issuer, clients and pid.
+    Prints one ready line: JSON with url, token_url, issuer, clients and pid (with --github,
+    also github_api_url and github_token).
 
     \b
     Example:
@@ -109,14 +118,20 @@ def testserver(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with server:
-        ready = {
+    with contextlib.ExitStack() as running:
+        running.enter_context(server)
+        ready: dict[str, Any] = {
             "url": server.url,
             "token_url": server.token_url,
             "issuer": server.issuer,
             "clients": [c.client_id for c in (registered or [])] or [DEMO_CLIENT_ID],
             "pid": os.getpid(),
         }
+        if github:
+            from freshtoken.testing._github import GITHUB_TEST_TOKEN, GitHubSecrets
+
+            stand_in = running.enter_context(GitHubSecrets(host=host))
+            ready.update(github_api_url=stand_in.url, github_token=GITHUB_TEST_TOKEN)
         click.echo(json.dumps(ready), nl=True)
         sys.stdout.flush()
         stop.wait()

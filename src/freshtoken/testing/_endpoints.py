@@ -112,7 +112,7 @@ class Authority:
             family = family or "fam_" + secrets.token_urlsafe(8)
             refresh = "rt_" + secrets.token_urlsafe(24)
             self._state.refresh[refresh] = RefreshRecord(
-                client.client_id, scope, now + k.refresh_token_ttl, family
+                client.client_id, scope, now + k.refresh_token_ttl, family, last_used=now
             )
             body["refresh_token"] = refresh
         if k.scope_in_response:
@@ -280,8 +280,9 @@ class Authority:
                     400, "invalid_grant", "refresh token reuse detected; grant revoked"
                 )
             return self._error(400, "invalid_grant", "refresh token already used")
-        if record.expires <= time.monotonic():
+        if record.expires <= time.monotonic() or self._idle(record):
             return self._error(400, "invalid_grant", "refresh token expired")
+        record.last_used = time.monotonic()
         scope = requested or record.scope
         if not set(scope) <= set(record.scope):
             return self._error(400, "invalid_scope", "scope wider than the original grant")
@@ -292,6 +293,10 @@ class Authority:
         else:
             body["refresh_token"] = presented
         return 200, body, {}
+
+    def _idle(self, record: RefreshRecord) -> bool:
+        idle = self.knobs.refresh_token_idle
+        return bool(idle) and time.monotonic() - record.last_used >= idle
 
     def _revoke_family(self, family: str) -> None:
         self._state.revoked_families.add(family)
@@ -375,6 +380,7 @@ class Authority:
                 refresh
                 and not refresh.consumed
                 and refresh.expires > now
+                and not self._idle(refresh)
                 and refresh.family not in self._state.revoked_families
                 and refresh.client_id == authed.client_id
             ):

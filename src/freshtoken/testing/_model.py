@@ -81,6 +81,9 @@ class Knobs:
     rotate_refresh_tokens: bool = knob(True, "Keep refresh tokens on refresh.", flag="--no-rotate")
     reuse_detection: bool = knob(True, "Do not revoke on reuse.")
     refresh_token_ttl: float = knob(30 * 86400.0, "Refresh-token lifetime (s).")
+    refresh_token_idle: float = knob(
+        0.0, "Refuse a refresh token unused this long (s), as Okta's idle lifetime (0: never)."
+    )
     error_style: str = knob(
         "rfc6749",
         "genesys adds `description` beside error_description (--genesys sets it).",
@@ -131,6 +134,7 @@ class RefreshRecord:
     expires: float
     family: str
     consumed: bool = False
+    last_used: float = 0.0  # monotonic: issued, or last presented (when not rotating)
 
 
 @dataclass

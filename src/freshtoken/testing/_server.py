@@ -204,5 +204,6 @@ class AuthServer(Authority):
                 if r.client_id == client_id
                 and not r.consumed
                 and r.expires > now
+                and not self._idle(r)
                 and r.family not in self._state.revoked_families
             )

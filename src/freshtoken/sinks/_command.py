@@ -1,0 +1,107 @@
+"""`command:PROGRAM ARGS`: a program of yours stores the refresh token (`vault kv put`, a cloud
+secret manager's CLI); it gets the token on standard input, never in its arguments."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+
+from freshtoken._clock import Clock
+from freshtoken._errors import ConfigurationError, SinkError
+from freshtoken._log import redact
+from freshtoken.config._options import secret_variables
+from freshtoken.sinks._base import RefreshTokenSink, SinkOptions
+
+_STDERR_SHOWN = 300  # characters of the program's stderr in an error message
+
+
+def open_url(url: str, options: SinkOptions) -> RefreshTokenSink:
+    try:
+        argv = shlex.split(url.removeprefix("command:"))
+    except ValueError as exc:
+        argv, problem = [], str(exc)
+    else:
+        problem = "no program named"
+    if not argv:
+        raise ConfigurationError(
+            f"FRESHTOKEN_REFRESH_TOKEN_SINK names no command to run ({problem})",
+            hint="Write it as command:PROGRAM ARGS, e.g. command:vault kv put secret/ci "
+            "refresh_token=-  (split as a shell would, but run without one).",
+        )
+    env = dict(os.environ if options.environ is None else options.environ)
+    for name in secret_variables():
+        env.pop(name, None)  # the program needs its own credentials, not freshtoken's
+    return CommandSink(argv, env, options.clock)
+
+
+class CommandSink:
+    """Runs the program with the token (and a newline) on standard input, in a session of its
+    own (a Ctrl-C meant for the build does not cut a write short), killed at the deadline. A
+    non-zero exit is a failure; its output is never shown, its stderr only with every known
+    secret (the token included) masked."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], clock: Clock) -> None:
+        self.argv = argv
+        self.env = env
+        self.clock = clock
+
+    @property
+    def name(self) -> str:
+        return f"command:{self.argv[0]}"
+
+    def __repr__(self) -> str:
+        return f"CommandSink({self.argv[0]!r})"
+
+    def prepare(self, deadline: float) -> None:
+        if shutil.which(self.argv[0], path=self.env.get("PATH")) is None:
+            raise ConfigurationError(
+                f"the refresh-token sink's program {self.argv[0]!r} was not found or is not "
+                "executable",
+                hint="Install it, or name it by its full path in FRESHTOKEN_REFRESH_TOKEN_SINK.",
+            )
+
+    def write(self, token: str, deadline: float) -> None:
+        self.prepare(deadline)
+        remaining = max(deadline - self.clock.monotonic(), 0.0)
+        process = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=self.env,
+            start_new_session=True,
+        )
+        try:
+            _, err = process.communicate((token + "\n").encode(), timeout=remaining)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise SinkError(
+                f"the refresh-token sink {self.name} did not finish within {remaining:.1f}s "
+                "(killed)",
+                hint="Check what the program waits for (a prompt, the network); the new token "
+                "is kept in the store and written by the next call.",
+            ) from None
+        except BrokenPipeError:
+            err = process.stderr.read() if process.stderr else b""
+            process.wait()
+        if process.returncode != 0:
+            said = err.decode("utf-8", "replace").replace(token, "***")
+            said = " ".join(redact(said).split())[-_STDERR_SHOWN:]
+            raise SinkError(
+                f"the refresh-token sink {self.name} exited with code {process.returncode}"
+                + (f": {said}" if said else ""),
+                hint="Run the program by hand to see why (it reads the token on standard "
+                "input); the new token is kept in the store and written by the next call.",
+            )
+
+    def read(self) -> str | None:
+        return None  # a write-only place, as far as freshtoken knows
+
+    def last_written(self, deadline: float) -> float | None:
+        return None

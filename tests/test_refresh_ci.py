@@ -1,0 +1,349 @@
+"""Refresh tokens across pipeline runs, as a workflow uses them: every run a real `freshtoken`
+process with a fresh store (thrown away afterwards), seeded from the secret as the workflow
+reads it, writing each rotated refresh token back; runs killed mid-refresh; keep-alive."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from freshtoken import AuthorizationCode
+from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
+from tests._cli import cli_env, ft
+from tests.helpers import assert_no_leak, make_client, wait_until
+
+SECRET = "github-secret://acme/pipeline/FT_REFRESH"
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubSecrets]:
+    with GitHubSecrets() as stand_in:
+        yield stand_in
+
+
+def login(server: AuthServer) -> str:
+    token = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+    assert token.refresh_token
+    return token.refresh_token
+
+
+def run_env(tmp: Path, server: AuthServer, name: str, **extra: str) -> dict[str, str]:
+    """A runner's environment: a store of its own, refresh tokens only."""
+    home = tmp / name
+    home.mkdir(mode=0o700)
+    defaults = {"FRESHTOKEN_GRANT": "refresh_token", "FRESHTOKEN_STORE": f"sqlite:///{home}/t.db"}
+    return cli_env(home, server, **{**defaults, **extra})
+
+
+def github_run(tmp: Path, server: AuthServer, github: GitHubSecrets, name: str) -> dict[str, str]:
+    """A run seeded from the secret as `${{ secrets.FT_REFRESH }}` gives it."""
+    seed = github.value(SECRET)
+    assert seed
+    return run_env(
+        tmp,
+        server,
+        name,
+        FRESHTOKEN_REFRESH_TOKEN=seed,
+        FRESHTOKEN_REFRESH_TOKEN_SINK=SECRET,
+        FRESHTOKEN_GITHUB_TOKEN=GITHUB_TEST_TOKEN,
+        GITHUB_API_URL=github.url,
+    )
+
+
+def works(server: AuthServer, access_token: str) -> bool:
+    return (
+        httpx.get(
+            server.url + "/api/echo", headers={"Authorization": f"Bearer {access_token}"}
+        ).status_code
+        == 200
+    )
+
+
+CHILD = (
+    "import os, subprocess, sys\n"
+    "hidden = ('FRESHTOKEN_GITHUB_TOKEN', 'FRESHTOKEN_REFRESH_TOKEN')\n"
+    "assert not any(name in os.environ for name in hidden)\n"
+    "sys.exit(subprocess.call([sys.executable, '-m', 'freshtoken', 'token']))\n"
+)
+
+
+def test_consecutive_runs_keep_the_chain_alive(
+    server: AuthServer, github: GitHubSecrets, tmp_path: Path
+) -> None:
+    github.set_value(SECRET, login(server))
+    seen = []
+    for n in range(4):
+        seed = github.value(SECRET)
+        assert seed
+        env = github_run(tmp_path, server, github, f"run{n}")
+        if n % 2:  # `exec`: the command gets neither the GitHub token nor the refresh token
+            out = ft(["exec", "--", sys.executable, "-c", CHILD], env, tmp_path)
+        else:  # -vv: every request logged, the GitHub token and refresh tokens in none
+            out = ft(["-vv", "token"], env, tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert works(server, out.stdout.strip())
+        written = github.value(SECRET)
+        assert written and written != seed  # rotated and written back
+        seen += [seed, written]
+        assert_no_leak(
+            f"run {n}",
+            out.stdout.replace(out.stdout.strip(), "") + out.stderr,
+            GITHUB_TEST_TOKEN,
+            *seen,
+        )
+    stats = server.stats()
+    assert stats["refreshes"] == 4 and stats["reuse_detections"] == 0
+    assert server.active_refresh_tokens("demo-client") == 1  # the one in the secret
+
+
+def test_later_steps_of_a_job_ignore_the_jobs_first_secret_value(
+    server: AuthServer, github: GitHubSecrets, tmp_path: Path
+) -> None:
+    github.set_value(SECRET, login(server))
+    env = github_run(tmp_path, server, github, "job")  # every step sees the job's first value
+    for _ in range(3):
+        out = ft(["keepalive", "--max-idle", "0"], env, tmp_path)  # a refresh per step
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("refreshed")
+    assert server.stats()["refreshes"] == 3 and server.stats()["reuse_detections"] == 0
+    assert server.active_refresh_tokens("demo-client") == 1
+
+
+def test_a_run_killed_while_github_stores_the_secret_leaves_a_good_one(
+    server: AuthServer, github: GitHubSecrets, tmp_path: Path
+) -> None:
+    github.set_value(SECRET, login(server))
+    github.configure(put_latency=1.0)
+    env = github_run(tmp_path, server, github, "killed")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "freshtoken", "token"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: github.counts["puts_started"] == 1, timeout=30)
+    finally:
+        process.kill()  # after the server answered, during the write-back
+        process.wait()
+    wait_until(lambda: github.counts["puts"] == 1)  # GitHub finishes what it was sent
+    github.configure(put_latency=0.0)
+    out = ft(["token"], github_run(tmp_path, server, github, "next"), tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert server.stats()["reuse_detections"] == 0
+    assert server.active_refresh_tokens("demo-client") == 1
+
+
+BLOCKING = """
+import os, sys, time
+open(sys.argv[2] + ".pid", "w").write(str(os.getpid()))
+while not os.path.exists(sys.argv[2] + ".go"):
+    time.sleep(0.01)
+token = sys.stdin.read().strip()
+open(sys.argv[1] + ".tmp", "w").write(token)
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("sink_dies_too", [False, True])
+def test_a_run_killed_before_the_write_back_finished(
+    server: AuthServer, tmp_path: Path, sink_dies_too: bool
+) -> None:
+    """The program of a command sink outlives a killed run and finishes the write; if it is
+    killed too, the sink keeps the spent token, and the next run fails as documented (exit 3,
+    invalid_grant, log in again) and works again after a new login."""
+    script, stored, flag = tmp_path / "sink.py", tmp_path / "stored", tmp_path / "flag"
+    script.write_text(BLOCKING)
+    stored.write_text(login(server))
+    sink = f"command:{sys.executable} {script} {stored} {flag}"
+
+    def env(name: str) -> dict[str, str]:
+        return run_env(
+            tmp_path,
+            server,
+            name,
+            FRESHTOKEN_REFRESH_TOKEN=stored.read_text(),
+            FRESHTOKEN_REFRESH_TOKEN_SINK=sink,
+        )
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "freshtoken", "token"],
+        env=env("killed"),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pid_file = Path(f"{flag}.pid")
+    try:
+        wait_until(pid_file.exists, timeout=30)  # the server has answered: the sink runs
+    finally:
+        process.kill()
+        process.wait()
+    wait_until(lambda: bool(pid_file.read_text()))
+    sink_pid = int(pid_file.read_text())
+    if sink_dies_too:
+        os.kill(sink_pid, signal.SIGKILL)
+    Path(f"{flag}.go").touch()
+    wait_until(
+        lambda: (
+            not Path(f"/proc/{sink_pid}").exists()
+            or "zombie" in Path(f"/proc/{sink_pid}/status").read_text().lower()
+        )
+    )
+    pid_file.unlink()
+    Path(f"{flag}.go").touch()  # later writes go through at once
+    out = ft(["token"], env("next"), tmp_path)
+    if not sink_dies_too:
+        assert out.returncode == 0, out.stderr
+        assert server.stats()["reuse_detections"] == 0
+        assert server.active_refresh_tokens("demo-client") == 1
+        return
+    assert out.returncode == 3, out.stderr
+    assert "invalid_grant" in out.stderr and "fresh login" in out.stderr
+    stored.write_text(login(server))  # the documented recovery: log in again, seed the sink
+    out = ft(["token"], env("recovered"), tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert server.active_refresh_tokens("demo-client") == 1
+
+
+def test_keepalive_refreshes_only_when_idle_past_the_limit(
+    server: AuthServer, tmp_path: Path
+) -> None:
+    sink = tmp_path / "sink" / "refresh_token"
+    sink.parent.mkdir(mode=0o700)
+    fd = os.open(sink, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, login(server).encode())
+    os.close(fd)
+    env = run_env(tmp_path, server, "scheduled", FRESHTOKEN_REFRESH_TOKEN_SINK=sink.as_uri())
+    out = ft(["keepalive", "--max-idle", "1h"], env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("not needed") and server.stats()["refreshes"] == 0
+    before = sink.read_text()
+    two_hours_ago = time.time() - 7200
+    os.utime(sink, (two_hours_ago, two_hours_ago))
+    out = ft(["keepalive", "--max-idle", "1h"], env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refreshed: idle 2h") and server.stats()["refreshes"] == 1
+    assert (
+        sink.read_text().strip() != before.strip() and sink.stat().st_mtime > two_hours_ago + 3600
+    )
+    out = ft(["keepalive", "--max-idle", "1h"], env, tmp_path)
+    assert out.stdout.startswith("not needed") and server.stats()["refreshes"] == 1
+    assert_no_leak("keepalive", out.stdout + out.stderr, before.strip(), sink.read_text().strip())
+
+
+def test_keepalive_reads_when_the_github_secret_was_last_written(
+    server: AuthServer, github: GitHubSecrets, tmp_path: Path
+) -> None:
+    github.set_value(SECRET, login(server))
+    out = ft(
+        ["keepalive", "--max-idle", "20d"], github_run(tmp_path, server, github, "a"), tmp_path
+    )
+    assert out.stdout.startswith("not needed"), out.stderr
+    github.set_updated_at(SECRET, time.time() - 21 * 86400)
+    out = ft(
+        ["keepalive", "--max-idle", "20d"], github_run(tmp_path, server, github, "b"), tmp_path
+    )
+    assert out.stdout.startswith("refreshed: idle 21d"), out.stderr
+    assert server.stats()["refreshes"] == 1 and server.active_refresh_tokens("demo-client") == 1
+
+
+def test_the_test_server_expires_idle_refresh_tokens(server: AuthServer) -> None:
+    refresh = login(server)
+    server.configure(refresh_token_idle=0.2)
+    wait_until(lambda: server.active_refresh_tokens("demo-client") == 0)
+    answer = httpx.post(
+        server.token_url,
+        data={"grant_type": "refresh_token", "refresh_token": refresh},
+        auth=("demo-client", "demo-secret"),
+    )
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
+
+
+EXAMPLES = Path(__file__).parent.parent / "docs" / "examples"
+
+
+def workflow(name: str) -> tuple[dict[str, str], list[str]]:
+    """The job's `env:` and its `run:` commands, from the YAML subset the examples use."""
+    env: dict[str, str] = {}
+    runs: list[str] = []
+    in_env = False
+    for line in (EXAMPLES / name).read_text().splitlines():
+        text = line.split(" #", 1)[0].rstrip()
+        if not text.strip():
+            continue  # a comment line
+        if text.strip() == "env:":
+            in_env = True
+            continue
+        if in_env and (found := re.fullmatch(r"\s{6}([A-Z_]+): (.+)", text)):
+            env[found.group(1)] = found.group(2)
+            continue
+        in_env = False
+        if found := re.fullmatch(r"\s*(?:- )?run: (.+)", text):
+            runs.append(found.group(1))
+    return env, runs
+
+
+@pytest.mark.parametrize("name", ["refresh-token.yml", "keepalive.yml"])
+def test_the_workflow_examples_run(
+    name: str, server: AuthServer, github: GitHubSecrets, tmp_path: Path
+) -> None:
+    """Each example's environment, its `${{ ... }}` bound to the stand-ins, runs its freshtoken
+    steps (`exec` replaced by `token`: no npm project here) and keeps the chain alive."""
+    env, runs = workflow(name)
+    steps = [r for r in runs if r.startswith("freshtoken ")]
+    assert steps and all(r.startswith("freshtoken ") or "pip install" in r for r in runs)
+    github.set_value(SECRET, login(server))
+    bound = {
+        "${{ vars.OAUTH_CLIENT_ID }}": "demo-client",
+        "${{ secrets.OAUTH_CLIENT_SECRET }}": "demo-secret",
+        "${{ secrets.FT_REFRESH }}": github.value(SECRET) or "",
+        "${{ github.repository }}": "acme/pipeline",
+        "${{ secrets.FT_SECRETS_WRITER }}": GITHUB_TEST_TOKEN,
+    }
+    for key, raw in env.items():
+        value = raw
+        for placeholder, real in bound.items():
+            value = value.replace(placeholder, real)
+        assert "${{" not in value, (key, value)
+        env[key] = value
+    env["FRESHTOKEN_TOKEN_URL"] = server.token_url
+    base = run_env(tmp_path, server, "runner", GITHUB_API_URL=github.url, **env)
+    for step in steps:
+        args = step.split(">", 1)[0].split()[1:]
+        if args[0] == "exec":
+            args = ["token"]
+        out = ft(args, base, tmp_path)
+        assert out.returncode == 0, (step, out.stderr)
+    assert server.stats()["reuse_detections"] == 0
+    assert server.active_refresh_tokens("demo-client") == 1
+
+
+def test_cli_testserver_runs_the_github_stand_in_too() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "freshtoken", "testserver", "--github"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        key_url = ready["github_api_url"] + "/repos/acme/pipeline/actions/secrets/public-key"
+        good = httpx.get(key_url, headers={"Authorization": f"Bearer {ready['github_token']}"})
+        assert good.status_code == 200 and len(base64.b64decode(good.json()["key"])) == 32
+        assert httpx.get(key_url, headers={"Authorization": "Bearer nope"}).status_code == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
