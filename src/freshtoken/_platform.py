@@ -8,6 +8,7 @@ endpoint uses loopback TCP only. Linux is what the tests run on; the rest is typ
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 #: Flags for opening a store file: never through a symbolic link, never inherited.
@@ -67,6 +68,26 @@ def unlock(fd: int) -> None:
     import fcntl
 
     fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def fsync_directory(folder: str | os.PathLike[str]) -> None:
+    """Make a rename in `folder` durable (POSIX); Windows has no directory handles for it."""
+    if sys.platform == "win32":
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def kill_session(pid: int) -> None:
+    """Kill the process `pid` started with `start_new_session=True`, and its children (POSIX:
+    the whole process group)."""
+    if sys.platform == "win32":
+        os.kill(pid, signal.SIGTERM)  # TerminateProcess
+        return
+    os.killpg(pid, signal.SIGKILL)
 
 
 def write_at_start(fd: int, data: bytes) -> None:

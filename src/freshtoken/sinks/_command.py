@@ -7,12 +7,12 @@ import contextlib
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError, SinkError
 from freshtoken._log import redact
+from freshtoken._platform import kill_session
 from freshtoken.config._options import secret_variables
 from freshtoken.sinks._base import RefreshTokenSink, SinkOptions
 
@@ -79,7 +79,7 @@ class CommandSink:
             _, err = process.communicate((token + "\n").encode(), timeout=remaining)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+                kill_session(process.pid)
             process.communicate()
             raise SinkError(
                 f"the refresh-token sink {self.name} did not finish within {remaining:.1f}s "

@@ -13,6 +13,12 @@ from urllib.parse import unquote, urlsplit
 
 from freshtoken._errors import ConfigurationError, SinkError
 from freshtoken._log import remember_secret
+from freshtoken._platform import (
+    PRIVATE_OPEN_FLAGS,
+    fsync_directory,
+    owned_by_user,
+    shared_bits,
+)
 from freshtoken.sinks._base import RefreshTokenSink, SinkOptions
 
 
@@ -54,7 +60,8 @@ class FileSink:
                 f"is in a directory that cannot be used ({exc.strerror})",
                 f"Create {folder} (mode 700), or name another file.",
             ) from None
-        if info.st_uid not in (os.geteuid(), 0) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        others_write = shared_bits(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH)
+        if not owned_by_user(info.st_uid, or_root=True) or others_write:
             raise self._refuse(
                 f"is in a directory other users may write to (mode {stat.S_IMODE(info.st_mode):o})",
                 f"Another user could plant a file there. Use a directory of your own (chmod 700 "
@@ -72,7 +79,7 @@ class FileSink:
                 "is a symbolic link",
                 f"Someone may have planted it to redirect the token: remove {self.path}.",
             )
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        if not stat.S_ISREG(info.st_mode) or not owned_by_user(info.st_uid):
             raise self._refuse(
                 "is not a regular file of this user",
                 f"Remove what is at {self.path}, or name another file.",
@@ -88,9 +95,7 @@ class FileSink:
         folder = self.path.parent
         tmp = folder / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-            )
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | PRIVATE_OPEN_FLAGS, 0o600)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     handle.write(token + "\n")
@@ -101,11 +106,7 @@ class FileSink:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_directory(folder)
         except OSError as exc:
             raise SinkError(
                 f"could not write the new refresh token to {self.name}: {exc.strerror}",
@@ -115,7 +116,7 @@ class FileSink:
 
     def read(self) -> str | None:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | PRIVATE_OPEN_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -129,12 +130,12 @@ class FileSink:
             ) from None
         with os.fdopen(fd, "rb") as handle:
             info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            if not stat.S_ISREG(info.st_mode) or not owned_by_user(info.st_uid):
                 raise self._refuse(
                     "is not a regular file of this user",
                     f"Remove what is at {self.path}, or name another file.",
                 )
-            if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            if shared_bits(info.st_mode):
                 raise self._refuse(
                     f"is readable by other users (mode {stat.S_IMODE(info.st_mode):o})",
                     f"Run: chmod 600 {self.path}",
