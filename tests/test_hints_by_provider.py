@@ -30,10 +30,11 @@ CASES = {
     "unauthorized_client": ("code-only", "code-secret", (), {}),
     "rate_limited": ("demo-client", "demo-secret", (), {"rate_limit": 1}),
 }
-PRESETS = {
-    "generic": {},
-    "provider": {"provider": "genesys"},
-    "region": {"provider": "genesys", "region": "eu_west_1"},
+# preset -> (provider, region) of the endpoints
+PRESETS: dict[str, tuple[str | None, str | None]] = {
+    "generic": (None, None),
+    "provider": ("genesys", None),
+    "region": ("genesys", "eu_west_1"),
 }
 
 
@@ -42,7 +43,9 @@ def hint_of(server: AuthServer, case: str, preset: str) -> str:
     server.configure(**knobs)
     client = TokenClient(
         ClientSecretBasic(client_id, Secret(secret)),
-        endpoints=Endpoints(server.token_url, **PRESETS[preset]),
+        endpoints=Endpoints(
+            server.token_url, provider=PRESETS[preset][0], region=PRESETS[preset][1]
+        ),
         policy=RetryPolicy(budget=0.5),
     )
     if knobs:  # spend the window's one request
