@@ -402,7 +402,7 @@ def test_doctor(tmp_path: Path) -> None:
         healthy = ft(["doctor", "--build-minutes", "15"], env, tmp_path)
         assert healthy.returncode == 0, healthy.stdout
         assert "✓ 127.0.0.1" in healthy.stdout
-        assert "less than the 15-min build" in healthy.stdout
+        assert "less than the 15 min build" in healthy.stdout
         assert "client_secret = set  (from $FRESHTOKEN_CLIENT_SECRET)" in healthy.stdout
         assert_no_leak("doctor", healthy.stdout, "demo-secret")
         wrong = ft(

@@ -196,7 +196,8 @@ def test_unauthorized_client_says_to_enable_the_grant() -> None:
 def test_invalid_scope_explains_genesys_roles_and_offline_access() -> None:
     client_cfg = Client("scoped", "pw", scopes=frozenset({"read"}))
     with AuthServer(clients=[client_cfg]) as server:
-        client = make_client(server, client_id="scoped", secret="pw")
+        # The Genesys words come with the Genesys preset only (tests/test_hints_by_provider.py).
+        client = make_client(server, client_id="scoped", secret="pw", region="eu_west_1")
         with pytest.raises(InvalidScopeError) as info:
             client.fetch(ClientCredentials(scope=("read", "offline_access")))
     assert "offline_access" in info.value.hint

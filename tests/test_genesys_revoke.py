@@ -50,9 +50,17 @@ def test_revoke_says_when_a_server_cannot(tmp_path: Path, server: AuthServer) ->
     env = cli_env(tmp_path, server)  # no revocation endpoint, not Genesys
     access = ft(["token"], env, tmp_path).stdout.strip()
     out = ft(["revoke"], env, tmp_path)
-    assert out.returncode == 1
-    assert "access_token: this server has no way to revoke it" in out.stdout
+    assert out.returncode == 2  # a configuration problem: nothing was sent
+    assert "no revocation endpoint is known" in out.stderr
+    assert "nothing was revoked or dropped" in out.stderr
+    assert "set FRESHTOKEN_REVOCATION_URL" in out.stderr
     assert me(server, access) == 200  # honestly: still valid at the server
+    # Kept, so that the fix works on the same token.
+    env["FRESHTOKEN_REVOCATION_URL"] = server.url + "/oauth/revoke"
+    fixed = ft(["revoke"], env, tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "access_token: revoked" in fixed.stdout
+    assert me(server, access) == 401
     assert ft(["revoke"], env, tmp_path).stdout.strip() == "nothing stored for this profile"
 
 
@@ -64,6 +72,8 @@ def test_revoke_not_confirmed_exits_non_zero(tmp_path: Path) -> None:
         out = ft(["revoke"], env, tmp_path)
         assert out.returncode == 1
         assert "access_token: not confirmed by the server" in out.stdout
+        assert "tokens/me (access tokens only) (from the Genesys Cloud preset)" in out.stderr
+        assert "FRESHTOKEN_REVOCATION_URL" in out.stderr
 
 
 def test_the_preset_points_anywhere(tmp_path: Path) -> None:

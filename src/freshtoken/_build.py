@@ -79,19 +79,15 @@ def endpoints(settings: Settings) -> Endpoints | None:
             "FRESHTOKEN_API_URL (https://api.<domain>), or FRESHTOKEN_REGION (e.g. eu_west_1).",
         )
     if settings.token_url:
-        for key in ("token_url", "introspection_url", "revocation_url"):
-            if (value := getattr(settings, key)) is not None:
-                check_url(value, settings.label(key))
         return Endpoints(
             token_url=settings.token_url,
-            introspection_url=settings.introspection_url,
-            revocation_url=settings.revocation_url,
             api_base_url=api_url,
             region=region.key if region else None,
             provider=provider,
-        )
+        ).pinned(pinned(settings))
     if settings.issuer:
         check_url(settings.issuer, settings.label("issuer"))
+        pinned(settings)  # checked before anything is sent
         return None
     if region:
         return Endpoints(
@@ -99,12 +95,23 @@ def endpoints(settings: Settings) -> Endpoints | None:
             api_base_url=api_url,
             region=region.key,
             provider=provider,
-        )
+            sources=(("token_url", f"the Genesys Cloud preset (region {region.key})"),),
+        ).pinned(pinned(settings))
     raise ConfigurationError(
         "no token endpoint configured",
         hint="Set FRESHTOKEN_TOKEN_URL, or FRESHTOKEN_ISSUER (discovery), or "
         "FRESHTOKEN_REGION (Genesys Cloud, e.g. eu_west_1).",
     )
+
+
+def pinned(settings: Settings) -> dict[str, tuple[str, str]]:
+    """The endpoint URLs set by configuration (they win over discovery): field -> (URL, where
+    it was set). Each is checked against the URL safety rule."""
+    found: dict[str, tuple[str, str]] = {}
+    for key in ("token_url", "introspection_url", "revocation_url"):
+        if (value := getattr(settings, key)) is not None:
+            found[key] = (check_url(value, settings.label(key)), settings.label(key))
+    return found
 
 
 def proxy_upstream(settings: Settings) -> str | None:
@@ -139,6 +146,7 @@ def token_client(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> TokenClient
         client_auth(settings),
         endpoints=found,
         issuer=None if found else settings.issuer,
+        pinned=None if found else pinned(settings),
         policy=RetryPolicy(budget=settings.retry_budget),
         timeouts=Timeouts(connect=settings.connect_timeout, read=settings.read_timeout),
         clock=clock,

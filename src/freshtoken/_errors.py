@@ -23,7 +23,8 @@ EXIT_MEANINGS = {
 
 @dataclass(frozen=True, slots=True)
 class ErrorContext:
-    """Where a request went, for hints that name the endpoint and region."""
+    """Where a request went, for hints that name the endpoint and region. A hint names a
+    provider's own features only when that provider's preset is in use (`genesys`)."""
 
     token_url: str = ""
     region: str | None = None
@@ -35,6 +36,11 @@ class ErrorContext:
     @property
     def host(self) -> str:
         return urlsplit(self.token_url).hostname or self.token_url or "the token endpoint"
+
+    @property
+    def genesys(self) -> bool:
+        """The Genesys Cloud preset is in use (a region, or `provider = "genesys"`)."""
+        return self.region is not None or self.provider == "genesys"
 
 
 class OAuthError(Exception):
@@ -160,10 +166,10 @@ class UnauthorizedClientError(AuthorizationError):
 
     @classmethod
     def explain(cls, ctx: ErrorContext) -> str:
+        where = " (Genesys Cloud: Admin > Integrations > OAuth)" if ctx.genesys else ""
         return (
             f"This OAuth client may not use the {ctx.grant or 'this'} grant. Enable that grant "
-            "type on the client (Genesys Cloud: Admin > Integrations > OAuth), or use the grant "
-            "it was created for."
+            f"type on the client{where}, or use the grant it was created for."
         )
 
 
@@ -175,12 +181,17 @@ class InvalidScopeError(AuthorizationError):
 
     @classmethod
     def explain(cls, ctx: ErrorContext) -> str:
-        return (
+        generic = (
             f"A requested scope is not allowed for this client (asked: "
-            f"{' '.join(ctx.scope) or '(none)'}). Remove it or allow it on the client. Genesys "
-            "Cloud client-credentials clients get their permissions from the roles assigned to "
-            "the OAuth client, not from scopes, and there is no offline_access scope: leave "
-            "FRESHTOKEN_SCOPE empty."
+            f"{' '.join(ctx.scope) or '(none)'}). Remove it from FRESHTOKEN_SCOPE or allow it "
+            "on the client."
+        )
+        if not ctx.genesys:
+            return generic
+        return (
+            generic + " Genesys Cloud client-credentials clients get their permissions from the "
+            "roles assigned to the OAuth client, not from scopes, and there is no offline_access "
+            "scope: leave FRESHTOKEN_SCOPE empty."
         )
 
 
@@ -233,10 +244,11 @@ class RateLimitedError(OAuthError):
 
     @classmethod
     def explain(cls, ctx: ErrorContext) -> str:
+        how = " (Genesys Cloud answers HTTP 400 'rate limit exceeded')" if ctx.genesys else ""
         return (
-            "The token endpoint is rate-limiting this client (Genesys Cloud answers HTTP 400 "
-            "'rate limit exceeded'). Share one token between steps, processes and runners (a "
-            "shared store, or `freshtoken serve`) instead of minting one per step."
+            f"The token endpoint is rate-limiting this client{how}. Share one token between "
+            "steps, processes and runners (a shared store, or `freshtoken serve`) instead of "
+            "minting one per step."
         )
 
 
@@ -299,10 +311,8 @@ class NameResolutionError(ConnectError):
 
     @classmethod
     def explain(cls, ctx: ErrorContext) -> str:
-        return (
-            f"The host {ctx.host} could not be resolved. Check the token URL or the region's "
-            "spelling, and the machine's DNS."
-        )
+        what = "the token URL or the region's spelling" if ctx.genesys else "the URL's host"
+        return f"The host {ctx.host} could not be resolved. Check {what}, and the machine's DNS."
 
 
 class RequestTimeoutError(TransportError):

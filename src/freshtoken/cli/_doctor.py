@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import sys
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import click
@@ -15,17 +14,11 @@ from freshtoken._errors import OAuthError
 from freshtoken._log import redact_url
 from freshtoken.broker._policy import CLI_MIN_TTL
 from freshtoken.cli._common import fail_with, run
+from freshtoken.cli._doctor_server import Check, Seen, duration, endpoint_lines, learned
 from freshtoken.cli._status import store_url
 from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
 from freshtoken.stores import TokenStore
-
-
-@dataclass
-class Check:
-    state: str  # ok | fail | info
-    title: str
-    fix: str = ""
 
 
 def _configuration(settings: Settings) -> list[Check]:
@@ -128,6 +121,7 @@ def run_checks(
         return [*checks, Check("fail", exc.message, exc.hint)]
     if checks[-1].title.endswith("does not resolve"):
         return checks  # a token request would only retry for the whole budget
+    genesys = bool(settings.region) or settings.provider == "genesys"
     if "offline_access" in settings.scope:
         checks.append(
             Check(
@@ -136,7 +130,7 @@ def run_checks(
                 "Genesys Cloud has no offline_access scope and client credentials never get a "
                 "refresh token; none is needed: freshtoken mints a new token before the old one "
                 "expires. Remove it from FRESHTOKEN_SCOPE."
-                if settings.region
+                if genesys
                 else "offline_access asks for a refresh token; client credentials need none. "
                 "Remove it unless this server documents it for this grant.",
             )
@@ -146,32 +140,28 @@ def run_checks(
         shown = store_url(settings, store)
         checks.append(Check("ok", f"store {shown} opens; entries sealed with AES-256-GCM"))
         broker = TokenBroker.from_settings(settings, store=store)
+        endpoints = broker.client.endpoints()
+        checks.extend(endpoint_lines(endpoints))
         token = broker.token()
     except OAuthError as exc:
         return [*checks, Check("fail", exc.message, exc.hint)]
     checks.append(_writable(settings, store, broker.key))
     checks.append(_margin(token.lifetime, settings.min_ttl if min_ttl is None else min_ttl))
-    lifetime = token.lifetime / 60
+    lifetime, build = duration(token.lifetime), duration(build_minutes * 60)
     if token.lifetime >= build_minutes * 60:
-        checks.append(
-            Check("ok", f"a token lives {lifetime:.0f} min, the build {build_minutes:.0f} min")
-        )
+        checks.append(Check("ok", f"a token lives {lifetime}, the build {build}"))
     else:
         checks.append(
             Check(
                 "info",
-                f"a token lives {lifetime:.0f} min, less than the "
-                f"{build_minutes:.0f}-min build: steps must ask freshtoken "
-                "(token, serve, exec), never keep one token for the build",
+                f"a token lives {lifetime}, less than the {build} build: steps must ask "
+                "freshtoken (token, serve, exec), never keep one token for the build",
             )
         )
     if token.scope is None:
+        roles = " (Genesys Cloud: permissions come from the OAuth client's roles)"
         checks.append(
-            Check(
-                "info",
-                "the server states no granted scope (Genesys Cloud: "
-                "permissions come from the OAuth client's roles)",
-            )
+            Check("info", "the server states no granted scope" + (roles if genesys else ""))
         )
     else:
         missing = sorted(set(settings.scope) - set(token.scope))
@@ -193,7 +183,7 @@ def run_checks(
             else "no refresh token held (client credentials need none)",
         )
     )
-    return checks
+    return checks + learned(Seen(settings, endpoints, broker, token))
 
 
 @click.command()

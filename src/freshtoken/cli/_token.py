@@ -67,7 +67,8 @@ def token(ctx: click.Context, min_ttl: float | None, fmt: str, github_env: str |
 
 def _warn_meaningless_scopes(settings: Settings) -> None:
     """One warning, as doctor says it: Genesys client credentials take no offline_access."""
-    if settings.region and "offline_access" in settings.scope:
+    genesys = settings.region or settings.provider == "genesys"
+    if genesys and "offline_access" in settings.scope:
         click.echo(
             "freshtoken: warning: offline_access is not a Genesys Cloud scope and client "
             "credentials never get a refresh token; none is needed (freshtoken mints a new "

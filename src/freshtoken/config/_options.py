@@ -107,13 +107,13 @@ class SettingValues:
     )
     introspection_url: str | None = _setting(
         "text",
-        "RFC 7662 endpoint, when not discovered.",
+        "RFC 7662 endpoint; wins over discovery.",
         "https://login.example.com/oauth/introspect",
         group=E,
     )
     revocation_url: str | None = _setting(
         "text",
-        "RFC 7009 endpoint, when not discovered.",
+        "RFC 7009 endpoint (`freshtoken revoke`); wins over discovery.",
         "https://login.example.com/oauth/revoke",
         group=E,
     )

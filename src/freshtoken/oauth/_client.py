@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import httpx
@@ -34,7 +35,8 @@ from freshtoken.provider._endpoints import Endpoints, check_url
 class TokenClient:
     """Asks a token endpoint for tokens. Holds no token itself: that is the broker's job.
 
-    Give either `endpoints` or an `issuer` to discover them from.
+    Give either `endpoints` or an `issuer` to discover them from; `pinned` (field -> (URL,
+    where it was set)) wins over what discovery finds.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class TokenClient:
         *,
         endpoints: Endpoints | None = None,
         issuer: str | None = None,
+        pinned: Mapping[str, tuple[str, str]] | None = None,
         policy: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -55,6 +58,7 @@ class TokenClient:
         self.auth = auth
         self._endpoints = endpoints
         self._issuer = issuer
+        self._pinned = dict(pinned or {})
         self.policy = policy or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
         self.clock = clock
@@ -75,7 +79,8 @@ class TokenClient:
         if self._endpoints is None:
             assert self._issuer is not None
             found = cached(self._issuer, self.clock.time())
-            self._endpoints = found or (yield from discover(self._issuer, self.clock.time()))
+            found = found or (yield from discover(self._issuer, self.clock.time()))
+            self._endpoints = found.pinned(self._pinned)
         return self._endpoints
 
     def _attempt(self, endpoints: Endpoints, grant: Grant, ctx: ErrorContext) -> Exchange[Token]:
@@ -169,9 +174,7 @@ class TokenClient:
         if endpoints.revocation_url:
             reply = yield from self._post_token("revocation_url", value, hint)
             return False if reply is None else reply.status == 200
-        if endpoints.provider == "genesys" and endpoints.api_base_url and hint == "access_token":
-            # Genesys has no RFC 7009 endpoint: the token revokes itself (docs/genesys.md).
-            url = endpoints.api_base_url.rstrip("/") + "/api/v2/tokens/me"
+        if (url := endpoints.self_revoke_url) and hint == "access_token":
             headers = {"Accept": "application/json", "Authorization": f"Bearer {value}"}
             try:
                 reply = yield httpx.Request("DELETE", url, headers=headers)
@@ -185,10 +188,13 @@ class TokenClient:
         """Revoke `value`: RFC 7009 where the server has the endpoint, Genesys' `DELETE
         /api/v2/tokens/me` with the token as bearer for an access token there. True if the
         server confirmed, False if it refused or did not answer, None if it has no way."""
-        return run_sync(self._revocation(value, hint), self._client(), self.clock)
+        exchange = stamped(self._revocation(value, hint), self.deadline())
+        return run_sync(exchange, self._client(), self.clock)
 
     def endpoints(self) -> Endpoints:
-        return run_sync(self.endpoints_exchange(), self._client(), self.clock)
+        """The endpoints in use, discovered first if need be (within the retry budget)."""
+        exchange = stamped(self.endpoints_exchange(), self.deadline())
+        return run_sync(exchange, self._client(), self.clock)
 
     def _client(self) -> httpx.Client:
         with self._lock:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._urls import split_url
@@ -24,6 +25,41 @@ class Endpoints:
     region: str | None = None
     #: "genesys" where the Genesys Cloud behaviour applies (a region, or the provider setting).
     provider: str | None = None
+    #: (field, where its URL came from): a setting, a discovery document's URL or the Genesys
+    #: preset; `freshtoken doctor` shows them.
+    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    @property
+    def self_revoke_url(self) -> str | None:
+        """Genesys Cloud has no RFC 7009 endpoint: an access token revokes itself with `DELETE`
+        here, sent with it as the bearer (docs/genesys.md)."""
+        if self.provider == "genesys" and self.api_base_url:
+            return self.api_base_url.rstrip("/") + "/api/v2/tokens/me"
+        return None
+
+    def revocation(self) -> tuple[str, str] | None:
+        """How tokens are revoked here and where that came from; None when no way is known."""
+        if self.revocation_url:
+            return self.revocation_url, self.source("revocation_url") or "configuration"
+        if url := self.self_revoke_url:
+            return f"DELETE {url} (access tokens only)", "the Genesys Cloud preset"
+        return None
+
+    def source(self, name: str) -> str | None:
+        """Where the URL in field `name` (`token_url`, `revocation_url`, ...) came from."""
+        return dict(self.sources).get(name)
+
+    def pinned(self, urls: Mapping[str, tuple[str, str]]) -> Endpoints:
+        """These endpoints with `urls` (field -> (URL, where it was set)) set over them: a
+        setting wins over what discovery found."""
+        if not urls:
+            return self
+        kept = tuple((name, src) for name, src in self.sources if name not in urls)
+        return replace(
+            self,
+            sources=kept + tuple((name, src) for name, (_url, src) in urls.items()),
+            **{name: url for name, (url, _src) in urls.items()},
+        )
 
 
 # Plain http goes only to these (and to `*.localhost` names that resolve to loopback): the

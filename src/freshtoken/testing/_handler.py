@@ -85,6 +85,8 @@ class Handler(BaseHTTPRequestHandler):
         app = self.server.app
         path = urlsplit(self.path).path
         method = self.command
+        mount = app.knobs.mount  # the OAuth endpoints live under it
+        oauth = path.removeprefix(mount) if path.startswith(mount + "/oauth/") else ""
         if path.startswith("/api/"):
             self._body()
             if path == "/api/v2/tokens/me" and method == "DELETE":
@@ -97,24 +99,21 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(*app.handle_api(self.headers.get("Authorization", "")))
             else:
                 self._send(404, {"message": "no such API", "code": "not.found", "status": 404})
-        elif method == "POST" and path == "/oauth/token":
+        elif method == "POST" and oauth == "/oauth/token":
             answer = app.handle_token(self.headers, self._form(), self._client_gone)
             if answer is None:
                 self.close_connection = True
             else:
                 self._send(*answer)
-        elif method == "POST" and path == "/oauth/introspect":
+        elif method == "POST" and oauth == "/oauth/introspect":
             self._send(*app.introspect(self.headers, self._form()))
-        elif method == "POST" and path == "/oauth/revoke":
+        elif method == "POST" and oauth == "/oauth/revoke":
             self._send(*app.revoke(self.headers, self._form()))
-        elif method == "GET" and path in (
-            "/.well-known/oauth-authorization-server",
-            "/.well-known/openid-configuration",
-        ):
-            self._send(200, app.metadata())
-        elif method == "GET" and path == "/oauth/authorize":
+        elif method == "GET" and (meta := app.metadata_at(path)) is not None:
+            self._send(200, meta)
+        elif method == "GET" and oauth == "/oauth/authorize":
             self._send(*app.authorize(dict(parse_qsl(urlsplit(self.path).query))))
-        elif method == "POST" and path == "/oauth/device_authorization":
+        elif method == "POST" and oauth == "/oauth/device_authorization":
             self._send(*app.device_authorization(self.headers, self._form(), app.url))
         elif path == "/device" and method in ("GET", "POST"):
             self._device(app)

@@ -116,6 +116,19 @@ class Knobs:
         False, "After --latency, drop requests whose client has gone."
     )
     seed: int | None = knob(None, "Seed of the random failures (--failure-rate).")
+    mount: str = knob(
+        "",
+        "Serve the OAuth endpoints under this path (e.g. /o; the issuer gets it too) with no "
+        "metadata at the root, as django-oauth-toolkit: RFC 8414 metadata at /.well-known/"
+        "oauth-authorization-server/o and /o/.well-known/oauth-authorization-server, OIDC "
+        "metadata naming no revocation endpoint at /o/.well-known/openid-configuration.",
+    )
+    metadata_omit: str = knob(
+        "", "Fields left out of the RFC 8414 metadata (comma-separated: revocation_endpoint,...)."
+    )
+
+    def __post_init__(self) -> None:
+        self.mount = "/" + self.mount.strip("/") if self.mount.strip("/") else ""
 
 
 @dataclass

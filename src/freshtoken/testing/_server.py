@@ -25,6 +25,9 @@ from freshtoken.testing._model import (
     Knobs,
 )
 
+_RFC8414 = "/.well-known/oauth-authorization-server"
+_OIDC = "/.well-known/openid-configuration"
+
 
 class AuthServer(Authority):
     """Start with `with AuthServer() as server:`; `server.token_url` is then live.
@@ -96,14 +99,30 @@ class AuthServer(Authority):
 
     @property
     def token_url(self) -> str:
-        return self.url + "/oauth/token"
+        return self.issuer + "/oauth/token"
 
     @property
     def issuer(self) -> str:
-        return self.url
+        return self.url + self.knobs.mount
+
+    def metadata_at(self, path: str) -> dict[str, Any] | None:
+        """The metadata document served at `path`, or None (knobs `mount`, `metadata_omit`)."""
+        mount = self.knobs.mount
+        if path in (_RFC8414 + mount, mount + _RFC8414) or (not mount and path == _OIDC):
+            return self.metadata()
+        if mount and path == mount + _OIDC:
+            # As django-oauth-toolkit's: it names no revocation endpoint (`metadata_omit`
+            # applies to the RFC 8414 documents only).
+            return {k: v for k, v in self._metadata().items() if k != "revocation_endpoint"}
+        return None
 
     def metadata(self) -> dict[str, Any]:
-        base = self.url
+        """The RFC 8414 metadata (less the fields of the `metadata_omit` knob)."""
+        omit = {name.strip() for name in self.knobs.metadata_omit.split(",")}
+        return {k: v for k, v in self._metadata().items() if k not in omit}
+
+    def _metadata(self) -> dict[str, Any]:
+        base = self.issuer
         return {
             "issuer": base,
             "token_endpoint": base + "/oauth/token",

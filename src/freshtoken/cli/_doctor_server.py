@@ -1,0 +1,98 @@
+"""What `freshtoken doctor` says about the server: the endpoints in use (each with where it came
+from) and what was learned about the server.
+
+A new line in "what was learned" is one function `(Seen) -> Check | None` added to `LEARNED`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from freshtoken._log import redact_url
+
+if TYPE_CHECKING:
+    from freshtoken._token import Token
+    from freshtoken.broker._broker import TokenBroker
+    from freshtoken.config._settings import Settings
+    from freshtoken.provider._endpoints import Endpoints
+
+
+@dataclass
+class Check:
+    state: str  # ok | fail | info
+    title: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What doctor has in hand once a token was minted (or adopted from the store)."""
+
+    settings: Settings
+    endpoints: Endpoints
+    broker: TokenBroker
+    token: Token
+
+
+def duration(seconds: float) -> str:
+    """A lifetime for people: seconds below a minute ("3 s"), else minutes ("5 min")."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes >= 10 or minutes.is_integer() else f"{minutes:.1f} min"
+
+
+def _url(url: str, source: str | None) -> str:
+    return redact_url(url) + (f"  (from {source})" if source else "")
+
+
+def endpoint_lines(endpoints: Endpoints) -> list[Check]:
+    """The token, introspection and revocation endpoints in use, and where each came from."""
+    lines = [
+        Check("info", "token endpoint: " + _url(endpoints.token_url, endpoints.source("token_url")))
+    ]
+    if endpoints.introspection_url:
+        lines.append(
+            Check(
+                "info",
+                "introspection: "
+                + _url(endpoints.introspection_url, endpoints.source("introspection_url")),
+            )
+        )
+    else:
+        lines.append(
+            Check(
+                "info",
+                "introspection: not available (set FRESHTOKEN_INTROSPECTION_URL if the server "
+                "has an RFC 7662 endpoint)",
+            )
+        )
+    if (way := endpoints.revocation()) is not None:
+        lines.append(Check("info", "revocation: " + _url(*way)))
+    else:
+        lines.append(
+            Check(
+                "info",
+                "revocation: not available: freshtoken revoke cannot revoke at the server (set "
+                "FRESHTOKEN_REVOCATION_URL if it has an RFC 7009 endpoint)",
+            )
+        )
+    return lines
+
+
+def _provider(seen: Seen) -> Check:
+    region = seen.endpoints.region
+    if seen.endpoints.provider == "genesys":
+        where = f" (region {region})" if region else ""
+        return Check("info", f"learned: provider preset Genesys Cloud{where}: its hints and revoke")
+    return Check("info", "learned: no provider preset: generic OAuth 2.0 hints and revoke")
+
+
+#: "What was learned about the server": one line each, None to say nothing.
+LEARNED: list[Callable[[Seen], Check | None]] = [_provider]
+
+
+def learned(seen: Seen) -> list[Check]:
+    return [line for fact in LEARNED if (line := fact(seen)) is not None]

@@ -1,0 +1,86 @@
+"""Issue 15, item 4: error hints are generic for every server; the Genesys Cloud preset (a
+region, or provider = "genesys") adds its own words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from freshtoken import (
+    ClientCredentials,
+    ClientSecretBasic,
+    Endpoints,
+    OAuthError,
+    RetryPolicy,
+    Secret,
+    TokenClient,
+)
+from freshtoken.testing import AuthServer, Client
+from tests._cli import cli_env, ft
+
+CLIENTS = [
+    Client("demo-client", "demo-secret", scopes=frozenset({"api.read"})),
+    Client("code-only", "code-secret", grants=frozenset({"authorization_code"})),
+]
+# (client id, secret, scope, knobs) -> the error the server answers.
+CASES = {
+    "invalid_client": ("demo-client", "wrong-secret", (), {}),
+    "invalid_scope": ("demo-client", "demo-secret", ("offline_access",), {}),
+    "unauthorized_client": ("code-only", "code-secret", (), {}),
+    "rate_limited": ("demo-client", "demo-secret", (), {"rate_limit": 1}),
+}
+# preset -> (provider, region) of the endpoints
+PRESETS: dict[str, tuple[str | None, str | None]] = {
+    "generic": (None, None),
+    "provider": ("genesys", None),
+    "region": ("genesys", "eu_west_1"),
+}
+
+
+def hint_of(server: AuthServer, case: str, preset: str) -> str:
+    client_id, secret, scope, knobs = CASES[case]
+    server.configure(**knobs)
+    client = TokenClient(
+        ClientSecretBasic(client_id, Secret(secret)),
+        endpoints=Endpoints(
+            server.token_url, provider=PRESETS[preset][0], region=PRESETS[preset][1]
+        ),
+        policy=RetryPolicy(budget=0.5),
+    )
+    if knobs:  # spend the window's one request
+        TokenClient(
+            ClientSecretBasic("demo-client", Secret("demo-secret")),
+            endpoints=Endpoints(server.token_url),
+        ).fetch(ClientCredentials())
+    with pytest.raises(OAuthError) as info:
+        client.fetch(ClientCredentials(scope))
+    assert info.value.error == case
+    return info.value.hint
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hints_name_genesys_only_with_its_preset(case: str) -> None:
+    with AuthServer(clients=CLIENTS) as server:
+        generic = hint_of(server, case, "generic")
+    assert generic and "Genesys" not in generic
+    for preset in ("provider", "region"):
+        with AuthServer.genesys(clients=CLIENTS) as server:
+            said = hint_of(server, case, preset)
+        assert "Genesys Cloud" in said, (preset, said)
+
+
+def test_the_command_line_hint_for_another_server(tmp_path: Path) -> None:
+    with AuthServer(clients=CLIENTS) as server:
+        env = cli_env(tmp_path, server, FRESHTOKEN_SCOPE="offline_access")
+        out = ft(["token"], env, tmp_path)
+        assert out.returncode == 3
+        assert "invalid_scope" in out.stderr and "Remove it from FRESHTOKEN_SCOPE" in out.stderr
+        assert "Genesys" not in out.stderr
+        genesys = ft(
+            ["token"],
+            {**env, "FRESHTOKEN_PROVIDER": "genesys", "FRESHTOKEN_API_URL": server.url},
+            tmp_path,
+        )
+        assert genesys.returncode == 3
+        assert "Genesys Cloud client-credentials clients" in genesys.stderr
