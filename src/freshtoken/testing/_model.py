@@ -77,6 +77,11 @@ class Knobs:
     )
     rotate_refresh_tokens: bool = knob(True, "Keep refresh tokens on refresh.", flag="--no-rotate")
     reuse_detection: bool = knob(True, "Do not revoke on reuse.")
+    revoke_access_on_rotation: bool = knob(
+        False,
+        "Delete the access token issued with a refresh token when that one is rotated "
+        "(django-oauth-toolkit does).",
+    )
     refresh_token_ttl: float = knob(30 * 86400.0, "Refresh-token lifetime (s).")
     error_style: str = knob(
         "rfc6749",
@@ -119,6 +124,7 @@ class RefreshRecord:
     expires: float
     family: str
     consumed: bool = False
+    access: str | None = None  # the access token issued with it
 
 
 @dataclass
