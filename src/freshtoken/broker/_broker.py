@@ -26,6 +26,7 @@ from freshtoken.broker._ahead import RefreshAhead
 from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy
+from freshtoken.broker._promise import MODES
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._client import TokenClient
@@ -73,7 +74,13 @@ class TokenBroker:
         wait_timeout: float | None = None,
         clock: Clock | None = None,
         invalidate_cooldown: float = INVALIDATE_COOLDOWN,
+        rotation_revokes_access: Literal["auto", "yes", "no"] = "auto",
     ) -> None:
+        if rotation_revokes_access not in MODES:
+            raise ConfigurationError(
+                f"rotation_revokes_access must be auto, yes or no, not {rotation_revokes_access!r}",
+                hint="auto: learned through introspection; yes: django-oauth-toolkit and alike.",
+            )
         self.client = client
         self.grant = grant
         self.store = store if store is not None else MemoryStore()
@@ -105,6 +112,8 @@ class TokenBroker:
             scope_check=scope_check,
             invalidate_cooldown=invalidate_cooldown,
             label=f"client {client.auth.client_id} at {client.identity()}",
+            rotation=rotation_revokes_access,
+            introspect=client.introspect,
         )
         self._ahead = RefreshAhead(self._cache)
         self._counts = self._cache.counts
@@ -122,6 +131,7 @@ class TokenBroker:
         """A broker for the configured client, store and scope; `options` as for __init__."""
         parts = _build.broker_parts(settings, clock, store=store)
         options.setdefault("invalidate_cooldown", settings.invalidate_cooldown)
+        options.setdefault("rotation_revokes_access", settings.rotation_revokes_access)
         grant = options.pop("grant", parts.pop("grant"))
         return cls(parts.pop("client"), grant=grant, **parts, **options)
 

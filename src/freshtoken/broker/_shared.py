@@ -20,10 +20,21 @@ from freshtoken._log import logger, remember_secret
 from freshtoken._token import Token
 from freshtoken.broker._minters import Minter, scope_problem
 from freshtoken.broker._policy import FUTURE_TOLERANCE, RefreshPolicy, stored_left
+from freshtoken.broker._promise import (
+    Introspect,
+    await_promise,
+    covered,
+    guards,
+    learn,
+    postpone,
+    publish,
+    rotating,
+)
 from freshtoken.stores import Entry, TokenStore
 
-#: What the hot path reads in one step: the token, its default min_ttl, and its expiry and
-#: refresh instants on this process's monotonic clock.
+#: What the hot path reads in one step: the token, its default min_ttl, and until when it may
+#: be handed out without work (its expiry; for a server that revokes it on rotation, how far
+#: it is promised already) and when it is due for refresh, on this process's monotonic clock.
 State = tuple[Token, float, float, float]
 #: Seconds a token minted after an invalidation is not invalidated again (a 401 loop).
 INVALIDATE_COOLDOWN = 5.0
@@ -110,6 +121,8 @@ class SharedCache:
         scope_check: Literal["raise", "warn"] = "raise",
         invalidate_cooldown: float = INVALIDATE_COOLDOWN,
         label: str = "",
+        rotation: str = "auto",
+        introspect: Introspect | None = None,
     ) -> None:
         self.store = store
         self.key = key
@@ -123,6 +136,13 @@ class SharedCache:
         self.label = label or identity
         self.scope_check = scope_check
         self.state: State | None = None
+        #: The held token and its expiry on the monotonic clock.
+        self.expires: tuple[Token, float] | None = None
+        #: Does rotating the refresh token revoke the previous access token (auto: learned)?
+        self.rotation = rotation
+        self.introspect = introspect
+        #: Refresh ahead waits for the promises on the current token until this instant.
+        self.rotate_after = 0.0
         #: How long a token of this key lives (0: not known yet).
         self.lifetime = 0.0
         self.counts = dict.fromkeys(
@@ -145,9 +165,9 @@ class SharedCache:
         """Seconds `token` has left: by the monotonic clock for the token this process holds,
         else by the wall clock, never more than its lifetime, and none for a token issued
         "in the future" (another host's clock, or a step of this one)."""
-        state = self.state
-        if state is not None and state[0] is token:
-            return state[2] - self.clock.monotonic()
+        held = self.expires
+        if held is not None and held[0] is token:
+            return held[1] - self.clock.monotonic()
         now = self.clock.time()
         if token.issued_at > now + FUTURE_TOLERANCE:
             logger.warning(
@@ -174,11 +194,15 @@ class SharedCache:
                     self.label,
                     self.left(token),
                 )
-        expiry = (
-            sent + token.lifetime if sent is not None else self.clock.monotonic() + self.left(token)
-        )
+        mono = self.clock.monotonic()
+        expiry = sent + token.lifetime if sent is not None else mono + self.left(token)
         window = self.policy.window(token.lifetime)
-        self.state = (token, self.policy.min_ttl_for(token), expiry, expiry - window)
+        until = expiry
+        if guards(self.rotation, entry):
+            promised = entry.promised - self.clock.time() if entry.spending is None else 0.0
+            until = min(expiry, mono + promised)
+        self.expires = (token, expiry)
+        self.state = (token, self.policy.min_ttl_for(token), until, expiry - window)
         self.lifetime = token.lifetime
         self.on_adopt()
         return token
@@ -214,32 +238,45 @@ class SharedCache:
             failure = self._failure
             if failure is not None and failure[0] >= start:
                 raise copy.copy(failure[1])  # we waited for that very attempt: its outcome
-            current = self.current
-            if current is not None and self.usable(current, min_ttl):
-                return current
+            state = self.state
+            if state is not None and state[2] - self.clock.monotonic() >= (
+                self.policy.min_ttl_for(state[0], min_ttl)
+            ):
+                return state[0]
             entry = self.store.load(self.key)
-            if entry is not None and self.usable(entry.token, min_ttl):
+            if (
+                entry is not None
+                and self.usable(entry.token, min_ttl)
+                and self._promised(entry, min_ttl)
+            ):
                 return self.adopt(entry)
             with self.store.lock(self.key, max(end - self.clock.monotonic(), 0.0)) as held:
                 if not held:
                     raise self.timed_out(self.clock.monotonic() - start)
                 entry = self.store.load(self.key)  # the holder before us may have minted
-                if entry is not None and self.usable(entry.token, min_ttl):
-                    self.counts["waits"] += 1
-                    return self.adopt(entry)
+                if (
+                    entry is not None
+                    and self.usable(entry.token, min_ttl)
+                    and not rotating(self.rotation, entry)
+                ):
+                    if entry.token != self.current:
+                        self.counts["waits"] += 1
+                    return self._hand_out(entry, None, min_ttl)
                 self._check_lifetime(min_ttl, entry)
                 why = "none held" if entry is None or entry.token is None else "too close to expiry"
                 if min_ttl is not None:
                     why += f" for min_ttl {min_ttl:g}s"
-                return self.adopt(*self.renew(entry, end, why))
+                await_promise(self.rotation, entry, self.clock, end, min_ttl)
+                return self._hand_out(*self.renew(entry, end, why), min_ttl)
         except OAuthError:
             self.counts["failures"] += 1
             raise
         finally:
             self.flight.release()
 
-    def refresh_if_free(self) -> Literal["done", "adopted", "busy", "in_flight"]:
-        """Refresh now unless another thread ("in_flight") or process ("busy") is at it."""
+    def refresh_if_free(self) -> Literal["done", "adopted", "busy", "in_flight", "promised"]:
+        """Refresh now unless another thread ("in_flight") or process ("busy") is at it, or
+        the current token is promised for longer ("promised": try at `rotate_after`)."""
         if not self.flight.acquire(blocking=False):
             return "in_flight"
         try:
@@ -252,10 +289,37 @@ class SharedCache:
                 if self.adopt_newer(entry):
                     return "adopted"
                 deadline = self.clock.monotonic() + self.wait_timeout
+                if wait := postpone(self.rotation, entry, self.policy, self.clock.time()):
+                    self.rotate_after = self.clock.monotonic() + wait
+                    return "promised"
+                await_promise(self.rotation, entry, self.clock, deadline, None)
                 self.adopt(*self.renew(entry, deadline, "refresh ahead"))
                 return "done"
         finally:
             self.flight.release()
+
+    def _promised(self, entry: Entry, min_ttl: float | None) -> bool:
+        """May `entry`'s token be handed out for `min_ttl` without publishing a promise?
+        Always, for a server that keeps it valid when it rotates the refresh token."""
+        if not guards(self.rotation, entry):
+            return True
+        assert entry.token is not None
+        return covered(entry, self.clock.time(), self.policy.min_ttl_for(entry.token, min_ttl))
+
+    def _hand_out(self, entry: Entry, sent: float | None, min_ttl: float | None) -> Token:
+        """Hold `entry`'s token; where promises are kept, publish this one (store's lock held)."""
+        token = entry.token
+        if token is None or not guards(self.rotation, entry):
+            return self.adopt(entry, sent)
+        if sent is not None or self.current != token:
+            self.adopt(entry, sent)
+        now = self.clock.time()
+        entry = publish(self.store, self.key, entry, now, self.policy.min_ttl_for(token, min_ttl))
+        state, held = self.state, self.expires
+        if state is not None and held is not None and state[0] is token:
+            until = min(held[1], self.clock.monotonic() + entry.promised - now)
+            self.state = (token, state[1], until, state[3])
+        return token
 
     def adopt_newer(self, entry: Entry | None) -> bool:
         """Take a newer token another process stored; True if no refresh is due now."""
@@ -298,16 +362,24 @@ class SharedCache:
         before = held.entry
         mints = (before.mints if before else 0) + 1
         lifetime = token.lifetime
+        revokes = before.revokes if before else None
+        bare = replace(token, refresh_token=None)  # callers never get the refresh token
+        new = Entry(bare, refresh, None, mints, token.issued_at, lifetime=lifetime, revokes=revokes)
         problem = scope_problem(token, self.requested_scope, self.identity)
         if problem is not None and self.scope_check == "raise":
             # Keep a rotated refresh token, but never cache the token that failed the check.
-            held.keep(Entry(None, refresh, None, mints, token.issued_at, lifetime=lifetime))
+            held.keep(replace(new, token=None))
             raise problem
         if problem is not None:
             logger.warning("%s", problem)
-        bare = replace(token, refresh_token=None)  # callers never get the refresh token
-        kept = held.keep(Entry(bare, refresh, None, mints, token.issued_at, lifetime=lifetime))
+        kept = held.keep(new)
         mine = kept.token is not None and kept.token.access_token == bare.access_token
+        if mine and minted.refreshed and self.rotation == "auto" and revokes is None:
+            previous = before.token if before else None
+            learned = learn(previous, self.clock.time(), self.introspect, self.label)
+            if learned is not None:
+                with contextlib.suppress(StoreError):
+                    kept = held.write(replace(kept, revokes=learned))
         return kept, minted.sent if mine else None
 
     def invalidate(self, token: Token) -> None:
@@ -346,6 +418,7 @@ class SharedCache:
                 entry.mints if entry else 0,
                 entry.last_mint if entry else 0.0,
                 lifetime=entry.lifetime if entry else 0.0,
+                revokes=entry.revokes if entry else None,
             )
             if self.store.save(self.key, fresh, entry.version if entry else 0) is None:
                 raise StoreError("the store entry changed while seeding", hint="Try again.")

@@ -14,6 +14,7 @@ from freshtoken import _build
 from freshtoken._errors import OAuthError
 from freshtoken._log import redact_url
 from freshtoken.broker._policy import CLI_MIN_TTL
+from freshtoken.broker._promise import describe
 from freshtoken.cli._common import fail_with, run
 from freshtoken.cli._status import store_url
 from freshtoken.config._options import OPTIONS
@@ -192,6 +193,7 @@ def run_checks(
             else "no refresh token held (client credentials need none)",
         )
     )
+    checks += [Check("info", d) for d in [describe(settings.rotation_revokes_access, entry)] if d]
     return checks
 
 

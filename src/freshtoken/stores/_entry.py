@@ -18,6 +18,10 @@ class Entry:
     `spending_until` (wall time) is when that holder's attempt surely ended: before then the
     server may still be processing it.
     `lifetime` is how long a token of this key lives, remembered after the token is gone.
+    `promised` (wall time) is the latest instant a caller was promised `token` stays valid:
+    for a server that revokes the previous access token on rotation, no rotation before it.
+    `revokes` is what was learned of that: whether rotating the refresh token revokes the
+    previous access token (None: not known).
     `version` is managed by the store (compare-and-set); it is not part of the payload.
     """
 
@@ -29,6 +33,8 @@ class Entry:
     version: int = 0
     spending_until: float = 0.0
     lifetime: float = 0.0
+    promised: float = 0.0
+    revokes: bool | None = None
 
     def __repr__(self) -> str:
         return (
@@ -56,6 +62,8 @@ def encode(entry: Entry) -> bytes:
         "lm": entry.last_mint,
         "su": entry.spending_until,
         "lt": entry.lifetime,
+        "pm": entry.promised,
+        "rv": entry.revokes,
     }
     return json.dumps(data, separators=(",", ":")).encode()
 
@@ -84,4 +92,6 @@ def decode(payload: bytes, version: int) -> Entry:
         version=version,
         spending_until=float(data.get("su", 0.0)),
         lifetime=float(data.get("lt", 0.0)),
+        promised=float(data.get("pm", 0.0)),
+        revokes=None if data.get("rv") is None else bool(data["rv"]),
     )

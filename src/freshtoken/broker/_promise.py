@@ -1,0 +1,172 @@
+"""Promises on a token, for a server that revokes the previous access token when it rotates a
+refresh token (django-oauth-toolkit does): a token handed out stays valid for the `min_ttl` its
+caller asked only if no rotation happens before then.
+
+Every hand-out's deadline is kept in the store entry (`Entry.promised`, wall time, the latest
+one), extended by a quantum so that a busy process writes at most once per quantum; a rotation
+waits until it has passed. Kept light (no httpx): the command line's store peek reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from freshtoken._clock import Clock
+from freshtoken._errors import OAuthError, StoreError, TokenUnavailableError
+from freshtoken._log import logger
+from freshtoken._token import Token
+from freshtoken.broker._policy import RefreshPolicy, stored_left
+from freshtoken.stores import Entry, TokenStore
+
+#: `rotation_revokes_access`: learned through introspection (auto), or said.
+MODES = ("auto", "yes", "no")
+#: A promise is published this much further than asked (at most), so that a process serving
+#: the same min_ttl again and again writes the store at most once per quantum.
+QUANTUM = 5.0
+QUANTUM_FRACTION = 0.1
+#: Introspecting the previous access token tells nothing when it was about to expire anyway.
+LEARN_MARGIN = 1.0
+
+Introspect = Callable[[str, str], "bool | None"]
+
+
+def guards(mode: str, entry: Entry | None) -> bool:
+    """Are promises on `entry`'s token kept? Only while a refresh token is held (nothing else
+    rotates), for a server said (yes) or not known not (auto) to revoke on rotation."""
+    if entry is None or entry.refresh_token is None or mode == "no":
+        return False
+    return mode == "yes" or entry.revokes is not False
+
+
+def rotating(mode: str, entry: Entry) -> bool:
+    """Was `entry`'s refresh token presented by a holder that never stored the answer? Then
+    its access token may be revoked already, by a server that revokes it on rotation."""
+    return entry.spending is not None and guards(mode, entry)
+
+
+def covered(entry: Entry, now: float, need: float) -> bool:
+    """Is a hand-out of `entry`'s token at wall time `now`, valid for `need` s, promised
+    already (no rotation can happen before)?"""
+    return entry.spending is None and entry.promised >= now + need
+
+
+def quantum(lifetime: float) -> float:
+    return min(QUANTUM, QUANTUM_FRACTION * lifetime)
+
+
+def extended(token: Token, now: float, need: float) -> float:
+    """The promise to publish for a hand-out at `now` valid for `need` s: a quantum more,
+    never past the token's expiry."""
+    return min(token.expires_at, now + need + quantum(token.lifetime))
+
+
+def publish(store: TokenStore, key: str, entry: Entry, now: float, need: float) -> Entry:
+    """Promise `entry`'s token valid for `need` s from `now`, unless it is already (the
+    store's lock held, so that no rotation starts meanwhile); the entry as stored."""
+    if covered(entry, now, need) or entry.token is None:
+        return entry
+    promised = extended(entry.token, now, need)
+    try:
+        version = store.save(key, replace(entry, promised=promised), entry.version)
+    except StoreError as exc:
+        # A store that cannot be written is no one's to rotate by either.
+        logger.warning("could not store how long a token is promised valid (%s)", exc)
+        version = entry.version
+    if version is None:
+        raise StoreError(
+            "the store entry changed while this process held its lock",
+            hint="A lock lease expired, or the store failed over; it is retried.",
+        )
+    return replace(entry, promised=promised, version=version)
+
+
+def outstanding(entry: Entry | None, now: float) -> float:
+    """Seconds until the latest promise on `entry`'s token has passed (0: none is left)."""
+    if entry is None or entry.token is None:
+        return 0.0  # a token dropped (after a 401) is promised to nobody
+    return max(0.0, min(entry.promised, entry.token.expires_at) - now)
+
+
+def postpone(mode: str, entry: Entry | None, policy: RefreshPolicy, now: float) -> float:
+    """Refresh ahead: seconds to put off a rotation of `entry`'s refresh token. It waits for
+    the promises of callers who name no min_ttl (they end soon), not for longer ones."""
+    if entry is None or entry.token is None or entry.spending is not None:
+        return 0.0
+    if not guards(mode, entry):
+        return 0.0
+    soon = policy.min_ttl_for(entry.token) + quantum(entry.token.lifetime)
+    return max(0.0, outstanding(entry, now) - soon)
+
+
+def await_promise(
+    mode: str, entry: Entry | None, clock: Clock, deadline: float, need: float | None
+) -> None:
+    """Before rotating `entry`'s refresh token: wait until no promise on its token is left, by
+    `deadline` (monotonic), or raise at once if that is too late. `need`: the min_ttl of the
+    caller who needs the rotation (None: refresh ahead)."""
+    if entry is None or entry.spending is not None or not guards(mode, entry):
+        return  # a holder that died spending it may have rotated already: promises are moot
+    while (wait := outstanding(entry, clock.time())) > 0:
+        budget = deadline - clock.monotonic()
+        if wait > budget:
+            assert entry.token is not None
+            left = stored_left(entry.token, clock.time())
+            raise TokenUnavailableError(
+                f"no token valid for {need or 0:g}s within this call's budget: this server "
+                "revokes the current access token when its refresh token is rotated, and that "
+                f"token is promised to another caller for {wait:.1f}s more ({max(budget, 0):.1f}s "
+                "of the budget left)",
+                hint=f"The current token has {max(left, 0):.0f}s left: ask for less (min_ttl / "
+                "--min-ttl), or give the call more time (FRESHTOKEN_RETRY_BUDGET, or its "
+                "deadline). A server that keeps the old access token valid on rotation: set "
+                "FRESHTOKEN_ROTATION_REVOKES_ACCESS=no.",
+            )
+        logger.info(
+            "waiting %.1fs for a token handed out to stay valid as promised before rotating "
+            "the refresh token (this server revokes the previous access token)",
+            wait,
+        )
+        clock.sleep(wait)
+
+
+def learn(
+    previous: Token | None, now: float, introspect: Introspect | None, label: str
+) -> bool | None:
+    """Right after a rotation: does the server revoke the previous access token? Asked of
+    introspection; None when it cannot tell (no introspection, no previous token with life
+    left, no clear answer)."""
+    if introspect is None or previous is None or stored_left(previous, now) < LEARN_MARGIN:
+        return None
+    try:
+        active = introspect(previous.access_token, "access_token")
+    except OAuthError:
+        return None
+    if active is None:
+        return None
+    logger.info(
+        "learned through introspection: rotating the refresh token %s the previous access "
+        "token of %s",
+        "keeps" if active else "revokes",
+        label,
+    )
+    return not active
+
+
+def describe(mode: str, entry: Entry | None) -> str | None:
+    """What is known of the server's rotation, and what follows (for `doctor`); None when
+    nothing rotates (no refresh token held)."""
+    learned = entry.revokes if entry is not None else None
+    if entry is None or entry.refresh_token is None:
+        return None
+    if mode != "auto":
+        known = f"{mode} (FRESHTOKEN_ROTATION_REVOKES_ACCESS)"
+    elif learned is not None:
+        known = f"{'yes' if learned else 'no'} (learned through introspection)"
+    else:
+        known = "not known yet (introspection tells after a rotation), assumed yes"
+    kept = (mode == "yes") or (mode == "auto" and learned is not False)
+    then = "a rotation waits until the tokens handed out" if kept else "rotations do not wait"
+    return f"rotating the refresh token revokes the previous access token: {known}; {then}" + (
+        " are no longer promised valid" if kept else ""
+    )
