@@ -24,6 +24,7 @@ from freshtoken.oauth._grants import RefreshTokenGrant
 from freshtoken.stores import Entry
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer, FakeClock
+from tests._cli import cli_env, ft
 from tests._fleet import worker_env
 from tests.helpers import make_broker, make_client
 
@@ -244,3 +245,17 @@ def test_doctor_line_before_anything_is_learned() -> None:
     assert "not known yet" in (describe("auto", entry) or "")
     assert "rotations do not wait" in (describe("no", entry) or "")
     assert describe("auto", Entry(None)) is None  # nothing rotates: nothing to say
+
+
+def test_doctor_says_what_is_known_of_the_rotation(tmp_path: Path) -> None:
+    with AuthServer(refresh_on_client_credentials=True, revoke_access_on_rotation=True) as server:
+        env = cli_env(tmp_path, server)
+        said = ft(["doctor"], env, tmp_path)
+        assert said.returncode == 0, said.stdout
+        assert "revokes the previous access token: not known yet" in said.stdout
+        assert "assumed yes; a rotation waits" in said.stdout
+        env["FRESHTOKEN_ROTATION_REVOKES_ACCESS"] = "no"
+        said = ft(["doctor"], env, tmp_path)
+        assert "access token: no (FRESHTOKEN_ROTATION_REVOKES_ACCESS); rotations do not wait" in (
+            said.stdout
+        )

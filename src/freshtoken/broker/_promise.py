@@ -27,6 +27,8 @@ QUANTUM = 5.0
 QUANTUM_FRACTION = 0.1
 #: Introspecting the previous access token tells nothing when it was about to expire anyway.
 LEARN_MARGIN = 1.0
+#: A wait for a promise leaves the refresh itself at least this much of the budget.
+RESERVE = 1.0
 
 Introspect = Callable[[str, str], "bool | None"]
 
@@ -109,7 +111,7 @@ def await_promise(
         return  # a holder that died spending it may have rotated already: promises are moot
     while (wait := outstanding(entry, clock.time())) > 0:
         budget = deadline - clock.monotonic()
-        if wait > budget:
+        if wait > budget - RESERVE:
             assert entry.token is not None
             left = stored_left(entry.token, clock.time())
             raise TokenUnavailableError(
@@ -164,9 +166,9 @@ def describe(mode: str, entry: Entry | None) -> str | None:
     elif learned is not None:
         known = f"{'yes' if learned else 'no'} (learned through introspection)"
     else:
-        known = "not known yet (introspection tells after a rotation), assumed yes"
-    kept = (mode == "yes") or (mode == "auto" and learned is not False)
-    then = "a rotation waits until the tokens handed out" if kept else "rotations do not wait"
-    return f"rotating the refresh token revokes the previous access token: {known}; {then}" + (
-        " are no longer promised valid" if kept else ""
+        known = "not known yet (introspection tells, after a rotation), assumed yes"
+    kept = mode == "yes" or (mode == "auto" and learned is not False)
+    then = "a rotation waits until no token handed out is promised valid any more"
+    return f"rotating the refresh token revokes the previous access token: {known}; " + (
+        then if kept else "rotations do not wait"
     )
