@@ -26,7 +26,7 @@ from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer, FakeClock
 from tests._cli import cli_env, ft
 from tests._fleet import worker_env
-from tests.helpers import make_broker, make_client
+from tests.helpers import make_broker, make_client, wait_until
 
 
 def _api(server: AuthServer, access_token: str) -> int:
@@ -259,3 +259,24 @@ def test_doctor_says_what_is_known_of_the_rotation(tmp_path: Path) -> None:
         assert "access token: no (FRESHTOKEN_ROTATION_REVOKES_ACCESS); rotations do not wait" in (
             said.stdout
         )
+
+
+def test_refresh_ahead_puts_off_a_rotation_past_a_long_promise_and_waits_out_a_short_one(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    with AuthServer(ttl=60, revoke_access_on_rotation=True) as server:
+        store = SQLiteStore(tmp_path / "t.db")
+        broker = make_broker(server, clock, store=store, grant=None, wait_timeout=40)
+        _seed(server, broker)
+        broker.token(50)  # promised until 55 s from now; due for refresh 30 s from now
+        clock.advance(31)
+        broker.token(1)  # a hit that finds the token due: refresh ahead, off the caller's path
+        # 24 s of promise left, more than the 5-s margin and a quantum: put off to 10 s before.
+        wait_until(lambda: broker._cache.rotate_after == pytest.approx(clock.monotonic() + 14))
+        assert server.stats()["refreshes"] == 1 and clock.sleeps == []
+        clock.advance(15)
+        old = broker.token(1)  # due again: the 9 s left of the promise are waited out
+        wait_until(lambda: server.stats()["refreshes"] == 2)
+        assert clock.sleeps == [pytest.approx(9.0)]
+        wait_until(lambda: broker.current is not None and broker.current != old)

@@ -90,14 +90,18 @@ def outstanding(entry: Entry | None, now: float) -> float:
     return max(0.0, min(entry.promised, entry.token.expires_at) - now)
 
 
-def postpone(mode: str, entry: Entry | None, policy: RefreshPolicy, now: float) -> float:
+def postpone(
+    mode: str, entry: Entry | None, policy: RefreshPolicy, now: float, budget: float
+) -> float:
     """Refresh ahead: seconds to put off a rotation of `entry`'s refresh token. It waits for
-    the promises of callers who name no min_ttl (they end soon), not for longer ones."""
+    promises that end soon (those of callers who name no min_ttl), at most a quarter of its
+    `budget`, holding the store's lock: callers who need a longer promise meanwhile wait that
+    long at most. A longer promise puts it off (the token still has more than that left)."""
     if entry is None or entry.token is None or entry.spending is not None:
         return 0.0
     if not guards(mode, entry):
         return 0.0
-    soon = policy.min_ttl_for(entry.token) + quantum(entry.token.lifetime)
+    soon = min(policy.min_ttl_for(entry.token) + quantum(entry.token.lifetime), budget / 4)
     return max(0.0, outstanding(entry, now) - soon)
 
 

@@ -289,7 +289,8 @@ class SharedCache:
                 if self.adopt_newer(entry):
                     return "adopted"
                 deadline = self.clock.monotonic() + self.wait_timeout
-                if wait := postpone(self.rotation, entry, self.policy, self.clock.time()):
+                now, budget = self.clock.time(), self.wait_timeout
+                if wait := postpone(self.rotation, entry, self.policy, now, budget):
                     self.rotate_after = self.clock.monotonic() + wait
                     return "promised"
                 await_promise(self.rotation, entry, self.clock, deadline, None)
