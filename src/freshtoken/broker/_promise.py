@@ -3,8 +3,11 @@ refresh token (django-oauth-toolkit does): a token handed out stays valid for th
 caller asked only if no rotation happens before then.
 
 Every hand-out's deadline is kept in the store entry (`Entry.promised`, wall time, the latest
-one), extended by a quantum so that a busy process writes at most once per quantum; a rotation
-waits until it has passed. Kept light (no httpx): the command line's store peek reads it.
+one), extended by a quantum so that a busy process writes at most once per quantum, by
+compare-and-set without the store's lock. A holder about to rotate first closes the entry to
+new promises (the same compare-and-set: the value turns negative, its absolute value still the
+latest promise), then waits until that has passed. Kept light (no httpx): the command line's
+store peek reads it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ MODES = ("auto", "yes", "no")
 #: the same min_ttl again and again writes the store at most once per quantum.
 QUANTUM = 5.0
 QUANTUM_FRACTION = 0.1
-#: Introspecting the previous access token tells nothing when it was about to expire anyway.
-LEARN_MARGIN = 1.0
 #: A wait for a promise leaves the refresh itself at least this much of the budget.
 RESERVE = 1.0
 
@@ -47,6 +48,11 @@ def rotating(mode: str, entry: Entry) -> bool:
     return entry.spending is not None and guards(mode, entry)
 
 
+def latest(entry: Entry) -> float:
+    """The latest promise on `entry`'s token, whether or not it is closed to new ones."""
+    return abs(entry.promised)
+
+
 def covered(entry: Entry, now: float, need: float) -> bool:
     """Is a hand-out of `entry`'s token at wall time `now`, valid for `need` s, promised
     already (no rotation can happen before)?"""
@@ -63,100 +69,27 @@ def extended(token: Token, now: float, need: float) -> float:
     return min(token.expires_at, now + need + quantum(token.lifetime))
 
 
-def publish(store: TokenStore, key: str, entry: Entry, now: float, need: float) -> Entry:
-    """Promise `entry`'s token valid for `need` s from `now`, unless it is already (the
-    store's lock held, so that no rotation starts meanwhile); the entry as stored."""
-    if covered(entry, now, need) or entry.token is None:
-        return entry
-    promised = extended(entry.token, now, need)
-    try:
-        version = store.save(key, replace(entry, promised=promised), entry.version)
-    except StoreError as exc:
-        # A store that cannot be written is no one's to rotate by either.
-        logger.warning("could not store how long a token is promised valid (%s)", exc)
-        version = entry.version
-    if version is None:
-        raise StoreError(
-            "the store entry changed while this process held its lock",
-            hint="A lock lease expired, or the store failed over; it is retried.",
-        )
-    return replace(entry, promised=promised, version=version)
-
-
 def outstanding(entry: Entry | None, now: float) -> float:
     """Seconds until the latest promise on `entry`'s token has passed (0: none is left)."""
     if entry is None or entry.token is None:
         return 0.0  # a token dropped (after a 401) is promised to nobody
-    return max(0.0, min(entry.promised, entry.token.expires_at) - now)
+    return max(0.0, min(latest(entry), entry.token.expires_at) - now)
 
 
-def postpone(
-    mode: str, entry: Entry | None, policy: RefreshPolicy, now: float, budget: float
-) -> float:
-    """Refresh ahead: seconds to put off a rotation of `entry`'s refresh token. It waits for
-    promises that end soon (those of callers who name no min_ttl), at most a quarter of its
-    `budget`, holding the store's lock: callers who need a longer promise meanwhile wait that
-    long at most. A longer promise puts it off (the token still has more than that left)."""
-    if entry is None or entry.token is None or entry.spending is not None:
-        return 0.0
-    if not guards(mode, entry):
-        return 0.0
-    soon = min(policy.min_ttl_for(entry.token) + quantum(entry.token.lifetime), budget / 4)
-    return max(0.0, outstanding(entry, now) - soon)
-
-
-def await_promise(
-    mode: str, entry: Entry | None, clock: Clock, deadline: float, need: float | None
-) -> None:
-    """Before rotating `entry`'s refresh token: wait until no promise on its token is left, by
-    `deadline` (monotonic), or raise at once if that is too late. `need`: the min_ttl of the
-    caller who needs the rotation (None: refresh ahead)."""
-    if entry is None or entry.spending is not None or not guards(mode, entry):
-        return  # a holder that died spending it may have rotated already: promises are moot
-    while (wait := outstanding(entry, clock.time())) > 0:
-        budget = deadline - clock.monotonic()
-        if wait > budget - RESERVE:
-            assert entry.token is not None
-            left = stored_left(entry.token, clock.time())
-            raise TokenUnavailableError(
-                f"no token valid for {need or 0:g}s within this call's budget: this server "
-                "revokes the current access token when its refresh token is rotated, and that "
-                f"token is promised to another caller for {wait:.1f}s more ({max(budget, 0):.1f}s "
-                "of the budget left)",
-                hint=f"The current token has {max(left, 0):.0f}s left: ask for less (min_ttl / "
-                "--min-ttl), or give the call more time (FRESHTOKEN_RETRY_BUDGET, or its "
-                "deadline). A server that keeps the old access token valid on rotation: set "
-                "FRESHTOKEN_ROTATION_REVOKES_ACCESS=no.",
-            )
-        logger.info(
-            "waiting %.1fs for a token handed out to stay valid as promised before rotating "
-            "the refresh token (this server revokes the previous access token)",
-            wait,
-        )
-        clock.sleep(wait)
-
-
-def learn(
-    previous: Token | None, now: float, introspect: Introspect | None, label: str
-) -> bool | None:
-    """Right after a rotation: does the server revoke the previous access token? Asked of
-    introspection; None when it cannot tell (no introspection, no previous token with life
-    left, no clear answer)."""
-    if introspect is None or previous is None or stored_left(previous, now) < LEARN_MARGIN:
-        return None
-    try:
-        active = introspect(previous.access_token, "access_token")
-    except OAuthError:
-        return None
-    if active is None:
-        return None
-    logger.info(
-        "learned through introspection: rotating the refresh token %s the previous access "
-        "token of %s",
-        "keeps" if active else "revokes",
-        label,
+def _too_late(
+    entry: Entry, now: float, wait: float, budget: float, need: float | None
+) -> TokenUnavailableError:
+    assert entry.token is not None
+    left = stored_left(entry.token, now)
+    return TokenUnavailableError(
+        f"no token valid for {need or 0:g}s within this call's budget: this server revokes the "
+        "current access token when its refresh token is rotated, and that token is promised to "
+        f"another caller for {wait:.1f}s more ({max(budget, 0):.1f}s of the budget left)",
+        hint=f"The current token has {max(left, 0):.0f}s left: ask for less (min_ttl / "
+        "--min-ttl), or give the call more time (FRESHTOKEN_RETRY_BUDGET, or its deadline). A "
+        "server that keeps the old access token valid on rotation: set "
+        "FRESHTOKEN_ROTATION_REVOKES_ACCESS=no.",
     )
-    return not active
 
 
 def describe(mode: str, entry: Entry | None) -> str | None:
@@ -176,3 +109,113 @@ def describe(mode: str, entry: Entry | None) -> str | None:
     return f"rotating the refresh token revokes the previous access token: {known}; " + (
         then if kept else "rotations do not wait"
     )
+
+
+class Promises:
+    """The promises on the tokens of one cache key, as its shared cache keeps them; `mode` is
+    the `rotation_revokes_access` setting."""
+
+    def __init__(
+        self, mode: str, store: TokenStore, key: str, clock: Clock, introspect: Introspect | None
+    ) -> None:
+        self.mode, self.store, self.key, self.clock = mode, store, key, clock
+        self.introspect = introspect
+
+    def guards(self, entry: Entry | None) -> bool:
+        return guards(self.mode, entry)
+
+    def publish(self, entry: Entry, need: float, *, locked: bool) -> Entry | None:
+        """Promise `entry`'s token valid for `need` s from now (compare-and-set); the entry as
+        stored. None when no promise can be made on it: it is being rotated (closed, or
+        spent), or it kept changing. Closed and not spent while the store's lock is `locked`:
+        whoever closed it gave up (its rotation failed before the token was presented), so it
+        is opened again."""
+        now = self.clock.time()
+        for _ in range(5):
+            token = entry.token
+            if token is None or entry.spending is not None or (entry.promised < 0 and not locked):
+                return None
+            if covered(entry, now, need):
+                return entry
+            promised = max(latest(entry), extended(token, now, need))
+            try:
+                version = self.store.save(
+                    self.key, replace(entry, promised=promised), entry.version
+                )
+            except StoreError as exc:
+                # A store that cannot be written is no one's to rotate by either.
+                logger.warning("could not store how long a token is promised valid (%s)", exc)
+                return replace(entry, promised=promised)
+            if version is not None:
+                return replace(entry, promised=promised, version=version)
+            reloaded = self.store.load(self.key)  # another process promised (or closed)
+            if reloaded is None or reloaded.token != token:
+                return None
+            entry = reloaded
+        return None
+
+    def postpone(self, entry: Entry | None, policy: RefreshPolicy, budget: float) -> float:
+        """Refresh ahead: seconds to put off a rotation of `entry`'s refresh token. It waits
+        for promises that end soon (those of callers who name no min_ttl), at most a quarter of
+        its `budget`, holding the store's lock: callers who need a longer promise meanwhile
+        wait that long at most. A longer promise puts it off (the token has more left)."""
+        if entry is None or entry.token is None or entry.spending is not None:
+            return 0.0
+        if not self.guards(entry):
+            return 0.0
+        soon = min(policy.min_ttl_for(entry.token) + quantum(entry.token.lifetime), budget / 4)
+        return max(0.0, outstanding(entry, self.clock.time()) - soon)
+
+    def close(self, entry: Entry | None, deadline: float, need: float | None) -> Entry | None:
+        """Before rotating `entry`'s refresh token (the store's lock held): close its token to
+        new promises and wait until the last one has passed, by `deadline` (monotonic), or
+        raise at once (closing nothing) if that is too late; the entry as stored. `need`: the
+        min_ttl of the caller who needs the rotation (None: refresh ahead)."""
+        clock = self.clock
+        # Spent by a holder that died: it may have rotated already, promises are moot.
+        while entry is not None and entry.spending is None and self.guards(entry):
+            wait = outstanding(entry, clock.time())
+            budget = deadline - clock.monotonic()
+            if wait > budget - RESERVE:
+                raise _too_late(entry, clock.time(), wait, budget, need)
+            if entry.token is not None and entry.promised >= 0:
+                shut = replace(entry, promised=-max(entry.promised, 1.0))
+                version = self.store.save(self.key, shut, entry.version)
+                if version is None:  # a promise was published meanwhile: look again
+                    entry = self.store.load(self.key)
+                    continue
+                entry = replace(shut, version=version)
+            if wait > 0:
+                logger.info(
+                    "waiting %.1fs for a token handed out to stay valid as promised before "
+                    "rotating the refresh token (this server revokes the previous access token)",
+                    wait,
+                )
+                clock.sleep(wait)
+            if outstanding(entry, clock.time()) <= 0:
+                break
+        return entry
+
+    def learn(self, previous: Token | None, label: str) -> bool | None:
+        """Right after a rotation: does the server revoke the previous access token? Asked of
+        introspection; None when it cannot tell (no introspection, no previous token with life
+        left, no clear answer), or when the setting says (not auto)."""
+        introspect = self.introspect
+        if self.mode != "auto" or introspect is None or previous is None:
+            return None
+        if stored_left(previous, self.clock.time()) <= 0:
+            return None
+        try:
+            active = introspect(previous.access_token, "access_token")
+        except OAuthError:
+            return None
+        # "Inactive" says revoked only if it had not expired by the answer anyway.
+        if active is None or (not active and stored_left(previous, self.clock.time()) <= 0):
+            return None
+        logger.info(
+            "learned through introspection: rotating the refresh token %s the previous access "
+            "token of %s",
+            "keeps" if active else "revokes",
+            label,
+        )
+        return not active

@@ -20,16 +20,7 @@ from freshtoken._log import logger, remember_secret
 from freshtoken._token import Token
 from freshtoken.broker._minters import Minter, scope_problem
 from freshtoken.broker._policy import FUTURE_TOLERANCE, RefreshPolicy, stored_left
-from freshtoken.broker._promise import (
-    Introspect,
-    await_promise,
-    covered,
-    guards,
-    learn,
-    postpone,
-    publish,
-    rotating,
-)
+from freshtoken.broker._promise import Introspect, Promises, covered, rotating
 from freshtoken.stores import Entry, TokenStore
 
 #: What the hot path reads in one step: the token, its default min_ttl, and until when it may
@@ -140,7 +131,7 @@ class SharedCache:
         self.expires: tuple[Token, float] | None = None
         #: Does rotating the refresh token revoke the previous access token (auto: learned)?
         self.rotation = rotation
-        self.introspect = introspect
+        self.promises = Promises(rotation, store, key, clock, introspect)
         #: Refresh ahead waits for the promises on the current token until this instant.
         self.rotate_after = 0.0
         #: How long a token of this key lives (0: not known yet).
@@ -198,7 +189,7 @@ class SharedCache:
         expiry = sent + token.lifetime if sent is not None else mono + self.left(token)
         window = self.policy.window(token.lifetime)
         until = expiry
-        if guards(self.rotation, entry):
+        if self.promises.guards(entry):
             promised = entry.promised - self.clock.time() if entry.spending is None else 0.0
             until = min(expiry, mono + promised)
         self.expires = (token, expiry)
@@ -250,6 +241,10 @@ class SharedCache:
                 and self._promised(entry, min_ttl)
             ):
                 return self.adopt(entry)
+            if entry is not None and self.usable(entry.token, min_ttl):
+                token = self._hand_out(entry, None, min_ttl, locked=False)
+                if token is not None:  # promised without the lock: no rotation under way
+                    return token
             with self.store.lock(self.key, max(end - self.clock.monotonic(), 0.0)) as held:
                 if not held:
                     raise self.timed_out(self.clock.monotonic() - start)
@@ -261,13 +256,17 @@ class SharedCache:
                 ):
                     if entry.token != self.current:
                         self.counts["waits"] += 1
-                    return self._hand_out(entry, None, min_ttl)
+                    token = self._hand_out(entry, None, min_ttl, locked=True)
+                    if token is not None:
+                        return token
                 self._check_lifetime(min_ttl, entry)
                 why = "none held" if entry is None or entry.token is None else "too close to expiry"
                 if min_ttl is not None:
                     why += f" for min_ttl {min_ttl:g}s"
-                await_promise(self.rotation, entry, self.clock, end, min_ttl)
-                return self._hand_out(*self.renew(entry, end, why), min_ttl)
+                entry = self.promises.close(entry, end, min_ttl)
+                token = self._hand_out(*self.renew(entry, end, why), min_ttl, locked=True)
+                assert token is not None  # a token just minted, under the lock: no rotation
+                return token
         except OAuthError:
             self.counts["failures"] += 1
             raise
@@ -289,11 +288,10 @@ class SharedCache:
                 if self.adopt_newer(entry):
                     return "adopted"
                 deadline = self.clock.monotonic() + self.wait_timeout
-                now, budget = self.clock.time(), self.wait_timeout
-                if wait := postpone(self.rotation, entry, self.policy, now, budget):
+                if wait := self.promises.postpone(entry, self.policy, self.wait_timeout):
                     self.rotate_after = self.clock.monotonic() + wait
                     return "promised"
-                await_promise(self.rotation, entry, self.clock, deadline, None)
+                entry = self.promises.close(entry, deadline, None)
                 self.adopt(*self.renew(entry, deadline, "refresh ahead"))
                 return "done"
         finally:
@@ -302,25 +300,30 @@ class SharedCache:
     def _promised(self, entry: Entry, min_ttl: float | None) -> bool:
         """May `entry`'s token be handed out for `min_ttl` without publishing a promise?
         Always, for a server that keeps it valid when it rotates the refresh token."""
-        if not guards(self.rotation, entry):
+        if not self.promises.guards(entry):
             return True
         assert entry.token is not None
         return covered(entry, self.clock.time(), self.policy.min_ttl_for(entry.token, min_ttl))
 
-    def _hand_out(self, entry: Entry, sent: float | None, min_ttl: float | None) -> Token:
-        """Hold `entry`'s token; where promises are kept, publish this one (store's lock held)."""
+    def _hand_out(
+        self, entry: Entry, sent: float | None, min_ttl: float | None, *, locked: bool
+    ) -> Token | None:
+        """Hold `entry`'s token; where promises are kept, publish this one (None: it cannot be
+        promised, a rotation is under way; `locked`: the store's lock is held)."""
         token = entry.token
-        if token is None or not guards(self.rotation, entry):
+        if token is None or not self.promises.guards(entry):
             return self.adopt(entry, sent)
-        if sent is not None or self.current != token:
-            self.adopt(entry, sent)
         now = self.clock.time()
-        entry = publish(self.store, self.key, entry, now, self.policy.min_ttl_for(token, min_ttl))
+        need = self.policy.min_ttl_for(token, min_ttl)
+        published = self.promises.publish(entry, need, locked=locked)
+        if published is None:
+            return None
         state, held = self.state, self.expires
-        if state is not None and held is not None and state[0] is token:
-            until = min(held[1], self.clock.monotonic() + entry.promised - now)
-            self.state = (token, state[1], until, state[3])
-        return token
+        if sent is not None or state is None or held is None or state[0] != token:
+            return self.adopt(published, sent)  # (which reads how far it is promised)
+        until = min(held[1], self.clock.monotonic() + published.promised - now)
+        self.state = (state[0], state[1], until, state[3])
+        return state[0]
 
     def adopt_newer(self, entry: Entry | None) -> bool:
         """Take a newer token another process stored; True if no refresh is due now."""
@@ -375,9 +378,8 @@ class SharedCache:
             logger.warning("%s", problem)
         kept = held.keep(new)
         mine = kept.token is not None and kept.token.access_token == bare.access_token
-        if mine and minted.refreshed and self.rotation == "auto" and revokes is None:
-            previous = before.token if before else None
-            learned = learn(previous, self.clock.time(), self.introspect, self.label)
+        if mine and minted.refreshed and revokes is None:
+            learned = self.promises.learn(before.token if before else None, self.label)
             if learned is not None:
                 with contextlib.suppress(StoreError):
                     kept = held.write(replace(kept, revokes=learned))

@@ -19,7 +19,8 @@ class Entry:
     server may still be processing it.
     `lifetime` is how long a token of this key lives, remembered after the token is gone.
     `promised` (wall time) is the latest instant a caller was promised `token` stays valid:
-    for a server that revokes the previous access token on rotation, no rotation before it.
+    for a server that revokes the previous access token on rotation, no rotation before it;
+    negative once a holder about to rotate closed the token to new promises.
     `revokes` is what was learned of that: whether rotating the refresh token revokes the
     previous access token (None: not known).
     `version` is managed by the store (compare-and-set); it is not part of the payload.
