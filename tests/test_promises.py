@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from freshtoken import AuthorizationCode, Settings, TokenBroker
-from freshtoken._errors import TokenUnavailableError
+from freshtoken._errors import OAuthError, TokenUnavailableError
 from freshtoken.broker._peek import cached_token
 from freshtoken.broker._promise import describe
 from freshtoken.oauth._grants import RefreshTokenGrant
@@ -280,3 +280,22 @@ def test_refresh_ahead_puts_off_a_rotation_past_a_long_promise_and_waits_out_a_s
         wait_until(lambda: server.stats()["refreshes"] == 2)
         assert clock.sleeps == [pytest.approx(9.0)]
         wait_until(lambda: broker.current is not None and broker.current != old)
+
+
+def test_a_rotation_that_failed_leaves_the_token_to_be_promised_again(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with AuthServer(ttl=600, revoke_access_on_rotation=True) as server:
+        store = SQLiteStore(tmp_path / "t.db")
+        first = make_broker(server, clock, store=store, grant=None, wait_timeout=40)
+        _seed(server, first)
+        token = first.token(500)
+        clock.advance(200)
+        server.configure(failure_rate=1.0)  # the endpoint is down: 503, surely unprocessed
+        rotating = make_broker(server, clock, store=store, grant=None, wait_timeout=400)
+        with pytest.raises(OAuthError):
+            rotating.token(450)  # closed the token to promises, waited 305 s, then failed
+        assert _entry(first).promised < 0 and _entry(first).spending is None
+        other = make_broker(server, clock, store=store, grant=None, wait_timeout=40)
+        assert other.token(3) == token  # still valid, not rotated: promised again
+        assert _entry(first).promised >= clock.time() + 3
+        assert _api(server, token.access_token) == 200
