@@ -50,8 +50,11 @@ class RefreshAhead:
 
     def _refresh_once(self) -> None:
         try:
-            if self.cache.refresh_if_free() == "busy":  # another process: adopt its token soon
+            outcome = self.cache.refresh_if_free()
+            if outcome == "busy":  # another process: adopt its token soon
                 self.next_try = self.clock.monotonic() + 0.05
+            elif outcome == "promised":  # a token handed out must stay valid until then
+                self.next_try = self.cache.rotate_after
         except Exception as exc:
             if not isinstance(exc, OAuthError):
                 logger.error("refresh ahead failed unexpectedly: %s", describe(exc))

@@ -26,6 +26,7 @@ from freshtoken.broker._ahead import RefreshAhead
 from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy, with_margin
+from freshtoken.broker._promise import MODES
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._client import TokenClient
@@ -78,7 +79,13 @@ class TokenBroker:
         clock: Clock | None = None,
         invalidate_cooldown: float = INVALIDATE_COOLDOWN,
         sink: RefreshTokenSink | None = None,
+        rotation_revokes_access: Literal["auto", "yes", "no"] = "auto",
     ) -> None:
+        if rotation_revokes_access not in MODES:
+            raise ConfigurationError(
+                f"rotation_revokes_access must be auto, yes or no, not {rotation_revokes_access!r}",
+                hint="auto: learned through introspection; yes: django-oauth-toolkit and alike.",
+            )
         self.client = client
         self.sink = sink
         self.grant = grant
@@ -112,6 +119,8 @@ class TokenBroker:
             scope_check=scope_check,
             invalidate_cooldown=invalidate_cooldown,
             label=f"client {client.auth.client_id} at {client.identity()}",
+            rotation=rotation_revokes_access,
+            introspect=client.introspect,
         )
         self._ahead = RefreshAhead(self._cache)
         self._counts = self._cache.counts
@@ -134,6 +143,7 @@ class TokenBroker:
         options["refresh"] = with_margin(
             options.get("refresh") or RefreshPolicy(), settings.min_ttl
         )
+        options.setdefault("rotation_revokes_access", settings.rotation_revokes_access)
         grant = options.pop("grant", parts.pop("grant"))
         broker = cls(parts.pop("client"), grant=grant, **parts, **options)
         sink = broker.sink

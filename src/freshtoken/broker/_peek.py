@@ -10,6 +10,7 @@ from freshtoken import _build
 from freshtoken._token import Token
 from freshtoken.broker._key import settings_key
 from freshtoken.broker._policy import RefreshPolicy
+from freshtoken.broker._promise import covered, guards
 from freshtoken.config._settings import Settings
 
 
@@ -27,6 +28,12 @@ def cached_token(
     finally:
         store.close()
     token = entry.token if entry is not None else None
-    if token is None or not (policy or RefreshPolicy()).servable(token, time.time(), min_ttl):
+    policy = policy or RefreshPolicy()
+    now = time.time()
+    if token is None or entry is None or not policy.servable(token, now, min_ttl):
         return None
+    if guards(settings.rotation_revokes_access, entry) and not covered(
+        entry, now, policy.min_ttl_for(token, min_ttl)
+    ):
+        return None  # the full way promises it (this peek does not write)
     return token

@@ -18,73 +18,19 @@ from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError, OAuthError, StoreError, TokenUnavailableError
 from freshtoken._log import logger, remember_secret
 from freshtoken._token import Token
+from freshtoken.broker._held import HeldEntry
 from freshtoken.broker._minters import Minter, scope_problem
 from freshtoken.broker._policy import FUTURE_TOLERANCE, RefreshPolicy, stored_left
+from freshtoken.broker._promise import Introspect, Promises, covered, rotating
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import fingerprint, with_past
 
-#: What the hot path reads in one step: the token, its default min_ttl, and its expiry and
-#: refresh instants on this process's monotonic clock.
+#: What the hot path reads in one step: the token, its default min_ttl, and until when it may
+#: be handed out without work (its expiry; for a server that revokes it on rotation, how far
+#: it is promised already) and when it is due for refresh, on this process's monotonic clock.
 State = tuple[Token, float, float, float]
 #: Seconds a token minted after an invalidation is not invalidated again (a 401 loop).
 INVALIDATE_COOLDOWN = 5.0
-
-
-class _Held:
-    """The entry under the store's lock; writes are compare-and-set on its version."""
-
-    def __init__(self, cache: SharedCache, entry: Entry | None, deadline: float) -> None:
-        self._cache = cache
-        self.entry = entry
-        self.deadline = deadline
-
-    def _save(self, entry: Entry, expected: int) -> int | None:
-        try:
-            return self._cache.store.save(self._cache.key, entry, expected)
-        except StoreError as exc:
-            # The token is good: keep serving it from memory rather than fail the caller.
-            logger.warning("could not store the new token (%s); serving it from memory", exc)
-            return expected
-
-    def write(self, entry: Entry) -> Entry:
-        """Store `entry` over the held one. Someone else writing meanwhile (a lease that ran
-        out, a store that failed over) means this holder must not go on: StoreError."""
-        version = self._save(entry, self.entry.version if self.entry else 0)
-        if version is None:
-            raise StoreError(
-                "the store entry changed while this process held its lock",
-                hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
-            )
-        self.entry = replace(entry, version=version)
-        return self.entry
-
-    def keep(self, entry: Entry) -> Entry:
-        """Store the outcome of a mint, whatever was written meanwhile: of the two, the
-        newer mint wins (its refresh token is the live one); the other is not lost to the
-        caller, who still gets a valid token."""
-        expected = self.entry.version if self.entry else 0
-        for _ in range(5):
-            version = self._save(entry, expected)
-            if version is not None:
-                self.entry = replace(entry, version=version)
-                return self.entry
-            theirs = self._cache.store.load(self._cache.key)
-            if (
-                theirs is not None
-                and theirs.token is not None
-                and theirs.last_mint > entry.last_mint
-            ):
-                logger.warning("another holder stored a newer token meanwhile; keeping it")
-                self.entry = theirs
-                return theirs
-            expected = theirs.version if theirs else 0
-        raise StoreError(
-            "the store entry kept changing while this process stored a new token",
-            hint="Another writer is overwriting this store's entries; check who shares it.",
-        )
-
-    def owns_lock(self) -> bool:
-        return self._cache.store.owns_lock(self._cache.key)
 
 
 class SharedCache:
@@ -111,6 +57,8 @@ class SharedCache:
         scope_check: Literal["raise", "warn"] = "raise",
         invalidate_cooldown: float = INVALIDATE_COOLDOWN,
         label: str = "",
+        rotation: str = "auto",
+        introspect: Introspect | None = None,
     ) -> None:
         self.store = store
         self.key = key
@@ -124,6 +72,13 @@ class SharedCache:
         self.label = label or identity
         self.scope_check = scope_check
         self.state: State | None = None
+        #: The held token and its expiry on the monotonic clock.
+        self.expires: tuple[Token, float] | None = None
+        #: Does rotating the refresh token revoke the previous access token (auto: learned)?
+        self.rotation = rotation
+        self.promises = Promises(rotation, store, key, clock, introspect)
+        #: Refresh ahead waits for the promises on the current token until this instant.
+        self.rotate_after = 0.0
         #: How long a token of this key lives (0: not known yet).
         self.lifetime = 0.0
         self.counts = dict.fromkeys(
@@ -146,9 +101,9 @@ class SharedCache:
         """Seconds `token` has left: by the monotonic clock for the token this process holds,
         else by the wall clock, never more than its lifetime, and none for a token issued
         "in the future" (another host's clock, or a step of this one)."""
-        state = self.state
-        if state is not None and state[0] is token:
-            return state[2] - self.clock.monotonic()
+        held = self.expires
+        if held is not None and held[0] is token:
+            return held[1] - self.clock.monotonic()
         now = self.clock.time()
         if token.issued_at > now + FUTURE_TOLERANCE:
             logger.warning(
@@ -175,11 +130,15 @@ class SharedCache:
                     self.label,
                     self.left(token),
                 )
-        expiry = (
-            sent + token.lifetime if sent is not None else self.clock.monotonic() + self.left(token)
-        )
+        mono = self.clock.monotonic()
+        expiry = sent + token.lifetime if sent is not None else mono + self.left(token)
         window = self.policy.window(token.lifetime)
-        self.state = (token, self.policy.min_ttl_for(token), expiry, expiry - window)
+        until = expiry
+        if self.promises.guards(entry):
+            promised = entry.promised - self.clock.time() if entry.spending is None else 0.0
+            until = min(expiry, mono + promised)
+        self.expires = (token, expiry)
+        self.state = (token, self.policy.min_ttl_for(token), until, expiry - window)
         self.lifetime = token.lifetime
         self.on_adopt()
         return token
@@ -215,32 +174,53 @@ class SharedCache:
             failure = self._failure
             if failure is not None and failure[0] >= start:
                 raise copy.copy(failure[1])  # we waited for that very attempt: its outcome
-            current = self.current
-            if current is not None and self.usable(current, min_ttl):
-                return current
+            state = self.state
+            if state is not None and state[2] - self.clock.monotonic() >= (
+                self.policy.min_ttl_for(state[0], min_ttl)
+            ):
+                return state[0]
             entry = self.store.load(self.key)
-            if entry is not None and self.usable(entry.token, min_ttl):
+            if (
+                entry is not None
+                and self.usable(entry.token, min_ttl)
+                and self._promised(entry, min_ttl)
+            ):
                 return self.adopt(entry)
+            if entry is not None and self.usable(entry.token, min_ttl):
+                token = self._hand_out(entry, None, min_ttl, locked=False)
+                if token is not None:  # promised without the lock: no rotation under way
+                    return token
             with self.store.lock(self.key, max(end - self.clock.monotonic(), 0.0)) as held:
                 if not held:
                     raise self.timed_out(self.clock.monotonic() - start)
                 entry = self.store.load(self.key)  # the holder before us may have minted
-                if entry is not None and self.usable(entry.token, min_ttl):
-                    self.counts["waits"] += 1
-                    return self.adopt(entry)
+                if (
+                    entry is not None
+                    and self.usable(entry.token, min_ttl)
+                    and not rotating(self.rotation, entry)
+                ):
+                    if entry.token != self.current:
+                        self.counts["waits"] += 1
+                    token = self._hand_out(entry, None, min_ttl, locked=True)
+                    if token is not None:
+                        return token
                 self._check_lifetime(min_ttl, entry)
                 why = "none held" if entry is None or entry.token is None else "too close to expiry"
                 if min_ttl is not None:
                     why += f" for min_ttl {min_ttl:g}s"
-                return self.adopt(*self.renew(entry, end, why))
+                entry = self.promises.close(entry, end, min_ttl)
+                token = self._hand_out(*self.renew(entry, end, why), min_ttl, locked=True)
+                assert token is not None  # a token just minted, under the lock: no rotation
+                return token
         except OAuthError:
             self.counts["failures"] += 1
             raise
         finally:
             self.flight.release()
 
-    def refresh_if_free(self) -> Literal["done", "adopted", "busy", "in_flight"]:
-        """Refresh now unless another thread ("in_flight") or process ("busy") is at it."""
+    def refresh_if_free(self) -> Literal["done", "adopted", "busy", "in_flight", "promised"]:
+        """Refresh now unless another thread ("in_flight") or process ("busy") is at it, or
+        the current token is promised for longer ("promised": try at `rotate_after`)."""
         if not self.flight.acquire(blocking=False):
             return "in_flight"
         try:
@@ -253,10 +233,42 @@ class SharedCache:
                 if self.adopt_newer(entry):
                     return "adopted"
                 deadline = self.clock.monotonic() + self.wait_timeout
+                if wait := self.promises.postpone(entry, self.policy, self.wait_timeout):
+                    self.rotate_after = self.clock.monotonic() + wait
+                    return "promised"
+                entry = self.promises.close(entry, deadline, None)
                 self.adopt(*self.renew(entry, deadline, "refresh ahead"))
                 return "done"
         finally:
             self.flight.release()
+
+    def _promised(self, entry: Entry, min_ttl: float | None) -> bool:
+        """May `entry`'s token be handed out for `min_ttl` without publishing a promise?
+        Always, for a server that keeps it valid when it rotates the refresh token."""
+        if not self.promises.guards(entry):
+            return True
+        assert entry.token is not None
+        return covered(entry, self.clock.time(), self.policy.min_ttl_for(entry.token, min_ttl))
+
+    def _hand_out(
+        self, entry: Entry, sent: float | None, min_ttl: float | None, *, locked: bool
+    ) -> Token | None:
+        """Hold `entry`'s token; where promises are kept, publish this one (None: it cannot be
+        promised, a rotation is under way; `locked`: the store's lock is held)."""
+        token = entry.token
+        if token is None or not self.promises.guards(entry):
+            return self.adopt(entry, sent)
+        now = self.clock.time()
+        need = self.policy.min_ttl_for(token, min_ttl)
+        published = self.promises.publish(entry, need, locked=locked)
+        if published is None:
+            return None
+        state, held = self.state, self.expires
+        if sent is not None or state is None or held is None or state[0] != token:
+            return self.adopt(published, sent)  # (which reads how far it is promised)
+        until = min(held[1], self.clock.monotonic() + published.promised - now)
+        self.state = (state[0], state[1], until, state[3])
+        return state[0]
 
     def adopt_newer(self, entry: Entry | None) -> bool:
         """Take a newer token another process stored; True if no refresh is due now."""
@@ -277,7 +289,7 @@ class SharedCache:
         """Mint under the store's lock, by `deadline`, and store the result before returning
         it, with the monotonic instant its request was sent (None: another holder's newer
         token was kept instead); `why` says what caused it, in the -v log line."""
-        held = _Held(self, entry, deadline)
+        held = HeldEntry(self.store, self.key, entry, deadline)
         try:
             minted = self.minter.mint(held)
         except OAuthError as exc:
@@ -299,21 +311,33 @@ class SharedCache:
         before = held.entry
         mints = (before.mints if before else 0) + 1
         lifetime = token.lifetime
+        revokes = before.revokes if before else None
         past = with_past(before.past, before.refresh_token, refresh) if before else ()
+        bare = replace(token, refresh_token=None)  # callers never get the refresh token
+        new = Entry(
+            bare,
+            refresh,
+            None,
+            mints,
+            token.issued_at,
+            lifetime=lifetime,
+            revokes=revokes,
+            past=past,
+        )
         problem = scope_problem(token, self.requested_scope, self.identity)
         if problem is not None and self.scope_check == "raise":
             # Keep a rotated refresh token, but never cache the token that failed the check.
-            held.keep(
-                Entry(None, refresh, None, mints, token.issued_at, lifetime=lifetime, past=past)
-            )
+            held.keep(replace(new, token=None))
             raise problem
         if problem is not None:
             logger.warning("%s", problem)
-        bare = replace(token, refresh_token=None)  # callers never get the refresh token
-        kept = held.keep(
-            Entry(bare, refresh, None, mints, token.issued_at, lifetime=lifetime, past=past)
-        )
+        kept = held.keep(new)
         mine = kept.token is not None and kept.token.access_token == bare.access_token
+        if mine and minted.refreshed and revokes is None:
+            learned = self.promises.learn(before.token if before else None, self.label)
+            if learned is not None:
+                with contextlib.suppress(StoreError):
+                    kept = held.write(replace(kept, revokes=learned))
         return kept, minted.sent if mine else None
 
     def invalidate(self, token: Token) -> None:
@@ -367,6 +391,7 @@ class SharedCache:
                 entry.last_mint if entry else 0.0,
                 lifetime=entry.lifetime if entry else 0.0,
                 past=with_past(entry.past, entry.refresh_token, refresh_token) if entry else (),
+                revokes=entry.revokes if entry else None,
             )
             if self.store.save(self.key, fresh, entry.version if entry else 0) is None:
                 raise StoreError("the store entry changed while seeding", hint="Try again.")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from freshtoken._log import redact_url
+from freshtoken.broker._promise import describe
 
 if TYPE_CHECKING:
     from freshtoken._token import Token
@@ -91,7 +92,13 @@ def _provider(seen: Seen) -> Check:
 
 
 #: "What was learned about the server": one line each, None to say nothing.
-LEARNED: list[Callable[[Seen], Check | None]] = [_provider]
+def _rotation(seen: Seen) -> Check | None:
+    """For a refresh token: whether rotating it revokes the previous access token."""
+    said = describe(seen.settings.rotation_revokes_access, seen.broker.store.load(seen.broker.key))
+    return Check("info", said) if said else None
+
+
+LEARNED: list[Callable[[Seen], Check | None]] = [_provider, _rotation]
 
 
 def learned(seen: Seen) -> list[Check]:

@@ -242,6 +242,15 @@ class SettingValues:
         "5",
         5.0,
     )
+    rotation_revokes_access: str = _setting(
+        "text",
+        "Does the server revoke the previous access token when it rotates a refresh token "
+        "(django-oauth-toolkit does)? yes: no rotation while a token handed out is promised "
+        "valid; no: rotate freely; auto: learned through introspection, yes until known.",
+        "no",
+        "auto",
+        choices=("auto", "yes", "no"),
+    )
     proxy_upstream: str | None = _setting(
         "text",
         "Where `serve --proxy` forwards.",

@@ -22,6 +22,11 @@ class Entry:
     `sink_pending`: `refresh_token` (rotated) is not yet written to the refresh-token sink.
     `past`: fingerprints of the refresh tokens this entry held before (its chain's elders and
     any seed it replaced): a seed among them is older than `refresh_token` and is ignored.
+    `promised` (wall time) is the latest instant a caller was promised `token` stays valid:
+    for a server that revokes the previous access token on rotation, no rotation before it;
+    negative once a holder about to rotate closed the token to new promises.
+    `revokes` is what was learned of that: whether rotating the refresh token revokes the
+    previous access token (None: not known).
     `version` is managed by the store (compare-and-set); it is not part of the payload.
     """
 
@@ -35,6 +40,8 @@ class Entry:
     lifetime: float = 0.0
     sink_pending: bool = False
     past: tuple[str, ...] = ()
+    promised: float = 0.0
+    revokes: bool | None = None
 
     def __repr__(self) -> str:
         return (
@@ -64,6 +71,8 @@ def encode(entry: Entry) -> bytes:
         "lt": entry.lifetime,
         "wb": entry.sink_pending,
         "pr": list(entry.past),
+        "pm": entry.promised,
+        "rv": entry.revokes,
     }
     return json.dumps(data, separators=(",", ":")).encode()
 
@@ -94,6 +103,8 @@ def decode(payload: bytes, version: int) -> Entry:
         lifetime=float(data.get("lt", 0.0)),
         sink_pending=bool(data.get("wb", False)),
         past=tuple(str(p) for p in data.get("pr", ())),
+        promised=float(data.get("pm", 0.0)),
+        revokes=None if data.get("rv") is None else bool(data["rv"]),
     )
 
 

@@ -112,7 +112,12 @@ class Authority:
             family = family or "fam_" + secrets.token_urlsafe(8)
             refresh = "rt_" + secrets.token_urlsafe(24)
             self._state.refresh[refresh] = RefreshRecord(
-                client.client_id, scope, now + k.refresh_token_ttl, family, last_used=now
+                client.client_id,
+                scope,
+                now + k.refresh_token_ttl,
+                family,
+                last_used=now,
+                access=access,
             )
             body["refresh_token"] = refresh
         if k.scope_in_response:
@@ -290,6 +295,9 @@ class Authority:
         body = self._mint(client, scope, "refresh_token", record.family, k.rotate_refresh_tokens)
         if k.rotate_refresh_tokens:
             record.consumed = True
+            if k.revoke_access_on_rotation and record.access in self._state.access:
+                del self._state.access[record.access]
+                self._count("access_revoked_on_rotation")
         else:
             body["refresh_token"] = presented
         return 200, body, {}

@@ -80,6 +80,11 @@ class Knobs:
     )
     rotate_refresh_tokens: bool = knob(True, "Keep refresh tokens on refresh.", flag="--no-rotate")
     reuse_detection: bool = knob(True, "Do not revoke on reuse.")
+    revoke_access_on_rotation: bool = knob(
+        False,
+        "Delete the access token issued with a refresh token when that one is rotated "
+        "(django-oauth-toolkit does).",
+    )
     refresh_token_ttl: float = knob(30 * 86400.0, "Refresh-token lifetime (s).")
     refresh_token_idle: float = knob(
         0.0, "Refuse a refresh token unused this long (s), as Okta's idle lifetime (0: never)."
@@ -148,6 +153,7 @@ class RefreshRecord:
     family: str
     consumed: bool = False
     last_used: float = 0.0  # monotonic: issued, or last presented (when not rotating)
+    access: str | None = None  # the access token issued with it
 
 
 @dataclass

@@ -184,6 +184,7 @@ class AuthServer(Authority):
                         "introspections",
                         "revocations",
                         "abandoned",
+                        "access_revoked_on_rotation",
                     )
                 },
                 "inflight_ages": sorted(now - t for t in s.inflight.values()),
