@@ -27,6 +27,7 @@ from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
+from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._client import TokenClient
 from freshtoken.oauth._grants import ClientCredentials, Grant
@@ -93,6 +94,7 @@ class TokenBroker:
             scope=scope,
             owner=f"{socket.gethostname()}:{os.getpid()}:{id(self):x}",
         )
+        self._refresher = minter
         self._cache = SharedCache(
             self.store,
             self.key,
@@ -119,11 +121,27 @@ class TokenBroker:
         clock: Clock | None = None,
         **options: Any,
     ) -> TokenBroker:
-        """A broker for the configured client, store and scope; `options` as for __init__."""
+        """A broker for the configured client, store and scope; `options` as for __init__.
+
+        With a store it opens itself that outlives the process, a refresh token is spent
+        in a process of its own (`freshtoken.broker._spender`): killing the caller mid-refresh
+        does not lose the new refresh token."""
         parts = _build.broker_parts(settings, clock, store=store)
         options.setdefault("invalidate_cooldown", settings.invalidate_cooldown)
-        grant = options.pop("grant", parts.pop("grant"))
-        return cls(parts.pop("client"), grant=grant, **parts, **options)
+        configured = parts.pop("grant")
+        grant = options.pop("grant", configured)
+        broker = cls(parts.pop("client"), grant=grant, **parts, **options)
+        # Only what the spender can rebuild: the configured store, clock and grant.
+        rebuilt = store is None and clock is None and grant in (None, configured)
+        if rebuilt and SpendProcess.usable(settings):
+            broker._refresher.elsewhere = SpendProcess(
+                settings,
+                key=broker.key,
+                fallback=grant is not None,
+                scope=broker._refresher.scope,
+                scope_check=options.get("scope_check", "raise"),
+            )
+        return broker
 
     @classmethod
     def from_env(cls, *, profile: str | None = None, **options: Any) -> TokenBroker:

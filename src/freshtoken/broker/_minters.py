@@ -7,6 +7,7 @@ server refuses it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -19,6 +20,7 @@ from freshtoken._errors import (
 )
 from freshtoken._log import logger
 from freshtoken._token import Token
+from freshtoken.broker._unfinished import judge, wait_out
 from freshtoken.oauth._client import TokenClient
 from freshtoken.oauth._grants import Grant, RefreshTokenGrant
 from freshtoken.oauth._retry import surely_unprocessed
@@ -34,6 +36,8 @@ class Minted:
     refresh_token: str | None
     sent: float
     refreshed: bool = False
+    #: The entry another holder stored meanwhile, with this token: nothing was minted here.
+    stored: Entry | None = None
 
 
 class Held(Protocol):
@@ -51,6 +55,9 @@ class Held(Protocol):
         ...
 
     def owns_lock(self) -> bool: ...
+    def reload(self) -> Entry | None:
+        """The entry as stored now (it becomes the held one)."""
+        ...
 
 
 class Minter(Protocol):
@@ -70,6 +77,16 @@ class GrantMinter:
         return Minted(token, token.refresh_token, sent)
 
 
+class SpendElsewhere(Protocol):
+    """Presents the marked refresh token of `held` by `attempt_deadline` in a process that
+    outlives this one, and returns its outcome; `here` presents it in this process instead
+    (for when that process could not start, so surely never presented it)."""
+
+    def __call__(
+        self, held: Held, attempt_deadline: float, here: Callable[[], Minted]
+    ) -> Minted: ...
+
+
 class RefreshTokenMinter:
     """Presents the held refresh token exactly once; `fallback` mints when none is held or
     the server refuses it (None: refresh tokens only)."""
@@ -86,16 +103,29 @@ class RefreshTokenMinter:
         self.fallback = fallback
         self.scope = scope
         self.owner = owner
+        #: Where a marked refresh token is presented (None: in this process).
+        self.elsewhere: SpendElsewhere | None = None
+        #: Called with every new refresh token, after the server answered and before the
+        #: store is written.
+        self.on_rotated: Callable[[str], None] = lambda refresh_token: None
 
     def mint(self, held: Held) -> Minted:
         entry = held.entry
-        refresh = entry.refresh_token if entry else None
-        if entry is not None and entry.spending is not None and refresh is not None:
-            refresh = self._resume(entry, held.deadline)
-            if refresh is None:
+        vouches = entry.vouches if entry else None
+        if entry is not None and entry.spending is not None and entry.refresh_token is not None:
+            now = wait_out(entry, held.reload, self.client.clock, held.deadline)
+            if now is None or now.version != entry.version:  # its outcome was stored
+                if now and now.token and not now.spending and now.last_mint > entry.last_mint:
+                    return Minted(now.token, now.refresh_token, 0.0, stored=now)
+                return self.mint(held)  # settled without a new token: start over from it
+            fallback = self.fallback.grant.name if self.fallback else None
+            if judge(self.client, entry, fallback) is None:
                 held.write(replace(entry, refresh_token=None, spending=None))
+                return self._fall_back(held)
+            vouches = True  # it said active
+        refresh = entry.refresh_token if entry else None
         if refresh is not None:
-            return self._spend(held, refresh)
+            return self._spend(held, refresh, vouches)
         return self._fall_back(held)
 
     def _fall_back(self, held: Held) -> Minted:
@@ -107,20 +137,31 @@ class RefreshTokenMinter:
             )
         return self.fallback.mint(held)
 
-    def _spend(self, held: Held, refresh: str) -> Minted:
-        """Mark the refresh token as being spent in the store, then present it.
+    def _spend(self, held: Held, refresh: str, vouches: bool | None) -> Minted:
+        """Mark the refresh token as being spent in the store, then present it (in a process
+        of its own when there is one: it stores the outcome even if this one is killed).
 
         The attempt gets its own deadline, one connect and one read timeout (or the call's
         deadline, if sooner), enforced like any deadline; the mark says until when the server
         may still be processing it: that deadline plus one read timeout for a server slower
         than its client."""
         assert held.entry is not None
+        if vouches is None:
+            # Unmarked, the token is live as far as anyone knows: whether introspection says
+            # so tells whether it can vouch for refresh tokens (asked until known).
+            vouches = self.client.introspect(refresh)
         clock, timeouts = self.client.clock, self.client.timeouts
         now = clock.monotonic()
         attempt_deadline = min(held.deadline, now + timeouts.connect + timeouts.read)
         until = clock.time() + (attempt_deadline - now) + timeouts.read
-        marked = held.write(
-            replace(held.entry, refresh_token=refresh, spending=self.owner, spending_until=until)
+        held.write(
+            replace(
+                held.entry,
+                refresh_token=refresh,
+                spending=self.owner,
+                spending_until=until,
+                vouches=vouches,
+            )
         )
         if not held.owns_lock():
             # Our lease ran out (this process was paused): another holder may be spending it.
@@ -128,11 +169,27 @@ class RefreshTokenMinter:
                 "the store's lock was lost before the refresh token was presented; it was not",
                 hint="This process was paused or slow past the lock's lease; it will retry.",
             )
+        if self.elsewhere is not None:
+            return self.elsewhere(
+                held, attempt_deadline, lambda: self.present(held, attempt_deadline)
+            )
+        return self.present(held, attempt_deadline)
+
+    def present(self, held: Held, attempt_deadline: float) -> Minted:
+        """Present the refresh token `held.entry` marks as being spent, by `attempt_deadline`,
+        and settle the mark where the outcome is known."""
+        marked = held.entry
+        assert marked is not None
+        refresh = marked.refresh_token
+        assert refresh is not None
         try:
-            sent = clock.monotonic()
+            sent = self.client.clock.monotonic()
             token = self.client.fetch(RefreshTokenGrant(refresh, self.scope), attempt_deadline)
         except InvalidGrantError as exc:
-            held.write(replace(marked, refresh_token=None, spending=None))
+            # What introspection said about a token that was not live teaches nothing.
+            held.write(
+                replace(marked, refresh_token=None, spending=None, vouches=marked.vouches or None)
+            )
             if self.fallback is None:
                 raise
             logger.warning(
@@ -146,43 +203,10 @@ class RefreshTokenMinter:
             if surely_unprocessed(exc):  # the server never saw it: it is still unspent
                 held.write(replace(marked, spending=None))
             raise
+        if token.refresh_token and token.refresh_token != refresh:
+            self.on_rotated(token.refresh_token)
         # A server that does not rotate answers without a new one: the old one stays good.
         return Minted(token, token.refresh_token or refresh, sent, refreshed=True)
-
-    def _resume(self, entry: Entry, deadline: float) -> str | None:
-        """A holder presented this refresh token and never stored the outcome (it died, or
-        the answer was lost): an unknown outcome counts as spent. Present it again only once
-        the server cannot still be processing that attempt, and says it is still active."""
-        refresh = entry.refresh_token
-        assert refresh is not None
-        clock = self.client.clock
-        wait = entry.spending_until - clock.time()
-        if wait > 0:
-            if clock.monotonic() + wait > deadline:
-                raise TokenUnavailableError(
-                    f"a refresh started by another holder may still be in flight at the "
-                    f"server for {wait:.0f}s more; its refresh token is not presented again "
-                    "before then (that could revoke the whole login)",
-                    hint="Try again after that; a holder that was only slow stores the new "
-                    "token meanwhile. `freshtoken status` shows the entry.",
-                )
-            clock.sleep(wait)
-        active = self.client.introspect(refresh)
-        if active:
-            logger.warning(
-                "resuming a refresh left unfinished by another holder: the server "
-                "says its refresh token is still unspent"
-            )
-            return refresh
-        logger.warning(
-            "a refresh token was presented by a holder that never stored the answer, and the "
-            "server %s; it is not presented again (that could revoke the whole login). %s",
-            "reports it spent" if active is False else "cannot tell whether it was spent",
-            "Falling back to client credentials."
-            if self.fallback
-            else "Seed a new refresh token from a fresh login.",
-        )
-        return None
 
 
 def scope_problem(

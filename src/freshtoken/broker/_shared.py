@@ -85,6 +85,12 @@ class _Held:
     def owns_lock(self) -> bool:
         return self._cache.store.owns_lock(self._cache.key)
 
+    def reload(self) -> Entry | None:
+        """The entry as stored now (a process spending a refresh token may have stored its
+        outcome without the lock: its mark keeps everyone else from the token meanwhile)."""
+        self.entry = self._cache.store.load(self._cache.key)
+        return self.entry
+
 
 class SharedCache:
     """Hands out the cached token of `key`, or mints one (through `minter`) as the only
@@ -283,6 +289,8 @@ class SharedCache:
             if not isinstance(exc, ConfigurationError):
                 self._failure = (self.clock.monotonic(), exc)  # for those who waited for it
             raise
+        if minted.stored is not None:  # another holder's outcome, stored meanwhile: no mint
+            return minted.stored, None
         self.counts["mints"] += 1
         self.counts["refreshes"] += minted.refreshed
         logger.info(
@@ -298,15 +306,22 @@ class SharedCache:
         before = held.entry
         mints = (before.mints if before else 0) + 1
         lifetime = token.lifetime
+        vouches = before.vouches if before else None  # what was learned about the server
         problem = scope_problem(token, self.requested_scope, self.identity)
         if problem is not None and self.scope_check == "raise":
             # Keep a rotated refresh token, but never cache the token that failed the check.
-            held.keep(Entry(None, refresh, None, mints, token.issued_at, lifetime=lifetime))
+            held.keep(
+                Entry(
+                    None, refresh, None, mints, token.issued_at, lifetime=lifetime, vouches=vouches
+                )
+            )
             raise problem
         if problem is not None:
             logger.warning("%s", problem)
         bare = replace(token, refresh_token=None)  # callers never get the refresh token
-        kept = held.keep(Entry(bare, refresh, None, mints, token.issued_at, lifetime=lifetime))
+        kept = held.keep(
+            Entry(bare, refresh, None, mints, token.issued_at, lifetime=lifetime, vouches=vouches)
+        )
         mine = kept.token is not None and kept.token.access_token == bare.access_token
         return kept, minted.sent if mine else None
 

@@ -114,6 +114,7 @@ def run_checks(
 ) -> list[Check]:
     """Every check that applies; stops early only when nothing further can be checked."""
     from freshtoken.broker._broker import TokenBroker
+    from freshtoken.broker._unfinished import vouching
 
     try:
         settings = Settings.load(profile=profile)
@@ -192,6 +193,8 @@ def run_checks(
             else "no refresh token held (client credentials need none)",
         )
     )
+    if entry and entry.refresh_token:
+        checks.append(Check("info", f"introspection vouches for refresh tokens: {vouching(entry)}"))
     return checks
 
 

@@ -18,6 +18,9 @@ class Entry:
     `spending_until` (wall time) is when that holder's attempt surely ended: before then the
     server may still be processing it.
     `lifetime` is how long a token of this key lives, remembered after the token is gone.
+    `vouches` is what was learned about the server's introspection: True when it said active
+    for a live refresh token (its "inactive" then means spent), False when it said inactive
+    for one (it cannot tell), None when not known yet.
     `version` is managed by the store (compare-and-set); it is not part of the payload.
     """
 
@@ -29,6 +32,7 @@ class Entry:
     version: int = 0
     spending_until: float = 0.0
     lifetime: float = 0.0
+    vouches: bool | None = None
 
     def __repr__(self) -> str:
         return (
@@ -56,6 +60,7 @@ def encode(entry: Entry) -> bytes:
         "lm": entry.last_mint,
         "su": entry.spending_until,
         "lt": entry.lifetime,
+        "iv": entry.vouches,
     }
     return json.dumps(data, separators=(",", ":")).encode()
 
@@ -84,4 +89,5 @@ def decode(payload: bytes, version: int) -> Entry:
         version=version,
         spending_until=float(data.get("su", 0.0)),
         lifetime=float(data.get("lt", 0.0)),
+        vouches=None if data.get("iv") is None else bool(data["iv"]),
     )

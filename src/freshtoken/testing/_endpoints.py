@@ -263,6 +263,8 @@ class Authority:
         return 200, body, {}
 
     def _revoke_family(self, family: str) -> None:
+        if family not in self._state.revoked_families:
+            self._count("family_revocations")
         self._state.revoked_families.add(family)
         for token, access in list(self._state.access.items()):
             if access.family == family:
@@ -342,6 +344,7 @@ class Authority:
             refresh = self._state.refresh.get(token)
             if (
                 refresh
+                and self.knobs.introspect_refresh_tokens
                 and not refresh.consumed
                 and refresh.expires > now
                 and refresh.family not in self._state.revoked_families

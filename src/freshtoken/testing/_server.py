@@ -154,6 +154,7 @@ class AuthServer(Authority):
                         "token_requests",
                         "refreshes",
                         "reuse_detections",
+                        "family_revocations",
                         "api_200",
                         "api_401",
                         "api_429",
