@@ -82,6 +82,9 @@ class SpendElsewhere(Protocol):
     outlives this one, and returns its outcome; `here` presents it in this process instead
     (for when that process could not start, so surely never presented it)."""
 
+    #: Seconds that process may take to start, added to the attempt's deadline.
+    startup: float
+
     def __call__(
         self, held: Held, attempt_deadline: float, here: Callable[[], Minted]
     ) -> Minted: ...
@@ -141,8 +144,9 @@ class RefreshTokenMinter:
         """Mark the refresh token as being spent in the store, then present it (in a process
         of its own when there is one: it stores the outcome even if this one is killed).
 
-        The attempt gets its own deadline, one connect and one read timeout (or the call's
-        deadline, if sooner), enforced like any deadline; the mark says until when the server
+        The attempt gets its own deadline, one connect and one read timeout (plus the time a
+        process of its own may take to start), or the call's deadline if sooner, enforced like
+        any deadline; the mark says until when the server
         may still be processing it: that deadline plus one read timeout for a server slower
         than its client."""
         assert held.entry is not None
@@ -152,7 +156,8 @@ class RefreshTokenMinter:
             vouches = self.client.introspect(refresh)
         clock, timeouts = self.client.clock, self.client.timeouts
         now = clock.monotonic()
-        attempt_deadline = min(held.deadline, now + timeouts.connect + timeouts.read)
+        start = self.elsewhere.startup if self.elsewhere is not None else 0.0
+        attempt_deadline = min(held.deadline, now + start + timeouts.connect + timeouts.read)
         until = clock.time() + (attempt_deadline - now) + timeouts.read
         held.write(
             replace(

@@ -61,6 +61,9 @@ def settings_from_json(values: dict[str, Any]) -> Settings:
 class SpendProcess:
     """The caller's side: `RefreshTokenMinter.elsewhere` for a broker built from `settings`."""
 
+    #: What Python's start and imports may take on a busy machine (0.2 to 1.2 s measured).
+    startup = 3.0
+
     def __init__(
         self,
         settings: Settings,
