@@ -11,20 +11,21 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, TokenBroker
-from freshtoken._errors import OAuthError
+from freshtoken._errors import InvalidGrantError, OAuthError
 from freshtoken.broker._unfinished import vouching
 from freshtoken.stores import Entry
 from freshtoken.stores._entry import decode, encode
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer, Client
 from tests._fleet import worker_env
-from tests.helpers import CANARY_SECRET, FT, make_client, wait_until
+from tests.helpers import CANARY_SECRET, FT, make_broker, make_client, wait_until
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads /proc")
 SPENDER = "freshtoken.broker._spender"
@@ -222,3 +223,32 @@ def test_only_a_store_that_outlives_the_caller_gets_a_spender(
     assert broker("memory://")._refresher.elsewhere is None  # dies with the caller anyway
     # Parts built by hand cannot be rebuilt in another process.
     assert broker(sqlite, store=SQLiteStore(tmp_path / "u.db"))._refresher.elsewhere is None
+
+
+@pytest.mark.parametrize("vouches", [True, False, None])
+def test_inactive_means_spent_only_from_a_server_that_vouches(
+    freshtoken_server: AuthServer, vouches: bool | None
+) -> None:
+    """A dead holder's mark on a refresh token the server spent (its answer was lost)."""
+    broker = make_broker(freshtoken_server, grant=None)
+    client = make_client(freshtoken_server)
+    seed = client.fetch(AuthorizationCode(freshtoken_server.issue_code("demo-client")))
+    assert seed.refresh_token
+    client.fetch(RefreshTokenGrant(seed.refresh_token))
+    broker.seed_refresh_token(seed.refresh_token)
+    entry = broker.store.load(broker.key)
+    assert entry is not None
+    dead = replace(entry, spending="dead-holder", vouches=vouches)
+    broker.store.save(broker.key, dead, entry.version)
+    with pytest.raises(OAuthError) as info:
+        broker.token()
+    after = _entry(broker)
+    if vouches:  # believed: dropped, and a new login is asked for
+        assert isinstance(info.value, InvalidGrantError)
+        assert after.refresh_token is None
+    else:  # cannot tell: kept, not presented
+        assert "cannot be told" in info.value.message
+        assert after.refresh_token == seed.refresh_token and after.spending == "dead-holder"
+    stats = freshtoken_server.stats()
+    assert stats["reuse_detections"] == 0 and stats["refreshes"] == 1
+    assert stats["introspections"] == (0 if vouches is False else 1)

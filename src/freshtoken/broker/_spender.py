@@ -128,6 +128,9 @@ class SpendProcess:
         for level, text in report.get("log", []):
             logger.log(level, "%s", text)
         if report.get("stale"):
+            now = held.reload()
+            if now is not None and (now.version, now.spending) == (marked.version, marked.spending):
+                return here()  # it sees another store than this process (one failed open)
             raise StoreError(
                 "the store entry changed while this process held its lock",
                 hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
