@@ -24,6 +24,7 @@ from freshtoken.stores import Entry
 from freshtoken.stores._entry import decode, encode
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer, Client
+from tests._cli import cli_env, ft
 from tests._fleet import worker_env
 from tests.helpers import CANARY_SECRET, FT, make_broker, make_client, wait_until
 
@@ -252,3 +253,20 @@ def test_inactive_means_spent_only_from_a_server_that_vouches(
     stats = freshtoken_server.stats()
     assert stats["reuse_detections"] == 0 and stats["refreshes"] == 1
     assert stats["introspections"] == (0 if vouches is False else 1)
+
+
+@pytest.mark.parametrize(("knob", "said"), [(True, "yes"), (False, "no")])
+def test_doctor_says_whether_introspection_vouches(tmp_path: Path, knob: bool, said: str) -> None:
+    with AuthServer(introspect_refresh_tokens=knob) as server:
+        env = cli_env(
+            tmp_path,
+            server,
+            FRESHTOKEN_INTROSPECTION_URL=server.url + "/oauth/introspect",
+            FRESHTOKEN_GRANT="refresh_token",
+        )
+        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+        assert seed.refresh_token
+        assert ft(["seed-refresh-token"], env, tmp_path, stdin=seed.refresh_token).returncode == 0
+        doctor = ft(["doctor"], env, tmp_path)
+        assert f"introspection vouches for refresh tokens: {said}" in doctor.stdout, doctor.stdout
+        assert server.stats()["refreshes"] == 1
