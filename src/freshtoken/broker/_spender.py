@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import IO, Any
 
 from freshtoken import _build, _errors
@@ -135,6 +135,13 @@ class SpendProcess:
                 "the store entry changed while this process held its lock",
                 hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
             )
+        if report.get("late"):
+            raise TokenUnavailableError(
+                "the call's deadline came before the refresh token could be presented; it was "
+                "not, and stays good",
+                hint="The machine is too busy to start a process in time, or the call's budget "
+                "(FRESHTOKEN_RETRY_BUDGET) is too short.",
+            )
         if not report.get("presenting"):
             # It ended before presenting the token (it could not start, or came too late).
             logger.warning(
@@ -212,7 +219,12 @@ class _Reporter(logging.Handler):
 class _Marked:
     """A minter for a token the caller marked: presents it, no new mark."""
 
-    def __init__(self, minter: RefreshTokenMinter, attempt_deadline: float, say: Any) -> None:
+    def __init__(
+        self,
+        minter: RefreshTokenMinter,
+        attempt_deadline: float,
+        say: Callable[[dict[str, Any]], None],
+    ) -> None:
         self.minter = minter
         self.attempt_deadline = attempt_deadline
         self.say = say
@@ -237,8 +249,9 @@ def spend(request: dict[str, Any], reporter: _Reporter) -> dict[str, Any]:
             return {"stale": True}  # the mark is gone: nothing presented
         mono = time.monotonic() - time.time()
         attempt_deadline = mono + request["attempt_deadline"]
-        if attempt_deadline <= time.monotonic():
-            return {}  # too late to present it
+        if attempt_deadline <= time.monotonic():  # too late: not presented, still good
+            store.save(key, replace(entry, spending=None), entry.version)
+            return {"late": True}
         grant = parts["grant"] if request["fallback"] else None
         scope = tuple(request["scope"])
         minter = RefreshTokenMinter(
