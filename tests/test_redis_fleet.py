@@ -133,8 +133,8 @@ def test_refresh_chain_survives_kills_and_stops_mid_refresh(
                     victim.wait()
                     kills += 1
                     fleet.spawn(wait_ready=False)
-                    # The successor waits out the killed attempt's in-flight window: let the
-                    # chain recover before the next fault.
+                    # Its spender (not killed with it) stores the outcome; the successor
+                    # waits for it and adopts it. Let the chain recover before the next fault.
                     wait_until(functools.partial(_refreshed_since, server, refreshed), timeout=20)
                 else:  # stopped while the server answers; its answer waits in the socket
                     victim.send_signal(signal.SIGSTOP)

@@ -28,6 +28,7 @@ from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy, with_margin
 from freshtoken.broker._promise import MODES
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
+from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._client import TokenClient
 from freshtoken.oauth._grants import ClientCredentials, Grant
@@ -107,6 +108,7 @@ class TokenBroker:
             owner=f"{socket.gethostname()}:{os.getpid()}:{id(self):x}",
             sink=sink,
         )
+        self._refresher = minter
         self._cache = SharedCache(
             self.store,
             self.key,
@@ -137,15 +139,30 @@ class TokenBroker:
     ) -> TokenBroker:
         """A broker for the configured client, store, scope and refresh-token sink; `options`
         as for __init__. A refresh token from the sink (where it can be read back) or from
-        the `refresh_token` setting is seeded unless the store holds a newer one."""
+        the `refresh_token` setting is seeded unless the store holds a newer one.
+
+        With a store it opens itself that outlives the process, a refresh token is spent
+        in a process of its own (`freshtoken.broker._spender`): killing the caller mid-refresh
+        does not lose the new refresh token."""
         parts = _build.broker_parts(settings, clock, store=store)
         options.setdefault("invalidate_cooldown", settings.invalidate_cooldown)
         options["refresh"] = with_margin(
             options.get("refresh") or RefreshPolicy(), settings.min_ttl
         )
         options.setdefault("rotation_revokes_access", settings.rotation_revokes_access)
-        grant = options.pop("grant", parts.pop("grant"))
+        configured = parts.pop("grant")
+        grant = options.pop("grant", configured)
         broker = cls(parts.pop("client"), grant=grant, **parts, **options)
+        # Only what the spender can rebuild: the configured store, clock and grant.
+        rebuilt = store is None and clock is None and grant in (None, configured)
+        if rebuilt and SpendProcess.usable(settings):
+            broker._refresher.elsewhere = SpendProcess(
+                settings,
+                key=broker.key,
+                fallback=grant is not None,
+                scope=broker._refresher.scope,
+                scope_check=options.get("scope_check", "raise"),
+            )
         sink = broker.sink
         seed = (sink.read() if sink is not None else None) or (
             settings.refresh_token.reveal() if settings.refresh_token else None

@@ -64,3 +64,9 @@ class HeldEntry:
 
     def owns_lock(self) -> bool:
         return self.store.owns_lock(self.key)
+
+    def reload(self) -> Entry | None:
+        """The entry as stored now (a process spending a refresh token may have stored its
+        outcome without the lock: its mark keeps everyone else from the token meanwhile)."""
+        self.entry = self.store.load(self.key)
+        return self.entry

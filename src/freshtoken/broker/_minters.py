@@ -8,6 +8,7 @@ server refuses it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,6 +21,7 @@ from freshtoken._errors import (
 )
 from freshtoken._log import logger
 from freshtoken._token import Token
+from freshtoken.broker._unfinished import judge, wait_out
 from freshtoken.oauth._client import TokenClient
 from freshtoken.oauth._grants import Grant, RefreshTokenGrant
 from freshtoken.oauth._retry import surely_unprocessed
@@ -39,6 +41,8 @@ class Minted:
     refresh_token: str | None
     sent: float
     refreshed: bool = False
+    #: The entry another holder stored meanwhile, with this token: nothing was minted here.
+    stored: Entry | None = None
 
 
 class Held(Protocol):
@@ -56,6 +60,9 @@ class Held(Protocol):
         ...
 
     def owns_lock(self) -> bool: ...
+    def reload(self) -> Entry | None:
+        """The entry as stored now (it becomes the held one)."""
+        ...
 
 
 class Minter(Protocol):
@@ -73,6 +80,19 @@ class GrantMinter:
         sent = self.client.clock.monotonic()
         token = self.client.fetch(self.grant, held.deadline)
         return Minted(token, token.refresh_token, sent)
+
+
+class SpendElsewhere(Protocol):
+    """Presents the marked refresh token of `held` by `attempt_deadline` in a process that
+    outlives this one, and returns its outcome; `here` presents it in this process instead
+    (for when that process could not start, so surely never presented it)."""
+
+    #: Seconds that process may take to start, added to the attempt's deadline.
+    startup: float
+
+    def __call__(
+        self, held: Held, attempt_deadline: float, here: Callable[[], Minted]
+    ) -> Minted: ...
 
 
 class RefreshTokenMinter:
@@ -95,19 +115,30 @@ class RefreshTokenMinter:
         self.scope = scope
         self.owner = owner
         self.sink = sink
+        #: Where a marked refresh token is presented (None: in this process).
+        self.elsewhere: SpendElsewhere | None = None
 
     def mint(self, held: Held) -> Minted:
         entry = held.entry
-        refresh = entry.refresh_token if entry else None
-        if entry is not None and entry.sink_pending and refresh is not None:
-            self._write_back(held, refresh)  # the last rotation's, never written: first
-        if entry is not None and entry.spending is not None and refresh is not None:
-            refresh = self._resume(entry, held.deadline)
-            if refresh is None:
+        if entry is not None and entry.sink_pending and entry.refresh_token is not None:
+            self._write_back(held, entry.refresh_token)  # the last rotation's, never written
+            entry = held.entry
+        vouches = entry.vouches if entry else None
+        if entry is not None and entry.spending is not None and entry.refresh_token is not None:
+            now = wait_out(entry, held.reload, self.client.clock, held.deadline)
+            if now is None or now.version != entry.version:  # its outcome was stored
+                if now and now.token and not now.spending and now.last_mint > entry.last_mint:
+                    return Minted(now.token, now.refresh_token, 0.0, stored=now)
+                return self.mint(held)  # settled without a new token: start over from it
+            fallback = self.fallback.grant.name if self.fallback else None
+            if judge(self.client, entry, fallback) is None:
                 gone = with_past(entry.past, entry.refresh_token, None)
                 held.write(replace(entry, refresh_token=None, spending=None, past=gone))
+                return self._fall_back(held)
+            vouches = True  # it said active
+        refresh = entry.refresh_token if entry else None
         if refresh is not None:
-            return self._spend(held, refresh)
+            return self._spend(held, refresh, vouches)
         return self._fall_back(held)
 
     def _fall_back(self, held: Held) -> Minted:
@@ -119,22 +150,35 @@ class RefreshTokenMinter:
             )
         return self.fallback.mint(held)
 
-    def _spend(self, held: Held, refresh: str) -> Minted:
-        """Mark the refresh token as being spent in the store, then present it.
+    def _spend(self, held: Held, refresh: str, vouches: bool | None) -> Minted:
+        """Mark the refresh token as being spent in the store, then present it (in a process
+        of its own when there is one: it stores the outcome even if this one is killed).
 
-        The attempt gets its own deadline, one connect and one read timeout (or the call's
-        deadline, if sooner), enforced like any deadline; the mark says until when the server
+        The attempt gets its own deadline, one connect and one read timeout (plus the time a
+        process of its own may take to start), or the call's deadline if sooner, enforced like
+        any deadline; the mark says until when the server
         may still be processing it: that deadline plus one read timeout for a server slower
         than its client."""
         assert held.entry is not None
         if self.sink is not None:
             self.sink.prepare(held.deadline)  # a sink that cannot work costs no refresh token
+        if vouches is None:
+            # Unmarked, the token is live as far as anyone knows: whether introspection says
+            # so tells whether it can vouch for refresh tokens (asked until known).
+            vouches = self.client.introspect(refresh)
         clock, timeouts = self.client.clock, self.client.timeouts
         now = clock.monotonic()
-        attempt_deadline = min(held.deadline, now + timeouts.connect + timeouts.read)
+        start = self.elsewhere.startup if self.elsewhere is not None else 0.0
+        attempt_deadline = min(held.deadline, now + start + timeouts.connect + timeouts.read)
         until = clock.time() + (attempt_deadline - now) + timeouts.read
-        marked = held.write(
-            replace(held.entry, refresh_token=refresh, spending=self.owner, spending_until=until)
+        held.write(
+            replace(
+                held.entry,
+                refresh_token=refresh,
+                spending=self.owner,
+                spending_until=until,
+                vouches=vouches,
+            )
         )
         if not held.owns_lock():
             # Our lease ran out (this process was paused): another holder may be spending it.
@@ -142,12 +186,33 @@ class RefreshTokenMinter:
                 "the store's lock was lost before the refresh token was presented; it was not",
                 hint="This process was paused or slow past the lock's lease; it will retry.",
             )
+        if self.elsewhere is not None:
+            return self.elsewhere(
+                held, attempt_deadline, lambda: self.present(held, attempt_deadline)
+            )
+        return self.present(held, attempt_deadline)
+
+    def present(self, held: Held, attempt_deadline: float) -> Minted:
+        """Present the refresh token `held.entry` marks as being spent, by `attempt_deadline`,
+        and settle the mark where the outcome is known."""
+        marked = held.entry
+        assert marked is not None
+        refresh = marked.refresh_token
+        assert refresh is not None
         try:
-            sent = clock.monotonic()
+            sent = self.client.clock.monotonic()
             token = self.client.fetch(RefreshTokenGrant(refresh, self.scope), attempt_deadline)
         except InvalidGrantError as exc:
-            gone = with_past(marked.past, refresh, None)
-            held.write(replace(marked, refresh_token=None, spending=None, past=gone))
+            # What introspection said about a token that was not live teaches nothing.
+            held.write(
+                replace(
+                    marked,
+                    refresh_token=None,
+                    spending=None,
+                    vouches=marked.vouches or None,
+                    past=with_past(marked.past, refresh, None),
+                )
+            )
             if self.fallback is None:
                 raise
             logger.warning(
@@ -193,41 +258,6 @@ class RefreshTokenMinter:
             raise
         if entry.sink_pending:
             held.write(replace(entry, sink_pending=False))
-
-    def _resume(self, entry: Entry, deadline: float) -> str | None:
-        """A holder presented this refresh token and never stored the outcome (it died, or
-        the answer was lost): an unknown outcome counts as spent. Present it again only once
-        the server cannot still be processing that attempt, and says it is still active."""
-        refresh = entry.refresh_token
-        assert refresh is not None
-        clock = self.client.clock
-        wait = entry.spending_until - clock.time()
-        if wait > 0:
-            if clock.monotonic() + wait > deadline:
-                raise TokenUnavailableError(
-                    f"a refresh started by another holder may still be in flight at the "
-                    f"server for {wait:.0f}s more; its refresh token is not presented again "
-                    "before then (that could revoke the whole login)",
-                    hint="Try again after that; a holder that was only slow stores the new "
-                    "token meanwhile. `freshtoken status` shows the entry.",
-                )
-            clock.sleep(wait)
-        active = self.client.introspect(refresh)
-        if active:
-            logger.warning(
-                "resuming a refresh left unfinished by another holder: the server "
-                "says its refresh token is still unspent"
-            )
-            return refresh
-        logger.warning(
-            "a refresh token was presented by a holder that never stored the answer, and the "
-            "server %s; it is not presented again (that could revoke the whole login). %s",
-            "reports it spent" if active is False else "cannot tell whether it was spent",
-            "Falling back to client credentials."
-            if self.fallback
-            else "Seed a new refresh token from a fresh login.",
-        )
-        return None
 
 
 def scope_problem(

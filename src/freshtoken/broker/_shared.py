@@ -296,6 +296,8 @@ class SharedCache:
             if not isinstance(exc, ConfigurationError):
                 self._failure = (self.clock.monotonic(), exc)  # for those who waited for it
             raise
+        if minted.stored is not None:  # another holder's outcome, stored meanwhile: no mint
+            return minted.stored, None
         self.counts["mints"] += 1
         self.counts["refreshes"] += minted.refreshed
         logger.info(
@@ -312,6 +314,7 @@ class SharedCache:
         mints = (before.mints if before else 0) + 1
         lifetime = token.lifetime
         revokes = before.revokes if before else None
+        vouches = before.vouches if before else None  # what was learned about the server
         past = with_past(before.past, before.refresh_token, refresh) if before else ()
         bare = replace(token, refresh_token=None)  # callers never get the refresh token
         new = Entry(
@@ -323,6 +326,7 @@ class SharedCache:
             lifetime=lifetime,
             revokes=revokes,
             past=past,
+            vouches=vouches,
         )
         problem = scope_problem(token, self.requested_scope, self.identity)
         if problem is not None and self.scope_check == "raise":

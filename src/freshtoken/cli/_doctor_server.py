@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from freshtoken._log import redact_url
 from freshtoken.broker._promise import describe
+from freshtoken.broker._unfinished import vouching
 
 if TYPE_CHECKING:
     from freshtoken._token import Token
@@ -98,7 +99,15 @@ def _rotation(seen: Seen) -> Check | None:
     return Check("info", said) if said else None
 
 
-LEARNED: list[Callable[[Seen], Check | None]] = [_provider, _rotation]
+def _vouching(seen: Seen) -> Check | None:
+    """For a refresh token: whether introspection can tell a spent one from a live one."""
+    entry = seen.broker.store.load(seen.broker.key)
+    if entry is None or entry.refresh_token is None:
+        return None
+    return Check("info", f"introspection vouches for refresh tokens: {vouching(entry)}")
+
+
+LEARNED: list[Callable[[Seen], Check | None]] = [_provider, _rotation, _vouching]
 
 
 def learned(seen: Seen) -> list[Check]:

@@ -27,6 +27,9 @@ class Entry:
     negative once a holder about to rotate closed the token to new promises.
     `revokes` is what was learned of that: whether rotating the refresh token revokes the
     previous access token (None: not known).
+    `vouches` is what was learned about the server's introspection: True when it said active
+    for a live refresh token (its "inactive" then means spent), False when it said inactive
+    for one (it cannot tell), None when not known yet.
     `version` is managed by the store (compare-and-set); it is not part of the payload.
     """
 
@@ -42,6 +45,7 @@ class Entry:
     past: tuple[str, ...] = ()
     promised: float = 0.0
     revokes: bool | None = None
+    vouches: bool | None = None
 
     def __repr__(self) -> str:
         return (
@@ -73,6 +77,7 @@ def encode(entry: Entry) -> bytes:
         "pr": list(entry.past),
         "pm": entry.promised,
         "rv": entry.revokes,
+        "iv": entry.vouches,
     }
     return json.dumps(data, separators=(",", ":")).encode()
 
@@ -105,6 +110,7 @@ def decode(payload: bytes, version: int) -> Entry:
         past=tuple(str(p) for p in data.get("pr", ())),
         promised=float(data.get("pm", 0.0)),
         revokes=None if data.get("rv") is None else bool(data["rv"]),
+        vouches=None if data.get("iv") is None else bool(data["iv"]),
     )
 
 

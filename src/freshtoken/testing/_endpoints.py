@@ -307,6 +307,8 @@ class Authority:
         return bool(idle) and time.monotonic() - record.last_used >= idle
 
     def _revoke_family(self, family: str) -> None:
+        if family not in self._state.revoked_families:
+            self._count("family_revocations")
         self._state.revoked_families.add(family)
         for token, access in list(self._state.access.items()):
             if access.family == family:
@@ -386,6 +388,7 @@ class Authority:
             refresh = self._state.refresh.get(token)
             if (
                 refresh
+                and self.knobs.introspect_refresh_tokens
                 and not refresh.consumed
                 and refresh.expires > now
                 and not self._idle(refresh)

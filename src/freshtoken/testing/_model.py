@@ -120,6 +120,11 @@ class Knobs:
     abandon_on_disconnect: bool = knob(
         False, "After --latency, drop requests whose client has gone."
     )
+    introspect_refresh_tokens: bool = knob(
+        True,
+        "Answer introspection of every refresh token, live or not, with active false "
+        "(django-oauth-toolkit looks up access tokens only).",
+    )
     seed: int | None = knob(None, "Seed of the random failures (--failure-rate).")
     mount: str = knob(
         "",

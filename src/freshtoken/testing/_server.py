@@ -176,6 +176,7 @@ class AuthServer(Authority):
                         "token_requests",
                         "refreshes",
                         "reuse_detections",
+                        "family_revocations",
                         "api_200",
                         "api_401",
                         "api_429",
