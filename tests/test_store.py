@@ -321,3 +321,31 @@ def test_store_urls(tmp_path: Path) -> None:
 def test_bad_store_urls(bad: str, needle: str) -> None:
     with pytest.raises(ConfigurationError, match=needle):
         open_store(bad)
+
+
+def test_a_second_store_on_the_same_file_leaves_the_first_working(tmp_path: Path) -> None:
+    """Doctor (and a library user) may open the store a second time in one process; the
+    first must keep working while the second is open and after it is closed (POSIX locks
+    belong to the process: freshtoken never closes a descriptor of a database in use)."""
+    from freshtoken.stores._sqlite import SQLiteStore
+
+    first = SQLiteStore(tmp_path / "t.db")
+    entry = Entry(None, "rt-one")
+    version = first.save("k", entry, 0)
+    assert version is not None
+    second = SQLiteStore(tmp_path / "t.db")  # doctor opens the store again, as can a library
+    try:
+        for n in range(20):  # every write takes the file's locks again
+            version = first.save("k", Entry(None, f"rt-{n}"), version)
+            assert version is not None
+            loaded = second.load("k")
+            assert loaded is not None and loaded.refresh_token == f"rt-{n}"
+        second.close()
+        for n in range(20, 40):
+            version = first.save("k", Entry(None, f"rt-{n}"), version)
+            assert version is not None
+        again = first.load("k")
+        assert again is not None and again.refresh_token == "rt-39"
+    finally:
+        second.close()
+        first.close()

@@ -119,6 +119,28 @@ def check_private_dir(directory: Path) -> None:
         )
 
 
+def _planted_link(path: Path, what: str) -> UnsafeStoreError:
+    return UnsafeStoreError(
+        f"the {what} {path} is a symbolic link",
+        hint=f"Someone may have planted it to redirect writes: remove {path}, or choose "
+        "another place with FRESHTOKEN_STORE.",
+    )
+
+
+def check_private_path(path: Path, what: str) -> bool:
+    """Check the file at `path` as `open_private` would, without opening it (closing any
+    descriptor of a file drops every POSIX lock this process holds on it, SQLite's too);
+    False when there is none."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(info.st_mode):
+        raise _planted_link(path, what)
+    check_private(path, what, info)
+    return True
+
+
 def open_private(path: Path, flags: int, what: str) -> int:
     """Open (or create, 0600) a file of the store without following a symlink, and check
     that it is a private regular file of this user before anything is read or written."""
@@ -126,11 +148,7 @@ def open_private(path: Path, flags: int, what: str) -> int:
         fd = os.open(path, flags | PRIVATE_OPEN_FLAGS, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise UnsafeStoreError(
-                f"the {what} {path} is a symbolic link",
-                hint=f"Someone may have planted it to redirect writes: remove {path}, or choose "
-                "another place with FRESHTOKEN_STORE.",
-            ) from None
+            raise _planted_link(path, what) from None
         raise
     try:
         check_private(path, what, os.fstat(fd))

@@ -29,6 +29,7 @@ from freshtoken.stores._memory import MemoryStore
 from freshtoken.stores._sealed import (
     Envelope,
     check_private_dir,
+    check_private_path,
     key_file,
     open_entry,
     open_private,
@@ -102,7 +103,11 @@ class SQLiteStore:
 
     def _create_private(self, path: Path) -> None:
         # Created 0600 before SQLite opens it (never through a symlink, and checked once open);
-        # SQLite gives -wal and -shm the same mode.
+        # SQLite gives -wal and -shm the same mode. A file that exists is checked without
+        # opening it: another store of this process may have it open, and closing a
+        # descriptor would drop that connection's locks.
+        if check_private_path(path, "token store"):
+            return
         try:
             fd = open_private(path, os.O_RDWR | os.O_CREAT, "token store")
         except OSError as exc:
