@@ -74,15 +74,21 @@ def test_a_token_is_never_handed_out_with_less_than_its_margin_left(
     assert broker.stats.mints == 3
 
 
-def test_min_ttl_longer_than_the_server_grants_says_how_to_fix(clock: FakeClock) -> None:
-    """A usage error (exit 2), found with at most one mint: the lifetime is remembered."""
+@pytest.mark.parametrize("genesys", [False, True], ids=["generic", "genesys-preset"])
+def test_min_ttl_longer_than_the_server_grants_says_how_to_fix(
+    clock: FakeClock, genesys: bool
+) -> None:
+    """A usage error (exit 2), found with at most one mint: the lifetime is remembered. Only
+    the Genesys preset's hint names Genesys Cloud's setting."""
     with AuthServer(ttl=300) as server:
-        broker = make_broker(server, clock)
+        client = make_client(server, clock, region="eu_west_1" if genesys else None)
+        broker = TokenBroker(client, grant=ClientCredentials(), store=MemoryStore())
         for _ in range(3):
             with pytest.raises(ConfigurationError) as info:
                 broker.token(min_ttl=900)
             assert "300s a token of this client lives" in info.value.message
-            assert "Token Duration" in info.value.hint
+            assert ("Token Duration" in info.value.hint) is genesys
+            assert "raise the token lifetime on the OAuth client" in info.value.hint
             assert not info.value.retryable and info.value.exit_code == 2
         assert server.stats()["tokens_minted"] == 1
 

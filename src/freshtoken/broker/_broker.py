@@ -123,6 +123,7 @@ class TokenBroker:
             label=f"client {client.auth.client_id} at {client.identity()}",
             rotation=rotation_revokes_access,
             introspect=client.introspect,
+            genesys=client.preset == "genesys",
         )
         self._ahead = RefreshAhead(self._cache)
         self._counts = self._cache.counts

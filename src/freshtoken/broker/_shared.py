@@ -59,8 +59,10 @@ class SharedCache:
         label: str = "",
         rotation: str = "auto",
         introspect: Introspect | None = None,
+        genesys: bool = False,
     ) -> None:
         self.store = store
+        self.genesys = genesys  # hints may name Genesys Cloud's settings
         self.key = key
         self.minter = minter
         self.policy = policy
@@ -154,7 +156,12 @@ class SharedCache:
         return ConfigurationError(
             f"min_ttl {min_ttl:g}s is more than the {lifetime:g}s a token of this client lives",
             hint="Ask for less (min_ttl / --min-ttl), or raise the token lifetime on the OAuth "
-            "client (Genesys Cloud: the client's Token Duration, 300..172800 s).",
+            "client"
+            + (
+                " (Genesys Cloud: the client's Token Duration, 300..172800 s)."
+                if self.genesys
+                else "."
+            ),
         )
 
     def _check_lifetime(self, min_ttl: float | None, entry: Entry | None) -> None:

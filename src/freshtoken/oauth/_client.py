@@ -71,6 +71,15 @@ class TokenClient:
         """The token endpoint, or the issuer it will be discovered from."""
         return self._endpoints.token_url if self._endpoints else str(self._issuer)
 
+    @property
+    def preset(self) -> str | None:
+        """The provider preset of endpoints known without discovery (`genesys`: a region, or
+        `provider = "genesys"`), else None."""
+        found = self._endpoints
+        if found is None:
+            return None
+        return "genesys" if found.region is not None else found.provider
+
     def __repr__(self) -> str:
         where = self._endpoints.token_url if self._endpoints else self._issuer
         return f"TokenClient({where!r}, client_id={self.auth.client_id!r})"
