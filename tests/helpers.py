@@ -232,3 +232,17 @@ def stop_process(pid: int) -> None:
             or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
         )
     )
+
+
+def live_processes(marker: str) -> dict[int, int]:
+    """Live processes whose command line holds `marker`: pid -> parent pid."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if fields[0] != "Z" and marker in cmdline:
+            found[int(stat.parent.name)] = int(fields[1])
+    return found

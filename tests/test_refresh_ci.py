@@ -21,7 +21,7 @@ import pytest
 from freshtoken import AuthorizationCode
 from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
 from tests._cli import cli_env, ft
-from tests.helpers import assert_no_leak, make_client, wait_until
+from tests.helpers import assert_no_leak, live_processes, make_client, wait_until
 
 SECRET = "github-secret://acme/pipeline/FT_REFRESH"
 
@@ -347,3 +347,53 @@ def test_cli_testserver_runs_the_github_stand_in_too() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+def test_runs_killed_at_random_mid_refresh_keep_the_chain_alive(
+    server: AuthServer, github: GitHubSecrets, tmp_path: Path
+) -> None:
+    """As a workflow is cancelled: each run with a fresh store, seeded from the secret; every
+    other run's step killed with its process group while its refresh is at the server, or at
+    a random instant. The refresh's own process finishes and writes the secret back, so the
+    chain survives and no refresh token is ever presented twice."""
+    import random
+
+    rng = random.Random(1729)
+    killed = outlived = 0
+    github.set_value(SECRET, login(server))
+    server.configure(latency=0.3)  # long enough for kills to land while the server works
+    for n in range(8):
+        env = github_run(tmp_path, server, github, f"run{n}")
+        if n % 2 == 0:
+            out = ft(["token"], env, tmp_path)
+            assert out.returncode == 0, out.stderr
+            assert works(server, out.stdout.strip())
+            continue
+        step = subprocess.Popen(
+            [sys.executable, "-m", "freshtoken", "token"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a step of its own, killed as a runner kills one
+        )
+        before = github.value(SECRET)
+        if n % 4 == 1:  # while the server works on its refresh
+            wait_until(lambda: bool(server.stats()["inflight_ages"]), timeout=30)
+        try:
+            step.wait(timeout=0 if n % 4 == 1 else rng.uniform(0.2, 1.5))
+        except subprocess.TimeoutExpired:
+            os.killpg(step.pid, signal.SIGKILL)
+            killed += 1
+        step.wait()
+        # The next run starts once the cancelled one's refresh has ended (a new workflow run
+        # starts seconds later, a refresh ends within its deadline).
+        wait_until(lambda: not live_processes("freshtoken.broker._spender"), timeout=30)
+        if step.returncode == -signal.SIGKILL and github.value(SECRET) != before:
+            outlived += 1  # its refresh finished and wrote the secret after it died
+    final = ft(["token"], github_run(tmp_path, server, github, "last"), tmp_path)
+    assert final.returncode == 0, final.stderr
+    assert killed >= 2 and outlived >= 2  # the case this test is about happened
+    stats = server.stats()
+    assert stats["reuse_detections"] == 0 and stats["family_revocations"] == 0
+    assert server.active_refresh_tokens("demo-client") == 1  # the one in the secret

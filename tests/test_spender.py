@@ -26,7 +26,14 @@ from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
 from tests._fleet import worker_env
-from tests.helpers import CANARY_SECRET, FT, make_broker, make_client, wait_until
+from tests.helpers import (
+    CANARY_SECRET,
+    FT,
+    live_processes,
+    make_broker,
+    make_client,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads /proc")
 SPENDER = "freshtoken.broker._spender"
@@ -46,20 +53,6 @@ def _entry(broker: TokenBroker) -> Entry:
     entry = broker.store.load(broker.key)
     assert entry is not None
     return entry
-
-
-def _processes(marker: str) -> dict[int, int]:
-    """Live processes whose command line holds `marker`: pid -> parent pid."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if fields[0] != "Z" and marker in cmdline:
-            found[int(stat.parent.name)] = int(fields[1])
-    return found
 
 
 def _pgid(pid: int) -> int | None:
@@ -95,7 +88,7 @@ def test_refresh_chain_survives_callers_killed_with_their_process_group(tmp_path
             while time.monotonic() < end:
                 wait_until(lambda: bool(server.stats()["inflight_ages"]), timeout=15)
                 # A caller whose spender is at the server (the spender's parent is in it).
-                spending = {_pgid(parent) for parent in _processes(SPENDER).values()}
+                spending = {_pgid(parent) for parent in live_processes(SPENDER).values()}
                 mid = [c for c in callers if c.pid in spending]
                 victim = mid[0] if mid and rng.random() < 0.8 else rng.choice(callers)
                 kills_mid_refresh += victim in mid
@@ -157,7 +150,9 @@ def test_a_dead_spender_with_a_server_that_cannot_vouch_leaves_the_token_alone(
         caller = threading.Thread(target=call)
         caller.start()
         wait_until(lambda: bool(server.stats()["inflight_ages"]), timeout=10)
-        [spender] = [pid for pid, parent in _processes(SPENDER).items() if parent == os.getpid()]
+        [spender] = [
+            pid for pid, parent in live_processes(SPENDER).items() if parent == os.getpid()
+        ]
         for what in ("cmdline", "environ"):  # its secrets came on stdin
             assert CANARY_SECRET.encode() not in Path(f"/proc/{spender}/{what}").read_bytes()
         os.kill(spender, signal.SIGKILL)
