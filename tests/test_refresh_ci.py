@@ -61,6 +61,20 @@ def github_run(tmp: Path, server: AuthServer, github: GitHubSecrets, name: str) 
     )
 
 
+def start_run(
+    env: dict[str, str], cwd: Path, *, new_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """`freshtoken token` as a workflow step runs it, in the background (to be killed)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "freshtoken", "token"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=new_session,
+    )
+
+
 def works(server: AuthServer, access_token: str) -> bool:
     return (
         httpx.get(
@@ -126,13 +140,7 @@ def test_a_run_killed_while_github_stores_the_secret_leaves_a_good_one(
     github.set_value(SECRET, login(server))
     github.configure(put_latency=1.0)
     env = github_run(tmp_path, server, github, "killed")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "freshtoken", "token"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_run(env, tmp_path)
     try:
         wait_until(lambda: github.counts["puts_started"] == 1, timeout=30)
     finally:
@@ -178,13 +186,7 @@ def test_a_run_killed_before_the_write_back_finished(
             FRESHTOKEN_REFRESH_TOKEN_SINK=sink,
         )
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "freshtoken", "token"],
-        env=env("killed"),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_run(env("killed"), tmp_path)
     pid_file = Path(f"{flag}.pid")
     try:
         wait_until(pid_file.exists, timeout=30)  # the server has answered: the sink runs
@@ -369,14 +371,7 @@ def test_runs_killed_at_random_mid_refresh_keep_the_chain_alive(
             assert out.returncode == 0, out.stderr
             assert works(server, out.stdout.strip())
             continue
-        step = subprocess.Popen(
-            [sys.executable, "-m", "freshtoken", "token"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a step of its own, killed as a runner kills one
-        )
+        step = start_run(env, tmp_path, new_session=True)  # killed as a runner kills a step
         before = github.value(SECRET)
         if n % 4 == 1:  # while the server works on its refresh
             wait_until(lambda: bool(server.stats()["inflight_ages"]), timeout=30)

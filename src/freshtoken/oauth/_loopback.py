@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from freshtoken._errors import ConfigurationError, ErrorContext, LoginError
 from freshtoken._log import remember_secret
-from freshtoken._serving import QuietErrors
+from freshtoken._serving import QuietErrors, serve_in_thread, stop_serving
 from freshtoken.oauth._response import server_text
 
 CALLBACK_PATH = "/callback"
@@ -84,26 +84,15 @@ class LoopbackRedirect:
                 "take any free port).",
             ) from None
         self._httpd.receiver = self
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="freshtoken-login-redirect",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._httpd, "freshtoken-login-redirect")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        stop_serving(self._httpd, self._thread)
+        self._httpd, self._thread = None, None
 
     @property
     def redirect_uri(self) -> str:

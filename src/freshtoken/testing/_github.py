@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from freshtoken._serving import QuietErrors
+from freshtoken._serving import QuietErrors, serve_in_thread, stop_serving
 from freshtoken.sinks._github import _parse
 from freshtoken.testing._model import Answer, knob
 
@@ -78,23 +78,12 @@ class GitHubSecrets:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> GitHubSecrets:
         self._httpd = _Server(self._address, self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="freshtoken-github-standin",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._httpd, "freshtoken-github-standin")
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        stop_serving(self._httpd, self._thread)
+        self._httpd, self._thread = None, None
 
     def __enter__(self) -> GitHubSecrets:
         return self.start()

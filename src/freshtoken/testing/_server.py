@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, fields, replace
 from typing import Any
 
+from freshtoken._serving import serve_in_thread, stop_serving
 from freshtoken.testing._authorize import issue_code
 from freshtoken.testing._endpoints import Authority
 from freshtoken.testing._handler import LoopbackHTTPServer
@@ -62,24 +63,13 @@ class AuthServer(Authority):
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> AuthServer:
         self._httpd = LoopbackHTTPServer((self._host, self._port), self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="freshtoken-testserver",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._httpd, "freshtoken-testserver")
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.close_all()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        httpd, self._httpd = self._httpd, None
+        stop_serving(httpd, self._thread, httpd.close_all if httpd else None)
+        self._thread = None
 
     def __enter__(self) -> AuthServer:
         return self.start()
