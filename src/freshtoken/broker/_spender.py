@@ -98,7 +98,9 @@ class SpendProcess:
         sent = time.monotonic()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", MODULE],
+                # -P: `-m` would put the working directory (a repository's, perhaps) first on
+                # sys.path, and a `json.py` there would run with the secrets on its stdin.
+                [sys.executable, "-I" if sys.flags.isolated else "-P", "-m", MODULE],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,

@@ -22,7 +22,7 @@ def configuration_markdown() -> str:
     genesys = ", ".join(f"`{name}` ({key})" for name, key in GENESYS_ENV.items())
     groups = {
         group: ", ".join(f"`{o.key}`" for o in OPTIONS if o.group == group)
-        for group in ("endpoint", "store", "sink")
+        for group in ("endpoint", "store", "sink", "redirect")
     }
     return _PAGE.format(config=CONFIG_NAME, genesys=genesys, rows="\n".join(rows), **groups)
 
@@ -51,10 +51,10 @@ Where credentials go is guarded (see docs/security.md):
 - The endpoint settings ({endpoint}) are taken together from the highest source that sets any
   of them, and so are the store settings ({store}): a file can never complete or redirect an
   endpoint or store that the environment names.
-- A file found in the working directory or a parent may not set endpoint, store or sink
-  ({sink}) settings, nor name secret files or keyring entries (they are ignored with a warning): set
-  `FRESHTOKEN_CONFIG` to its path to trust it, or keep those settings in the user
-  configuration directory.
+- A file found in the working directory or a parent may not set endpoint, store, sink
+  ({sink}) or login redirect ({redirect}) settings, nor name secret files or keyring entries
+  (they are ignored with a warning): set `FRESHTOKEN_CONFIG` to its path to trust it, or keep
+  those settings in the user configuration directory.
 - A file owned by another user (root excepted) or writable by group or others is not read (a
   warning says so; `$FRESHTOKEN_CONFIG` naming one is an error).
 

@@ -35,7 +35,7 @@ class Option:
     example: str
     default: str  # as the documentation shows it ("" = none)
     choices: tuple[str, ...] = ()
-    #: "endpoint" or "store": a group is taken whole from the highest source that sets any of it.
+    #: "endpoint", "store", ...: a group is taken whole from the highest source that sets any of it.
     group: str = ""
 
     @property
@@ -65,7 +65,7 @@ def _setting(
     return field(default=default, metadata=meta)
 
 
-E, S, K = "endpoint", "store", "sink"  # the groups
+E, S, K, R = "endpoint", "store", "sink", "redirect"  # the groups
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,7 @@ class SettingValues:
         "the exact redirect URI registered: http://127.0.0.1:PORT/callback).",
         "8765",
         shown="any free port",
+        group=R,  # where the authorization code goes: not a repository's choice
     )
     client_id: str | None = _setting("text", "OAuth client id.", "3f2a...c9")
     client_secret: Secret | None = _setting(

@@ -1,0 +1,179 @@
+"""Attacks on login, refresh-token sinks and the spender, performed for real: a hostile
+repository's modules and `freshtoken.toml`, a forged login redirect, a GitHub API that
+redirects, and what the processes freshtoken starts show in /proc."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from freshtoken import AuthorizationCode, Secret, Settings, TokenBroker
+from freshtoken._errors import SinkError
+from freshtoken._http import Timeouts
+from freshtoken.oauth._loopback import LoopbackRedirect
+from freshtoken.sinks import SinkOptions, open_sink
+from freshtoken.testing import AuthServer, Client
+from tests._attack import Listener, http_answer
+from tests._fleet import worker_env
+from tests.helpers import CANARY_SECRET, assert_no_leak, make_client
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads /proc")
+#: The console script, not `python -m freshtoken`: the latter puts the working directory on
+#: sys.path by the user's own choice.
+FRESHTOKEN = str(Path(sys.executable).parent / "freshtoken")
+GITHUB_CANARY = "ghp_canary0github0token0d41f"
+
+# A command sink's program that records what it and its parent (the spender) show in /proc.
+RECORDER = """\
+import os, sys
+token = sys.stdin.read()
+seen = []
+for pid in ("self", str(os.getppid())):
+    for what in ("cmdline", "environ"):
+        try:
+            seen.append(open(f"/proc/{pid}/{what}", "rb").read().decode(errors="replace"))
+        except OSError as exc:
+            seen.append(f"unreadable {exc}")
+open(sys.argv[1], "w").write("\\n".join(seen))
+open(sys.argv[1] + ".token", "w").write(token)
+"""
+
+
+def _seeded(server: AuthServer, env: dict[str, str], secret: str = "demo-secret") -> str:
+    broker = TokenBroker.from_settings(Settings.from_env(env))
+    try:
+        seed = make_client(server, client_id="demo-client", secret=secret).fetch(
+            AuthorizationCode(server.issue_code("demo-client"))
+        )
+        assert seed.refresh_token
+        broker.seed_refresh_token(seed.refresh_token)
+        return seed.refresh_token
+    finally:
+        broker.close()
+
+
+def test_the_spender_runs_no_module_of_the_working_directory(tmp_path: Path) -> None:
+    """`python -m` puts the working directory first on sys.path: a repository's `json.py`
+    would run in the spender and read the settings, secrets included, from its stdin."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    loot = tmp_path / "loot"
+    (repo / "json.py").write_text(
+        f"import sys\nopen({str(loot)!r}, 'wb').write(sys.stdin.buffer.read())\n"
+        "raise SystemExit(0)\n"
+    )
+    with AuthServer(ttl=2) as server:
+        env = worker_env(
+            server,
+            tmp_path / "t.db",
+            FRESHTOKEN_GRANT="refresh_token",
+            FRESHTOKEN_CLIENT_SECRET="demo-secret",
+            XDG_CACHE_HOME=str(tmp_path / "cache"),
+            XDG_CONFIG_HOME=str(tmp_path / "config"),
+        )
+        env.pop("PYTHONPATH", None)
+        _seeded(server, env)
+        out = subprocess.run(
+            [FRESHTOKEN, "token"], env=env, cwd=repo, capture_output=True, text=True, timeout=60
+        )
+    assert out.returncode == 0, out.stderr
+    assert not loot.exists(), "the repository's json.py ran in the spender"
+    assert "ended before presenting" not in out.stderr  # the spender itself presented it
+
+
+def test_the_spender_and_a_command_sink_show_no_secret_in_proc(tmp_path: Path) -> None:
+    """The spender (the sink program's parent) and the program: no client secret, GitHub
+    token or refresh token in their argv or environment; the sink URL's `;` is an argument,
+    not a shell's command separator."""
+    script = tmp_path / "recorder.py"
+    script.write_text(RECORDER)
+    seen, pwned = tmp_path / "seen", tmp_path / "pwned"
+    with AuthServer(ttl=2, clients=[Client("demo-client", CANARY_SECRET)]) as server:
+        env = worker_env(
+            server,
+            tmp_path / "t.db",
+            FRESHTOKEN_GRANT="refresh_token",
+            FRESHTOKEN_CLIENT_SECRET=CANARY_SECRET,
+            FRESHTOKEN_GITHUB_TOKEN=GITHUB_CANARY,
+            FRESHTOKEN_REFRESH_TOKEN_SINK=f"command:{sys.executable} {script} {seen} ; "
+            f"touch {pwned}",
+            XDG_CACHE_HOME=str(tmp_path / "cache"),
+            XDG_CONFIG_HOME=str(tmp_path / "config"),
+        )
+        seed = _seeded(server, env, CANARY_SECRET)
+        out = subprocess.run(
+            [FRESHTOKEN, "token"], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+    assert out.returncode == 0, out.stderr
+    rotated = (tmp_path / "seen.token").read_text().strip()
+    assert rotated and rotated != seed
+    assert not pwned.exists()
+    proc = seen.read_text()
+    assert "freshtoken.broker._spender" in proc  # the parent read is the spender
+    assert_no_leak(
+        "/proc of the spender and the sink", proc, CANARY_SECRET, GITHUB_CANARY, seed, rotated
+    )
+    assert_no_leak("freshtoken's stderr", out.stderr, seed, rotated, GITHUB_CANARY)
+
+
+def test_a_repository_file_cannot_choose_the_login_redirect(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "freshtoken.toml").write_text(
+        '[default]\nredirect_port = 8765\nauthorization_url = "http://127.0.0.1:9/authorize"\n'
+        'device_authorization_url = "http://127.0.0.1:9/device"\nscope = "from-the-repo"\n'
+    )
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
+    settings = Settings.load(environ=env, cwd=repo)
+    assert settings.scope == ("from-the-repo",)  # the file was read
+    assert settings.redirect_port is None
+    assert settings.authorization_url is None and settings.device_authorization_url is None
+    trusted = Settings.load(environ={**env, "FRESHTOKEN_CONFIG": str(repo / "freshtoken.toml")})
+    assert trusted.redirect_port == 8765  # a file named by the environment may
+
+
+def test_the_login_listener_takes_only_its_own_redirect_then_closes() -> None:
+    with LoopbackRedirect("the-state") as listener:
+        host, port = listener.redirect_uri.removeprefix("http://").split("/")[0].split(":")
+        assert host == "127.0.0.1"
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client() as http:
+            forged = http.get(f"{base}/callback?code=forged-code&state=guess")
+            other = http.get(f"{base}/elsewhere?code=forged-code&state=the-state")
+            assert (forged.status_code, other.status_code) == (400, 404)
+            assert "forged-code" not in forged.text
+            ok = http.get(f"{base}/callback?code=the-code&state=the-state")
+            assert ok.status_code == 200
+        assert listener.wait(5) == "the-code"
+        assert listener.ignored == 1
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(port)), timeout=2):
+        pass
+
+
+def test_the_github_sink_follows_no_redirect_with_its_token() -> None:
+    """An API base that answers 307 elsewhere (a stale Enterprise host, a hostile proxy in
+    front of it) never gets the GitHub token sent on to the new place."""
+    with Listener() as elsewhere:
+        moved = http_answer(307, b"{}", f"Location: {elsewhere.url}/repos/a/b/actions/secrets")
+        with Listener(moved) as api:
+            options = SinkOptions(
+                github_token=Secret(GITHUB_CANARY),
+                github_api_url=api.url,
+                timeouts=Timeouts(1.0, 1.0),
+            )
+            sink = open_sink("github-secret://a/b/FT_REFRESH", options)
+            with pytest.raises(SinkError) as caught:
+                sink.prepare(_soon())
+            assert api.connections >= 1
+        assert elsewhere.connections == 0, elsewhere.reached()
+    assert_no_leak("the sink's error", str(caught.value), GITHUB_CANARY)
+
+
+def _soon() -> float:
+    return time.monotonic() + 5.0
