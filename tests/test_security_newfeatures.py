@@ -177,3 +177,75 @@ def test_the_github_sink_follows_no_redirect_with_its_token() -> None:
 
 def _soon() -> float:
     return time.monotonic() + 5.0
+
+
+SPY = """
+import json, os, subprocess, sys, time, urllib.request
+step = subprocess.Popen([sys.executable, "-m", "freshtoken", "token"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+end = time.monotonic() + 30
+spender = None
+while spender is None and time.monotonic() < end:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if b"freshtoken.broker._spender" in f.read():
+                        spender = entry
+            except OSError:
+                pass
+    time.sleep(0.01)
+# Once its refresh is at the server, the spender holds the secrets it read from its stdin.
+while time.monotonic() < end:
+    with urllib.request.urlopen(os.environ["SPY_STATS"]) as answer:
+        if json.load(answer)["inflight_ages"]:
+            break
+    time.sleep(0.01)
+said = []
+for what in ("environ", "mem"):
+    try:
+        with open(f"/proc/{spender}/{what}", "rb") as f:
+            f.read(1)
+        said.append("read")
+    except PermissionError:
+        said.append("denied")
+    except OSError as exc:
+        said.append(type(exc).__name__)
+step.wait()
+print(spender is not None, *said, step.returncode)
+"""
+
+
+def test_the_spender_is_closed_to_other_processes_of_its_user() -> None:
+    """The spender holds the client secret and the refresh token while it refreshes: a
+    program of the same user (a build step) must not read its memory or environment."""
+    from tests._attack import as_nobody, open_place, require_other_user
+
+    require_other_user()
+    # The system's Python with this environment's packages: the test's own interpreter may
+    # sit where `nobody` cannot run it (under /root).
+    system_python = Path("/usr/bin/python3")
+    if not system_python.exists() or sys.version_info[:2] != (3, 11):
+        pytest.skip("needs /usr/bin/python3 of the same version as the test's")
+    import sysconfig
+
+    with AuthServer(latency=1.0) as server, open_place() as place:
+        place.chmod(0o777)
+        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+        assert seed.refresh_token
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(place),
+            "FRESHTOKEN_TOKEN_URL": server.token_url,
+            "FRESHTOKEN_CLIENT_ID": "demo-client",
+            "FRESHTOKEN_CLIENT_SECRET": "demo-secret",
+            "FRESHTOKEN_GRANT": "refresh_token",
+            "FRESHTOKEN_REFRESH_TOKEN": seed.refresh_token,
+            "FRESHTOKEN_STORE": f"sqlite://{place}/store/t.db",
+            "SPY_STATS": server.url + "/_stats",
+            "PYTHONPATH": f"{Path(__file__).resolve().parents[1] / 'src'}:"
+            + sysconfig.get_paths()["purelib"],
+        }
+        run = as_nobody([str(system_python), "-c", SPY], env=env, cwd=place)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["True", "denied", "denied", "0"], (run.stdout, run.stderr)

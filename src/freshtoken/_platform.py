@@ -95,3 +95,18 @@ def write_at_start(fd: int, data: bytes) -> None:
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, data)
+
+
+def undumpable() -> bool:
+    """Make this process non-dumpable where the OS allows it (Linux: prctl PR_SET_DUMPABLE 0):
+    no core dump, and its memory and environment closed to other processes of this user.
+    True when done."""
+    if sys.platform != "linux":
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(4, 0, 0, 0, 0)) == 0  # PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        return False

@@ -30,6 +30,7 @@ from typing import IO, Any
 from freshtoken import _build, _errors
 from freshtoken._errors import OAuthError, StoreError, TokenUnavailableError
 from freshtoken._log import logger, redact
+from freshtoken._platform import undumpable
 from freshtoken._secret import Secret
 from freshtoken._token import Token
 from freshtoken.broker._minters import GrantMinter, Held, Minted, RefreshTokenMinter
@@ -312,6 +313,7 @@ def _outcome(kept: Entry, refreshed: bool) -> dict[str, Any]:
 
 
 def main() -> None:
+    undumpable()  # before the secrets are read: other processes of this user cannot read them
     out = sys.stdout
     reporter = _Reporter(out)
     try:

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 _FD = "FRESHTOKEN_SECRETS_FD"
 _COMMANDS = frozenset({"serve", "exec"})
 _GLOBAL_WITH_VALUE = frozenset({"--profile"})
-_PR_SET_DUMPABLE = 4
 
 
 def _command(argv: list[str]) -> str | None:
@@ -94,16 +93,3 @@ def take_secrets() -> dict[str, str]:
 
     found: dict[str, str] = json.loads(b"".join(chunks))
     return found
-
-
-def undumpable() -> bool:
-    """Make this process non-dumpable where the OS allows it (Linux); True when done."""
-    if sys.platform != "linux":
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False

@@ -54,7 +54,8 @@ def _listen(value: str) -> tuple[str, int]:
 def _private_settings(ctx: click.Context) -> Settings:
     """The settings, with the secrets the re-executed command took out of its environment
     (see cli/_hide.py); from now on the process is non-dumpable."""
-    from freshtoken.cli._hide import take_secrets, undumpable
+    from freshtoken._platform import undumpable
+    from freshtoken.cli._hide import take_secrets
 
     hidden = take_secrets()
     undumpable()
