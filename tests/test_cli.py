@@ -381,6 +381,8 @@ def test_seed_status_and_revoke(tmp_path: Path, server: AuthServer) -> None:
     status = json.loads(ft(["status", "--format", "json"], env, tmp_path).stdout)
     [entry] = status["entries"]
     assert entry["this_profile"] and entry["refresh_token"] and entry["mints"] == 1
+    assert not entry["sink_pending"] and not entry["being_spent"]
+    assert entry["introspection_vouches"] == "yes"  # it said active for the live seed
     plain = ft(["status"], env, tmp_path)
     revoked = ft(["revoke"], env, tmp_path)
     assert revoked.returncode == 0, revoked.stderr

@@ -392,3 +392,23 @@ def test_runs_killed_at_random_mid_refresh_keep_the_chain_alive(
     stats = server.stats()
     assert stats["reuse_detections"] == 0 and stats["family_revocations"] == 0
     assert server.active_refresh_tokens("demo-client") == 1  # the one in the secret
+
+
+def test_status_shows_a_write_back_left_pending(server: AuthServer, tmp_path: Path) -> None:
+    """A sink that fails after the server rotated: the call fails (exit 5), and `status`
+    says the stored refresh token is still to be written."""
+    env = run_env(
+        tmp_path,
+        server,
+        "pending",
+        FRESHTOKEN_REFRESH_TOKEN=login(server),
+        FRESHTOKEN_REFRESH_TOKEN_SINK="command:false",
+    )
+    failed = ft(["token"], env, tmp_path)
+    assert failed.returncode == 5, failed.stderr
+    assert server.stats()["refreshes"] == 1  # rotated: the new token waits in the store
+    status = json.loads(ft(["status", "--format", "json"], env, tmp_path).stdout)
+    [entry] = status["entries"]
+    assert entry["sink_pending"] and entry["refresh_token"] and entry["expires_in"] is None
+    table = ft(["status"], env, tmp_path).stdout
+    assert "pending" in table.splitlines()[-1], table

@@ -12,6 +12,7 @@ from freshtoken import _build
 from freshtoken._errors import ConfigurationError, OAuthError
 from freshtoken._log import redact_url
 from freshtoken.broker._key import settings_key
+from freshtoken.broker._unfinished import vouching
 from freshtoken.cli._common import fail, run
 from freshtoken.config._settings import Settings
 from freshtoken.stores import TokenStore
@@ -78,6 +79,12 @@ def _rows(settings: Settings, store: TokenStore) -> list[dict[str, Any]]:
                 if entry.last_mint
                 else None,
                 "mints": entry.mints,
+                # What a refresh token's entry knows: a rotated one not yet written to the
+                # sink, a refresh in flight, and what was learned about the server.
+                "sink_pending": entry.sink_pending,
+                "being_spent": entry.spending is not None,
+                "introspection_vouches": vouching(entry) if entry.refresh_token else None,
+                "rotation_revokes_access": entry.revokes,
             }
         )
     return rows
@@ -89,7 +96,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
         row["key"],
         "this" if row["this_profile"] else "other",
         _expires(left),
-        "yes" if row["refresh_token"] else "no",
+        "pending" if row["sink_pending"] else "yes" if row["refresh_token"] else "no",
         row["last_mint"] or "-",
         str(row["mints"]),
     ]
