@@ -9,6 +9,14 @@ from freshtoken._log import logger
 from freshtoken.stores import Entry, TokenStore
 
 
+def changed_under_lock() -> StoreError:
+    """Someone else wrote the entry while this process held its lock: it must not go on."""
+    return StoreError(
+        "the store entry changed while this process held its lock",
+        hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
+    )
+
+
 class HeldEntry:
     """The entry under the store's lock; writes are compare-and-set on its version."""
 
@@ -30,10 +38,7 @@ class HeldEntry:
         out, a store that failed over) means this holder must not go on: StoreError."""
         version = self._save(entry, self.entry.version if self.entry else 0)
         if version is None:
-            raise StoreError(
-                "the store entry changed while this process held its lock",
-                hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
-            )
+            raise changed_under_lock()
         self.entry = replace(entry, version=version)
         return self.entry
 

@@ -32,13 +32,14 @@ from freshtoken._errors import OAuthError, StoreError, TokenUnavailableError
 from freshtoken._log import logger, redact
 from freshtoken._platform import undumpable
 from freshtoken._secret import Secret
-from freshtoken._token import Token
+from freshtoken.broker._held import changed_under_lock
 from freshtoken.broker._minters import GrantMinter, Held, Minted, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy
 from freshtoken.broker._shared import SharedCache
 from freshtoken.config._options import SettingValues
 from freshtoken.config._settings import Settings
 from freshtoken.stores import Entry
+from freshtoken.stores._entry import token_data, token_from_data
 
 MODULE = "freshtoken.broker._spender"
 #: Variables the spender must not see: its settings come on stdin, and these may carry secrets.
@@ -134,10 +135,7 @@ class SpendProcess:
             now = held.reload()
             if now is not None and (now.version, now.spending) == (marked.version, marked.spending):
                 return here()  # it sees another store than this process (one failed open)
-            raise StoreError(
-                "the store entry changed while this process held its lock",
-                hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
-            )
+            raise changed_under_lock()
         if report.get("late"):
             raise TokenUnavailableError(
                 "the call's deadline came before the refresh token could be presented; it was "
@@ -164,17 +162,12 @@ class SpendProcess:
                 hint="It was killed, or crashed, while the server was answering. Try again "
                 "after that instant; `freshtoken status` shows the entry.",
             )
-        t = report["token"]
-        token = Token(t["at"], t["tt"], t["exp"], t["iat"], None, _scope(t["scope"]))
+        token = token_from_data(report["token"])
         if report.get("sent") is not None:  # when the spender sent it, on this clock
             sent = max(sent, time.monotonic() - (time.time() - report["sent"]))
         # Stored already; storing it again here is a no-op that also covers a store write
         # the spender could not make.
         return Minted(token, report.get("refresh_token"), sent, refreshed=report["refreshed"])
-
-
-def _scope(value: list[str] | None) -> tuple[str, ...] | None:
-    return None if value is None else tuple(value)
 
 
 def _error(said: dict[str, Any]) -> OAuthError:
@@ -300,13 +293,7 @@ def _outcome(kept: Entry, refreshed: bool) -> dict[str, Any]:
     if token is None:
         raise StoreError("the spender stored no token", hint="Try again.")
     return {
-        "token": {
-            "at": token.access_token,
-            "tt": token.token_type,
-            "exp": token.expires_at,
-            "iat": token.issued_at,
-            "scope": None if token.scope is None else list(token.scope),
-        },
+        "token": token_data(token),
         "refresh_token": kept.refresh_token,
         "refreshed": refreshed,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from freshtoken._token import Token
 
@@ -55,18 +56,32 @@ class Entry:
         )
 
 
+def token_data(token: Token) -> dict[str, Any]:
+    """`token` (without its refresh token) as plain JSON data: in an entry, or on a pipe."""
+    return {
+        "at": token.access_token,
+        "tt": token.token_type,
+        "exp": token.expires_at,
+        "iat": token.issued_at,
+        "scope": None if token.scope is None else list(token.scope),
+    }
+
+
+def token_from_data(t: dict[str, Any]) -> Token:
+    """The token `token_data` wrote. Raises KeyError, TypeError or ValueError on anything else."""
+    return Token(
+        access_token=str(t["at"]),
+        token_type=str(t["tt"]),
+        expires_at=float(t["exp"]),
+        issued_at=float(t["iat"]),
+        scope=None if t["scope"] is None else tuple(t["scope"]),
+    )
+
+
 def encode(entry: Entry) -> bytes:
     token = entry.token
     data = {
-        "t": None
-        if token is None
-        else {
-            "at": token.access_token,
-            "tt": token.token_type,
-            "exp": token.expires_at,
-            "iat": token.issued_at,
-            "scope": None if token.scope is None else list(token.scope),
-        },
+        "t": None if token is None else token_data(token),
         "rt": entry.refresh_token,
         "sp": entry.spending,
         "n": entry.mints,
@@ -85,20 +100,8 @@ def encode(entry: Entry) -> bytes:
 def decode(payload: bytes, version: int) -> Entry:
     """Raises ValueError (or KeyError/TypeError) on anything that is not an encoded entry."""
     data = json.loads(payload)
-    t = data["t"]
-    token = (
-        None
-        if t is None
-        else Token(
-            access_token=str(t["at"]),
-            token_type=str(t["tt"]),
-            expires_at=float(t["exp"]),
-            issued_at=float(t["iat"]),
-            scope=None if t["scope"] is None else tuple(t["scope"]),
-        )
-    )
     return Entry(
-        token=token,
+        token=None if data["t"] is None else token_from_data(data["t"]),
         refresh_token=data["rt"],
         spending=data["sp"],
         mints=int(data["n"]),
