@@ -57,15 +57,12 @@ class Context:
         return Settings.load(profile=self.profile, environ=environ)
 
     def broker(self, settings: Settings | None = None) -> TokenBroker:
-        """The profile's broker, with the command line's default margin (COMMAND_LINE, or the
-        `min_ttl` setting)."""
+        """The profile's broker, with the command line's default margin (COMMAND_LINE; the
+        `min_ttl` setting, applied by `from_settings`, wins)."""
         from freshtoken.broker._broker import TokenBroker
-        from freshtoken.broker._policy import COMMAND_LINE, with_margin
+        from freshtoken.broker._policy import COMMAND_LINE
 
-        settings = settings or self.settings()
-        return TokenBroker.from_settings(
-            settings, refresh=with_margin(COMMAND_LINE, settings.min_ttl)
-        )
+        return TokenBroker.from_settings(settings or self.settings(), refresh=COMMAND_LINE)
 
     @property
     def use_color(self) -> bool:
