@@ -1,135 +1,190 @@
 """freshtoken: a valid OAuth 2.0 access token for every step of a pipeline, for as long as it runs.
 
-broker = freshtoken.TokenBroker.from_env()      # FRESHTOKEN_* variables
+broker = freshtoken.TokenBroker.from_env()      # FRESHTOKEN_* variables, or the running endpoint
 token = broker.token(min_ttl=900)                # valid for the next 15 minutes
 httpx.get(url, auth=broker.httpx_auth())         # or requests: broker.requests_auth()
 """
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the CLI 12 ms
-# The public names, each listed once: type checkers read these imports; at run time each
-# name is imported on first use (PEP 562), so that `import freshtoken` (and the command
-# line's cache-hit path) does not pay for httpx and cryptography until they are needed.
-if TYPE_CHECKING:
-    from typing import Any
+from typing import TYPE_CHECKING, Any
 
+# Type checkers read these imports; at run time each public name is imported on first use
+# (PEP 562), so that `import freshtoken` (and the command line's cache hit) pays for httpx and
+# cryptography only when they are needed. tests/test_python_api.py keeps the three lists equal.
+if TYPE_CHECKING:
     from freshtoken._errors import (
-        AuthorizationError as AuthorizationError,
+        AuthorizationError,
+        ConfigurationError,
+        ConnectError,
+        InsufficientScopeError,
+        InvalidClientError,
+        InvalidGrantError,
+        InvalidRequestError,
+        InvalidScopeError,
+        MalformedResponseError,
+        NameResolutionError,
+        OAuthError,
+        RateLimitedError,
+        RequestTimeoutError,
+        ServerError,
+        StoreError,
+        TLSError,
+        TokenUnavailableError,
+        TransportError,
+        UnauthorizedClientError,
     )
-    from freshtoken._errors import (
-        ConfigurationError as ConfigurationError,
+    from freshtoken._http import Timeouts
+    from freshtoken._secret import Secret
+    from freshtoken._token import Token
+    from freshtoken.broker._broker import BrokerStats, TokenBroker
+    from freshtoken.broker._endpoint import EndpointSource
+    from freshtoken.broker._policy import RefreshPolicy
+    from freshtoken.broker._source import (
+        RenewableSource,
+        TokenSource,
     )
-    from freshtoken._errors import (
-        ConnectError as ConnectError,
+    from freshtoken.config._settings import Settings
+    from freshtoken.oauth._client import TokenClient
+    from freshtoken.oauth._client_auth import (
+        ClientSecretBasic,
+        ClientSecretPost,
+        PublicClient,
     )
-    from freshtoken._errors import (
-        InsufficientScopeError as InsufficientScopeError,
+    from freshtoken.oauth._grants import (
+        AuthorizationCode,
+        ClientCredentials,
+        RefreshTokenGrant,
     )
-    from freshtoken._errors import (
-        InvalidClientError as InvalidClientError,
+    from freshtoken.oauth._retry import RetryPolicy
+    from freshtoken.provider._endpoints import Endpoints
+    from freshtoken.provider._genesys import (
+        GENESYS_REGIONS,
+        GenesysRegion,
+        genesys_region,
     )
-    from freshtoken._errors import (
-        InvalidGrantError as InvalidGrantError,
+    from freshtoken.stores import (
+        Entry,
+        StoreOptions,
+        TokenStore,
+        open_store,
     )
-    from freshtoken._errors import (
-        InvalidRequestError as InvalidRequestError,
-    )
-    from freshtoken._errors import (
-        InvalidScopeError as InvalidScopeError,
-    )
-    from freshtoken._errors import (
-        MalformedResponseError as MalformedResponseError,
-    )
-    from freshtoken._errors import (
-        NameResolutionError as NameResolutionError,
-    )
-    from freshtoken._errors import (
-        OAuthError as OAuthError,
-    )
-    from freshtoken._errors import (
-        RateLimitedError as RateLimitedError,
-    )
-    from freshtoken._errors import (
-        RequestTimeoutError as RequestTimeoutError,
-    )
-    from freshtoken._errors import (
-        ServerError as ServerError,
-    )
-    from freshtoken._errors import (
-        StoreError as StoreError,
-    )
-    from freshtoken._errors import (
-        TLSError as TLSError,
-    )
-    from freshtoken._errors import (
-        TokenUnavailableError as TokenUnavailableError,
-    )
-    from freshtoken._errors import (
-        TransportError as TransportError,
-    )
-    from freshtoken._errors import (
-        UnauthorizedClientError as UnauthorizedClientError,
-    )
-    from freshtoken._http import Timeouts as Timeouts
-    from freshtoken._secret import Secret as Secret
-    from freshtoken._token import Token as Token
-    from freshtoken.broker._broker import BrokerStats as BrokerStats
-    from freshtoken.broker._broker import TokenBroker as TokenBroker
-    from freshtoken.broker._policy import RefreshPolicy as RefreshPolicy
-    from freshtoken.broker._source import RenewableSource as RenewableSource
-    from freshtoken.broker._source import TokenSource as TokenSource
-    from freshtoken.config._settings import Settings as Settings
-    from freshtoken.oauth._client import TokenClient as TokenClient
-    from freshtoken.oauth._client_auth import ClientSecretBasic as ClientSecretBasic
-    from freshtoken.oauth._client_auth import ClientSecretPost as ClientSecretPost
-    from freshtoken.oauth._client_auth import PublicClient as PublicClient
-    from freshtoken.oauth._grants import AuthorizationCode as AuthorizationCode
-    from freshtoken.oauth._grants import ClientCredentials as ClientCredentials
-    from freshtoken.oauth._grants import RefreshTokenGrant as RefreshTokenGrant
-    from freshtoken.oauth._retry import RetryPolicy as RetryPolicy
-    from freshtoken.provider._endpoints import Endpoints as Endpoints
-    from freshtoken.provider._genesys import GENESYS_REGIONS as GENESYS_REGIONS
-    from freshtoken.provider._genesys import GenesysRegion as GenesysRegion
-    from freshtoken.provider._genesys import genesys_region as genesys_region
-    from freshtoken.stores import Entry as Entry
-    from freshtoken.stores import StoreOptions as StoreOptions
-    from freshtoken.stores import TokenStore as TokenStore
-    from freshtoken.stores import open_store as open_store
-    from freshtoken.stores._memory import MemoryStore as MemoryStore
+    from freshtoken.stores._memory import MemoryStore
 
 __version__ = "0.1.0"
-_PUBLIC: dict[str, tuple[str, str]] = {}
 
+__all__ = [
+    "AuthorizationCode",
+    "AuthorizationError",
+    "BrokerStats",
+    "ClientCredentials",
+    "ClientSecretBasic",
+    "ClientSecretPost",
+    "ConfigurationError",
+    "ConnectError",
+    "EndpointSource",
+    "Endpoints",
+    "Entry",
+    "GENESYS_REGIONS",
+    "GenesysRegion",
+    "InsufficientScopeError",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidRequestError",
+    "InvalidScopeError",
+    "MalformedResponseError",
+    "MemoryStore",
+    "NameResolutionError",
+    "OAuthError",
+    "PublicClient",
+    "RateLimitedError",
+    "RefreshPolicy",
+    "RefreshTokenGrant",
+    "RenewableSource",
+    "RequestTimeoutError",
+    "RetryPolicy",
+    "Secret",
+    "ServerError",
+    "Settings",
+    "StoreError",
+    "StoreOptions",
+    "TLSError",
+    "Timeouts",
+    "Token",
+    "TokenBroker",
+    "TokenClient",
+    "TokenSource",
+    "TokenStore",
+    "TokenUnavailableError",
+    "TransportError",
+    "UnauthorizedClientError",
+    "__version__",
+    "genesys_region",
+    "open_store",
+]
 
-def _public() -> dict[str, tuple[str, str]]:
-    """name -> (module, attribute), read once from the imports above."""
-    if not _PUBLIC:
-        import ast
-        from pathlib import Path
-
-        tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-        block = next(n for n in tree.body if isinstance(n, ast.If))
-        for node in block.body:
-            if isinstance(node, ast.ImportFrom) and node.module != "typing":
-                for alias in node.names:
-                    _PUBLIC[alias.asname or alias.name] = (str(node.module), alias.name)
-    return _PUBLIC
+#: public name -> the module that defines it
+_LAZY = {
+    "AuthorizationError": "freshtoken._errors",
+    "ConfigurationError": "freshtoken._errors",
+    "ConnectError": "freshtoken._errors",
+    "InsufficientScopeError": "freshtoken._errors",
+    "InvalidClientError": "freshtoken._errors",
+    "InvalidGrantError": "freshtoken._errors",
+    "InvalidRequestError": "freshtoken._errors",
+    "InvalidScopeError": "freshtoken._errors",
+    "MalformedResponseError": "freshtoken._errors",
+    "NameResolutionError": "freshtoken._errors",
+    "OAuthError": "freshtoken._errors",
+    "RateLimitedError": "freshtoken._errors",
+    "RequestTimeoutError": "freshtoken._errors",
+    "ServerError": "freshtoken._errors",
+    "StoreError": "freshtoken._errors",
+    "TLSError": "freshtoken._errors",
+    "TokenUnavailableError": "freshtoken._errors",
+    "TransportError": "freshtoken._errors",
+    "UnauthorizedClientError": "freshtoken._errors",
+    "Timeouts": "freshtoken._http",
+    "Secret": "freshtoken._secret",
+    "Token": "freshtoken._token",
+    "BrokerStats": "freshtoken.broker._broker",
+    "TokenBroker": "freshtoken.broker._broker",
+    "EndpointSource": "freshtoken.broker._endpoint",
+    "RefreshPolicy": "freshtoken.broker._policy",
+    "RenewableSource": "freshtoken.broker._source",
+    "TokenSource": "freshtoken.broker._source",
+    "Settings": "freshtoken.config._settings",
+    "TokenClient": "freshtoken.oauth._client",
+    "ClientSecretBasic": "freshtoken.oauth._client_auth",
+    "ClientSecretPost": "freshtoken.oauth._client_auth",
+    "PublicClient": "freshtoken.oauth._client_auth",
+    "AuthorizationCode": "freshtoken.oauth._grants",
+    "ClientCredentials": "freshtoken.oauth._grants",
+    "RefreshTokenGrant": "freshtoken.oauth._grants",
+    "RetryPolicy": "freshtoken.oauth._retry",
+    "Endpoints": "freshtoken.provider._endpoints",
+    "GENESYS_REGIONS": "freshtoken.provider._genesys",
+    "GenesysRegion": "freshtoken.provider._genesys",
+    "genesys_region": "freshtoken.provider._genesys",
+    "Entry": "freshtoken.stores",
+    "StoreOptions": "freshtoken.stores",
+    "TokenStore": "freshtoken.stores",
+    "open_store": "freshtoken.stores",
+    "MemoryStore": "freshtoken.stores._memory",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "__all__":
-        return sorted([*_public(), "__version__"])
     try:
-        module, attribute = _public()[name]
+        module = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'freshtoken' has no attribute {name!r}") from None
     import importlib
 
-    value = getattr(importlib.import_module(module), attribute)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*_public(), "__version__"])
+    return list(__all__)

@@ -84,3 +84,18 @@ class RedactingFilter(logging.Filter):
 
 
 logger.addFilter(RedactingFilter())
+
+
+def to_stderr(verbose: int, quiet: bool) -> None:
+    """The command line's logging: `freshtoken: message` on stderr, warnings and errors by
+    default, more with each -v, errors only with -q."""
+    import sys
+
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("freshtoken: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False

@@ -23,6 +23,7 @@ from freshtoken._errors import ConfigurationError, TokenUnavailableError
 from freshtoken._secret import Secret
 from freshtoken._token import Token
 from freshtoken.broker._ahead import RefreshAhead
+from freshtoken.broker._endpoint import EndpointSource, running_endpoint
 from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy, with_margin
@@ -30,7 +31,6 @@ from freshtoken.broker._promise import MODES
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
-from freshtoken.oauth._client import TokenClient
 from freshtoken.oauth._grants import ClientCredentials, Grant
 from freshtoken.stores import TokenStore
 from freshtoken.stores._memory import MemoryStore
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import requests
 
     from freshtoken.broker._keepalive import KeptAlive
+    from freshtoken.oauth._client import TokenClient
     from freshtoken.sinks import RefreshTokenSink
 
 
@@ -173,9 +174,19 @@ class TokenBroker:
         return broker
 
     @classmethod
-    def from_env(cls, *, profile: str | None = None, **options: Any) -> TokenBroker:
+    def from_env(
+        cls, *, profile: str | None = None, **options: Any
+    ) -> TokenBroker | EndpointSource:
         """A broker configured as the command line is: `FRESHTOKEN_*` (and `GENESYSCLOUD_*`)
-        variables over a profile of `freshtoken.toml` (`profile`, else `$FRESHTOKEN_PROFILE`)."""
+        variables over a profile of `freshtoken.toml` (`profile`, else `$FRESHTOKEN_PROFILE`).
+
+        In a step that has the running endpoint's `FRESHTOKEN_URL` and `FRESHTOKEN_KEY` (after
+        the GitHub Action, in a child of `freshtoken exec`) and no client secret of its own,
+        the tokens come from that endpoint: an `EndpointSource`, which serves the same calls
+        (`token`, `atoken`, `invalidate`, `httpx_auth`, `requests_auth`, `close`)."""
+        found = running_endpoint(os.environ)
+        if found is not None:
+            return EndpointSource(*found, min_ttl=options.get("default_min_ttl"))
         return cls.from_settings(Settings.load(profile=profile), **options)
 
     @classmethod

@@ -22,13 +22,12 @@ from freshtoken._errors import (
 from freshtoken._log import logger
 from freshtoken._token import Token
 from freshtoken.broker._unfinished import judge, wait_out
-from freshtoken.oauth._client import TokenClient
 from freshtoken.oauth._grants import Grant, RefreshTokenGrant
-from freshtoken.oauth._retry import surely_unprocessed
 from freshtoken.stores import Entry
 from freshtoken.stores._entry import with_past
 
 if TYPE_CHECKING:
+    from freshtoken.oauth._client import TokenClient
     from freshtoken.sinks import RefreshTokenSink
 
 
@@ -223,6 +222,8 @@ class RefreshTokenMinter:
             )
             return self.fallback.mint(held)
         except OAuthError as exc:
+            from freshtoken.oauth._retry import surely_unprocessed
+
             if surely_unprocessed(exc):  # the server never saw it: it is still unspent
                 held.write(replace(marked, spending=None))
             raise

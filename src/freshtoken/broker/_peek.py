@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 
 from freshtoken import _build
+from freshtoken._log import logger
 from freshtoken._token import Token
 from freshtoken.broker._key import settings_key
-from freshtoken.broker._policy import RefreshPolicy
+from freshtoken.broker._policy import RefreshPolicy, stored_left
 from freshtoken.broker._promise import covered, guards
 from freshtoken.config._settings import Settings
 
@@ -36,4 +37,9 @@ def cached_token(
         entry, now, policy.min_ttl_for(token, min_ttl)
     ):
         return None  # the full way promises it (this peek does not write)
+    logger.info(
+        "adopted a token another holder stored for client %s: %.0fs left",
+        settings.client_id,
+        stored_left(token, now),
+    )
     return token

@@ -7,15 +7,18 @@ may still be in flight, and never presented again on a guess.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from freshtoken._clock import Clock
 from freshtoken._errors import TokenUnavailableError
 from freshtoken._log import logger
-from freshtoken.oauth._client import TokenClient
 from freshtoken.stores import Entry
 
 #: How often a holder waiting out another's attempt looks for its stored outcome (s).
 POLL = 0.1
+
+if TYPE_CHECKING:
+    from freshtoken.oauth._client import TokenClient
 
 
 def vouching(entry: Entry | None) -> str:

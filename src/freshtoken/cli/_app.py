@@ -1,22 +1,15 @@
 """The `freshtoken` command line: the group and its commands, one module per group. Heavy
-modules are imported inside commands; the cache-hit paths never get here (see _main.py)."""
+modules are imported inside commands; a plain `freshtoken token` never gets here (_main.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import click
 
-from freshtoken.cli._common import Context, setup_logging
-from freshtoken.cli._completion import completion
-from freshtoken.cli._demo import demo
-from freshtoken.cli._doctor import doctor
-from freshtoken.cli._login import login
-from freshtoken.cli._serve import exec_, serve
-from freshtoken.cli._status import status
-from freshtoken.cli._store import revoke, seed_refresh_token
-from freshtoken.cli._token import token
+from freshtoken._log import to_stderr
+from freshtoken.cli._common import Context
+from freshtoken.cli._formats import FORMATS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,16 +37,51 @@ def cli(ctx: click.Context, profile: str | None, verbose: int, quiet: bool, colo
     """
     ctx.obj = Context(profile, color)
     ctx.color = ctx.obj.use_color  # click.echo keeps or strips styles by this
-    setup_logging(verbose, quiet)
+    to_stderr(verbose, quiet)
+
+
+@click.command()
+@click.option(
+    "--min-ttl",
+    type=float,
+    default=None,
+    metavar="S",
+    help="Seconds the token must stay valid (default: 225, or half the lifetime of a "
+    "shorter-lived token).",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="raw", show_default=True)
+@click.option(
+    "--github-env",
+    metavar="NAME",
+    help="With --format github: also write NAME=<token> to $GITHUB_ENV (it goes "
+    "stale when the token expires; prefer calling freshtoken token again).",
+)
+@click.pass_context
+def token(ctx: click.Context, min_ttl: float | None, fmt: str, github_env: str | None) -> None:
+    """Print a token valid for at least --min-ttl seconds, from the cache when possible.
+
+    Inside `freshtoken exec`/`serve`, or after the GitHub Action (FRESHTOKEN_URL and
+    FRESHTOKEN_KEY set, no client secret), the token comes from the running endpoint.
+
+    \b
+    Examples:
+      curl -H "$(freshtoken token --format header)" https://api.mypurecloud.ie/api/v2/tokens/me
+      freshtoken token --min-ttl 900 --format json
+      eval "$(freshtoken token --format env)"   # export FRESHTOKEN_ACCESS_TOKEN=...
+      freshtoken token --format dotenv > .env    # FRESHTOKEN_ACCESS_TOKEN=...
+    """
+    from freshtoken.cli._token import print_token
+
+    profile = ctx.find_object(Context).profile  # type: ignore[union-attr]
+    print_token(min_ttl, fmt, github_env=github_env, profile=profile)
 
 
 class _Lazy(click.Command):
     """A command whose module is imported only when it runs (or shows its own help); until
     then, a name and a line for `freshtoken --help`."""
 
-    def __init__(self, name: str, load: Callable[[], click.Command], short_help: str) -> None:
+    def __init__(self, name: str, short_help: str) -> None:
         super().__init__(name, short_help=short_help, add_help_option=False)
-        self._load = load
 
     def make_context(
         self,
@@ -62,40 +90,36 @@ class _Lazy(click.Command):
         parent: click.Context | None = None,
         **extra: Any,
     ) -> click.Context:
-        return self._load().make_context(info_name, args, parent, **extra)
+        return load_command(str(self.name)).make_context(info_name, args, parent, **extra)
 
 
-def _testserver() -> click.Command:
-    # The test server's imports (http.server, the token records) would slow every command.
-    from freshtoken.testing._command import testserver
-
-    return testserver
-
-
-for command in (
-    token,
-    serve,
-    exec_,
-    login,
-    seed_refresh_token,
-    revoke,
-    status,
-    doctor,
-    demo,
-    completion,
-):
-    cli.add_command(command)
-cli.add_command(
-    _Lazy("testserver", _testserver, "Run the shipped test authorization server until...")
-)
+#: name -> (module, attribute, the line `freshtoken --help` shows): each command's module is
+#: imported only when the command runs or shows its own help (tests/test_cli.py keeps the lines
+#: equal to the commands' own).
+COMMANDS = {
+    "completion": ("_completion", "completion", "Print the completion script for SHELL (what..."),
+    "demo": ("_demo", "demo", "Show the 15-minute build in seconds: a naive..."),
+    "doctor": ("_doctor", "doctor", "Check configuration, endpoint, credentials,..."),
+    "exec": ("_serve", "exec_", "Run COMMAND with a private local endpoint alive for..."),
+    "keepalive": ("_keepalive", "keepalive", "Refresh once when the refresh token has been..."),
+    "login": ("_login", "login", "Log in as a user once; the refresh token goes into..."),
+    "revoke": ("_store", "revoke", "Revoke this profile's tokens at the server, then..."),
+    "seed-refresh-token": ("_store", "seed_refresh_token", "Store a refresh token from a..."),
+    "serve": ("_serve", "serve", "Serve tokens on a local endpoint until SIGTERM or..."),
+    "status": ("_status", "status", "What the store holds per cache key (never a token);..."),
+    "testserver": ("testing", "testserver", "Run the shipped test authorization server until..."),
+}  # fmt: skip
 
 
-def _keepalive() -> click.Command:
-    from freshtoken.cli._keepalive import keepalive
+def load_command(name: str) -> click.Command:
+    module, attribute, _ = COMMANDS[name]
+    package = "freshtoken.testing._command" if module == "testing" else f"freshtoken.cli.{module}"
+    import importlib
 
-    return keepalive
+    command: click.Command = getattr(importlib.import_module(package), attribute)
+    return command
 
 
-cli.add_command(
-    _Lazy("keepalive", _keepalive, "Refresh once when the refresh token has been idle too...")
-)
+cli.add_command(token)
+for _name, (_, _, _line) in COMMANDS.items():
+    cli.add_command(_Lazy(_name, _line))

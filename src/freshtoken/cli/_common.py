@@ -3,7 +3,6 @@ failing with an error's own message and exit code (as one JSON object with --for
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from freshtoken._errors import OAuthError
-from freshtoken.cli._formats import error_json
+from freshtoken.cli._formats import say_failure
 
 if TYPE_CHECKING:
     from freshtoken.broker._broker import TokenBroker
@@ -24,11 +23,7 @@ def fail_with(
     error: str, message: str, hint: str, exit_code: int, json_errors: bool = False
 ) -> NoReturn:
     """Say why the command failed on stderr (one line and a hint, or one JSON object)."""
-    if json_errors:
-        click.echo(error_json(error, message, hint, exit_code), err=True)
-    else:
-        click.echo(f"freshtoken: {message}" + (f"\nhint: {hint}" if hint else ""), err=True)
-    sys.exit(exit_code)
+    say_failure(error, message, hint, exit_code, json_errors)
 
 
 def fail(error: OAuthError, json_errors: bool = False) -> NoReturn:
@@ -67,19 +62,6 @@ class Context:
     @property
     def use_color(self) -> bool:
         return color_wanted(self.color)
-
-
-def setup_logging(verbose: int, quiet: bool) -> None:
-    from freshtoken._log import logger
-
-    level = (
-        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("freshtoken: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
 
 
 def run(ctx: click.Context) -> Context:

@@ -1,14 +1,15 @@
-"""How a token is printed: raw, json, header, env, dotenv (github is the full command line's).
+"""How a token is printed: raw, json, header, env, dotenv (github is written by `token` itself).
 
-Shared by the full command, its fast paths (cli/_main.py) and the local endpoint's `format=`
-query, so that all three print the same bytes. Standard library only, and nothing heavy: the
-fast path imports this module."""
+Shared by `freshtoken token` (cli/_token.py) and the local endpoint's `format=`
+query, so that both print the same bytes. Standard library only, and nothing heavy: the
+cache-hit path imports this module."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from typing import NoReturn
 
 FORMATS = ("raw", "json", "header", "env", "dotenv", "github")
 #: What the local endpoint and the fast paths print as text (json is JSON, github is the CLI's).
@@ -63,6 +64,19 @@ def token_json(access_token: str, token_type: str, expires_at: float) -> dict[st
         "expires_in": int(expires_at - time.time()),
         "expires_at": expires_at,
     }
+
+
+def say_failure(
+    error: str, message: str, hint: str, exit_code: int, json_errors: bool = False
+) -> NoReturn:
+    """Say why the command failed on stderr (one line and a hint, or one JSON object with
+    --format json) and exit with `exit_code`."""
+    if json_errors:
+        sys.stderr.write(error_json(error, message, hint, exit_code) + "\n")
+    else:
+        sys.stderr.write(f"freshtoken: {message}" + (f"\nhint: {hint}" if hint else "") + "\n")
+    sys.stderr.flush()
+    sys.exit(exit_code)
 
 
 def error_json(error: str, message: str, hint: str, exit_code: int) -> str:

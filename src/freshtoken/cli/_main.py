@@ -1,14 +1,12 @@
-"""The command line's entry point, and its fast path: `freshtoken token` inside `exec`/`serve`
-children asks the parent's local endpoint with the standard library alone (no click, no
-httpx), so a cache hit costs little more than starting Python."""
+"""The command line's entry point. A plain `freshtoken token` goes straight to its one
+implementation (cli/_token.py) without loading click and every command module: a cache hit,
+from the store or the running endpoint, costs little more than starting Python."""
 
 from __future__ import annotations
 
-import os
 import sys
 
-from freshtoken.cli._formats import TEXT_FORMATS, error_json, mask_on_github, render, token_json
-from freshtoken.cli._parent import ParentError, fetch_from_parent
+from freshtoken.cli._formats import FORMATS
 
 # Options that would put a secret in argv, where every local user can read it (ps, /proc).
 SECRET_OPTIONS = {
@@ -39,13 +37,24 @@ def refuse_secret_options(argv: list[str]) -> str | None:
     return None
 
 
-def _fast_args(argv: list[str]) -> tuple[float | None, str] | None:
-    """(min_ttl, format) when argv is a plain `token` call the fast path can serve."""
-    if not argv or argv[0] != "token":
+def _shortcut(argv: list[str]) -> dict[str, object] | None:
+    """`print_token`'s arguments when argv is a `token` call that needs no click (its global
+    options --profile and -q, and its own --min-ttl, --format and --github-env); else None,
+    and click parses it (help, errors, every other command)."""
+    options: dict[str, object] = {}
+    rest = list(argv)
+    while rest and rest[0] != "token":
+        name, eq, value = rest.pop(0).partition("=")
+        if name in ("-q", "--quiet") and not eq:
+            options["quiet"] = True
+            continue
+        if name != "--profile" or (not eq and not rest):
+            return None
+        options["profile"] = value if eq else rest.pop(0)
+    if not rest:
         return None
-    min_ttl: float | None = None
-    fmt = "raw"
-    rest = argv[1:]
+    options.update(min_ttl=None, fmt="raw")
+    rest.pop(0)
     while rest:
         name, eq, value = rest.pop(0).partition("=")
         if not eq:
@@ -54,14 +63,16 @@ def _fast_args(argv: list[str]) -> tuple[float | None, str] | None:
             value = rest.pop(0)
         if name == "--min-ttl":
             try:
-                min_ttl = float(value)
+                options["min_ttl"] = float(value)
             except ValueError:
-                return None
-        elif name == "--format" and (value == "json" or value in TEXT_FORMATS):
-            fmt = value
+                return None  # click says what is wrong with it
+        elif name == "--format" and value in FORMATS:
+            options["fmt"] = value
+        elif name == "--github-env":
+            options["github_env"] = value
         else:
             return None
-    return min_ttl, fmt
+    return options
 
 
 def main() -> None:
@@ -74,33 +85,17 @@ def main() -> None:
         from freshtoken.cli._hide import reexec_without_secrets
 
         reexec_without_secrets(argv)
-    parent, key = os.environ.get("FRESHTOKEN_URL"), os.environ.get("FRESHTOKEN_KEY")
-    fast = _fast_args(argv)
-    if fast is not None and not (parent and key) and _print_cached(*fast):
-        return
-    if fast is not None and parent and key:
-        on_github = os.environ.get("GITHUB_ACTIONS") == "true"
-        try:
-            # On GitHub the token is masked first: fetched as JSON, so that it can be named.
-            body = fetch_from_parent(parent, key, fast[0], "json" if on_github else fast[1])
-        except ParentError as exc:
-            if fast[1] == "json":  # errors follow --format json too
-                sys.stderr.write(error_json(exc.error, exc.message, exc.hint, exc.exit_code))
-                sys.stderr.write("\n")
-            else:
-                sys.stderr.write(f"freshtoken: {exc}\n")
-            sys.exit(exc.exit_code)
-        if on_github:
-            import json
-
-            data = json.loads(body)
-            mask_on_github(str(data["access_token"]))
-            body = render(data, fast[1]).encode()
-        sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
-        return
-    from freshtoken.cli._app import cli
-
+    shortcut = _shortcut(argv)
     try:
+        if shortcut is not None:
+            from freshtoken._log import to_stderr
+            from freshtoken.cli._token import print_token
+
+            to_stderr(0, bool(shortcut.pop("quiet", False)))
+            print_token(**shortcut)  # type: ignore[arg-type]
+            return
+        from freshtoken.cli._app import cli
+
         cli(prog_name="freshtoken")
     except KeyboardInterrupt:
         sys.exit(130)
@@ -125,23 +120,3 @@ def _unexpected(exc: Exception, argv: list[str]) -> None:
         "hint: run the command again with -vv for the details (and report them).\n"
     )
     sys.exit(1)
-
-
-def _print_cached(min_ttl: float | None, fmt: str) -> bool:
-    """Serve a plain `freshtoken token` from the store, without loading httpx and click."""
-    from freshtoken._errors import OAuthError
-    from freshtoken.broker._peek import cached_token
-    from freshtoken.broker._policy import COMMAND_LINE, with_margin
-    from freshtoken.config._settings import Settings
-
-    try:
-        settings = Settings.load()
-        token = cached_token(settings, min_ttl, with_margin(COMMAND_LINE, settings.min_ttl))
-    except (OAuthError, OSError):
-        return False  # the full command reports it, with its hint and exit code
-    if token is None:
-        return False
-    data = token_json(token.access_token, token.token_type, token.expires_at)
-    mask_on_github(token.access_token)
-    sys.stdout.write(render(data, fmt) + "\n")
-    return True

@@ -1,102 +1,122 @@
-"""`freshtoken token`: print a token, from the parent endpoint, the store or a new mint."""
+"""`freshtoken token`: print a token from the running endpoint, the store or a new mint.
+
+The one implementation: the click command (cli/_app.py) and the argv shortcut (cli/_main.py)
+both call `print_token`. Nothing here imports click, and a cache hit imports no HTTP stack:
+httpx is loaded only when a token must be minted."""
 
 from __future__ import annotations
 
-import json
 import os
+import sys
+from typing import TYPE_CHECKING
 
-import click
+from freshtoken.cli._formats import mask_on_github, render, say_failure, token_json
 
-from freshtoken._errors import ConfigurationError, OAuthError
-from freshtoken.cli._common import fail, fail_with, run
-from freshtoken.cli._formats import FORMATS, mask_on_github, render, token_json
-from freshtoken.cli._parent import ParentError, fetch_from_parent
-from freshtoken.config._settings import Settings
+if TYPE_CHECKING:
+    from freshtoken.config._settings import Settings
 
 
-@click.command()
-@click.option(
-    "--min-ttl",
-    type=float,
-    default=None,
-    metavar="S",
-    help="Seconds the token must stay valid (default: 225, or half the lifetime of a "
-    "shorter-lived token).",
-)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="raw", show_default=True)
-@click.option(
-    "--github-env",
-    metavar="NAME",
-    help="With --format github: also write NAME=<token> to $GITHUB_ENV (it goes "
-    "stale when the token expires; prefer calling freshtoken token again).",
-)
-@click.pass_context
-def token(ctx: click.Context, min_ttl: float | None, fmt: str, github_env: str | None) -> None:
-    """Print a token valid for at least --min-ttl seconds, from the cache when possible.
+def print_token(
+    min_ttl: float | None,
+    fmt: str,
+    *,
+    github_env: str | None = None,
+    profile: str | None = None,
+) -> None:
+    """Print a token valid for at least `min_ttl` seconds in `fmt`; on failure, say why on
+    stderr (as JSON with --format json) and exit with the error's code."""
+    from freshtoken.broker._endpoint import EndpointRefusal, ask, running_endpoint
 
-    \b
-    Examples:
-      curl -H "$(freshtoken token --format header)" https://api.mypurecloud.ie/api/v2/tokens/me
-      freshtoken token --min-ttl 900 --format json
-      eval "$(freshtoken token --format env)"   # export FRESHTOKEN_ACCESS_TOKEN=...
-      freshtoken token --format dotenv > .env    # FRESHTOKEN_ACCESS_TOKEN=...
-    """
-    parent, key = os.environ.get("FRESHTOKEN_URL"), os.environ.get("FRESHTOKEN_KEY")
+    json_errors = fmt == "json"
+    found = running_endpoint(os.environ)
     try:
-        if parent and key:
-            data = json.loads(fetch_from_parent(parent, key, min_ttl))
+        if found is not None:
+            import json
+
+            data = json.loads(ask(*found, min_ttl))
         else:
-            settings = run(ctx).settings()
-            _warn_meaningless_scopes(settings)
-            broker = run(ctx).broker(settings)
-            try:
-                result = broker.token(min_ttl)
-            finally:
-                broker.close()  # a refresh started for the next caller is finished, not lost
-            data = token_json(result.access_token, result.token_type, result.expires_at)
-    except ParentError as exc:
-        fail_with(exc.error, exc.message, exc.hint, exc.exit_code, fmt == "json")
-    except OAuthError as exc:
-        fail(exc, fmt == "json")
-    if fmt != "github":
-        mask_on_github(str(data["access_token"]))
-        click.echo(render(data, fmt))
+            data = _from_store_or_mint(min_ttl, profile)
+    except EndpointRefusal as exc:
+        say_failure(exc.error, exc.message, exc.hint, exc.exit_code, json_errors)
+    except Exception as exc:
+        from freshtoken._errors import OAuthError
+
+        if not isinstance(exc, OAuthError):
+            raise
+        text = str(exc).split("\nhint: ", 1)[0]
+        say_failure(exc.error, text, exc.hint, exc.exit_code, json_errors)
+    access = str(data["access_token"])
+    if fmt == "github":
+        _github(access, data, github_env)
         return
-    _github(data, github_env)
+    mask_on_github(access)
+    sys.stdout.write(render(data, fmt) + "\n")
+    sys.stdout.flush()
 
 
-def _warn_meaningless_scopes(settings: Settings) -> None:
-    """One warning, as doctor says it: Genesys client credentials take no offline_access."""
+def _from_store_or_mint(min_ttl: float | None, profile: str | None) -> dict[str, object]:
+    """The stored token when the broker would hand it out without work (the peek reads the
+    store without building a client), else the broker's; settings are read once."""
+    from freshtoken.broker._peek import cached_token
+    from freshtoken.broker._policy import COMMAND_LINE, with_margin
+    from freshtoken.config._settings import Settings
+
+    settings = Settings.load(profile=profile)
+    _warn(settings)
+    policy = with_margin(COMMAND_LINE, settings.min_ttl)
+    try:
+        token = cached_token(settings, min_ttl, policy)
+    except OSError:
+        token = None  # the broker's own path reports a store it cannot open
+    if token is None:
+        from freshtoken.broker._broker import TokenBroker
+
+        broker = TokenBroker.from_settings(settings, refresh=COMMAND_LINE)
+        try:
+            token = broker.token(min_ttl)
+        finally:
+            broker.close()  # a refresh started for the next caller is finished, not lost
+    return token_json(token.access_token, token.token_type, token.expires_at)
+
+
+def _warn(settings: Settings) -> None:
+    """The configuration warnings doctor also gives: unknown variables, and offline_access
+    under the Genesys preset (client credentials never get a refresh token)."""
+    from freshtoken._log import logger
+    from freshtoken.config._load import unknown_variables
+
+    for line in unknown_variables(os.environ):
+        logger.warning("warning: %s", line)
     genesys = settings.region or settings.provider == "genesys"
     if genesys and "offline_access" in settings.scope:
-        click.echo(
-            "freshtoken: warning: offline_access is not a Genesys Cloud scope and client "
-            "credentials never get a refresh token; none is needed (freshtoken mints a new "
-            "token before the old one expires). Remove it from FRESHTOKEN_SCOPE.",
-            err=True,
+        logger.warning(
+            "warning: offline_access is not a Genesys Cloud scope and client credentials "
+            "never get a refresh token; none is needed (freshtoken mints a new token before "
+            "the old one expires). Remove it from FRESHTOKEN_SCOPE."
         )
 
 
-def _github(data: dict[str, object], env_name: str | None) -> None:
+def _github(access: str, data: dict[str, object], env_name: str | None) -> None:
     output = os.environ.get("GITHUB_OUTPUT")
     if not output:
-        fail(
-            ConfigurationError(
-                "--format github needs $GITHUB_OUTPUT",
-                hint="It is set inside a GitHub Actions step.",
-            )
+        say_failure(
+            "invalid_configuration",
+            "--format github needs $GITHUB_OUTPUT",
+            "It is set inside a GitHub Actions step.",
+            2,
         )
-    access = str(data["access_token"])
-    click.echo(f"::add-mask::{access}")  # before the token is written anywhere
+    sys.stdout.write(f"::add-mask::{access}\n")  # before the token is written anywhere
+    sys.stdout.flush()
     with open(output, "a", encoding="utf-8") as handle:
         handle.write(f"token={access}\nexpires_at={data['expires_at']}\n")
     if env_name:
         target = os.environ.get("GITHUB_ENV")
         if not target:
-            fail(
-                ConfigurationError(
-                    "--github-env needs $GITHUB_ENV", hint="It is set inside a GitHub Actions step."
-                )
+            say_failure(
+                "invalid_configuration",
+                "--github-env needs $GITHUB_ENV",
+                "It is set inside a GitHub Actions step.",
+                2,
             )
         with open(target, "a", encoding="utf-8") as handle:
             handle.write(f"{env_name}={access}\n")

@@ -321,6 +321,37 @@ def _convert(option: Option, value: object, source: str) -> object:
     return value.strip()
 
 
+#: FRESHTOKEN_* variables that are not settings: what `serve`/`exec` and the action set for
+#: later steps, what `token --format env` exports, and the scripts' own.
+NOT_SETTINGS = frozenset(
+    PREFIX + name
+    for name in (
+        "PROFILE", "CONFIG", "URL", "KEY", "PROXY_URL", "ACCESS_TOKEN", "SERVE_PID",
+        "SECRETS_FD", "VENV", "ACTION_VERSION", "ACTION_PROXY", "ACTION_LOG_LEVEL",
+    )
+)  # fmt: skip
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """A warning for each FRESHTOKEN_* variable that no setting reads (a typo such as
+    FRESHTOKEN_CLIENTID), naming the closest known one."""
+    named = [name for name in env if name.startswith(PREFIX)]
+    if not named:
+        return []
+    known = NOT_SETTINGS | {o.env + sfx.upper() for o in OPTIONS for sfx in o.sources}
+    unknown = [name for name in named if name not in known]
+    if not unknown:
+        return []
+    import difflib
+
+    lines = []
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        guess = f"; did you mean {close[0]}?" if close else " (see docs/configuration.md)"
+        lines.append(f"{name} is not a freshtoken setting and is ignored{guess}")
+    return lines
+
+
 def read_values(
     *,
     profile: str | None = None,

@@ -1,10 +1,11 @@
 """The Genesys Cloud Python SDK (`PureCloudPlatformClientV2`) with tokens from a TokenBroker.
 
-    broker = freshtoken.TokenBroker.from_env()
+    broker = freshtoken.TokenBroker.from_env()   # or the running endpoint, after the action
     client = freshtoken.integrations.genesys.api_client(broker, "eu_west_1")
     PureCloudPlatformClientV2.UsersApi(client).get_users_me()
 
-Every request carries a token valid for at least `min_ttl` seconds. On a 401 the token is
+Every request carries a token valid for at least `min_ttl` seconds (default: the source's own
+margin, which fits short-lived test tokens too). On a 401 the token is
 re-minted through the broker and the request sent once more: the SDK by itself re-authenticates
 only when it holds a refresh token from a code-grant login, which client credentials never get.
 Install with `pip install freshtoken[genesys]`.
@@ -17,7 +18,7 @@ from typing import Any
 
 from freshtoken._errors import ConfigurationError
 from freshtoken.auth._retry401 import Retry401
-from freshtoken.broker._broker import TokenBroker
+from freshtoken.broker._source import RenewableSource
 from freshtoken.provider._genesys import genesys_region
 
 try:
@@ -35,9 +36,9 @@ _MANAGED = "managed-by-freshtoken"
 
 
 class FreshApiClient(ApiClient):  # type: ignore[misc]
-    """An `ApiClient` whose token comes from `broker` on every request."""
+    """An `ApiClient` whose token comes from `broker` (any token source) on every request."""
 
-    def __init__(self, broker: TokenBroker, host: str, min_ttl: float = 60.0) -> None:
+    def __init__(self, broker: RenewableSource, host: str, min_ttl: float | None = None) -> None:
         super().__init__(host=host)
         self._broker = broker
         self._min_ttl = min_ttl
@@ -65,7 +66,9 @@ class FreshApiClient(ApiClient):  # type: ignore[misc]
             raise ApiException(status=401, reason="Unauthorized, after one new token")
 
 
-def api_client(broker: TokenBroker, region_or_host: str, min_ttl: float = 60.0) -> FreshApiClient:
+def api_client(
+    broker: RenewableSource, region_or_host: str, min_ttl: float | None = None
+) -> FreshApiClient:
     """An SDK client for a Genesys Cloud region (`eu_west_1`, a domain) or an API base URL."""
     if region_or_host.startswith(("http://", "https://")) and "://api." not in region_or_host:
         host = region_or_host.rstrip("/")  # a gateway or a test server

@@ -29,6 +29,7 @@ from freshtoken._log import remember_secret
 from freshtoken._token import Token
 from freshtoken.auth._retry401 import Retry401
 from freshtoken.broker._broker import TokenBroker
+from freshtoken.broker._endpoint import fingerprint
 from freshtoken.local._handler import (
     HOP_BY_HOP,
     LOCAL_ONLY,
@@ -184,7 +185,8 @@ class LocalServer:
 
     def token_answer(self, query: str) -> tuple[int, dict[str, Any]]:
         """The /token answer as JSON; `render` gives the other formats."""
-        raw = parse_qs(query).get("min_ttl", [""])[0]
+        asked = parse_qs(query)
+        raw = asked.get("min_ttl", [""])[0]
         try:
             min_ttl = float(raw) if raw else None
         except ValueError:
@@ -193,6 +195,9 @@ class LocalServer:
                 "error_description": f"min_ttl must be a number of seconds: {raw!r}",
                 "exit_code": 2,
             }
+        refused, current = asked.get("refused", [""])[0], self.broker.current
+        if refused and current is not None and fingerprint(current.access_token) == refused:
+            self.broker.invalidate(current)  # an API said 401 to a client of this endpoint
         try:
             token = self.broker.token(min_ttl)  # which refuses a negative or infinite one
         except OAuthError as exc:
@@ -216,6 +221,9 @@ class LocalServer:
             "token_type": token.token_type,
             "expires_in": int(left),
             "expires_at": self.broker.clock.time() + left,
+            "issued_at": token.issued_at,
+            # What this answer promised: a client reuses the token while that much is left.
+            "min_ttl": self.broker.refresh.min_ttl_for(token, min_ttl),
         }
 
     def health(self) -> str:
