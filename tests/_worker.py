@@ -61,6 +61,7 @@ class Counts:
 
 def broker_worker(args: argparse.Namespace) -> None:
     broker = TokenBroker.from_env(**({"grant": None} if args.refresh_only else {}))
+    assert isinstance(broker, TokenBroker)  # a worker mints: it has no running endpoint
     api = os.environ["WORKER_API_URL"]
     results = [Counts() for _ in range(args.threads)]
     tls = ssl.create_default_context()  # one for all: each costs ~40 ms of CPU

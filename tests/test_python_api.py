@@ -3,7 +3,10 @@ a default grant that mints, and `from_env()` reading what the command line reads
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -78,5 +81,33 @@ def test_from_env_reads_a_profile_as_the_command_line_does(
     monkeypatch.setenv("FRESHTOKEN_CLIENT_SECRET", "demo-secret")
     monkeypatch.setenv("FRESHTOKEN_STORE", "memory://")
     broker = TokenBroker.from_env()
+    assert isinstance(broker, TokenBroker)  # not the running endpoint: none is set
     assert broker.token().access_token
     assert broker.client.identity() == server.token_url
+
+
+def test_the_public_names_are_listed_once_and_load_lazily() -> None:
+    source = Path(freshtoken.__file__).read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    block = next(n for n in tree.body if isinstance(n, ast.If))  # `if TYPE_CHECKING:`
+    typed = {
+        alias.name: str(node.module)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert typed == freshtoken._LAZY  # what type checkers see is what loads
+    assert sorted(freshtoken.__all__) == sorted([*typed, "__version__"])
+    for name in freshtoken.__all__:
+        assert getattr(freshtoken, name) is not None
+    assert "import ast" not in source and "ast.parse" not in source  # nothing parsed at run time
+
+
+def test_importing_the_broker_loads_no_http_stack() -> None:
+    code = (
+        "import sys, freshtoken; freshtoken.TokenBroker; freshtoken.EndpointSource; "
+        "freshtoken.Settings; print(sorted(m for m in ('httpx', 'rich', 'nacl', 'click') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

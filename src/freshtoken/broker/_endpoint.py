@@ -63,6 +63,12 @@ def ask(
     path = f"/token?format={fmt}" + (f"&min_ttl={min_ttl:g}" if min_ttl is not None else "")
     if refused:
         path += f"&refused={refused}"
+    return get(base, key, path, timeout)
+
+
+def get(base: str, key: str, path: str, timeout: float = 60.0) -> bytes:
+    """GET `path` from the endpoint at `base` with its key: the body of a 200 answer, else
+    EndpointRefusal with the endpoint's own error, hint and exit code."""
     try:
         address: object
         if base.startswith("unix:") and sys.platform != "win32":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from urllib.parse import urlsplit
@@ -12,10 +13,12 @@ import click
 from freshtoken import _build
 from freshtoken._errors import OAuthError
 from freshtoken._log import redact_url
+from freshtoken.broker._endpoint import EndpointRefusal, ask, get, running_endpoint
 from freshtoken.broker._policy import CLI_MIN_TTL
 from freshtoken.cli._common import fail_with, run
 from freshtoken.cli._doctor_server import Check, Seen, duration, endpoint_lines, learned
 from freshtoken.cli._status import store_url
+from freshtoken.config._load import unknown_variables
 from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
 from freshtoken.stores import TokenStore
@@ -103,18 +106,75 @@ def _margin(lifetime: float, min_ttl: float | None) -> Check:
     return Check("ok", f"a margin of {margin:g} s fits the {lifetime:g}-s lifetime")
 
 
+def _lifetime(lifetime: float, build_minutes: float) -> Check:
+    """Does a token outlive the build? (Either way steps must ask freshtoken, never keep one.)"""
+    shown, build = duration(lifetime), duration(build_minutes * 60)
+    if lifetime >= build_minutes * 60:
+        return Check("ok", f"a token lives {shown}, the build {build}")
+    return Check(
+        "info",
+        f"a token lives {shown}, less than the {build} build: steps must ask "
+        "freshtoken (token, serve, exec), never keep one token for the build",
+    )
+
+
+def _unknown_variables() -> list[Check]:
+    return [
+        Check("info", line, "Fix its spelling, or remove it.")
+        for line in unknown_variables(os.environ)
+    ]
+
+
+def _endpoint_checks(
+    url: str, key: str, build_minutes: float, min_ttl: float | None
+) -> list[Check]:
+    """A step that has the running endpoint and no client secret: check that endpoint (the
+    secret, the server and the store are serve's, checked where serve runs)."""
+    checks = [
+        Check(
+            "ok",
+            f"using the running endpoint {url} (FRESHTOKEN_URL; this step holds no client "
+            "secret: the freshtoken serve that set it mints and shares the token)",
+        ),
+        *_unknown_variables(),
+    ]
+    try:
+        about = json.loads(get(url, key, "/status", timeout=10))
+        checks.append(Check("ok", f"it serves {about['client']}, store entry {about['cache_key']}"))
+        data = json.loads(ask(url, key, min_ttl, timeout=60))
+    except EndpointRefusal as exc:
+        return [*checks, Check("fail", exc.message, exc.hint)]
+    except (ValueError, KeyError):
+        return [
+            *checks,
+            Check(
+                "fail",
+                "the endpoint did not answer like freshtoken serve",
+                "Check that FRESHTOKEN_URL names the endpoint serve printed.",
+            ),
+        ]
+    lifetime = float(data["expires_at"]) - float(data.get("issued_at", data["expires_at"]))
+    checks.append(Check("ok", f"it handed out a token valid for {duration(data['expires_in'])}"))
+    if lifetime > 0:
+        checks += [_lifetime(lifetime, build_minutes), _margin(lifetime, min_ttl)]
+    return checks
+
+
 def run_checks(
     profile: str | None, build_minutes: float, min_ttl: float | None = None
 ) -> list[Check]:
     """Every check that applies; stops early only when nothing further can be checked."""
     from freshtoken.broker._broker import TokenBroker
 
+    found = running_endpoint(os.environ)
+    if found is not None:
+        return _endpoint_checks(*found, build_minutes, min_ttl)
     try:
         settings = Settings.load(profile=profile)
         settings.require_client_id()
     except OAuthError as exc:
         return [Check("fail", f"configuration: {exc.message}", exc.hint)]
-    checks = _configuration(settings)
+    checks = _configuration(settings) + _unknown_variables()
     try:
         checks.append(_endpoint(settings))
     except OAuthError as exc:
@@ -147,17 +207,7 @@ def run_checks(
         return [*checks, Check("fail", exc.message, exc.hint)]
     checks.append(_writable(settings, store, broker.key))
     checks.append(_margin(token.lifetime, settings.min_ttl if min_ttl is None else min_ttl))
-    lifetime, build = duration(token.lifetime), duration(build_minutes * 60)
-    if token.lifetime >= build_minutes * 60:
-        checks.append(Check("ok", f"a token lives {lifetime}, the build {build}"))
-    else:
-        checks.append(
-            Check(
-                "info",
-                f"a token lives {lifetime}, less than the {build} build: steps must ask "
-                "freshtoken (token, serve, exec), never keep one token for the build",
-            )
-        )
+    checks.append(_lifetime(token.lifetime, build_minutes))
     if token.scope is None:
         roles = " (Genesys Cloud: permissions come from the OAuth client's roles)"
         checks.append(

@@ -56,11 +56,28 @@ def _span(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def _served() -> str | None:
+    """The cache key (first 12 characters) the running endpoint serves, where this step has
+    one (FRESHTOKEN_URL, FRESHTOKEN_KEY): its entry is shown as `serve`."""
+    import os
+
+    from freshtoken.broker._endpoint import EndpointRefusal, get, running_endpoint
+
+    found = running_endpoint(os.environ)
+    if found is None:
+        return None
+    try:
+        return str(json.loads(get(*found, "/status", timeout=10))["cache_key"])
+    except (EndpointRefusal, ValueError, KeyError):
+        return None  # an older serve, or gone: its entry is shown as `other`
+
+
 def _rows(settings: Settings, store: TokenStore) -> list[dict[str, Any]]:
     try:
         mine = settings_key(settings, store.pepper)
     except ConfigurationError:
         mine = None
+    served = _served()
     rows = []
     now = time.time()
     for key in store.list_keys():
@@ -72,6 +89,7 @@ def _rows(settings: Settings, store: TokenStore) -> list[dict[str, Any]]:
             {
                 "key": key[:12],
                 "this_profile": key == mine,
+                "served_by_endpoint": key[:12] == served,
                 "expires_in": None if left is None else round(left),
                 "expired": left is not None and left <= 0,
                 "refresh_token": bool(entry.refresh_token),
@@ -94,7 +112,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
     left = row["expires_in"]
     return [
         row["key"],
-        "this" if row["this_profile"] else "other",
+        "this" if row["this_profile"] else "serve" if row["served_by_endpoint"] else "other",
         _expires(left),
         "pending" if row["sink_pending"] else "yes" if row["refresh_token"] else "no",
         row["last_mint"] or "-",

@@ -198,6 +198,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, (render(answer, fmt) + "\n").encode(), "text/plain")
             else:
                 self._json(status, answer)
+        elif parts.path == "/status":  # which store entry this endpoint serves (no token)
+            self._json(200, app.about())
         elif parts.path == "/metrics":
             self._send(200, app.metrics_text().encode(), "text/plain; version=0.0.4")
         else:
@@ -205,7 +207,7 @@ class Handler(BaseHTTPRequestHandler):
                 404,
                 {
                     "error": "not_found",
-                    "error_description": "local paths: /token, /healthz, /metrics",
+                    "error_description": "local paths: /token, /status, /healthz, /metrics",
                 },
             )
 

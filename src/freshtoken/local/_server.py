@@ -226,6 +226,12 @@ class LocalServer:
             "min_ttl": self.broker.refresh.min_ttl_for(token, min_ttl),
         }
 
+    def about(self) -> dict[str, Any]:
+        """What `freshtoken status` and `doctor` in a client step show: the store entry this
+        endpoint serves (its cache key's first 12 characters, as status prints them), and the
+        client and its token endpoint. Never a token or a secret."""
+        return {"cache_key": self.broker.key[:12], "client": repr(self.broker.client)}
+
     def health(self) -> str:
         """`ok`, or `degraded` when minting fails and no valid token is held (for /healthz,
         which answers without the key: so nothing about the token itself)."""
