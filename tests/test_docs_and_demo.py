@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from freshtoken._token import Token
+from freshtoken.broker._policy import COMMAND_LINE, RefreshPolicy
 from freshtoken.cli._docs import configuration_markdown, troubleshooting_markdown
 from freshtoken.config._options import OPTIONS
 from tests._cli import cli_env
@@ -71,3 +73,19 @@ def test_demo_fast_mode_is_green(tmp_path: Path) -> None:
     assert counts["naive-once"].get("fail", 0) > 0  # the token died mid-build
     assert counts["naive-per-call"].get("fail", 0) > 0  # the rate limit said 400
     assert lines[0].startswith("calls ok/failed so far, per step: ")  # labelled, off a terminal
+
+
+def test_the_default_margins_are_the_documented_ones() -> None:
+    """docs/promises.md is the one home of the default margins; the code must agree."""
+
+    text = (ROOT / "docs" / "promises.md").read_text(encoding="utf-8")
+    rows = re.findall(
+        r"\| (\d+) s(?: \(as google-auth\))?, at most (a quarter|half) of the lifetime", text
+    )
+    assert len(rows) == 2, rows
+    day = Token("t", "Bearer", expires_at=86400.0, issued_at=0.0)
+    short = Token("t", "Bearer", expires_at=4.0, issued_at=0.0)
+    fraction = {"a quarter": 0.25, "half": 0.5}
+    for (seconds, part), policy in zip(rows, (RefreshPolicy(), COMMAND_LINE), strict=True):
+        assert policy.min_ttl_for(day) == float(seconds)
+        assert policy.min_ttl_for(short) == 4.0 * fraction[part]

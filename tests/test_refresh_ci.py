@@ -412,3 +412,27 @@ def test_status_shows_a_write_back_left_pending(server: AuthServer, tmp_path: Pa
     assert entry["sink_pending"] and entry["refresh_token"] and entry["expires_in"] is None
     table = ft(["status"], env, tmp_path).stdout
     assert "pending" in table.splitlines()[-1], table
+
+
+def test_building_a_broker_reads_and_writes_nothing_until_it_is_used(
+    tmp_path: Path, server: AuthServer, github: GitHubSecrets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Constructors do no I/O: the sink is read and the store seeded before the first mint."""
+    from freshtoken import Settings, TokenBroker
+
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    github.set_value(SECRET, login(server))
+    env = github_run(tmp_path, server, github, "pure")
+    settings = Settings.load(environ=env, use_file=False)
+    before = dict(github.counts)
+    broker = TokenBroker.from_settings(settings)
+    try:
+        assert github.counts == before  # the sink was not asked
+        assert broker.store.load(broker.key) is None  # nothing seeded yet
+        assert server.stats()["refreshes"] == 0
+        token = broker.token()
+        assert token.access_token
+        assert github.counts["requests"] > before["requests"]  # read, then written back
+        assert server.stats()["refreshes"] == 1
+    finally:
+        broker.close()

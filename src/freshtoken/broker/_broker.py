@@ -13,7 +13,8 @@ import dataclasses
 import math
 import os
 import socket
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -127,6 +128,9 @@ class TokenBroker:
             genesys=client.preset == "genesys",
         )
         self._ahead = RefreshAhead(self._cache)
+        #: What offers a configured refresh token once, before the first mint (None: done).
+        self._offer: Callable[[], str | None] | None = None
+        self._offer_lock = threading.Lock()
         self._counts = self._cache.counts
         self._now = self.clock.monotonic
 
@@ -140,8 +144,9 @@ class TokenBroker:
         **options: Any,
     ) -> TokenBroker:
         """A broker for the configured client, store, scope and refresh-token sink; `options`
-        as for __init__. A refresh token from the sink (where it can be read back) or from
-        the `refresh_token` setting is seeded unless the store holds a newer one.
+        as for __init__. Nothing is read or sent yet: before its first mint, the broker seeds
+        a refresh token from the sink (where it can be read back) or the `refresh_token`
+        setting, unless the store holds a newer one or one was seeded explicitly.
 
         With a store it opens itself that outlives the process, a refresh token is spent
         in a process of its own (`freshtoken.broker._spender`): killing the caller mid-refresh
@@ -165,12 +170,8 @@ class TokenBroker:
                 scope=broker._refresher.scope,
                 scope_check=options.get("scope_check", "raise"),
             )
-        sink = broker.sink
-        seed = (sink.read() if sink is not None else None) or (
-            settings.refresh_token.reveal() if settings.refresh_token else None
-        )
-        if seed:
-            broker.offer_refresh_token(seed)
+        if broker.sink is not None or settings.refresh_token:
+            broker._offer = lambda: _configured_seed(broker.sink, settings)
         return broker
 
     @classmethod
@@ -249,7 +250,18 @@ class TokenBroker:
             self._ahead.kick(now)
         return token
 
+    def _offer_seed(self) -> None:
+        """Seed the configured refresh token (sink or setting) once, before the first mint."""
+        if self._offer is None:
+            return
+        with self._offer_lock:
+            offer, self._offer = self._offer, None
+            seed = offer() if offer is not None else None
+            if seed:
+                self.offer_refresh_token(seed)
+
     def _obtain(self, min_ttl: float | None) -> Token:
+        self._offer_seed()
         if min_ttl is not None and not 0 <= min_ttl < math.inf:
             raise ConfigurationError(
                 f"min_ttl must be a number of seconds, zero or more, not {min_ttl!r}",
@@ -283,7 +295,9 @@ class TokenBroker:
         self._cache.invalidate(token)
 
     def seed_refresh_token(self, refresh_token: str) -> None:
-        """Store a refresh token obtained by a one-time login; the next mint spends it."""
+        """Store a refresh token obtained by a one-time login; the next mint spends it (and
+        the configured one is no longer offered)."""
+        self._offer = None
         self._cache.seed(refresh_token)
 
     def offer_refresh_token(self, refresh_token: str) -> bool:
@@ -297,6 +311,7 @@ class TokenBroker:
         `max_idle` seconds ago or more, or nobody can tell; else do nothing."""
         from freshtoken.broker._keepalive import keep_alive
 
+        self._offer_seed()
         return keep_alive(self._cache, self.sink, max_idle, self.client.deadline())
 
     def revoke(self) -> dict[str, bool | None]:
@@ -305,6 +320,7 @@ class TokenBroker:
         Per token kind held (`access_token`, `refresh_token`): True revoked, False refused by
         the server, None the server has no revocation endpoint. Empty when nothing was held.
         """
+        self._offer_seed()  # a configured refresh token is revoked too
         entry = self._cache.take()
         said: dict[str, bool | None] = {}
         if entry is not None:
@@ -328,7 +344,9 @@ class TokenBroker:
 
     # -- background refresher --------------------------------------------------------------
     def start(self) -> TokenBroker:
-        """Refresh in a background thread from now on, off every caller's path."""
+        """Refresh in a background thread from now on, off every caller's path (the
+        configured refresh token is seeded first: that thread may mint at once)."""
+        self._offer_seed()
         self._ahead.start()
         return self
 
@@ -358,3 +376,10 @@ class TokenBroker:
         from freshtoken.auth._requests import requests_auth
 
         return requests_auth(self)
+
+
+def _configured_seed(sink: RefreshTokenSink | None, settings: Settings) -> str | None:
+    """The refresh token to offer: the sink's (where it can be read back), else the setting's."""
+    return (sink.read() if sink is not None else None) or (
+        settings.refresh_token.reveal() if settings.refresh_token else None
+    )

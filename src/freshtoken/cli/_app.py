@@ -46,8 +46,8 @@ def cli(ctx: click.Context, profile: str | None, verbose: int, quiet: bool, colo
     type=float,
     default=None,
     metavar="S",
-    help="Seconds the token must stay valid (default: 225, or half the lifetime of a "
-    "shorter-lived token).",
+    help="Seconds the token must stay valid (default: the command line's margin, "
+    "docs/promises.md).",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="raw", show_default=True)
 @click.option(

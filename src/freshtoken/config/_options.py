@@ -232,8 +232,7 @@ class SettingValues:
     min_ttl: float | None = _setting(
         "seconds",
         "What a caller who names no min_ttl is promised: a token still valid this long (at "
-        "most a fresh token's lifetime). Unset: 225 s on the command line and its endpoints, "
-        "60 s in the library, never more than half (a quarter) of the lifetime.",
+        "most a fresh token's lifetime). Unset: the default margin (docs/promises.md).",
         "300",
     )
     invalidate_cooldown: float = _setting(
