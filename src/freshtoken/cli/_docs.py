@@ -37,7 +37,10 @@ Every setting comes from a profile in `{config}`, from the Genesys variables, or
 from files (`*_FILE`, `-` for standard input) or from the OS keyring (`*_KEYRING` =
 `SERVICE/NAME`, with `pip install 'freshtoken[keyring]'`; store an entry with
 `keyring set SERVICE NAME`; a missing store key is created there), never from the command line
-and never from the configuration file itself.
+and never from the configuration file itself. A `FRESHTOKEN_*` variable that is no setting (a
+typo such as `FRESHTOKEN_CLIENTID`) is named in a warning by `freshtoken token` and `doctor`,
+with the closest setting; `FRESHTOKEN_URL` and `FRESHTOKEN_KEY` (set by `serve`, `exec` and the
+GitHub Action) make a step without a client secret ask that running endpoint.
 
 Genesys Cloud CLI / Terraform variables understood: {genesys}.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -70,6 +69,8 @@ _DIRECT = ("127.0.0.1", "::1", "localhost")
 def _resolves_to_loopback(host: str) -> bool:
     """A `*.localhost` name counts only when every address it resolves to is loopback (the
     resolver, not the name, decides where a connection goes)."""
+    import socket  # only here: 3 ms (selectors, enum) that the command line's cache hit skips
+
     try:
         found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
