@@ -7,70 +7,7 @@ httpx.get(url, auth=broker.httpx_auth())         # or requests: broker.requests_
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-# Type checkers read these imports; at run time each public name is imported on first use
-# (PEP 562), so that `import freshtoken` (and the command line's cache hit) pays for httpx and
-# cryptography only when they are needed. tests/test_python_api.py keeps the three lists equal.
-if TYPE_CHECKING:
-    from freshtoken._errors import (
-        AuthorizationError,
-        ConfigurationError,
-        ConnectError,
-        InsufficientScopeError,
-        InvalidClientError,
-        InvalidGrantError,
-        InvalidRequestError,
-        InvalidScopeError,
-        MalformedResponseError,
-        NameResolutionError,
-        OAuthError,
-        RateLimitedError,
-        RequestTimeoutError,
-        ServerError,
-        StoreError,
-        TLSError,
-        TokenUnavailableError,
-        TransportError,
-        UnauthorizedClientError,
-    )
-    from freshtoken._http import Timeouts
-    from freshtoken._secret import Secret
-    from freshtoken._token import Token
-    from freshtoken.broker._broker import BrokerStats, TokenBroker
-    from freshtoken.broker._endpoint import EndpointSource
-    from freshtoken.broker._policy import RefreshPolicy
-    from freshtoken.broker._source import (
-        RenewableSource,
-        TokenSource,
-    )
-    from freshtoken.config._settings import Settings
-    from freshtoken.oauth._client import TokenClient
-    from freshtoken.oauth._client_auth import (
-        ClientSecretBasic,
-        ClientSecretPost,
-        PublicClient,
-    )
-    from freshtoken.oauth._grants import (
-        AuthorizationCode,
-        ClientCredentials,
-        RefreshTokenGrant,
-    )
-    from freshtoken.oauth._retry import RetryPolicy
-    from freshtoken.provider._endpoints import Endpoints
-    from freshtoken.provider._genesys import (
-        GENESYS_REGIONS,
-        GenesysRegion,
-        genesys_region,
-    )
-    from freshtoken.stores import (
-        Entry,
-        StoreOptions,
-        TokenStore,
-        open_store,
-    )
-    from freshtoken.stores._memory import MemoryStore
-
+# The public names are typed in __init__.pyi; here each is imported on first use (PEP 562).
 __version__ = "0.1.0"
 
 __all__ = [
@@ -149,7 +86,7 @@ _LAZY = {
     "Token": "freshtoken._token",
     "BrokerStats": "freshtoken.broker._broker",
     "TokenBroker": "freshtoken.broker._broker",
-    "EndpointSource": "freshtoken.broker._endpoint",
+    "EndpointSource": "freshtoken.broker._endpoint_source",
     "RefreshPolicy": "freshtoken.broker._policy",
     "RenewableSource": "freshtoken.broker._source",
     "TokenSource": "freshtoken.broker._source",
@@ -174,7 +111,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     try:
         module = _LAZY[name]
     except KeyError:

@@ -24,12 +24,14 @@ from freshtoken._errors import ConfigurationError, TokenUnavailableError
 from freshtoken._secret import Secret
 from freshtoken._token import Token
 from freshtoken.broker._ahead import RefreshAhead
-from freshtoken.broker._endpoint import EndpointSource, running_endpoint
+from freshtoken.broker._endpoint import running_endpoint
+from freshtoken.broker._endpoint_source import EndpointSource
 from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy, with_margin
 from freshtoken.broker._promise import MODES
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
+from freshtoken.broker._source import HttpAuths
 from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._grants import ClientCredentials, Grant
@@ -37,9 +39,6 @@ from freshtoken.stores import TokenStore
 from freshtoken.stores._memory import MemoryStore
 
 if TYPE_CHECKING:
-    import httpx
-    import requests
-
     from freshtoken.broker._keepalive import KeptAlive
     from freshtoken.oauth._client import TokenClient
     from freshtoken.sinks import RefreshTokenSink
@@ -61,7 +60,7 @@ class BrokerStats:
 _CLIENT_CREDENTIALS = ClientCredentials()
 
 
-class TokenBroker:
+class TokenBroker(HttpAuths):
     """Hands out tokens valid for at least `min_ttl` seconds, minting as rarely as possible.
 
     `grant` is what mints a token when no refresh token is held: the client-credentials grant
@@ -185,7 +184,7 @@ class TokenBroker:
         the GitHub Action, in a child of `freshtoken exec`) and no client secret of its own,
         the tokens come from that endpoint: an `EndpointSource`, which serves the same calls
         (`token`, `atoken`, `invalidate`, `httpx_auth`, `requests_auth`, `close`)."""
-        found = running_endpoint(os.environ)
+        found = running_endpoint()
         if found is not None:
             return EndpointSource(*found, min_ttl=options.get("default_min_ttl"))
         return cls.from_settings(Settings.load(profile=profile), **options)
@@ -363,19 +362,6 @@ class TokenBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- adapters ----------------------------------------------------------------------------
-    def httpx_auth(self) -> httpx.Auth:
-        """An `httpx.Auth` (sync and async) that sends the token and retries once on 401."""
-        from freshtoken.auth._httpx import SourceAuth
-
-        return SourceAuth(self)
-
-    def requests_auth(self) -> requests.auth.AuthBase:
-        """A `requests` auth that sends the token and retries once on 401."""
-        from freshtoken.auth._requests import requests_auth
-
-        return requests_auth(self)
 
 
 def _configured_seed(sink: RefreshTokenSink | None, settings: Settings) -> str | None:

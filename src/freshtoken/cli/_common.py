@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from freshtoken._errors import OAuthError
-from freshtoken.cli._formats import say_failure
+from freshtoken.cli._formats import failure
 
 if TYPE_CHECKING:
     from freshtoken.broker._broker import TokenBroker
@@ -23,7 +23,7 @@ def fail_with(
     error: str, message: str, hint: str, exit_code: int, json_errors: bool = False
 ) -> NoReturn:
     """Say why the command failed on stderr (one line and a hint, or one JSON object)."""
-    say_failure(error, message, hint, exit_code, json_errors)
+    raise failure(error, message, hint, exit_code, json_errors)
 
 
 def fail(error: OAuthError, json_errors: bool = False) -> NoReturn:

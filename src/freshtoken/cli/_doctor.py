@@ -166,7 +166,7 @@ def run_checks(
     """Every check that applies; stops early only when nothing further can be checked."""
     from freshtoken.broker._broker import TokenBroker
 
-    found = running_endpoint(os.environ)
+    found = running_endpoint()
     if found is not None:
         return _endpoint_checks(*found, build_minutes, min_ttl)
     try:

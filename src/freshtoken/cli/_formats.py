@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import NoReturn
 
 FORMATS = ("raw", "json", "header", "env", "dotenv", "github")
 #: What the local endpoint and the fast paths print as text (json is JSON, github is the CLI's).
@@ -47,12 +46,17 @@ def render(data: dict[str, object], fmt: str) -> str:
     return access
 
 
+def on_github() -> bool:
+    """Inside a GitHub Actions step (whose runner reads workflow commands from the output)."""
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
 def mask_on_github(access_token: str) -> None:
     """In a GitHub Actions step, ask the runner to mask the token in the job's log before it is
     printed: a step that captures it (`TOKEN=$(freshtoken token)`) and later echoes it, or runs
     with `set -x`, shows `***`. On standard error, which the runner also reads for workflow
     commands, so that standard output stays the token alone."""
-    if os.environ.get("GITHUB_ACTIONS") == "true":
+    if on_github():
         sys.stderr.write(f"::add-mask::{access_token}\n")
         sys.stderr.flush()
 
@@ -66,17 +70,17 @@ def token_json(access_token: str, token_type: str, expires_at: float) -> dict[st
     }
 
 
-def say_failure(
+def failure(
     error: str, message: str, hint: str, exit_code: int, json_errors: bool = False
-) -> NoReturn:
+) -> SystemExit:
     """Say why the command failed on stderr (one line and a hint, or one JSON object with
-    --format json) and exit with `exit_code`."""
+    --format json); the caller raises what this returns (exit status `exit_code`)."""
     if json_errors:
         sys.stderr.write(error_json(error, message, hint, exit_code) + "\n")
     else:
         sys.stderr.write(f"freshtoken: {message}" + (f"\nhint: {hint}" if hint else "") + "\n")
     sys.stderr.flush()
-    sys.exit(exit_code)
+    return SystemExit(exit_code)
 
 
 def error_json(error: str, message: str, hint: str, exit_code: int) -> str:

@@ -88,10 +88,8 @@ def main() -> None:
     shortcut = _shortcut(argv)
     try:
         if shortcut is not None:
-            from freshtoken._log import to_stderr
             from freshtoken.cli._token import print_token
 
-            to_stderr(0, bool(shortcut.pop("quiet", False)))
             print_token(**shortcut)  # type: ignore[arg-type]
             return
         from freshtoken.cli._app import cli

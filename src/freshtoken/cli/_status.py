@@ -59,11 +59,10 @@ def _span(seconds: float) -> str:
 def _served() -> str | None:
     """The cache key (first 12 characters) the running endpoint serves, where this step has
     one (FRESHTOKEN_URL, FRESHTOKEN_KEY): its entry is shown as `serve`."""
-    import os
 
     from freshtoken.broker._endpoint import EndpointRefusal, get, running_endpoint
 
-    found = running_endpoint(os.environ)
+    found = running_endpoint()
     if found is None:
         return None
     try:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
-from freshtoken.cli._formats import mask_on_github, render, say_failure, token_json
-
-if TYPE_CHECKING:
-    from freshtoken.config._settings import Settings
+from freshtoken.cli._formats import (
+    TEXT_FORMATS,
+    failure,
+    mask_on_github,
+    on_github,
+    render,
+    token_json,
+)
 
 
 def print_token(
@@ -22,29 +25,36 @@ def print_token(
     *,
     github_env: str | None = None,
     profile: str | None = None,
+    quiet: bool = False,
 ) -> None:
     """Print a token valid for at least `min_ttl` seconds in `fmt`; on failure, say why on
     stderr (as JSON with --format json) and exit with the error's code."""
     from freshtoken.broker._endpoint import EndpointRefusal, ask, running_endpoint
 
     json_errors = fmt == "json"
-    found = running_endpoint(os.environ)
+    found = running_endpoint()
     try:
+        if found is not None and fmt in TEXT_FORMATS and not on_github():
+            # The endpoint renders it (with the same `render`): no JSON to parse here.
+            body = ask(*found, min_ttl, fmt)
+            sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
+            sys.stdout.flush()
+            return
         if found is not None:
             import json
 
             data = json.loads(ask(*found, min_ttl))
         else:
-            data = _from_store_or_mint(min_ttl, profile)
+            data = _from_store_or_mint(min_ttl, profile, quiet)
     except EndpointRefusal as exc:
-        say_failure(exc.error, exc.message, exc.hint, exc.exit_code, json_errors)
+        raise failure(exc.error, exc.message, exc.hint, exc.exit_code, json_errors) from None
     except Exception as exc:
         from freshtoken._errors import OAuthError
 
         if not isinstance(exc, OAuthError):
             raise
         text = str(exc).split("\nhint: ", 1)[0]
-        say_failure(exc.error, text, exc.hint, exc.exit_code, json_errors)
+        raise failure(exc.error, text, exc.hint, exc.exit_code, json_errors) from None
     access = str(data["access_token"])
     if fmt == "github":
         _github(access, data, github_env)
@@ -54,15 +64,28 @@ def print_token(
     sys.stdout.flush()
 
 
-def _from_store_or_mint(min_ttl: float | None, profile: str | None) -> dict[str, object]:
+def _from_store_or_mint(
+    min_ttl: float | None, profile: str | None, quiet: bool
+) -> dict[str, object]:
     """The stored token when the broker would hand it out without work (the peek reads the
     store without building a client), else the broker's; settings are read once."""
+    from freshtoken._log import logger, to_stderr
     from freshtoken.broker._peek import cached_token
     from freshtoken.broker._policy import COMMAND_LINE, with_margin
+    from freshtoken.config._load import unknown_variables
     from freshtoken.config._settings import Settings
 
+    if not logger.handlers:  # the argv shortcut: no click group set logging up
+        to_stderr(0, quiet)
     settings = Settings.load(profile=profile)
-    _warn(settings)
+    for line in unknown_variables(os.environ):  # doctor says it too
+        logger.warning("warning: %s", line)
+    if (settings.region or settings.provider == "genesys") and "offline_access" in settings.scope:
+        logger.warning(
+            "warning: offline_access is not a Genesys Cloud scope and client credentials "
+            "never get a refresh token; none is needed (freshtoken mints a new token before "
+            "the old one expires). Remove it from FRESHTOKEN_SCOPE."
+        )
     policy = with_margin(COMMAND_LINE, settings.min_ttl)
     try:
         token = cached_token(settings, min_ttl, policy)
@@ -79,27 +102,10 @@ def _from_store_or_mint(min_ttl: float | None, profile: str | None) -> dict[str,
     return token_json(token.access_token, token.token_type, token.expires_at)
 
 
-def _warn(settings: Settings) -> None:
-    """The configuration warnings doctor also gives: unknown variables, and offline_access
-    under the Genesys preset (client credentials never get a refresh token)."""
-    from freshtoken._log import logger
-    from freshtoken.config._load import unknown_variables
-
-    for line in unknown_variables(os.environ):
-        logger.warning("warning: %s", line)
-    genesys = settings.region or settings.provider == "genesys"
-    if genesys and "offline_access" in settings.scope:
-        logger.warning(
-            "warning: offline_access is not a Genesys Cloud scope and client credentials "
-            "never get a refresh token; none is needed (freshtoken mints a new token before "
-            "the old one expires). Remove it from FRESHTOKEN_SCOPE."
-        )
-
-
 def _github(access: str, data: dict[str, object], env_name: str | None) -> None:
     output = os.environ.get("GITHUB_OUTPUT")
     if not output:
-        say_failure(
+        raise failure(
             "invalid_configuration",
             "--format github needs $GITHUB_OUTPUT",
             "It is set inside a GitHub Actions step.",
@@ -112,7 +118,7 @@ def _github(access: str, data: dict[str, object], env_name: str | None) -> None:
     if env_name:
         target = os.environ.get("GITHUB_ENV")
         if not target:
-            say_failure(
+            raise failure(
                 "invalid_configuration",
                 "--github-env needs $GITHUB_ENV",
                 "It is set inside a GitHub Actions step.",
