@@ -10,55 +10,6 @@ from __future__ import annotations
 # The public names are typed in __init__.pyi; here each is imported on first use (PEP 562).
 __version__ = "0.1.0"
 
-__all__ = [
-    "AuthorizationCode",
-    "AuthorizationError",
-    "BrokerStats",
-    "ClientCredentials",
-    "ClientSecretBasic",
-    "ClientSecretPost",
-    "ConfigurationError",
-    "ConnectError",
-    "EndpointSource",
-    "Endpoints",
-    "Entry",
-    "GENESYS_REGIONS",
-    "GenesysRegion",
-    "InsufficientScopeError",
-    "InvalidClientError",
-    "InvalidGrantError",
-    "InvalidRequestError",
-    "InvalidScopeError",
-    "MalformedResponseError",
-    "MemoryStore",
-    "NameResolutionError",
-    "OAuthError",
-    "PublicClient",
-    "RateLimitedError",
-    "RefreshPolicy",
-    "RefreshTokenGrant",
-    "RenewableSource",
-    "RequestTimeoutError",
-    "RetryPolicy",
-    "Secret",
-    "ServerError",
-    "Settings",
-    "StoreError",
-    "StoreOptions",
-    "TLSError",
-    "Timeouts",
-    "Token",
-    "TokenBroker",
-    "TokenClient",
-    "TokenSource",
-    "TokenStore",
-    "TokenUnavailableError",
-    "TransportError",
-    "UnauthorizedClientError",
-    "__version__",
-    "genesys_region",
-    "open_store",
-]
 
 #: public name -> the module that defines it
 _LAZY = {
@@ -109,6 +60,9 @@ _LAZY = {
     "open_store": "freshtoken.stores",
     "MemoryStore": "freshtoken.stores._memory",
 }
+
+
+__all__ = [*_LAZY, "__version__"]  # noqa: PLE0604 (the names, as __init__.pyi lists them)
 
 
 def __getattr__(name: str) -> object:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from freshtoken._log import to_stderr
-from freshtoken.cli._common import Context
+from freshtoken.cli._common import Context, run
 from freshtoken.cli._formats import FORMATS
 
 
@@ -72,8 +72,7 @@ def token(ctx: click.Context, min_ttl: float | None, fmt: str, github_env: str |
     """
     from freshtoken.cli._token import print_token
 
-    profile = ctx.find_object(Context).profile  # type: ignore[union-attr]
-    print_token(min_ttl, fmt, github_env=github_env, profile=profile)
+    print_token(min_ttl, fmt, github_env=github_env, profile=run(ctx).profile)
 
 
 class _Lazy(click.Command):
