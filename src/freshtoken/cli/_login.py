@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import click
 
 from freshtoken._errors import ConfigurationError, LoginError, OAuthError
 from freshtoken.cli._common import fail, run
+from freshtoken.cli._formats import mask_on_github
 
 
 def _say(text: str) -> None:
@@ -135,10 +133,8 @@ def _login(
         return
     # Printed instead of stored: a refresh token that rotates must have one holder, or the
     # second to present it sets off reuse detection and the server revokes the whole login.
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        # On standard error, which the runner reads too: standard output stays the token
-        # alone, for a pipe into `gh secret set`.
-        _say(f"::add-mask::{token.refresh_token}")
-        sys.stderr.flush()
+    # On GitHub Actions the mask goes first, on standard error, read by the runner before the
+    # token is written: standard output stays the token alone, for `gh secret set`.
+    mask_on_github(token.refresh_token)
     click.echo(token.refresh_token)
     _say("logged in; the refresh token was written to standard output and not stored here")

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from freshtoken.cli._formats import mask_on_github, render, say_failure, token_json
+from freshtoken.cli._formats import is_b64token, mask_on_github, render, say_failure, token_json
 
 if TYPE_CHECKING:
     from freshtoken.config._settings import Settings
@@ -46,6 +46,14 @@ def print_token(
         text = str(exc).split("\nhint: ", 1)[0]
         say_failure(exc.error, text, exc.hint, exc.exit_code, json_errors)
     access = str(data["access_token"])
+    if not is_b64token(access):  # refused when it was minted; this is where it is written
+        say_failure(
+            "malformed_response",
+            "the token holds characters outside RFC 6750's b64token and is not printed",
+            "Shells, .env files and workflows would read them as syntax.",
+            1,
+            json_errors,
+        )
     if fmt == "github":
         _github(access, data, github_env)
         return
@@ -97,6 +105,18 @@ def _warn(settings: Settings) -> None:
 
 
 def _github(access: str, data: dict[str, object], env_name: str | None) -> None:
+    """`token=` and `expires_at=` lines for $GITHUB_OUTPUT (and NAME= for $GITHUB_ENV): the
+    token is a b64token, so no line break ends the value and no shell syntax is in it when a
+    workflow pastes `${{ steps.x.outputs.token }}` into a `run:` script."""
+    if env_name is not None and not (
+        env_name.replace("_", "a").isalnum() and env_name.isascii() and not env_name[0].isdigit()
+    ):
+        say_failure(
+            "invalid_configuration",
+            f"--github-env {env_name[:40]!r} is not a variable name",
+            "Letters, digits and _, not starting with a digit.",
+            2,
+        )
     output = os.environ.get("GITHUB_OUTPUT")
     if not output:
         say_failure(
