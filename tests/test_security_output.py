@@ -37,10 +37,18 @@ def acl_redis(tmp_path: Path) -> Iterator[RedisProcess]:
     process.stop()
 
 
+@pytest.mark.parametrize("where", ["userinfo", "query"])
 def test_the_redis_password_in_the_store_url_is_never_shown(
-    tmp_path: Path, server: AuthServer, acl_redis: RedisProcess
+    tmp_path: Path, server: AuthServer, acl_redis: RedisProcess, where: str
 ) -> None:
-    store = f"redis://ci:{REDIS_PASSWORD}@127.0.0.1:{acl_redis.port}/0"
+    """In the userinfo (`redis://ci:PW@host`) or the query (`?password=PW`, which redis-py
+    honours too): doctor, status and errors show the URL with `***` for the password."""
+    at = f"127.0.0.1:{acl_redis.port}/0"
+    if where == "userinfo":
+        store, shown = f"redis://ci:{REDIS_PASSWORD}@{at}", f"redis://ci:***@{at}"
+    else:
+        store = f"redis://{at}?username=ci&password={REDIS_PASSWORD}"
+        shown = f"redis://{at}?username=ci&password=***"
     env = cli_env(tmp_path, server, FRESHTOKEN_STORE=store, FRESHTOKEN_STORE_KEY=STORE_KEY)
     doctor = ft(["-vv", "doctor"], env, tmp_path)
     child = ft(["-vv", "exec", "--", "env"], env, tmp_path)
@@ -52,7 +60,8 @@ def test_the_redis_password_in_the_store_url_is_never_shown(
         tmp_path,
     )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert f"store = redis://ci:***@127.0.0.1:{acl_redis.port}/0" in doctor.stdout
+    assert f"store = {shown}" in doctor.stdout
+    assert json.loads(status.stdout)["store"] == shown
     assert child.returncode == 0, child.stderr
     assert "FRESHTOKEN_STORE=" not in child.stdout and "FRESHTOKEN_URL=" in child.stdout
     assert status.returncode == 0 and json.loads(status.stdout)["entries"]
