@@ -71,6 +71,16 @@ def _login(
     from freshtoken.provider._endpoints import check_url
 
     settings = run(ctx).settings()
+    shared = (settings.store or "").startswith(("redis://", "rediss://", "redis+", "rediss+"))
+    if settings.auth_method == "none" and shared and not settings.login:
+        # A public client has no credential in the cache key: two people's logins for the
+        # same client on one shared store would take the same entry, each replacing the other.
+        raise ConfigurationError(
+            "a public client's login on a shared store needs a login label",
+            hint=f"Set {settings.label('login')} to who you are (your user name or e-mail): it "
+            "is part of the cache key, so that your login is kept apart from everyone else's "
+            "for this client; set it the same wherever this login's tokens are used.",
+        )
     broker = run(ctx).broker(settings)
     deadline = SYSTEM_CLOCK.monotonic() + timeout
     found = broker.client.endpoints()
