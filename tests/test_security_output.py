@@ -119,3 +119,54 @@ def test_server_text_cannot_write_ci_log_commands_nor_echo_the_credential(
         sent = (ODD_SECRET, quote_plus(ODD_SECRET), *([basic] if "basic" in method else []))
         for form in sent:  # every form in which the secret was sent
             assert form not in printed, (form, printed)
+
+
+def test_the_documented_redis_acl_keeps_other_writers_off_the_entries(
+    tmp_path: Path, server: AuthServer
+) -> None:
+    """docs/security.md's ACL: freshtoken works with exactly those rights, and another user of
+    the same Redis (the writer that could roll back or delete a rotating login's entry) cannot
+    read, delete, overwrite or replace freshtoken's keys."""
+    redis = pytest.importorskip("redis")
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    process = RedisProcess(
+        folder,
+        (
+            "user",
+            f"freshtoken on >{REDIS_PASSWORD} resetkeys ~freshtoken:* resetchannels -@all "
+            "+@read +@write +@scripting +ping +info",
+        ),
+        ("user", "other on >other-pw resetkeys ~other:* -@all +@read +@write +@keyspace"),
+        ("user", "default off"),
+    ).start()
+    try:
+        at = f"127.0.0.1:{process.port}/0"
+        env = cli_env(
+            tmp_path,
+            server,
+            FRESHTOKEN_STORE=f"redis://freshtoken@{at}",
+            FRESHTOKEN_REDIS_PASSWORD=REDIS_PASSWORD,
+            FRESHTOKEN_STORE_KEY=STORE_KEY,
+            FRESHTOKEN_STORE_FAIL="closed",
+        )
+        first, again = (ft(["token"], env, tmp_path) for _ in range(2))
+        assert first.returncode == 0, first.stderr
+        assert again.stdout == first.stdout and server.stats()["tokens_minted"] == 1
+        owner = redis.Redis.from_url(f"redis://freshtoken:{REDIS_PASSWORD}@{at}")
+        keys = list(owner.scan_iter(match="freshtoken:*"))
+        owner.close()
+        assert keys
+        other = redis.Redis.from_url(f"redis://other:other-pw@{at}")
+        for attack in (
+            lambda: other.delete(*keys),
+            lambda: other.set(keys[0], b"junk"),
+            lambda: other.restore(keys[0], 0, b"x", replace=True),
+            lambda: other.get(keys[0]),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                attack()
+        other.close()
+        assert ft(["token"], env, tmp_path).stdout == first.stdout
+    finally:
+        process.stop()
