@@ -7,11 +7,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote_plus
 
 import pytest
+import redis
 
 from freshtoken.testing import AuthServer
 from tests._attack import Listener, http_answer
@@ -127,7 +128,6 @@ def test_the_documented_redis_acl_keeps_other_writers_off_the_entries(
     """docs/security.md's ACL: freshtoken works with exactly those rights, and another user of
     the same Redis (the writer that could roll back or delete a rotating login's entry) cannot
     read, delete, overwrite or replace freshtoken's keys."""
-    redis = pytest.importorskip("redis")
     folder = tmp_path / "redis"
     folder.mkdir()
     process = RedisProcess(
@@ -158,12 +158,13 @@ def test_the_documented_redis_acl_keeps_other_writers_off_the_entries(
         owner.close()
         assert keys
         other = redis.Redis.from_url(f"redis://other:other-pw@{at}")
-        for attack in (
+        attacks: list[Callable[[], object]] = [
             lambda: other.delete(*keys),
             lambda: other.set(keys[0], b"junk"),
             lambda: other.restore(keys[0], 0, b"x", replace=True),
             lambda: other.get(keys[0]),
-        ):
+        ]
+        for attack in attacks:
             with pytest.raises(redis.exceptions.NoPermissionError):
                 attack()
         other.close()
