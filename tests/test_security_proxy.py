@@ -58,6 +58,13 @@ def request(target: str, key: str, method: str = "GET", extra: str = "") -> byte
     ).encode("latin-1")
 
 
+def echo_through(proxy: LocalServer) -> httpx.Response:
+    """GET /api/echo through the proxy with its key (and no proxy of the test's own)."""
+    return httpx.get(
+        f"{proxy.proxy_url}/api/echo", headers={"X-Freshtoken-Key": proxy.key}, trust_env=False
+    )
+
+
 def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
@@ -111,11 +118,7 @@ def test_loopback_never_goes_through_http_proxy(
         broker = make_broker(server)
         assert broker.token().access_token.startswith("at_")
         with proxy_to(server.url, broker) as proxy:
-            got = httpx.get(
-                f"{proxy.proxy_url}/api/echo",
-                headers={"X-Freshtoken-Key": proxy.key},
-                trust_env=False,
-            )
+            got = echo_through(proxy)
         assert proxy_listener.connections == 0, proxy_listener.reached()
     assert got.status_code == 200
 
@@ -151,11 +154,7 @@ def test_a_trailing_dot_host_is_loopback_for_every_rule(
             for name, value in proxies.items():
                 patch.setenv(name, value)
             with proxy_to(f"http://{host}:{server.port}", make_broker(server)) as proxy:
-                got = httpx.get(
-                    f"{proxy.proxy_url}/api/echo",
-                    headers={"X-Freshtoken-Key": proxy.key},
-                    trust_env=False,
-                )
+                got = echo_through(proxy)
         assert proxy_listener.connections == 0, proxy_listener.reached()
     assert got.status_code == 200
 

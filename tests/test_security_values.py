@@ -29,6 +29,17 @@ def _answering(access: str, **extra: object) -> bytes:
     return http_answer(200, json.dumps(body).encode())
 
 
+def _against(tmp_path: Path, endpoint: Listener, **extra: str) -> dict[str, str]:
+    """The command line's environment for a client of the token endpoint `endpoint`."""
+    return cli_env(
+        tmp_path,
+        FRESHTOKEN_TOKEN_URL=endpoint.url + "/oauth/token",
+        FRESHTOKEN_CLIENT_ID="demo-client",
+        FRESHTOKEN_CLIENT_SECRET="demo-secret",
+        **extra,
+    )
+
+
 def _sourced(path: Path) -> str:
     """What `.` of `path` in a POSIX shell sets FRESHTOKEN_ACCESS_TOKEN to."""
     out = subprocess.run(
@@ -47,14 +58,7 @@ def test_an_access_token_that_is_shell_syntax_is_never_written(tmp_path: Path, f
     output = tmp_path / "github_output"
     output.touch()
     with Listener(_answering(hostile)) as endpoint:
-        env = cli_env(
-            tmp_path,
-            FRESHTOKEN_TOKEN_URL=endpoint.url + "/oauth/token",
-            FRESHTOKEN_CLIENT_ID="demo-client",
-            FRESHTOKEN_CLIENT_SECRET="demo-secret",
-            FRESHTOKEN_RETRY_BUDGET="0.5",
-            GITHUB_OUTPUT=str(output),
-        )
+        env = _against(tmp_path, endpoint, FRESHTOKEN_RETRY_BUDGET="0.5", GITHUB_OUTPUT=str(output))
         out = ft(["token", "--format", fmt], env, tmp_path)
         assert endpoint.connections >= 1
     written = tmp_path / "written"
@@ -72,13 +76,7 @@ def test_every_text_format_reads_back_exactly(tmp_path: Path) -> None:
     quotes it as its reader needs, on the command line and on the local endpoint."""
     token = "~root"
     with Listener(_answering(token)) as endpoint:
-        env = cli_env(
-            tmp_path,
-            FRESHTOKEN_TOKEN_URL=endpoint.url + "/oauth/token",
-            FRESHTOKEN_CLIENT_ID="demo-client",
-            FRESHTOKEN_CLIENT_SECRET="demo-secret",
-            FRESHTOKEN_STORE="memory://",
-        )
+        env = _against(tmp_path, endpoint, FRESHTOKEN_STORE="memory://")
         printed = {fmt: ft(["token", "--format", fmt], env, tmp_path) for fmt in ("dotenv", "env")}
         broker = TokenBroker.from_settings(Settings.from_env(env))
         with LocalServer(broker) as local:
