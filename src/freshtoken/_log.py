@@ -96,6 +96,18 @@ def redact(text: str) -> str:
     return _PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 
+# Control characters (C0, DEL, C1) and Unicode line breaks: server text is printed on one line,
+# so that it cannot start a line of its own (a CI log command such as ::warning::) nor drive a
+# terminal (ESC sequences, BEL).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def one_line(value: object) -> str:
+    """Text a server chose (an error, a scope) as it may be printed: one line, no control
+    character, no known secret."""
+    return redact(" ".join(_CONTROL.sub(" ", str(value)).split()))
+
+
 def describe(exc: BaseException) -> str:
     """One secret-free line for an unexpected exception: its type and redacted text."""
     text = " ".join(str(exc).split())[:300]

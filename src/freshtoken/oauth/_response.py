@@ -21,7 +21,7 @@ from freshtoken._errors import (
     error_for_code,
 )
 from freshtoken._http import Reply, json_object
-from freshtoken._log import redact, remember_secret
+from freshtoken._log import one_line, remember_secret
 from freshtoken._token import Token
 
 MAX_EXPIRES_IN = 366 * 86400  # a year and a day: anything longer is a server bug
@@ -37,16 +37,12 @@ _VSCHAR = re.compile(r"[\x20-\x7e]+")  # RFC 6749 A.17: the refresh token
 _SCOPE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")  # A.4: NQCHAR tokens, spaces between
 _RETRY_IN = re.compile(r"in \[?(\d+(?:\.\d+)?)\]? ?s", re.IGNORECASE)
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-# Control characters (C0, DEL, C1) and Unicode line breaks: server text is printed on one line,
-# so that it cannot start a line of its own (a CI log command such as ::warning::).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def server_text(value: object, limit: int) -> str:
     """Text a server chose, as it may be printed: one line, no known secret, at most `limit`
     characters."""
-    text = " ".join(_CONTROL.sub(" ", str(value)).split())
-    return redact(text)[:limit]
+    return one_line(value)[:limit]
 
 
 def excerpt(body: bytes, truncated: bool = False) -> str:
