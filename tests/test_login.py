@@ -315,3 +315,41 @@ def test_redirect_port_is_used_and_a_busy_one_named(tmp_path: Path, logins: list
         assert httpx.get(httpx.get(url).headers["location"]).status_code == 200
         rc, _, err = login.finish()
         assert rc == 0, err
+
+
+def test_two_peoples_logins_for_one_public_client_keep_apart_in_a_shared_store(
+    tmp_path: Path, logins: list[Login]
+) -> None:
+    """A public client has no credential in the cache key: on one Redis, Bob's login would
+    replace Alice's (and her pipeline would act as Bob). The login label keeps them apart, and
+    a login without one is refused there."""
+    from tests._redis import RedisProcess
+
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    redis = RedisProcess(folder).start()
+    try:
+        with AuthServer(clients=[PUBLIC], device_interval=0.2) as server:
+            shared = {
+                "FRESHTOKEN_STORE": redis.url,
+                "FRESHTOKEN_STORE_KEY": "S2V5S2V5S2V5S2V5S2V5S2V5S2V5S2V5S2V5S2V5S2U=",
+            }
+            bare = _start(logins, ["--device"], _env(tmp_path, server, PUBLIC, **shared), tmp_path)
+            rc, _, err = bare.finish()
+            assert rc == 2 and "needs a login label" in err, err
+            people = {}
+            for name in ("alice", "bob"):
+                people[name] = env = _env(tmp_path, server, PUBLIC, FRESHTOKEN_LOGIN=name, **shared)
+                login = _start(logins, ["--device"], env, tmp_path)
+                assert server.decide_device(_device_code(login))
+                rc, _, err = login.finish()
+                assert rc == 0, err
+            assert server.active_refresh_tokens("spa") == 2
+            for env in people.values():
+                out = ft(["token"], env, tmp_path)
+                assert out.returncode == 0, out.stderr
+            # Each spent their own refresh token: two refreshes, two chains alive.
+            assert server.stats()["refreshes"] == 2
+            assert server.active_refresh_tokens("spa") == 2
+    finally:
+        redis.stop()

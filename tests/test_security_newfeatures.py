@@ -16,10 +16,11 @@ import pytest
 from freshtoken import AuthorizationCode, Secret, Settings, TokenBroker
 from freshtoken._errors import SinkError
 from freshtoken._http import Timeouts
+from freshtoken._log import redact, remember_secret
 from freshtoken.oauth._loopback import LoopbackRedirect
 from freshtoken.sinks import SinkOptions, open_sink
 from freshtoken.testing import AuthServer, Client
-from tests._attack import Listener, http_answer
+from tests._attack import Listener, as_nobody, http_answer
 from tests._fleet import worker_env
 from tests.helpers import CANARY_SECRET, assert_no_leak, make_client
 
@@ -154,6 +155,32 @@ def test_the_login_listener_takes_only_its_own_redirect_then_closes() -> None:
         assert listener.ignored == 1
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(port)), timeout=2):
         pass
+
+
+FORGER = """\
+import sys, urllib.error, urllib.request
+for n in range(int(sys.argv[2])):
+    try:  # a code whose three forms (plain, form- and URL-encoded) differ: 3 entries each
+        urllib.request.urlopen(f"{sys.argv[1]}/callback?code=forged+code%2F{n}&state=guess")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 400, exc.code
+"""
+
+
+def test_forged_redirects_never_push_secrets_out_of_the_redaction_list() -> None:
+    """Another local user sends the login listener thousands of redirects with a wrong state:
+    their codes are noise, not secrets, so a secret remembered before stays redacted."""
+    remember_secret(CANARY_SECRET)
+    with LoopbackRedirect("the-state") as listener:
+        base = listener.redirect_uri.removesuffix("/callback")
+        forged = as_nobody([sys.executable, "-c", FORGER, base, "1400"])
+        assert forged.returncode == 0, forged.stderr
+        assert listener.ignored == 1400
+        with httpx.Client() as http:
+            ok = http.get(f"{base}/callback?code=the-real-code&state=the-state")
+        assert ok.status_code == 200 and listener.wait(5) == "the-real-code"
+    assert redact(f"said {CANARY_SECRET}") == "said ***"
+    assert redact("said the-real-code") == "said ***"
 
 
 def test_the_github_sink_follows_no_redirect_with_its_token() -> None:

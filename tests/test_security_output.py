@@ -7,11 +7,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote_plus
 
 import pytest
+import redis
 
 from freshtoken.testing import AuthServer
 from tests._attack import Listener, http_answer
@@ -37,10 +38,18 @@ def acl_redis(tmp_path: Path) -> Iterator[RedisProcess]:
     process.stop()
 
 
+@pytest.mark.parametrize("where", ["userinfo", "query"])
 def test_the_redis_password_in_the_store_url_is_never_shown(
-    tmp_path: Path, server: AuthServer, acl_redis: RedisProcess
+    tmp_path: Path, server: AuthServer, acl_redis: RedisProcess, where: str
 ) -> None:
-    store = f"redis://ci:{REDIS_PASSWORD}@127.0.0.1:{acl_redis.port}/0"
+    """In the userinfo (`redis://ci:PW@host`) or the query (`?password=PW`, which redis-py
+    honours too): doctor, status and errors show the URL with `***` for the password."""
+    at = f"127.0.0.1:{acl_redis.port}/0"
+    if where == "userinfo":
+        store, shown = f"redis://ci:{REDIS_PASSWORD}@{at}", f"redis://ci:***@{at}"
+    else:
+        store = f"redis://{at}?username=ci&password={REDIS_PASSWORD}"
+        shown = f"redis://{at}?username=ci&password=***"
     env = cli_env(tmp_path, server, FRESHTOKEN_STORE=store, FRESHTOKEN_STORE_KEY=STORE_KEY)
     doctor = ft(["-vv", "doctor"], env, tmp_path)
     child = ft(["-vv", "exec", "--", "env"], env, tmp_path)
@@ -52,7 +61,8 @@ def test_the_redis_password_in_the_store_url_is_never_shown(
         tmp_path,
     )
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert f"store = redis://ci:***@127.0.0.1:{acl_redis.port}/0" in doctor.stdout
+    assert f"store = {shown}" in doctor.stdout
+    assert json.loads(status.stdout)["store"] == shown
     assert child.returncode == 0, child.stderr
     assert "FRESHTOKEN_STORE=" not in child.stdout and "FRESHTOKEN_URL=" in child.stdout
     assert status.returncode == 0 and json.loads(status.stdout)["entries"]
@@ -110,3 +120,54 @@ def test_server_text_cannot_write_ci_log_commands_nor_echo_the_credential(
         sent = (ODD_SECRET, quote_plus(ODD_SECRET), *([basic] if "basic" in method else []))
         for form in sent:  # every form in which the secret was sent
             assert form not in printed, (form, printed)
+
+
+def test_the_documented_redis_acl_keeps_other_writers_off_the_entries(
+    tmp_path: Path, server: AuthServer
+) -> None:
+    """docs/security.md's ACL: freshtoken works with exactly those rights, and another user of
+    the same Redis (the writer that could roll back or delete a rotating login's entry) cannot
+    read, delete, overwrite or replace freshtoken's keys."""
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    process = RedisProcess(
+        folder,
+        (
+            "user",
+            f"freshtoken on >{REDIS_PASSWORD} resetkeys ~freshtoken:* resetchannels -@all "
+            "+@read +@write +@scripting +ping +info",
+        ),
+        ("user", "other on >other-pw resetkeys ~other:* -@all +@read +@write +@keyspace"),
+        ("user", "default off"),
+    ).start()
+    try:
+        at = f"127.0.0.1:{process.port}/0"
+        env = cli_env(
+            tmp_path,
+            server,
+            FRESHTOKEN_STORE=f"redis://freshtoken@{at}",
+            FRESHTOKEN_REDIS_PASSWORD=REDIS_PASSWORD,
+            FRESHTOKEN_STORE_KEY=STORE_KEY,
+            FRESHTOKEN_STORE_FAIL="closed",
+        )
+        first, again = (ft(["token"], env, tmp_path) for _ in range(2))
+        assert first.returncode == 0, first.stderr
+        assert again.stdout == first.stdout and server.stats()["tokens_minted"] == 1
+        owner = redis.Redis.from_url(f"redis://freshtoken:{REDIS_PASSWORD}@{at}")
+        keys = list(owner.scan_iter(match="freshtoken:*"))
+        owner.close()
+        assert keys
+        other = redis.Redis.from_url(f"redis://other:other-pw@{at}")
+        attacks: list[Callable[[], object]] = [
+            lambda: other.delete(*keys),
+            lambda: other.set(keys[0], b"junk"),
+            lambda: other.restore(keys[0], 0, b"x", replace=True),
+            lambda: other.get(keys[0]),
+        ]
+        for attack in attacks:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                attack()
+        other.close()
+        assert ft(["token"], env, tmp_path).stdout == first.stdout
+    finally:
+        process.stop()

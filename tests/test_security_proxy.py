@@ -58,6 +58,13 @@ def request(target: str, key: str, method: str = "GET", extra: str = "") -> byte
     ).encode("latin-1")
 
 
+def echo_through(proxy: LocalServer) -> httpx.Response:
+    """GET /api/echo through the proxy with its key (and no proxy of the test's own)."""
+    return httpx.get(
+        f"{proxy.proxy_url}/api/echo", headers={"X-Freshtoken-Key": proxy.key}, trust_env=False
+    )
+
+
 def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
@@ -78,6 +85,10 @@ def test_request_targets_never_leave_the_upstream(server: AuthServer) -> None:
             "/api/v2/../../../admin",  # above the base path
             "/api/v2/%2e%2e/%2E%2E/%2e%2e/admin",
             "/api/..%2f..%2f..%2fadmin",
+            "/..;/admin",  # `..` with a path parameter: `..` for Tomcat, Jetty and Spring
+            "/api/v2/..;/..;/..;/admin",
+            "/api/v2/%2e%2e;/%2E%2e;x=1/.%2e%3b/admin",
+            "/api/v2/.;/..;jsessionid=1/x",
             "/x#fragment",
         ]
         answers = {}
@@ -107,11 +118,43 @@ def test_loopback_never_goes_through_http_proxy(
         broker = make_broker(server)
         assert broker.token().access_token.startswith("at_")
         with proxy_to(server.url, broker) as proxy:
-            got = httpx.get(
-                f"{proxy.proxy_url}/api/echo",
-                headers={"X-Freshtoken-Key": proxy.key},
-                trust_env=False,
-            )
+            got = echo_through(proxy)
+        assert proxy_listener.connections == 0, proxy_listener.reached()
+    assert got.status_code == 200
+
+
+@pytest.mark.parametrize("host", ["localhost.", "127.0.0.1.", "LOCALHOST."])
+def test_a_trailing_dot_host_is_loopback_for_every_rule(
+    tmp_path: Path, server: AuthServer, host: str
+) -> None:
+    """`localhost.` passes the plain-http rule; it must skip HTTP_PROXY as well, or the proxy
+    gets the Basic credentials in cleartext (the token request, and the proxy's upstream)."""
+    with Listener() as proxy_listener:
+        proxies = dict.fromkeys(("HTTP_PROXY", "http_proxy", "ALL_PROXY"), proxy_listener.url)
+        env = cli_env(
+            tmp_path,
+            server,
+            FRESHTOKEN_TOKEN_URL=f"http://{host}:{server.port}/oauth/token",
+            NO_PROXY="",
+            no_proxy="",
+            **proxies,
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "freshtoken", "token"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proxy_listener.connections == 0, proxy_listener.reached()
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("at_")
+        assert server.stats()["tokens_minted"] == 1
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in proxies.items():
+                patch.setenv(name, value)
+            with proxy_to(f"http://{host}:{server.port}", make_broker(server)) as proxy:
+                got = echo_through(proxy)
         assert proxy_listener.connections == 0, proxy_listener.reached()
     assert got.status_code == 200
 

@@ -15,7 +15,13 @@ from freshtoken.broker._key import settings_key
 from freshtoken.stores._sealed import Envelope, parse_key
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer
-from tests._attack import as_nobody, open_place, require_other_user, shared_dir
+from tests._attack import (
+    as_nobody,
+    open_place,
+    require_other_user,
+    shared_dir,
+    write_as_nobody,
+)
 from tests._cli import cli_env, ft
 
 STORE_KEY = "S2V5S2V5S2V5S2V5S2V5S2V5S2V5S2V5S2V5S2V5S2U="
@@ -111,3 +117,34 @@ def test_a_store_key_file_others_can_read_is_refused(tmp_path: Path, server: Aut
     assert STORE_KEY not in out.stderr and server.stats()["tokens_minted"] == 0
     key.chmod(0o600)
     assert ft(["token"], env, tmp_path).returncode == 0
+
+
+def test_secret_files_another_user_could_write_are_refused(server: AuthServer) -> None:
+    """Another user plants a refresh token of their own account where
+    FRESHTOKEN_REFRESH_TOKEN_FILE points (a shared directory), and a store key they know: both
+    are refused on the opened file, before anything is read or sent; so is a file of ours that
+    others may write."""
+    require_other_user()
+    with open_place() as place:
+        shared = shared_dir(place / "shared")
+        planted = {
+            "FRESHTOKEN_REFRESH_TOKEN_FILE": (shared / "refresh-token", "rt_of_the_attacker"),
+            "FRESHTOKEN_STORE_KEY_FILE": (shared / "store.key", STORE_KEY),
+        }
+        runs = {}
+        for setting, (path, value) in planted.items():
+            write_as_nobody(path, value + "\n", mode=0o600)  # root reads it all the same
+            env = cli_env(place, server, **{setting: str(path)})
+            runs[setting] = ft(["token"], env, place)
+        mine = place / "mine.key"
+        mine.write_text(STORE_KEY)
+        mine.chmod(0o620)
+        runs["writable"] = ft(
+            ["token"], cli_env(place, server, FRESHTOKEN_STORE_KEY_FILE=str(mine)), place
+        )
+    for setting, out in runs.items():
+        assert out.returncode == 2, (setting, out.stderr)
+        why = "is writable by other users" if setting == "writable" else "owned by another user"
+        assert why in out.stderr, out.stderr
+        assert "rt_of_the_attacker" not in out.stderr and STORE_KEY not in out.stderr
+    assert server.stats()["token_requests"] == 0

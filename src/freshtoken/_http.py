@@ -21,6 +21,7 @@ import httpx
 
 from freshtoken._clock import Clock
 from freshtoken._log import logger
+from freshtoken._urls import normal_host
 
 T = TypeVar("T")
 
@@ -234,15 +235,36 @@ DIRECT_TO_LOOPBACK: dict[str, None] = dict.fromkeys(
 )
 
 
-def new_client(timeouts: Timeouts) -> httpx.Client:
-    # Redirects are never followed: a token POST carries credentials. trust_env keeps the
-    # standard proxy variables (HTTPS_PROXY, NO_PROXY) working, except for loopback.
+def normal_request(request: httpx.Request) -> None:
+    """The host of every request normalised (_urls.normal_host) before a transport is chosen:
+    `localhost.` passes the plain-http rule as `localhost`, so it must also match the mounts
+    above, or it would go to HTTP_PROXY with its credentials."""
+    host = request.url.host
+    if host and not host.startswith("[") and normal_host(host) != host:
+        request.url = request.url.copy_with(host=normal_host(host))
+        request.headers["Host"] = request.url.netloc.decode("ascii")
+
+
+async def _normal_async_request(request: httpx.Request) -> None:
+    normal_request(request)
+
+
+def direct_client(timeout: httpx.Timeout, **options: Any) -> httpx.Client:
+    """An httpx client that never follows a redirect, honours the standard proxy variables
+    (HTTPS_PROXY, NO_PROXY) except for loopback, and normalises every request's host first."""
     return httpx.Client(
-        timeout=timeouts.httpx(),
+        timeout=timeout,
         follow_redirects=False,
         trust_env=True,
         mounts=DIRECT_TO_LOOPBACK,
+        event_hooks={"request": [normal_request]},
+        **options,
     )
+
+
+def new_client(timeouts: Timeouts) -> httpx.Client:
+    # Redirects are never followed: a token POST carries credentials.
+    return direct_client(timeouts.httpx())
 
 
 def new_async_client(timeouts: Timeouts) -> httpx.AsyncClient:
@@ -251,4 +273,5 @@ def new_async_client(timeouts: Timeouts) -> httpx.AsyncClient:
         follow_redirects=False,
         trust_env=True,
         mounts=DIRECT_TO_LOOPBACK,
+        event_hooks={"request": [_normal_async_request]},
     )

@@ -38,19 +38,51 @@ def remember_secret(value: str) -> None:
             del _secrets[next(iter(_secrets))]
 
 
+# A query parameter that carries a credential (redis-py reads `?password=`): its name, decoded.
+_CREDENTIAL_NAME = re.compile(r"(?i)pass|secret|token|key|auth|cred")
+_QUERY_PARAMETER = re.compile(r"([?&;])([^=&;#\s]*)=([^&;#\s]*)")
+
+
+def _query_credentials(url: str) -> list[str]:
+    from urllib.parse import unquote_plus
+
+    query = url.partition("?")[2]
+    return [
+        unquote_plus(found.group(3))
+        for found in _QUERY_PARAMETER.finditer("?" + query if query else "")
+        if _CREDENTIAL_NAME.search(unquote_plus(found.group(2))) and found.group(3)
+    ]
+
+
 def remember_url_password(url: str) -> None:
-    """Register the password of a URL's userinfo, if it has one."""
+    """Register every credential of a URL: its userinfo's password, and the value of a query
+    parameter named like one (`?password=`)."""
     try:
         password = urlsplit(url).password
     except ValueError:
-        return
-    if password:
-        remember_secret(password)
+        password = None
+    for value in (password, *_query_credentials(url)):
+        if value:
+            remember_secret(value)
 
 
 def redact_url(text: str) -> str:
-    """`text` with every URL password replaced by *** (for showing a URL)."""
-    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}***@", text)
+    """`text` (a URL, or text holding URLs) as it may be shown: every credential form of a URL
+    replaced by *** (the userinfo's password, and query parameters named like a credential,
+    `?password=`, `&auth_token=`). The one display function for store and endpoint URLs."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}***@", text)
+    if "?" not in text:
+        return text
+
+    def hide(found: re.Match[str]) -> str:
+        from urllib.parse import unquote_plus
+
+        if _CREDENTIAL_NAME.search(unquote_plus(found.group(2))):
+            return f"{found.group(1)}{found.group(2)}=***"
+        return found.group(0)
+
+    head, question, query = text.partition("?")
+    return head + question + _QUERY_PARAMETER.sub(hide, "?" + query)[1:]
 
 
 def redact(text: str) -> str:
@@ -62,6 +94,18 @@ def redact(text: str) -> str:
             text = text.replace(value, "***")
     text = redact_url(_PATTERNS[0].sub(lambda m: f"{m.group(1)} ***", text))
     return _PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
+# Control characters (C0, DEL, C1) and Unicode line breaks: server text is printed on one line,
+# so that it cannot start a line of its own (a CI log command such as ::warning::) nor drive a
+# terminal (ESC sequences, BEL).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def one_line(value: object) -> str:
+    """Text a server chose (an error, a scope) as it may be printed: one line, no control
+    character, no known secret."""
+    return redact(" ".join(_CONTROL.sub(" ", str(value)).split()))
 
 
 def describe(exc: BaseException) -> str:

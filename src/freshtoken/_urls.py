@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from freshtoken._errors import ConfigurationError
 
@@ -21,3 +21,23 @@ def split_url(url: str, setting: str) -> SplitResult:
             hint=f"Check {setting}: scheme://host:port/path, a port from 1 to 65535.",
         ) from None
     return parts
+
+
+def normal_host(host: str) -> str:
+    """A host as every rule and every request sees it: lower case, without the trailing dot of
+    a fully qualified name (`localhost.` and `127.0.0.1.` are `localhost` and `127.0.0.1`), so
+    that no spelling passes one rule (plain http to loopback) and misses another (loopback is
+    never sent to a proxy)."""
+    return host.strip("[]").lower().rstrip(".")
+
+
+def normal_url(url: str, setting: str) -> str:
+    """`url` with its host normalised (see normal_host); malformed URLs are refused."""
+    parts = split_url(url, setting)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if hostport.startswith("["):
+        return url
+    host, colon, port = hostport.partition(":")
+    if normal_host(host) == host:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{normal_host(host)}{colon}{port}"))

@@ -82,6 +82,7 @@ class TokenBroker(HttpAuths):
         invalidate_cooldown: float = INVALIDATE_COOLDOWN,
         sink: RefreshTokenSink | None = None,
         rotation_revokes_access: Literal["auto", "yes", "no"] = "auto",
+        login: str | None = None,
     ) -> None:
         if rotation_revokes_access not in MODES:
             raise ConfigurationError(
@@ -99,7 +100,11 @@ class TokenBroker(HttpAuths):
         # One deadline per call: waiting for another holder and minting share the budget.
         self.wait_timeout = wait_timeout or client.policy.budget
         self.key = cache_key(
-            self.store.pepper, endpoint=client.identity(), auth=client.auth, grant=grant
+            self.store.pepper,
+            endpoint=client.identity(),
+            auth=client.auth,
+            grant=grant,
+            login=login,
         )
         scope = grant.scope if grant else ()
         minter = RefreshTokenMinter(
@@ -156,6 +161,7 @@ class TokenBroker(HttpAuths):
             options.get("refresh") or RefreshPolicy(), settings.min_ttl
         )
         options.setdefault("rotation_revokes_access", settings.rotation_revokes_access)
+        options.setdefault("login", settings.login)
         configured = parts.pop("grant")
         grant = options.pop("grant", configured)
         broker = cls(parts.pop("client"), grant=grant, **parts, **options)

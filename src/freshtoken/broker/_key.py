@@ -14,18 +14,26 @@ from freshtoken.oauth._grants import Grant
 _REFRESH_ONLY = ("refresh_token",)
 
 
-def cache_key(pepper: bytes, *, endpoint: str, auth: ClientAuth, grant: Grant | None) -> str:
+def cache_key(
+    pepper: bytes,
+    *,
+    endpoint: str,
+    auth: ClientAuth,
+    grant: Grant | None,
+    login: str | None = None,
+) -> str:
     """A keyed hash of what makes two tokens interchangeable: endpoint, client, the grant that
-    mints them (None: refresh tokens only) and the client's credential. A rotated secret gives
-    a new key (and so a fresh token); the key reveals neither the secret nor the client."""
-    material = json.dumps(
-        [
-            endpoint,
-            auth.client_id,
-            list(grant.cache_material() if grant else _REFRESH_ONLY),
-            auth.fingerprint(pepper),
-        ]
-    )
+    mints them (None: refresh tokens only), the client's credential and, when set, the `login`
+    label (whose login: a public client has no credential to tell two people's logins apart).
+    A rotated secret gives a new key (and so a fresh token); the key reveals neither the secret
+    nor the client. Without a label the key is what it always was."""
+    parts: list[object] = [
+        endpoint,
+        auth.client_id,
+        list(grant.cache_material() if grant else _REFRESH_ONLY),
+        auth.fingerprint(pepper),
+    ]
+    material = json.dumps(parts + ([["login", login]] if login else []))
     return hmac.new(pepper, material.encode(), hashlib.sha256).hexdigest()[:40]
 
 
@@ -37,4 +45,5 @@ def settings_key(settings: Settings, pepper: bytes) -> str:
         endpoint=endpoints.token_url if endpoints else str(settings.issuer),
         auth=_build.client_auth(settings),
         grant=_build.grant(settings),
+        login=settings.login,
     )

@@ -19,7 +19,7 @@ from freshtoken._errors import (
     OAuthError,
     TokenUnavailableError,
 )
-from freshtoken._log import logger
+from freshtoken._log import logger, one_line
 from freshtoken._token import Token
 from freshtoken.broker._unfinished import judge, wait_out
 from freshtoken.oauth._grants import Grant, RefreshTokenGrant
@@ -271,6 +271,7 @@ def scope_problem(
     if not missing:
         return None
     return InsufficientScopeError(
-        f"the server granted scope {' '.join(token.scope) or '(none)'} without {' '.join(missing)}",
+        f"the server granted scope {one_line(' '.join(token.scope)) or '(none)'} without "
+        f"{one_line(' '.join(missing))}",
         hint=InsufficientScopeError.explain(ErrorContext(identity)),
     )

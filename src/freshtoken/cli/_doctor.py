@@ -12,7 +12,7 @@ import click
 
 from freshtoken import _build
 from freshtoken._errors import OAuthError
-from freshtoken._log import redact_url
+from freshtoken._log import one_line, redact_url
 from freshtoken.broker._endpoint import EndpointRefusal, ask, get, running_endpoint
 from freshtoken.broker._policy import CLI_MIN_TTL
 from freshtoken.cli._common import fail_with, run
@@ -218,11 +218,11 @@ def run_checks(
         checks.append(
             Check(
                 "fail",
-                f"scopes not granted: {' '.join(missing)}",
+                f"scopes not granted: {one_line(' '.join(missing))}",
                 "Allow them on the client, or stop asking for them.",
             )
             if missing
-            else Check("ok", f"granted scope: {' '.join(token.scope) or '(none)'}")
+            else Check("ok", f"granted scope: {one_line(' '.join(token.scope)) or '(none)'}")
         )
     entry = broker.store.load(broker.key)
     checks.append(

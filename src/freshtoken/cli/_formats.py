@@ -14,7 +14,16 @@ FORMATS = ("raw", "json", "header", "env", "dotenv", "github")
 #: What the local endpoint and the fast paths print as text (json is JSON, github is the CLI's).
 TEXT_FORMATS = ("raw", "header", "env", "dotenv")
 TOKEN_VARIABLE = "FRESHTOKEN_ACCESS_TOKEN"
-_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@%+=:,./-_")
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_SAFE = frozenset(_ALNUM + "@%+=:,./-_")
+#: RFC 6750's b64token characters: the only ones an access token may hold (oauth/_response.py
+#: refuses any other answer); checked again before a token is written where a shell or a
+#: workflow reads it.
+B64TOKEN_CHARS = frozenset(_ALNUM + "-._~+/=")
+
+
+def is_b64token(value: str) -> bool:
+    return bool(value) and all(c in B64TOKEN_CHARS for c in value)
 
 
 def shell_quote(value: str) -> str:
@@ -41,8 +50,10 @@ def render(data: dict[str, object], fmt: str) -> str:
         return f"Authorization: Bearer {access}"
     if fmt == "env":  # for eval "$(freshtoken token --format env)"
         return export_line(TOKEN_VARIABLE, access)
-    if fmt == "dotenv":  # for a .env file (docker --env-file, dotenv loaders): no quoting
-        return f"{TOKEN_VARIABLE}={access}"
+    if fmt == "dotenv":  # for a .env file: a shell word, which `.`, dotenv loaders and compose
+        # read back exactly (a b64token needs quotes only for `~`; docker --env-file would keep
+        # them, so such a token is better taken with --format env)
+        return f"{TOKEN_VARIABLE}={shell_quote(access)}"
     return access
 
 
@@ -51,14 +62,55 @@ def on_github() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"
 
 
-def mask_on_github(access_token: str) -> None:
-    """In a GitHub Actions step, ask the runner to mask the token in the job's log before it is
+def mask_on_github(secret: str) -> None:
+    """In a GitHub Actions step, ask the runner to mask `secret` in the job's log before it is
     printed: a step that captures it (`TOKEN=$(freshtoken token)`) and later echoes it, or runs
     with `set -x`, shows `***`. On standard error, which the runner also reads for workflow
-    commands, so that standard output stays the token alone."""
-    if on_github():
-        sys.stderr.write(f"::add-mask::{access_token}\n")
-        sys.stderr.flush()
+    commands, so that standard output stays the value alone.
+
+    The runner reads the two streams separately, so a value written at once on standard output
+    could reach it first: unless both streams are one file, this waits (at most
+    MASK_WAIT seconds) until the reader of standard error has taken the line. Only a value
+    oauth/_response.py accepted gets here: it holds no line break that could end the command."""
+    if not on_github():
+        return
+    sys.stderr.write(f"::add-mask::{secret}\n")
+    sys.stderr.flush()
+    _until_read(sys.stderr.fileno(), sys.stdout.fileno())
+
+
+MASK_WAIT = 5.0
+
+
+def _until_read(err: int, out: int) -> None:
+    """Return once what was written on pipe `err` has been read, unless `out` is the same
+    file (one stream keeps its order) or `err` is no pipe (a file or terminal has no reader)."""
+    import stat
+
+    try:
+        mine, other = os.fstat(err), os.fstat(out)
+    except OSError:
+        return
+    if (mine.st_dev, mine.st_ino) == (other.st_dev, other.st_ino) or not stat.S_ISFIFO(
+        mine.st_mode
+    ):
+        return
+    if sys.platform == "win32":
+        return
+    import array
+    import fcntl
+    import termios
+
+    waiting = array.array("i", [0])
+    deadline = time.monotonic() + MASK_WAIT
+    while time.monotonic() < deadline:
+        try:
+            fcntl.ioctl(err, termios.FIONREAD, waiting)
+        except OSError:
+            return
+        if waiting[0] == 0:
+            return
+        time.sleep(0.002)
 
 
 def token_json(access_token: str, token_type: str, expires_at: float) -> dict[str, object]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import click
 
 from freshtoken._errors import ConfigurationError, LoginError, OAuthError
 from freshtoken.cli._common import fail, run
+from freshtoken.cli._formats import mask_on_github
 
 
 def _say(text: str) -> None:
@@ -73,6 +71,16 @@ def _login(
     from freshtoken.provider._endpoints import check_url
 
     settings = run(ctx).settings()
+    shared = (settings.store or "").startswith(("redis://", "rediss://", "redis+", "rediss+"))
+    if settings.auth_method == "none" and shared and not settings.login:
+        # A public client has no credential in the cache key: two people's logins for the
+        # same client on one shared store would take the same entry, each replacing the other.
+        raise ConfigurationError(
+            "a public client's login on a shared store needs a login label",
+            hint=f"Set {settings.label('login')} to who you are (your user name or e-mail): it "
+            "is part of the cache key, so that your login is kept apart from everyone else's "
+            "for this client; set it the same wherever this login's tokens are used.",
+        )
     broker = run(ctx).broker(settings)
     deadline = SYSTEM_CLOCK.monotonic() + timeout
     found = broker.client.endpoints()
@@ -135,10 +143,8 @@ def _login(
         return
     # Printed instead of stored: a refresh token that rotates must have one holder, or the
     # second to present it sets off reuse detection and the server revokes the whole login.
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        # On standard error, which the runner reads too: standard output stays the token
-        # alone, for a pipe into `gh secret set`.
-        _say(f"::add-mask::{token.refresh_token}")
-        sys.stderr.flush()
+    # On GitHub Actions the mask goes first, on standard error, read by the runner before the
+    # token is written: standard output stays the token alone, for `gh secret set`.
+    mask_on_github(token.refresh_token)
     click.echo(token.refresh_token)
     _say("logged in; the refresh token was written to standard output and not stored here")

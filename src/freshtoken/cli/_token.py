@@ -12,6 +12,7 @@ import sys
 from freshtoken.cli._formats import (
     TEXT_FORMATS,
     failure,
+    is_b64token,
     mask_on_github,
     on_github,
     render,
@@ -56,6 +57,14 @@ def print_token(
         text = str(exc).split("\nhint: ", 1)[0]
         raise failure(exc.error, text, exc.hint, exc.exit_code, json_errors) from None
     access = str(data["access_token"])
+    if not is_b64token(access):  # refused when it was minted; this is where it is written
+        raise failure(
+            "malformed_response",
+            "the token holds characters outside RFC 6750's b64token and is not printed",
+            "Shells, .env files and workflows would read them as syntax.",
+            1,
+            json_errors,
+        )
     if fmt == "github":
         _github(access, data, github_env)
         return
@@ -103,6 +112,18 @@ def _from_store_or_mint(
 
 
 def _github(access: str, data: dict[str, object], env_name: str | None) -> None:
+    """`token=` and `expires_at=` lines for $GITHUB_OUTPUT (and NAME= for $GITHUB_ENV): the
+    token is a b64token, so no line break ends the value and no shell syntax is in it when a
+    workflow pastes `${{ steps.x.outputs.token }}` into a `run:` script."""
+    if env_name is not None and not (
+        env_name.replace("_", "a").isalnum() and env_name.isascii() and not env_name[0].isdigit()
+    ):
+        raise failure(
+            "invalid_configuration",
+            f"--github-env {env_name[:40]!r} is not a variable name",
+            "Letters, digits and _, not starting with a digit.",
+            2,
+        )
     output = os.environ.get("GITHUB_OUTPUT")
     if not output:
         raise failure(

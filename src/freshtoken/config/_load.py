@@ -40,7 +40,15 @@ def read_secret_file(path: str, setting: str, *, private: bool = False) -> Secre
             text = sys.stdin.read()
         else:
             with open(Path(path).expanduser(), encoding="utf-8") as handle:
-                mode = os.fstat(handle.fileno()).st_mode
+                info = os.fstat(handle.fileno())  # the file read is the file checked
+                mode = info.st_mode
+                if why := untrusted(info):
+                    raise ConfigurationError(
+                        f"{setting} names a file that {why}: {path}",
+                        hint="Another user could have planted or changed it (a refresh token "
+                        "of their account, a store key they know). Keep secret files owned by "
+                        f"you (or root) and writable by you alone: chmod go-w {path}",
+                    )
                 if private and shared_bits(mode) & stat.S_IRWXO:
                     raise ConfigurationError(
                         f"{setting} names a file that every user may read: {path} "
@@ -74,17 +82,23 @@ class ConfigFile:
     discovered: bool = False
 
 
+def untrusted(info: os.stat_result) -> str | None:
+    """Why a file (configuration or secret, checked on the opened descriptor) cannot be
+    trusted, or None: as git's safe.directory, one owned by another user than this one or
+    root, or writable by group or others, could hold what another user chose."""
+    if not owned_by_user(info.st_uid, or_root=True):
+        return f"is owned by another user (uid {info.st_uid})"
+    if shared_bits(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
+
+
 def read_checked(path: Path) -> tuple[str | None, str | None]:
-    """(text, None) for a file that can be trusted, else (None, why not): as git's
-    safe.directory, a file owned by another user than this one or root, or writable by group
-    or others, is not."""
+    """(text, None) for a file that can be trusted (see untrusted), else (None, why not)."""
     try:
         with open(path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not owned_by_user(info.st_uid, or_root=True):
-                return None, f"is owned by another user (uid {info.st_uid})"
-            if shared_bits(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
-                return None, f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+            if why := untrusted(os.fstat(handle.fileno())):
+                return None, why
             data = handle.read()
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror})"

@@ -215,6 +215,14 @@ class SettingValues:
     redis_password: Secret | None = _setting(
         "secret", "Redis password (or in the URL).", "/run/secrets/redis", group=S
     )
+    login: str | None = _setting(
+        "text",
+        "Whose login the store holds (a user name, an e-mail): part of the cache key, so that "
+        "people who log in with the same client keep apart entries in one shared store. "
+        "Needed by `freshtoken login` for a public client (auth_method none) on Redis.",
+        "alice",
+        group=S,
+    )
     redis_prefix: str = _setting(
         "text", "Prefix of every Redis key.", "ci:", "freshtoken:", group=S
     )

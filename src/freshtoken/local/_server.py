@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 import httpx
 
 from freshtoken._errors import AuthorizationError, ConfigurationError, OAuthError
-from freshtoken._http import DIRECT_TO_LOOPBACK
+from freshtoken._http import direct_client
 from freshtoken._log import remember_secret
 from freshtoken._token import Token
 from freshtoken.auth._retry401 import Retry401
@@ -117,13 +117,7 @@ class LocalServer:
             proxy_host = self._listen[0]
         self._serve(server)
         if self.upstream:
-            self._http = httpx.Client(
-                timeout=httpx.Timeout(60.0, connect=10.0),
-                follow_redirects=False,
-                trust_env=True,
-                mounts=DIRECT_TO_LOOPBACK,
-                cookies=_NoCookies(),
-            )
+            self._http = direct_client(httpx.Timeout(60.0, connect=10.0), cookies=_NoCookies())
             proxy = TCPServer((proxy_host, 0), self, proxy=True)
             self.proxy_url = proxy.url
             self._serve(proxy)

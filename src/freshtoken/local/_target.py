@@ -35,6 +35,10 @@ def resolve_path(path: str) -> str:
             part in (".", "..") for part in re.split(r"[/\\]", decoded)
         ):
             raise BadTarget("a dot segment behind an encoded slash")
+        if decoded.split(";", 1)[0] in (".", "..") and ";" in decoded:
+            # Tomcat, Jetty and Spring drop a segment's `;parameters` before they resolve dot
+            # segments: `..;` and `%2e%2e;x` are `..` upstream, but not here. Refused.
+            raise BadTarget("a dot segment with parameters (`..;`)")
         dots = _dots(segment)
         if dots in (".", ".."):
             if dots == "..":

@@ -7,6 +7,7 @@ error page and ignored: it cannot end the login, and its code is never redeemed.
 
 from __future__ import annotations
 
+import hmac
 import html
 import threading
 from collections.abc import Callable
@@ -105,12 +106,13 @@ class LoopbackRedirect:
         if parts.path != CALLBACK_PATH:
             return 404, "Not found", "This address only receives the login redirect."
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        if "code" in query:
-            remember_secret(query["code"])
         with self._lock:
             if self._done.is_set():
                 return 409, "Login already finished", "Return to the terminal."
-            if query.get("state") != self._state:
+            # The state first: only the one redirect that carries it is more than noise. Any
+            # local user can send requests here, and remembering their codes as secrets would
+            # let a few thousand of them push real secrets out of the redaction list.
+            if not hmac.compare_digest(query.get("state", "").encode(), self._state.encode()):
                 self.ignored += 1
                 self._on_ignored("a redirect with a wrong or missing state")
                 return (
@@ -132,6 +134,7 @@ class LoopbackRedirect:
                 return 400, "Login refused", f"The authorization server said: {error}."
             if not query.get("code"):
                 return 400, "Login not accepted", "The redirect carries no code."
+            remember_secret(query["code"])
             self._code = query["code"]
             self._done.set()
             return 200, "Login complete", "You may close this tab and return to the terminal."

@@ -21,7 +21,7 @@ from freshtoken._errors import (
     error_for_code,
 )
 from freshtoken._http import Reply, json_object
-from freshtoken._log import redact, remember_secret
+from freshtoken._log import one_line, remember_secret
 from freshtoken._token import Token
 
 MAX_EXPIRES_IN = 366 * 86400  # a year and a day: anything longer is a server bug
@@ -29,19 +29,20 @@ _EXCERPT_CHARS = 160
 _SECRET_FIELDS = frozenset(
     {"access_token", "refresh_token", "id_token", "client_secret", "code", "assertion"}
 )
-_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")  # RFC 6750 b64token is a subset of this
+# What the RFCs allow, and nothing else: these values are written into headers, shell words,
+# .env files and $GITHUB_OUTPUT, so a character outside them ($, `, quotes, ;, a newline) is a
+# malformed answer, not something to quote later.
+B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1: the access token
+_VSCHAR = re.compile(r"[\x20-\x7e]+")  # RFC 6749 A.17: the refresh token
+_SCOPE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")  # A.4: NQCHAR tokens, spaces between
 _RETRY_IN = re.compile(r"in \[?(\d+(?:\.\d+)?)\]? ?s", re.IGNORECASE)
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-# Control characters (C0, DEL, C1) and Unicode line breaks: server text is printed on one line,
-# so that it cannot start a line of its own (a CI log command such as ::warning::).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def server_text(value: object, limit: int) -> str:
     """Text a server chose, as it may be printed: one line, no known secret, at most `limit`
     characters."""
-    text = " ".join(_CONTROL.sub(" ", str(value)).split())
-    return redact(text)[:limit]
+    return one_line(value)[:limit]
 
 
 def excerpt(body: bytes, truncated: bool = False) -> str:
@@ -185,8 +186,8 @@ def parse_token_reply(reply: Reply, sent_at: float, ctx: ErrorContext) -> Token:
     if not isinstance(access, str) or not access:
         raise _malformed("no access_token", reply, ctx)
     remember_secret(access)
-    if not _HEADER_SAFE.match(access):
-        raise _malformed("an access_token that cannot be sent in a header", reply, ctx)
+    if not B64TOKEN.fullmatch(access):
+        raise _malformed("an access_token outside RFC 6750's characters", reply, ctx)
     token_type = data.get("token_type")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         shown = token_type if isinstance(token_type, str) else "missing"
@@ -197,9 +198,13 @@ def parse_token_reply(reply: Reply, sent_at: float, ctx: ErrorContext) -> Token:
         raise _malformed("a refresh_token that is not a string", reply, ctx)
     if refresh:
         remember_secret(refresh)
+        if not _VSCHAR.fullmatch(refresh):
+            raise _malformed("a refresh_token outside RFC 6749's characters", reply, ctx)
     scope = data.get("scope")
     if scope is not None and not isinstance(scope, str):
         raise _malformed("a scope that is not a string", reply, ctx)
+    if scope is not None and not _SCOPE.fullmatch(scope):
+        raise _malformed("a scope outside RFC 6749's characters", reply, ctx)
     return Token(
         access_token=access,
         token_type="Bearer",

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from freshtoken._errors import ConfigurationError
-from freshtoken._urls import split_url
+from freshtoken._urls import normal_host, normal_url, split_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ def _resolves_to_loopback(host: str) -> bool:
 
 
 def is_loopback_host(host: str) -> bool:
-    host = host.strip("[]").lower().rstrip(".")
+    host = normal_host(host)
     if host == "localhost":
         return True
     if host.endswith(".localhost"):
@@ -94,12 +94,14 @@ def is_loopback_host(host: str) -> bool:
 
 def cleartext_allowed(host: str) -> bool:
     """Plain http is allowed to this host: this machine, reached without a proxy."""
-    bare = host.strip("[]").lower().rstrip(".")
+    bare = normal_host(host)
     return (bare in _DIRECT or bare.endswith(".localhost")) and is_loopback_host(bare)
 
 
 def check_url(url: str, setting: str) -> str:
-    """Refuse a URL that is malformed, or plain http to anything but this machine."""
+    """`url` with its host normalised (the form to use from then on); a URL that is malformed,
+    or plain http to anything but this machine, is refused."""
+    url = normal_url(url, setting)
     parts = split_url(url, setting)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
