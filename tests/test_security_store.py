@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from freshtoken import Settings
+from freshtoken import Secret, Settings
 from freshtoken._errors import StoreError, UnsafeStoreError
 from freshtoken.broker._key import settings_key
 from freshtoken.stores._sealed import Envelope, parse_key
@@ -111,3 +111,15 @@ def test_a_store_key_file_others_can_read_is_refused(tmp_path: Path, server: Aut
     assert STORE_KEY not in out.stderr and server.stats()["tokens_minted"] == 0
     key.chmod(0o600)
     assert ft(["token"], env, tmp_path).returncode == 0
+
+
+def test_a_sealed_entry_opens_only_under_the_cache_key_it_was_sealed_for() -> None:
+    """Store key binding: the cache key is the envelope's associated data, so whoever can
+    write to a shared store (but has no store key) cannot move an entry to another client,
+    scope or endpoint."""
+    envelope = Envelope(parse_key(Secret(STORE_KEY), "k"))
+    blob = envelope.seal("cache-key-a", b"payload")
+    assert envelope.open("cache-key-a", blob) == b"payload"
+    for other in ("cache-key-b", "", "cache-key-a "):
+        with pytest.raises(ValueError, match="failed authentication"):
+            envelope.open(other, blob)
