@@ -168,6 +168,86 @@ MUTANTS = [
         "watchdog = threading.Timer(remaining, lambda: None)",
         ("tests/test_faults.py",),
     ),
+    Mutant(
+        "no-store-lock",
+        "single flight: one process per store mints (the store's lock)",
+        B + "_shared.py",
+        "with self.store.lock(self.key, max(end - self.clock.monotonic(), 0.0)) as held:",
+        "with contextlib.nullcontext(True) as held:",
+        ("tests/test_processes.py",),
+    ),
+    Mutant(
+        "sqlite-flock",
+        "the lock is exclusive: SQLite's per-key flock",
+        S + "_sqlite.py",
+        "if try_lock(fd):",
+        "if True:",
+        ("tests/test_store_contract.py",),
+    ),
+    Mutant(
+        "redis-lease-not-renewed",
+        "a live holder keeps its Redis lock however long its mint takes (the lease is renewed)",
+        S + "_redis.py",
+        "while not stop.wait(self.lease / 3):",
+        "while not stop.wait(self.lease * 3):",
+        ("tests/test_redis.py", "tests/test_store.py"),
+    ),
+    Mutant(
+        "spend-window",
+        "the spend mark says until when the server may still be processing the attempt",
+        B + "_minters.py",
+        "until = clock.time() + (attempt_deadline - now) + timeouts.read",
+        "until = 0.0",
+        ("tests/test_spender.py", "tests/test_refresh_ci.py"),
+    ),
+    Mutant(
+        "min-ttl-fresh-mint",
+        "min_ttl: a fresh token shorter than asked for is an error, never a success",
+        B + "_broker.py",
+        "        if left < need:",
+        "        if False:",
+        ("tests/test_broker.py", "tests/test_faults.py"),
+    ),
+    Mutant(
+        "401-retried-twice",
+        "the 401 rule: a request is sent again once, a second 401 goes back to the caller",
+        "src/freshtoken/auth/_retry401.py",
+        "if status != 401 or self.retried or",
+        "if status != 401 or",
+        ("tests/test_broker.py", "tests/test_serve.py"),
+    ),
+    Mutant(
+        "log-filter",
+        "log redaction: the logging filter rewrites every record",
+        "src/freshtoken/_log.py",
+        "record.msg = redact(message)",
+        "record.msg = message",
+        ("tests/test_secrets.py", "tests/test_security_output.py"),
+    ),
+    Mutant(
+        "add-mask-stderr",
+        "::add-mask::: on GitHub a token is masked before it is printed (the shared helper)",
+        "src/freshtoken/cli/_formats.py",
+        '        sys.stderr.write(f"::add-mask::{access_token}\\n")',
+        "        pass",
+        ("tests/test_cli.py", "tests/test_security_output.py", "tests/test_action.py"),
+    ),
+    Mutant(
+        "add-mask-login",
+        "::add-mask::: a refresh token printed by a login on GitHub is masked first",
+        "src/freshtoken/cli/_login.py",
+        '_say(f"::add-mask::{token.refresh_token}")',
+        "pass",
+        ("tests/test_login.py", "tests/test_security_output.py"),
+    ),
+    Mutant(
+        "deadline-cap",
+        "the deadline: a request's timeouts are capped by what is left of the call's budget",
+        "src/freshtoken/_http.py",
+        "_capped(http.timeout, remaining)",
+        "http.timeout",
+        ("tests/test_faults.py",),
+    ),
 ]
 
 
@@ -207,6 +287,16 @@ def run(mutant: Mutant) -> tuple[str, str, float]:
             return "error", "text not found", 0.0
         target.write_text(text.replace(mutant.text, mutant.replacement))
         env = {**os.environ, "CI": "true", "PYTHONPATH": str(scratch / "src")}
+        where = subprocess.run(
+            [sys.executable, "-c", "import freshtoken; print(freshtoken.__file__)"],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        if not where.startswith(str(scratch)):  # the tests would run the unbroken code
+            return "error", f"freshtoken imported from {where.strip()}", 0.0
         command = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider"]
         proc = subprocess.Popen(
             [*command, *mutant.tests],

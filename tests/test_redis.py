@@ -6,6 +6,7 @@ import base64
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -295,3 +296,19 @@ def test_a_holder_whose_lease_ran_out_before_presenting_never_presents(
             relay.close()
         stats = server.stats()
     assert stats["refreshes"] == 1 and stats["reuse_detections"] == 0
+
+
+def test_a_live_holder_keeps_its_lock_for_many_leases(redis_server: RedisProcess) -> None:
+    """Lock ownership while the holder lives: its lease is renewed, so a mint that takes
+    longer than the lease keeps the lock (only a holder that dies or is stopped loses it)."""
+    store, other = _store(redis_server.url, lease=1.5), _store(redis_server.url, lease=1.5)
+    try:
+        with store.lock("k", 1.0) as held:
+            assert held
+            time.sleep(5.0)  # more than three leases
+            assert store.owns_lock("k"), "the lease ran out while its holder lived"
+            with other.lock("k", 0.0) as taken:
+                assert not taken
+    finally:
+        store.close()
+        other.close()

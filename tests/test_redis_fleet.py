@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from freshtoken import AuthorizationCode, RefreshPolicy, Settings, TokenBroker
+from freshtoken import (
+    AuthorizationCode,
+    RefreshPolicy,
+    RefreshTokenGrant,
+    Settings,
+    TokenBroker,
+)
 from freshtoken.testing import AuthServer
 from tests._fleet import (
     Fleet,
@@ -106,9 +112,8 @@ def test_refresh_chain_survives_kills_and_stops_mid_refresh(
         }
         seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
         assert seed.refresh_token
-        TokenBroker.from_settings(Settings.from_env(env), grant=None).seed_refresh_token(
-            seed.refresh_token
-        )
+        seeder = TokenBroker.from_settings(Settings.from_env(env), grant=None)
+        seeder.seed_refresh_token(seed.refresh_token)
         fleet = fleet_factory(
             env,
             [
@@ -119,7 +124,9 @@ def test_refresh_chain_survives_kills_and_stops_mid_refresh(
         fleet.spawn_all(16)
         raw = redis.Redis.from_url(redis_server.url)
         kills = stops = 0
+        give_up = time.monotonic() + 300  # a bound for a hung test, not a pace to keep
         while kills + stops < 8:
+            assert time.monotonic() < give_up, f"only {kills} kills and {stops} stops"
             wait_until(lambda: any(a < 0.1 for a in server.stats()["inflight_ages"]), timeout=60)
             owners = [raw.get(name) for name in raw.keys("freshtoken:*:lock")]
             pids = {int(text(o).split(":")[0]) for o in owners if o}
@@ -149,6 +156,10 @@ def test_refresh_chain_survives_kills_and_stops_mid_refresh(
         results = fleet.results()
         stats = server.stats()
         alive = server.active_refresh_tokens("demo-client")
+        # The chain is alive: the stored refresh token is the live one.
+        entry = seeder.store.load(seeder.key)
+        assert entry is not None and entry.refresh_token and entry.spending is None
+        make_client(server).fetch(RefreshTokenGrant(entry.refresh_token))
     assert kills >= 3 and stops >= 2, (kills, stops)
     assert stats["reuse_detections"] == 0
     assert alive == 1
