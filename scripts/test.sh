@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 source scripts/_setup.sh
 setup_venv
 setup_test_tools
-echo "== ruff"; "$VENV/bin/ruff" check src tests bench
-"$VENV/bin/ruff" format --check src tests bench
+echo "== ruff"; "$VENV/bin/ruff" check src tests bench scripts
+"$VENV/bin/ruff" format --check src tests bench scripts
 echo "== mypy --strict"; "$VENV/bin/mypy"
 # Tests run on Linux; Windows and macOS are type-checked (each with its own cache).
 for platform in win32 darwin; do

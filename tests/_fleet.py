@@ -73,6 +73,14 @@ class Fleet:
             proc.stdin.write("go\n")
             proc.stdin.flush()
 
+    def ask_to_stop(self) -> None:
+        """Tell every live worker started with --stop-on-input to stop (a line on stdin)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                assert proc.stdin is not None
+                proc.stdin.write("stop\n")
+                proc.stdin.flush()
+
     def results(self, timeout: float = 120) -> list[dict[str, Any]]:
         out = []
         for proc in self.procs:

@@ -66,7 +66,7 @@ def broker_worker(args: argparse.Namespace) -> None:
     results = [Counts() for _ in range(args.threads)]
     tls = ssl.create_default_context()  # one for all: each costs ~40 ms of CPU
     clients = [httpx.Client(verify=tls) for _ in range(args.threads)]  # ready before "go"
-    go = threading.Event()
+    go, stop = threading.Event(), threading.Event()
     end = 0.0
 
     def call(mine: Counts, http: httpx.Client) -> None:
@@ -99,16 +99,19 @@ def broker_worker(args: argparse.Namespace) -> None:
                     f"sending a token with {token.expires_at - sent:.3f}s left"
                 )
 
+    def attempt(mine: Counts, http: httpx.Client) -> None:
+        try:
+            call(mine, http)
+        except BaseException as exc:  # whatever it is, the caller would have seen it
+            mine.errors += 1
+            mine.first_error = mine.first_error or f"{type(exc).__name__}: {exc}"
+
     def run(mine: Counts, http: httpx.Client) -> None:
         go.wait()
         with http:
             while True:
-                try:
-                    call(mine, http)
-                except BaseException as exc:  # whatever it is, the caller would have seen it
-                    mine.errors += 1
-                    mine.first_error = mine.first_error or f"{type(exc).__name__}: {exc}"
-                if args.once or time.monotonic() >= end:
+                attempt(mine, http)
+                if args.once or stop.is_set() or time.monotonic() >= end:
                     break
                 time.sleep(args.pause)  # the caller's own work between calls
 
@@ -121,10 +124,21 @@ def broker_worker(args: argparse.Namespace) -> None:
     if args.wait_go:
         sys.stdin.readline()
     started = time.time()
-    end = time.monotonic() + (args.until - started if args.until else args.duration)
+    if args.stop_on_input:
+        end = float("inf")
+    else:
+        end = time.monotonic() + (args.until - started if args.until else args.duration)
     go.set()
+    if args.stop_on_input:
+        sys.stdin.readline()
+        stop.set()
     for t in threads:
         t.join()
+    if args.stop_on_input:
+        # One more call once the test's faults are over: whatever happened, this worker still
+        # gets a valid token (counted with the others).
+        with httpx.Client(verify=tls) as http:
+            attempt(results[0], http)
     total = {
         f.name: sum(getattr(r, f.name) for r in results) for f in fields(Counts) if f.type == "int"
     }
@@ -174,6 +188,9 @@ def main() -> None:
     parser.add_argument("--refresh-only", action="store_true")
     parser.add_argument("--wait-go", action="store_true")
     parser.add_argument("--once", action="store_true")
+    parser.add_argument(
+        "--stop-on-input", action="store_true", help="run until a line on stdin, then call once"
+    )
     args = parser.parse_args()
     if args.mode == "hold-lock":
         hold_lock(args)

@@ -26,6 +26,7 @@ from freshtoken import (
     TokenBroker,
     TokenSource,
 )
+from freshtoken.auth._retry401 import Retry401
 from freshtoken.testing import AuthServer, Client, FakeClock
 from tests.helpers import assert_no_leak, concurrently, make_broker, make_client, wait_until
 
@@ -380,6 +381,22 @@ def test_an_api_that_always_says_401_is_retried_only_once(server: AuthServer) ->
         server.revoke_all()
         assert http.get(server.url + "/api/echo").status_code == 401
     assert server.stats()["api_401"] == 2
+
+
+def test_the_401_rule_sends_again_once_even_when_a_new_token_is_at_hand(
+    server: AuthServer,
+) -> None:
+    """The 401 rule without the cooldown's help (it is off here, so every 401 could get a new
+    token): one more send after a 401, and the second 401 goes back to the caller. The
+    proxy and the Genesys SDK client ask again after every 401; only the rule stops them."""
+    broker = make_broker(server, invalidate_cooldown=0.0)
+    attempt = Retry401(broker)
+    first = attempt.token()
+    second = attempt.again(401)
+    assert second is not None and second.access_token != first.access_token
+    assert attempt.again(401) is None, "sent a third time after a second 401"
+    assert attempt.again(401) is None
+    assert server.stats()["tokens_minted"] == 2
 
 
 def test_logs_carry_no_token(server: AuthServer, caplog: pytest.LogCaptureFixture) -> None:

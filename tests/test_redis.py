@@ -5,26 +5,34 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
 from freshtoken import (
+    AuthorizationCode,
     ClientCredentials,
     ConfigurationError,
     Secret,
+    Settings,
     StoreError,
     Token,
     TokenBroker,
     open_store,
 )
+from freshtoken._errors import TokenUnavailableError
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._failopen import FailOpenStore
 from freshtoken.stores._redis import RedisStore
 from freshtoken.testing import AuthServer, Client
 from tests._certs import certificates
+from tests._fleet import worker_env
 from tests._redis import RedisClusterProcesses, RedisProcess, text
 from tests.helpers import CANARY_SECRET, make_broker, make_client, missing
 
@@ -220,3 +228,87 @@ def test_a_redis_cluster(tmp_path: Path) -> None:
         assert "MovedError" in str(errors[0])
     finally:
         cluster.stop()
+
+
+class _LeaseRunsOutDuringIntrospection:
+    """A loopback relay for the introspection endpoint: the first request makes every lock's
+    lease run out (what a holder paused past its lease sees), then it is passed on to the
+    real server and its answer returned."""
+
+    def __init__(self, server: AuthServer, redis_url: str) -> None:
+        raw = redis.Redis.from_url(redis_url)
+        target = server.url + "/oauth/introspect"
+        self.lapsed = 0
+
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                if not relay.lapsed:
+                    relay.lapsed = sum(raw.delete(name) for name in raw.keys("*:lock"))
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                answer = httpx.post(target, content=body, headers=headers)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers["content-type"])
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/oauth/introspect"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def test_a_holder_whose_lease_ran_out_before_presenting_never_presents(
+    redis_server: RedisProcess,
+) -> None:
+    """Lock ownership before a refresh token is presented: a holder whose lease ran out
+    after it took the lock (paused, or slow) may have a successor spending the same refresh
+    token; it checks that it still owns the lock, and does not present it."""
+    with AuthServer() as server:
+        relay = _LeaseRunsOutDuringIntrospection(server, redis_server.url)
+        env = worker_env(
+            server,
+            redis_server.url,
+            FRESHTOKEN_STORE_KEY=STORE_KEY.reveal(),
+            FRESHTOKEN_INTROSPECTION_URL=relay.url,
+        )
+        try:
+            broker = TokenBroker.from_settings(Settings.from_env(env), grant=None)
+            seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+            assert seed.refresh_token
+            broker.seed_refresh_token(seed.refresh_token)
+            with pytest.raises(TokenUnavailableError, match="lock was lost"):
+                broker.token()
+            assert relay.lapsed == 1
+            assert server.stats()["refreshes"] == 0, "presented without owning the lock"
+            # The next call (lock held throughout) waits the mark out, then presents it once.
+            assert broker.token().access_token
+        finally:
+            relay.close()
+        stats = server.stats()
+    assert stats["refreshes"] == 1 and stats["reuse_detections"] == 0
+
+
+def test_a_live_holder_keeps_its_lock_for_many_leases(redis_server: RedisProcess) -> None:
+    """Lock ownership while the holder lives: its lease is renewed, so a mint that takes
+    longer than the lease keeps the lock (only a holder that dies or is stopped loses it)."""
+    store, other = _store(redis_server.url, lease=1.5), _store(redis_server.url, lease=1.5)
+    try:
+        with store.lock("k", 1.0) as held:
+            assert held
+            time.sleep(5.0)  # more than three leases
+            assert store.owns_lock("k"), "the lease ran out while its holder lived"
+            with other.lock("k", 0.0) as taken:
+                assert not taken
+    finally:
+        store.close()
+        other.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from freshtoken import Settings
+from freshtoken import Secret, Settings
 from freshtoken._errors import StoreError, UnsafeStoreError
 from freshtoken.broker._key import settings_key
 from freshtoken.stores._sealed import Envelope, parse_key
@@ -148,3 +148,15 @@ def test_secret_files_another_user_could_write_are_refused(server: AuthServer) -
         assert why in out.stderr, out.stderr
         assert "rt_of_the_attacker" not in out.stderr and STORE_KEY not in out.stderr
     assert server.stats()["token_requests"] == 0
+
+
+def test_a_sealed_entry_opens_only_under_the_cache_key_it_was_sealed_for() -> None:
+    """Store key binding: the cache key is the envelope's associated data, so whoever can
+    write to a shared store (but has no store key) cannot move an entry to another client,
+    scope or endpoint."""
+    envelope = Envelope(parse_key(Secret(STORE_KEY), "k"))
+    blob = envelope.seal("cache-key-a", b"payload")
+    assert envelope.open("cache-key-a", blob) == b"payload"
+    for other in ("cache-key-b", "", "cache-key-a "):
+        with pytest.raises(ValueError, match="failed authentication"):
+            envelope.open(other, blob)

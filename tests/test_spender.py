@@ -83,10 +83,11 @@ def test_refresh_chain_survives_callers_killed_with_their_process_group(tmp_path
 
         callers = [caller() for _ in range(3)]
         kills = kills_mid_refresh = 0
-        end = time.monotonic() + 10
         try:
-            while time.monotonic() < end:
-                wait_until(lambda: bool(server.stats()["inflight_ages"]), timeout=15)
+            # Counted, not timed: a loaded machine takes longer to get there, not fewer faults.
+            while kills < 8 or kills_mid_refresh < 4:
+                assert kills < 40, f"{kills_mid_refresh} of {kills} kills were mid-refresh"
+                wait_until(lambda: bool(server.stats()["inflight_ages"]), timeout=60)
                 # A caller whose spender is at the server (the spender's parent is in it).
                 spending = {_pgid(parent) for parent in live_processes(SPENDER).values()}
                 mid = [c for c in callers if c.pid in spending]
@@ -102,8 +103,8 @@ def test_refresh_chain_survives_callers_killed_with_their_process_group(tmp_path
                 os.killpg(c.pid, signal.SIGKILL)
                 c.wait()
         # The spenders of killed callers finish on their own and store what the server said.
-        wait_until(lambda: not server.stats()["inflight_ages"], timeout=10)
-        wait_until(lambda: _entry(seeder).spending is None, timeout=10)
+        wait_until(lambda: not server.stats()["inflight_ages"], timeout=60)
+        wait_until(lambda: _entry(seeder).spending is None, timeout=60)
         entry, stats = _entry(seeder), server.stats()
         assert entry.refresh_token is not None
         # The chain is alive: the stored refresh token is the live one.

@@ -48,6 +48,14 @@ class TestSQLiteStore(StoreContract):
             db.execute("UPDATE entries SET blob = ? WHERE key = ?", (os.urandom(64), key))
         return True
 
+    def copy_at_rest(self, store: TokenStore, source: str, target: str) -> bool:
+        with sqlite3.connect(self.folder / "tokens.db") as db:
+            db.execute(
+                "UPDATE entries SET blob = (SELECT blob FROM entries WHERE key = ?) WHERE key = ?",
+                (source, target),
+            )
+        return True
+
 
 class _OnRedis(StoreContract):
     """A fresh store is a fresh key prefix on one redis-server (or cluster) per class."""
@@ -76,6 +84,13 @@ class _OnRedis(StoreContract):
     def scramble(self, store: TokenStore, key: str) -> bool:
         inner = self.shared(store)
         inner._redis.hset(inner._key(key, "entry"), "b", os.urandom(64))
+        return True
+
+    def copy_at_rest(self, store: TokenStore, source: str, target: str) -> bool:
+        inner = self.shared(store)
+        blob = inner._redis.hget(inner._key(source, "entry"), "b")
+        assert blob
+        inner._redis.hset(inner._key(target, "entry"), "b", blob)
         return True
 
     def stored_bytes(self, store: TokenStore) -> bytes:

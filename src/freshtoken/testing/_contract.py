@@ -6,8 +6,10 @@ A store author subclasses it and says how to make a fresh, empty store:
         def make_store(self) -> TokenStore:
             return MyStore(...)
 
-Hooks for what not every store has: `lapse_lock` (a lock lease that can run out) and
-`stored_bytes` (what the store keeps at rest, checked for plain-text tokens).
+Hooks for what not every store has: `lapse_lock` (a lock lease that can run out),
+`stored_bytes` (what the store keeps at rest, checked for plain-text tokens), `scramble` and
+`copy_at_rest` (writes at rest by someone without the store key: junk, and a sealed entry
+copied under another cache key).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from freshtoken.stores import Entry, TokenStore
 _ACCESS = "at-contract-canary-7c1d"
 _REFRESH = "rt-contract-canary-4b9e"
 _TOKEN = Token(_ACCESS, "Bearer", 2e9, 1.9e9, scope=("read", "write"))
+_OTHER = Token("at-contract-other-5e2a", "Bearer", 2e9, 1.9e9, scope=("admin",))
 
 
 def _entry(n: int = 1) -> Entry:
@@ -46,6 +49,12 @@ class StoreContract:
     def scramble(self, store: TokenStore, key: str) -> bool:
         """Overwrite `key`'s entry at rest with junk, as someone without the store key could;
         False for a store nobody else can write to."""
+        return False
+
+    def copy_at_rest(self, store: TokenStore, source: str, target: str) -> bool:
+        """Copy `source`'s entry at rest, as it is kept (sealed), over `target`'s, as someone
+        who can write to the store but has no store key could; False for a store nobody else
+        can write to."""
         return False
 
     def stored_bytes(self, store: TokenStore) -> bytes | None:
@@ -198,6 +207,23 @@ class StoreContract:
         assert store.save("k", _entry(2), junk.version if junk else 0)
         loaded = store.load("k")
         assert loaded is not None and loaded.mints == 2
+
+    def test_an_entry_copied_to_another_key_is_refused(self, store: TokenStore) -> None:
+        """Store key binding: a sealed entry says which cache key it belongs to. One moved to
+        another key (another client, scope or endpoint sharing the store) is never served
+        there: that key's callers would get a token for what they did not ask for."""
+        assert store.save("admin", Entry(_OTHER, "rt-contract-admin-91f3", None, 7), 0)
+        assert store.save("k", _entry(1), 0)
+        if not self.copy_at_rest(store, "admin", "k"):
+            pytest.skip("nobody else can write to this store")
+        moved = store.load("k")
+        assert moved is None or (moved.token is None and moved.refresh_token is None), (
+            "the store key binding: an entry sealed for another cache key was opened"
+        )
+        assert store.save("k", _entry(2), moved.version if moved else 0)
+        loaded, source = store.load("k"), store.load("admin")
+        assert loaded is not None and loaded.token == _TOKEN and loaded.mints == 2
+        assert source is not None and source.token == _OTHER  # the original is untouched
 
     def test_nothing_secret_is_kept_in_plain_text(self, store: TokenStore) -> None:
         store.save("k", _entry(1), 0)
