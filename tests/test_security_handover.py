@@ -18,6 +18,7 @@ import pytest
 
 from freshtoken import AuthorizationCode, Settings, TokenBroker
 from freshtoken.testing import AuthServer, Client
+from tests._attack import hostile_environment
 from tests.helpers import CANARY_SECRET, assert_no_leak, make_client, wait_until
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads /proc")
@@ -30,8 +31,9 @@ CANARY_GITHUB = "ghp_canary0github0token0a9c3"
 # opened again through /proc as an attacker would (a pipe's buffer is read, and taken), its
 # environ and cmdline. The environ of a root before it re-executed without the secrets is the
 # caller's own environment, not something freshtoken handed over (nor is a child's between
-# fork and exec, which shows the same memory): not counted. Each round it names the pids it has looked at in the
-# `looked` file; at the stop file it prints everything it read (once each) and its counts.
+# fork and exec, which shows the same memory): not counted. Each round it names the pids it has
+# looked at in the `looked` file; at the stop file it prints everything it read (once each) and
+# its counts.
 WATCHER = r"""
 import json, os, sys, time
 stop, looked, roots = sys.argv[1], sys.argv[2], {int(p) for p in sys.argv[3:]}
@@ -98,35 +100,6 @@ while not os.path.exists(stop) and time.monotonic() < deadline:
     time.sleep(0.002)
 print(json.dumps({"read": read, "names": names, "reopened": reopened, "refused": refused}))
 """
-
-
-# A hostile module: records that it ran (and whether its process holds the client secret),
-# then hands over to the real module of that name, so that nothing else notices.
-HOSTILE = """\
-import os, sys
-with open("/proc/self/environ", "rb") as _f:
-    _held = {secret!r}.encode() in _f.read()
-with open({log!r}, "a") as _f:
-    _f.write(f"{{__name__}} {{os.getpid()}} {{_held}}\\n")
-_here = os.path.dirname(os.path.abspath(__file__))
-del sys.modules[__name__]
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-import importlib
-sys.modules[__name__] = importlib.import_module(__name__)
-"""
-
-
-def hostile_environment(place: Path, *, site: bool = False) -> tuple[dict[str, str], Path]:
-    """PYTHONPATH to a checkout's `src` holding click.py and json.py (and sitecustomize.py with
-    `site`), and a PYTHONSTARTUP script; and the file where they record running."""
-    src, log = place / "checkout" / "src", place / "hostile.log"
-    src.mkdir(parents=True)
-    code = HOSTILE.format(secret=CANARY_SECRET, log=str(log))
-    for name in ("click", "json", *(("sitecustomize",) if site else ())):
-        (src / f"{name}.py").write_text(code)
-    (place / "startup.py").write_text(code.replace("{__name__}", "PYTHONSTARTUP"))
-    env = {"PYTHONPATH": str(src), "PYTHONSTARTUP": str(place / "startup.py")}
-    return env, log
 
 
 def _env(tmp: Path, server: AuthServer, sink: str) -> dict[str, str]:
@@ -268,3 +241,41 @@ def test_no_process_freshtoken_starts_shows_a_secret_to_the_users_other_processe
     assert report["refused"] > 0  # sockets: not to be reopened
     printed = err.read_text() + ("" if command == "token" else out.read_text())  # token: the token
     assert_no_leak("its output", printed, CANARY_STORE_KEY, seed)
+
+
+@pytest.mark.parametrize("command", ["serve", "exec"])
+def test_no_module_of_the_job_runs_where_the_secrets_are(tmp_path: Path, command: str) -> None:
+    """Issue 23: a workflow's `PYTHONPATH: src` (a pull request's click.py and json.py there)
+    and a PYTHONSTARTUP script: `serve`/`exec` by the console script (not isolated), the
+    spender behind them and a `command:` sink in Python import none of it."""
+    hostile, log = hostile_environment(tmp_path, CANARY_SECRET)
+    sink, stored = tmp_path / "sink.py", tmp_path / "stored"
+    sink.write_text("import json, sys\nopen(sys.argv[1], 'w').write(sys.stdin.read())\n")
+    out, err = tmp_path / "out", tmp_path / "err"
+    argv = {  # exec's command (the job's own, not isolated by freshtoken) runs with -I here
+        "serve": [FRESHTOKEN, "serve"],
+        "exec": [FRESHTOKEN, "exec", "--", sys.executable, "-I", "-c", FETCH],
+    }[command]
+    with AuthServer(clients=[Client("demo-client", CANARY_SECRET)]) as server:
+        env = _env(tmp_path, server, f"command:{sys.executable} {sink} {stored}")
+        _seed(server, env)
+        env.update(hostile)
+        with out.open("w") as o, err.open("w") as e:
+            started = subprocess.Popen(argv, env=env, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+        try:
+            if command == "serve":
+                wait_until(lambda: out.read_text().endswith("\n"), timeout=30)
+                ready = json.loads(out.read_text())
+                key = Path(ready["key_file"]).read_text()
+                answer = httpx.get(
+                    ready["url"] + "/token", headers={"X-Freshtoken-Key": key}, timeout=60
+                )
+                assert answer.status_code == 200, answer.text
+                started.terminate()
+            started.wait(60)
+        finally:
+            started.kill()
+            started.wait(10)
+    ran = log.read_text() if log.exists() else ""
+    assert ran == "", f"the job's modules ran in: {ran}"
+    assert stored.read_text().strip()  # the spender refreshed, the sink stored the token
