@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from freshtoken import AuthorizationCode, Settings, TokenBroker
+from freshtoken.testing import AuthServer
+from tests.helpers import make_client
+
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
 
 
@@ -165,3 +169,17 @@ def hostile_environment(
     (place / "startup.py").write_text(code.replace("{__name__}", "PYTHONSTARTUP"))
     env = {"PYTHONPATH": str(src), "PYTHONSTARTUP": str(place / "startup.py")}
     return env, log
+
+
+def seeded(server: AuthServer, env: dict[str, str], secret: str = "demo-secret") -> str:
+    """Seed the store `env` configures with a fresh refresh token of `server`; that token."""
+    broker = TokenBroker.from_settings(Settings.from_env(env))
+    try:
+        seed = make_client(server, client_id="demo-client", secret=secret).fetch(
+            AuthorizationCode(server.issue_code("demo-client"))
+        )
+        assert seed.refresh_token
+        broker.seed_refresh_token(seed.refresh_token)
+        return seed.refresh_token
+    finally:
+        broker.close()

@@ -16,10 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from freshtoken import AuthorizationCode, Settings, TokenBroker
 from freshtoken.testing import AuthServer, Client
-from tests._attack import hostile_environment
-from tests.helpers import CANARY_SECRET, assert_no_leak, make_client, wait_until
+from tests._attack import hostile_environment, seeded
+from tests.helpers import CANARY_SECRET, assert_no_leak, wait_until
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads /proc")
 
@@ -120,17 +119,16 @@ def _env(tmp: Path, server: AuthServer, sink: str) -> dict[str, str]:
     }
 
 
-def _seed(server: AuthServer, env: dict[str, str]) -> str:
-    broker = TokenBroker.from_settings(Settings.from_env(env))
-    try:
-        seed = make_client(server, client_id="demo-client", secret=CANARY_SECRET).fetch(
-            AuthorizationCode(server.issue_code("demo-client"))
-        )
-        assert seed.refresh_token
-        broker.seed_refresh_token(seed.refresh_token)
-        return seed.refresh_token
-    finally:
-        broker.close()
+def _complete(started: subprocess.Popen[bytes], command: str, out: Path, err: Path) -> None:
+    """Let the started command finish; `serve`: once ready, one token asked, then SIGTERM."""
+    if command == "serve":
+        wait_until(lambda: out.read_text().endswith("\n"), timeout=30)
+        ready = json.loads(out.read_text())
+        key = Path(ready["key_file"]).read_text()
+        answer = httpx.get(ready["url"] + "/token", headers={"X-Freshtoken-Key": key}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        started.terminate()
+    assert started.wait(60) in (0, -15), err.read_text()
 
 
 # The sink's program: a Python reader of its standard input (as `vault kv put ... -` reads it),
@@ -206,22 +204,13 @@ def test_no_process_freshtoken_starts_shows_a_secret_to_the_users_other_processe
     }[command]
     with AuthServer(latency=0.5, clients=[Client("demo-client", CANARY_SECRET)]) as server:
         env = _env(tmp_path, server, f"command:{sys.executable} {sink} {stored} {tmp_path}/looked")
-        seed = _seed(server, env)
+        seed = seeded(server, env, CANARY_SECRET)
         with out.open("w") as o, err.open("w") as e:
             started = subprocess.Popen(argv, env=env, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
         watcher = Watcher(tmp_path, started.pid)
         failed: AssertionError | None = None
         try:
-            if command == "serve":
-                wait_until(lambda: out.read_text().endswith("\n"), timeout=30)
-                ready = json.loads(out.read_text())
-                key = Path(ready["key_file"]).read_text()
-                answer = httpx.get(
-                    ready["url"] + "/token", headers={"X-Freshtoken-Key": key}, timeout=60
-                )
-                assert answer.status_code == 200, answer.text
-                started.terminate()
-            assert started.wait(60) == 0, err.read_text()
+            _complete(started, command, out, err)
         except AssertionError as exc:  # what the watcher read tells why first
             failed = exc
         finally:
@@ -258,21 +247,12 @@ def test_no_module_of_the_job_runs_where_the_secrets_are(tmp_path: Path, command
     }[command]
     with AuthServer(clients=[Client("demo-client", CANARY_SECRET)]) as server:
         env = _env(tmp_path, server, f"command:{sys.executable} {sink} {stored}")
-        _seed(server, env)
+        seeded(server, env, CANARY_SECRET)
         env.update(hostile)
         with out.open("w") as o, err.open("w") as e:
             started = subprocess.Popen(argv, env=env, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
         try:
-            if command == "serve":
-                wait_until(lambda: out.read_text().endswith("\n"), timeout=30)
-                ready = json.loads(out.read_text())
-                key = Path(ready["key_file"]).read_text()
-                answer = httpx.get(
-                    ready["url"] + "/token", headers={"X-Freshtoken-Key": key}, timeout=60
-                )
-                assert answer.status_code == 200, answer.text
-                started.terminate()
-            started.wait(60)
+            _complete(started, command, out, err)
         finally:
             started.kill()
             started.wait(10)

@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from freshtoken import AuthorizationCode, Secret, Settings, TokenBroker
+from freshtoken import AuthorizationCode, Secret, Settings
 from freshtoken._errors import SinkError
 from freshtoken._http import Timeouts
 from freshtoken.oauth._loopback import LoopbackRedirect
 from freshtoken.sinks import SinkOptions, open_sink
 from freshtoken.testing import AuthServer, Client
-from tests._attack import Listener, http_answer
+from tests._attack import Listener, http_answer, seeded
 from tests._fleet import worker_env
 from tests.helpers import CANARY_SECRET, assert_no_leak, make_client
 
@@ -45,19 +45,6 @@ open(sys.argv[1] + ".token", "w").write(token)
 """
 
 
-def _seeded(server: AuthServer, env: dict[str, str], secret: str = "demo-secret") -> str:
-    broker = TokenBroker.from_settings(Settings.from_env(env))
-    try:
-        seed = make_client(server, client_id="demo-client", secret=secret).fetch(
-            AuthorizationCode(server.issue_code("demo-client"))
-        )
-        assert seed.refresh_token
-        broker.seed_refresh_token(seed.refresh_token)
-        return seed.refresh_token
-    finally:
-        broker.close()
-
-
 def test_the_spender_runs_no_module_of_the_working_directory(tmp_path: Path) -> None:
     """`python -m` puts the working directory first on sys.path: a repository's `json.py`
     would run in the spender and read the settings, secrets included, from its stdin."""
@@ -78,7 +65,7 @@ def test_the_spender_runs_no_module_of_the_working_directory(tmp_path: Path) -> 
             XDG_CONFIG_HOME=str(tmp_path / "config"),
         )
         env.pop("PYTHONPATH", None)
-        _seeded(server, env)
+        seeded(server, env)
         out = subprocess.run(
             [FRESHTOKEN, "token"], env=env, cwd=repo, capture_output=True, text=True, timeout=60
         )
@@ -106,7 +93,7 @@ def test_the_spender_and_a_command_sink_show_no_secret_in_proc(tmp_path: Path) -
             XDG_CACHE_HOME=str(tmp_path / "cache"),
             XDG_CONFIG_HOME=str(tmp_path / "config"),
         )
-        seed = _seeded(server, env, CANARY_SECRET)
+        seed = seeded(server, env, CANARY_SECRET)
         out = subprocess.run(
             [FRESHTOKEN, "token"], env=env, cwd=tmp_path, capture_output=True, text=True
         )
