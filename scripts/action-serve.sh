@@ -50,7 +50,11 @@ with open(sys.argv[1], "w", encoding="utf-8") as out:
             elif key != "store" or "@" not in value:  # a Redis URL may carry a password
                 out.write(f"{key} = {json.dumps(value)}\n")
 PY
-nohup freshtoken "${args[@]}" > "$dir/ready" 2> "$dir/serve.log" < /dev/null &
+# The virtual environment's interpreter, isolated (-I), rather than the console script (whose
+# interpreter line has no -I): a PYTHONPATH into the checkout (`env: PYTHONPATH: src`), a
+# PYTHONSTARTUP or a sitecustomize there cannot run code in the process that holds the secret.
+venv_python="$(dirname "$(command -v freshtoken)")/python"
+nohup "$venv_python" -I -m freshtoken "${args[@]}" > "$dir/ready" 2> "$dir/serve.log" < /dev/null &
 pid=$!
 for _ in $(seq 300); do
   [ -s "$dir/ready" ] && break

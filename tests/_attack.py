@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from freshtoken import AuthorizationCode, Settings, TokenBroker
+from freshtoken.testing import AuthServer
+from tests.helpers import make_client
+
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
 
 
@@ -133,3 +137,49 @@ class Listener:
         """What reached this listener, for an assertion message."""
         with self._lock:
             return f"{self.connections} connection(s): {bytes(self.received[:300])!r}"
+
+
+# A hostile module: records that it ran (and whether its process holds the client secret),
+# then hands over to the real module of that name, so that nothing else notices.
+HOSTILE = """\
+import os, sys
+with open("/proc/self/environ", "rb") as _f:
+    _held = {secret!r}.encode() in _f.read()
+with open({log!r}, "a") as _f:
+    _f.write(f"{{__name__}} {{os.getpid()}} {{_held}}\\n")
+_here = os.path.dirname(os.path.abspath(__file__))
+del sys.modules[__name__]
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+import importlib
+sys.modules[__name__] = importlib.import_module(__name__)
+"""
+
+
+def hostile_environment(
+    place: Path, secret: str, *, site: bool = False
+) -> tuple[dict[str, str], Path]:
+    """PYTHONPATH to a checkout's `src` holding click.py and json.py (and sitecustomize.py with
+    `site`), and a PYTHONSTARTUP script; and the file where each records that it ran, in which
+    pid, and whether that process had `secret` in its environment."""
+    src, log = place / "checkout" / "src", place / "hostile.log"
+    src.mkdir(parents=True)
+    code = HOSTILE.format(secret=secret, log=str(log))
+    for name in ("click", "json", *(("sitecustomize",) if site else ())):
+        (src / f"{name}.py").write_text(code)
+    (place / "startup.py").write_text(code.replace("{__name__}", "PYTHONSTARTUP"))
+    env = {"PYTHONPATH": str(src), "PYTHONSTARTUP": str(place / "startup.py")}
+    return env, log
+
+
+def seeded(server: AuthServer, env: dict[str, str], secret: str = "demo-secret") -> str:
+    """Seed the store `env` configures with a fresh refresh token of `server`; that token."""
+    broker = TokenBroker.from_settings(Settings.from_env(env))
+    try:
+        seed = make_client(server, client_id="demo-client", secret=secret).fetch(
+            AuthorizationCode(server.issue_code("demo-client"))
+        )
+        assert seed.refresh_token
+        broker.seed_refresh_token(seed.refresh_token)
+        return seed.refresh_token
+    finally:
+        broker.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from freshtoken.testing import AuthServer
+from tests._attack import hostile_environment
 from tests._cli import cli_env
 from tests.helpers import stop_process
 
@@ -163,6 +164,10 @@ def test_the_action_as_a_runner_runs_it(tmp_path: Path) -> None:
     with AuthServer.genesys(ttl=300) as server:
         base = cli_env(tmp_path, PATH=f"{runner_py / 'bin'}{os.pathsep}{os.environ['PATH']}")
         base.pop("VIRTUAL_ENV", None)
+        # The workflow's `env: PYTHONPATH: src`, a pull request's click.py, json.py and
+        # sitecustomize.py there, and a PYTHONSTARTUP (issue 23): none runs in serve.
+        hostile, ran = hostile_environment(tmp_path, "demo-secret", site=True)
+        base.update(hostile)
         runner = Runner(tmp_path, base)
         printed = runner.use_action(
             action,
@@ -217,4 +222,7 @@ def test_the_action_as_a_runner_runs_it(tmp_path: Path) -> None:
             assert (venv / "bin" / "freshtoken").stat().st_mtime == stamp
         finally:
             stop_process(pid)
+    # Later steps' `freshtoken` (the console script, without the secret) may import them.
+    records = [line.split() for line in ran.read_text().splitlines()] if ran.exists() else []
+    assert not [r for r in records if r[1] == str(pid) or r[2] == "True"], records
     assert _site_packages(runner_py / "bin" / "python3") == before  # the runner's Python untouched

@@ -13,14 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from freshtoken import AuthorizationCode, Secret, Settings, TokenBroker
+from freshtoken import AuthorizationCode, Secret, Settings
 from freshtoken._errors import SinkError
 from freshtoken._http import Timeouts
 from freshtoken._log import redact, remember_secret
 from freshtoken.oauth._loopback import LoopbackRedirect
 from freshtoken.sinks import SinkOptions, open_sink
 from freshtoken.testing import AuthServer, Client
-from tests._attack import Listener, as_nobody, http_answer
+from tests._attack import Listener, as_nobody, http_answer, seeded
 from tests._fleet import worker_env
 from tests.helpers import CANARY_SECRET, assert_no_leak, make_client
 
@@ -46,19 +46,6 @@ open(sys.argv[1] + ".token", "w").write(token)
 """
 
 
-def _seeded(server: AuthServer, env: dict[str, str], secret: str = "demo-secret") -> str:
-    broker = TokenBroker.from_settings(Settings.from_env(env))
-    try:
-        seed = make_client(server, client_id="demo-client", secret=secret).fetch(
-            AuthorizationCode(server.issue_code("demo-client"))
-        )
-        assert seed.refresh_token
-        broker.seed_refresh_token(seed.refresh_token)
-        return seed.refresh_token
-    finally:
-        broker.close()
-
-
 def test_the_spender_runs_no_module_of_the_working_directory(tmp_path: Path) -> None:
     """`python -m` puts the working directory first on sys.path: a repository's `json.py`
     would run in the spender and read the settings, secrets included, from its stdin."""
@@ -79,7 +66,7 @@ def test_the_spender_runs_no_module_of_the_working_directory(tmp_path: Path) -> 
             XDG_CONFIG_HOME=str(tmp_path / "config"),
         )
         env.pop("PYTHONPATH", None)
-        _seeded(server, env)
+        seeded(server, env)
         out = subprocess.run(
             [FRESHTOKEN, "token"], env=env, cwd=repo, capture_output=True, text=True, timeout=60
         )
@@ -107,7 +94,7 @@ def test_the_spender_and_a_command_sink_show_no_secret_in_proc(tmp_path: Path) -
             XDG_CACHE_HOME=str(tmp_path / "cache"),
             XDG_CONFIG_HOME=str(tmp_path / "config"),
         )
-        seed = _seeded(server, env, CANARY_SECRET)
+        seed = seeded(server, env, CANARY_SECRET)
         out = subprocess.run(
             [FRESHTOKEN, "token"], env=env, cwd=tmp_path, capture_output=True, text=True
         )
@@ -208,7 +195,7 @@ def _soon() -> float:
 
 SPY = """
 import json, os, subprocess, sys, time, urllib.request
-step = subprocess.Popen([sys.executable, "-m", "freshtoken", "token"],
+step = subprocess.Popen([sys.executable, "-m", "freshtoken", "token"], executable="/proc/self/exe",
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 end = time.monotonic() + 30
 spender = None
@@ -249,13 +236,9 @@ def test_the_spender_is_closed_to_other_processes_of_its_user() -> None:
     from tests._attack import as_nobody, open_place, require_other_user
 
     require_other_user()
-    # The system's Python with this environment's packages: the test's own interpreter may
-    # sit where `nobody` cannot run it (under /root).
-    system_python = Path("/usr/bin/python3")
-    if not system_python.exists() or sys.version_info[:2] != (3, 11):
-        pytest.skip("needs /usr/bin/python3 of the same version as the test's")
-    import sysconfig
-
+    # This environment's interpreter (as tests/test_security_process.py runs it; started again
+    # through /proc/self/exe, as the spender is): the spender runs isolated (-I), where a
+    # PYTHONPATH could not bring freshtoken to it.
     with AuthServer(latency=1.0) as server, open_place() as place:
         place.chmod(0o777)
         seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
@@ -270,9 +253,7 @@ def test_the_spender_is_closed_to_other_processes_of_its_user() -> None:
             "FRESHTOKEN_REFRESH_TOKEN": seed.refresh_token,
             "FRESHTOKEN_STORE": f"sqlite://{place}/store/t.db",
             "SPY_STATS": server.url + "/_stats",
-            "PYTHONPATH": f"{Path(__file__).resolve().parents[1] / 'src'}:"
-            + sysconfig.get_paths()["purelib"],
         }
-        run = as_nobody([str(system_python), "-c", SPY], env=env, cwd=place)
+        run = as_nobody([sys.executable, "-c", SPY], env=env, cwd=place)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["True", "denied", "denied", "0"], (run.stdout, run.stderr)

@@ -9,7 +9,10 @@ instead of being lost with the caller. The caller's lock is not needed meanwhile
 writes compare-and-set against the marked entry.
 
 The spender rebuilds client and store from the caller's `Settings`, sent (secrets included) as
-JSON on its stdin: never in argv, its environment or a file. Only a broker built from settings
+JSON over a socket pair (on POSIX; Windows, without /proc, uses its stdin and stdout): never in
+argv, its environment, a pipe or a file, and only once the spender has said that it is
+non-dumpable (its first line), so that no other process of the user can read them from `/proc`
+(see _handover.py). It runs isolated (`python -I`). Only a broker built from settings
 with a store of its own that outlives the process (SQLite, Redis) uses it: a memory store dies
 with the caller anyway, and hand-built parts cannot be rebuilt elsewhere.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +33,7 @@ from typing import IO, Any
 
 from freshtoken import _build, _errors
 from freshtoken._errors import OAuthError, StoreError, TokenUnavailableError
+from freshtoken._handover import SELF_EXE, pair
 from freshtoken._log import logger, redact
 from freshtoken._platform import undumpable
 from freshtoken._secret import Secret
@@ -42,12 +47,12 @@ from freshtoken.stores import Entry
 from freshtoken.stores._entry import token_data, token_from_data
 
 MODULE = "freshtoken.broker._spender"
-#: Variables the spender must not see: its settings come on stdin, and these may carry secrets.
+#: Variables the spender must not see: its settings come on its socket; these may carry secrets.
 _PREFIXES = ("FRESHTOKEN_", "GENESYSCLOUD_")
 
 
 def settings_json(settings: Settings) -> dict[str, Any]:
-    """Every setting's value, secrets revealed (for the spender's stdin only)."""
+    """Every setting's value, secrets revealed (for the spender's socket only)."""
     values: dict[str, Any] = {}
     for f in fields(SettingValues):
         value = getattr(settings, f.name)
@@ -99,25 +104,11 @@ class SpendProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_PREFIXES)}
         sent = time.monotonic()
         try:
-            proc = subprocess.Popen(
-                # -P: `-m` would put the working directory (a repository's, perhaps) first on
-                # sys.path, and a `json.py` there would run with the secrets on its stdin.
-                [sys.executable, "-I" if sys.flags.isolated else "-P", "-m", MODULE],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # not killed with the caller's process group
-            )
+            out, code = _run(json.dumps(request).encode(), env, held.deadline)
         except OSError as exc:
             logger.warning("could not start a process to spend the refresh token (%s)", exc)
             return here()
-        try:
-            out, _ = proc.communicate(
-                json.dumps(request).encode(), timeout=max(held.deadline - time.monotonic(), 0.1)
-            )
-        except subprocess.TimeoutExpired:
-            threading.Thread(target=proc.communicate, daemon=True).start()  # reaps it
+        except TimeoutError:
             raise TokenUnavailableError(
                 "the refresh is still in flight, in a process of its own that stores the new "
                 "token when the server answers",
@@ -148,7 +139,7 @@ class SpendProcess:
             logger.warning(
                 "the process spending the refresh token ended before presenting it (exit %s%s);"
                 " presenting it from this process",
-                proc.returncode,
+                code,
                 f": {report['error'].get('message')}" if "error" in report else "",
             )
             return here()
@@ -157,7 +148,7 @@ class SpendProcess:
         if "token" not in report:
             raise TokenUnavailableError(
                 f"the process presenting the refresh token ended without an answer (exit "
-                f"{proc.returncode}); the token counts as spent until "
+                f"{code}); the token counts as spent until "
                 f"{time.strftime('%H:%M:%S', time.localtime(marked.spending_until))}",
                 hint="It was killed, or crashed, while the server was answering. Try again "
                 "after that instant; `freshtoken status` shows the entry.",
@@ -168,6 +159,71 @@ class SpendProcess:
         # Stored already; storing it again here is a no-op that also covers a store write
         # the spender could not make.
         return Minted(token, report.get("refresh_token"), sent, refreshed=report["refreshed"])
+
+
+def _run(request: bytes, env: dict[str, str], deadline: float) -> tuple[bytes, int | None]:
+    """Start the spender (isolated: -I), give it `request` once it is non-dumpable, and return
+    everything it said and its exit code. OSError: it could not start; TimeoutError: it is
+    still at work at `deadline` (time.monotonic), left to finish on its own."""
+    argv = [sys.executable, "-I", "-m", MODULE]
+    deadline = max(deadline, time.monotonic() + 0.1)
+    if sys.platform == "win32":  # no /proc to read a pipe through; no fds to pass either
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
+        try:
+            out, _ = proc.communicate(request, timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            threading.Thread(target=proc.communicate, daemon=True).start()  # reaps it
+            raise TimeoutError from None
+        return out, proc.returncode
+    ours, theirs = pair()
+    with ours:
+        with theirs:
+            proc = subprocess.Popen(
+                [*argv, str(theirs.fileno())],
+                executable=SELF_EXE,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                env=env,
+                start_new_session=True,  # not killed with the caller's process group
+            )
+        try:
+            out = _converse(ours, request, deadline)
+        except TimeoutError:
+            threading.Thread(target=proc.wait, daemon=True).start()  # reaps it
+            raise
+    try:
+        code: int | None = proc.wait(max(deadline - time.monotonic(), 0.1))
+    except subprocess.TimeoutExpired:  # it closed its socket, and is ending: reaped later
+        threading.Thread(target=proc.wait, daemon=True).start()
+        code = None
+    return out, code
+
+
+def _converse(sock: socket.socket, request: bytes, deadline: float) -> bytes:
+    """What the spender says on `sock` until it closes it; `request` is sent after its first
+    line (it is non-dumpable from then on)."""
+    said = bytearray()
+    sent = False
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)
+        chunk = sock.recv(65536)  # TimeoutError at the deadline
+        if not chunk:
+            return bytes(said)
+        said += chunk
+        if not sent and b"\n" in said:
+            sent = True
+            try:
+                sock.sendall(request)
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # it is gone already: what it said tells the rest
 
 
 def _error(said: dict[str, Any]) -> OAuthError:
@@ -300,12 +356,18 @@ def _outcome(kept: Entry, refreshed: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    undumpable()  # before the secrets are read: other processes of this user cannot read them
-    out = sys.stdout
+    undumpable()  # before the secrets come: other processes of this user cannot read them
+    if len(sys.argv) > 1:  # the socket to the caller (POSIX)
+        fd = int(sys.argv[1])
+        os.set_inheritable(fd, False)  # not for the sink's program
+        out: IO[str] = open(fd, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        source: IO[bytes] = open(fd, "rb", closefd=False)  # noqa: SIM115
+    else:
+        out, source = sys.stdout, sys.stdin.buffer
     reporter = _Reporter(out)
+    reporter.say({"ready": True})  # the caller sends the request after this line
     try:
-        request = json.loads(sys.stdin.buffer.read())
-        sys.stdin.close()
+        request = json.loads(source.read())
         logger.addHandler(reporter)
         # Warnings only: the caller logs the rest of what happened itself.
         logger.setLevel(max(int(request.get("log_level", 0)), logging.WARNING))

@@ -4,13 +4,21 @@ processes of the same user.
 Linux shows a process's *initial* environment in /proc/<pid>/environ for its whole life, to
 every process of the same user (an `exec` child, a later CI step that knows the pid): deleting
 a variable from `os.environ` changes nothing there. So these commands execute themselves again
-(same pid, same arguments) with every secret variable removed from the environment, and take
-the values back from a pipe inherited across the exec. Then they make themselves non-dumpable
-(prctl PR_SET_DUMPABLE 0): no core dump, and /proc/<pid>/environ, mem and the like are closed to
-other processes of the user that lack CAP_SYS_PTRACE, and ptrace with them.
+(same pid, same arguments), isolated (`python -I`: a PYTHONPATH into a checkout, a
+PYTHONSTARTUP or the user site cannot bring code into a process that holds secrets) and with
+every secret variable removed from the environment; the values come back on a socket inherited
+across the exec (a pipe could be opened again through /proc/<pid>/fd by any process of the
+user; a socket cannot), read only after the process made itself non-dumpable (prctl
+PR_SET_DUMPABLE 0): no core dump, and /proc/<pid>/environ, mem and the like are closed to other
+processes of the user that lack CAP_SYS_PTRACE, and ptrace with them.
+
+Started without -I (the console script), the first run imports nothing more before it executes
+itself isolated, secrets still in the environment; the isolated run then hides them.
 
 What stays: the environment of the process that started freshtoken (a shell, a CI step) still
-holds the secret, and during the first Python start-up (before the re-exec) so does this one's.
+holds the secret, and until the last re-exec so does this one's initial environment. Code that
+runs before freshtoken's own (a `sitecustomize` on PYTHONPATH, for the console script) runs
+with it: where the environment is not yours, start `python -I -m freshtoken` (the action does).
 """
 
 from __future__ import annotations
@@ -42,54 +50,85 @@ def _secrets(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k in names}
 
 
-def reexec_without_secrets(argv: list[str]) -> None:
-    """For `serve` and `exec` on Linux, when secret variables are set: execute this command
-    again without them in the environment (does not return). Otherwise return at once."""
-    if sys.platform != "linux" or _FD in os.environ or _command(argv) not in _COMMANDS:
+def reexec_isolated(argv: list[str]) -> None:
+    """For `serve` and `exec` on Linux: execute this command again (same pid, same arguments)
+    isolated (`python -I`) and without the secret variables in its environment, which come back
+    on an inherited socket (does not return). Return at once when there is nothing to do."""
+    if sys.platform != "linux" or _command(argv) not in _COMMANDS:
         return
     if not argv or sys.orig_argv[-len(argv) :] != argv:
         return  # called in-process with arguments of its own: running again would not repeat it
+    again = [sys.executable, "-I", "-m", "freshtoken", *argv]
+    if not sys.flags.isolated:
+        # Started without -I (the console script, `python -m`): a module on PYTHONPATH, in the
+        # working directory or the user site would run with the secrets. Import nothing more
+        # here; the isolated run takes the secrets out of its environment.
+        _exec(again, {k: v for k, v in os.environ.items() if k != _FD})
+        return
+    if _FD in os.environ:
+        return  # the isolated run without the secrets: they wait on the socket
+    found = _secrets(os.environ)
+    if not found:
+        return
     import json
 
-    found = _secrets(os.environ)
-    payload = json.dumps(found).encode()
-    if not found or not sys.executable or len(payload) > 60_000:  # a pipe holds 64 KiB
+    from freshtoken._handover import pair
+
+    ours, theirs = pair()
+    try:
+        ours.setblocking(False)  # all of it fits the socket's buffer, or none is handed over
+        ours.sendall(json.dumps(found).encode())
+    except OSError:
+        theirs.close()
+        _warn("the secrets do not fit a socket's buffer")
         return
-    read, write = os.pipe()
-    os.write(write, payload)
-    os.close(write)
-    os.set_inheritable(read, True)
+    finally:
+        ours.close()  # the child reads to the end of what was sent
+    os.set_inheritable(theirs.fileno(), True)
     env = {k: v for k, v in os.environ.items() if k not in found}
-    env[_FD] = str(read)
+    env[_FD] = str(theirs.fileno())
+    _exec(again, env)
+    theirs.close()
+
+
+def _exec(argv: list[str], env: dict[str, str]) -> None:
+    """Replace this process with `argv` (this very interpreter, by /proc/self/exe: no path to
+    search again; argv[0] keeps a virtual environment); return only when that failed."""
     sys.stdout.flush()
     sys.stderr.flush()
-    # The same interpreter (by /proc/self/exe: no path to search again), the same arguments
-    # (flags such as -I kept; argv[0] keeps a virtual environment), the same pid.
     try:
-        os.execve("/proc/self/exe", [sys.executable, *sys.orig_argv[1:]], env)  # noqa: S606
+        os.execve("/proc/self/exe", argv, env)  # noqa: S606
     except OSError as exc:
-        os.close(read)
-        from freshtoken._log import logger
+        _warn(exc.strerror or str(exc))
 
-        logger.warning(
-            "could not re-execute without the secrets in the environment (%s); they stay in "
-            "this process's initial environment, closed to other processes by non-dumpable",
-            exc.strerror,
-        )
+
+def _warn(why: str) -> None:
+    from freshtoken._log import logger
+
+    logger.warning(
+        "could not run again isolated and without the secrets in the environment (%s); they "
+        "stay in this process's initial environment, closed to other processes by "
+        "non-dumpable",
+        why,
+    )
 
 
 def take_secrets() -> dict[str, str]:
-    """In the re-executed command: the secret variables handed over through the pipe."""
+    """In the re-executed command: non-dumpable from now on, then the secret variables handed
+    over on the socket."""
+    import stat
+
+    from freshtoken._handover import receive
+    from freshtoken._platform import undumpable
+
+    undumpable()
     fd = os.environ.pop(_FD, "")
-    if not fd.isdigit():
-        return {}
-    chunks = []
     try:
-        while chunk := os.read(int(fd), 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(int(fd))
+        if not (fd.isdigit() and stat.S_ISSOCK(os.fstat(int(fd)).st_mode)):
+            return {}  # not ours: only a socket is read
+    except OSError:
+        return {}
     import json
 
-    found: dict[str, str] = json.loads(b"".join(chunks))
+    found: dict[str, str] = json.loads(receive(int(fd)))
     return found

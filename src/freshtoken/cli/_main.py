@@ -81,10 +81,10 @@ def main() -> None:
     if refused:
         sys.stderr.write(f"freshtoken: {refused}\n")
         sys.exit(2)
-    if "serve" in argv or "exec" in argv:  # long-lived: keep secrets out of the environment
-        from freshtoken.cli._hide import reexec_without_secrets
+    if "serve" in argv or "exec" in argv:  # long-lived: isolated, secrets out of the environment
+        from freshtoken.cli._hide import reexec_isolated
 
-        reexec_without_secrets(argv)
+        reexec_isolated(argv)
     shortcut = _shortcut(argv)
     try:
         if shortcut is not None:

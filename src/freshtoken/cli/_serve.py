@@ -54,11 +54,9 @@ def _listen(value: str) -> tuple[str, int]:
 def _private_settings(ctx: click.Context) -> Settings:
     """The settings, with the secrets the re-executed command took out of its environment
     (see cli/_hide.py); from now on the process is non-dumpable."""
-    from freshtoken._platform import undumpable
     from freshtoken.cli._hide import take_secrets
 
-    hidden = take_secrets()
-    undumpable()
+    hidden = take_secrets()  # non-dumpable first
     return run(ctx).settings({**os.environ, **hidden})
 
 

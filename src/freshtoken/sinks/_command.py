@@ -1,5 +1,7 @@
 """`command:PROGRAM ARGS`: a program of yours stores the refresh token (`vault kv put`, a cloud
-secret manager's CLI); it gets the token on standard input, never in its arguments."""
+secret manager's CLI); it gets the token on standard input, never in its arguments. On POSIX
+its standard input and error are a socket, not a pipe: no other process of the user can open
+it again through /proc/<pid>/fd and read the token there (see _handover.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,14 @@ import contextlib
 import os
 import shlex
 import shutil
+import socket
 import subprocess
+import sys
+from typing import NoReturn
 
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError, SinkError
+from freshtoken._handover import pair, without_injection
 from freshtoken._log import redact
 from freshtoken._platform import kill_session
 from freshtoken.config._options import secret_variables
@@ -32,9 +38,11 @@ def open_url(url: str, options: SinkOptions) -> RefreshTokenSink:
             hint="Write it as command:PROGRAM ARGS, e.g. command:vault kv put secret/ci "
             "refresh_token=-  (split as a shell would, but run without one).",
         )
-    env = dict(os.environ if options.environ is None else options.environ)
+    # The program needs its own credentials, not freshtoken's; and no code of the job's
+    # choosing (PYTHONPATH, PYTHONSTARTUP: a program in Python) runs with the token.
+    env = without_injection(os.environ if options.environ is None else options.environ)
     for name in secret_variables():
-        env.pop(name, None)  # the program needs its own credentials, not freshtoken's
+        env.pop(name, None)
     return CommandSink(argv, env, options.clock)
 
 
@@ -67,29 +75,39 @@ class CommandSink:
     def write(self, token: str, deadline: float) -> None:
         self.prepare(deadline)
         remaining = max(deadline - self.clock.monotonic(), 0.0)
-        process = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=self.env,
-            start_new_session=True,
-        )
-        try:
-            _, err = process.communicate((token + "\n").encode(), timeout=remaining)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                kill_session(process.pid)
-            process.communicate()
-            raise SinkError(
-                f"the refresh-token sink {self.name} did not finish within {remaining:.1f}s "
-                "(killed)",
-                hint="Check what the program waits for (a prompt, the network); the new token "
-                "is kept in the store and written by the next call.",
-            ) from None
-        except BrokenPipeError:
-            err = process.stderr.read() if process.stderr else b""
-            process.wait()
+        data = (token + "\n").encode()
+        if sys.platform == "win32":  # no /proc there; no socket as standard input either
+            process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=self.env,
+            )
+            try:
+                _, err = process.communicate(data, timeout=remaining)
+            except subprocess.TimeoutExpired:
+                self._killed(process, remaining)
+            except BrokenPipeError:
+                err = process.stderr.read() if process.stderr else b""
+                process.wait()
+        else:
+            ours, theirs = pair()
+            with ours:
+                with theirs:
+                    process = subprocess.Popen(
+                        self.argv,
+                        stdin=theirs.fileno(),
+                        stdout=subprocess.DEVNULL,
+                        stderr=theirs.fileno(),
+                        env=self.env,
+                        start_new_session=True,
+                    )
+                try:
+                    err = _exchange(ours, data, self.clock.monotonic() + remaining, self.clock)
+                    process.wait(max(deadline - self.clock.monotonic(), 0.0))
+                except (TimeoutError, subprocess.TimeoutExpired):
+                    self._killed(process, remaining)
         if process.returncode != 0:
             said = err.decode("utf-8", "replace").replace(token, "***")
             said = " ".join(redact(said).split())[-_STDERR_SHOWN:]
@@ -100,8 +118,40 @@ class CommandSink:
                 "input); the new token is kept in the store and written by the next call.",
             )
 
+    def _killed(self, process: subprocess.Popen[bytes], remaining: float) -> NoReturn:
+        with contextlib.suppress(ProcessLookupError):
+            kill_session(process.pid)
+        process.communicate()
+        raise SinkError(
+            f"the refresh-token sink {self.name} did not finish within {remaining:.1f}s (killed)",
+            hint="Check what the program waits for (a prompt, the network); the new token "
+            "is kept in the store and written by the next call.",
+        ) from None
+
     def read(self) -> str | None:
         return None  # a write-only place, as far as freshtoken knows
 
     def last_written(self, deadline: float) -> float | None:
         return None
+
+
+def _exchange(sock: socket.socket, data: bytes, deadline: float, clock: Clock) -> bytes:
+    """Send `data` on `sock`, end what is sent, and return what comes back (the program's
+    stderr) until the other end is closed; TimeoutError at `deadline`."""
+    with contextlib.suppress(OSError):  # a program that reads nothing: its exit code tells
+        sock.settimeout(max(deadline - clock.monotonic(), 0.001))
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+    said = bytearray()
+    while True:
+        sock.settimeout(max(deadline - clock.monotonic(), 0.001))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise
+        except OSError:
+            break  # reset by a program that ended without reading
+        if not chunk:
+            break
+        said += chunk
+    return bytes(said)
