@@ -47,7 +47,8 @@ with open(sys.argv[1], "w", encoding="utf-8") as out:
         if value := os.environ.get("FRESHTOKEN_" + key.upper()):
             if key == "min_ttl":
                 out.write(f"{key} = {float(value)!r}\n")  # a number in TOML
-            elif key != "store" or "@" not in value:  # a Redis URL may carry a password
+            elif key != "store" or not ("@" in value or "?" in value):  # a password in
+                # the userinfo or the query (?password=, which redis-py honours) stays out
                 out.write(f"{key} = {json.dumps(value)}\n")
 PY
 # The virtual environment's interpreter, isolated (-I), rather than the console script (whose

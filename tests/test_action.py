@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import subprocess
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import httpx
 
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env
+from tests._redis import RedisProcess
 from tests.helpers import assert_no_leak, stop_process
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "action-serve.sh"
@@ -54,6 +57,44 @@ def test_action_step_exports_the_endpoint_and_masks_the_key(
         assert b"demo-secret" not in Path(f"/proc/{pid}/cmdline").read_bytes()
     finally:
         stop_process(pid)
+
+
+def test_a_store_password_in_the_url_is_not_copied_to_later_steps(tmp_path: Path) -> None:
+    """The configuration handed to later steps carries no store URL that holds a password,
+    in the userinfo or in the query (issue: doctor, status and the action printed/copied it)."""
+    password = "redis-pass-in-query-canary"
+    redis = RedisProcess(tmp_path, ("requirepass", password)).start()
+    try:
+        _copied_to_later_steps(tmp_path, redis, password)
+    finally:
+        redis.stop()
+
+
+def _copied_to_later_steps(tmp_path: Path, redis: RedisProcess, password: str) -> None:
+    with AuthServer() as server:
+        for url in (f"{redis.url}?password={password}", redis.url.replace("//", f"//:{password}@")):
+            github_env = tmp_path / "env"
+            github_env.write_text("")
+            env = cli_env(
+                tmp_path,
+                server,
+                GITHUB_ENV=str(github_env),
+                GITHUB_OUTPUT=str(tmp_path / "output"),
+                RUNNER_TEMP=str(tmp_path),
+                FRESHTOKEN_STORE=url,
+                FRESHTOKEN_STORE_KEY=base64.b64encode(os.urandom(32)).decode(),
+                FRESHTOKEN_ACTION_PROXY="off",
+            )
+            out = subprocess.run(
+                ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60
+            )
+            exported = _pairs(github_env)
+            stop_process(int(exported["FRESHTOKEN_SERVE_PID"]))
+            assert out.returncode == 0, out.stderr
+            later = Path(exported["FRESHTOKEN_CONFIG"]).read_text()
+            assert "client_id" in later  # the file was written
+            assert password not in later and "store" not in later, later
+            assert_no_leak("the step's output", out.stdout + out.stderr, password)
 
 
 def test_action_step_refuses_to_run_outside_actions(tmp_path: Path) -> None:
