@@ -14,4 +14,5 @@ for platform in win32 darwin; do
   echo "== mypy --strict --platform $platform src"
   "$VENV/bin/mypy" --platform "$platform" --cache-dir ".mypy_cache/$platform" src
 done
-echo "== pytest"; "$VENV/bin/pytest" -q "$@"
+# Every test: -m "" lifts the default deselection of the slow tier (pyproject.toml's addopts).
+echo "== pytest"; "$VENV/bin/pytest" -q -m "" "$@"

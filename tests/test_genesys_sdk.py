@@ -24,6 +24,7 @@ def api_client(*args: Any, **kwargs: Any) -> Any:
     return api_client(*args, **kwargs)
 
 
+@pytest.mark.slow
 def test_no_401_reaches_the_caller_over_several_lifetimes(tmp_path: Path, sdk: ModuleType) -> None:
     log = tmp_path / "sdk.log"
     config = sdk.Configuration()
