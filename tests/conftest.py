@@ -12,6 +12,14 @@ from tests._fleet import Fleet
 from tests.helpers import CANARY_SECRET, leaks
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests (soak, fleets: timed against the machine's two cores) run one at a time,
+    on one worker, as they did in a serial run; the other worker takes the fast ones."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("slow"))
+
+
 @pytest.fixture
 def server() -> Iterator[AuthServer]:
     with AuthServer() as srv:

@@ -12,6 +12,8 @@ import pytest
 from freshtoken.testing import AuthServer
 from tests.helpers import assert_no_leak, make_broker, require_module
 
+pytestmark = pytest.mark.slow  # importing the Genesys Cloud SDK alone takes seconds
+
 
 @pytest.fixture
 def sdk() -> ModuleType:
@@ -24,7 +26,6 @@ def api_client(*args: Any, **kwargs: Any) -> Any:
     return api_client(*args, **kwargs)
 
 
-@pytest.mark.slow
 def test_no_401_reaches_the_caller_over_several_lifetimes(tmp_path: Path, sdk: ModuleType) -> None:
     log = tmp_path / "sdk.log"
     config = sdk.Configuration()
