@@ -13,8 +13,8 @@ from tests.helpers import CANARY_SECRET, leaks
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests (soak, fleets: timed against the machine's two cores) run one at a time,
-    on one worker, as they did in a serial run; the other worker takes the fast ones."""
+    """The slow tests (soak and fleets, timed against the machine's two cores) all go to one
+    worker and run there one at a time, never two at once; the other worker takes the rest."""
     for item in items:
         if item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.xdist_group("slow"))
