@@ -8,10 +8,24 @@ setup_venv
 setup_test_tools
 echo "== ruff"; "$VENV/bin/ruff" check src tests bench scripts
 "$VENV/bin/ruff" format --check src tests bench scripts
-echo "== mypy --strict"; "$VENV/bin/mypy"
-# Tests run on Linux; Windows and macOS are type-checked (each with its own cache).
+# Tests run on Linux; Windows and macOS are type-checked (each with its own cache). The three
+# runs go side by side (one process each); each one's output is shown when it is done.
+mypy_out=$(mktemp -d); trap 'rm -rf "$mypy_out"' EXIT
+run_mypy() {  # NAME ARGS...: mypy ARGS in the background, its output in $mypy_out/NAME
+  local name=$1; shift
+  "$VENV/bin/mypy" "$@" >"$mypy_out/$name" 2>&1 &
+  echo $! >"$mypy_out/$name.pid"
+}
+run_mypy all
 for platform in win32 darwin; do
-  echo "== mypy --strict --platform $platform src"
-  "$VENV/bin/mypy" --platform "$platform" --cache-dir ".mypy_cache/$platform" src
+  run_mypy "$platform" --platform "$platform" --cache-dir ".mypy_cache/$platform" src
 done
-echo "== pytest"; "$VENV/bin/pytest" -q "$@"
+mypy_failed=0
+for name in all win32 darwin; do
+  [ "$name" = all ] && echo "== mypy --strict" || echo "== mypy --strict --platform $name src"
+  wait "$(cat "$mypy_out/$name.pid")" || mypy_failed=1
+  cat "$mypy_out/$name"
+done
+[ "$mypy_failed" = 0 ]
+# Every test: -m "" lifts the default deselection of the slow tier (pyproject.toml's addopts).
+echo "== pytest"; "$VENV/bin/pytest" -q -m "" "$@"

@@ -3,6 +3,7 @@ what no well-behaved HTTP server library would (drip bytes, never answer, lie)."
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -25,8 +26,13 @@ class HostileServer:
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
     @property
+    def _address(self) -> tuple[str, int]:
+        host, port = self._sock.getsockname()
+        return host, port
+
+    @property
     def token_url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}/oauth/token"
+        return f"http://127.0.0.1:{self._address[1]}/oauth/token"
 
     def __enter__(self) -> HostileServer:
         self._thread.start()
@@ -36,16 +42,24 @@ class HostileServer:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._stopping.set()
+        # Closing a listening socket does not wake a thread blocked in accept() (on Linux):
+        # one last connection does, and the thread sees it is stopping.
+        with contextlib.suppress(OSError), socket.create_connection(self._address, timeout=1):
+            pass
+        self._thread.join(5)
+        assert not self._thread.is_alive(), "the accept thread did not stop"
         self._sock.close()
         for conn in self._conns:
             conn.close()
-        self._thread.join(5)
 
     def _accept(self) -> None:
-        while not self._stopping.is_set():
+        while True:
             try:
                 conn, _ = self._sock.accept()
             except OSError:
+                return
+            if self._stopping.is_set():  # the wake-up from __exit__, not a client
+                conn.close()
                 return
             self.requests += 1
             self._conns.append(conn)

@@ -12,6 +12,14 @@ from tests._fleet import Fleet
 from tests.helpers import CANARY_SECRET, leaks
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests (soak and fleets, timed against the machine's two cores) all go to one
+    worker and run there one at a time, never two at once; the other worker takes the rest."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("slow"))
+
+
 @pytest.fixture
 def server() -> Iterator[AuthServer]:
     with AuthServer() as srv:

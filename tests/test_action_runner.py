@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from freshtoken.testing import AuthServer
 from tests._attack import hostile_environment
@@ -24,6 +25,7 @@ from tests.helpers import stop_process
 
 ROOT = Path(__file__).parent.parent
 EXPR = re.compile(r"\$\{\{\s*([\w.-]+)\s*\}\}")
+pytestmark = pytest.mark.slow  # installs the package into a fresh virtual environment
 
 
 def _scalar(text: str) -> str:

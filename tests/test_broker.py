@@ -287,6 +287,7 @@ def test_a_rotated_secret_gets_its_own_cache_key(server: AuthServer) -> None:
         assert "rotated" not in text
 
 
+@pytest.mark.slow
 def test_background_refresher_keeps_the_token_fresh() -> None:
     with AuthServer(ttl=2) as server:
         broker = make_broker(server, default_min_ttl=0.2)
@@ -321,6 +322,7 @@ def test_busy_callers_do_not_delay_the_background_refresher(clock: FakeClock) ->
         assert server.stats()["tokens_minted"] == 2  # one renewal, by the refresher
 
 
+@pytest.mark.slow
 def test_a_failing_background_refresher_backs_off(server: AuthServer) -> None:
     broker = make_broker(server, secret="wrong-secret-1")
     with broker:

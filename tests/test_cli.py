@@ -299,6 +299,7 @@ def test_bad_configurations_and_invocations(
     assert CANARY_SECRET not in out.stderr + out.stdout
 
 
+@pytest.mark.slow
 def test_profiles_environment_and_genesys_variables(tmp_path: Path, server: AuthServer) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("demo-secret\n")
@@ -335,6 +336,7 @@ def test_profiles_environment_and_genesys_variables(tmp_path: Path, server: Auth
     assert server.stats()["minted"]["demo-client"]["client_credentials"] >= 1
 
 
+@pytest.mark.slow
 def test_formats(tmp_path: Path, server: AuthServer) -> None:
     env = cli_env(tmp_path, server)
     raw = ft(["token"], env, tmp_path).stdout.strip()
@@ -365,6 +367,7 @@ def test_formats(tmp_path: Path, server: AuthServer) -> None:
     assert server.stats()["tokens_minted"] == 1  # every call after the first hit the store
 
 
+@pytest.mark.slow
 def test_seed_status_and_revoke(tmp_path: Path, server: AuthServer) -> None:
     env = cli_env(
         tmp_path,
@@ -398,6 +401,7 @@ def test_seed_status_and_revoke(tmp_path: Path, server: AuthServer) -> None:
     assert json.loads(ft(["status", "--format", "json"], env, tmp_path).stdout)["entries"] == []
 
 
+@pytest.mark.slow
 def test_doctor(tmp_path: Path) -> None:
     with AuthServer.genesys(ttl=300) as server:
         env = cli_env(tmp_path, server, FRESHTOKEN_REGION="eu_west_1")
@@ -438,6 +442,7 @@ def test_help_has_an_example(tmp_path: Path, command: str) -> None:
     assert out.returncode == 0 and "Example" in out.stdout
 
 
+@pytest.mark.slow
 def test_quiet_and_verbose(tmp_path: Path, server: AuthServer) -> None:
     env = cli_env(tmp_path, server)
     # The child has no parent endpoint to ask (as under `freshtoken exec`): it asks the server.
@@ -485,6 +490,7 @@ def test_the_fast_path_computes_the_brokers_cache_key(
     )
 
 
+@pytest.mark.slow
 def test_a_cli_call_in_the_refresh_window_leaves_a_stored_refresh(tmp_path: Path) -> None:
     with AuthServer(ttl=8) as server:  # window: 4 s
         env = cli_env(tmp_path, server)
@@ -500,6 +506,7 @@ def test_a_cli_call_in_the_refresh_window_leaves_a_stored_refresh(tmp_path: Path
         assert server.stats()["tokens_minted"] == 2  # the refresh was stored, not lost
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["raw", "header", "json"])
 def test_on_github_every_printed_token_is_masked_first(
     tmp_path: Path, server: AuthServer, fmt: str

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from freshtoken import TokenBroker
 from freshtoken._token import Token
@@ -120,6 +121,7 @@ def test_shell_quote_round_trips() -> None:
 
 
 # -- item 2 and 5: colour, and status ------------------------------------------------------
+@pytest.mark.slow
 def test_status_colour_only_on_a_terminal_without_no_color(
     tmp_path: Path, server: AuthServer
 ) -> None:
@@ -139,6 +141,7 @@ def test_status_colour_only_on_a_terminal_without_no_color(
     assert "\x1b[" in forced.stdout
 
 
+@pytest.mark.slow
 def test_status_table_fits_80_columns_and_marks_expired(tmp_path: Path) -> None:
     with AuthServer(ttl=1) as server:
         env = cli_env(tmp_path, server)

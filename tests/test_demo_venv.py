@@ -6,9 +6,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests._cli import cli_env
 
 ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.slow  # installs the package into a fresh virtual environment
 
 
 def test_demo_installs_only_what_it_needs(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from freshtoken._token import Token
 from freshtoken.broker._policy import COMMAND_LINE, RefreshPolicy
 from freshtoken.cli._docs import configuration_markdown, troubleshooting_markdown
@@ -50,6 +52,7 @@ def test_every_variable_the_code_reads_is_documented() -> None:
     assert [v for v in ("FRESHTOKEN_PROFILE", "FRESHTOKEN_CONFIG") if v not in documented] == []
 
 
+@pytest.mark.slow
 def test_demo_fast_mode_is_green(tmp_path: Path) -> None:
     # The README's main-job command itself, in this virtual environment, in its fast mode.
     out = subprocess.run(

@@ -57,7 +57,16 @@ def test_there_are_examples() -> None:
     assert len(PYTHON) >= 3 and TOML
 
 
-@pytest.mark.parametrize(("where", "code"), PYTHON, ids=[w for w, _ in PYTHON])
+# An example that imports the Genesys Cloud SDK is slow: the import alone takes seconds.
+@pytest.mark.parametrize(
+    ("where", "code"),
+    [
+        pytest.param(
+            w, c, id=w, marks=[pytest.mark.slow] if "PureCloudPlatformClientV2" in c else []
+        )
+        for w, c in PYTHON
+    ],
+)
 def test_python_example_runs(
     where: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -45,6 +45,7 @@ def _on(url: str, tmp: Path, **extra: str) -> dict[str, str]:
 
 
 # -- 1. one deadline per call ---------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "behave", [drip, drip_headers, silent], ids=["drips-body", "drips-headers", "silent"]
 )
@@ -63,6 +64,7 @@ def test_a_call_ends_within_its_budget_whatever_the_endpoint_does(
     assert took < 2 + 3.0, took  # the budget, plus starting Python (a generous margin)
 
 
+@pytest.mark.slow
 def test_the_library_deadline_is_the_retry_budget() -> None:
     with HostileServer(drip) as hostile:
         client = TokenClient(
@@ -83,6 +85,7 @@ def test_the_library_deadline_is_the_retry_budget() -> None:
 
 
 # -- 2. an unknown outcome counts as spent ---------------------------------------------------
+@pytest.mark.slow
 def test_a_refresh_slower_than_the_timeout_is_never_presented_twice(tmp_path: Path) -> None:
     """The server takes longer than the read timeout: the first caller gives up while its
     refresh is still in flight; later callers must not present the same refresh token."""
@@ -139,6 +142,7 @@ def test_a_min_ttl_beyond_the_lifetime_mints_at_most_once(tmp_path: Path) -> Non
     assert minted <= 1
 
 
+@pytest.mark.slow
 def test_a_mint_slower_than_the_token_lives_is_an_error(tmp_path: Path) -> None:
     with AuthServer(ttl=1, latency=1.3) as server:
         out = ft(["token", "--format", "json"], cli_env(tmp_path, server), tmp_path)
@@ -154,6 +158,7 @@ def _libfaketime() -> str:
     return found[0]
 
 
+@pytest.mark.slow
 def test_serve_hands_out_no_expired_token_when_the_clock_steps_back(tmp_path: Path) -> None:
     offset = tmp_path / "offset"
     offset.write_text("+0\n")
@@ -196,6 +201,7 @@ def test_serve_hands_out_no_expired_token_when_the_clock_steps_back(tmp_path: Pa
 
 
 # -- 7. an outage past the token's life --------------------------------------------------------
+@pytest.mark.slow
 def test_an_outage_is_answered_within_the_budget_with_the_endpoints_error(
     tmp_path: Path,
 ) -> None:
@@ -268,6 +274,7 @@ def test_a_configuration_file_that_is_not_utf8_is_a_clean_error(
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_nested_json_from_the_endpoint_is_a_clean_error_and_serve_survives_it(
     tmp_path: Path,
 ) -> None:

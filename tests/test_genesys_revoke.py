@@ -28,6 +28,7 @@ def me(server: AuthServer, token: str) -> int:
     return httpx.get(server.url + "/api/v2/tokens/me", headers=headers).status_code
 
 
+@pytest.mark.slow
 def test_revoke_at_genesys_kills_the_token(tmp_path: Path) -> None:
     with AuthServer.genesys(ttl=300) as server:
         env = genesys_env(tmp_path, server)
@@ -46,6 +47,7 @@ def test_revoke_at_genesys_kills_the_token(tmp_path: Path) -> None:
         assert again.stdout.strip() != access and me(server, again.stdout.strip()) == 200
 
 
+@pytest.mark.slow
 def test_revoke_says_when_a_server_cannot(tmp_path: Path, server: AuthServer) -> None:
     env = cli_env(tmp_path, server)  # no revocation endpoint, not Genesys
     access = ft(["token"], env, tmp_path).stdout.strip()

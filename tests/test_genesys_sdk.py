@@ -12,6 +12,8 @@ import pytest
 from freshtoken.testing import AuthServer
 from tests.helpers import assert_no_leak, make_broker, require_module
 
+pytestmark = pytest.mark.slow  # importing the Genesys Cloud SDK alone takes seconds
+
 
 @pytest.fixture
 def sdk() -> ModuleType:

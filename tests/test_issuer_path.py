@@ -101,6 +101,7 @@ def test_revoke_at_an_issuer_with_a_path_really_revokes(tmp_path: Path) -> None:
         assert not active(server, access)
 
 
+@pytest.mark.slow
 def test_revoke_without_a_revocation_endpoint_exits_non_zero_naming_the_setting(
     tmp_path: Path,
 ) -> None:

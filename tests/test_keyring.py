@@ -89,6 +89,7 @@ def test_a_profile_names_the_entry(tmp_path: Path, canary_server: AuthServer) ->
         assert out.stdout.startswith("at_")
 
 
+@pytest.mark.slow
 def test_the_store_key_is_created_in_the_keyring_and_reused(
     tmp_path: Path, server: AuthServer
 ) -> None:

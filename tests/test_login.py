@@ -118,6 +118,7 @@ def _authorize(login: Login) -> tuple[str, str]:
     return location, parse_qs(urlsplit(location).query)["code"][0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("client", [PUBLIC, CONFIDENTIAL], ids=["public", "confidential"])
 def test_browser_login_stores_a_refresh_token_that_token_then_uses(
     tmp_path: Path, logins: list[Login], client: Client
@@ -258,6 +259,7 @@ def test_device_login_denied_or_expired_fails_clearly(
         assert ft(["token"], _env(tmp_path, server), tmp_path).returncode != 0  # nothing stored
 
 
+@pytest.mark.slow
 def test_device_login_honours_slow_down(tmp_path: Path, logins: list[Login]) -> None:
     # The server answers the first poll slow_down and then counts any poll sooner than the
     # grown interval (0.2 s + 5 s) as too fast: one slow_down in all means it was honoured.

@@ -49,6 +49,7 @@ def test_the_page_has_the_three_recipes() -> None:
     assert set(recipes()) == {"fetch-proxy.js", "sdk-proxy.js", "sdk-endpoint.js"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["fetch-proxy.js", "sdk-proxy.js", "sdk-endpoint.js"])
 def test_recipe_over_several_lifetimes(name: str, node_modules: Path, tmp_path: Path) -> None:
     script = tmp_path / name

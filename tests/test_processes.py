@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from freshtoken import AuthorizationCode, Settings, TokenBroker
 from freshtoken.testing import AuthServer
 from tests._fleet import (
@@ -21,6 +23,8 @@ from tests._fleet import (
     worker_env,
 )
 from tests.helpers import make_client, wait_until
+
+pytestmark = pytest.mark.slow  # fleets of worker processes, for many token lifetimes
 
 
 def test_eight_processes_of_sixteen_threads_share_one_token(

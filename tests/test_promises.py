@@ -213,6 +213,7 @@ def _sums(results: list[dict[str, Any]]) -> dict[str, int]:
     return {k: sum(r[k] for r in results) for k in ("calls", "errors", "checks", "broken", "late")}
 
 
+@pytest.mark.slow
 def test_every_token_handed_out_lives_its_min_ttl_while_other_processes_rotate(
     tmp_path: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
@@ -231,6 +232,7 @@ def test_every_token_handed_out_lives_its_min_ttl_while_other_processes_rotate(
     assert entry is not None and entry.revokes is not False
 
 
+@pytest.mark.slow
 def test_without_the_promise_kept_tokens_handed_out_die_early(
     tmp_path: Path, workers: list[subprocess.Popen[str]]
 ) -> None:

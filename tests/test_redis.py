@@ -186,6 +186,7 @@ def test_open_store_reads_redis_settings(redis_server: RedisProcess) -> None:
     assert isinstance(closed, RedisStore) and closed.prefix == "freshtoken:"
 
 
+@pytest.mark.slow
 def test_a_redis_cluster(tmp_path: Path) -> None:
     """Entries spread over the cluster's nodes; each entry's lock lives in its slot, so the
     lock, the compare-and-set script and the sharing work as on one Redis."""

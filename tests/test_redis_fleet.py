@@ -34,6 +34,7 @@ from tests._redis import RedisClusterProcesses, RedisProcess, text
 from tests.helpers import make_client, wait_until
 
 FleetFactory = Callable[[dict[str, str], list[str]], Fleet]
+pytestmark = pytest.mark.slow  # fleets of worker processes, for many token lifetimes
 
 
 @pytest.fixture

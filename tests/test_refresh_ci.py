@@ -92,6 +92,7 @@ CHILD = (
 )
 
 
+@pytest.mark.slow
 def test_consecutive_runs_keep_the_chain_alive(
     server: AuthServer, github: GitHubSecrets, tmp_path: Path
 ) -> None:
@@ -121,6 +122,7 @@ def test_consecutive_runs_keep_the_chain_alive(
     assert server.active_refresh_tokens("demo-client") == 1  # the one in the secret
 
 
+@pytest.mark.slow
 def test_later_steps_of_a_job_ignore_the_jobs_first_secret_value(
     server: AuthServer, github: GitHubSecrets, tmp_path: Path
 ) -> None:
@@ -134,6 +136,7 @@ def test_later_steps_of_a_job_ignore_the_jobs_first_secret_value(
     assert server.active_refresh_tokens("demo-client") == 1
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_github_stores_the_secret_leaves_a_good_one(
     server: AuthServer, github: GitHubSecrets, tmp_path: Path
 ) -> None:
@@ -165,6 +168,7 @@ os.replace(sys.argv[1] + ".tmp", sys.argv[1])
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sink_dies_too", [False, True])
 def test_a_run_killed_before_the_write_back_finished(
     server: AuthServer, tmp_path: Path, sink_dies_too: bool
@@ -220,6 +224,7 @@ def test_a_run_killed_before_the_write_back_finished(
     assert server.active_refresh_tokens("demo-client") == 1
 
 
+@pytest.mark.slow
 def test_keepalive_refreshes_only_when_idle_past_the_limit(
     server: AuthServer, tmp_path: Path
 ) -> None:
@@ -246,6 +251,7 @@ def test_keepalive_refreshes_only_when_idle_past_the_limit(
     assert_no_leak("keepalive", out.stdout + out.stderr, before.strip(), sink.read_text().strip())
 
 
+@pytest.mark.slow
 def test_keepalive_reads_when_the_github_secret_was_last_written(
     server: AuthServer, github: GitHubSecrets, tmp_path: Path
 ) -> None:
@@ -298,6 +304,7 @@ def workflow(name: str) -> tuple[dict[str, str], list[str]]:
     return env, runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["refresh-token.yml", "keepalive.yml"])
 def test_the_workflow_examples_run(
     name: str, server: AuthServer, github: GitHubSecrets, tmp_path: Path
@@ -351,6 +358,7 @@ def test_cli_testserver_runs_the_github_stand_in_too() -> None:
         assert process.wait(timeout=10) == 0
 
 
+@pytest.mark.slow
 def test_runs_killed_at_random_mid_refresh_keep_the_chain_alive(
     server: AuthServer, github: GitHubSecrets, tmp_path: Path
 ) -> None:
@@ -394,6 +402,7 @@ def test_runs_killed_at_random_mid_refresh_keep_the_chain_alive(
     assert server.active_refresh_tokens("demo-client") == 1  # the one in the secret
 
 
+@pytest.mark.slow
 def test_status_shows_a_write_back_left_pending(server: AuthServer, tmp_path: Path) -> None:
     """A sink that fails after the server rotated: the call fails (exit 5), and `status`
     says the stored refresh token is still to be written."""

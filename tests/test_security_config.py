@@ -96,6 +96,7 @@ def test_hostile_files_of_another_user_in_the_working_directory_and_a_parent(
     assert victim_server.stats()["tokens_minted"] == 1
 
 
+@pytest.mark.slow
 def test_a_file_committed_to_the_repository_redirects_nothing(
     tmp_path: Path, victim_server: AuthServer, attacker_redis: RedisProcess
 ) -> None:

@@ -230,6 +230,7 @@ print(spender is not None, *said, step.returncode)
 """
 
 
+@pytest.mark.slow
 def test_the_spender_is_closed_to_other_processes_of_its_user() -> None:
     """The spender holds the client secret and the refresh token while it refreshes: a
     program of the same user (a build step) must not read its memory or environment."""

@@ -38,6 +38,7 @@ def acl_redis(tmp_path: Path) -> Iterator[RedisProcess]:
     process.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["userinfo", "query"])
 def test_the_redis_password_in_the_store_url_is_never_shown(
     tmp_path: Path, server: AuthServer, acl_redis: RedisProcess, where: str
@@ -96,6 +97,7 @@ def _hostile_answers(client_id: str, secret: str) -> list[bytes]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
 def test_server_text_cannot_write_ci_log_commands_nor_echo_the_credential(
     tmp_path: Path, method: str

@@ -57,6 +57,7 @@ def canary_server() -> AuthServer:
     return AuthServer(clients=[Client("demo-client", CANARY_SECRET)])
 
 
+@pytest.mark.slow
 def test_an_exec_child_of_the_same_unprivileged_user_reads_no_secret(
     canary_server: AuthServer,
 ) -> None:
@@ -98,6 +99,7 @@ def test_the_environment_of_exec_holds_no_secret_even_for_ptrace_capable_readers
     assert "FRESHTOKEN_SECRETS_FD" not in mine
 
 
+@pytest.mark.slow
 def test_serve_is_closed_to_other_processes_of_its_user(canary_server: AuthServer) -> None:
     require_other_user()
     with canary_server as server, open_place() as place:

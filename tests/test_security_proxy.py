@@ -250,6 +250,7 @@ def test_protocol_hygiene(server: AuthServer) -> None:
     assert second.startswith(b"HTTP/1.1 204") and b"transfer-encoding" not in first.lower()
 
 
+@pytest.mark.slow
 def test_an_upstream_that_refuses_every_token_causes_few_mints(server: AuthServer) -> None:
     """Every client request to such an upstream used to mint a new token."""
     broker = make_broker(server, invalidate_cooldown=1.0)

@@ -93,6 +93,7 @@ def test_serve_on_a_unix_socket(tmp_path: Path, canary_server: AuthServer) -> No
         serve.stop()
 
 
+@pytest.mark.slow
 def test_proxy_retries_once_after_a_401_and_passes_429(tmp_path: Path) -> None:
     with AuthServer(ttl=60) as server:
         serve = Serve(["--proxy", server.url], cli_env(tmp_path, server), tmp_path)
@@ -190,6 +191,7 @@ CHILDREN = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("language", list(CHILDREN))
 def test_exec_children_never_see_a_401(tmp_path: Path, language: str) -> None:
     needs, argv = CHILDREN[language]
@@ -226,6 +228,7 @@ def test_exec_children_never_see_a_401(tmp_path: Path, language: str) -> None:
     assert minted <= elapsed / (lifetime - window) + 1, (minted, elapsed)
 
 
+@pytest.mark.slow
 def test_exec_returns_the_exit_code_passes_signals_and_leaves_nothing(
     tmp_path: Path, server: AuthServer
 ) -> None:
@@ -276,6 +279,7 @@ STORE_KEY_CANARY = base64.b64encode(b"canary-store-key-0123456789abcde").decode(
 REDIS_CANARY = "canary-redis-password-3c9e1a"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "form",
     [

@@ -62,6 +62,7 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
+@pytest.mark.slow
 def test_refresh_chain_survives_callers_killed_with_their_process_group(tmp_path: Path) -> None:
     """`freshtoken token` callers in sessions of their own (a CI step each), SIGKILLed with
     their whole process group at random, mostly while their refresh is at the server: every
@@ -117,6 +118,7 @@ def test_refresh_chain_survives_callers_killed_with_their_process_group(tmp_path
     assert not errors.exists() or not errors.read_text(), errors.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server_finishes", [False, True])
 def test_a_dead_spender_with_a_server_that_cannot_vouch_leaves_the_token_alone(
     tmp_path: Path, server_finishes: bool
@@ -182,6 +184,7 @@ def test_a_dead_spender_with_a_server_that_cannot_vouch_leaves_the_token_alone(
             assert server.active_refresh_tokens("canary-client") == 1
 
 
+@pytest.mark.slow
 def test_what_introspection_vouches_for_is_learned_once_and_kept(tmp_path: Path) -> None:
     for knob, expected in ((True, "yes"), (False, "no")):
         db = tmp_path / f"{knob}.db"
@@ -251,6 +254,7 @@ def test_inactive_means_spent_only_from_a_server_that_vouches(
     assert stats["introspections"] == (0 if vouches is False else 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("knob", "said"), [(True, "yes"), (False, "no")])
 def test_doctor_says_whether_introspection_vouches(tmp_path: Path, knob: bool, said: str) -> None:
     with AuthServer(introspect_refresh_tokens=knob) as server:

@@ -150,6 +150,7 @@ def test_a_read_only_directory_is_a_clear_error_or_served_from_memory(
         assert out.stdout.strip() and "kept in this process only" in out.stderr
 
 
+@pytest.mark.slow
 def test_an_overwritten_store_file_is_set_aside_and_calls_succeed(
     tmp_path: Path, server: AuthServer
 ) -> None:
