@@ -103,6 +103,7 @@ def test_the_library_and_its_adapters_use_the_endpoint_and_mint_nothing(step: Se
         source.token(min_ttl=-1)  # the endpoint's own refusal, with its class and hint
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("served", [5], indirect=True, ids=["5-s tokens"])
 def test_the_genesys_sdk_helper_after_the_action_with_5_s_tokens(step: Served) -> None:
     sdk = require_module("PureCloudPlatformClientV2")

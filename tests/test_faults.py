@@ -321,15 +321,15 @@ def test_a_wrong_redis_password_is_a_configuration_error(
 
 UNEXPECTED = """
 import sys
-import freshtoken.cli._common as common
+from freshtoken.config._settings import Settings
 from freshtoken.cli._main import main
 
 
-def boom(self):
+def boom(*args, **kwargs):
     raise RuntimeError("a bug, with client_secret=demo-secret-canary in its text")
 
 
-common.Context.settings = boom
+Settings.load = boom  # where every command reads its settings
 sys.argv = ["freshtoken", *sys.argv[1:]]
 main()
 """

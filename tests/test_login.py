@@ -319,6 +319,7 @@ def test_redirect_port_is_used_and_a_busy_one_named(tmp_path: Path, logins: list
         assert rc == 0, err
 
 
+@pytest.mark.slow
 def test_two_peoples_logins_for_one_public_client_keep_apart_in_a_shared_store(
     tmp_path: Path, logins: list[Login]
 ) -> None:

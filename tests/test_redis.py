@@ -268,6 +268,7 @@ class _LeaseRunsOutDuringIntrospection:
         self.http.server_close()
 
 
+@pytest.mark.slow
 def test_a_holder_whose_lease_ran_out_before_presenting_never_presents(
     redis_server: RedisProcess,
 ) -> None:
@@ -299,6 +300,7 @@ def test_a_holder_whose_lease_ran_out_before_presenting_never_presents(
     assert stats["refreshes"] == 1 and stats["reuse_detections"] == 0
 
 
+@pytest.mark.slow
 def test_a_live_holder_keeps_its_lock_for_many_leases(redis_server: RedisProcess) -> None:
     """Lock ownership while the holder lives: its lease is renewed, so a mint that takes
     longer than the lease keeps the lock (only a holder that dies or is stopped loses it)."""

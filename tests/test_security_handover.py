@@ -186,6 +186,7 @@ urllib.request.urlopen(ask, timeout=60).read()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["serve", "exec", "token"])
 def test_no_process_freshtoken_starts_shows_a_secret_to_the_users_other_processes(
     tmp_path: Path, command: str

@@ -23,6 +23,7 @@ from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError, TokenUnavailableError
 from freshtoken._secret import Secret
 from freshtoken._token import Token
+from freshtoken.auth._adapters import HttpAuths
 from freshtoken.broker._ahead import RefreshAhead
 from freshtoken.broker._endpoint import running_endpoint
 from freshtoken.broker._endpoint_source import EndpointSource
@@ -31,7 +32,6 @@ from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy, with_margin
 from freshtoken.broker._promise import MODES
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
-from freshtoken.broker._source import HttpAuths
 from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._grants import ClientCredentials, Grant

@@ -9,8 +9,8 @@ import threading
 import time
 
 from freshtoken._token import Token
+from freshtoken.auth._adapters import HttpAuths
 from freshtoken.broker._endpoint import EndpointRefusal, ask, fingerprint
-from freshtoken.broker._source import HttpAuths
 
 
 class EndpointSource(HttpAuths):
