@@ -11,7 +11,7 @@ import sys
 import time
 
 FORMATS = ("raw", "json", "header", "env", "dotenv", "github")
-#: What the local endpoint and the fast paths print as text (json is JSON, github is the CLI's).
+#: What the local endpoint and `freshtoken token` print as text (json is JSON, github is token's).
 TEXT_FORMATS = ("raw", "header", "env", "dotenv")
 TOKEN_VARIABLE = "FRESHTOKEN_ACCESS_TOKEN"
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
