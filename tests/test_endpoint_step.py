@@ -4,6 +4,7 @@ Genesys SDK helper and the command line all get the token serve holds; none of t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 import freshtoken
 from freshtoken.testing import AuthServer
+from tests._attack import Listener, http_answer
 from tests._cli import cli_env, ft
 from tests.helpers import assert_no_leak, require_module, stop_process
 
@@ -153,3 +155,56 @@ def test_a_misspelt_variable_is_named_with_the_closest_setting(tmp_path: Path) -
             assert "did you mean FRESHTOKEN_CLIENT_ID?" in out.stderr or args[0] == "-q"
         doctor = ft(["doctor"], env, tmp_path)
         assert "did you mean FRESHTOKEN_CLIENT_ID?" in doctor.stdout
+
+
+def test_the_step_s_own_margin_setting_and_profile_are_honoured(
+    served: Served, tmp_path: Path
+) -> None:
+    """FRESHTOKEN_MIN_TTL is this step's default min_ttl also through the endpoint; a step that
+    names a profile configures its own client instead of taking serve's token."""
+    first = ft(["token", "--format", "json"], served.step_env, tmp_path)
+    assert first.returncode == 0, first.stderr
+    longer = {**served.step_env, "FRESHTOKEN_MIN_TTL": "700"}  # tokens live 600 s
+    out = ft(["token", "--format", "json"], longer, tmp_path)
+    assert out.returncode == 2, out.stderr  # serve was asked for 700 s, and says it cannot
+    assert json.loads(out.stderr)["message"].startswith("min_ttl 700s is more than the 600s")
+    own = ft(["--profile", "other", "token"], served.step_env, tmp_path)
+    assert own.returncode == 2 and "profile" in own.stderr  # its own (missing) configuration
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b'{"access_token": "x; touch pwned", "expires_in": 600}', "did not answer like"),
+        (b'{"access_token": "abc", "expires_in": 3}', "less than the 60s"),
+        (b"not json", "did not answer like"),
+        (b'{"expires_in": 600}', "did not answer like"),
+    ],
+    ids=["shell-syntax", "too-short", "not-json", "no-token"],
+)
+def test_a_lying_endpoint_gets_no_token_handed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: bytes, said: str
+) -> None:
+    with Listener(http_answer(200, answer)) as liar:
+        env = cli_env(tmp_path, FRESHTOKEN_URL=liar.url, FRESHTOKEN_KEY="k" * 43)
+        for fmt in ("raw", "env", "json"):
+            out = ft(["token", "--min-ttl", "60", "--format", fmt], env, tmp_path)
+            assert out.returncode == 4, out.stdout + out.stderr
+            assert said in out.stderr and "Traceback" not in out.stderr
+            assert out.stdout == ""
+        for name in ("FRESHTOKEN_URL", "FRESHTOKEN_KEY"):
+            monkeypatch.setenv(name, env[name])
+        with pytest.raises(freshtoken.TokenUnavailableError, match=said):
+            freshtoken.TokenBroker.from_env().token(min_ttl=60)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_the_key_goes_to_no_other_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FRESHTOKEN_URL that names another machine gets nothing sent (the key stays here)."""
+    env = cli_env(tmp_path, FRESHTOKEN_URL="http://192.0.2.1:8080", FRESHTOKEN_KEY="k" * 43)
+    out = ft(["token"], env, tmp_path)
+    assert out.returncode == 2 and "not this machine (loopback)" in out.stderr, out.stderr
+    monkeypatch.setenv("FRESHTOKEN_URL", env["FRESHTOKEN_URL"])
+    monkeypatch.setenv("FRESHTOKEN_KEY", env["FRESHTOKEN_KEY"])
+    with pytest.raises(freshtoken.ConfigurationError, match="loopback"):
+        freshtoken.TokenBroker.from_env().token()

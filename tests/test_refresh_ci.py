@@ -11,14 +11,16 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from freshtoken import AuthorizationCode
+from freshtoken import AuthorizationCode, OAuthError
 from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
 from tests._cli import cli_env, ft
 from tests.helpers import assert_no_leak, live_processes, make_client, wait_until
@@ -445,3 +447,52 @@ def test_building_a_broker_reads_and_writes_nothing_until_it_is_used(
         assert server.stats()["refreshes"] == 1
     finally:
         broker.close()
+
+
+@pytest.mark.slow
+def test_threads_first_calls_all_wait_for_the_configured_refresh_token(
+    tmp_path: Path, server: AuthServer
+) -> None:
+    """The configured refresh token is seeded before any thread's first mint: none of them
+    finds the store empty (refresh tokens only), whichever comes first."""
+    from freshtoken import Settings, TokenBroker
+
+    for trial in range(3):
+        env = run_env(tmp_path, server, f"threads-{trial}", FRESHTOKEN_REFRESH_TOKEN=login(server))
+        broker = TokenBroker.from_settings(Settings.load(environ=env, use_file=False))
+        start = threading.Barrier(4)
+
+        def first_call(broker: TokenBroker = broker, start: threading.Barrier = start) -> str:
+            start.wait(timeout=30)
+            return broker.token().access_token
+
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                tokens = [f.result(timeout=60) for f in [pool.submit(first_call) for _ in range(4)]]
+        finally:
+            broker.close()
+        assert len(set(tokens)) == 1  # one refresh, shared
+    assert server.stats()["reuse_detections"] == 0
+
+
+def test_a_configured_refresh_token_that_could_not_be_offered_is_offered_again(
+    tmp_path: Path, server: AuthServer
+) -> None:
+    """A sink that cannot be read yet (another user could read it) fails the call; once it is
+    fixed, the next call of the same broker offers its refresh token (it is not lost)."""
+    from freshtoken import Settings, TokenBroker
+
+    sink = tmp_path / "sink" / "refresh-token"
+    sink.parent.mkdir(mode=0o700)
+    sink.write_text(login(server))
+    sink.chmod(0o644)
+    env = run_env(tmp_path, server, "retry", FRESHTOKEN_REFRESH_TOKEN_SINK=f"file://{sink}")
+    broker = TokenBroker.from_settings(Settings.load(environ=env, use_file=False))
+    try:
+        with pytest.raises(OAuthError, match="other users"):
+            broker.token()
+        sink.chmod(0o600)
+        assert broker.token().access_token
+    finally:
+        broker.close()
+    assert server.stats()["refreshes"] == 1

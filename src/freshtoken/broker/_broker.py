@@ -25,7 +25,7 @@ from freshtoken._secret import Secret
 from freshtoken._token import Token
 from freshtoken.auth._adapters import HttpAuths
 from freshtoken.broker._ahead import RefreshAhead
-from freshtoken.broker._endpoint import running_endpoint
+from freshtoken.broker._endpoint import default_min_ttl, running_endpoint
 from freshtoken.broker._endpoint_source import EndpointSource
 from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
@@ -148,9 +148,10 @@ class TokenBroker(HttpAuths):
         **options: Any,
     ) -> TokenBroker:
         """A broker for the configured client, store, scope and refresh-token sink; `options`
-        as for __init__. Nothing is read or sent yet: before its first mint, the broker seeds
-        a refresh token from the sink (where it can be read back) or the `refresh_token`
-        setting, unless the store holds a newer one or one was seeded explicitly.
+        as for __init__. Nothing is sent or seeded yet (only the store is opened): before its
+        first mint, the broker seeds a refresh token from the sink (where it can be read back)
+        or the `refresh_token` setting, unless the store holds a newer one or one was seeded
+        explicitly.
 
         With a store it opens itself that outlives the process, a refresh token is spent
         in a process of its own (`freshtoken.broker._spender`): killing the caller mid-refresh
@@ -190,9 +191,10 @@ class TokenBroker(HttpAuths):
         the GitHub Action, in a child of `freshtoken exec`) and no client secret of its own,
         the tokens come from that endpoint: an `EndpointSource`, which serves the same calls
         (`token`, `atoken`, `invalidate`, `httpx_auth`, `requests_auth`, `close`)."""
-        found = running_endpoint()
+        found = running_endpoint(profile)
         if found is not None:
-            return EndpointSource(*found, min_ttl=options.get("default_min_ttl"))
+            margin = options.get("default_min_ttl")
+            return EndpointSource(*found, min_ttl=default_min_ttl() if margin is None else margin)
         return cls.from_settings(Settings.load(profile=profile), **options)
 
     @classmethod
@@ -256,14 +258,19 @@ class TokenBroker(HttpAuths):
         return token
 
     def _offer_seed(self) -> None:
-        """Seed the configured refresh token (sink or setting) once, before the first mint."""
+        """Seed the configured refresh token (sink or setting) once, before the first mint:
+        other threads wait for it, and one that failed (a sink unreadable for now) is tried
+        again by the next call."""
         if self._offer is None:
             return
         with self._offer_lock:
-            offer, self._offer = self._offer, None
-            seed = offer() if offer is not None else None
+            offer = self._offer
+            if offer is None:
+                return
+            seed = offer()
             if seed:
                 self.offer_refresh_token(seed)
+            self._offer = None
 
     def _obtain(self, min_ttl: float | None) -> Token:
         self._offer_seed()
@@ -302,8 +309,9 @@ class TokenBroker(HttpAuths):
     def seed_refresh_token(self, refresh_token: str) -> None:
         """Store a refresh token obtained by a one-time login; the next mint spends it (and
         the configured one is no longer offered)."""
-        self._offer = None
-        self._cache.seed(refresh_token)
+        with self._offer_lock:
+            self._offer = None
+            self._cache.seed(refresh_token)
 
     def offer_refresh_token(self, refresh_token: str) -> bool:
         """Seed `refresh_token` (a CI secret's value) unless the store holds it already or

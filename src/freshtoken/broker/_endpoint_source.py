@@ -31,17 +31,25 @@ class EndpointSource(HttpAuths):
         return f"EndpointSource({self.url})"
 
     def token(self, min_ttl: float | None = None) -> Token:
-        """A token valid for at least `min_ttl` seconds (default: the endpoint's margin)."""
+        """A token valid for at least `min_ttl` seconds (default: the `min_ttl` setting of
+        this step, else the endpoint's margin)."""
         if min_ttl is None:
             min_ttl = self.default_min_ttl
-        held = self._held
-        if held is not None:
-            need = held[2] if min_ttl is None else min_ttl
-            # Chained so that a NaN or negative min_ttl is no hit: the endpoint refuses it.
-            if need is not None and held[1] - time.monotonic() >= need >= 0:
-                return held[0]
+        hit = self._hit(min_ttl)
+        if hit is not None:
+            return hit
         with self._lock:
-            return self._ask(min_ttl)
+            return self._hit(min_ttl) or self._ask(min_ttl)  # another thread may have asked
+
+    def _hit(self, min_ttl: float | None) -> Token | None:
+        held = self._held
+        if held is None:
+            return None
+        need = held[2] if min_ttl is None else min_ttl
+        # Chained so that a NaN or negative min_ttl is no hit: the endpoint refuses it.
+        if need is not None and held[1] - time.monotonic() >= need >= 0:
+            return held[0]
+        return None
 
     async def atoken(self, min_ttl: float | None = None) -> Token:
         import asyncio
@@ -49,22 +57,20 @@ class EndpointSource(HttpAuths):
         return await asyncio.to_thread(self.token, min_ttl)
 
     def _ask(self, min_ttl: float | None) -> Token:
-        import json
-
         sent = time.monotonic()
         try:
-            data = json.loads(ask(self.url, self._key, min_ttl, refused=self._refused))
+            data = ask(self.url, self._key, min_ttl, refused=self._refused)
         except EndpointRefusal as exc:
             raise _as_error(exc) from None
-        now, left = time.time(), float(data["expires_in"])
+        now, left = time.time(), float(str(data["expires_in"]))
         token = Token(
             access_token=str(data["access_token"]),
             token_type=str(data.get("token_type", "Bearer")),
             expires_at=now + left,
-            issued_at=float(data.get("issued_at", now)),
+            issued_at=float(str(data.get("issued_at", now))),
         )
         # The endpoint's own margin is known only from an answer to a caller who named none.
-        margin = float(data["min_ttl"]) if min_ttl is None and "min_ttl" in data else None
+        margin = float(str(data["min_ttl"])) if min_ttl is None and "min_ttl" in data else None
         self._held, self._refused = (token, sent + left, margin), None
         return token
 

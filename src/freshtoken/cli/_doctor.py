@@ -141,7 +141,7 @@ def _endpoint_checks(
     try:
         about = json.loads(get(url, key, "/status", timeout=10))
         checks.append(Check("ok", f"it serves {about['client']}, store entry {about['cache_key']}"))
-        data = json.loads(ask(url, key, min_ttl, timeout=60))
+        data = ask(url, key, min_ttl, timeout=60)
     except EndpointRefusal as exc:
         return [*checks, Check("fail", exc.message, exc.hint)]
     except (ValueError, KeyError):
@@ -153,8 +153,10 @@ def _endpoint_checks(
                 "Check that FRESHTOKEN_URL names the endpoint serve printed.",
             ),
         ]
-    lifetime = float(data["expires_at"]) - float(data.get("issued_at", data["expires_at"]))
-    checks.append(Check("ok", f"it handed out a token valid for {duration(data['expires_in'])}"))
+    expires_at = float(str(data["expires_at"]))
+    lifetime = expires_at - float(str(data.get("issued_at", expires_at)))
+    left = float(str(data["expires_in"]))
+    checks.append(Check("ok", f"it handed out a token valid for {duration(left)}"))
     if lifetime > 0:
         checks += [_lifetime(lifetime, build_minutes), _margin(lifetime, min_ttl)]
     return checks
@@ -166,7 +168,7 @@ def run_checks(
     """Every check that applies; stops early only when nothing further can be checked."""
     from freshtoken.broker._broker import TokenBroker
 
-    found = running_endpoint()
+    found = running_endpoint(profile)
     if found is not None:
         return _endpoint_checks(*found, build_minutes, min_ttl)
     try:

@@ -16,14 +16,6 @@ TEXT_FORMATS = ("raw", "header", "env", "dotenv")
 TOKEN_VARIABLE = "FRESHTOKEN_ACCESS_TOKEN"
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _SAFE = frozenset(_ALNUM + "@%+=:,./-_")
-#: RFC 6750's b64token characters: the only ones an access token may hold (oauth/_response.py
-#: refuses any other answer); checked again before a token is written where a shell or a
-#: workflow reads it.
-B64TOKEN_CHARS = frozenset(_ALNUM + "-._~+/=")
-
-
-def is_b64token(value: str) -> bool:
-    return bool(value) and all(c in B64TOKEN_CHARS for c in value)
 
 
 def shell_quote(value: str) -> str:

@@ -4,6 +4,7 @@ from the store or the running endpoint, costs little more than starting Python."
 
 from __future__ import annotations
 
+import os
 import sys
 
 from freshtoken.cli._formats import FORMATS
@@ -97,6 +98,9 @@ def main() -> None:
         cli(prog_name="freshtoken")
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # the reader went away (`freshtoken token | head -c 0`): say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except Exception as exc:  # the one place where anything unforeseen becomes one line
         _unexpected(exc, argv)
 

@@ -56,19 +56,22 @@ def _span(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _served() -> str | None:
+def _served(profile: str | None) -> str | None:
     """The cache key (first 12 characters) the running endpoint serves, where this step has
     one (FRESHTOKEN_URL, FRESHTOKEN_KEY): its entry is shown as `serve`."""
-
     from freshtoken.broker._endpoint import EndpointRefusal, get, running_endpoint
 
-    found = running_endpoint()
+    found = running_endpoint(profile)
     if found is None:
         return None
     try:
         return str(json.loads(get(*found, "/status", timeout=10))["cache_key"])
-    except (EndpointRefusal, ValueError, KeyError):
-        return None  # an older serve, or gone: its entry is shown as `other`
+    except (EndpointRefusal, ValueError, KeyError, TypeError) as exc:
+        said = exc.line if isinstance(exc, EndpointRefusal) else "no store entry named"
+        click.echo(
+            f"freshtoken: warning: the running endpoint did not say its entry: {said}", err=True
+        )
+        return None
 
 
 def _rows(settings: Settings, store: TokenStore) -> list[dict[str, Any]]:
@@ -76,7 +79,7 @@ def _rows(settings: Settings, store: TokenStore) -> list[dict[str, Any]]:
         mine = settings_key(settings, store.pepper)
     except ConfigurationError:
         mine = None
-    served = _served()
+    served = _served(settings.profile)
     rows = []
     now = time.time()
     for key in store.list_keys():

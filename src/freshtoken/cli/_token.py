@@ -10,11 +10,8 @@ import os
 import sys
 
 from freshtoken.cli._formats import (
-    TEXT_FORMATS,
     failure,
-    is_b64token,
     mask_on_github,
-    on_github,
     render,
     token_json,
 )
@@ -30,25 +27,24 @@ def print_token(
 ) -> None:
     """Print a token valid for at least `min_ttl` seconds in `fmt`; on failure, say why on
     stderr (as JSON with --format json) and exit with the error's code."""
-    from freshtoken.broker._endpoint import EndpointRefusal, ask, running_endpoint
+    from freshtoken.broker._endpoint import (
+        EndpointRefusal,
+        ask,
+        default_min_ttl,
+        is_b64token,
+        running_endpoint,
+    )
 
     json_errors = fmt == "json"
-    found = running_endpoint()
+    found = running_endpoint(profile)
     try:
-        if found is not None and fmt in TEXT_FORMATS and not on_github():
-            # The endpoint renders it (with the same `render`): no JSON to parse here.
-            body = ask(*found, min_ttl, fmt)
-            sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
-            sys.stdout.flush()
-            return
         if found is not None:
-            import json
-
-            data = json.loads(ask(*found, min_ttl))
+            # Asked as JSON and rendered here, as a token from the store is: checked the same way.
+            data = ask(*found, default_min_ttl() if min_ttl is None else min_ttl)
         else:
             data = _from_store_or_mint(min_ttl, profile, quiet)
     except EndpointRefusal as exc:
-        raise failure(exc.error, exc.message, exc.hint, exc.exit_code, json_errors) from None
+        raise failure(exc.error, exc.line, exc.hint, exc.exit_code, json_errors) from None
     except Exception as exc:
         from freshtoken._errors import OAuthError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from freshtoken._errors import ConfigurationError
-from freshtoken._log import logger, remember_url_password
+from freshtoken._log import logger, one_line, remember_url_password
 from freshtoken._platform import owned_by_user, shared_bits
 from freshtoken._secret import Secret
 from freshtoken.config._options import (
@@ -362,7 +362,7 @@ def unknown_variables(env: Mapping[str, str]) -> list[str]:
     for name in sorted(unknown):
         close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
         guess = f"; did you mean {close[0]}?" if close else " (see docs/configuration.md)"
-        lines.append(f"{name} is not a freshtoken setting and is ignored{guess}")
+        lines.append(f"{one_line(name)} is not a freshtoken setting and is ignored{guess}")
     return lines
 
 
