@@ -8,4 +8,17 @@ cd "$(dirname "$0")/.."
 FRESHTOKEN_VENV=${FRESHTOKEN_VENV:-.venv-demo}
 source scripts/_setup.sh
 setup_venv rich >&2
-exec "$VENV/bin/freshtoken" demo "$@"
+status=0
+"$VENV/bin/freshtoken" demo "$@" || status=$?
+# Where freshtoken now is (not on PATH), and the next command to try: README "Try it locally".
+bin=$(cd "$VENV/bin" && pwd)
+cat >&2 << EOF
+
+freshtoken is installed in $bin (not on your PATH: run it as $bin/freshtoken).
+Next, a first token from the shipped Genesys stand-in (README.md, "Try it locally"):
+  $bin/freshtoken testserver --genesys --port 8400 &
+  FRESHTOKEN_PROVIDER=genesys FRESHTOKEN_TOKEN_URL=http://127.0.0.1:8400/oauth/token \\
+    FRESHTOKEN_API_URL=http://127.0.0.1:8400 FRESHTOKEN_CLIENT_ID=demo-client \\
+    FRESHTOKEN_CLIENT_SECRET=demo-secret $bin/freshtoken token --format json
+EOF
+exit "$status"

@@ -11,6 +11,10 @@ from freshtoken.testing import AuthServer, FakeClock
 from tests._fleet import Fleet
 from tests.helpers import CANARY_SECRET, leaks
 
+# The `freshtoken_server` fixture: installing freshtoken loads nothing into pytest, a project
+# opts in (this line, or `pytest -p freshtoken.testing.pytest_plugin`).
+pytest_plugins = ["freshtoken.testing.pytest_plugin"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slow tests (soak and fleets, timed against the machine's two cores) all go to one

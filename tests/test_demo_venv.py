@@ -27,6 +27,9 @@ def test_demo_installs_only_what_it_needs(tmp_path: Path) -> None:
         timeout=600,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+    # It ends by saying where freshtoken is (not on PATH) and the next command to try.
+    assert f"freshtoken is installed in {venv / 'bin'}" in out.stderr
+    assert f"{venv / 'bin'}/freshtoken testserver" in out.stderr
     listed = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "json"],
         capture_output=True,

@@ -92,3 +92,13 @@ def test_the_default_margins_are_the_documented_ones() -> None:
     for (seconds, part), policy in zip(rows, (RefreshPolicy(), COMMAND_LINE), strict=True):
         assert policy.min_ttl_for(day) == float(seconds)
         assert policy.min_ttl_for(short) == 4.0 * fraction[part]
+
+
+def test_the_readme_is_short_and_links_every_page_of_the_docs() -> None:
+    """The README is the front page (at most 10 KB); the reference lives in docs/, every page
+    of which it links (a new page needs a line in its "Documentation" list)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.encode()) <= 10_000
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert [p for p in pages if f"](docs/{p})" not in readme] == []
+    assert "| --- |" not in readme and "|---|" not in readme  # tables only in docs/

@@ -18,8 +18,8 @@ import redis as redis_client
 
 from freshtoken.config._load import _profile_values
 from freshtoken.testing import AuthServer
-from tests._cli import cli_env
-from tests._redis import RedisProcess
+from tests._cli import BIN, cli_env
+from tests._redis import RedisProcess, free_port
 from tests.helpers import require, require_module
 
 ROOT = Path(__file__).parent.parent
@@ -102,6 +102,26 @@ def test_the_readme_opens_with_the_two_commands() -> None:
     assert SHELL[0][0] == "README.md#1"
     assert [line.split()[0] for line in first.strip().splitlines()] == list(OPENING)
     assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_trying_it_locally_reaches_a_first_token(tmp_path: Path) -> None:
+    """The README's "Try it locally" block after its first command (the demo, which installs
+    into .venv-demo): the shipped stand-in in the background, then a first token from it."""
+    block = next(code for where, code in SHELL if "testserver" in code and "README" in where)
+    first, rest = block.split("\n", 1)
+    assert first.startswith("./scripts/demo.sh")
+    port = str(free_port())
+    code = rest.replace(".venv-demo/bin/", BIN + "/").replace("8400", port)
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "trap 'kill $(jobs -p)' EXIT\n" + code],
+        env=cli_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["access_token"].startswith("at_")
 
 
 def test_every_binding_is_used() -> None:

@@ -285,24 +285,42 @@ def test_the_test_server_expires_idle_refresh_tokens(server: AuthServer) -> None
 EXAMPLES = Path(__file__).parent.parent / "docs" / "examples"
 
 
+# The action's inputs and the settings they become (its serve step's env: in action.yml).
+ACTION_INPUTS = {
+    name: var
+    for var, name in re.findall(
+        r"(FRESHTOKEN_[A-Z_]+): \$\{\{ inputs\.([a-z-]+) \}\}",
+        (EXAMPLES.parent.parent / "action.yml").read_text(),
+    )
+}
+VENV_FRESHTOKEN = '"$RUNNER_TEMP/ft/bin/freshtoken"'
+
+
 def workflow(name: str) -> tuple[dict[str, str], list[str]]:
-    """The job's `env:` and its `run:` commands, from the YAML subset the examples use."""
+    """The settings the job's steps get (the job's `env:`, or the action's `with:` inputs as
+    the action passes them on) and its `run:` commands, from the YAML subset the examples use."""
     env: dict[str, str] = {}
     runs: list[str] = []
-    in_env = False
+    block = ""
     for line in (EXAMPLES / name).read_text().splitlines():
         text = line.split(" #", 1)[0].rstrip()
         if not text.strip():
             continue  # a comment line
-        if text.strip() == "env:":
-            in_env = True
+        if text.strip() in ("env:", "with:"):
+            block = text.strip()
             continue
-        if in_env and (found := re.fullmatch(r"\s{6}([A-Z_]+): (.+)", text)):
+        if block == "env:" and (found := re.fullmatch(r"\s{6}([A-Z_]+): (.+)", text)):
             env[found.group(1)] = found.group(2)
             continue
-        in_env = False
+        if block == "with:" and (found := re.fullmatch(r"\s{10}([a-z-]+): (.+)", text)):
+            env[ACTION_INPUTS[found.group(1)]] = found.group(2)
+            continue
+        block = ""
         if found := re.fullmatch(r"\s*(?:- )?run: (.+)", text):
-            runs.append(found.group(1))
+            command = found.group(1)
+            if command.startswith("'"):
+                command = command[1:-1]
+            runs.append(command.replace(VENV_FRESHTOKEN, "freshtoken"))
     return env, runs
 
 
@@ -315,7 +333,9 @@ def test_the_workflow_examples_run(
     steps (`exec` replaced by `token`: no npm project here) and keeps the chain alive."""
     env, runs = workflow(name)
     steps = [r for r in runs if r.startswith("freshtoken ")]
-    assert steps and all(r.startswith("freshtoken ") or "pip install" in r for r in runs)
+    others = [r for r in runs if not r.startswith("freshtoken ")]
+    assert steps and all(r.startswith(("python3 -m venv", "npm ")) for r in others), others
+    assert "python3 -m pip" not in "".join(runs)  # never into the runner's Python (PEP 668)
     github.set_value(SECRET, login(server))
     bound = {
         "${{ vars.OAUTH_CLIENT_ID }}": "demo-client",

@@ -32,7 +32,7 @@ from tests.helpers import TOKEN_SHAPE, leaks
 FT = [sys.executable, "-m", "freshtoken"]
 
 
-def test_pytest_fixture_is_registered(freshtoken_server: AuthServer) -> None:
+def test_pytest_fixture_is_registered_by_the_opt_in_plugin(freshtoken_server: AuthServer) -> None:
     response = httpx.post(
         freshtoken_server.token_url,
         data={"grant_type": "client_credentials"},

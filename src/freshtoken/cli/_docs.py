@@ -35,7 +35,7 @@ _PAGE = """# Configuration reference
 Every setting comes from a profile in `{config}`, from the Genesys variables, or from a
 `FRESHTOKEN_*` variable; each wins over the one before. Secrets come only from the environment,
 from files (`*_FILE`, `-` for standard input) or from the OS keyring (`*_KEYRING` =
-`SERVICE/NAME`, with `pip install 'freshtoken[keyring]'`; store an entry with
+`SERVICE/NAME`, with the `keyring` extra (docs/install.md); store an entry with
 `keyring set SERVICE NAME`; a missing store key is created there), never from the command line
 and never from the configuration file itself. A `FRESHTOKEN_*` variable that is no setting (a
 typo such as `FRESHTOKEN_CLIENTID`) is named in a warning by `freshtoken token` and `doctor`,

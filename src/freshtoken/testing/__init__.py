@@ -1,5 +1,6 @@
-"""Real parts for tests: `AuthServer` (an authorization server on loopback, also the
-`freshtoken_server` pytest fixture and `freshtoken testserver`), `GitHubSecrets` (a stand-in
+"""Real parts for tests: `AuthServer` (an authorization server on loopback, also
+`freshtoken testserver` and the `freshtoken_server` fixture of the opt-in pytest plugin
+`freshtoken.testing.pytest_plugin`), `GitHubSecrets` (a stand-in
 for GitHub's Actions secrets API), `FakeClock`, and `StoreContract`, the test class every
 `TokenStore` must pass."""
 

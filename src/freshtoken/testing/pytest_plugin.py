@@ -1,4 +1,6 @@
-"""pytest plugin (entry point `freshtoken`): the `freshtoken_server` fixture."""
+"""pytest plugin: the `freshtoken_server` fixture. Loaded only where asked for: `pytest -p
+freshtoken.testing.pytest_plugin`, or `pytest_plugins = ["freshtoken.testing.pytest_plugin"]`
+in a `conftest.py` (installing freshtoken registers nothing with pytest)."""
 
 from __future__ import annotations
 
