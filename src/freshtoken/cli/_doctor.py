@@ -203,8 +203,8 @@ def run_checks(
         endpoints = broker.client.endpoints()
         checks.extend(endpoint_lines(endpoints))
         token = broker.token()
-    except OAuthError as exc:
-        return [*checks, Check("fail", exc.message, exc.hint)]
+    except OAuthError as exc:  # with its error code and HTTP status
+        return [*checks, Check("fail", str(exc).split("\nhint: ", 1)[0], exc.hint)]
     checks.append(_writable(settings, store, broker.key))
     checks.append(_margin(token.lifetime, settings.min_ttl if min_ttl is None else min_ttl))
     checks.append(_lifetime(token.lifetime, build_minutes))

@@ -124,6 +124,7 @@ class TokenClient:
             grant.name,
             grant.scope,
             provider=endpoints.provider,
+            issuer=endpoints.issuer,
         )
         return (
             yield from with_retries(

@@ -12,17 +12,21 @@ import httpx
 
 from freshtoken._errors import (
     ErrorContext,
-    InvalidClientError,
     InvalidRequestError,
     MalformedResponseError,
     OAuthError,
     RateLimitedError,
     ServerError,
-    error_for_code,
 )
 from freshtoken._http import Reply, json_object
 from freshtoken._log import one_line, remember_secret
 from freshtoken._token import Token
+from freshtoken.oauth._codes import (
+    ClientRefusedError,
+    EndpointNotFoundError,
+    RefreshRefusedError,
+    error_for_code,
+)
 
 MAX_EXPIRES_IN = 366 * 86400  # a year and a day: anything longer is a server bug
 _EXCERPT_CHARS = 160
@@ -108,6 +112,13 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
             retry_after=wait,
             hint=RateLimitedError.explain(ctx),
         )
+    if status == 404:
+        # Whatever the body says (some answer {"error": "not_found"}): not a token endpoint.
+        return EndpointNotFoundError(
+            f"token endpoint {ctx.host} answered HTTP 404: no token endpoint at that URL",
+            status=status,
+            hint=EndpointNotFoundError.explain(ctx),
+        )
     if code:
         return error_for_code(
             code,
@@ -141,11 +152,21 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
             retry_after=wait,
             hint=ServerError.explain(replace(ctx, status=status)),
         )
-    if status == 401:
-        return InvalidClientError(
-            f"token endpoint {ctx.host} answered HTTP 401 without an OAuth error",
+    body = "an empty body" if not reply.body.strip() else "no OAuth error"
+    if status in (401, 403):
+        # The server refusing this client (a secret, a method, a scope, a grant), never a sign
+        # of a wrong URL: it came from the server's own discovery document, often.
+        return ClientRefusedError(
+            f"token endpoint {ctx.host} refused this client with HTTP {status} and {body}",
             status=status,
-            hint=InvalidClientError.explain(ctx),
+            hint=ClientRefusedError.explain(ctx),
+        )
+    if status == 400 and ctx.grant == "refresh_token":
+        return RefreshRefusedError(
+            f"token endpoint {ctx.host} refused the refresh_token request with HTTP 400 and "
+            + body,
+            status=status,
+            hint=RefreshRefusedError.explain(ctx),
         )
     return _malformed("no OAuth error in the body", reply, ctx)
 
