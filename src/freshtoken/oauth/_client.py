@@ -26,7 +26,7 @@ from freshtoken._http import (
 from freshtoken._token import Token
 from freshtoken.oauth._client_auth import ClientAuth
 from freshtoken.oauth._grants import Grant
-from freshtoken.oauth._response import parse_token_reply
+from freshtoken.oauth._response import check_nonce, parse_token_reply
 from freshtoken.oauth._retry import RetryPolicy, with_retries
 from freshtoken.provider._discovery import cached, discover
 from freshtoken.provider._endpoints import Endpoints, check_url
@@ -104,7 +104,10 @@ class TokenClient:
             "POST", endpoints.token_url, headers=headers, content=urlencode(form).encode()
         )
         assert reply is not None
-        return parse_token_reply(reply, sent_at, ctx)
+        token = parse_token_reply(reply, sent_at, ctx)
+        if nonce := getattr(grant, "nonce", None):
+            check_nonce(reply, nonce, ctx)
+        return token
 
     def deadline(self) -> float:
         """The monotonic instant by which a call starting now must end (the retry budget)."""

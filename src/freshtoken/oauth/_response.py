@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -13,6 +14,7 @@ import httpx
 from freshtoken._errors import (
     ErrorContext,
     InvalidRequestError,
+    LoginError,
     MalformedResponseError,
     OAuthError,
     RateLimitedError,
@@ -234,3 +236,29 @@ def parse_token_reply(reply: Reply, sent_at: float, ctx: ErrorContext) -> Token:
         refresh_token=refresh or None,
         scope=tuple(scope.split()) if scope is not None else None,
     )
+
+
+def check_nonce(reply: Reply, nonce: str, ctx: ErrorContext) -> None:
+    """An ID token in a token answer must carry the nonce of the login's authorization request
+    (OpenID Connect Core §3.1.3.7, item 11); one carrying another was not minted for this
+    login. The signature is not checked: the answer came straight from the token endpoint."""
+    data = json_object(reply.body) or {}
+    id_token = data.get("id_token")
+    if not isinstance(id_token, str):
+        return  # no ID token in this flow: nothing to check
+    remember_secret(id_token)
+    payload = id_token.split(".")[1] if id_token.count(".") == 2 else ""
+    try:
+        claims = json_object(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:
+        claims = None
+    if claims is None or claims.get("nonce") != nonce:
+        said = "carries another nonce" if claims and "nonce" in claims else "carries no nonce"
+        if claims is None:
+            said = "is not a readable JWT"
+        raise LoginError(
+            f"the ID token from {ctx.host} {said}: it was not minted for this login",
+            error="invalid_nonce",
+            hint="The login's authorization request and the code redeemed do not belong "
+            "together (a replayed or injected ID token). Run `freshtoken login` again.",
+        )

@@ -20,6 +20,7 @@ from freshtoken.testing._authorize import (
     authorize,
     decide_device,
     device_authorization,
+    id_token,
     poll_device,
     redeem_code,
 )
@@ -245,7 +246,7 @@ class Authority:
             return self._error(400, "unsupported_grant_type", f"grant {grant!r} not supported")
         if grant not in client.grants:
             return self._error(400, "unauthorized_client", f"client may not use the {grant} grant")
-        requested = tuple(form.get("scope", "").split())
+        requested, k = tuple(form.get("scope", "").split()), self.knobs
         if grant == "client_credentials":
             if not requested and self.knobs.client_credentials_need_scope:
                 return self._error(400, "invalid_scope", "a scope is required")
@@ -263,7 +264,12 @@ class Authority:
             granted = redeem(self._state, client, form)
             if isinstance(granted, Refusal):
                 return self._error(*granted)
-            return 200, self._mint(client, granted, grant, None, True), {}
+            offline = "offline_access" in granted.scope or not k.offline_access_needs_consent
+            body = self._mint(client, granted.scope, grant, None, offline)
+            if "openid" in granted.scope:
+                nonce = "not-" + str(granted.nonce) if k.wrong_nonce else granted.nonce
+                body["id_token"] = id_token(client.client_id, nonce)
+            return 200, body, {}
         return self._refresh(client, form.get("refresh_token", ""), requested)
 
     def authorize(self, query: dict[str, str]) -> Answer:

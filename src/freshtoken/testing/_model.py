@@ -131,6 +131,13 @@ class Knobs:
         False, "Redirect from /oauth/authorize with error=access_denied (the user declined)."
     )
     require_pkce: bool = knob(False, "Refuse /oauth/authorize without a code_challenge.")
+    offline_access_needs_consent: bool = knob(
+        False,
+        "An OpenID provider as panva's oidc-provider: drop offline_access (so no refresh "
+        "token) from an authorization request without prompt=consent.",
+    )
+    require_nonce: bool = knob(False, "Refuse /oauth/authorize with openid and no nonce.")
+    wrong_nonce: bool = knob(False, "Answer an ID token whose nonce is not the request's.")
     refuse_plain_pkce: bool = knob(False, "Refuse code_challenge_method=plain (S256 only).")
     device_interval: float = knob(5.0, "Polling interval a device authorization asks for (s).")
     device_code_ttl: float = knob(600.0, "Device-code lifetime (s).")
@@ -193,6 +200,7 @@ class CodeRecord:
     expires: float
     challenge: str | None = None
     method: str = "plain"
+    nonce: str | None = None
 
 
 @dataclass

@@ -107,9 +107,14 @@ class AuthServer(Authority):
         return None
 
     def metadata(self) -> dict[str, Any]:
-        """The RFC 8414 metadata (less the fields of the `metadata_omit` knob)."""
+        """The RFC 8414 metadata (less the fields of the `metadata_omit` knob); an OpenID
+        provider's (`offline_access_needs_consent`) says so."""
         omit = {name.strip() for name in self.knobs.metadata_omit.split(",")}
-        return {k: v for k, v in self._metadata().items() if k not in omit}
+        found = {k: v for k, v in self._metadata().items() if k not in omit}
+        if self.knobs.offline_access_needs_consent:
+            found["scopes_supported"] = ["openid", "offline_access"]
+            found["id_token_signing_alg_values_supported"] = ["none"]
+        return found
 
     def _metadata(self) -> dict[str, Any]:
         base = self.issuer
