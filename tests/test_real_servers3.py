@@ -142,3 +142,28 @@ def test_a_404_under_a_known_issuer_names_its_discovery_document() -> None:
         error = _refused(client)
         assert error.status == 404
         assert f"{server.issuer}/.well-known/openid-configuration" in error.hint
+
+
+def test_offline_access_with_client_credentials_is_warned_about_on_every_server(
+    tmp_path: Path,
+) -> None:
+    with AuthServer() as server:
+        env = cli_env(tmp_path, server, FRESHTOKEN_SCOPE="api offline_access")
+        out = ft(["token"], env, tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.count("a client-credentials answer carries none") == 1
+        assert "freshtoken login" in out.stderr  # what to do instead
+        doctor = ft(["doctor"], env, tmp_path)
+        assert "✗ scope asks for offline_access with client credentials" in doctor.stdout
+        # With a user's refresh token (after `freshtoken login`) offline_access is right.
+        login_env = {**env, "FRESHTOKEN_GRANT": "refresh_token"}
+        assert "offline_access" not in ft(["token"], login_env, tmp_path).stderr
+
+
+def test_doctor_says_a_refused_client_may_need_a_scope(tmp_path: Path) -> None:
+    with AuthServer(bare_refusals=True, client_credentials_need_scope=True) as server:
+        doctor = ft(["doctor"], cli_env(tmp_path, server), tmp_path)
+        assert doctor.returncode == 1
+        assert "refused this client with HTTP 403" in doctor.stdout
+        assert "this server may require one for client credentials" in doctor.stdout
+        assert URL_HINT not in doctor.stdout

@@ -182,18 +182,9 @@ def run_checks(
     if checks[-1].title.endswith("does not resolve"):
         return checks  # a token request would only retry for the whole budget
     genesys = bool(settings.region) or settings.provider == "genesys"
-    if "offline_access" in settings.scope:
+    if advice := settings.offline_access_advice():
         checks.append(
-            Check(
-                "fail",
-                "scope asks for offline_access",
-                "Genesys Cloud has no offline_access scope and client credentials never get a "
-                "refresh token; none is needed: freshtoken mints a new token before the old one "
-                "expires. Remove it from FRESHTOKEN_SCOPE."
-                if genesys
-                else "offline_access asks for a refresh token; client credentials need none. "
-                "Remove it unless this server documents it for this grant.",
-            )
+            Check("fail", "scope asks for offline_access with client credentials", advice)
         )
     try:
         store = _build.store_for(settings)
