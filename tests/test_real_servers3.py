@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from freshtoken import (
+    AuthorizationCode,
     ClientCredentials,
     ClientSecretBasic,
     ClientSecretPost,
@@ -167,3 +168,42 @@ def test_doctor_says_a_refused_client_may_need_a_scope(tmp_path: Path) -> None:
         assert "refused this client with HTTP 403" in doctor.stdout
         assert "this server may require one for client credentials" in doctor.stdout
         assert URL_HINT not in doctor.stdout
+
+
+def test_authentication_fails_checks_the_client_without_spending_the_refresh_token() -> None:
+    """Item 6: on the third server a refresh presented with a wrong secret disables the refresh
+    token for its owner too; `authentication_fails` asks introspection first, which spends
+    nothing."""
+    with AuthServer(bare_refusals=True, failed_auth_burns_refresh=True) as server:
+
+        def client(secret: str, introspection: bool = True) -> TokenClient:
+            where = server.url + "/oauth/introspect" if introspection else None
+            return TokenClient(
+                ClientSecretBasic("demo-client", Secret(secret)),
+                endpoints=Endpoints(server.token_url, introspection_url=where),
+                policy=RetryPolicy(budget=5.0),
+            )
+
+        code = server.issue_code("demo-client", ("api",))
+        refresh = client("demo-secret").fetch(AuthorizationCode(code)).refresh_token
+        assert refresh is not None
+        assert client("rotated-secret").authentication_fails() is True
+        assert client("demo-secret").authentication_fails() is False
+        assert client("demo-secret", introspection=False).authentication_fails() is None
+        assert server.active_refresh_tokens("demo-client") == 1  # nothing spent
+        # What the check prevents: presenting it with the failing secret burns it.
+        _refused(client("rotated-secret"), RefreshTokenGrant(refresh))
+        assert server.active_refresh_tokens("demo-client") == 0
+
+
+def test_doctor_notes_a_discovery_document_that_under_reports_grants(tmp_path: Path) -> None:
+    """Item 10: an issuer with a path, metadata only where the server puts it, and a
+    grant_types_supported without client_credentials: the token is had, doctor notes it."""
+    with AuthServer(mount="/o", metadata_grants="authorization_code") as server:
+        env = cli_env(tmp_path, FRESHTOKEN_ISSUER=server.issuer)
+        env |= {"FRESHTOKEN_CLIENT_ID": "demo-client", "FRESHTOKEN_CLIENT_SECRET": "demo-secret"}
+        assert ft(["token"], env, tmp_path).returncode == 0
+        doctor = ft(["doctor"], env, tmp_path)
+        assert doctor.returncode == 0, doctor.stdout
+        assert "grant_types_supported leaves out client_credentials" in doctor.stdout
+        assert f"(from {server.url}/.well-known/oauth-authorization-server/o)" in doctor.stdout

@@ -162,6 +162,11 @@ class Knobs:
         "oauth-authorization-server/o and /o/.well-known/oauth-authorization-server, OIDC "
         "metadata naming no revocation endpoint at /o/.well-known/openid-configuration.",
     )
+    metadata_grants: str = knob(
+        "",
+        "The grant_types_supported the metadata lists (comma-separated; empty: every grant), "
+        "as servers that under-report do.",
+    )
     metadata_omit: str = knob(
         "", "Fields left out of the RFC 8414 metadata (comma-separated: revocation_endpoint,...)."
     )

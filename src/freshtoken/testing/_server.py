@@ -127,7 +127,9 @@ class AuthServer(Authority):
             + ([] if self.knobs.refuse_plain_pkce else ["plain"]),
             "revocation_endpoint": base + "/oauth/revoke",
             "introspection_endpoint": base + "/oauth/introspect",
-            "grant_types_supported": sorted(ALL_GRANTS),
+            "grant_types_supported": [g.strip() for g in self.knobs.metadata_grants.split(",")]
+            if self.knobs.metadata_grants
+            else sorted(ALL_GRANTS),
             "token_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "client_secret_post",
