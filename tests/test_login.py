@@ -356,3 +356,96 @@ def test_two_peoples_logins_for_one_public_client_keep_apart_in_a_shared_store(
             assert server.active_refresh_tokens("spa") == 2
     finally:
         redis.stop()
+
+
+def _login_query(login: Login) -> tuple[str, dict[str, list[str]]]:
+    url = login.line(r"^(http://\S+/oauth/authorize\?\S+)$").group(1)
+    return url, parse_qs(urlsplit(url).query)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scope", ["read offline_access", "openid offline_access"])
+def test_offline_access_of_an_openid_provider_asks_for_consent_and_stores_a_refresh_token(
+    tmp_path: Path, logins: list[Login], scope: str
+) -> None:
+    """Issue 24 items 1 and 2: as panva's oidc-provider, the server drops offline_access (and
+    issues no refresh token) unless prompt=consent; with openid it wants a nonce, and the ID
+    token carries it."""
+    knobs = {"offline_access_needs_consent": True, "require_nonce": True}
+    with AuthServer(clients=[PUBLIC], **knobs) as server:  # type: ignore[arg-type]
+        env = _env(tmp_path, server, FRESHTOKEN_SCOPE=scope)
+        login = _start(logins, ["--no-browser"], env, tmp_path)
+        url, query = _login_query(login)
+        assert query["prompt"] == ["consent"]
+        assert ("nonce" in query) == ("openid" in scope)
+        assert httpx.get(httpx.get(url).headers["location"]).status_code == 200
+        rc, _, err = login.finish()
+        assert rc == 0, err
+        assert server.active_refresh_tokens("spa") == 1
+        assert ft(["token"], env, tmp_path).returncode == 0
+
+        # FRESHTOKEN_PROMPT=none sends none: the server drops offline_access, and login says so.
+        login = _start(logins, ["--no-browser"], {**env, "FRESHTOKEN_PROMPT": "none"}, tmp_path)
+        url, query = _login_query(login)
+        assert "prompt" not in query
+        assert httpx.get(httpx.get(url).headers["location"]).status_code == 200
+        rc, _, err = login.finish()
+        assert rc == 3
+        assert "issued no refresh token" in err
+
+
+def test_an_id_token_with_another_nonce_fails_the_login(
+    tmp_path: Path, logins: list[Login]
+) -> None:
+    with AuthServer(clients=[PUBLIC], wrong_nonce=True) as server:
+        env = _env(tmp_path, server, FRESHTOKEN_SCOPE="openid offline_access")
+        login = _start(logins, ["--no-browser"], env, tmp_path)
+        url, _query = _login_query(login)
+        assert httpx.get(httpx.get(url).headers["location"]).status_code == 200
+        rc, _, err = login.finish()
+        assert rc == 3, err
+        assert "the ID token from 127.0.0.1 carries another nonce" in err
+        assert "Traceback" not in err
+        assert server.active_refresh_tokens("spa") == 1  # minted, never stored
+        assert ft(["token"], env, tmp_path).returncode != 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_an_exact_redirect_uri_is_listened_at_and_sent_as_registered(
+    tmp_path: Path, logins: list[Login], host: str
+) -> None:
+    if host == "[::1]" and not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host.strip("[]"), 0))
+        port = probe.getsockname()[1]
+    registered = f"http://{host}:{port}/oauth/cb"
+    client = Client("spa", None, redirect_uris=(registered,))
+    with AuthServer(clients=[client]) as server:
+        env = _env(tmp_path, server, client, FRESHTOKEN_REDIRECT_URI=registered)
+        login = _start(logins, ["--no-browser"], env, tmp_path)
+        url, query = _login_query(login)
+        assert query["redirect_uri"] == [registered]
+        answer = httpx.get(url)
+        assert answer.status_code == 302, answer.text
+        assert httpx.get(answer.headers["location"]).status_code == 200
+        rc, _, err = login.finish()
+        assert rc == 0, err
+        # Taken: login names the exact URI it cannot listen at.
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as busy:
+            busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+            busy.bind((host.strip("[]").replace("localhost", "127.0.0.1"), port))
+            busy.listen()
+            out = ft(["login", "--no-browser"], env, tmp_path)
+        assert out.returncode == 2
+        assert f"for the login redirect ({registered}, FRESHTOKEN_REDIRECT_URI)" in out.stderr
+
+
+def test_a_redirect_uri_off_loopback_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    with AuthServer(clients=[PUBLIC]) as server:
+        env = _env(tmp_path, server, FRESHTOKEN_REDIRECT_URI="http://example.com:8765/cb")
+        out = ft(["login", "--no-browser"], env, tmp_path)
+        assert out.returncode == 2
+        assert "is not a loopback redirect URI" in out.stderr
+        assert server.token_requests() == []

@@ -8,7 +8,7 @@ excerpts that were redacted before they got here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 EXIT_USAGE, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_STORE = 2, 3, 4, 5
@@ -32,6 +32,8 @@ class ErrorContext:
     scope: tuple[str, ...] = ()
     status: int | None = None
     provider: str | None = None
+    #: The configured issuer, when there is one (its discovery document names the endpoints).
+    issuer: str | None = None
 
     @property
     def host(self) -> str:
@@ -382,57 +384,3 @@ class TokenUnavailableError(OAuthError):
 
     default_error = "token_unavailable"
     retryable_default = True
-
-
-_BY_CODE: dict[str, type[OAuthError]] = {
-    cls.default_error: cls
-    for cls in (
-        InvalidClientError,
-        InvalidGrantError,
-        UnauthorizedClientError,
-        InvalidScopeError,
-        InvalidRequestError,
-        RateLimitedError,
-        ServerError,
-    )
-}
-_BY_CODE |= {
-    "unsupported_grant_type": UnauthorizedClientError,
-    "access_denied": AuthorizationError,
-    "temporarily_unavailable": ServerError,
-}
-
-
-def error_for_code(
-    code: str,
-    ctx: ErrorContext,
-    *,
-    message: str,
-    description: str | None = None,
-    status: int | None = None,
-    retry_after: float | None = None,
-) -> OAuthError:
-    """Build the typed error for an OAuth error code, with its hint."""
-    cls = _BY_CODE.get(code, AuthorizationError if status and status < 500 else ServerError)
-    hint = cls.explain(replace(ctx, status=status))
-    return cls(
-        message,
-        error=code,
-        description=description,
-        status=status,
-        hint=hint,
-        retry_after=retry_after,
-    )
-
-
-def error_classes() -> list[type[OAuthError]]:
-    """Every error class, depth first from `OAuthError`."""
-    found: list[type[OAuthError]] = []
-
-    def walk(cls: type[OAuthError]) -> None:
-        found.append(cls)
-        for sub in cls.__subclasses__():
-            walk(sub)
-
-    walk(OAuthError)
-    return found

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from freshtoken._errors import EXIT_MEANINGS, ErrorContext, error_classes
+from freshtoken._errors import EXIT_MEANINGS, ErrorContext
 from freshtoken.config._options import CONFIG_NAME, GENESYS_ENV, OPTIONS
+from freshtoken.oauth._codes import error_classes
 
 
 def configuration_markdown() -> str:

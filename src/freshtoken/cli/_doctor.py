@@ -184,18 +184,9 @@ def run_checks(
     if checks[-1].title.endswith("does not resolve"):
         return checks  # a token request would only retry for the whole budget
     genesys = bool(settings.region) or settings.provider == "genesys"
-    if "offline_access" in settings.scope:
+    if advice := settings.offline_access_advice():
         checks.append(
-            Check(
-                "fail",
-                "scope asks for offline_access",
-                "Genesys Cloud has no offline_access scope and client credentials never get a "
-                "refresh token; none is needed: freshtoken mints a new token before the old one "
-                "expires. Remove it from FRESHTOKEN_SCOPE."
-                if genesys
-                else "offline_access asks for a refresh token; client credentials need none. "
-                "Remove it unless this server documents it for this grant.",
-            )
+            Check("fail", "scope asks for offline_access with client credentials", advice)
         )
     try:
         store = _build.store_for(settings)
@@ -205,8 +196,8 @@ def run_checks(
         endpoints = broker.client.endpoints()
         checks.extend(endpoint_lines(endpoints))
         token = broker.token()
-    except OAuthError as exc:
-        return [*checks, Check("fail", exc.message, exc.hint)]
+    except OAuthError as exc:  # with its error code and HTTP status
+        return [*checks, Check("fail", str(exc).split("\nhint: ", 1)[0], exc.hint)]
     checks.append(_writable(settings, store, broker.key))
     checks.append(_margin(token.lifetime, settings.min_ttl if min_ttl is None else min_ttl))
     checks.append(_lifetime(token.lifetime, build_minutes))

@@ -107,7 +107,25 @@ def _vouching(seen: Seen) -> Check | None:
     return Check("info", f"introspection vouches for refresh tokens: {vouching(entry)}")
 
 
-LEARNED: list[Callable[[Seen], Check | None]] = [_provider, _rotation, _vouching]
+def _grants_listed(seen: Seen) -> Check | None:
+    """A discovery document that omits a grant in use: noted, never refused (servers
+    under-report: client_credentials and refresh_token work where some leave them out)."""
+    listed = seen.endpoints.grant_types
+    if listed is None:
+        return None
+    entry = seen.broker.store.load(seen.broker.key)
+    used = {seen.settings.grant} | ({"refresh_token"} if entry and entry.refresh_token else set())
+    missing = sorted(used - set(listed))
+    if not missing:
+        return None
+    return Check(
+        "info",
+        f"the discovery document's grant_types_supported leaves out {', '.join(missing)}, "
+        "which this server answered anyway: it under-reports (nothing is refused for that)",
+    )
+
+
+LEARNED: list[Callable[[Seen], Check | None]] = [_provider, _rotation, _vouching, _grants_listed]
 
 
 def learned(seen: Seen) -> list[Check]:

@@ -49,8 +49,10 @@ def login(
 
     The authorization-code grant with PKCE, redirected to a listener on 127.0.0.1 (register
     http://127.0.0.1/callback, with FRESHTOKEN_REDIRECT_PORT when the server wants the port
-    too), or with --device the device grant. Scopes come from FRESHTOKEN_SCOPE: add
-    offline_access where the server issues refresh tokens only for it.
+    too, or FRESHTOKEN_REDIRECT_URI for the exact URI registered), or with --device the device
+    grant. Scopes come from FRESHTOKEN_SCOPE: add offline_access where the server issues
+    refresh tokens only for it (an OpenID provider is then asked for consent:
+    FRESHTOKEN_PROMPT overrides it).
 
     \b
     Examples:
@@ -61,6 +63,17 @@ def login(
         _login(ctx, device, no_browser, print_token, timeout)
     except OAuthError as exc:
         fail(exc)
+
+
+def login_prompt(setting: str | None, scope: tuple[str, ...], openid: bool) -> str | None:
+    """The `prompt` of the authorization request: the setting (`none`: send none), else
+    `consent` when offline_access is asked of an OpenID provider, which drops offline_access
+    (and issues no refresh token) without it (OpenID Connect Core §11)."""
+    if setting:
+        return None if setting.strip() == "none" else setting.strip()
+    if "offline_access" in scope and (openid or "openid" in scope):
+        return "consent"
+    return None
 
 
 def _login(
@@ -127,6 +140,8 @@ def _login(
             show=show,
             timeout=timeout,
             port=settings.redirect_port or 0,
+            redirect_uri=settings.redirect_uri,
+            prompt=login_prompt(settings.prompt, settings.scope, found.openid),
             on_ignored=lambda why: _say(f"freshtoken: ignored {why}; still waiting"),
         )
     if not token.refresh_token:
@@ -135,7 +150,8 @@ def _login(
             error="no_refresh_token",
             hint="Ask for the scope that grants one where the server needs it (offline_access "
             "for Okta, Entra ID, Auth0 and Keycloak offline tokens) in FRESHTOKEN_SCOPE, and "
-            "allow refresh tokens on the client.",
+            "allow refresh tokens on the client. An OpenID provider grants offline_access only "
+            "with consent: unset FRESHTOKEN_PROMPT, or set it to consent.",
         )
     if not print_token:
         broker.seed_refresh_token(token.refresh_token)

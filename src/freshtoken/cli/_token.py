@@ -85,12 +85,8 @@ def _from_store_or_mint(
     settings = Settings.load(profile=profile)
     for line in unknown_variables(os.environ):  # doctor says it too
         logger.warning("warning: %s", line)
-    if (settings.region or settings.provider == "genesys") and "offline_access" in settings.scope:
-        logger.warning(
-            "warning: offline_access is not a Genesys Cloud scope and client credentials "
-            "never get a refresh token; none is needed (freshtoken mints a new token before "
-            "the old one expires). Remove it from FRESHTOKEN_SCOPE."
-        )
+    if advice := settings.offline_access_advice():
+        logger.warning("warning: %s", advice)
     policy = with_margin(COMMAND_LINE, settings.min_ttl)
     try:
         token = cached_token(settings, min_ttl, policy)

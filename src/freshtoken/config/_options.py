@@ -138,6 +138,21 @@ class SettingValues:
         shown="any free port",
         group=R,  # where the authorization code goes: not a repository's choice
     )
+    redirect_uri: str | None = _setting(
+        "text",
+        "The whole redirect URI of `freshtoken login`, for servers that match it exactly "
+        "(host 127.0.0.1, localhost or [::1], port and path as registered); wins over "
+        "redirect_port.",
+        "http://localhost:8765/oauth/callback",
+        shown="http://127.0.0.1:PORT/callback",
+        group=R,
+    )
+    prompt: str | None = _setting(
+        "text",
+        "The `prompt` of `freshtoken login`'s authorization request; none sends no prompt.",
+        "login",
+        shown="consent when offline_access is asked of an OpenID provider, else none",
+    )
     client_id: str | None = _setting("text", "OAuth client id.", "3f2a...c9")
     client_secret: Secret | None = _setting(
         "secret", "OAuth client secret.", "/run/secrets/client_secret"

@@ -67,6 +67,25 @@ class Settings(SettingValues):
             raise ConfigurationError("no client id configured", hint="Set FRESHTOKEN_CLIENT_ID.")
         return self.client_id
 
+    def offline_access_advice(self) -> str | None:
+        """Why offline_access in the scope of client credentials is a mistake on any server
+        (RFC 6749 §4.4.3: that answer carries no refresh token), and what to do instead; None
+        when it is not asked for with client credentials."""
+        if "offline_access" not in self.scope or self.grant != "client_credentials":
+            return None
+        if self.region or self.provider == "genesys":
+            return (
+                "offline_access is not a Genesys Cloud scope and client credentials never get a "
+                "refresh token; none is needed (freshtoken mints a new token before the old one "
+                "expires). Remove it from FRESHTOKEN_SCOPE."
+            )
+        return (
+            "offline_access asks for a refresh token, and a client-credentials answer carries "
+            "none (RFC 6749 §4.4.3); none is needed: freshtoken mints a new token before the old "
+            "one expires. Remove it from FRESHTOKEN_SCOPE (some servers refuse it there). For a "
+            "user's refresh token, run `freshtoken login` with FRESHTOKEN_GRANT=refresh_token."
+        )
+
     def label(self, key: str) -> str:
         """Where `key` was set, or the variable that sets it."""
         return self.sources.get(key, "FRESHTOKEN_" + key.upper())

@@ -26,10 +26,13 @@ from freshtoken._http import (
 from freshtoken._token import Token
 from freshtoken.oauth._client_auth import ClientAuth
 from freshtoken.oauth._grants import Grant
-from freshtoken.oauth._response import parse_token_reply
+from freshtoken.oauth._response import check_nonce, parse_token_reply
 from freshtoken.oauth._retry import RetryPolicy, with_retries
 from freshtoken.provider._discovery import cached, discover
 from freshtoken.provider._endpoints import Endpoints, check_url
+
+#: The token `authentication_fails` introspects: no server issued it, so it spends nothing.
+CHECK_TOKEN = "freshtoken-credential-check"
 
 
 class TokenClient:
@@ -104,7 +107,10 @@ class TokenClient:
             "POST", endpoints.token_url, headers=headers, content=urlencode(form).encode()
         )
         assert reply is not None
-        return parse_token_reply(reply, sent_at, ctx)
+        token = parse_token_reply(reply, sent_at, ctx)
+        if nonce := getattr(grant, "nonce", None):
+            check_nonce(reply, nonce, ctx)
+        return token
 
     def deadline(self) -> float:
         """The monotonic instant by which a call starting now must end (the retry budget)."""
@@ -124,6 +130,7 @@ class TokenClient:
             grant.name,
             grant.scope,
             provider=endpoints.provider,
+            issuer=endpoints.issuer,
         )
         return (
             yield from with_retries(
@@ -177,6 +184,28 @@ class TokenClient:
         """RFC 7662: is `value` active? None when the server has no introspection endpoint
         or did not answer clearly. One attempt, no retries."""
         return run_sync(self._introspection(value, hint), self._client(), self.clock)
+
+    def _authentication(self) -> Exchange[bool | None]:
+        reply = yield from self._post_token("introspection_url", CHECK_TOKEN, "access_token")
+        if reply is None:
+            return None
+        if reply.status in (401, 403):
+            return True
+        data = json_object(reply.body)
+        if data is not None and data.get("error") == "invalid_client":
+            return True
+        return False if reply.status == 200 and data is not None and "active" in data else None
+
+    def authentication_fails(self) -> bool | None:
+        """Is this client's authentication known to fail? Asked of the introspection endpoint
+        with a made-up token, which spends nothing: True when it refused the client (401, 403
+        or invalid_client), False when it answered, None when it cannot tell (no
+        introspection endpoint, no clear answer). One attempt, within the retry budget.
+
+        A refresh token must not be presented while this is True: on some servers a refresh
+        with failing client authentication disables the refresh token for its owner too."""
+        exchange = stamped(self._authentication(), self.deadline())
+        return run_sync(exchange, self._client(), self.clock)
 
     def _revocation(self, value: str, hint: str) -> Exchange[bool | None]:
         endpoints = yield from self.endpoints_exchange()

@@ -76,6 +76,8 @@ class AuthorizationCode:
     redirect_uri: str | None = None
     code_verifier: str | None = None
     scope: tuple[str, ...] = ()
+    #: The nonce of the authorization request: an ID token in the answer must carry it.
+    nonce: str | None = None
     name: str = field(default="authorization_code", init=False)
     single_use: ClassVar[bool] = True
 

@@ -55,8 +55,11 @@ def authorization_request(
     *,
     state: str,
     pkce: Pkce,
+    prompt: str | None = None,
+    nonce: str | None = None,
 ) -> str:
-    """The URL the browser opens (RFC 6749 §4.1.1 with RFC 7636 §4.3)."""
+    """The URL the browser opens (RFC 6749 §4.1.1 with RFC 7636 §4.3; `prompt` and `nonce`
+    from OpenID Connect Core §3.1.2.1)."""
     params = {
         "response_type": "code",
         "client_id": client_id,
@@ -67,6 +70,10 @@ def authorization_request(
     }
     if scope:
         params["scope"] = " ".join(scope)
+    if prompt:
+        params["prompt"] = prompt
+    if nonce:
+        params["nonce"] = nonce
     parts = urlsplit(authorization_url)
     query = "&".join(q for q in (parts.query, urlencode(params)) if q)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
@@ -80,13 +87,20 @@ def browser_login(
     show: Callable[[str], None],
     timeout: float,
     port: int = 0,
+    redirect_uri: str | None = None,
+    prompt: str | None = None,
     on_ignored: Callable[[str], None] = lambda reason: None,
 ) -> Token:
-    """Listen on loopback, hand the authorization URL to `show` (which opens a browser or
-    prints it), take the one redirect with our state, and redeem its code with the verifier."""
+    """Listen on loopback (at `redirect_uri` exactly, when given), hand the authorization URL
+    to `show` (which opens a browser or prints it), take the one redirect with our state, and
+    redeem its code with the verifier. With `openid` in the scope a nonce goes along (some
+    servers refuse the request without one) and an ID token that comes back must carry it."""
     state = secrets.token_urlsafe(24)
     pkce = Pkce.new()
-    with LoopbackRedirect(state, port=port, on_ignored=on_ignored) as listener:
+    nonce = secrets.token_urlsafe(24) if "openid" in scope else None
+    with LoopbackRedirect(
+        state, port=port, redirect_uri=redirect_uri, on_ignored=on_ignored
+    ) as listener:
         redirect_uri = listener.redirect_uri
         show(
             authorization_request(
@@ -96,10 +110,12 @@ def browser_login(
                 scope,
                 state=state,
                 pkce=pkce,
+                prompt=prompt,
+                nonce=nonce,
             )
         )
         code = listener.wait(timeout)
-    return client.fetch(AuthorizationCode(code, redirect_uri, pkce.verifier, scope))
+    return client.fetch(AuthorizationCode(code, redirect_uri, pkce.verifier, scope, nonce))
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hmac
 import html
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from freshtoken._errors import ConfigurationError, ErrorContext, LoginError
 from freshtoken._log import remember_secret
@@ -21,11 +22,34 @@ from freshtoken._serving import QuietErrors, serve_in_thread, stop_serving
 from freshtoken.oauth._response import server_text
 
 CALLBACK_PATH = "/callback"
+_HOSTS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
+
+
+def listen_address(redirect_uri: str, setting: str = "FRESHTOKEN_REDIRECT_URI") -> tuple[str, int]:
+    """Where to listen for `redirect_uri` (host, port); a URI that is not http on loopback with
+    a port (127.0.0.1, localhost or [::1]) is refused: it is sent exactly as registered."""
+    parts = urlsplit(redirect_uri)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = _HOSTS.get(parts.hostname or "")
+    if parts.scheme != "http" or host is None or port is None or parts.fragment:
+        raise ConfigurationError(
+            f"{setting} {server_text(redirect_uri, 200)!r} is not a loopback redirect URI",
+            hint=f"Set {setting} to the redirect URI registered for the client, exactly: "
+            "http://127.0.0.1:PORT/PATH, http://localhost:PORT/PATH or http://[::1]:PORT/PATH.",
+        )
+    return host, port
 
 
 class _Server(QuietErrors, ThreadingHTTPServer):
     daemon_threads = True
     receiver: LoopbackRedirect
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -60,10 +84,17 @@ class LoopbackRedirect:
         state: str,
         *,
         port: int = 0,
+        redirect_uri: str | None = None,
         on_ignored: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self._state = state
         self._port = port
+        self._host = "127.0.0.1"
+        self._uri = redirect_uri  # exactly as registered (FRESHTOKEN_REDIRECT_URI)
+        self._path = CALLBACK_PATH
+        if redirect_uri is not None:
+            self._host, self._port = listen_address(redirect_uri)
+            self._path = urlsplit(redirect_uri).path or "/"
         self._on_ignored = on_ignored
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -74,15 +105,19 @@ class LoopbackRedirect:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> LoopbackRedirect:
+        server = _Server6 if ":" in self._host else _Server
         try:
-            self._httpd = _Server(("127.0.0.1", self._port), _Handler)
+            self._httpd = server((self._host, self._port), _Handler)
         except (OSError, OverflowError) as exc:  # Overflow: a port past 65535
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            shown = f"[{self._host}]" if ":" in self._host else self._host
+            exact = f" ({self._uri}, FRESHTOKEN_REDIRECT_URI)" if self._uri else ""
             raise ConfigurationError(
-                f"cannot listen on 127.0.0.1:{self._port} for the login redirect ({why})",
-                hint="Another program holds the port: stop it, or set FRESHTOKEN_REDIRECT_PORT "
-                "to a free port registered as a redirect URI of the client (or unset it to "
-                "take any free port).",
+                f"cannot listen on {shown}:{self._port} for the login redirect{exact} ({why})",
+                hint="Another program holds the port, or this machine has no such loopback "
+                "address: stop that program, or register another redirect URI for the client "
+                "and set FRESHTOKEN_REDIRECT_URI (or FRESHTOKEN_REDIRECT_PORT) to it; unset "
+                "both to take any free port, where the server allows that.",
             ) from None
         self._httpd.receiver = self
         self._thread = serve_in_thread(self._httpd, "freshtoken-login-redirect")
@@ -98,12 +133,16 @@ class LoopbackRedirect:
     @property
     def redirect_uri(self) -> str:
         assert self._httpd is not None, "not listening"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}{CALLBACK_PATH}"
+        if self._uri is not None:
+            return self._uri
+        return urlunsplit(
+            ("http", f"127.0.0.1:{self._httpd.server_address[1]}", CALLBACK_PATH, "", "")
+        )
 
     def arrived(self, target: str) -> tuple[int, str, str]:
         """Judge one request: (status, title, text) of the page the browser is shown."""
         parts = urlsplit(target)
-        if parts.path != CALLBACK_PATH:
+        if parts.path != self._path:
             return 404, "Not found", "This address only receives the login redirect."
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -12,17 +13,22 @@ import httpx
 
 from freshtoken._errors import (
     ErrorContext,
-    InvalidClientError,
     InvalidRequestError,
+    LoginError,
     MalformedResponseError,
     OAuthError,
     RateLimitedError,
     ServerError,
-    error_for_code,
 )
 from freshtoken._http import Reply, json_object
 from freshtoken._log import one_line, remember_secret
 from freshtoken._token import Token
+from freshtoken.oauth._codes import (
+    ClientRefusedError,
+    EndpointNotFoundError,
+    RefreshRefusedError,
+    error_for_code,
+)
 
 MAX_EXPIRES_IN = 366 * 86400  # a year and a day: anything longer is a server bug
 _EXCERPT_CHARS = 160
@@ -108,6 +114,13 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
             retry_after=wait,
             hint=RateLimitedError.explain(ctx),
         )
+    if status == 404:
+        # Whatever the body says (some answer {"error": "not_found"}): not a token endpoint.
+        return EndpointNotFoundError(
+            f"token endpoint {ctx.host} answered HTTP 404: no token endpoint at that URL",
+            status=status,
+            hint=EndpointNotFoundError.explain(ctx),
+        )
     if code:
         return error_for_code(
             code,
@@ -141,11 +154,21 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
             retry_after=wait,
             hint=ServerError.explain(replace(ctx, status=status)),
         )
-    if status == 401:
-        return InvalidClientError(
-            f"token endpoint {ctx.host} answered HTTP 401 without an OAuth error",
+    body = "an empty body" if not reply.body.strip() else "no OAuth error"
+    if status in (401, 403):
+        # The server refusing this client (a secret, a method, a scope, a grant), never a sign
+        # of a wrong URL: it came from the server's own discovery document, often.
+        return ClientRefusedError(
+            f"token endpoint {ctx.host} refused this client with HTTP {status} and {body}",
             status=status,
-            hint=InvalidClientError.explain(ctx),
+            hint=ClientRefusedError.explain(ctx),
+        )
+    if status == 400 and ctx.grant == "refresh_token":
+        return RefreshRefusedError(
+            f"token endpoint {ctx.host} refused the refresh_token request with HTTP 400 and "
+            + body,
+            status=status,
+            hint=RefreshRefusedError.explain(ctx),
         )
     return _malformed("no OAuth error in the body", reply, ctx)
 
@@ -213,3 +236,29 @@ def parse_token_reply(reply: Reply, sent_at: float, ctx: ErrorContext) -> Token:
         refresh_token=refresh or None,
         scope=tuple(scope.split()) if scope is not None else None,
     )
+
+
+def check_nonce(reply: Reply, nonce: str, ctx: ErrorContext) -> None:
+    """An ID token in a token answer must carry the nonce of the login's authorization request
+    (OpenID Connect Core §3.1.3.7, item 11); one carrying another was not minted for this
+    login. The signature is not checked: the answer came straight from the token endpoint."""
+    data = json_object(reply.body) or {}
+    id_token = data.get("id_token")
+    if not isinstance(id_token, str):
+        return  # no ID token in this flow: nothing to check
+    remember_secret(id_token)
+    payload = id_token.split(".")[1] if id_token.count(".") == 2 else ""
+    try:
+        claims = json_object(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:
+        claims = None
+    if claims is None or claims.get("nonce") != nonce:
+        said = "carries another nonce" if claims and "nonce" in claims else "carries no nonce"
+        if claims is None:
+            said = "is not a readable JWT"
+        raise LoginError(
+            f"the ID token from {ctx.host} {said}: it was not minted for this login",
+            error="invalid_nonce",
+            hint="The login's authorization request and the code redeemed do not belong "
+            "together (a replayed or injected ID token). Run `freshtoken login` again.",
+        )

@@ -68,6 +68,15 @@ def _untrusted(meta: dict[str, object] | None, url: str, issuer: str) -> OAuthEr
     return None
 
 
+def _is_openid(meta: dict[str, object]) -> bool:
+    """The document is an OpenID provider's: it has what OpenID Connect Discovery §3 requires
+    of one, or lists the openid scope."""
+    scopes = meta.get("scopes_supported")
+    return "id_token_signing_alg_values_supported" in meta or (
+        isinstance(scopes, list) and "openid" in scopes
+    )
+
+
 def discover(issuer: str, now: float) -> Exchange[Endpoints]:
     """Read the issuer's metadata documents, merge what the trusted ones say, and check it."""
     check_url(issuer, "FRESHTOKEN_ISSUER")
@@ -75,6 +84,8 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
     tried: list[str] = []
     refused: list[OAuthError] = []  # in the order met; the first is raised if nothing is found
     untrusted: list[str] = []
+    openid = False
+    grant_types: tuple[str, ...] | None = None
     whole = True
     for url in metadata_urls(issuer):
         try:
@@ -104,6 +115,10 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
                     hint=f"Check that {issuer} is the issuer URL of an OAuth/OIDC server.",
                 )
             )
+        openid = openid or _is_openid(meta)
+        listed = meta.get("grant_types_supported")
+        if grant_types is None and isinstance(listed, list):
+            grant_types = tuple(str(g) for g in listed)
         for key, name in _FIELDS.items():
             value = meta.get(key)
             if isinstance(value, str) and name not in found:
@@ -124,6 +139,8 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
     endpoints = Endpoints(
         token_url=found["token_url"][0],
         issuer=issuer,
+        openid=openid,
+        grant_types=grant_types,
         **{name: url for name, (url, _doc) in found.items() if name != "token_url"},
         sources=tuple((name, doc) for name, (_url, doc) in found.items()),
     )

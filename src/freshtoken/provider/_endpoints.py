@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._urls import normal_host, normal_url, split_url
@@ -24,6 +25,10 @@ class Endpoints:
     region: str | None = None
     #: "genesys" where the Genesys Cloud behaviour applies (a region, or the provider setting).
     provider: str | None = None
+    #: A discovery document says this is an OpenID provider (OpenID Connect Discovery fields).
+    openid: bool = False
+    #: The grant types a discovery document lists (None: it lists none, or no document).
+    grant_types: tuple[str, ...] | None = None
     #: (field, where its URL came from): a setting, a discovery document's URL or the Genesys
     #: preset; `freshtoken doctor` shows them.
     sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
@@ -54,10 +59,11 @@ class Endpoints:
         if not urls:
             return self
         kept = tuple((name, src) for name, src in self.sources if name not in urls)
+        changes: dict[str, Any] = {name: url for name, (url, _src) in urls.items()}
         return replace(
             self,
             sources=kept + tuple((name, src) for name, (_url, src) in urls.items()),
-            **{name: url for name, (url, _src) in urls.items()},
+            **changes,
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import secrets
 import time
 from typing import NamedTuple
@@ -26,6 +27,21 @@ from freshtoken.testing._model import (
     Knobs,
     State,
 )
+
+
+class Granted(NamedTuple):
+    """What a redeemed code or an approved device login grants."""
+
+    scope: tuple[str, ...]
+    nonce: str | None = None
+
+
+def id_token(client_id: str, nonce: str | None) -> str:
+    """An unsigned ID token (alg none: the test server proves nothing with it) with `nonce`."""
+    claims = {"aud": client_id, "sub": "user", "iat": int(time.time())}
+    parts = [{"alg": "none", "typ": "JWT"}, {**claims, **({"nonce": nonce} if nonce else {})}]
+    encoded = (base64.urlsafe_b64encode(json.dumps(p).encode()).rstrip(b"=") for p in parts)
+    return b".".join(encoded).decode() + "."
 
 
 class Refusal(NamedTuple):
@@ -72,10 +88,13 @@ def issue_code(
     *,
     challenge: str | None = None,
     method: str = "plain",
+    nonce: str | None = None,
 ) -> str:
     code = "code_" + secrets.token_urlsafe(16)
     expires = time.monotonic() + knobs.code_ttl
-    state.codes[code] = CodeRecord(client_id, scope, redirect_uri, expires, challenge, method)
+    state.codes[code] = CodeRecord(
+        client_id, scope, redirect_uri, expires, challenge, method, nonce
+    )
     return code
 
 
@@ -86,6 +105,9 @@ def authorize(state: State, knobs: Knobs, client: Client | None, query: dict[str
     if client is None:
         return page(400, "Unknown client", "No client is registered with this client_id.")
     redirect = query.get("redirect_uri", "")
+    if client.redirect_uris is not None and redirect not in client.redirect_uris:
+        # Matched exactly, host, port and path: no port-agnostic loopback (RFC 8252 §7.3).
+        return page(400, "Invalid redirect_uri", "This redirect URI is not registered.")
     echo = {"state": query["state"]} if "state" in query else {}
 
     def answer(params: dict[str, str]) -> Answer:
@@ -96,6 +118,10 @@ def authorize(state: State, knobs: Knobs, client: Client | None, query: dict[str
     scope = tuple(query.get("scope", "").split())
     challenge = query.get("code_challenge") or None
     method = query.get("code_challenge_method") or "plain"
+    if knobs.offline_access_needs_consent and "consent" not in query.get("prompt", "").split():
+        scope = tuple(s for s in scope if s != "offline_access")  # OpenID Connect Core §11
+    if knobs.require_nonce and "openid" in scope and not query.get("nonce"):
+        return answer({"error": "invalid_request", "error_description": "nonce required"})
     if query.get("response_type", "code") != "code":
         return answer({"error": "unsupported_response_type"})
     if "authorization_code" not in client.grants:
@@ -111,12 +137,19 @@ def authorize(state: State, knobs: Knobs, client: Client | None, query: dict[str
     if knobs.deny_authorization:
         return answer({"error": "access_denied", "error_description": "the user declined"})
     code = issue_code(
-        state, knobs, client.client_id, scope, redirect or None, challenge=challenge, method=method
+        state,
+        knobs,
+        client.client_id,
+        scope,
+        redirect or None,
+        challenge=challenge,
+        method=method,
+        nonce=query.get("nonce") or None,
     )
     return answer({"code": code, **({} if redirect else echo)})
 
 
-def redeem_code(state: State, client: Client, form: dict[str, str]) -> tuple[str, ...] | Refusal:
+def redeem_code(state: State, client: Client, form: dict[str, str]) -> Granted | Refusal:
     """The scope of a presented code, or why it is refused; the code is spent either way."""
     record = state.codes.pop(form.get("code", ""), None)
     if record is None or record.client_id != client.client_id:
@@ -132,7 +165,7 @@ def redeem_code(state: State, client: Client, form: dict[str, str]) -> tuple[str
         derived = s256(verifier) if record.method == "S256" else verifier
         if not secrets.compare_digest(derived.encode(), record.challenge.encode()):
             return Refusal(400, "invalid_grant", "code_verifier does not match the code_challenge")
-    return record.scope
+    return Granted(record.scope, record.nonce)
 
 
 def _user_code() -> str:
@@ -190,7 +223,7 @@ def decide_device(state: State, user_code: str, approve: bool) -> bool:
     return False
 
 
-def poll_device(state: State, client: Client, form: dict[str, str]) -> tuple[str, ...] | Refusal:
+def poll_device(state: State, client: Client, form: dict[str, str]) -> Granted | Refusal:
     """A device-code poll at the token endpoint: the scope once approved, else the answer
     RFC 8628 §3.5 gives (authorization_pending, slow_down, access_denied, expired_token)."""
     device_code = form.get("device_code", "")
@@ -212,7 +245,7 @@ def poll_device(state: State, client: Client, form: dict[str, str]) -> tuple[str
     del state.devices[device_code]
     if not record.decision:
         return Refusal(400, "access_denied", "the user denied the request")
-    return record.scope
+    return Granted(record.scope)
 
 
 def device_page(user_code: str = "", said: str = "") -> Answer:

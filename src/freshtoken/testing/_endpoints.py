@@ -20,11 +20,14 @@ from freshtoken.testing._authorize import (
     authorize,
     decide_device,
     device_authorization,
+    id_token,
     poll_device,
     redeem_code,
 )
 from freshtoken.testing._faults import (
+    NONSTANDARD,
     api_rate_limited,
+    bare_refusal,
     malformed_answer,
     over_limit,
     rate_limit_description,
@@ -128,6 +131,8 @@ class Authority:
         self, status: int, code: str, description: str, headers: dict[str, str] | None = None
     ) -> Answer:
         self._count("error:" + code)
+        if self.knobs.error_style == "nonstandard":
+            code = NONSTANDARD.get(code, code)
         body = {"error": code, "error_description": description}
         if self.knobs.error_style == "genesys":
             body["description"] = description
@@ -135,7 +140,8 @@ class Authority:
 
     def _authenticate(self, headers: Any, form: dict[str, str]) -> Client | Answer:
         basic = headers.get("Authorization", "")
-        if basic.lower().startswith("basic "):
+        method = "client_secret_basic" if basic.lower().startswith("basic ") else ""
+        if method:
             if "client_secret" in form:
                 return self._error(400, "invalid_request", "more than one client authentication")
             try:
@@ -145,8 +151,11 @@ class Authority:
         else:
             cid, secret = form.get("client_id", ""), form.get("client_secret", "")
         client = self._clients.get(cid)
-        ok = client is not None and (
-            secret_matches(client.secret, secret) if client.secret is not None else not secret
+        method = method or ("client_secret_post" if secret else "none")
+        ok = (
+            client is not None
+            and (secret_matches(client.secret, secret) if client.secret is not None else not secret)
+            and client.auth_method in (None, method)
         )
         if not ok or client is None:
             challenge = {"WWW-Authenticate": 'Basic realm="freshtoken-testserver"'}
@@ -199,7 +208,12 @@ class Authority:
         k = self.knobs
         with self._lock:
             self._count("token_requests")
-            return self._fault(k) or self._grant(headers, form)
+            if fault := self._fault(k):
+                return fault
+            answer = self._grant(headers, form)
+            if k.bare_refusals:
+                return bare_refusal(answer, form.get("grant_type", ""))
+            return answer
 
     def _fault(self, k: Knobs) -> Answer | None:
         """The rate limit, an injected 503 or a malformed answer, when the knobs call for one."""
@@ -221,16 +235,21 @@ class Authority:
 
     def _grant(self, headers: Any, form: dict[str, str]) -> Answer:
         authed = self._authenticate(headers, form)
+        grant = form.get("grant_type", "")
         if not isinstance(authed, Client):
+            burnt = self._state.refresh.get(form.get("refresh_token", ""))
+            if grant == "refresh_token" and burnt and self.knobs.failed_auth_burns_refresh:
+                self._revoke_family(burnt.family)
             return authed
         client = authed
-        grant = form.get("grant_type", "")
         if grant not in ALL_GRANTS:
             return self._error(400, "unsupported_grant_type", f"grant {grant!r} not supported")
         if grant not in client.grants:
             return self._error(400, "unauthorized_client", f"client may not use the {grant} grant")
-        requested = tuple(form.get("scope", "").split())
+        requested, k = tuple(form.get("scope", "").split()), self.knobs
         if grant == "client_credentials":
+            if not requested and self.knobs.client_credentials_need_scope:
+                return self._error(400, "invalid_scope", "a scope is required")
             if client.scopes is not None and self.knobs.narrow_scope:
                 requested = tuple(s for s in requested if s in client.scopes)
             if client.scopes is not None and not set(requested) <= client.scopes:
@@ -245,7 +264,12 @@ class Authority:
             granted = redeem(self._state, client, form)
             if isinstance(granted, Refusal):
                 return self._error(*granted)
-            return 200, self._mint(client, granted, grant, None, True), {}
+            offline = "offline_access" in granted.scope or not k.offline_access_needs_consent
+            body = self._mint(client, granted.scope, grant, None, offline)
+            if "openid" in granted.scope:
+                nonce = "not-" + str(granted.nonce) if k.wrong_nonce else granted.nonce
+                body["id_token"] = id_token(client.client_id, nonce)
+            return 200, body, {}
         return self._refresh(client, form.get("refresh_token", ""), requested)
 
     def authorize(self, query: dict[str, str]) -> Answer:

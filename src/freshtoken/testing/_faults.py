@@ -95,3 +95,28 @@ def malformed_answer(mode: str) -> Answer:
     if isinstance(body, str):
         headers["Content-Type"] = "text/html" if body.startswith("<") else "text/plain"
     return status, body, headers
+
+
+#: What a server that speaks its own words says for the RFC's codes (`error_style`).
+NONSTANDARD = {
+    "invalid_grant": "invalid_code",
+    "invalid_scope": "scope_invalid",
+    "unauthorized_client": "authorization_type_invalid",
+    "unsupported_grant_type": "authorization_type_invalid",
+    "invalid_client": "client_invalid",
+}
+_CLIENT_REFUSALS = ("invalid_client", "unauthorized_client", "unsupported_grant_type")
+
+
+def bare_refusal(answer: Answer, grant: str) -> Answer:
+    """The `bare_refusals` knob: a refusal of the client as 403 with an empty body, a failed
+    refresh as 400 with an empty body; anything else as it was."""
+    status, body, _headers = answer
+    code = body.get("error") if isinstance(body, dict) and 400 <= status < 500 else None
+    if code is None or status == 429 or "rate limit" in str(body.get("error_description")):
+        return answer
+    if grant == "refresh_token":
+        return 400, "", {}
+    if code in _CLIENT_REFUSALS or (code == "invalid_scope" and grant == "client_credentials"):
+        return 403, "", {}
+    return answer

@@ -59,6 +59,10 @@ class Client:
     scopes: frozenset[str] | None = None  # None: any scope is allowed
     grants: frozenset[str] = ALL_GRANTS
     ttl: float | None = None  # None: the server's ttl
+    #: The one client-authentication method it may use (None: any).
+    auth_method: str | None = None
+    #: Redirect URIs matched exactly, host, port and path (None: any loopback port).
+    redirect_uris: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:
         return f"Client({self.client_id!r}, grants={sorted(self.grants)})"
@@ -94,8 +98,23 @@ class Knobs:
     )
     error_style: str = knob(
         "rfc6749",
-        "genesys adds `description` beside error_description (--genesys sets it).",
-        choices=("rfc6749", "genesys"),
+        "genesys adds `description` beside error_description (--genesys sets it); nonstandard "
+        "says invalid_code, scope_invalid, authorization_type_invalid... for the RFC's codes.",
+        choices=("rfc6749", "genesys", "nonstandard"),
+    )
+    bare_refusals: bool = knob(
+        False,
+        "Refuse a client (bad secret, unknown client, wrong authentication method, a grant it "
+        "may not use, a scope refused on client credentials) with HTTP 403 and an empty body, "
+        "and every failed refresh with 400 and an empty body, as a third server does.",
+    )
+    client_credentials_need_scope: bool = knob(
+        False, "Refuse client credentials without a scope (invalid_scope)."
+    )
+    failed_auth_burns_refresh: bool = knob(
+        False,
+        "A refresh presented with failing client authentication revokes that refresh token "
+        "for its rightful owner too, as a third server does.",
     )
     scope_in_response: bool = knob(True, "Leave scope out of token responses, as Genesys does.")
     failure_rate: float = knob(0.0, "Share of token requests answered 503.")
@@ -112,6 +131,13 @@ class Knobs:
         False, "Redirect from /oauth/authorize with error=access_denied (the user declined)."
     )
     require_pkce: bool = knob(False, "Refuse /oauth/authorize without a code_challenge.")
+    offline_access_needs_consent: bool = knob(
+        False,
+        "An OpenID provider as panva's oidc-provider: drop offline_access (so no refresh "
+        "token) from an authorization request without prompt=consent.",
+    )
+    require_nonce: bool = knob(False, "Refuse /oauth/authorize with openid and no nonce.")
+    wrong_nonce: bool = knob(False, "Answer an ID token whose nonce is not the request's.")
     refuse_plain_pkce: bool = knob(False, "Refuse code_challenge_method=plain (S256 only).")
     device_interval: float = knob(5.0, "Polling interval a device authorization asks for (s).")
     device_code_ttl: float = knob(600.0, "Device-code lifetime (s).")
@@ -135,6 +161,11 @@ class Knobs:
         "metadata at the root, as django-oauth-toolkit: RFC 8414 metadata at /.well-known/"
         "oauth-authorization-server/o and /o/.well-known/oauth-authorization-server, OIDC "
         "metadata naming no revocation endpoint at /o/.well-known/openid-configuration.",
+    )
+    metadata_grants: str = knob(
+        "",
+        "The grant_types_supported the metadata lists (comma-separated; empty: every grant), "
+        "as servers that under-report do.",
     )
     metadata_omit: str = knob(
         "", "Fields left out of the RFC 8414 metadata (comma-separated: revocation_endpoint,...)."
@@ -174,6 +205,7 @@ class CodeRecord:
     expires: float
     challenge: str | None = None
     method: str = "plain"
+    nonce: str | None = None
 
 
 @dataclass

@@ -107,9 +107,14 @@ class AuthServer(Authority):
         return None
 
     def metadata(self) -> dict[str, Any]:
-        """The RFC 8414 metadata (less the fields of the `metadata_omit` knob)."""
+        """The RFC 8414 metadata (less the fields of the `metadata_omit` knob); an OpenID
+        provider's (`offline_access_needs_consent`) says so."""
         omit = {name.strip() for name in self.knobs.metadata_omit.split(",")}
-        return {k: v for k, v in self._metadata().items() if k not in omit}
+        found = {k: v for k, v in self._metadata().items() if k not in omit}
+        if self.knobs.offline_access_needs_consent:
+            found["scopes_supported"] = ["openid", "offline_access"]
+            found["id_token_signing_alg_values_supported"] = ["none"]
+        return found
 
     def _metadata(self) -> dict[str, Any]:
         base = self.issuer
@@ -122,7 +127,9 @@ class AuthServer(Authority):
             + ([] if self.knobs.refuse_plain_pkce else ["plain"]),
             "revocation_endpoint": base + "/oauth/revoke",
             "introspection_endpoint": base + "/oauth/introspect",
-            "grant_types_supported": sorted(ALL_GRANTS),
+            "grant_types_supported": [g.strip() for g in self.knobs.metadata_grants.split(",")]
+            if self.knobs.metadata_grants
+            else sorted(ALL_GRANTS),
             "token_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "client_secret_post",

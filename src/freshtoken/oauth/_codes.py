@@ -1,0 +1,178 @@
+"""Which typed error an answer stands for: the OAuth error codes (and the words some servers
+use instead of them), and the refusals that carry no code at all (HTTP 401/403 or a 400 on a
+refresh with an empty body, a 404 at the token URL), each with a hint that points the right
+way."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from freshtoken._errors import (
+    AuthorizationError,
+    ErrorContext,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuthError,
+    RateLimitedError,
+    ServerError,
+    UnauthorizedClientError,
+)
+
+
+class ClientRefusedError(InvalidClientError):
+    """The token endpoint refused this client with HTTP 401 or 403 and no OAuth error."""
+
+    default_error = "client_refused"
+    says = "token endpoint ... refused this client with HTTP 403 and no OAuth error"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        grant = ctx.grant or "this"
+        if ctx.grant == "client_credentials" and not ctx.scope:
+            scope = "a scope: this server may require one for client credentials, and none was sent"
+        else:
+            scope = "a scope the server requires, or one the client may not have"
+        return (
+            f"The server at {ctx.host} refused this client without saying why; the URL answered, "
+            "so it is the server refusing the request, not a wrong address. Likely causes: the "
+            "client secret (wrong, or rotated: FRESHTOKEN_CLIENT_SECRET); the client-"
+            "authentication method (FRESHTOKEN_AUTH_METHOD: client_secret_basic or "
+            f"client_secret_post, as the client is registered); {scope} (FRESHTOKEN_SCOPE); the "
+            f"{grant} grant not enabled for the client; or the client id (FRESHTOKEN_CLIENT_ID)."
+        )
+
+
+class RefreshRefusedError(InvalidGrantError):
+    """A refresh was refused with HTTP 400 and no OAuth error."""
+
+    default_error = "refresh_refused"
+    says = "token endpoint ... refused the refresh_token request with HTTP 400 and no OAuth error"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        return (
+            "The server refused the refresh without saying why. Likely causes: the refresh "
+            "token was spent (it rotates), expired or was revoked; or this client's "
+            "authentication failed (the secret or FRESHTOKEN_AUTH_METHOD). Check the client's "
+            "credentials first, then obtain a new refresh token with `freshtoken login` and seed "
+            "it."
+        )
+
+
+class EndpointNotFoundError(AuthorizationError):
+    """The token URL answered HTTP 404."""
+
+    default_error = "endpoint_not_found"
+    says = "token endpoint ... answered HTTP 404 (error=endpoint_not_found)"
+
+    @classmethod
+    def explain(cls, ctx: ErrorContext) -> str:
+        parts = urlsplit(ctx.token_url)
+        url = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else "the token URL"
+        slash = parts.path.endswith("/")
+        tips = [f"{url.rstrip('/')} (without the trailing slash)"] if slash else []
+        if ctx.issuer:
+            issuer = ctx.issuer.rstrip("/")
+            tips.append(
+                f"the token_endpoint of the discovery document ({issuer}/.well-known/"
+                "openid-configuration or oauth-authorization-server): unset "
+                "FRESHTOKEN_TOKEN_URL, and discovery from FRESHTOKEN_ISSUER finds it"
+            )
+        else:
+            tips.append(
+                f"when {url} is the server's issuer rather than its token endpoint, set "
+                "FRESHTOKEN_ISSUER to it instead of FRESHTOKEN_TOKEN_URL (the token endpoint is "
+                "then discovered)"
+            )
+        return (
+            f"{url} is not a token endpoint at {ctx.host} (HTTP 404). Try "
+            + "; or ".join(tips)
+            + "."
+        )
+
+
+_BY_CODE: dict[str, type[OAuthError]] = {
+    cls.default_error: cls
+    for cls in (
+        InvalidClientError,
+        InvalidGrantError,
+        UnauthorizedClientError,
+        InvalidScopeError,
+        InvalidRequestError,
+        RateLimitedError,
+        ServerError,
+    )
+}
+_BY_CODE |= {
+    "unsupported_grant_type": UnauthorizedClientError,
+    "access_denied": AuthorizationError,
+    "temporarily_unavailable": ServerError,
+}
+
+
+#: Words some servers use for a standard code (the `x_invalid` spelling of `invalid_x` is
+#: turned around first).
+_MEANS = {
+    "invalid_code": "invalid_grant",
+    "invalid_authorization_code": "invalid_grant",
+    "invalid_refresh_token": "invalid_grant",
+    "invalid_token": "invalid_grant",
+    "invalid_authorization_type": "unsupported_grant_type",
+    "invalid_grant_type": "unsupported_grant_type",
+    "invalid_client_secret": "invalid_client",
+    "invalid_secret": "invalid_client",
+    "invalid_credentials": "invalid_client",
+}
+
+
+def standard_code(code: str) -> str:
+    """The standard OAuth code `code` stands for (itself when it is one, or unknown)."""
+    if code in _BY_CODE:
+        return code
+    word = code.lower().replace("-", "_")
+    if word.endswith("_invalid"):
+        word = "invalid_" + word.removesuffix("_invalid")
+    word = _MEANS.get(word, word)
+    return word if word in _BY_CODE else code
+
+
+def error_for_code(
+    code: str,
+    ctx: ErrorContext,
+    *,
+    message: str,
+    description: str | None = None,
+    status: int | None = None,
+    retry_after: float | None = None,
+) -> OAuthError:
+    """Build the typed error for an OAuth error code, with its hint; a server's own word for
+    a standard code gets that code's hint (the error keeps the server's word)."""
+    meant = standard_code(code)
+    cls = _BY_CODE.get(meant, AuthorizationError if status and status < 500 else ServerError)
+    hint = cls.explain(replace(ctx, status=status))
+    if meant != code:
+        hint = f"({code} is this server's word for {meant}.) {hint}"
+    return cls(
+        message,
+        error=code,
+        description=description,
+        status=status,
+        hint=hint,
+        retry_after=retry_after,
+    )
+
+
+def error_classes() -> list[type[OAuthError]]:
+    """Every error class, depth first from `OAuthError`."""
+    found: list[type[OAuthError]] = []
+
+    def walk(cls: type[OAuthError]) -> None:
+        found.append(cls)
+        for sub in cls.__subclasses__():
+            walk(sub)
+
+    walk(OAuthError)
+    return found

@@ -1,0 +1,209 @@
+"""Issue 24: what a third independent server does differently at the token endpoint, each as a
+knob of the test server (refusals without a body, its own error words, a scope client
+credentials require, a 404 token URL), and what freshtoken says about it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from freshtoken import (
+    AuthorizationCode,
+    ClientCredentials,
+    ClientSecretBasic,
+    ClientSecretPost,
+    Endpoints,
+    OAuthError,
+    RefreshTokenGrant,
+    RetryPolicy,
+    Secret,
+    TokenClient,
+)
+from freshtoken.testing import AuthServer, Client
+from tests._cli import cli_env, ft
+
+POST_ONLY = Client("post-only", "post-secret", auth_method="client_secret_post")
+CODE_ONLY = Client("code-only", "code-secret", grants=frozenset({"authorization_code"}))
+DEMO = Client("demo-client", "demo-secret")
+URL_HINT = "Check that the URL is the token endpoint"
+
+
+def _client(
+    server: AuthServer, client: Client = DEMO, secret: str | None = None, *, post: bool = False
+) -> TokenClient:
+    method = ClientSecretPost if post else ClientSecretBasic
+    return TokenClient(
+        method(client.client_id, Secret(secret or client.secret or "")),
+        endpoints=Endpoints(server.token_url),
+        policy=RetryPolicy(budget=5.0),
+    )
+
+
+def _refused(client: TokenClient, grant: object = None) -> OAuthError:
+    with pytest.raises(OAuthError) as caught:
+        client.fetch(grant or ClientCredentials(("api",)))  # type: ignore[arg-type]
+    return caught.value
+
+
+# (client, secret, Basic or post, scope) -> each refusal the third server answers 403, no body
+REFUSALS = {
+    "bad secret": (DEMO, "wrong-secret", False, ("api",)),
+    "unknown client": (Client("nobody", "x"), None, False, ("api",)),
+    "wrong method": (POST_ONLY, None, False, ("api",)),
+    "no scope": (DEMO, None, False, ()),
+    "grant not enabled": (CODE_ONLY, None, False, ("api",)),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_a_refusal_without_a_body_is_the_client_refused_not_a_wrong_url(case: str) -> None:
+    client, secret, post, scope = REFUSALS[case]
+    knobs: dict[str, Any] = {"bare_refusals": True, "client_credentials_need_scope": True}
+    with AuthServer(clients=[DEMO, POST_ONLY, CODE_ONLY], **knobs) as server:
+        error = _refused(_client(server, client, secret, post=post), ClientCredentials(scope))
+        assert error.status == 403
+        assert "refused this client with HTTP 403 and an empty body" in error.message
+        assert URL_HINT not in error.hint
+        for cause in ("client secret", "FRESHTOKEN_AUTH_METHOD", "scope", "grant not enabled"):
+            assert cause in error.hint, (cause, error.hint)
+        if case == "no scope":
+            assert "this server may require one for client credentials" in error.hint
+        assert error.exit_code == 3
+        assert not error.retryable
+        assert server.stats()["token_requests"] == 1  # a refusal is not retried
+
+
+def test_client_credentials_work_with_basic_and_post_where_the_method_matches() -> None:
+    with AuthServer(clients=[DEMO, POST_ONLY], bare_refusals=True) as server:
+        assert _client(server, DEMO).fetch(ClientCredentials(("api",))).access_token
+        assert _client(server, POST_ONLY, post=True).fetch(ClientCredentials()).access_token
+
+
+def test_a_failed_refresh_without_a_body_names_the_refresh_and_the_client() -> None:
+    with AuthServer(bare_refusals=True) as server:
+        error = _refused(_client(server), RefreshTokenGrant("rt_not-a-real-one"))
+        assert error.status == 400
+        assert "refused the refresh_token request with HTTP 400 and an empty body" in str(error)
+        assert URL_HINT not in error.hint
+        assert "refresh token was spent" in error.hint
+        assert "authentication" in error.hint
+
+
+# the server's word -> (the standard code it means, words from that code's hint)
+WORDS = {
+    "invalid_code": ("invalid_grant", "refresh token or authorization code was refused"),
+    "scope_invalid": ("invalid_scope", "A requested scope is not allowed"),
+    "authorization_type_invalid": ("unsupported_grant_type", "may not use the"),
+}
+
+
+def test_nonstandard_error_words_get_the_hint_of_the_code_they_mean() -> None:
+    clients = [Client("demo-client", "demo-secret", scopes=frozenset({"api"})), CODE_ONLY]
+    with AuthServer(clients=clients, error_style="nonstandard") as server:
+        seen = {
+            (e := _refused(_client(server, clients[0]), RefreshTokenGrant("rt_x"))).error: e,
+            (e := _refused(_client(server, clients[0]), ClientCredentials(("admin",)))).error: e,
+            (e := _refused(_client(server, CODE_ONLY))).error: e,
+        }
+    assert set(seen) == set(WORDS)
+    for word, (meant, words) in WORDS.items():
+        assert f"{word} is this server's word for {meant}" in seen[word].hint
+        assert words in seen[word].hint
+        assert seen[word].exit_code == 3
+
+
+@pytest.mark.parametrize("suffix", ["/oauth/token/", ""], ids=["trailing slash", "issuer"])
+def test_a_token_url_that_answers_404_is_named_with_what_to_try(
+    tmp_path: Path, suffix: str
+) -> None:
+    with AuthServer() as server:
+        env = cli_env(tmp_path, server, FRESHTOKEN_TOKEN_URL=server.url + suffix)
+        out = ft(["token"], env, tmp_path)
+        assert out.returncode == 3, out.stderr
+        assert "HTTP 404" in out.stderr
+        assert "hint: " in out.stderr and "Try " in out.stderr
+        if suffix:
+            assert f"{server.token_url} (without the trailing slash)" in out.stderr
+        else:
+            assert "set FRESHTOKEN_ISSUER to it" in out.stderr
+        doctor = ft(["doctor"], env, tmp_path)
+        assert doctor.returncode == 1
+        assert "HTTP 404" in doctor.stdout
+
+
+def test_a_404_under_a_known_issuer_names_its_discovery_document() -> None:
+    with AuthServer() as server:
+        client = TokenClient(
+            ClientSecretBasic("demo-client", Secret("demo-secret")),
+            endpoints=Endpoints(server.url + "/token", issuer=server.issuer),
+            policy=RetryPolicy(budget=5.0),
+        )
+        error = _refused(client)
+        assert error.status == 404
+        assert f"{server.issuer}/.well-known/openid-configuration" in error.hint
+
+
+def test_offline_access_with_client_credentials_is_warned_about_on_every_server(
+    tmp_path: Path,
+) -> None:
+    with AuthServer() as server:
+        env = cli_env(tmp_path, server, FRESHTOKEN_SCOPE="api offline_access")
+        out = ft(["token"], env, tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.count("a client-credentials answer carries none") == 1
+        assert "freshtoken login" in out.stderr  # what to do instead
+        doctor = ft(["doctor"], env, tmp_path)
+        assert "✗ scope asks for offline_access with client credentials" in doctor.stdout
+        # With a user's refresh token (after `freshtoken login`) offline_access is right.
+        login_env = {**env, "FRESHTOKEN_GRANT": "refresh_token"}
+        assert "offline_access" not in ft(["token"], login_env, tmp_path).stderr
+
+
+def test_doctor_says_a_refused_client_may_need_a_scope(tmp_path: Path) -> None:
+    with AuthServer(bare_refusals=True, client_credentials_need_scope=True) as server:
+        doctor = ft(["doctor"], cli_env(tmp_path, server), tmp_path)
+        assert doctor.returncode == 1
+        assert "refused this client with HTTP 403" in doctor.stdout
+        assert "this server may require one for client credentials" in doctor.stdout
+        assert URL_HINT not in doctor.stdout
+
+
+def test_authentication_fails_checks_the_client_without_spending_the_refresh_token() -> None:
+    """Item 6: on the third server a refresh presented with a wrong secret disables the refresh
+    token for its owner too; `authentication_fails` asks introspection first, which spends
+    nothing."""
+    with AuthServer(bare_refusals=True, failed_auth_burns_refresh=True) as server:
+
+        def client(secret: str, introspection: bool = True) -> TokenClient:
+            where = server.url + "/oauth/introspect" if introspection else None
+            return TokenClient(
+                ClientSecretBasic("demo-client", Secret(secret)),
+                endpoints=Endpoints(server.token_url, introspection_url=where),
+                policy=RetryPolicy(budget=5.0),
+            )
+
+        code = server.issue_code("demo-client", ("api",))
+        refresh = client("demo-secret").fetch(AuthorizationCode(code)).refresh_token
+        assert refresh is not None
+        assert client("rotated-secret").authentication_fails() is True
+        assert client("demo-secret").authentication_fails() is False
+        assert client("demo-secret", introspection=False).authentication_fails() is None
+        assert server.active_refresh_tokens("demo-client") == 1  # nothing spent
+        # What the check prevents: presenting it with the failing secret burns it.
+        _refused(client("rotated-secret"), RefreshTokenGrant(refresh))
+        assert server.active_refresh_tokens("demo-client") == 0
+
+
+def test_doctor_notes_a_discovery_document_that_under_reports_grants(tmp_path: Path) -> None:
+    """Item 10: an issuer with a path, metadata only where the server puts it, and a
+    grant_types_supported without client_credentials: the token is had, doctor notes it."""
+    with AuthServer(mount="/o", metadata_grants="authorization_code") as server:
+        env = cli_env(tmp_path, FRESHTOKEN_ISSUER=server.issuer)
+        env |= {"FRESHTOKEN_CLIENT_ID": "demo-client", "FRESHTOKEN_CLIENT_SECRET": "demo-secret"}
+        assert ft(["token"], env, tmp_path).returncode == 0
+        doctor = ft(["doctor"], env, tmp_path)
+        assert doctor.returncode == 0, doctor.stdout
+        assert "grant_types_supported leaves out client_credentials" in doctor.stdout
+        assert f"(from {server.url}/.well-known/oauth-authorization-server/o)" in doctor.stdout
