@@ -46,7 +46,9 @@ def hint_of(server: AuthServer, case: str, preset: str) -> str:
         endpoints=Endpoints(
             server.token_url, provider=PRESETS[preset][0], region=PRESETS[preset][1]
         ),
-        policy=RetryPolicy(budget=0.5),
+        # Short only where a retry could outlast the rate limit's window: a refusal is not
+        # retried, and a loaded machine must not turn it into a timeout.
+        policy=RetryPolicy(budget=0.5 if knobs else 10.0),
     )
     if knobs:  # spend the window's one request
         TokenClient(
