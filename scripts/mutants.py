@@ -156,7 +156,7 @@ MUTANTS = [
         "add-mask",
         "::add-mask::: on GitHub a token is masked before it is printed",
         "src/freshtoken/cli/_token.py",
-        'click.echo(f"::add-mask::{access}")',
+        'sys.stdout.write(f"::add-mask::{access}\\n")',
         "pass",
         ("tests/test_cli.py", "tests/test_security_output.py"),
     ),
@@ -228,16 +228,16 @@ MUTANTS = [
         "add-mask-stderr",
         "::add-mask::: on GitHub a token is masked before it is printed (the shared helper)",
         "src/freshtoken/cli/_formats.py",
-        '        sys.stderr.write(f"::add-mask::{access_token}\\n")',
-        "        pass",
+        '    sys.stderr.write(f"::add-mask::{secret}\\n")',
+        "    pass",
         ("tests/test_cli.py", "tests/test_security_output.py", "tests/test_action.py"),
     ),
     Mutant(
         "add-mask-login",
         "::add-mask::: a refresh token printed by a login on GitHub is masked first",
         "src/freshtoken/cli/_login.py",
-        '_say(f"::add-mask::{token.refresh_token}")',
-        "pass",
+        "    mask_on_github(token.refresh_token)",
+        "    pass",
         ("tests/test_login.py", "tests/test_security_output.py"),
     ),
     Mutant(
@@ -297,7 +297,8 @@ def run(mutant: Mutant) -> tuple[str, str, float]:
         ).stdout
         if not where.startswith(str(scratch)):  # the tests would run the unbroken code
             return "error", f"freshtoken imported from {where.strip()}", 0.0
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider"]
+        # In one process (-x then exits 1, not xdist's 2), the slow tier included (-m "").
+        command = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-n", "0", "-m", ""]
         proc = subprocess.Popen(
             [*command, *mutant.tests],
             cwd=scratch,
