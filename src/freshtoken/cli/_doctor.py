@@ -39,6 +39,14 @@ def _configuration(settings: Settings) -> list[Check]:
     return checks
 
 
+def _client_auth(settings: Settings) -> Check:
+    """The client authentication; for an assertion, its algorithm and key (never the key)."""
+    auth = _build.client_auth(settings)
+    describe = getattr(auth, "describe", None)
+    shown = describe() if callable(describe) else settings.auth_method
+    return Check("ok" if describe else "info", f"client authentication {shown}")
+
+
 def _endpoint(settings: Settings) -> Check:
     endpoints = _build.endpoints(settings)
     url = endpoints.token_url if endpoints else settings.issuer or ""
@@ -178,6 +186,7 @@ def run_checks(
         return [Check("fail", f"configuration: {exc.message}", exc.hint)]
     checks = _configuration(settings) + _unknown_variables()
     try:
+        checks.append(_client_auth(settings))
         checks.append(_endpoint(settings))
     except OAuthError as exc:
         return [*checks, Check("fail", exc.message, exc.hint)]
