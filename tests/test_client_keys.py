@@ -55,9 +55,10 @@ def _pem(key: Any, passphrase: str | None = None) -> str:
         if passphrase
         else serialization.NoEncryption()
     )
-    return key.private_bytes(
+    pem: bytes = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, crypt
-    ).decode()
+    )
+    return pem.decode()
 
 
 def _server(*keys: Any, **knobs: Any) -> AuthServer:
