@@ -278,3 +278,27 @@ def test_cli_token_and_doctor_with_a_key_file(tmp_path: Path) -> None:
         assert body[:60] not in out.stdout  # the token is: the command's answer
         for text in (out.stderr, doctor.stdout, doctor.stderr):
             assert_no_leak("the command line", text, body[:60])
+
+
+def test_testserver_registers_a_client_by_its_jwks(tmp_path: Path) -> None:
+    import click
+
+    from freshtoken.testing._command import _client_spec
+
+    jwk = PrivateKeyJwt("ci", KEYS["ed25519"]).jwk
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    client = _client_spec(f"ci:jwks=@{tmp_path / 'jwks.json'}")
+    assert (client.jwks, client.auth_method, client.secret) == ((jwk,), "private_key_jwt", None)
+    with _server() as server:
+        server.register(client)
+        auth = PrivateKeyJwt("ci", KEYS["ed25519"])
+        assert _client(server, auth).fetch(ClientCredentials()).access_token
+        form: dict[str, str] = {"client_id": "ci"}  # no proof: not a public client
+        assert (
+            httpx.post(
+                server.token_url, data={**form, "grant_type": "client_credentials"}
+            ).status_code
+            == 401
+        )
+    with pytest.raises(click.BadParameter, match="no JWKS"):
+        _client_spec(f"ci:jwks=@{tmp_path / 'missing.json'}")
