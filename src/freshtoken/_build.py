@@ -24,6 +24,7 @@ from freshtoken.oauth._client_auth import (
     PublicClient,
 )
 from freshtoken.oauth._grants import ClientCredentials, Grant
+from freshtoken.oauth._jwt_auth import ClientSecretJwt, PrivateKeyJwt
 from freshtoken.provider._endpoints import Endpoints, check_url
 from freshtoken.provider._genesys import genesys_region
 from freshtoken.stores import TokenStore, open_store
@@ -33,26 +34,49 @@ if TYPE_CHECKING:
     from freshtoken.sinks import RefreshTokenSink
 
 
-def _needs_secret(
-    cls: Callable[[str, Secret], ClientAuth],
-) -> Callable[[str, Secret | None], ClientAuth]:
-    def make(client_id: str, secret: Secret | None) -> ClientAuth:
-        if not secret:
-            raise ConfigurationError(
-                "this client authentication needs a client secret and none was given",
-                hint="Set FRESHTOKEN_CLIENT_SECRET, or FRESHTOKEN_CLIENT_SECRET_FILE to a file "
-                "holding it, or FRESHTOKEN_CLIENT_SECRET_KEYRING to an OS keyring entry.",
-            )
-        return cls(client_id, secret)
-
-    return make
+def _secret_of(settings: Settings) -> Secret:
+    if not settings.client_secret:
+        raise ConfigurationError(
+            "this client authentication needs a client secret and none was given",
+            hint="Set FRESHTOKEN_CLIENT_SECRET, or FRESHTOKEN_CLIENT_SECRET_FILE to a file "
+            "holding it, or FRESHTOKEN_CLIENT_SECRET_KEYRING to an OS keyring entry.",
+        )
+    return settings.client_secret
 
 
-#: auth_method -> how to build it from the client id and secret.
-AUTH_METHODS: dict[str, Callable[[str, Secret | None], ClientAuth]] = {
-    "client_secret_basic": _needs_secret(ClientSecretBasic),
-    "client_secret_post": _needs_secret(ClientSecretPost),
-    "none": lambda client_id, _secret: PublicClient(client_id),
+def _private_key_jwt(settings: Settings) -> ClientAuth:
+    if not settings.client_key:
+        raise ConfigurationError(
+            "private_key_jwt needs the client's private key and none was given",
+            hint="Set FRESHTOKEN_CLIENT_KEY_FILE to a PEM private key file (or "
+            "FRESHTOKEN_CLIENT_KEY_KEYRING to an OS keyring entry holding it).",
+        )
+    from freshtoken.oauth._jws import load_key
+
+    key = load_key(
+        settings.client_key, settings.client_key_passphrase, settings.label("client_key")
+    )
+    return PrivateKeyJwt(
+        settings.require_client_id(),
+        key,
+        alg=settings.signing_alg or None,
+        key_id=settings.client_key_id,
+        audience=settings.assertion_audience,
+    )
+
+
+#: auth_method -> how to build it from the settings.
+AUTH_METHODS: dict[str, Callable[[Settings], ClientAuth]] = {
+    "client_secret_basic": lambda s: ClientSecretBasic(s.require_client_id(), _secret_of(s)),
+    "client_secret_post": lambda s: ClientSecretPost(s.require_client_id(), _secret_of(s)),
+    "none": lambda s: PublicClient(s.require_client_id()),
+    "private_key_jwt": _private_key_jwt,
+    "client_secret_jwt": lambda s: ClientSecretJwt(
+        s.require_client_id(),
+        _secret_of(s),
+        alg=s.signing_alg or "HS256",
+        audience=s.assertion_audience,
+    ),
 }
 
 #: grant -> what mints a token when no refresh token is held (None: refresh tokens only).
@@ -126,7 +150,7 @@ def proxy_upstream(settings: Settings) -> str | None:
 
 def client_auth(settings: Settings) -> ClientAuth:
     # Settings accept only the option's choices; a test keeps them equal to this table.
-    return AUTH_METHODS[settings.auth_method](settings.require_client_id(), settings.client_secret)
+    return AUTH_METHODS[settings.auth_method](settings)
 
 
 def grant(settings: Settings) -> Grant | None:

@@ -39,6 +39,18 @@ def _configuration(settings: Settings) -> list[Check]:
     return checks
 
 
+def _client_auth(settings: Settings) -> list[Check]:
+    """The client authentication; for an assertion, its algorithm and key's thumbprint, and
+    the public JWK to register (never the private key)."""
+    auth = _build.client_auth(settings)
+    describe = getattr(auth, "describe", None)
+    shown = describe() if callable(describe) else settings.auth_method
+    checks = [Check("ok" if describe else "info", f"client authentication {shown}")]
+    if jwk := getattr(auth, "jwk", None):
+        checks.append(Check("info", "public JWK to register: " + json.dumps(jwk)))
+    return checks
+
+
 def _endpoint(settings: Settings) -> Check:
     endpoints = _build.endpoints(settings)
     url = endpoints.token_url if endpoints else settings.issuer or ""
@@ -178,6 +190,7 @@ def run_checks(
         return [Check("fail", f"configuration: {exc.message}", exc.hint)]
     checks = _configuration(settings) + _unknown_variables()
     try:
+        checks.extend(_client_auth(settings))
         checks.append(_endpoint(settings))
     except OAuthError as exc:
         return [*checks, Check("fail", exc.message, exc.hint)]

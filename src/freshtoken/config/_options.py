@@ -15,6 +15,9 @@ PREFIX = "FRESHTOKEN_"
 CONFIG_NAME = "freshtoken.toml"
 # Where a secret can come from besides its own variable: a suffix of the variable or file key.
 SECRET_SOURCES = ("_file", "_keyring")
+#: The JWS algorithms of client assertions (RFC 7518 §3.1, RFC 8037 for EdDSA).
+SIGNING_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+                "EdDSA", "HS256", "HS384", "HS512")  # fmt: skip
 # The variables of the Genesys `gc` CLI and Terraform provider; FRESHTOKEN_* ones win.
 GENESYS_ENV = {
     "GENESYSCLOUD_REGION": "region",
@@ -157,6 +160,37 @@ class SettingValues:
     client_secret: Secret | None = _setting(
         "secret", "OAuth client secret.", "/run/secrets/client_secret"
     )
+    client_key: Secret | None = _setting(
+        "secret",
+        "PEM private key of private_key_jwt (RSA, EC P-256/384/521 or Ed25519; PKCS#8 or "
+        "traditional; encrypted with client_key_passphrase). Never on the command line.",
+        "/run/secrets/client_key.pem",
+    )
+    client_key_passphrase: Secret | None = _setting(
+        "secret", "Passphrase of an encrypted client_key.", "/run/secrets/client_key_passphrase"
+    )
+    client_key_id: str | None = _setting(
+        "text",
+        "The `kid` of private_key_jwt assertions, as registered with the server.",
+        "ci-2025-01",
+        shown="the key's RFC 7638 JWK thumbprint",
+    )
+    signing_alg: str = _setting(
+        "text",
+        "Assertion algorithm: RS256, RS384, RS512, PS256, PS384, PS512 (RSA key), ES256/384/512 "
+        "(EC key on P-256/384/521), EdDSA (Ed25519 key), HS256/384/512 (client_secret_jwt).",
+        "PS256",
+        "",
+        shown="RS256, the EC curve's, EdDSA, or HS256",
+        choices=("", *SIGNING_ALGS),
+    )
+    assertion_audience: str = _setting(
+        "text",
+        "The `aud` of private_key_jwt and client_secret_jwt assertions: token_endpoint, "
+        "issuer, or a URL the server asks for.",
+        "issuer",
+        "token_endpoint",
+    )
     grant: str = _setting(
         "text",
         "client_credentials, or refresh_token: a seeded refresh token only.",
@@ -193,10 +227,17 @@ class SettingValues:
     )
     auth_method: str = _setting(
         "text",
-        "client_secret_basic, client_secret_post or none.",
-        "client_secret_post",
+        "client_secret_basic, client_secret_post, none, private_key_jwt (client_key) or "
+        "client_secret_jwt (docs/private-key-jwt.md, docs/client-secret-jwt.md).",
+        "private_key_jwt",
         "client_secret_basic",
-        choices=("client_secret_basic", "client_secret_post", "none"),
+        choices=(
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+            "private_key_jwt",
+            "client_secret_jwt",
+        ),
     )
     audience: str | None = _setting(
         "text", "Extra client-credentials parameter (Auth0 and others).", "https://api.example.com"

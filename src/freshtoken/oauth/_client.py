@@ -101,7 +101,7 @@ class TokenClient:
             "Content-Type": "application/x-www-form-urlencoded",
         }
         form = grant.form()
-        self.auth.apply(headers, form)
+        self.auth.apply(headers, form, endpoints)
         sent_at = self.clock.time()
         reply = yield httpx.Request(
             "POST", endpoints.token_url, headers=headers, content=urlencode(form).encode()
@@ -164,7 +164,7 @@ class TokenClient:
             "Content-Type": "application/x-www-form-urlencoded",
         }
         form = {"token": value, "token_type_hint": hint}
-        self.auth.apply(headers, form)
+        self.auth.apply(headers, form, endpoints)
         try:
             return (
                 yield httpx.Request("POST", url, headers=headers, content=urlencode(form).encode())

@@ -1,8 +1,9 @@
 """Client authentication at the token endpoint (RFC 6749 §2.3).
 
 A method adds what it needs to the headers and the form, and gives a fingerprint of its
-credential for the cache key, so that rotating a secret (or, later, a key) starts a new cache
-entry. private_key_jwt (RFC 7523) fits the same shape.
+credential for the cache key, so that rotating a secret or a key starts a new cache entry. The
+assertion methods (private_key_jwt, client_secret_jwt) are in `_jwt_auth.py`; they need the
+endpoints (the assertion's audience), which every caller passes.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote_plus
 
 from freshtoken._log import remember_secret
 from freshtoken._secret import Secret
+
+if TYPE_CHECKING:
+    from freshtoken.provider._endpoints import Endpoints
 
 
 class ClientAuth(Protocol):
     @property
     def client_id(self) -> str: ...
 
-    def apply(self, headers: dict[str, str], form: dict[str, str]) -> None: ...
+    def apply(
+        self, headers: dict[str, str], form: dict[str, str], endpoints: Endpoints | None = None
+    ) -> None: ...
     def fingerprint(self, pepper: bytes) -> str:
         """A keyed hash of the credential ("" for none); never the credential itself."""
         ...
@@ -56,13 +62,17 @@ class _WithSecret:
 
 @dataclass(frozen=True, slots=True)
 class ClientSecretBasic(_WithSecret):
-    def apply(self, headers: dict[str, str], form: dict[str, str]) -> None:
+    def apply(
+        self, headers: dict[str, str], form: dict[str, str], endpoints: Endpoints | None = None
+    ) -> None:
         headers["Authorization"] = "Basic " + _basic(self.client_id, self.client_secret)
 
 
 @dataclass(frozen=True, slots=True)
 class ClientSecretPost(_WithSecret):
-    def apply(self, headers: dict[str, str], form: dict[str, str]) -> None:
+    def apply(
+        self, headers: dict[str, str], form: dict[str, str], endpoints: Endpoints | None = None
+    ) -> None:
         form["client_id"] = self.client_id
         form["client_secret"] = self.client_secret.reveal()
 
@@ -73,7 +83,9 @@ class PublicClient:
 
     client_id: str
 
-    def apply(self, headers: dict[str, str], form: dict[str, str]) -> None:
+    def apply(
+        self, headers: dict[str, str], form: dict[str, str], endpoints: Endpoints | None = None
+    ) -> None:
         form["client_id"] = self.client_id
 
     def fingerprint(self, pepper: bytes) -> str:

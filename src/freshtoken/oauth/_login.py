@@ -150,7 +150,7 @@ def _device_exchange(
 ) -> Exchange[DeviceAuthorization]:
     headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
     form = {"scope": " ".join(scope)} if scope else {}
-    client.auth.apply(headers, form)
+    client.auth.apply(headers, form, (yield from client.endpoints_exchange()))
     sent_at = client.clock.time()
     reply = yield httpx.Request("POST", url, headers=headers, content=urlencode(form).encode())
     assert reply is not None

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any, TypeVar, get_args, get_type_hints
 
 import click
@@ -52,7 +53,17 @@ def _knob_options(command: F) -> F:
 def _client_spec(value: str) -> Client:
     client_id, sep, rest = value.partition(":")
     if not sep or not client_id:
-        raise click.BadParameter("use ID:SECRET, ID:@FILE or ID:env=VAR", param_hint="--client")
+        raise click.BadParameter(
+            "use ID:SECRET, ID:@FILE, ID:env=VAR or ID:jwks=@FILE", param_hint="--client"
+        )
+    if rest.startswith("jwks=@"):  # a private_key_jwt client: its public keys (a JWKS file)
+        try:
+            keys = json.loads(Path(rest[6:]).read_text())["keys"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise click.BadParameter(
+                f"no JWKS in {rest[6:]}: {exc}", param_hint="--client"
+            ) from None
+        return Client(client_id, None, jwks=tuple(keys), auth_method="private_key_jwt")
     if rest.startswith("@"):
         secret = read_secret_file(rest[1:], "--client").reveal()
     elif rest.startswith("env="):
@@ -73,7 +84,8 @@ def _client_spec(value: str) -> Client:
     "--client",
     "clients",
     multiple=True,
-    help="ID:SECRET, ID:@FILE or ID:env=VAR (repeatable). Default: demo-client.",
+    help="ID:SECRET, ID:@FILE, ID:env=VAR, or ID:jwks=@FILE (a private_key_jwt client and "
+    "its JWKS) (repeatable). Default: demo-client.",
 )
 @click.option("--genesys", is_flag=True, help="Answer as Genesys Cloud does.")
 @click.option(

@@ -4,7 +4,6 @@ with refresh-token rotation and reuse detection, introspection, revocation and t
 
 from __future__ import annotations
 
-import base64
 import math
 import random
 import secrets
@@ -13,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
-from urllib.parse import unquote_plus
 
 from freshtoken.testing._authorize import (
     Refusal,
@@ -23,6 +21,13 @@ from freshtoken.testing._authorize import (
     id_token,
     poll_device,
     redeem_code,
+)
+from freshtoken.testing._client_auth import (
+    Refused,
+    assertion_method,
+    basic_credentials,
+    check_assertion,
+    secret_matches,
 )
 from freshtoken.testing._faults import (
     NONSTANDARD,
@@ -60,22 +65,6 @@ SECRET_FIELDS = frozenset(
         "actor_token",
     }
 )
-
-
-def basic_credentials(authorization: str) -> tuple[str, str]:
-    """Client id and secret of a Basic header (RFC 6749 §2.3.1: form-encoded, then base64).
-    Raises ValueError when malformed."""
-    raw = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-    cid, _, secret = raw.partition(":")
-    return unquote_plus(cid), unquote_plus(secret)
-
-
-def secret_matches(expected: str, presented: str) -> bool:
-    # compare_digest refuses str with non-ASCII characters; bytes compare any secret (lone
-    # surrogates, from argv or the environment, included).
-    return secrets.compare_digest(
-        expected.encode("utf-8", "surrogatepass"), presented.encode("utf-8", "surrogatepass")
-    )
 
 
 class Authority:
@@ -141,6 +130,8 @@ class Authority:
     def _authenticate(self, headers: Any, form: dict[str, str]) -> Client | Answer:
         basic = headers.get("Authorization", "")
         method = "client_secret_basic" if basic.lower().startswith("basic ") else ""
+        if assertion_method(form):
+            return self._asserted(form, bool(method or "client_secret" in form))
         if method:
             if "client_secret" in form:
                 return self._error(400, "invalid_request", "more than one client authentication")
@@ -154,13 +145,28 @@ class Authority:
         method = method or ("client_secret_post" if secret else "none")
         ok = (
             client is not None
-            and (secret_matches(client.secret, secret) if client.secret is not None else not secret)
+            and (
+                secret_matches(client.secret, secret)
+                if client.secret
+                else not (secret or client.jwks)
+            )
             and client.auth_method in (None, method)
         )
         if not ok or client is None:
             challenge = {"WWW-Authenticate": 'Basic realm="freshtoken-testserver"'}
             return self._error(401, "invalid_client", "authentication failed", challenge)
         return client
+
+    def _asserted(self, form: dict[str, str], another: bool) -> Client | Answer:
+        if another:
+            return self._error(400, "invalid_request", "more than one client authentication")
+        where = {name: getattr(self, name, "") for name in ("token_url", "issuer")}
+        try:
+            return check_assertion(
+                form, self._clients, self.knobs, where, seen=self._state.jtis, now=time.time()
+            )
+        except Refused as exc:
+            return self._error(401, "invalid_client", str(exc))
 
     def _remember(self, headers: Any, form: dict[str, str]) -> None:
         """Record a token request as `token_requests` returns it."""
@@ -174,7 +180,7 @@ class Authority:
                 client_id = None
         else:
             method = "client_secret_post" if "client_secret" in form else "none"
-            client_id = form.get("client_id")
+            method, client_id = assertion_method(form) or method, form.get("client_id")
         masked = {k: "***" if k in SECRET_FIELDS and v else v for k, v in form.items()}
         self._state.token_requests.append(
             {"client_id": client_id, "auth_method": method, "form": masked}

@@ -63,6 +63,8 @@ class Client:
     auth_method: str | None = None
     #: Redirect URIs matched exactly, host, port and path (None: any loopback port).
     redirect_uris: tuple[str, ...] | None = None
+    #: Public keys (JWKs) its private_key_jwt assertions are checked against.
+    jwks: tuple[dict[str, Any], ...] = ()
 
     def __repr__(self) -> str:
         return f"Client({self.client_id!r}, grants={sorted(self.grants)})"
@@ -115,6 +117,18 @@ class Knobs:
         False,
         "A refresh presented with failing client authentication revokes that refresh token "
         "for its rightful owner too, as a third server does.",
+    )
+    assertion_audience: str = knob(
+        "either",
+        "The aud a client assertion must name: the token endpoint URL, the issuer, or either.",
+        choices=("either", "token_endpoint", "issuer"),
+    )
+    assertion_algs: str = knob(
+        "", "Client-assertion algorithms accepted (comma-separated, e.g. RS256,ES256; empty: all)."
+    )
+    check_jti: bool = knob(True, "Accept a client assertion's jti again (no replay check).")
+    jti_window: float = knob(
+        0.0, "How long a client assertion's jti is remembered (s; 0: until its exp)."
     )
     scope_in_response: bool = knob(True, "Leave scope out of token responses, as Genesys does.")
     failure_rate: float = knob(0.0, "Share of token requests answered 503.")
@@ -229,6 +243,7 @@ class State:
     codes: dict[str, CodeRecord] = field(default_factory=dict)
     devices: dict[str, DeviceRecord] = field(default_factory=dict)  # by device code
     revoked_families: set[str] = field(default_factory=set)
+    jtis: dict[str, float] = field(default_factory=dict)  # "client jti" -> remembered until
     minted: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     counters: Counter[str] = field(default_factory=Counter)
     window: list[float] = field(default_factory=lambda: [0.0, 0.0])  # start, count

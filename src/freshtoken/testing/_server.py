@@ -134,7 +134,13 @@ class AuthServer(Authority):
                 "client_secret_basic",
                 "client_secret_post",
                 "none",
+                "private_key_jwt",
+                "client_secret_jwt",
             ],
+            "token_endpoint_auth_signing_alg_values_supported": [
+                a.strip() for a in self.knobs.assertion_algs.split(",") if a.strip()
+            ]
+            or ["RS256", "PS256", "ES256", "EdDSA", "HS256"],
             "response_types_supported": ["code"],
         }
 
