@@ -43,8 +43,8 @@ MUTANTS = [
     Mutant(
         "reload-under-lock",
         "single flight: the lock holder re-reads the store (the one before may have minted)",
-        B + "_shared.py",
-        "entry = self.store.load(self.key)  # the holder before us may have minted",
+        B + "_renewal.py",
+        "entry = cache.store.load(cache.key)  # the holder before us may have minted",
         "pass  # mutant: no reload under the lock",
         ("tests/test_broker.py", "tests/test_processes.py"),
     ),
@@ -171,8 +171,8 @@ MUTANTS = [
     Mutant(
         "no-store-lock",
         "single flight: one process per store mints (the store's lock)",
-        B + "_shared.py",
-        "with self.store.lock(self.key, max(end - self.clock.monotonic(), 0.0)) as held:",
+        B + "_renewal.py",
+        "with cache.store.lock(cache.key, wait) as held:",
         "with contextlib.nullcontext(True) as held:",
         ("tests/test_processes.py",),
     ),

@@ -40,6 +40,7 @@ from freshtoken._secret import Secret
 from freshtoken.broker._held import changed_under_lock
 from freshtoken.broker._minters import GrantMinter, Held, Minted, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy
+from freshtoken.broker._renewal import Renewal
 from freshtoken.broker._shared import SharedCache
 from freshtoken.config._options import SettingValues
 from freshtoken.config._settings import Settings
@@ -311,17 +312,21 @@ def spend(request: dict[str, Any], reporter: _Reporter) -> dict[str, Any]:
         cache = SharedCache(
             store,
             key,
-            _Marked(minter, attempt_deadline, reporter.say),
             policy=RefreshPolicy(),
             clock=client.clock,
+            label=f"client {client.auth.client_id} at {client.identity()}",
+        )
+        renewal = Renewal(
+            cache,
+            _Marked(minter, attempt_deadline, reporter.say),
             wait_timeout=settings.retry_budget,
             requested_scope=scope,
             identity=client.identity(),
             scope_check="warn" if request["check"] == "warn" else "raise",
-            label=f"client {client.auth.client_id} at {client.identity()}",
         )
         try:
-            kept, sent = cache.renew(entry, mono + request["deadline"], "spent in its own process")
+            deadline = mono + request["deadline"]
+            kept, sent = renewal.renew(entry, deadline, "spent in its own process")
         except OAuthError as exc:
             return {"error": _said(exc)}
         sent_at = None if sent is None else sent - mono
