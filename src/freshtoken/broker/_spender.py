@@ -37,10 +37,9 @@ from freshtoken._handover import SELF_EXE, pair
 from freshtoken._log import logger, redact
 from freshtoken._platform import undumpable
 from freshtoken._secret import Secret
-from freshtoken.broker._held import changed_under_lock
 from freshtoken.broker._minters import GrantMinter, Held, Minted, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy
-from freshtoken.broker._renewal import Renewal
+from freshtoken.broker._renewal import Renewal, changed_under_lock
 from freshtoken.broker._shared import SharedCache
 from freshtoken.config._options import SettingValues
 from freshtoken.config._settings import Settings
