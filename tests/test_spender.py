@@ -206,6 +206,18 @@ def test_an_entry_stored_before_vouches_existed_decodes() -> None:
     assert decode(encode(Entry(None, "rt_x", vouches=False)), 1).vouches is False
 
 
+def test_a_new_seed_keeps_what_was_learned_about_the_server(
+    freshtoken_server: AuthServer,
+) -> None:
+    broker = make_broker(freshtoken_server, grant=None)
+    learned = Entry(None, "rt_old", lifetime=60.0, revokes=True, vouches=False)
+    assert broker.store.save(broker.key, learned, 0) is not None
+    broker.seed_refresh_token("rt_new")
+    entry = _entry(broker)
+    assert entry.refresh_token == "rt_new"
+    assert (entry.lifetime, entry.revokes, entry.vouches) == (60.0, True, False)
+
+
 def test_only_a_store_that_outlives_the_caller_gets_a_spender(
     tmp_path: Path, freshtoken_server: AuthServer
 ) -> None:

@@ -329,7 +329,8 @@ class Renewal:
                 entry.last_mint if entry else 0.0,
                 lifetime=entry.lifetime if entry else 0.0,
                 past=with_past(entry.past, entry.refresh_token, refresh_token) if entry else (),
-                revokes=entry.revokes if entry else None,
+                revokes=entry.revokes if entry else None,  # what was learned about the server
+                vouches=entry.vouches if entry else None,  # is never dropped by a rewrite
             )
             if cache.store.save(cache.key, fresh, entry.version if entry else 0) is None:
                 raise StoreError("the store entry changed while seeding", hint="Try again.")
