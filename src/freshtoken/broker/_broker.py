@@ -175,6 +175,7 @@ class TokenBroker(HttpAuths):
         if rebuilt and SpendProcess.usable(settings):
             broker._refresher.elsewhere = SpendProcess(
                 settings,
+                broker.store,
                 key=broker.key,
                 fallback=grant is not None,
                 scope=broker._refresher.scope,

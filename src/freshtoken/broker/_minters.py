@@ -8,7 +8,6 @@ server refuses it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -40,7 +39,8 @@ class Minted:
     refresh_token: str | None
     sent: float
     refreshed: bool = False
-    #: The entry another holder stored meanwhile, with this token: nothing was minted here.
+    #: The entry as stored already, with this token: by another holder (not `refreshed`:
+    #: nothing was minted here), or by this holder's spender (`refreshed`).
     stored: Entry | None = None
 
 
@@ -83,15 +83,16 @@ class GrantMinter:
 
 class SpendElsewhere(Protocol):
     """Presents the marked refresh token of `held` by `attempt_deadline` in a process that
-    outlives this one, and returns its outcome; `here` presents it in this process instead
-    (for when that process could not start, so surely never presented it)."""
+    outlives this one, which stores the outcome; returns it as read from the store."""
 
     #: Seconds that process may take to start, added to the attempt's deadline.
     startup: float
 
-    def __call__(
-        self, held: Held, attempt_deadline: float, here: Callable[[], Minted]
-    ) -> Minted: ...
+    def ready(self) -> bool:
+        """Whether that process would see the store this one uses now."""
+        ...
+
+    def __call__(self, held: Held, attempt_deadline: float) -> Minted: ...
 
 
 class RefreshTokenMinter:
@@ -167,7 +168,10 @@ class RefreshTokenMinter:
             vouches = self.client.introspect(refresh)
         clock, timeouts = self.client.clock, self.client.timeouts
         now = clock.monotonic()
-        start = self.elsewhere.startup if self.elsewhere is not None else 0.0
+        elsewhere = self.elsewhere
+        if elsewhere is not None and not elsewhere.ready():
+            elsewhere = None  # that process would not see this one's store: present it here
+        start = elsewhere.startup if elsewhere is not None else 0.0
         attempt_deadline = min(held.deadline, now + start + timeouts.connect + timeouts.read)
         until = clock.time() + (attempt_deadline - now) + timeouts.read
         held.write(
@@ -177,6 +181,7 @@ class RefreshTokenMinter:
                 spending=self.owner,
                 spending_until=until,
                 vouches=vouches,
+                failure=None,
             )
         )
         if not held.owns_lock():
@@ -185,10 +190,8 @@ class RefreshTokenMinter:
                 "the store's lock was lost before the refresh token was presented; it was not",
                 hint="This process was paused or slow past the lock's lease; it will retry.",
             )
-        if self.elsewhere is not None:
-            return self.elsewhere(
-                held, attempt_deadline, lambda: self.present(held, attempt_deadline)
-            )
+        if elsewhere is not None:
+            return elsewhere(held, attempt_deadline)
         return self.present(held, attempt_deadline)
 
     def present(self, held: Held, attempt_deadline: float) -> Minted:

@@ -187,8 +187,8 @@ class Renewal:
             if not isinstance(exc, ConfigurationError):
                 self._failure = (cache.clock.monotonic(), exc)  # for those who waited for it
             raise
-        if minted.stored is not None:  # another holder's outcome, stored meanwhile: no mint
-            return minted.stored, None
+        if minted.stored is not None and not minted.refreshed:
+            return minted.stored, None  # another holder's outcome, stored meanwhile: no mint
         cache.counts["mints"] += 1
         cache.counts["refreshes"] += minted.refreshed
         logger.info(
@@ -201,6 +201,8 @@ class Renewal:
         token, refresh = minted.token, minted.refresh_token
         if refresh:
             remember_secret(refresh)
+        if minted.stored is not None:  # stored by this holder's spender: as it stored it
+            return minted.stored, minted.sent
         before = held.entry
         revokes = before.revokes if before else None
         bare = replace(token, refresh_token=None)  # callers never get the refresh token

@@ -31,6 +31,7 @@ class Entry:
     `vouches` is what was learned about the server's introspection: True when it said active
     for a live refresh token (its "inactive" then means spent), False when it said inactive
     for one (it cannot tell), None when not known yet.
+    `failure` is the error a detached spender met, for the caller whose mark it names (JSON).
     `version` is managed by the store (compare-and-set); it is not part of the payload.
     """
 
@@ -47,6 +48,7 @@ class Entry:
     promised: float = 0.0
     revokes: bool | None = None
     vouches: bool | None = None
+    failure: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -93,6 +95,7 @@ def encode(entry: Entry) -> bytes:
         "pm": entry.promised,
         "rv": entry.revokes,
         "iv": entry.vouches,
+        "fl": entry.failure,
     }
     return json.dumps(data, separators=(",", ":")).encode()
 
@@ -114,6 +117,7 @@ def decode(payload: bytes, version: int) -> Entry:
         promised=float(data.get("pm", 0.0)),
         revokes=None if data.get("rv") is None else bool(data["rv"]),
         vouches=None if data.get("iv") is None else bool(data["iv"]),
+        failure=None if data.get("fl") is None else str(data["fl"]),
     )
 
 
