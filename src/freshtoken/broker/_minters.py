@@ -123,7 +123,7 @@ class RefreshTokenMinter:
         if entry is not None and entry.sink_pending and entry.refresh_token is not None:
             self._write_back(held, entry.refresh_token)  # the last rotation's, never written
             entry = held.entry
-        vouches = entry.vouches if entry else None
+        vouches = entry.facts.introspection_vouches if entry else None
         if entry is not None and entry.spending is not None and entry.refresh_token is not None:
             now = wait_out(entry, held.reload, self.client.clock, held.deadline)
             if now is None or now.version != entry.version:  # its outcome was stored
@@ -180,7 +180,7 @@ class RefreshTokenMinter:
                 refresh_token=refresh,
                 spending=self.owner,
                 spending_until=until,
-                vouches=vouches,
+                facts=replace(held.entry.facts, introspection_vouches=vouches),
                 failure=None,
             )
         )
@@ -206,12 +206,13 @@ class RefreshTokenMinter:
             token = self.client.fetch(RefreshTokenGrant(refresh, self.scope), attempt_deadline)
         except InvalidGrantError as exc:
             # What introspection said about a token that was not live teaches nothing.
+            vouched = marked.facts.introspection_vouches or None
             held.write(
                 replace(
                     marked,
                     refresh_token=None,
                     spending=None,
-                    vouches=marked.vouches or None,
+                    facts=replace(marked.facts, introspection_vouches=vouched),
                     past=with_past(marked.past, refresh, None),
                 )
             )

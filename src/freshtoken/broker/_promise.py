@@ -39,7 +39,7 @@ def guards(mode: str, entry: Entry | None) -> bool:
     rotates), for a server said (yes) or not known not (auto) to revoke on rotation."""
     if entry is None or entry.refresh_token is None or mode == "no":
         return False
-    return mode == "yes" or entry.revokes is not False
+    return mode == "yes" or entry.facts.revokes_on_rotation is not False
 
 
 def rotating(mode: str, entry: Entry) -> bool:
@@ -95,7 +95,7 @@ def _too_late(
 def describe(mode: str, entry: Entry | None) -> str | None:
     """What is known of the server's rotation, and what follows (for `doctor`); None when
     nothing rotates (no refresh token held)."""
-    learned = entry.revokes if entry is not None else None
+    learned = entry.facts.revokes_on_rotation if entry is not None else None
     if entry is None or entry.refresh_token is None:
         return None
     if mode != "auto":

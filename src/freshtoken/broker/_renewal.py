@@ -23,7 +23,7 @@ from freshtoken.broker._minters import Minter, scope_problem
 from freshtoken.broker._promise import rotating
 from freshtoken.broker._shared import SharedCache
 from freshtoken.stores import Entry, TokenStore
-from freshtoken.stores._entry import fingerprint, with_past
+from freshtoken.stores._entry import ServerFacts, fingerprint, with_past
 
 T = TypeVar("T")
 Decide = Callable[[Entry | None, float], T]
@@ -204,7 +204,7 @@ class Renewal:
         if minted.stored is not None:  # stored by this holder's spender: as it stored it
             return minted.stored, minted.sent
         before = held.entry
-        revokes = before.revokes if before else None
+        facts = replace(before.facts if before else ServerFacts(), lifetime=token.lifetime)
         bare = replace(token, refresh_token=None)  # callers never get the refresh token
         new = Entry(
             bare,
@@ -212,10 +212,8 @@ class Renewal:
             None,
             (before.mints if before else 0) + 1,
             token.issued_at,
-            lifetime=token.lifetime,
-            revokes=revokes,
             past=with_past(before.past, before.refresh_token, refresh) if before else (),
-            vouches=before.vouches if before else None,  # what was learned about the server
+            facts=facts,  # what was learned about the server is carried over whole
         )
         problem = scope_problem(token, self.requested_scope, self.identity)
         if problem is not None and self.scope_check == "raise":
@@ -226,11 +224,12 @@ class Renewal:
             logger.warning("%s", problem)
         kept = held.keep(new)
         mine = kept.token is not None and kept.token.access_token == bare.access_token
-        if mine and minted.refreshed and revokes is None:
+        if mine and minted.refreshed and facts.revokes_on_rotation is None:
             learned = cache.promises.learn(before.token if before else None, cache.label)
             if learned is not None:
                 with contextlib.suppress(StoreError):
-                    kept = held.write(replace(kept, revokes=learned))
+                    learned_facts = replace(kept.facts, revokes_on_rotation=learned)
+                    kept = held.write(replace(kept, facts=learned_facts))
         return kept, minted.sent if mine else None
 
     # -- its clients -----------------------------------------------------------------------
@@ -329,10 +328,8 @@ class Renewal:
                 None,
                 entry.mints if entry else 0,
                 entry.last_mint if entry else 0.0,
-                lifetime=entry.lifetime if entry else 0.0,
                 past=with_past(entry.past, entry.refresh_token, refresh_token) if entry else (),
-                revokes=entry.revokes if entry else None,  # what was learned about the server
-                vouches=entry.vouches if entry else None,  # is never dropped by a rewrite
+                facts=entry.facts if entry else ServerFacts(),  # never dropped by a rewrite
             )
             if cache.store.save(cache.key, fresh, entry.version if entry else 0) is None:
                 raise StoreError("the store entry changed while seeding", hint="Try again.")

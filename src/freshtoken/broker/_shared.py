@@ -138,7 +138,7 @@ class SharedCache:
         )
 
     def check_lifetime(self, min_ttl: float | None, entry: Entry | None) -> None:
-        known = self.lifetime or (entry.lifetime if entry is not None else 0.0)
+        known = self.lifetime or (entry.facts.lifetime if entry is not None else 0.0)
         if min_ttl is not None and known and min_ttl > known:
             raise self.too_long(min_ttl, known)
 

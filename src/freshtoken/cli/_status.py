@@ -101,7 +101,7 @@ def _rows(settings: Settings, store: TokenStore) -> list[dict[str, Any]]:
                 "sink_pending": entry.sink_pending,
                 "being_spent": entry.spending is not None,
                 "introspection_vouches": vouching(entry) if entry.refresh_token else None,
-                "rotation_revokes_access": entry.revokes,
+                "rotation_revokes_access": entry.facts.revokes_on_rotation,
             }
         )
     return rows
