@@ -76,8 +76,8 @@ MUTANTS = [
         "spend-mark",
         "the spend mark: a refresh token is marked as being spent before it is presented",
         B + "_minters.py",
-        "spending=self.owner,",
-        "spending=None,",
+        "                phase=SPENDING,\n",
+        "",
         ("tests/test_spender.py", "tests/test_refresh_ci.py"),
     ),
     Mutant(
@@ -100,8 +100,8 @@ MUTANTS = [
         "sink-pending",
         "sink write-back: a failed write is kept pending and written first next time",
         B + "_minters.py",
-        "                    sink_pending=True,",
-        "                    sink_pending=False,",
+        "                    phase=WRITING_BACK,",
+        "                    phase=IDLE,",
         ("tests/test_sinks.py", "tests/test_refresh_ci.py"),
     ),
     Mutant(

@@ -106,7 +106,7 @@ def test_refresh_chain_survives_callers_killed_with_their_process_group(tmp_path
                 c.wait()
         # The spenders of killed callers finish on their own and store what the server said.
         wait_until(lambda: not server.stats()["inflight_ages"], timeout=60)
-        wait_until(lambda: _entry(seeder).spending is None, timeout=60)
+        wait_until(lambda: _entry(seeder).phase_owner is None, timeout=60)
         entry, stats = _entry(seeder), server.stats()
         assert entry.refresh_token is not None
         # The chain is alive: the stored refresh token is the live one.
@@ -174,7 +174,7 @@ def test_a_dead_spender_with_a_server_that_cannot_vouch_leaves_the_token_alone(
         assert "cannot be told" in info.value.message
         assert "seed" in info.value.hint
         kept, stats = _entry(broker), server.stats()
-        assert kept.refresh_token == seed and kept.spending is not None
+        assert kept.refresh_token == seed and kept.phase == "spending"
         assert stats["refreshes"] == int(server_finishes)  # not presented again
         assert stats["reuse_detections"] == stats["family_revocations"] == 0
         if not server_finishes:
@@ -212,14 +212,20 @@ def test_an_entry_stored_before_vouches_existed_decodes() -> None:
 def test_an_entry_keeps_every_field_through_its_codec_and_old_short_keys_read() -> None:
     token = Token("at_x", "Bearer", expires_at=2e9, issued_at=2e9 - 60, scope=("a", "b"))
     facts = ServerFacts(lifetime=60.0, revokes_on_rotation=False, introspection_vouches=True)
-    entry = Entry(token, "rt_x", "holder", 3, 2e9 - 60, 9, 2e9 + 5, True, ("f1",), -2e9, facts)
-    entry = replace(entry, failure="{}")
+    entry = Entry(token, "rt_x", "spending", "holder", 2e9 + 5, 3, 2e9 - 60, ("f1",), 2e9, facts)
+    entry = replace(entry, failure="{}", version=9)
     assert decode(encode(entry), 9) == entry
     assert set(json.loads(encode(entry))) == {f.name for f in fields(Entry)} - {"version"}
-    old = {"t": {"at": "at_x", "tt": "Bearer", "exp": 2e9, "iat": 2e9 - 60, "scope": ["a", "b"]}}
+    short = {"at": "at_x", "tt": "Bearer", "exp": 2e9, "iat": 2e9 - 60, "scope": ["a", "b"]}
+    old: dict[str, Any] = {"t": short}
     old |= {"rt": "rt_x", "sp": "holder", "n": 3, "lm": 2e9 - 60, "su": 2e9 + 5, "lt": 60.0}
-    old |= {"wb": True, "pr": ["f1"], "pm": -2e9, "rv": False, "iv": True}
+    old |= {"wb": False, "pr": ["f1"], "pm": -2e9, "rv": False, "iv": True}
     assert decode(json.dumps(old).encode(), 9) == replace(entry, failure=None)
+    # Before phases were named, a negative promise meant closed, a flag a write-back owed.
+    old |= {"sp": None, "su": 0.0}
+    assert decode(json.dumps(old).encode(), 9).phase == "closing"
+    old |= {"wb": True, "t": None, "pm": 0.0}
+    assert decode(json.dumps(old).encode(), 9).phase == "writing_back"
 
 
 def test_a_new_seed_keeps_what_was_learned_about_the_server(
@@ -269,7 +275,8 @@ def test_inactive_means_spent_only_from_a_server_that_vouches(
     assert entry is not None
     dead = replace(
         entry,
-        spending="dead-holder",
+        phase="spending",
+        phase_owner="dead-holder",
         facts=replace(entry.facts, introspection_vouches=vouches),
     )
     broker.store.save(broker.key, dead, entry.version)
@@ -281,7 +288,7 @@ def test_inactive_means_spent_only_from_a_server_that_vouches(
         assert after.refresh_token is None
     else:  # cannot tell: kept, not presented
         assert "cannot be told" in info.value.message
-        assert after.refresh_token == seed.refresh_token and after.spending == "dead-holder"
+        assert after.refresh_token == seed.refresh_token and after.phase_owner == "dead-holder"
     stats = freshtoken_server.stats()
     assert stats["reuse_detections"] == 0 and stats["refreshes"] == 1
     assert stats["introspections"] == (0 if vouches is False else 1)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from freshtoken._errors import InvalidGrantError
 from freshtoken.stores import Entry
+from freshtoken.stores._entry import WRITING_BACK
 
 if TYPE_CHECKING:
     from freshtoken.broker._renewal import Renewal
@@ -69,7 +70,7 @@ def keep_alive(
     when, source = last_used(renewal, sink, deadline)
     idle = None if when is None else max(cache.clock.time() - when, 0.0)
     entry = cache.store.load(cache.key)
-    pending = entry is not None and entry.sink_pending
+    pending = entry is not None and entry.phase == WRITING_BACK
     if idle is not None and idle < max_idle and not pending:
         return KeptAlive(False, idle, source)
     refresh_now(renewal, "keep-alive")

@@ -23,7 +23,7 @@ from freshtoken._token import Token
 from freshtoken.broker._unfinished import judge, wait_out
 from freshtoken.oauth._grants import Grant, RefreshTokenGrant
 from freshtoken.stores import Entry
-from freshtoken.stores._entry import with_past
+from freshtoken.stores._entry import IDLE, SPENDING, WRITING_BACK, unmarked, with_past
 
 if TYPE_CHECKING:
     from freshtoken.oauth._client import TokenClient
@@ -120,20 +120,21 @@ class RefreshTokenMinter:
 
     def mint(self, held: Held) -> Minted:
         entry = held.entry
-        if entry is not None and entry.sink_pending and entry.refresh_token is not None:
+        if entry is not None and entry.phase == WRITING_BACK and entry.refresh_token is not None:
             self._write_back(held, entry.refresh_token)  # the last rotation's, never written
             entry = held.entry
         vouches = entry.facts.introspection_vouches if entry else None
-        if entry is not None and entry.spending is not None and entry.refresh_token is not None:
+        if entry is not None and entry.phase == SPENDING and entry.refresh_token is not None:
             now = wait_out(entry, held.reload, self.client.clock, held.deadline)
             if now is None or now.version != entry.version:  # its outcome was stored
-                if now and now.token and not now.spending and now.last_mint > entry.last_mint:
+                stored = now and now.token and now.phase != SPENDING
+                if stored and now and now.token and now.last_mint > entry.last_mint:
                     return Minted(now.token, now.refresh_token, 0.0, stored=now)
                 return self.mint(held)  # settled without a new token: start over from it
             fallback = self.fallback.grant.name if self.fallback else None
             if judge(self.client, entry, fallback) is None:
                 gone = with_past(entry.past, entry.refresh_token, None)
-                held.write(replace(entry, refresh_token=None, spending=None, past=gone))
+                held.write(replace(unmarked(entry), refresh_token=None, past=gone))
                 return self._fall_back(held)
             vouches = True  # it said active
         refresh = entry.refresh_token if entry else None
@@ -178,8 +179,9 @@ class RefreshTokenMinter:
             replace(
                 held.entry,
                 refresh_token=refresh,
-                spending=self.owner,
-                spending_until=until,
+                phase=SPENDING,
+                phase_owner=self.owner,
+                phase_until=until,
                 facts=replace(held.entry.facts, introspection_vouches=vouches),
                 failure=None,
             )
@@ -209,9 +211,8 @@ class RefreshTokenMinter:
             vouched = marked.facts.introspection_vouches or None
             held.write(
                 replace(
-                    marked,
+                    unmarked(marked),
                     refresh_token=None,
-                    spending=None,
                     facts=replace(marked.facts, introspection_vouches=vouched),
                     past=with_past(marked.past, refresh, None),
                 )
@@ -229,7 +230,7 @@ class RefreshTokenMinter:
             from freshtoken.oauth._retry import surely_unprocessed
 
             if surely_unprocessed(exc):  # the server never saw it: it is still unspent
-                held.write(replace(marked, spending=None))
+                held.write(unmarked(marked))
             raise
         # A server that does not rotate answers without a new one: the old one stays good.
         rotated = token.refresh_token or refresh
@@ -255,14 +256,15 @@ class RefreshTokenMinter:
                     entry,
                     token=None,
                     refresh_token=refresh,
-                    spending=None,
-                    sink_pending=True,
+                    phase=WRITING_BACK,
+                    phase_owner=None,
+                    phase_until=0.0,
                     past=past,
                 )
             )
             raise
-        if entry.sink_pending:
-            held.write(replace(entry, sink_pending=False))
+        if entry.phase == WRITING_BACK:
+            held.write(replace(entry, phase=IDLE))
 
 
 def scope_problem(

@@ -209,9 +209,8 @@ class Renewal:
         new = Entry(
             bare,
             refresh,
-            None,
-            (before.mints if before else 0) + 1,
-            token.issued_at,
+            mints=(before.mints if before else 0) + 1,
+            last_mint=token.issued_at,
             past=with_past(before.past, before.refresh_token, refresh) if before else (),
             facts=facts,  # what was learned about the server is carried over whole
         )
@@ -325,9 +324,8 @@ class Renewal:
             fresh = Entry(
                 None,
                 refresh_token,
-                None,
-                entry.mints if entry else 0,
-                entry.last_mint if entry else 0.0,
+                mints=entry.mints if entry else 0,
+                last_mint=entry.last_mint if entry else 0.0,
                 past=with_past(entry.past, entry.refresh_token, refresh_token) if entry else (),
                 facts=entry.facts if entry else ServerFacts(),  # never dropped by a rewrite
             )

@@ -18,6 +18,7 @@ from freshtoken._token import Token
 from freshtoken.broker._policy import FUTURE_TOLERANCE, RefreshPolicy, stored_left
 from freshtoken.broker._promise import Introspect, Promises, covered
 from freshtoken.stores import Entry, TokenStore
+from freshtoken.stores._entry import IDLE, SPENDING
 
 #: What the hot path reads in one step: the token, its default min_ttl, and until when it may
 #: be handed out without work (its expiry; for a server that revokes it on rotation, how far
@@ -117,7 +118,10 @@ class SharedCache:
         window = self.policy.window(token.lifetime)
         until = expiry
         if self.promises.guards(entry):
-            promised = entry.promised - self.clock.time() if entry.spending is None else 0.0
+            # Closing: promised to nobody new; spending: no promise beyond now.
+            promised = {IDLE: entry.promised - self.clock.time(), SPENDING: 0.0}.get(
+                entry.phase, -math.inf
+            )
             until = min(expiry, mono + promised)
         self.expires = (token, expiry)
         self.state = (token, self.policy.min_ttl_for(token), until, expiry - window)

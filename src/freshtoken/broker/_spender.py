@@ -7,8 +7,8 @@ the entry as it reads any other holder's outcome.
 A CI step that is cancelled, or a caller killed with its process group, leaves the spender
 running: servers finish a refresh whose client went away, and the new refresh token is stored
 instead of being lost with the caller. The caller's lock is not needed meanwhile: the mark
-(`spending` until `spending_until`) keeps every other holder from the token, and the spender
-writes compare-and-set against the marked entry.
+(phase `spending`, its owner, until `phase_until`) keeps every other holder from the token, and
+the spender writes compare-and-set against the marked entry.
 
 The spender builds client and store from the caller's `Settings`, sent (secrets included) as
 JSON over a socket pair (on POSIX; Windows, without /proc, uses its stdin and stdout): never in
@@ -45,6 +45,7 @@ from freshtoken.broker._shared import SharedCache
 from freshtoken.config._options import SettingValues
 from freshtoken.config._settings import Settings
 from freshtoken.stores import Entry, TokenStore
+from freshtoken.stores._entry import SPENDING, unmarked
 from freshtoken.stores._failopen import FailOpenStore
 
 MODULE = "freshtoken.broker._spender"
@@ -70,7 +71,7 @@ def settings_from_json(values: dict[str, Any]) -> Settings:
 
 def mark_of(entry: Entry) -> str:
     """Which spend an error recorded in the store belongs to: the mark's owner and version."""
-    return f"{entry.spending}@{entry.version}"
+    return f"{entry.phase_owner}@{entry.version}"
 
 
 class SpendProcess:
@@ -114,7 +115,7 @@ class SpendProcess:
         request = {
             **self.request,
             "settings": settings_json(self.settings),
-            "owner": marked.spending,
+            "owner": marked.phase_owner,
             "version": marked.version,
             "attempt_deadline": wall + attempt_deadline,
             "deadline": wall + held.deadline,
@@ -132,7 +133,7 @@ class SpendProcess:
         except OSError as exc:
             started = f"({exc})"
         if started is not True:  # it never had the request: the token was not presented
-            held.write(replace(marked, spending=None))
+            held.write(unmarked(marked))
             raise TokenUnavailableError(
                 f"could not start the process that presents the refresh token {started}; it "
                 "was not presented, and stays good",
@@ -156,15 +157,17 @@ def settled(held: Held, marked: Entry, sent: float) -> Minted:
             hint=failure.get("hint", ""),
             retry_after=failure.get("retry_after"),
         )
-    if now is not None and (now.version, now.spending) == (marked.version, marked.spending):
+    if now is not None and now.version == marked.version:
         raise TokenUnavailableError(
             "the process presenting the refresh token ended without an answer in the store; the "
             "token counts as spent until "
-            f"{time.strftime('%H:%M:%S', time.localtime(marked.spending_until))}",
+            f"{time.strftime('%H:%M:%S', time.localtime(marked.phase_until))}",
             hint="It was killed, or crashed, while the server was answering. Try again "
             "after that instant; `freshtoken status` shows the entry.",
         )
-    if now is None or now.token is None or now.spending or now.last_mint <= marked.last_mint:
+    if now is None or now.token is None or now.phase == SPENDING:
+        raise changed_under_lock()
+    if now.last_mint <= marked.last_mint:
         raise changed_under_lock()
     # Sent when the spender sent it (the token's issued_at), on this process's clock.
     mono = time.monotonic()
@@ -259,7 +262,7 @@ def spend(request: dict[str, Any]) -> None:
     key = request["key"]
     try:
         entry = store.load(key)
-        if entry is None or (entry.version, entry.spending) != (
+        if entry is None or (entry.version, entry.phase_owner) != (
             request["version"],
             request["owner"],
         ):
@@ -269,7 +272,7 @@ def spend(request: dict[str, Any]) -> None:
             mono = time.monotonic() - time.time()
             attempt_deadline = mono + request["attempt_deadline"]
             if attempt_deadline <= time.monotonic():  # too late: not presented, still good
-                store.save(key, replace(entry, spending=None), entry.version)
+                store.save(key, unmarked(entry), entry.version)
                 raise TokenUnavailableError(
                     "the call's deadline came before the refresh token could be presented; it "
                     "was not, and stays good",

@@ -34,7 +34,7 @@ def wait_out(
     """Wait until `entry`'s attempt surely ended, or the store holds something else (the
     process spending it stored the outcome); the entry then (`entry` itself if unchanged).
     Raises TokenUnavailableError when `deadline` (monotonic) comes first."""
-    while (left := entry.spending_until - clock.time()) > 0:
+    while (left := entry.phase_until - clock.time()) > 0:
         now = clock.monotonic()
         if now >= deadline:
             raise TokenUnavailableError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from freshtoken._token import Token
@@ -28,21 +28,30 @@ class ServerFacts:
     introspection_vouches: bool | None = None
 
 
+#: The phases of an entry. Idle: nobody is at work on it.
+IDLE = "idle"
+#: A holder about to rotate the refresh token closed the token to new promises.
+CLOSING = "closing"
+#: `phase_owner` presented the refresh token and has not stored the outcome; the server may
+#: still be processing it until `phase_until` (wall time): it is not presented again before.
+SPENDING = "spending"
+#: The refresh token (rotated) is not yet written to the refresh-token sink; no access token
+#: is held meanwhile, and the next mint writes it first.
+WRITING_BACK = "writing_back"
+PHASES = (IDLE, CLOSING, SPENDING, WRITING_BACK)
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Entry:
     """The shared state of one cache key.
 
     `refresh_token` is kept apart from the access token (callers never see it).
-    `spending` names the holder that presented `refresh_token` and has not yet stored the
-    outcome: a successor must not present it again without checking it first.
-    `spending_until` (wall time) is when that holder's attempt surely ended: before then the
-    server may still be processing it.
-    `sink_pending`: `refresh_token` (rotated) is not yet written to the refresh-token sink.
+    `phase` says what is under way (`PHASES`), `phase_owner` who does it, `phase_until` until
+    when it may go on.
     `past`: fingerprints of the refresh tokens this entry held before (its chain's elders and
     any seed it replaced): a seed among them is older than `refresh_token` and is ignored.
     `promised` (wall time) is the latest instant a caller was promised `token` stays valid:
-    for a server that revokes the previous access token on rotation, no rotation before it;
-    negative once a holder about to rotate closed the token to new promises.
+    for a server that revokes the previous access token on rotation, no rotation before it.
     `facts`: what was learned about the server (`ServerFacts`).
     `failure` is the error a detached spender met, for the caller whose mark it names (JSON).
     `version` is managed by the store (compare-and-set); it is not part of the payload.
@@ -50,23 +59,30 @@ class Entry:
 
     token: Token | None
     refresh_token: str | None = None
-    spending: str | None = None
+    phase: str = IDLE
+    phase_owner: str | None = None
+    phase_until: float = 0.0
     mints: int = 0
     last_mint: float = 0.0
-    version: int = 0
-    spending_until: float = 0.0
-    sink_pending: bool = False
     past: tuple[str, ...] = ()
     promised: float = 0.0
     facts: ServerFacts = field(default_factory=ServerFacts)
     failure: str | None = None
+    version: int = 0
 
     def __repr__(self) -> str:
         return (
             f"Entry(token={self.token!r}, refresh_token="
-            f"{'held' if self.refresh_token else 'none'}, spending={self.spending!r}, "
-            f"mints={self.mints}, version={self.version})"
+            f"{'held' if self.refresh_token else 'none'}, phase={self.phase}, "
+            f"owner={self.phase_owner!r}, mints={self.mints}, version={self.version})"
         )
+
+
+def unmarked(entry: Entry) -> Entry:
+    """`entry` once a spend settled without a new token: its token (if any) stays closed to
+    new promises, as it was for the rotation; a holder of the store's lock opens it again."""
+    phase = CLOSING if entry.token is not None else IDLE
+    return replace(entry, phase=phase, phase_owner=None, phase_until=0.0)
 
 
 def encode(entry: Entry) -> bytes:
@@ -92,8 +108,8 @@ def encode(entry: Entry) -> bytes:
 
 
 #: The short keys entries had before they were named as the fields (read, never written).
-_SHORT = {"rt": "refresh_token", "sp": "spending", "n": "mints", "lm": "last_mint"}
-_SHORT |= {"su": "spending_until", "wb": "sink_pending", "pr": "past", "pm": "promised"}
+_SHORT = {"rt": "refresh_token", "sp": "phase_owner", "n": "mints", "lm": "last_mint"}
+_SHORT |= {"su": "phase_until", "pr": "past"}
 _SHORT_TOKEN = {"at": "access_token", "tt": "token_type", "exp": "expires_at", "iat": "issued_at"}
 _SHORT_FACTS = {"lt": "lifetime", "rv": "revokes_on_rotation", "iv": "introspection_vouches"}
 
@@ -111,6 +127,18 @@ def _named(data: dict[str, Any]) -> dict[str, Any]:
         }
     )
     named["facts"] = {long: data[short] for short, long in _SHORT_FACTS.items() if short in data}
+    # The phase was a combination: a spender's name, a write-back flag, a negative promise.
+    promised = float(data.get("pm", 0.0))
+    named["promised"] = abs(promised)
+    named["phase"] = (
+        SPENDING
+        if data.get("sp") is not None
+        else WRITING_BACK
+        if data.get("wb")
+        else CLOSING
+        if promised < 0
+        else IDLE
+    )
     return named
 
 
@@ -121,6 +149,9 @@ def decode(payload: bytes, version: int) -> Entry:
         data = _named(data)
     t, facts = data["token"], data.get("facts") or {}
     revokes, vouches = facts.get("revokes_on_rotation"), facts.get("introspection_vouches")
+    phase = str(data.get("phase", IDLE))
+    if phase not in PHASES:
+        raise ValueError(f"an entry in an unknown phase: {phase!r}")
     return Entry(
         token=None
         if t is None
@@ -132,12 +163,12 @@ def decode(payload: bytes, version: int) -> Entry:
             scope=None if t["scope"] is None else tuple(t["scope"]),
         ),
         refresh_token=data["refresh_token"],
-        spending=data.get("spending"),
+        phase=phase,
+        phase_owner=None if data.get("phase_owner") is None else str(data["phase_owner"]),
+        phase_until=float(data.get("phase_until", 0.0)),
         mints=int(data.get("mints", 0)),
         last_mint=float(data.get("last_mint", 0.0)),
         version=version,
-        spending_until=float(data.get("spending_until", 0.0)),
-        sink_pending=bool(data.get("sink_pending", False)),
         past=tuple(str(p) for p in data.get("past", ())),
         promised=float(data.get("promised", 0.0)),
         facts=ServerFacts(
