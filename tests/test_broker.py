@@ -173,7 +173,7 @@ def test_refresh_token_rotation_is_used_and_stored(server: AuthServer) -> None:
     first = broker.token()
     entry = store.load(broker.key)
     assert entry is not None and entry.refresh_token not in (None, seed.refresh_token)
-    assert entry.spending is None
+    assert entry.phase_owner is None
     assert first.refresh_token is None  # callers never see the refresh token
     broker.invalidate(first)
     broker.token()
@@ -208,7 +208,9 @@ def _mark_spent_by_a_dead_holder(broker: TokenBroker, refresh: str) -> None:
     broker.seed_refresh_token(refresh)
     entry = broker.store.load(broker.key)
     assert entry is not None
-    broker.store.save(broker.key, replace(entry, spending="dead-holder"), entry.version)
+    broker.store.save(
+        broker.key, replace(entry, phase="spending", phase_owner="dead-holder"), entry.version
+    )
 
 
 def test_an_unfinished_refresh_is_resumed_when_the_server_says_unspent(

@@ -98,7 +98,8 @@ def test_a_rotation_waits_for_the_promise_and_a_short_budget_says_why(tmp_path: 
         assert _api(server, fresh.access_token) == 200
         assert _api(server, token.access_token) == 401  # revoked by the rotation, as promised
         entry = _entry(first)
-        assert entry.revokes is True  # learned through introspection, for every process
+        # Learned through introspection, for every process.
+        assert entry.facts.revokes_on_rotation is True
         assert "yes (learned through introspection)" in (describe("auto", entry) or "")
 
 
@@ -113,7 +114,8 @@ def test_a_server_that_keeps_the_old_token_is_learned_and_then_not_waited_for(
         token = first.token(50)
         clock.advance(20)
         assert first.token(45) != token  # not known yet: waits for the promise, then learns
-        assert clock.sleeps == [pytest.approx(35.0)] and _entry(first).revokes is False
+        assert clock.sleeps == [pytest.approx(35.0)]
+        assert _entry(first).facts.revokes_on_rotation is False
         version = _entry(first).version
         for _ in range(3):
             other = make_broker(server, clock, store=store, grant=None, wait_timeout=40)
@@ -229,7 +231,7 @@ def test_every_token_handed_out_lives_its_min_ttl_while_other_processes_rotate(
     assert stats["reuse_detections"] == 0
     # Rotations here wait for promises up to the tokens' very end: nothing to learn from an
     # expired token (the tests above learn it), and never a wrong "keeps".
-    assert entry is not None and entry.revokes is not False
+    assert entry is not None and entry.facts.revokes_on_rotation is not False
 
 
 @pytest.mark.slow
@@ -296,7 +298,7 @@ def test_a_rotation_that_failed_leaves_the_token_to_be_promised_again(tmp_path: 
         rotating = make_broker(server, clock, store=store, grant=None, wait_timeout=400)
         with pytest.raises(OAuthError):
             rotating.token(450)  # closed the token to promises, waited 305 s, then failed
-        assert _entry(first).promised < 0 and _entry(first).spending is None
+        assert _entry(first).phase == "closing"
         other = make_broker(server, clock, store=store, grant=None, wait_timeout=40)
         assert other.token(3) == token  # still valid, not rotated: promised again
         assert _entry(first).promised >= clock.time() + 3

@@ -159,7 +159,7 @@ def test_refresh_chain_survives_kills_and_stops_mid_refresh(
         alive = server.active_refresh_tokens("demo-client")
         # The chain is alive: the stored refresh token is the live one.
         entry = seeder.store.load(seeder.key)
-        assert entry is not None and entry.refresh_token and entry.spending is None
+        assert entry is not None and entry.refresh_token and entry.phase_owner is None
         make_client(server).fetch(RefreshTokenGrant(entry.refresh_token))
     assert kills >= 3 and stops >= 2, (kills, stops)
     assert stats["reuse_detections"] == 0

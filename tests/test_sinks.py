@@ -255,14 +255,14 @@ def test_a_failed_write_back_keeps_the_new_token_pending_and_the_next_call_write
     with pytest.raises(SinkError):
         broker.token()
     entry = store.load(broker.key)
-    assert entry is not None and entry.sink_pending and entry.token is None  # nothing served
+    assert entry is not None and entry.phase == "writing_back" and entry.token is None
     assert server.active_refresh_tokens("demo-client") == 1  # the new one, held by the store
     pending = entry.refresh_token
     broken.unlink()
     broker.token()  # writes the pending one first, then refreshes and writes again
     assert server.stats()["reuse_detections"] == 0
     entry = store.load(broker.key)
-    assert entry is not None and not entry.sink_pending
+    assert entry is not None and entry.phase != "writing_back"
     assert stored.read_text() == entry.refresh_token != pending
     assert server.active_refresh_tokens("demo-client") == 1
 
@@ -322,7 +322,7 @@ def test_entry_fields_round_trip_and_past_is_bounded() -> None:
     assert past[0] == fingerprint("rt_0000")  # the chain's first seed stays known
     assert past[-1] == fingerprint(f"rt_{PAST_KEPT + 9:04d}")
     assert with_past(past, "rt_same", "rt_same") == past
-    entry = Entry(None, "rt_x", sink_pending=True, past=past)
+    entry = Entry(None, "rt_x", "writing_back", past=past)
     back = decode(encode(entry), 7)
-    assert (back.sink_pending, back.past, back.version) == (True, past, 7)
+    assert (back.phase, back.past, back.version) == ("writing_back", past, 7)
     assert all("rt_" not in mark for mark in back.past)  # fingerprints, not tokens

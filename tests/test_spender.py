@@ -5,23 +5,24 @@ store."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
 import threading
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, TokenBroker
+from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, Token, TokenBroker
 from freshtoken._errors import InvalidGrantError, OAuthError
 from freshtoken.broker._unfinished import vouching
 from freshtoken.stores import Entry
-from freshtoken.stores._entry import decode, encode
+from freshtoken.stores._entry import ServerFacts, decode, encode
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
@@ -105,7 +106,7 @@ def test_refresh_chain_survives_callers_killed_with_their_process_group(tmp_path
                 c.wait()
         # The spenders of killed callers finish on their own and store what the server said.
         wait_until(lambda: not server.stats()["inflight_ages"], timeout=60)
-        wait_until(lambda: _entry(seeder).spending is None, timeout=60)
+        wait_until(lambda: _entry(seeder).phase_owner is None, timeout=60)
         entry, stats = _entry(seeder), server.stats()
         assert entry.refresh_token is not None
         # The chain is alive: the stored refresh token is the live one.
@@ -113,7 +114,7 @@ def test_refresh_chain_survives_callers_killed_with_their_process_group(tmp_path
     assert kills >= 8 and kills_mid_refresh >= 4, (kills, kills_mid_refresh)
     assert stats["family_revocations"] == 0 and stats["reuse_detections"] == 0
     assert entry.mints == stats["refreshes"] >= kills_mid_refresh
-    assert entry.vouches is True
+    assert entry.facts.introspection_vouches is True
     assert ok.exists(), "no caller got a token"
     assert not errors.exists() or not errors.read_text(), errors.read_text()
 
@@ -164,7 +165,7 @@ def test_a_dead_spender_with_a_server_that_cannot_vouch_leaves_the_token_alone(
         wait_until(lambda: not server.stats()["inflight_ages"], timeout=10)
         assert server.stats()["refreshes"] == int(server_finishes)
         marked = _entry(broker)
-        assert (marked.refresh_token, marked.vouches) == (seed, False)
+        assert (marked.refresh_token, marked.facts.introspection_vouches) == (seed, False)
         assert vouching(marked) == "no"
 
         # The next holder (this one again) waits out the attempt's window, then cannot tell.
@@ -173,7 +174,7 @@ def test_a_dead_spender_with_a_server_that_cannot_vouch_leaves_the_token_alone(
         assert "cannot be told" in info.value.message
         assert "seed" in info.value.hint
         kept, stats = _entry(broker), server.stats()
-        assert kept.refresh_token == seed and kept.spending is not None
+        assert kept.refresh_token == seed and kept.phase == "spending"
         assert stats["refreshes"] == int(server_finishes)  # not presented again
         assert stats["reuse_detections"] == stats["family_revocations"] == 0
         if not server_finishes:
@@ -202,8 +203,42 @@ def test_what_introspection_vouches_for_is_learned_once_and_kept(tmp_path: Path)
 
 def test_an_entry_stored_before_vouches_existed_decodes() -> None:
     old = b'{"t":null,"rt":"rt_x","sp":null,"n":1,"lm":0.0,"su":0.0,"lt":60.0}'
-    assert decode(old, 7).vouches is None
-    assert decode(encode(Entry(None, "rt_x", vouches=False)), 1).vouches is False
+    assert decode(old, 7).facts == ServerFacts(lifetime=60.0)
+    assert decode(old, 7).refresh_token == "rt_x"
+    known = Entry(None, "rt_x", facts=ServerFacts(introspection_vouches=False))
+    assert decode(encode(known), 1).facts.introspection_vouches is False
+
+
+def test_an_entry_keeps_every_field_through_its_codec_and_old_short_keys_read() -> None:
+    token = Token("at_x", "Bearer", expires_at=2e9, issued_at=2e9 - 60, scope=("a", "b"))
+    facts = ServerFacts(lifetime=60.0, revokes_on_rotation=False, introspection_vouches=True)
+    entry = Entry(token, "rt_x", "spending", "holder", 2e9 + 5, 3, 2e9 - 60, ("f1",), 2e9, facts)
+    entry = replace(entry, failure="{}", version=9)
+    assert decode(encode(entry), 9) == entry
+    assert set(json.loads(encode(entry))) == {f.name for f in fields(Entry)} - {"version"}
+    short = {"at": "at_x", "tt": "Bearer", "exp": 2e9, "iat": 2e9 - 60, "scope": ["a", "b"]}
+    old: dict[str, Any] = {"t": short}
+    old |= {"rt": "rt_x", "sp": "holder", "n": 3, "lm": 2e9 - 60, "su": 2e9 + 5, "lt": 60.0}
+    old |= {"wb": False, "pr": ["f1"], "pm": -2e9, "rv": False, "iv": True}
+    assert decode(json.dumps(old).encode(), 9) == replace(entry, failure=None)
+    # Before phases were named, a negative promise meant closed, a flag a write-back owed.
+    old |= {"sp": None, "su": 0.0}
+    assert decode(json.dumps(old).encode(), 9).phase == "closing"
+    old |= {"wb": True, "t": None, "pm": 0.0}
+    assert decode(json.dumps(old).encode(), 9).phase == "writing_back"
+
+
+def test_a_new_seed_keeps_what_was_learned_about_the_server(
+    freshtoken_server: AuthServer,
+) -> None:
+    broker = make_broker(freshtoken_server, grant=None)
+    facts = ServerFacts(lifetime=60.0, revokes_on_rotation=True, introspection_vouches=False)
+    learned = Entry(None, "rt_old", facts=facts)
+    assert broker.store.save(broker.key, learned, 0) is not None
+    broker.seed_refresh_token("rt_new")
+    entry = _entry(broker)
+    assert entry.refresh_token == "rt_new"
+    assert entry.facts == facts
 
 
 def test_only_a_store_that_outlives_the_caller_gets_a_spender(
@@ -238,7 +273,12 @@ def test_inactive_means_spent_only_from_a_server_that_vouches(
     broker.seed_refresh_token(seed.refresh_token)
     entry = broker.store.load(broker.key)
     assert entry is not None
-    dead = replace(entry, spending="dead-holder", vouches=vouches)
+    dead = replace(
+        entry,
+        phase="spending",
+        phase_owner="dead-holder",
+        facts=replace(entry.facts, introspection_vouches=vouches),
+    )
     broker.store.save(broker.key, dead, entry.version)
     with pytest.raises(OAuthError) as info:
         broker.token()
@@ -248,7 +288,7 @@ def test_inactive_means_spent_only_from_a_server_that_vouches(
         assert after.refresh_token is None
     else:  # cannot tell: kept, not presented
         assert "cannot be told" in info.value.message
-        assert after.refresh_token == seed.refresh_token and after.spending == "dead-holder"
+        assert after.refresh_token == seed.refresh_token and after.phase_owner == "dead-holder"
     stats = freshtoken_server.stats()
     assert stats["reuse_detections"] == 0 and stats["refreshes"] == 1
     assert stats["introspections"] == (0 if vouches is False else 1)

@@ -11,12 +11,13 @@ import threading
 
 from freshtoken._errors import OAuthError
 from freshtoken._log import describe, logger
-from freshtoken.broker._shared import SharedCache
+from freshtoken.broker._renewal import Renewal
 
 
 class RefreshAhead:
-    def __init__(self, cache: SharedCache) -> None:
-        self.cache = cache
+    def __init__(self, renewal: Renewal) -> None:
+        self.renewal = renewal
+        self.cache = cache = renewal.cache
         self.clock = cache.clock
         #: No refresh ahead before this instant (one starter at a time; backoff).
         self.next_try = 0.0
@@ -50,7 +51,7 @@ class RefreshAhead:
 
     def _refresh_once(self) -> None:
         try:
-            outcome = self.cache.refresh_if_free()
+            outcome = self.renewal.refresh_if_free()
             if outcome == "busy":  # another process: adopt its token soon
                 self.next_try = self.clock.monotonic() + 0.05
             elif outcome == "promised":  # a token handed out must stay valid until then
@@ -90,7 +91,7 @@ class RefreshAhead:
             if self.clock.monotonic() >= self.next_try:
                 try:
                     if state is None:
-                        self.cache.obtain(None)
+                        self.renewal.obtain(None)
                     elif self.clock.monotonic() >= refresh_at:
                         self._refresh_once()
                 except Exception as exc:

@@ -1,8 +1,9 @@
 """TokenBroker: a token valid for as long as the caller needs, from a cache shared by every
 thread, task and process that uses the same store.
 
-A thin facade over three layers: a minter (grant, or refresh token with its fallback), the
-shared cache (single flight, adopt, invalidate, seed) and refresh ahead. The hot path reads
+A thin facade over four layers: a minter (grant, or refresh token with its fallback), the
+shared cache (hot state, adopt, invalidate), the renewal (the one locked transaction: mint,
+seed, take) and refresh ahead. The hot path reads
 one tuple and the clock.
 """
 
@@ -31,6 +32,7 @@ from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy, with_margin
 from freshtoken.broker._promise import MODES
+from freshtoken.broker._renewal import Renewal
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
@@ -118,20 +120,23 @@ class TokenBroker(HttpAuths):
         self._cache = SharedCache(
             self.store,
             self.key,
-            minter,
             policy=self.refresh,
             clock=self.clock,
-            wait_timeout=self.wait_timeout,
-            requested_scope=scope,
-            identity=client.identity(),
-            scope_check=scope_check,
             invalidate_cooldown=invalidate_cooldown,
             label=f"client {client.auth.client_id} at {client.identity()}",
             rotation=rotation_revokes_access,
             introspect=client.introspect,
             genesys=client.preset == "genesys",
         )
-        self._ahead = RefreshAhead(self._cache)
+        self._renewal = Renewal(
+            self._cache,
+            minter,
+            wait_timeout=self.wait_timeout,
+            requested_scope=scope,
+            identity=client.identity(),
+            scope_check=scope_check,
+        )
+        self._ahead = RefreshAhead(self._renewal)
         #: What offers a configured refresh token once, before the first mint (None: done).
         self._offer: Callable[[], str | None] | None = None
         self._offer_lock = threading.Lock()
@@ -171,6 +176,7 @@ class TokenBroker(HttpAuths):
         if rebuilt and SpendProcess.usable(settings):
             broker._refresher.elsewhere = SpendProcess(
                 settings,
+                broker.store,
                 key=broker.key,
                 fallback=grant is not None,
                 scope=broker._refresher.scope,
@@ -279,7 +285,7 @@ class TokenBroker(HttpAuths):
                 f"min_ttl must be a number of seconds, zero or more, not {min_ttl!r}",
                 hint="Ask for how long the token must stay valid, e.g. min_ttl=60.",
             )
-        token = self._cache.obtain(min_ttl)
+        token = self._renewal.obtain(min_ttl)
         need = self.refresh.min_ttl_for(token, min_ttl)
         left = self._cache.left(token)
         if left < need:
@@ -311,13 +317,13 @@ class TokenBroker(HttpAuths):
         the configured one is no longer offered)."""
         with self._offer_lock:
             self._offer = None
-            self._cache.seed(refresh_token)
+            self._renewal.seed(refresh_token)
 
     def offer_refresh_token(self, refresh_token: str) -> bool:
         """Seed `refresh_token` (a CI secret's value) unless the store holds it already or
         held it before: then the store's own is newer (the secret was read before the last
         rotation) and is kept. True when it was seeded."""
-        return self._cache.seed(refresh_token, unless_known=True)
+        return self._renewal.seed(refresh_token, unless_known=True)
 
     def keep_alive(self, max_idle: float) -> KeptAlive:
         """Spend the refresh token once (writing the new one back) when it was last used
@@ -325,7 +331,7 @@ class TokenBroker(HttpAuths):
         from freshtoken.broker._keepalive import keep_alive
 
         self._offer_seed()
-        return keep_alive(self._cache, self.sink, max_idle, self.client.deadline())
+        return keep_alive(self._renewal, self.sink, max_idle, self.client.deadline())
 
     def revoke(self) -> dict[str, bool | None]:
         """Revoke this client's stored tokens at the server, then drop them from the store.
@@ -334,7 +340,7 @@ class TokenBroker(HttpAuths):
         the server, None the server has no revocation endpoint. Empty when nothing was held.
         """
         self._offer_seed()  # a configured refresh token is revoked too
-        entry = self._cache.take()
+        entry = self._renewal.take()
         said: dict[str, bool | None] = {}
         if entry is not None:
             held = {

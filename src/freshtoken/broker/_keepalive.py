@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 from freshtoken._errors import InvalidGrantError
 from freshtoken.stores import Entry
+from freshtoken.stores._entry import WRITING_BACK
 
 if TYPE_CHECKING:
-    from freshtoken.broker._shared import SharedCache
+    from freshtoken.broker._renewal import Renewal
     from freshtoken.sinks import RefreshTokenSink
 
 
@@ -26,13 +27,14 @@ class KeptAlive:
 
 
 def last_used(
-    cache: SharedCache, sink: RefreshTokenSink | None, deadline: float
+    renewal: Renewal, sink: RefreshTokenSink | None, deadline: float
 ) -> tuple[float | None, str]:
     """When the refresh token was last used (wall time) and who says so: the later of the
     sink's last write and the store's last refresh; (None, ...) when neither can tell."""
     known: list[tuple[float, str]] = []
     if sink is not None and (written := sink.last_written(deadline)) is not None:
         known.append((written, f"{sink.name} was last written"))
+    cache = renewal.cache
     entry = cache.store.load(cache.key)
     if entry is not None and entry.refresh_token and entry.last_mint:
         known.append((entry.last_mint, "the store's last refresh"))
@@ -41,36 +43,35 @@ def last_used(
     return max(known)
 
 
-def refresh_now(cache: SharedCache, why: str) -> Entry:
+def refresh_now(renewal: Renewal, why: str) -> Entry:
     """Spend the refresh token the store holds now, whatever the access token's age (a
     pending write-back is written first); the stored outcome."""
-    start = cache.clock.monotonic()
-    end = start + cache.wait_timeout
-    with cache.flight, cache.store.lock(cache.key, cache.wait_timeout) as held:
-        if not held:
-            raise cache.timed_out(cache.clock.monotonic() - start)
-        entry = cache.store.load(cache.key)
+
+    def decide(entry: Entry | None, end: float) -> Entry:
         if entry is None or entry.refresh_token is None:
             raise InvalidGrantError(
                 "no refresh token is held for this client, so there is none to keep alive",
                 hint="Seed one (FRESHTOKEN_REFRESH_TOKEN from a `freshtoken login`, or a "
                 "readable FRESHTOKEN_REFRESH_TOKEN_SINK); see docs/refresh-tokens.md.",
             )
-        kept, sent = cache.renew(entry, end, why)
-        cache.adopt(kept, sent)
+        kept, sent = renewal.renew(entry, end, why)
+        renewal.cache.adopt(kept, sent)
         return kept
+
+    return renewal.transact(decide)
 
 
 def keep_alive(
-    cache: SharedCache, sink: RefreshTokenSink | None, max_idle: float, deadline: float
+    renewal: Renewal, sink: RefreshTokenSink | None, max_idle: float, deadline: float
 ) -> KeptAlive:
     """Refresh once when the refresh token was last used `max_idle` seconds ago or more (or
     nobody can tell, or a write-back is pending); else do nothing."""
-    when, source = last_used(cache, sink, deadline)
+    cache = renewal.cache
+    when, source = last_used(renewal, sink, deadline)
     idle = None if when is None else max(cache.clock.time() - when, 0.0)
     entry = cache.store.load(cache.key)
-    pending = entry is not None and entry.sink_pending
+    pending = entry is not None and entry.phase == WRITING_BACK
     if idle is not None and idle < max_idle and not pending:
         return KeptAlive(False, idle, source)
-    refresh_now(cache, "keep-alive")
+    refresh_now(renewal, "keep-alive")
     return KeptAlive(True, idle, "a write-back was pending" if pending else source)

@@ -8,7 +8,6 @@ server refuses it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,7 +23,7 @@ from freshtoken._token import Token
 from freshtoken.broker._unfinished import judge, wait_out
 from freshtoken.oauth._grants import Grant, RefreshTokenGrant
 from freshtoken.stores import Entry
-from freshtoken.stores._entry import with_past
+from freshtoken.stores._entry import IDLE, SPENDING, WRITING_BACK, unmarked, with_past
 
 if TYPE_CHECKING:
     from freshtoken.oauth._client import TokenClient
@@ -40,7 +39,8 @@ class Minted:
     refresh_token: str | None
     sent: float
     refreshed: bool = False
-    #: The entry another holder stored meanwhile, with this token: nothing was minted here.
+    #: The entry as stored already, with this token: by another holder (not `refreshed`:
+    #: nothing was minted here), or by this holder's spender (`refreshed`).
     stored: Entry | None = None
 
 
@@ -83,15 +83,16 @@ class GrantMinter:
 
 class SpendElsewhere(Protocol):
     """Presents the marked refresh token of `held` by `attempt_deadline` in a process that
-    outlives this one, and returns its outcome; `here` presents it in this process instead
-    (for when that process could not start, so surely never presented it)."""
+    outlives this one, which stores the outcome; returns it as read from the store."""
 
     #: Seconds that process may take to start, added to the attempt's deadline.
     startup: float
 
-    def __call__(
-        self, held: Held, attempt_deadline: float, here: Callable[[], Minted]
-    ) -> Minted: ...
+    def ready(self) -> bool:
+        """Whether that process would see the store this one uses now."""
+        ...
+
+    def __call__(self, held: Held, attempt_deadline: float) -> Minted: ...
 
 
 class RefreshTokenMinter:
@@ -119,20 +120,21 @@ class RefreshTokenMinter:
 
     def mint(self, held: Held) -> Minted:
         entry = held.entry
-        if entry is not None and entry.sink_pending and entry.refresh_token is not None:
+        if entry is not None and entry.phase == WRITING_BACK and entry.refresh_token is not None:
             self._write_back(held, entry.refresh_token)  # the last rotation's, never written
             entry = held.entry
-        vouches = entry.vouches if entry else None
-        if entry is not None and entry.spending is not None and entry.refresh_token is not None:
+        vouches = entry.facts.introspection_vouches if entry else None
+        if entry is not None and entry.phase == SPENDING and entry.refresh_token is not None:
             now = wait_out(entry, held.reload, self.client.clock, held.deadline)
             if now is None or now.version != entry.version:  # its outcome was stored
-                if now and now.token and not now.spending and now.last_mint > entry.last_mint:
+                stored = now and now.token and now.phase != SPENDING
+                if stored and now and now.token and now.last_mint > entry.last_mint:
                     return Minted(now.token, now.refresh_token, 0.0, stored=now)
                 return self.mint(held)  # settled without a new token: start over from it
             fallback = self.fallback.grant.name if self.fallback else None
             if judge(self.client, entry, fallback) is None:
                 gone = with_past(entry.past, entry.refresh_token, None)
-                held.write(replace(entry, refresh_token=None, spending=None, past=gone))
+                held.write(replace(unmarked(entry), refresh_token=None, past=gone))
                 return self._fall_back(held)
             vouches = True  # it said active
         refresh = entry.refresh_token if entry else None
@@ -167,16 +169,21 @@ class RefreshTokenMinter:
             vouches = self.client.introspect(refresh)
         clock, timeouts = self.client.clock, self.client.timeouts
         now = clock.monotonic()
-        start = self.elsewhere.startup if self.elsewhere is not None else 0.0
+        elsewhere = self.elsewhere
+        if elsewhere is not None and not elsewhere.ready():
+            elsewhere = None  # that process would not see this one's store: present it here
+        start = elsewhere.startup if elsewhere is not None else 0.0
         attempt_deadline = min(held.deadline, now + start + timeouts.connect + timeouts.read)
         until = clock.time() + (attempt_deadline - now) + timeouts.read
         held.write(
             replace(
                 held.entry,
                 refresh_token=refresh,
-                spending=self.owner,
-                spending_until=until,
-                vouches=vouches,
+                phase=SPENDING,
+                phase_owner=self.owner,
+                phase_until=until,
+                facts=replace(held.entry.facts, introspection_vouches=vouches),
+                failure=None,
             )
         )
         if not held.owns_lock():
@@ -185,10 +192,8 @@ class RefreshTokenMinter:
                 "the store's lock was lost before the refresh token was presented; it was not",
                 hint="This process was paused or slow past the lock's lease; it will retry.",
             )
-        if self.elsewhere is not None:
-            return self.elsewhere(
-                held, attempt_deadline, lambda: self.present(held, attempt_deadline)
-            )
+        if elsewhere is not None:
+            return elsewhere(held, attempt_deadline)
         return self.present(held, attempt_deadline)
 
     def present(self, held: Held, attempt_deadline: float) -> Minted:
@@ -203,12 +208,12 @@ class RefreshTokenMinter:
             token = self.client.fetch(RefreshTokenGrant(refresh, self.scope), attempt_deadline)
         except InvalidGrantError as exc:
             # What introspection said about a token that was not live teaches nothing.
+            vouched = marked.facts.introspection_vouches or None
             held.write(
                 replace(
-                    marked,
+                    unmarked(marked),
                     refresh_token=None,
-                    spending=None,
-                    vouches=marked.vouches or None,
+                    facts=replace(marked.facts, introspection_vouches=vouched),
                     past=with_past(marked.past, refresh, None),
                 )
             )
@@ -225,7 +230,7 @@ class RefreshTokenMinter:
             from freshtoken.oauth._retry import surely_unprocessed
 
             if surely_unprocessed(exc):  # the server never saw it: it is still unspent
-                held.write(replace(marked, spending=None))
+                held.write(unmarked(marked))
             raise
         # A server that does not rotate answers without a new one: the old one stays good.
         rotated = token.refresh_token or refresh
@@ -251,14 +256,15 @@ class RefreshTokenMinter:
                     entry,
                     token=None,
                     refresh_token=refresh,
-                    spending=None,
-                    sink_pending=True,
+                    phase=WRITING_BACK,
+                    phase_owner=None,
+                    phase_until=0.0,
                     past=past,
                 )
             )
             raise
-        if entry.sink_pending:
-            held.write(replace(entry, sink_pending=False))
+        if entry.phase == WRITING_BACK:
+            held.write(replace(entry, phase=IDLE))
 
 
 def scope_problem(

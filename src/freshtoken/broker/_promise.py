@@ -5,8 +5,8 @@ caller asked only if no rotation happens before then.
 Every hand-out's deadline is kept in the store entry (`Entry.promised`, wall time, the latest
 one), extended by a quantum so that a busy process writes at most once per quantum, by
 compare-and-set without the store's lock. A holder about to rotate first closes the entry to
-new promises (the same compare-and-set: the value turns negative, its absolute value still the
-latest promise), then waits until that has passed. Kept light (no httpx): the command line's
+new promises (the same compare-and-set: its phase turns `closing`), then waits until the latest
+promise has passed. Kept light (no httpx): the command line's
 store peek reads it.
 """
 
@@ -21,6 +21,7 @@ from freshtoken._log import logger
 from freshtoken._token import Token
 from freshtoken.broker._policy import RefreshPolicy, stored_left
 from freshtoken.stores import Entry, TokenStore
+from freshtoken.stores._entry import CLOSING, IDLE, SPENDING
 
 #: `rotation_revokes_access`: learned through introspection (auto), or said.
 MODES = ("auto", "yes", "no")
@@ -39,24 +40,24 @@ def guards(mode: str, entry: Entry | None) -> bool:
     rotates), for a server said (yes) or not known not (auto) to revoke on rotation."""
     if entry is None or entry.refresh_token is None or mode == "no":
         return False
-    return mode == "yes" or entry.revokes is not False
+    return mode == "yes" or entry.facts.revokes_on_rotation is not False
 
 
 def rotating(mode: str, entry: Entry) -> bool:
     """Was `entry`'s refresh token presented by a holder that never stored the answer? Then
     its access token may be revoked already, by a server that revokes it on rotation."""
-    return entry.spending is not None and guards(mode, entry)
+    return entry.phase == SPENDING and guards(mode, entry)
 
 
 def latest(entry: Entry) -> float:
     """The latest promise on `entry`'s token, whether or not it is closed to new ones."""
-    return abs(entry.promised)
+    return entry.promised
 
 
 def covered(entry: Entry, now: float, need: float) -> bool:
     """Is a hand-out of `entry`'s token at wall time `now`, valid for `need` s, promised
     already (no rotation can happen before)?"""
-    return entry.spending is None and entry.promised >= now + need
+    return entry.phase == IDLE and entry.promised >= now + need
 
 
 def quantum(lifetime: float) -> float:
@@ -95,7 +96,7 @@ def _too_late(
 def describe(mode: str, entry: Entry | None) -> str | None:
     """What is known of the server's rotation, and what follows (for `doctor`); None when
     nothing rotates (no refresh token held)."""
-    learned = entry.revokes if entry is not None else None
+    learned = entry.facts.revokes_on_rotation if entry is not None else None
     if entry is None or entry.refresh_token is None:
         return None
     if mode != "auto":
@@ -133,21 +134,20 @@ class Promises:
         now = self.clock.time()
         for _ in range(5):
             token = entry.token
-            if token is None or entry.spending is not None or (entry.promised < 0 and not locked):
+            if token is None or entry.phase == SPENDING or (entry.phase == CLOSING and not locked):
                 return None
             if covered(entry, now, need):
                 return entry
             promised = max(latest(entry), extended(token, now, need))
+            opened = replace(entry, promised=promised, phase=IDLE)
             try:
-                version = self.store.save(
-                    self.key, replace(entry, promised=promised), entry.version
-                )
+                version = self.store.save(self.key, opened, entry.version)
             except StoreError as exc:
                 # A store that cannot be written is no one's to rotate by either.
                 logger.warning("could not store how long a token is promised valid (%s)", exc)
-                return replace(entry, promised=promised)
+                return opened
             if version is not None:
-                return replace(entry, promised=promised, version=version)
+                return replace(opened, version=version)
             reloaded = self.store.load(self.key)  # another process promised (or closed)
             if reloaded is None or reloaded.token != token:
                 return None
@@ -159,7 +159,7 @@ class Promises:
         for promises that end soon (those of callers who name no min_ttl), at most a quarter of
         its `budget`, holding the store's lock: callers who need a longer promise meanwhile
         wait that long at most. A longer promise puts it off (the token has more left)."""
-        if entry is None or entry.token is None or entry.spending is not None:
+        if entry is None or entry.token is None or entry.phase == SPENDING:
             return 0.0
         if not self.guards(entry):
             return 0.0
@@ -173,13 +173,13 @@ class Promises:
         min_ttl of the caller who needs the rotation (None: refresh ahead)."""
         clock = self.clock
         # Spent by a holder that died: it may have rotated already, promises are moot.
-        while entry is not None and entry.spending is None and self.guards(entry):
+        while entry is not None and entry.phase != SPENDING and self.guards(entry):
             wait = outstanding(entry, clock.time())
             budget = deadline - clock.monotonic()
             if wait > budget - RESERVE:
                 raise _too_late(entry, clock.time(), wait, budget, need)
-            if entry.token is not None and entry.promised >= 0:
-                shut = replace(entry, promised=-max(entry.promised, 1.0))
+            if entry.token is not None and entry.phase != CLOSING:
+                shut = replace(entry, phase=CLOSING)
                 version = self.store.save(self.key, shut, entry.version)
                 if version is None:  # a promise was published meanwhile: look again
                     entry = self.store.load(self.key)

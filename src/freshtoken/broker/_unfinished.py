@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def vouching(entry: Entry | None) -> str:
     """Whether the server's introspection vouches for refresh tokens, as learned so far
     ("yes", "no" or "unknown"), for `freshtoken doctor` and `status`."""
-    vouches = entry.vouches if entry is not None else None
+    vouches = entry.facts.introspection_vouches if entry is not None else None
     return "unknown" if vouches is None else "yes" if vouches else "no"
 
 
@@ -34,7 +34,7 @@ def wait_out(
     """Wait until `entry`'s attempt surely ended, or the store holds something else (the
     process spending it stored the outcome); the entry then (`entry` itself if unchanged).
     Raises TokenUnavailableError when `deadline` (monotonic) comes first."""
-    while (left := entry.spending_until - clock.time()) > 0:
+    while (left := entry.phase_until - clock.time()) > 0:
         now = clock.monotonic()
         if now >= deadline:
             raise TokenUnavailableError(
@@ -59,14 +59,15 @@ def judge(client: TokenClient, entry: Entry, fallback: str | None) -> str | None
     refresh = entry.refresh_token
     assert refresh is not None
     # Active is proof whatever else was learned; inactive only from a server that vouches.
-    active = client.introspect(refresh) if entry.vouches is not False else None
+    vouches = entry.facts.introspection_vouches
+    active = client.introspect(refresh) if vouches is not False else None
     if active:
         logger.warning(
             "resuming a refresh left unfinished by another holder: the server says its "
             "refresh token is still unspent"
         )
         return refresh
-    spent = active is False and entry.vouches is True
+    spent = active is False and vouches is True
     if spent or fallback:
         logger.warning(
             "a refresh token was presented by a holder that never stored the answer, and the "
@@ -77,7 +78,7 @@ def judge(client: TokenClient, entry: Entry, fallback: str | None) -> str | None
         return None
     why = (
         "this server's introspection does not vouch for refresh tokens"
-        if entry.vouches is False or active is False
+        if vouches is False or active is False
         else "introspection gave no answer"
     )
     raise TokenUnavailableError(

@@ -16,6 +16,7 @@ from freshtoken.broker._unfinished import vouching
 from freshtoken.cli._common import fail, run
 from freshtoken.config._settings import Settings
 from freshtoken.stores import TokenStore
+from freshtoken.stores._entry import SPENDING, WRITING_BACK
 
 #: (title, width) of the table's columns: 12+2+9+2+18+2+7+2+19+2+5 = 80 at most.
 COLUMNS = (
@@ -101,10 +102,10 @@ def _rows(settings: Settings, store: TokenStore) -> list[dict[str, Any]]:
                 "mints": entry.mints,
                 # What a refresh token's entry knows: a rotated one not yet written to the
                 # sink, a refresh in flight, and what was learned about the server.
-                "sink_pending": entry.sink_pending,
-                "being_spent": entry.spending is not None,
+                "sink_pending": entry.phase == WRITING_BACK,
+                "being_spent": entry.phase == SPENDING,
                 "introspection_vouches": vouching(entry) if entry.refresh_token else None,
-                "rotation_revokes_access": entry.revokes,
+                "rotation_revokes_access": entry.facts.revokes_on_rotation,
             }
         )
     return rows

@@ -4,10 +4,41 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from freshtoken._token import Token
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFacts:
+    """What was learned about the server of a cache key. Kept apart from the token: every
+    rewrite of the entry (a mint, a seed, a spend) carries it over whole.
+
+    `lifetime`: how long its tokens live (0: not known yet).
+    `revokes_on_rotation`: whether rotating the refresh token revokes the previous access token
+    (None: not known).
+    `introspection_vouches`: True when its introspection said active for a live refresh token
+    (its "inactive" then means spent), False when it said inactive for one (it cannot tell),
+    None when not known yet.
+    """
+
+    lifetime: float = 0.0
+    revokes_on_rotation: bool | None = None
+    introspection_vouches: bool | None = None
+
+
+#: The phases of an entry. Idle: nobody is at work on it.
+IDLE = "idle"
+#: A holder about to rotate the refresh token closed the token to new promises.
+CLOSING = "closing"
+#: `phase_owner` presented the refresh token and has not stored the outcome; the server may
+#: still be processing it until `phase_until` (wall time): it is not presented again before.
+SPENDING = "spending"
+#: The refresh token (rotated) is not yet written to the refresh-token sink; no access token
+#: is held meanwhile, and the next mint writes it first.
+WRITING_BACK = "writing_back"
+PHASES = (IDLE, CLOSING, SPENDING, WRITING_BACK)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -15,105 +46,137 @@ class Entry:
     """The shared state of one cache key.
 
     `refresh_token` is kept apart from the access token (callers never see it).
-    `spending` names the holder that presented `refresh_token` and has not yet stored the
-    outcome: a successor must not present it again without checking it first.
-    `spending_until` (wall time) is when that holder's attempt surely ended: before then the
-    server may still be processing it.
-    `lifetime` is how long a token of this key lives, remembered after the token is gone.
-    `sink_pending`: `refresh_token` (rotated) is not yet written to the refresh-token sink.
+    `phase` says what is under way (`PHASES`), `phase_owner` who does it, `phase_until` until
+    when it may go on.
     `past`: fingerprints of the refresh tokens this entry held before (its chain's elders and
     any seed it replaced): a seed among them is older than `refresh_token` and is ignored.
     `promised` (wall time) is the latest instant a caller was promised `token` stays valid:
-    for a server that revokes the previous access token on rotation, no rotation before it;
-    negative once a holder about to rotate closed the token to new promises.
-    `revokes` is what was learned of that: whether rotating the refresh token revokes the
-    previous access token (None: not known).
-    `vouches` is what was learned about the server's introspection: True when it said active
-    for a live refresh token (its "inactive" then means spent), False when it said inactive
-    for one (it cannot tell), None when not known yet.
+    for a server that revokes the previous access token on rotation, no rotation before it.
+    `facts`: what was learned about the server (`ServerFacts`).
+    `failure` is the error a detached spender met, for the caller whose mark it names (JSON).
     `version` is managed by the store (compare-and-set); it is not part of the payload.
     """
 
     token: Token | None
     refresh_token: str | None = None
-    spending: str | None = None
+    phase: str = IDLE
+    phase_owner: str | None = None
+    phase_until: float = 0.0
     mints: int = 0
     last_mint: float = 0.0
-    version: int = 0
-    spending_until: float = 0.0
-    lifetime: float = 0.0
-    sink_pending: bool = False
     past: tuple[str, ...] = ()
     promised: float = 0.0
-    revokes: bool | None = None
-    vouches: bool | None = None
+    facts: ServerFacts = field(default_factory=ServerFacts)
+    failure: str | None = None
+    version: int = 0
 
     def __repr__(self) -> str:
         return (
             f"Entry(token={self.token!r}, refresh_token="
-            f"{'held' if self.refresh_token else 'none'}, spending={self.spending!r}, "
-            f"mints={self.mints}, version={self.version})"
+            f"{'held' if self.refresh_token else 'none'}, phase={self.phase}, "
+            f"owner={self.phase_owner!r}, mints={self.mints}, version={self.version})"
         )
 
 
-def token_data(token: Token) -> dict[str, Any]:
-    """`token` (without its refresh token) as plain JSON data: in an entry, or on a pipe."""
-    return {
-        "at": token.access_token,
-        "tt": token.token_type,
-        "exp": token.expires_at,
-        "iat": token.issued_at,
-        "scope": None if token.scope is None else list(token.scope),
-    }
-
-
-def token_from_data(t: dict[str, Any]) -> Token:
-    """The token `token_data` wrote. Raises KeyError, TypeError or ValueError on anything else."""
-    return Token(
-        access_token=str(t["at"]),
-        token_type=str(t["tt"]),
-        expires_at=float(t["exp"]),
-        issued_at=float(t["iat"]),
-        scope=None if t["scope"] is None else tuple(t["scope"]),
-    )
+def unmarked(entry: Entry) -> Entry:
+    """`entry` once a spend settled without a new token: its token (if any) stays closed to
+    new promises, as it was for the rotation; a holder of the store's lock opens it again."""
+    phase = CLOSING if entry.token is not None else IDLE
+    return replace(entry, phase=phase, phase_owner=None, phase_until=0.0)
 
 
 def encode(entry: Entry) -> bytes:
+    """`entry` as JSON, its keys named as its fields (the version is the store's)."""
     token = entry.token
-    data = {
-        "t": None if token is None else token_data(token),
-        "rt": entry.refresh_token,
-        "sp": entry.spending,
-        "n": entry.mints,
-        "lm": entry.last_mint,
-        "su": entry.spending_until,
-        "lt": entry.lifetime,
-        "wb": entry.sink_pending,
-        "pr": list(entry.past),
-        "pm": entry.promised,
-        "rv": entry.revokes,
-        "iv": entry.vouches,
+    data: dict[str, Any] = {
+        name: getattr(entry, name) for name in Entry.__dataclass_fields__ if name != "version"
     }
+    data["token"] = (
+        None
+        if token is None
+        else {
+            "access_token": token.access_token,
+            "token_type": token.token_type,
+            "expires_at": token.expires_at,
+            "issued_at": token.issued_at,
+            "scope": None if token.scope is None else list(token.scope),
+        }
+    )
+    data["past"] = list(entry.past)
+    data["facts"] = asdict(entry.facts)
     return json.dumps(data, separators=(",", ":")).encode()
+
+
+#: The short keys entries had before they were named as the fields (read, never written).
+_SHORT = {"rt": "refresh_token", "sp": "phase_owner", "n": "mints", "lm": "last_mint"}
+_SHORT |= {"su": "phase_until", "pr": "past"}
+_SHORT_TOKEN = {"at": "access_token", "tt": "token_type", "exp": "expires_at", "iat": "issued_at"}
+_SHORT_FACTS = {"lt": "lifetime", "rv": "revokes_on_rotation", "iv": "introspection_vouches"}
+
+
+def _named(data: dict[str, Any]) -> dict[str, Any]:
+    """An entry written with short keys, in the named form."""
+    named = {long: data[short] for short, long in _SHORT.items() if short in data}
+    t = data["t"]
+    named["token"] = (
+        None
+        if t is None
+        else {
+            **{long: t[short] for short, long in _SHORT_TOKEN.items()},
+            "scope": t["scope"],
+        }
+    )
+    named["facts"] = {long: data[short] for short, long in _SHORT_FACTS.items() if short in data}
+    # The phase was a combination: a spender's name, a write-back flag, a negative promise.
+    promised = float(data.get("pm", 0.0))
+    named["promised"] = abs(promised)
+    named["phase"] = (
+        SPENDING
+        if data.get("sp") is not None
+        else WRITING_BACK
+        if data.get("wb")
+        else CLOSING
+        if promised < 0
+        else IDLE
+    )
+    return named
 
 
 def decode(payload: bytes, version: int) -> Entry:
     """Raises ValueError (or KeyError/TypeError) on anything that is not an encoded entry."""
     data = json.loads(payload)
+    if "t" in data:
+        data = _named(data)
+    t, facts = data["token"], data.get("facts") or {}
+    revokes, vouches = facts.get("revokes_on_rotation"), facts.get("introspection_vouches")
+    phase = str(data.get("phase", IDLE))
+    if phase not in PHASES:
+        raise ValueError(f"an entry in an unknown phase: {phase!r}")
     return Entry(
-        token=None if data["t"] is None else token_from_data(data["t"]),
-        refresh_token=data["rt"],
-        spending=data["sp"],
-        mints=int(data["n"]),
-        last_mint=float(data["lm"]),
+        token=None
+        if t is None
+        else Token(
+            access_token=str(t["access_token"]),
+            token_type=str(t["token_type"]),
+            expires_at=float(t["expires_at"]),
+            issued_at=float(t["issued_at"]),
+            scope=None if t["scope"] is None else tuple(t["scope"]),
+        ),
+        refresh_token=data["refresh_token"],
+        phase=phase,
+        phase_owner=None if data.get("phase_owner") is None else str(data["phase_owner"]),
+        phase_until=float(data.get("phase_until", 0.0)),
+        mints=int(data.get("mints", 0)),
+        last_mint=float(data.get("last_mint", 0.0)),
         version=version,
-        spending_until=float(data.get("su", 0.0)),
-        lifetime=float(data.get("lt", 0.0)),
-        sink_pending=bool(data.get("wb", False)),
-        past=tuple(str(p) for p in data.get("pr", ())),
-        promised=float(data.get("pm", 0.0)),
-        revokes=None if data.get("rv") is None else bool(data["rv"]),
-        vouches=None if data.get("iv") is None else bool(data["iv"]),
+        past=tuple(str(p) for p in data.get("past", ())),
+        promised=float(data.get("promised", 0.0)),
+        facts=ServerFacts(
+            lifetime=float(facts.get("lifetime", 0.0)),
+            revokes_on_rotation=None if revokes is None else bool(revokes),
+            introspection_vouches=None if vouches is None else bool(vouches),
+        ),
+        failure=None if data.get("failure") is None else str(data["failure"]),
     )
 
 

@@ -31,6 +31,11 @@ class FailOpenStore:
     def __repr__(self) -> str:
         return f"FailOpenStore({self.shared!r})"
 
+    @property
+    def sharing(self) -> bool:
+        """Whether this process uses the shared store (not its own cache) now."""
+        return not self._down
+
     def _shared_ok(self) -> bool:
         return time.monotonic() >= self._down_until
 

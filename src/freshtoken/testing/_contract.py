@@ -30,7 +30,7 @@ _OTHER = Token("at-contract-other-5e2a", "Bearer", 2e9, 1.9e9, scope=("admin",))
 
 
 def _entry(n: int = 1) -> Entry:
-    return Entry(_TOKEN, _REFRESH, None, n, 1.9e9 + n)
+    return Entry(_TOKEN, _REFRESH, mints=n, last_mint=1.9e9 + n)
 
 
 class StoreContract:
@@ -75,12 +75,15 @@ class StoreContract:
         assert store.list_keys() == []
 
     def test_saved_entry_loads_back_whole(self, store: TokenStore) -> None:
-        version = store.save("k", Entry(_TOKEN, _REFRESH, "holder-1", 3, 1.9e9), 0)
+        version = store.save(
+            "k", Entry(_TOKEN, _REFRESH, "spending", "holder-1", mints=3, last_mint=1.9e9), 0
+        )
         assert version
         loaded = store.load("k")
         assert loaded is not None
         assert loaded.token == _TOKEN and loaded.token.scope == ("read", "write")
-        assert (loaded.refresh_token, loaded.spending, loaded.mints) == (_REFRESH, "holder-1", 3)
+        assert (loaded.refresh_token, loaded.phase_owner, loaded.mints) == (_REFRESH, "holder-1", 3)
+        assert loaded.phase == "spending"
         assert loaded.last_mint == 1.9e9 and loaded.version == version
 
     def test_an_entry_may_hold_only_a_refresh_token(self, store: TokenStore) -> None:
@@ -212,7 +215,7 @@ class StoreContract:
         """Store key binding: a sealed entry says which cache key it belongs to. One moved to
         another key (another client, scope or endpoint sharing the store) is never served
         there: that key's callers would get a token for what they did not ask for."""
-        assert store.save("admin", Entry(_OTHER, "rt-contract-admin-91f3", None, 7), 0)
+        assert store.save("admin", Entry(_OTHER, "rt-contract-admin-91f3", mints=7), 0)
         assert store.save("k", _entry(1), 0)
         if not self.copy_at_rest(store, "admin", "k"):
             pytest.skip("nobody else can write to this store")

@@ -1,0 +1,348 @@
+"""The one transaction on a cache key's entry, and its clients.
+
+`Renewal.transact` is the only code that takes both locks: this process's flight (one thread
+at a time), then the store's lock (one process at a time); it reloads the entry under them and
+runs a decision on it. `renew` mints and commits by compare-and-set (`HeldEntry`: the entry
+under the lock, as the minter reads and writes it). Every writer is a short
+client: a miss (`obtain`), refresh ahead (`refresh_if_free`), keep-alive, seeding, removing
+(`take`), and the detached spender (which holds the spend mark instead of the lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Literal, TypeVar
+
+from freshtoken._errors import ConfigurationError, OAuthError, StoreError, TokenUnavailableError
+from freshtoken._log import logger, remember_secret
+from freshtoken._token import Token
+from freshtoken.broker._minters import Minter, scope_problem
+from freshtoken.broker._promise import rotating
+from freshtoken.broker._shared import SharedCache
+from freshtoken.stores import Entry, TokenStore
+from freshtoken.stores._entry import ServerFacts, fingerprint, with_past
+
+T = TypeVar("T")
+Decide = Callable[[Entry | None, float], T]
+
+
+def changed_under_lock() -> StoreError:
+    """Someone else wrote the entry while this process held its lock: it must not go on."""
+    return StoreError(
+        "the store entry changed while this process held its lock",
+        hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
+    )
+
+
+class HeldEntry:
+    """The entry under the store's lock; writes are compare-and-set on its version."""
+
+    def __init__(self, store: TokenStore, key: str, entry: Entry | None, deadline: float) -> None:
+        self.store, self.key = store, key
+        self.entry = entry
+        self.deadline = deadline
+
+    def _save(self, entry: Entry, expected: int) -> int | None:
+        try:
+            return self.store.save(self.key, entry, expected)
+        except StoreError as exc:
+            # The token is good: keep serving it from memory rather than fail the caller.
+            logger.warning("could not store the new token (%s); serving it from memory", exc)
+            return expected
+
+    def write(self, entry: Entry) -> Entry:
+        """Store `entry` over the held one. Someone else writing meanwhile (a lease that ran
+        out, a store that failed over) means this holder must not go on: StoreError."""
+        version = self._save(entry, self.entry.version if self.entry else 0)
+        if version is None:
+            raise changed_under_lock()
+        self.entry = replace(entry, version=version)
+        return self.entry
+
+    def keep(self, entry: Entry) -> Entry:
+        """Store the outcome of a mint, whatever was written meanwhile: of the two, the
+        newer mint wins (its refresh token is the live one); the other is not lost to the
+        caller, who still gets a valid token."""
+        expected = self.entry.version if self.entry else 0
+        for _ in range(5):
+            version = self._save(entry, expected)
+            if version is not None:
+                self.entry = replace(entry, version=version)
+                return self.entry
+            theirs = self.store.load(self.key)
+            if (
+                theirs is not None
+                and theirs.token is not None
+                and theirs.last_mint > entry.last_mint
+            ):
+                logger.warning("another holder stored a newer token meanwhile; keeping it")
+                self.entry = theirs
+                return theirs
+            expected = theirs.version if theirs else 0
+        raise StoreError(
+            "the store entry kept changing while this process stored a new token",
+            hint="Another writer is overwriting this store's entries; check who shares it.",
+        )
+
+    def owns_lock(self) -> bool:
+        return self.store.owns_lock(self.key)
+
+    def reload(self) -> Entry | None:
+        """The entry as stored now (a process spending a refresh token may have stored its
+        outcome without the lock: its mark keeps everyone else from the token meanwhile)."""
+        self.entry = self.store.load(self.key)
+        return self.entry
+
+
+class Busy(Exception):
+    """A one-try transaction found a lock taken: "in_flight" (a thread of this process) or
+    "busy" (another process)."""
+
+    def __init__(self, where: Literal["in_flight", "busy"]) -> None:
+        super().__init__(where)
+        self.where: Literal["in_flight", "busy"] = where
+
+
+class Renewal:
+    """Mints the tokens of one shared cache with `minter`, as the only caller across threads
+    and processes; a token that fails the scope check is never cached."""
+
+    def __init__(
+        self,
+        cache: SharedCache,
+        minter: Minter,
+        *,
+        wait_timeout: float,
+        requested_scope: tuple[str, ...],
+        identity: str,
+        scope_check: Literal["raise", "warn"] = "raise",
+    ) -> None:
+        self.cache = cache
+        self.minter = minter
+        self.wait_timeout = wait_timeout
+        self.requested_scope = requested_scope
+        self.identity = identity
+        self.scope_check = scope_check
+        # The last failed mint (monotonic instant, error): callers that waited for that very
+        # attempt get its error at once instead of each trying again in turn.
+        self._failure: tuple[float, OAuthError] | None = None
+
+    def timed_out(self, waited: float) -> TokenUnavailableError:
+        return TokenUnavailableError(
+            f"no token within {waited:.1f}s: another holder of the store's lock has not finished",
+            hint="Another process is minting or is stuck (stopped, or its network hangs). It "
+            "is retried on the next call; check `freshtoken status`.",
+        )
+
+    # -- the transaction -------------------------------------------------------------------
+    def transact(
+        self,
+        decide: Decide[T],
+        *,
+        deadline: float | None = None,
+        try_once: bool = False,
+        first: Callable[[float], T | None] | None = None,
+    ) -> T:
+        """`decide(entry, deadline)` on the entry reloaded under this process's flight and the
+        store's lock, by `deadline` (monotonic; default `wait_timeout` from now). `first(start)`
+        runs holding the flight only: a result other than None ends the transaction there (a
+        token another thread or process stored meanwhile). `try_once`: raise Busy rather than
+        wait for either lock."""
+        cache = self.cache
+        start = cache.clock.monotonic()
+        end = start + self.wait_timeout if deadline is None else deadline
+        flight = cache.flight
+        if not (flight.acquire(False) if try_once else flight.acquire(timeout=max(end - start, 0))):
+            if try_once:
+                raise Busy("in_flight")
+            raise self.timed_out(cache.clock.monotonic() - start)
+        try:
+            if first is not None and (done := first(start)) is not None:
+                return done
+            wait = 0.0 if try_once else max(end - cache.clock.monotonic(), 0.0)
+            with cache.store.lock(cache.key, wait) as held:
+                if not held:
+                    if try_once:
+                        raise Busy("busy")
+                    raise self.timed_out(cache.clock.monotonic() - start)
+                entry = cache.store.load(cache.key)  # the holder before us may have minted
+                return decide(entry, end)
+        finally:
+            flight.release()
+
+    def renew(
+        self, entry: Entry | None, deadline: float, why: str = ""
+    ) -> tuple[Entry, float | None]:
+        """Mint under the store's lock, by `deadline`, and store the result before returning
+        it, with the monotonic instant its request was sent (None: another holder's newer
+        token was kept instead); `why` says what caused it, in the -v log line."""
+        cache = self.cache
+        held = HeldEntry(cache.store, cache.key, entry, deadline)
+        try:
+            minted = self.minter.mint(held)
+        except OAuthError as exc:
+            if not isinstance(exc, ConfigurationError):
+                self._failure = (cache.clock.monotonic(), exc)  # for those who waited for it
+            raise
+        if minted.stored is not None and not minted.refreshed:
+            return minted.stored, None  # another holder's outcome, stored meanwhile: no mint
+        cache.counts["mints"] += 1
+        cache.counts["refreshes"] += minted.refreshed
+        logger.info(
+            "%s a token for %s: lives %.0fs (%s)",
+            "refreshed" if minted.refreshed else "minted",
+            cache.label,
+            minted.token.lifetime,
+            why or "asked",
+        )
+        token, refresh = minted.token, minted.refresh_token
+        if refresh:
+            remember_secret(refresh)
+        if minted.stored is not None:  # stored by this holder's spender: as it stored it
+            return minted.stored, minted.sent
+        before = held.entry
+        facts = replace(before.facts if before else ServerFacts(), lifetime=token.lifetime)
+        bare = replace(token, refresh_token=None)  # callers never get the refresh token
+        new = Entry(
+            bare,
+            refresh,
+            mints=(before.mints if before else 0) + 1,
+            last_mint=token.issued_at,
+            past=with_past(before.past, before.refresh_token, refresh) if before else (),
+            facts=facts,  # what was learned about the server is carried over whole
+        )
+        problem = scope_problem(token, self.requested_scope, self.identity)
+        if problem is not None and self.scope_check == "raise":
+            # Keep a rotated refresh token, but never cache the token that failed the check.
+            held.keep(replace(new, token=None))
+            raise problem
+        if problem is not None:
+            logger.warning("%s", problem)
+        kept = held.keep(new)
+        mine = kept.token is not None and kept.token.access_token == bare.access_token
+        if mine and minted.refreshed and facts.revokes_on_rotation is None:
+            learned = cache.promises.learn(before.token if before else None, cache.label)
+            if learned is not None:
+                with contextlib.suppress(StoreError):
+                    learned_facts = replace(kept.facts, revokes_on_rotation=learned)
+                    kept = held.write(replace(kept, facts=learned_facts))
+        return kept, minted.sent if mine else None
+
+    # -- its clients -----------------------------------------------------------------------
+    def obtain(self, min_ttl: float | None, deadline: float | None = None) -> Token:
+        """A token valid for `min_ttl`, waiting for (or being) the one who mints it, by
+        `deadline` (monotonic; default: `wait_timeout` from now)."""
+        cache = self.cache
+        cache.check_lifetime(min_ttl, None)
+
+        def first(start: float) -> Token | None:
+            failure = self._failure
+            if failure is not None and failure[0] >= start:
+                raise copy.copy(failure[1])  # we waited for that very attempt: its outcome
+            state = cache.state
+            if state is not None and state[2] - cache.clock.monotonic() >= (
+                cache.policy.min_ttl_for(state[0], min_ttl)
+            ):
+                return state[0]
+            entry = cache.store.load(cache.key)
+            if entry is None or not cache.usable(entry.token, min_ttl):
+                return None
+            if cache.promised(entry, min_ttl):
+                return cache.adopt(entry)
+            # None when it cannot be promised without the lock (a rotation is under way).
+            return cache.hand_out(entry, None, min_ttl, locked=False)
+
+        def decide(entry: Entry | None, end: float) -> Token:
+            if (
+                entry is not None
+                and cache.usable(entry.token, min_ttl)
+                and not rotating(cache.rotation, entry)
+            ):
+                if entry.token != cache.current:
+                    cache.counts["waits"] += 1
+                token = cache.hand_out(entry, None, min_ttl, locked=True)
+                if token is not None:
+                    return token
+            cache.check_lifetime(min_ttl, entry)
+            why = "none held" if entry is None or entry.token is None else "too close to expiry"
+            if min_ttl is not None:
+                why += f" for min_ttl {min_ttl:g}s"
+            entry = cache.promises.close(entry, end, min_ttl)
+            token = cache.hand_out(*self.renew(entry, end, why), min_ttl, locked=True)
+            assert token is not None  # a token just minted, under the lock: no rotation
+            return token
+
+        try:
+            return self.transact(decide, deadline=deadline, first=first)
+        except OAuthError:
+            cache.counts["failures"] += 1
+            raise
+
+    def refresh_if_free(self) -> Literal["done", "adopted", "busy", "in_flight", "promised"]:
+        """Refresh now unless another thread ("in_flight") or process ("busy") is at it, or
+        the current token is promised for longer ("promised": try at `rotate_after`)."""
+        cache = self.cache
+
+        def first(_start: float) -> Literal["adopted"] | None:
+            return "adopted" if cache.adopt_newer(cache.store.load(cache.key)) else None
+
+        def decide(entry: Entry | None, end: float) -> Literal["done", "adopted", "promised"]:
+            if cache.adopt_newer(entry):
+                return "adopted"
+            if wait := cache.promises.postpone(entry, cache.policy, self.wait_timeout):
+                cache.rotate_after = cache.clock.monotonic() + wait
+                return "promised"
+            entry = cache.promises.close(entry, end, None)
+            cache.adopt(*self.renew(entry, end, "refresh ahead"))
+            return "done"
+
+        try:
+            return self.transact(decide, try_once=True, first=first)
+        except Busy as busy:
+            return busy.where
+
+    def seed(self, refresh_token: str, *, unless_known: bool = False) -> bool:
+        """Hold `refresh_token` in the store; the next mint spends it. `unless_known`: not if
+        the store holds it already, or held it before (then it is older than the one held).
+        True when it was stored."""
+        cache = self.cache
+        remember_secret(refresh_token)
+        mark = fingerprint(refresh_token)
+
+        def known(entry: Entry | None) -> bool:
+            if not unless_known or entry is None:
+                return False
+            current = entry.refresh_token
+            return (current is not None and fingerprint(current) == mark) or mark in entry.past
+
+        def decide(entry: Entry | None, _end: float) -> bool:
+            if known(entry):
+                return False
+            fresh = Entry(
+                None,
+                refresh_token,
+                mints=entry.mints if entry else 0,
+                last_mint=entry.last_mint if entry else 0.0,
+                past=with_past(entry.past, entry.refresh_token, refresh_token) if entry else (),
+                facts=entry.facts if entry else ServerFacts(),  # never dropped by a rewrite
+            )
+            if cache.store.save(cache.key, fresh, entry.version if entry else 0) is None:
+                raise StoreError("the store entry changed while seeding", hint="Try again.")
+            cache.state = None
+            return True
+
+        return not known(cache.store.load(cache.key)) and self.transact(decide)
+
+    def take(self) -> Entry | None:
+        """Remove this key's entry from the store (and memory); what it held."""
+        cache = self.cache
+
+        def decide(entry: Entry | None, _end: float) -> Entry | None:
+            cache.store.delete(cache.key)
+            cache.state = None
+            return entry
+
+        return self.transact(decide)
