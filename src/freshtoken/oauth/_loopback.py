@@ -65,14 +65,19 @@ class _Handler(BaseHTTPRequestHandler):
             f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
         ).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-        self.close_connection = True
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+        finally:
+            # Only now may the login end (and its process exit): the browser gets its page.
+            self.server.receiver.answered()
 
 
 class LoopbackRedirect:
@@ -100,6 +105,7 @@ class LoopbackRedirect:
         self._lock = threading.Lock()
         self._code: str | None = None
         self._error: LoginError | None = None
+        self._decided = False  # a redirect was accepted or refused (its page may be unsent)
         self.ignored = 0
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -146,7 +152,7 @@ class LoopbackRedirect:
             return 404, "Not found", "This address only receives the login redirect."
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         with self._lock:
-            if self._done.is_set():
+            if self._decided:
                 return 409, "Login already finished", "Return to the terminal."
             # The state first: only the one redirect that carries it is more than noise. Any
             # local user can send requests here, and remembering their codes as secrets would
@@ -169,14 +175,20 @@ class LoopbackRedirect:
                     error=error,
                     hint=LoginError.explain(ErrorContext()),
                 )
-                self._done.set()
+                self._decided = True
                 return 400, "Login refused", f"The authorization server said: {error}."
             if not query.get("code"):
                 return 400, "Login not accepted", "The redirect carries no code."
             remember_secret(query["code"])
             self._code = query["code"]
-            self._done.set()
+            self._decided = True
             return 200, "Login complete", "You may close this tab and return to the terminal."
+
+    def answered(self) -> None:
+        """The page for a request was written: a login it decided may end now."""
+        with self._lock:
+            if self._decided:
+                self._done.set()
 
     def wait(self, timeout: float) -> str:
         """The code of the accepted redirect; raises `LoginError` when the server refused or
