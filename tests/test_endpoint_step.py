@@ -208,3 +208,14 @@ def test_the_key_goes_to_no_other_host(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("FRESHTOKEN_KEY", env["FRESHTOKEN_KEY"])
     with pytest.raises(freshtoken.ConfigurationError, match="loopback"):
         freshtoken.TokenBroker.from_env().token()
+
+
+def test_the_endpoint_rule_knows_every_variable_that_names_a_client_secret() -> None:
+    """The wire (standard library only) lists the client-secret variables itself: they must be
+    the settings table's, so that a step holding its own secret never asks the endpoint."""
+    from freshtoken.broker._endpoint import OWN_SECRET
+    from freshtoken.config._options import BY_KEY, GENESYS_ENV
+
+    option = BY_KEY["client_secret"]
+    aliases = [name for name, key in GENESYS_ENV.items() if key == "client_secret"]
+    assert set(OWN_SECRET) == {option.env + sfx.upper() for sfx in option.sources} | set(aliases)
