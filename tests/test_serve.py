@@ -120,7 +120,9 @@ def test_proxy_retries_once_after_a_401_and_passes_429(tmp_path: Path) -> None:
 
 
 # Each child calls for at least SECONDS and at least ROUNDS rounds of two calls (a slow
-# machine takes longer, never fewer calls), then writes its whole environment to DUMP.
+# machine takes longer, never fewer calls), then writes its whole environment to DUMP. It asks
+# for a token with 1 s left (the refresh window of the test's 2-s tokens): a token handed out
+# with 0.3 s left died before a loaded machine had started the shell's curl.
 CHILD_PY = """
 import json, os, sys, time, urllib.request
 base, key, proxy = os.environ["FRESHTOKEN_URL"], os.environ["FRESHTOKEN_KEY"], \\
@@ -129,7 +131,7 @@ api, seconds, rounds, dump = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), 
 end = time.time() + seconds
 codes = []
 while time.time() < end or len(codes) < 2 * rounds:
-    req = urllib.request.Request(base + "/token?min_ttl=0.3", headers={"X-Freshtoken-Key": key})
+    req = urllib.request.Request(base + "/token?min_ttl=1", headers={"X-Freshtoken-Key": key})
     token = json.load(urllib.request.urlopen(req))["access_token"]
     for url, headers in ((api, {"Authorization": "Bearer " + token}),
                          (proxy + "/api/v2/tokens/me", {"X-Freshtoken-Key": key})):
@@ -148,7 +150,7 @@ print(json.dumps({"calls": len(codes), "bad": [c for c in codes if c != 200],
 CHILD_SH = """
 end=$(( $(date +%s) + $2 )); calls=0; bad=0
 while [ "$(date +%s)" -lt "$end" ] || [ "$calls" -lt $(( 2 * $3 )) ]; do
-  h=$(freshtoken token --min-ttl 0.3 --format header)
+  h=$(freshtoken token --min-ttl 1 --format header)
   for code in $(curl -s -o /dev/null -w "%{http_code}" -H "$h" "$1") \\
       $(curl -s -o /dev/null -w "%{http_code}" -H "X-Freshtoken-Key: $FRESHTOKEN_KEY" \\
         "$FRESHTOKEN_PROXY_URL/api/v2/tokens/me"); do
@@ -170,7 +172,7 @@ const get = (url, headers) => new Promise((ok, no) => http.get(url, {headers}, r
 (async () => {
   const end = Date.now() + seconds * 1000; let calls = 0, bad = 0;
   while (Date.now() < end || calls < 2 * rounds) {
-    const [, body] = await get(base + "/token?min_ttl=0.3", {"X-Freshtoken-Key": key});
+    const [, body] = await get(base + "/token?min_ttl=1", {"X-Freshtoken-Key": key});
     const token = JSON.parse(body).access_token;
     for (const [url, h] of [[api, {Authorization: "Bearer " + token}],
                             [proxy + "/api/v2/tokens/me", {"X-Freshtoken-Key": key}]]) {
@@ -199,6 +201,7 @@ def test_exec_children_never_see_a_401(tmp_path: Path, language: str) -> None:
         require(needs)
     lifetime, seconds, rounds = 2.0, 6, 15  # three lifetimes, at least 30 calls
     window = RefreshPolicy().window(lifetime)
+    assert window == 1.0, "the children ask for min_ttl=1, this window"
     dump = tmp_path / "child-environment"
     with AuthServer(ttl=lifetime, clients=[Client("demo-client", CANARY_SECRET)]) as server:
         env = cli_env(
