@@ -65,6 +65,26 @@ def _private_key_jwt(settings: Settings) -> ClientAuth:
     )
 
 
+def _tls(method: str) -> Callable[[Settings], ClientAuth]:
+    def build(settings: Settings) -> ClientAuth:
+        if not (settings.client_cert and settings.client_key):
+            raise ConfigurationError(
+                f"{method} needs the client certificate and its private key",
+                hint="Set FRESHTOKEN_CLIENT_CERT_FILE to the PEM certificate and "
+                "FRESHTOKEN_CLIENT_KEY_FILE to its PEM private key (docs/mutual-tls.md).",
+            )
+        from freshtoken.oauth._jws import load_key
+        from freshtoken.oauth._tls_auth import ClientCertificate, TlsClientAuth, load_chain
+
+        key = load_key(
+            settings.client_key, settings.client_key_passphrase, settings.label("client_key")
+        )
+        chain = load_chain(settings.client_cert, settings.label("client_cert"))
+        return TlsClientAuth(settings.require_client_id(), ClientCertificate(chain, key), method)
+
+    return build
+
+
 #: auth_method -> how to build it from the settings.
 AUTH_METHODS: dict[str, Callable[[Settings], ClientAuth]] = {
     "client_secret_basic": lambda s: ClientSecretBasic(s.require_client_id(), _secret_of(s)),
@@ -77,6 +97,8 @@ AUTH_METHODS: dict[str, Callable[[Settings], ClientAuth]] = {
         alg=s.signing_alg or "HS256",
         audience=s.assertion_audience,
     ),
+    "tls_client_auth": _tls("tls_client_auth"),
+    "self_signed_tls_client_auth": _tls("self_signed_tls_client_auth"),
 }
 
 #: grant -> what mints a token when no refresh token is held (None: refresh tokens only).

@@ -162,12 +162,19 @@ class SettingValues:
     )
     client_key: Secret | None = _setting(
         "secret",
-        "PEM private key of private_key_jwt (RSA, EC P-256/384/521 or Ed25519; PKCS#8 or "
-        "traditional; encrypted with client_key_passphrase). Never on the command line.",
+        "PEM private key of private_key_jwt, or of client_cert for mutual TLS (RSA, EC "
+        "P-256/384/521 or Ed25519; PKCS#8 or traditional; encrypted with "
+        "client_key_passphrase). Never on the command line.",
         "/run/secrets/client_key.pem",
     )
     client_key_passphrase: Secret | None = _setting(
         "secret", "Passphrase of an encrypted client_key.", "/run/secrets/client_key_passphrase"
+    )
+    client_cert: Secret | None = _setting(
+        "secret",
+        "PEM client certificate (then any intermediates) of tls_client_auth and "
+        "self_signed_tls_client_auth; its private key is client_key (docs/mutual-tls.md).",
+        "/run/secrets/client_cert.pem",
     )
     client_key_id: str | None = _setting(
         "text",
@@ -227,8 +234,10 @@ class SettingValues:
     )
     auth_method: str = _setting(
         "text",
-        "client_secret_basic, client_secret_post, none, private_key_jwt (client_key) or "
-        "client_secret_jwt (docs/private-key-jwt.md, docs/client-secret-jwt.md).",
+        "client_secret_basic, client_secret_post, none, private_key_jwt (client_key), "
+        "client_secret_jwt (docs/private-key-jwt.md, docs/client-secret-jwt.md), "
+        "tls_client_auth or self_signed_tls_client_auth (client_cert, client_key; "
+        "docs/mutual-tls.md).",
         "private_key_jwt",
         "client_secret_basic",
         choices=(
@@ -237,6 +246,8 @@ class SettingValues:
             "none",
             "private_key_jwt",
             "client_secret_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth",
         ),
     )
     audience: str | None = _setting(
