@@ -198,12 +198,53 @@ class SettingValues:
         "issuer",
         "token_endpoint",
     )
+    client_assertion: str | None = _setting(
+        "text",
+        "A client assertion from the platform, fetched for every request: file:PATH (a "
+        "Kubernetes projected token, a SPIFFE JWT-SVID) or github-actions:AUDIENCE (the job's "
+        "OIDC token; needs `permissions: id-token: write`). auth_method may then be unset "
+        "(docs/workload-identity.md).",
+        "github-actions:api://AzureADTokenExchange",
+    )
     grant: str = _setting(
         "text",
-        "client_credentials, or refresh_token: a seeded refresh token only.",
-        "refresh_token",
+        "client_credentials; refresh_token: a seeded refresh token only; jwt_bearer (RFC 7523, "
+        "the assertion setting) or token_exchange (RFC 8693, subject_token).",
+        "token_exchange",
         "client_credentials",
-        choices=("client_credentials", "refresh_token"),
+        choices=("client_credentials", "refresh_token", "jwt_bearer", "token_exchange"),
+    )
+    assertion: str | None = _setting(
+        "text",
+        "The jwt_bearer grant's assertion: file:PATH or github-actions:AUDIENCE.",
+        "github-actions:https://idp.example.com",
+    )
+    subject_token: str | None = _setting(
+        "text",
+        "The token_exchange grant's subject token: file:PATH or github-actions:AUDIENCE.",
+        "github-actions:https://idp.example.com",
+    )
+    subject_token_type: str = _setting(
+        "text",
+        "RFC 8693 type of the subject token (a JWT; id_token where the server wants that).",
+        "urn:ietf:params:oauth:token-type:id_token",
+        "urn:ietf:params:oauth:token-type:jwt",
+    )
+    requested_token_type: str | None = _setting(
+        "text",
+        "RFC 8693 type of the token asked for (none sent when unset).",
+        "urn:ietf:params:oauth:token-type:access_token",
+    )
+    actor_token: str | None = _setting(
+        "text",
+        "RFC 8693 actor token (acting for the subject): file:PATH or github-actions:AUDIENCE.",
+        "file:/var/run/secrets/tokens/actor",
+    )
+    actor_token_type: str = _setting(
+        "text",
+        "RFC 8693 type of the actor token.",
+        "urn:ietf:params:oauth:token-type:id_token",
+        "urn:ietf:params:oauth:token-type:jwt",
     )
     refresh_token: Secret | None = _setting(
         "secret",
@@ -251,10 +292,12 @@ class SettingValues:
         ),
     )
     audience: str | None = _setting(
-        "text", "Extra client-credentials parameter (Auth0 and others).", "https://api.example.com"
+        "text",
+        "Extra client-credentials parameter (Auth0 and others); token_exchange's audience.",
+        "https://api.example.com",
     )
     resource: str | None = _setting(
-        "text", "RFC 8707 resource indicator.", "https://api.example.com"
+        "text", "RFC 8707 resource indicator (also token_exchange's).", "https://api.example.com"
     )
     store: str | None = _setting(
         "text",

@@ -24,6 +24,7 @@ from freshtoken._http import (
     stamped,
 )
 from freshtoken._token import Token
+from freshtoken.oauth._assertions import fill
 from freshtoken.oauth._client_auth import ClientAuth
 from freshtoken.oauth._grants import Grant
 from freshtoken.oauth._response import check_nonce, parse_token_reply
@@ -108,6 +109,7 @@ class TokenClient:
         }
         form = grant.form()
         self.auth.apply(headers, form, endpoints)
+        yield from fill(form, self.auth, grant)  # assertions from the platform, fresh
         sent_at = self.clock.time()
         reply = yield httpx.Request(
             "POST", endpoints.token_url, headers=headers, content=urlencode(form).encode()
@@ -171,6 +173,7 @@ class TokenClient:
         }
         form = {"token": value, "token_type_hint": hint}
         self.auth.apply(headers, form, endpoints)
+        yield from fill(form, self.auth)
         try:
             return (
                 yield httpx.Request("POST", url, headers=headers, content=urlencode(form).encode())

@@ -39,6 +39,14 @@ from freshtoken.testing._faults import (
     rate_limited_429,
     unavailable,
 )
+from freshtoken.testing._federation import (
+    ISSUED_TYPE,
+    JWT_BEARER,
+    TOKEN_EXCHANGE,
+    Federation,
+    check_grant,
+    federated_client,
+)
 from freshtoken.testing._model import (
     ALL_GRANTS,
     DEVICE_CODE_GRANT,
@@ -78,6 +86,7 @@ class Authority(ProtectedApi):
         self._state = State()
         self._lock = threading.Lock()
         self._rng = random.Random(knobs.seed)
+        self._federations: list[Federation] = []  # issuers whose tokens it takes
         self._binding: str | None = None  # x5t#S256 the tokens of this request are bound to
 
     def _mint(
@@ -166,7 +175,8 @@ class Authority(ProtectedApi):
             return self._error(400, "invalid_request", "more than one client authentication")
         where = {name: getattr(self, name, "") for name in ("token_url", "issuer")}
         try:
-            return check_assertion(
+            federated = federated_client(form, self._federations, self._clients, time.time())
+            return federated or check_assertion(
                 form, self._clients, self.knobs, where, seen=self._state.jtis, now=time.time()
             )
         except Refused as exc:
@@ -270,6 +280,14 @@ class Authority(ProtectedApi):
             body = self._mint(
                 client, requested, grant, None, self.knobs.refresh_on_client_credentials
             )
+            return 200, body, {}
+        if grant in (JWT_BEARER, TOKEN_EXCHANGE):
+            if why := check_grant(grant, form, self._federations, client, time.time()):
+                return self._error(400, "invalid_grant", why)
+            name = "jwt_bearer" if grant == JWT_BEARER else "token_exchange"
+            body = self._mint(client, requested, name, None, False)
+            if grant == TOKEN_EXCHANGE:
+                body["issued_token_type"] = ISSUED_TYPE  # RFC 8693 §2.2.1
             return 200, body, {}
         if grant in ("authorization_code", DEVICE_CODE_GRANT):
             redeem = redeem_code if grant == "authorization_code" else poll_device

@@ -10,8 +10,17 @@ from typing import Any
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret"  # a test server's published credentials, not a secret
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ALL_GRANTS = frozenset(
-    {"client_credentials", "refresh_token", "authorization_code", DEVICE_CODE_GRANT}
+    {
+        "client_credentials",
+        "refresh_token",
+        "authorization_code",
+        DEVICE_CODE_GRANT,
+        JWT_BEARER_GRANT,
+        TOKEN_EXCHANGE_GRANT,
+    }
 )
 TOKEN_REQUESTS_KEPT = 1000
 

@@ -15,6 +15,7 @@ from typing import Any
 from freshtoken._serving import serve_in_thread, stop_serving
 from freshtoken.testing._authorize import issue_code
 from freshtoken.testing._endpoints import Authority
+from freshtoken.testing._federation import Federation
 from freshtoken.testing._handler import LoopbackHTTPServer
 from freshtoken.testing._model import (
     ALL_GRANTS,
@@ -180,6 +181,12 @@ class AuthServer(Authority):
         with self._lock:
             self._clients[client.client_id] = client
             self._trust(client)
+
+    def trust_issuer(self, federation: Federation) -> None:
+        """Take `federation.issuer`'s tokens (checked against its JWKS) as client assertions,
+        JWT-bearer assertions and token-exchange subject tokens for `federation.client_id`."""
+        with self._lock:
+            self._federations.append(federation)
 
     def _trust(self, client: Client) -> None:
         if self.tls and client.auth_method == "self_signed_tls_client_auth":
