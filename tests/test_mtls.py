@@ -238,3 +238,48 @@ def test_cli_token_and_doctor_with_a_certificate(server: AuthServer, tmp_path: P
     assert body[:60] not in out.stdout  # the token is there: the command's answer
     for text in (out.stderr, doctor.stdout, doctor.stderr):
         assert_no_leak("the command line", text, body[:60])
+
+
+def test_private_key_jwt_names_its_certificate_as_entra_id_finds_it(tmp_path: Path) -> None:
+    """With client_cert beside private_key_jwt's key, the assertion's header carries the
+    certificate's thumbprints (x5t: SHA-1, x5t#S256), computed here from the DER."""
+    import base64
+    import hashlib
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from freshtoken import _build
+
+    key = rsa.generate_private_key(65537, 2048)
+    cert, _ = make_certificate("ci-app", key=key)
+    (tmp_path / "key.pem").write_text(key_pem(key))
+    (tmp_path / "cert.pem").write_text(pem(cert))
+    env = {
+        "FRESHTOKEN_TOKEN_URL": "https://login.example.com/tenant/oauth2/v2.0/token",
+        "FRESHTOKEN_CLIENT_ID": "ci-app",
+        "FRESHTOKEN_AUTH_METHOD": "private_key_jwt",
+        "FRESHTOKEN_SIGNING_ALG": "PS256",
+        "FRESHTOKEN_CLIENT_KEY_FILE": str(tmp_path / "key.pem"),
+        "FRESHTOKEN_CLIENT_CERT_FILE": str(tmp_path / "cert.pem"),
+    }
+    settings = Settings.from_env(env)
+    auth = _build.client_auth(settings)
+    form: dict[str, str] = {}
+    auth.apply({}, form, _build.endpoints(settings))
+    head = form["client_assertion"].split(".")[0]
+    header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    der = cert.public_bytes(serialization.Encoding.DER)
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    assert header["alg"] == "PS256"
+    assert header["x5t#S256"] == b64(hashlib.sha256(der).digest())
+    assert header["x5t"] == b64(hashlib.sha1(der).digest())
+    assert "x5t#S256" in auth.describe()  # type: ignore[attr-defined]
+    other, _ = make_certificate("someone")
+    (tmp_path / "cert.pem").write_text(pem(other))
+    with pytest.raises(ConfigurationError, match="not the key of the client certificate"):
+        _build.client_auth(Settings.from_env(env))

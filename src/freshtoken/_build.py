@@ -32,6 +32,8 @@ from freshtoken.stores import TokenStore, open_store
 if TYPE_CHECKING:
     from freshtoken.oauth._assertions import AssertionSource
     from freshtoken.oauth._client import TokenClient
+    from freshtoken.oauth._jws import SigningKey
+    from freshtoken.oauth._tls_auth import ClientCertificate
     from freshtoken.sinks import RefreshTokenSink
 
 
@@ -63,7 +65,16 @@ def _private_key_jwt(settings: Settings) -> ClientAuth:
         alg=settings.signing_alg or None,
         key_id=settings.client_key_id,
         audience=settings.assertion_audience,
+        certificate=_certificate(settings, key) if settings.client_cert else None,
     )
+
+
+def _certificate(settings: Settings, key: SigningKey) -> ClientCertificate:
+    """The client certificate of `key` (client_cert), checked to be that key's."""
+    from freshtoken.oauth._tls_auth import ClientCertificate, load_chain
+
+    assert settings.client_cert is not None
+    return ClientCertificate(load_chain(settings.client_cert, settings.label("client_cert")), key)
 
 
 def _tls(method: str) -> Callable[[Settings], ClientAuth]:
@@ -75,13 +86,12 @@ def _tls(method: str) -> Callable[[Settings], ClientAuth]:
                 "FRESHTOKEN_CLIENT_KEY_FILE to its PEM private key (docs/mutual-tls.md).",
             )
         from freshtoken.oauth._jws import load_key
-        from freshtoken.oauth._tls_auth import ClientCertificate, TlsClientAuth, load_chain
+        from freshtoken.oauth._tls_auth import TlsClientAuth
 
         key = load_key(
             settings.client_key, settings.client_key_passphrase, settings.label("client_key")
         )
-        chain = load_chain(settings.client_cert, settings.label("client_cert"))
-        return TlsClientAuth(settings.require_client_id(), ClientCertificate(chain, key), method)
+        return TlsClientAuth(settings.require_client_id(), _certificate(settings, key), method)
 
     return build
 

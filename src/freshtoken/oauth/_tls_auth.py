@@ -83,6 +83,15 @@ class ClientCertificate:
     def thumbprint(self) -> str:
         return x5t_s256(self.chain[0])
 
+    def jws_header(self) -> dict[str, str]:
+        """The certificate's thumbprints as a JWS header names them (RFC 7515 §4.1.7-8): how
+        Entra ID finds the certificate of a private_key_jwt assertion (x5t#S256 with PS256,
+        x5t, SHA-1, with RS256)."""
+        der = self.chain[0].public_bytes(serialization.Encoding.DER)
+        # SHA-1 names the certificate here, as RFC 7515 defines x5t; it protects nothing.
+        sha1 = hashlib.sha1(der, usedforsecurity=False).digest()
+        return {"x5t": b64url(sha1), "x5t#S256": self.thumbprint}
+
     def ssl_context(self) -> ssl.SSLContext:
         """A client context that verifies servers as httpx does (SSL_CERT_FILE, SSL_CERT_DIR,
         else certifi) and presents this certificate."""
