@@ -283,3 +283,48 @@ def test_private_key_jwt_names_its_certificate_as_entra_id_finds_it(tmp_path: Pa
     (tmp_path / "cert.pem").write_text(pem(other))
     with pytest.raises(ConfigurationError, match="not the key of the client certificate"):
         _build.client_auth(Settings.from_env(env))
+
+
+@pytest.mark.slow
+def test_the_testserver_command_serves_mutual_tls_and_github_oidc(tmp_path: Path) -> None:
+    """`freshtoken testserver --tls DIR --github-oidc ID:AUD`: a step of another language can
+    test against mutual TLS and workload identity too."""
+    import json
+    import subprocess
+    import sys
+
+    argv = ["--tls", str(tmp_path / "tls"), "--client", "ci:tls=ci-runner", "--client", "wi:"]
+    argv += ["--github-oidc", "wi:freshtoken-test"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "freshtoken", "testserver", *argv], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        tls = tmp_path / "tls"
+        assert ready["url"].startswith("https://") and ready["ca_file"] == str(tls / "ca.pem")
+        assert (tls / "ci.key").stat().st_mode & 0o077 == 0
+        base = cli_env(
+            tmp_path, SSL_CERT_FILE=ready["ca_file"], FRESHTOKEN_TOKEN_URL=ready["token_url"]
+        )
+        mtls_env = {
+            "FRESHTOKEN_CLIENT_ID": "ci",
+            "FRESHTOKEN_AUTH_METHOD": "tls_client_auth",
+            "FRESHTOKEN_CLIENT_CERT_FILE": str(tls / "ci.crt"),
+            "FRESHTOKEN_CLIENT_KEY_FILE": str(tls / "ci.key"),
+        }
+        mtls = ft(["token"], {**base, **mtls_env}, tmp_path)
+        assert mtls.returncode == 0, mtls.stderr
+        exchange_env = {
+            **{k: v for k, v in ready.items() if k.startswith("ACTIONS_ID_TOKEN_REQUEST_")},
+            "FRESHTOKEN_CLIENT_ID": "wi",
+            "FRESHTOKEN_AUTH_METHOD": "none",
+            "FRESHTOKEN_GRANT": "token_exchange",
+            "FRESHTOKEN_SUBJECT_TOKEN": "github-actions:freshtoken-test",
+        }
+        exchange = ft(["token"], {**base, **exchange_env}, tmp_path)
+        assert exchange.returncode == 0, exchange.stderr
+        assert mtls.stdout.startswith("at_") and exchange.stdout.startswith("at_")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
