@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env
@@ -103,3 +104,60 @@ def test_action_step_refuses_to_run_outside_actions(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     assert "GITHUB_ENV is not set" in out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["client-assertion", "client-key"])
+def test_keys_and_the_jobs_oidc_token_reach_serve_only(tmp_path: Path, how: str) -> None:
+    """The action's key inputs (and the job's OIDC token) reach `serve` by environment only:
+    later steps get tokens from it, and no key in their configuration."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from freshtoken.oauth._jwt_auth import PrivateKeyJwt
+    from freshtoken.testing import GitHubOidc
+    from freshtoken.testing._model import Client
+    from freshtoken.testing._tls import key_pem
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key_pem(key)
+    body = "".join(pem.splitlines()[1:-1])
+    clients = [Client("ci", None, jwks=(PrivateKeyJwt("ci", key).jwk,))]
+    with GitHubOidc() as github, AuthServer(clients=clients) as server:
+        server.trust_issuer(github.federation("ci", "api://AzureADTokenExchange"))
+        inputs = (
+            {"FRESHTOKEN_CLIENT_ASSERTION": "github-actions:api://AzureADTokenExchange"}
+            | github.env()
+            if how == "client-assertion"
+            else {"FRESHTOKEN_AUTH_METHOD": "private_key_jwt", "FRESHTOKEN_CLIENT_KEY": pem}
+        )
+        github_env = tmp_path / "env"
+        env = cli_env(
+            tmp_path,
+            GITHUB_ENV=str(github_env),
+            GITHUB_OUTPUT=str(tmp_path / "output"),
+            RUNNER_TEMP=str(tmp_path),
+            FRESHTOKEN_TOKEN_URL=server.token_url,
+            FRESHTOKEN_CLIENT_ID="ci",
+            FRESHTOKEN_ACTION_PROXY="off",
+            **inputs,
+        )
+        out = subprocess.run(
+            ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60
+        )
+        exported = _pairs(github_env)
+        pid = int(exported["FRESHTOKEN_SERVE_PID"])
+        try:
+            assert out.returncode == 0, out.stderr
+            headers = {"X-Freshtoken-Key": exported["FRESHTOKEN_KEY"]}
+            token = httpx.get(exported["FRESHTOKEN_URL"] + "/token", headers=headers)
+            assert token.status_code == 200, token.text
+            assert server.stats()["minted"]["ci"]["client_credentials"] == 1
+            later = Path(exported["FRESHTOKEN_CONFIG"]).read_text()
+            assert "client_id" in later
+            for text in (later, out.stdout + out.stderr):
+                assert_no_leak("what later steps get", text, body[:60], github.request_token)
+            assert body[:60].encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if how == "client-assertion":
+                assert github.knobs.counts["issued"] == 1
+        finally:
+            stop_process(pid)

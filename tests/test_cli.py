@@ -173,7 +173,7 @@ BAD: list[Case] = [
         {"FRESHTOKEN_GRANT": "password"},
         "",
         2,
-        "grant must be client_credentials or refresh_token",
+        "grant must be client_credentials, refresh_token, jwt_bearer, token_exchange",
     ),
     ("timeout", ["token"], {"FRESHTOKEN_READ_TIMEOUT": "-1"}, "", 2, "positive number"),
     (

@@ -170,3 +170,50 @@ def test_exec_children_do_not_get_keyring_references(tmp_path: Path, server: Aut
     out = ft(["exec", "--", sys.executable, "-c", code], env, tmp_path)
     assert out.returncode == 0, out.stderr
     assert "FRESHTOKEN_STORE_KEY_KEYRING" not in out.stdout and "FRESHTOKEN_URL" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["private_key_jwt", "tls_client_auth"])
+def test_the_client_key_from_the_keyring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """A PEM private key (several lines) kept in the keyring signs private_key_jwt assertions
+    or, with its certificate there too, proves the client in the TLS handshake."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from keyrings.alt.file import PlaintextKeyring
+
+    from freshtoken.oauth._jwt_auth import PrivateKeyJwt
+    from freshtoken.testing._tls import key_pem
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key_pem(key)
+    env = keyring_env(tmp_path, FRESHTOKEN_CLIENT_KEY_KEYRING="freshtoken/ci-key")
+    monkeypatch.setenv("XDG_DATA_HOME", env["XDG_DATA_HOME"])
+    keyring = PlaintextKeyring()  # the file backend the command reads, as a person filled it
+    keyring.set_password("freshtoken", "ci-key", pem)
+    tls = method == "tls_client_auth"
+    clients = [
+        Client("ci", None, jwks=(PrivateKeyJwt("ci", key).jwk,), auth_method=method,
+               tls_client_auth_subject_dn="CN=ci"),
+    ]  # fmt: skip
+    with AuthServer(clients=clients, tls=tls) as server:
+        env.update(
+            FRESHTOKEN_TOKEN_URL=server.token_url,
+            FRESHTOKEN_CLIENT_ID="ci",
+            FRESHTOKEN_AUTH_METHOD=method,
+        )
+        if tls:
+            keyring.set_password("freshtoken", "ci-cert", server.issue_certificate("ci", key)[0])
+            (tmp_path / "ca.pem").write_text(server.ca_pem)
+            env.update(
+                FRESHTOKEN_CLIENT_CERT_KEYRING="freshtoken/ci-cert",
+                SSL_CERT_FILE=str(tmp_path / "ca.pem"),
+            )
+        token = ft(["token"], env, tmp_path)
+        assert token.returncode == 0, token.stderr
+        assert server.stats()["minted"]["ci"]["client_credentials"] == 1
+        doctor = ft(["doctor"], env, tmp_path)
+        assert "client_key = set  (from $FRESHTOKEN_CLIENT_KEY_KEYRING)" in doctor.stdout
+    body = "".join(pem.splitlines()[1:-1])
+    for text in (token.stdout, token.stderr, doctor.stdout, doctor.stderr):
+        assert body[:60] not in text

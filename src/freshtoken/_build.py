@@ -23,14 +23,17 @@ from freshtoken.oauth._client_auth import (
     ClientSecretPost,
     PublicClient,
 )
-from freshtoken.oauth._grants import ClientCredentials, Grant
+from freshtoken.oauth._grants import ClientCredentials, Grant, JwtBearer, TokenExchange
 from freshtoken.oauth._jwt_auth import ClientSecretJwt, PrivateKeyJwt
 from freshtoken.provider._endpoints import Endpoints, check_url
 from freshtoken.provider._genesys import genesys_region
 from freshtoken.stores import TokenStore, open_store
 
 if TYPE_CHECKING:
+    from freshtoken.oauth._assertions import AssertionSource
     from freshtoken.oauth._client import TokenClient
+    from freshtoken.oauth._jws import SigningKey
+    from freshtoken.oauth._tls_auth import ClientCertificate
     from freshtoken.sinks import RefreshTokenSink
 
 
@@ -62,7 +65,35 @@ def _private_key_jwt(settings: Settings) -> ClientAuth:
         alg=settings.signing_alg or None,
         key_id=settings.client_key_id,
         audience=settings.assertion_audience,
+        certificate=_certificate(settings, key) if settings.client_cert else None,
     )
+
+
+def _certificate(settings: Settings, key: SigningKey) -> ClientCertificate:
+    """The client certificate of `key` (client_cert), checked to be that key's."""
+    from freshtoken.oauth._tls_auth import ClientCertificate, load_chain
+
+    assert settings.client_cert is not None
+    return ClientCertificate(load_chain(settings.client_cert, settings.label("client_cert")), key)
+
+
+def _tls(method: str) -> Callable[[Settings], ClientAuth]:
+    def build(settings: Settings) -> ClientAuth:
+        if not (settings.client_cert and settings.client_key):
+            raise ConfigurationError(
+                f"{method} needs the client certificate and its private key",
+                hint="Set FRESHTOKEN_CLIENT_CERT_FILE to the PEM certificate and "
+                "FRESHTOKEN_CLIENT_KEY_FILE to its PEM private key (docs/mutual-tls.md).",
+            )
+        from freshtoken.oauth._jws import load_key
+        from freshtoken.oauth._tls_auth import TlsClientAuth
+
+        key = load_key(
+            settings.client_key, settings.client_key_passphrase, settings.label("client_key")
+        )
+        return TlsClientAuth(settings.require_client_id(), _certificate(settings, key), method)
+
+    return build
 
 
 #: auth_method -> how to build it from the settings.
@@ -77,12 +108,38 @@ AUTH_METHODS: dict[str, Callable[[Settings], ClientAuth]] = {
         alg=s.signing_alg or "HS256",
         audience=s.assertion_audience,
     ),
+    "tls_client_auth": _tls("tls_client_auth"),
+    "self_signed_tls_client_auth": _tls("self_signed_tls_client_auth"),
 }
+
+
+def _source(settings: Settings, key: str) -> AssertionSource:
+    """The platform assertion the setting `key` names (file:PATH, github-actions:AUDIENCE)."""
+    spec = getattr(settings, key)
+    if not spec:
+        raise ConfigurationError(
+            f"the {settings.grant} grant needs {settings.label(key)}",
+            hint=f"Set {settings.label(key)} to file:PATH or github-actions:AUDIENCE "
+            "(docs/workload-identity.md).",
+        )
+    from freshtoken.oauth._assertions import assertion_source
+
+    return assertion_source(spec, settings.label(key), os.environ)
+
+
+def _token_exchange(s: Settings) -> Grant:
+    actor = _source(s, "actor_token") if s.actor_token else None
+    return TokenExchange(_source(s, "subject_token"), s.subject_token_type,
+                         s.requested_token_type, s.audience, s.resource, s.scope, actor,
+                         s.actor_token_type)  # fmt: skip
+
 
 #: grant -> what mints a token when no refresh token is held (None: refresh tokens only).
 GRANTS: dict[str, Callable[[Settings], Grant | None]] = {
     "client_credentials": lambda s: ClientCredentials(s.scope, s.audience, s.resource),
     "refresh_token": lambda s: None,
+    "jwt_bearer": lambda s: JwtBearer(_source(s, "assertion"), s.scope),
+    "token_exchange": _token_exchange,
 }
 
 
@@ -149,8 +206,27 @@ def proxy_upstream(settings: Settings) -> str | None:
 
 
 def client_auth(settings: Settings) -> ClientAuth:
+    if settings.client_assertion:
+        return _platform_assertion(settings)
     # Settings accept only the option's choices; a test keeps them equal to this table.
     return AUTH_METHODS[settings.auth_method](settings)
+
+
+def _platform_assertion(settings: Settings) -> ClientAuth:
+    """A client assertion the platform issued (FRESHTOKEN_CLIENT_ASSERTION): what
+    private_key_jwt sends, signed by someone else."""
+    if "auth_method" in settings.sources and settings.auth_method != "private_key_jwt":
+        raise ConfigurationError(
+            f"{settings.label('client_assertion')} is a client assertion, and "
+            f"{settings.label('auth_method')} is {settings.auth_method}",
+            hint="Unset FRESHTOKEN_AUTH_METHOD (or set it to private_key_jwt), or unset "
+            "FRESHTOKEN_CLIENT_ASSERTION.",
+        )
+    from freshtoken.oauth._assertions import PlatformAssertion, assertion_source
+
+    spec = str(settings.client_assertion)
+    source = assertion_source(spec, settings.label("client_assertion"), os.environ)
+    return PlatformAssertion(settings.require_client_id(), source)
 
 
 def grant(settings: Settings) -> Grant | None:

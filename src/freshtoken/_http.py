@@ -15,13 +15,16 @@ import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from freshtoken._clock import Clock
 from freshtoken._log import logger
 from freshtoken._urls import normal_host
+
+if TYPE_CHECKING:
+    import ssl
 
 T = TypeVar("T")
 
@@ -262,16 +265,18 @@ def direct_client(timeout: httpx.Timeout, **options: Any) -> httpx.Client:
     )
 
 
-def new_client(timeouts: Timeouts) -> httpx.Client:
+def new_client(timeouts: Timeouts, tls: ssl.SSLContext | None = None) -> httpx.Client:
+    """`tls`: a context that presents a client certificate (mutual TLS); default httpx's."""
     # Redirects are never followed: a token POST carries credentials.
-    return direct_client(timeouts.httpx())
+    return direct_client(timeouts.httpx(), verify=tls or True)
 
 
-def new_async_client(timeouts: Timeouts) -> httpx.AsyncClient:
+def new_async_client(timeouts: Timeouts, tls: ssl.SSLContext | None = None) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=timeouts.httpx(),
         follow_redirects=False,
         trust_env=True,
         mounts=DIRECT_TO_LOOPBACK,
         event_hooks={"request": [_normal_async_request]},
+        verify=tls or True,
     )

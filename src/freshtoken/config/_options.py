@@ -162,12 +162,19 @@ class SettingValues:
     )
     client_key: Secret | None = _setting(
         "secret",
-        "PEM private key of private_key_jwt (RSA, EC P-256/384/521 or Ed25519; PKCS#8 or "
-        "traditional; encrypted with client_key_passphrase). Never on the command line.",
+        "PEM private key of private_key_jwt, or of client_cert for mutual TLS (RSA, EC "
+        "P-256/384/521 or Ed25519; PKCS#8 or traditional; encrypted with "
+        "client_key_passphrase). Never on the command line.",
         "/run/secrets/client_key.pem",
     )
     client_key_passphrase: Secret | None = _setting(
         "secret", "Passphrase of an encrypted client_key.", "/run/secrets/client_key_passphrase"
+    )
+    client_cert: Secret | None = _setting(
+        "secret",
+        "PEM client certificate (then any intermediates) of tls_client_auth and "
+        "self_signed_tls_client_auth; its private key is client_key (docs/mutual-tls.md).",
+        "/run/secrets/client_cert.pem",
     )
     client_key_id: str | None = _setting(
         "text",
@@ -191,12 +198,53 @@ class SettingValues:
         "issuer",
         "token_endpoint",
     )
+    client_assertion: str | None = _setting(
+        "text",
+        "A client assertion from the platform, fetched for every request: file:PATH (a "
+        "Kubernetes projected token, a SPIFFE JWT-SVID) or github-actions:AUDIENCE (the job's "
+        "OIDC token; needs `permissions: id-token: write`). auth_method may then be unset "
+        "(docs/workload-identity.md).",
+        "github-actions:api://AzureADTokenExchange",
+    )
     grant: str = _setting(
         "text",
-        "client_credentials, or refresh_token: a seeded refresh token only.",
-        "refresh_token",
+        "client_credentials; refresh_token: a seeded refresh token only; jwt_bearer (RFC 7523, "
+        "the assertion setting) or token_exchange (RFC 8693, subject_token).",
+        "token_exchange",
         "client_credentials",
-        choices=("client_credentials", "refresh_token"),
+        choices=("client_credentials", "refresh_token", "jwt_bearer", "token_exchange"),
+    )
+    assertion: str | None = _setting(
+        "text",
+        "The jwt_bearer grant's assertion: file:PATH or github-actions:AUDIENCE.",
+        "github-actions:https://idp.example.com",
+    )
+    subject_token: str | None = _setting(
+        "text",
+        "The token_exchange grant's subject token: file:PATH or github-actions:AUDIENCE.",
+        "github-actions:https://idp.example.com",
+    )
+    subject_token_type: str = _setting(
+        "text",
+        "RFC 8693 type of the subject token (a JWT; id_token where the server wants that).",
+        "urn:ietf:params:oauth:token-type:id_token",
+        "urn:ietf:params:oauth:token-type:jwt",
+    )
+    requested_token_type: str | None = _setting(
+        "text",
+        "RFC 8693 type of the token asked for (none sent when unset).",
+        "urn:ietf:params:oauth:token-type:access_token",
+    )
+    actor_token: str | None = _setting(
+        "text",
+        "RFC 8693 actor token (acting for the subject): file:PATH or github-actions:AUDIENCE.",
+        "file:/var/run/secrets/tokens/actor",
+    )
+    actor_token_type: str = _setting(
+        "text",
+        "RFC 8693 type of the actor token.",
+        "urn:ietf:params:oauth:token-type:id_token",
+        "urn:ietf:params:oauth:token-type:jwt",
     )
     refresh_token: Secret | None = _setting(
         "secret",
@@ -227,8 +275,10 @@ class SettingValues:
     )
     auth_method: str = _setting(
         "text",
-        "client_secret_basic, client_secret_post, none, private_key_jwt (client_key) or "
-        "client_secret_jwt (docs/private-key-jwt.md, docs/client-secret-jwt.md).",
+        "client_secret_basic, client_secret_post, none, private_key_jwt (client_key), "
+        "client_secret_jwt (docs/private-key-jwt.md, docs/client-secret-jwt.md), "
+        "tls_client_auth or self_signed_tls_client_auth (client_cert, client_key; "
+        "docs/mutual-tls.md).",
         "private_key_jwt",
         "client_secret_basic",
         choices=(
@@ -237,13 +287,17 @@ class SettingValues:
             "none",
             "private_key_jwt",
             "client_secret_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth",
         ),
     )
     audience: str | None = _setting(
-        "text", "Extra client-credentials parameter (Auth0 and others).", "https://api.example.com"
+        "text",
+        "Extra client-credentials parameter (Auth0 and others); token_exchange's audience.",
+        "https://api.example.com",
     )
     resource: str | None = _setting(
-        "text", "RFC 8707 resource indicator.", "https://api.example.com"
+        "text", "RFC 8707 resource indicator (also token_exchange's).", "https://api.example.com"
     )
     store: str | None = _setting(
         "text",

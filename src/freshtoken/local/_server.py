@@ -59,6 +59,18 @@ def write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+#: /token's answer when tokens are minted over mutual TLS: a bound token is no use to a caller
+#: without the certificate, and the certificate's key never leaves this process.
+BOUND = {
+    "error": "certificate_bound",
+    "error_description": "this endpoint mints over mutual TLS: its tokens may be bound to the "
+    "client certificate (RFC 8705), which callers do not hold, so it hands out none",
+    "hint": "Send the API calls through the proxy ($FRESHTOKEN_PROXY_URL, `freshtoken serve "
+    "--proxy`): it adds the token and presents the certificate upstream.",
+    "exit_code": 2,
+}
+
+
 class _Metrics:
     def __init__(self) -> None:
         self.counts = {"requests": 0, "unauthorized": 0, "proxied": 0, "proxy_retries": 0}
@@ -117,7 +129,13 @@ class LocalServer:
             proxy_host = self._listen[0]
         self._serve(server)
         if self.upstream:
-            self._http = direct_client(httpx.Timeout(60.0, connect=10.0), cookies=_NoCookies())
+            # A token minted over mutual TLS may be bound to the certificate (RFC 8705 §3):
+            # the proxy presents it upstream too.
+            self._http = direct_client(
+                httpx.Timeout(60.0, connect=10.0),
+                cookies=_NoCookies(),
+                verify=self.broker.client.tls or True,
+            )
             proxy = TCPServer((proxy_host, 0), self, proxy=True)
             self.proxy_url = proxy.url
             self._serve(proxy)
@@ -189,6 +207,8 @@ class LocalServer:
                 "error_description": f"min_ttl must be a number of seconds: {raw!r}",
                 "exit_code": 2,
             }
+        if self.broker.client.tls is not None:
+            return 403, BOUND
         refused, current = asked.get("refused", [""])[0], self.broker.current
         if refused and current is not None and fingerprint(current.access_token) == refused:
             self.broker.invalidate(current)  # an API said 401 to a client of this endpoint

@@ -24,10 +24,12 @@ from freshtoken._http import (
     stamped,
 )
 from freshtoken._token import Token
+from freshtoken.oauth._assertions import fill
 from freshtoken.oauth._client_auth import ClientAuth
 from freshtoken.oauth._grants import Grant
 from freshtoken.oauth._response import check_nonce, parse_token_reply
 from freshtoken.oauth._retry import RetryPolicy, with_retries
+from freshtoken.oauth._tls_auth import client_certificate
 from freshtoken.provider._discovery import cached, discover
 from freshtoken.provider._endpoints import Endpoints, check_url
 
@@ -69,6 +71,11 @@ class TokenClient:
         self._lock = threading.Lock()
         self._http: httpx.Client | None = None
         self._ahttp: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+        certificate = client_certificate(auth)
+        # Mutual TLS: every request presents the certificate (RFC 8705 §2).
+        #: The TLS context presenting the client certificate (None: no mutual TLS); what
+        #: sends a token minted with it (the proxy) needs it too: the token may be bound.
+        self.tls = certificate.ssl_context() if certificate else None
 
     def identity(self) -> str:
         """The token endpoint, or the issuer it will be discovered from."""
@@ -102,6 +109,7 @@ class TokenClient:
         }
         form = grant.form()
         self.auth.apply(headers, form, endpoints)
+        yield from fill(form, self.auth, grant)  # assertions from the platform, fresh
         sent_at = self.clock.time()
         reply = yield httpx.Request(
             "POST", endpoints.token_url, headers=headers, content=urlencode(form).encode()
@@ -165,6 +173,7 @@ class TokenClient:
         }
         form = {"token": value, "token_type_hint": hint}
         self.auth.apply(headers, form, endpoints)
+        yield from fill(form, self.auth)
         try:
             return (
                 yield httpx.Request("POST", url, headers=headers, content=urlencode(form).encode())
@@ -237,7 +246,7 @@ class TokenClient:
     def _client(self) -> httpx.Client:
         with self._lock:
             if self._http is None or self._http.is_closed:  # closed by a deadline's watchdog
-                self._http = new_client(self.timeouts)
+                self._http = new_client(self.timeouts, self.tls)
             return self._http
 
     def _aclient(self) -> httpx.AsyncClient:
@@ -245,7 +254,7 @@ class TokenClient:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._ahttp is None or self._ahttp[0] is not loop:
-                self._ahttp = (loop, new_async_client(self.timeouts))
+                self._ahttp = (loop, new_async_client(self.timeouts, self.tls))
             return self._ahttp[1]
 
     def close(self) -> None:

@@ -1,13 +1,22 @@
 """The grants freshtoken speaks. Each is the form fields it adds to a token request, whether
 it can be presented only once, and what it adds to the cache key.
 
-jwt-bearer (RFC 7523) and token-exchange (RFC 8693) fit the same shape.
+The JWT-bearer (RFC 7523) and token-exchange (RFC 8693) grants carry assertions got fresh for
+each request: they name them in `sources` (form field -> `oauth/_assertions.py` source), and
+the token client fetches them into the form.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from freshtoken.oauth._assertions import AssertionSource
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 
 
 class Grant(Protocol):
@@ -118,3 +127,62 @@ class DeviceCode:
 
     def __repr__(self) -> str:
         return "DeviceCode(device_code=***)"
+
+
+@dataclass(frozen=True, slots=True)
+class JwtBearer:
+    """RFC 7523 §2.1: a JWT from a trusted issuer is the grant (`assertion`)."""
+
+    assertion: AssertionSource
+    scope: tuple[str, ...] = ()
+    name: str = field(default="jwt_bearer", init=False)
+    single_use: ClassVar[bool] = False  # a retry fetches a new assertion
+
+    @property
+    def sources(self) -> dict[str, AssertionSource]:
+        return {"assertion": self.assertion}
+
+    def form(self) -> dict[str, str]:
+        return {"grant_type": JWT_BEARER, **_scope_field(self.scope)}
+
+    def cache_material(self) -> tuple[str, ...]:
+        return (self.name, self.assertion.describe(), *sorted(set(self.scope)))
+
+
+@dataclass(frozen=True, slots=True)
+class TokenExchange:
+    """RFC 8693 §2.1: a token of another issuer (`subject_token`, and an `actor_token` acting
+    for it) exchanged for one of this server's."""
+
+    subject_token: AssertionSource
+    subject_token_type: str = JWT_TOKEN_TYPE
+    requested_token_type: str | None = None
+    audience: str | None = None
+    resource: str | None = None
+    scope: tuple[str, ...] = ()
+    actor_token: AssertionSource | None = None
+    actor_token_type: str = JWT_TOKEN_TYPE
+    name: str = field(default="token_exchange", init=False)
+    single_use: ClassVar[bool] = False
+
+    @property
+    def sources(self) -> dict[str, AssertionSource]:
+        found = {"subject_token": self.subject_token}
+        return found | ({"actor_token": self.actor_token} if self.actor_token else {})
+
+    def form(self) -> dict[str, str]:
+        form = {"grant_type": TOKEN_EXCHANGE, "subject_token_type": self.subject_token_type}
+        optional = {
+            "requested_token_type": self.requested_token_type,
+            "audience": self.audience,
+            "resource": self.resource,
+            "actor_token_type": self.actor_token_type if self.actor_token else None,
+        }
+        form.update({k: v for k, v in optional.items() if v})
+        return form | _scope_field(self.scope)
+
+    def cache_material(self) -> tuple[str, ...]:
+        actor = self.actor_token.describe() if self.actor_token else ""
+        return (self.name, self.subject_token.describe(), self.subject_token_type, actor,
+                self.requested_token_type or "", self.audience or "", self.resource or "",
+                "|", *sorted(set(self.scope)))  # fmt: skip

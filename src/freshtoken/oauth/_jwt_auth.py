@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freshtoken._clock import SYSTEM_CLOCK, Clock
 from freshtoken._errors import ConfigurationError
@@ -17,6 +17,9 @@ from freshtoken._log import remember_secret
 from freshtoken._secret import Secret
 from freshtoken.oauth._jws import HMAC_ALGS, SigningKey, choose_alg, public_jwk, sign, thumbprint
 from freshtoken.provider._endpoints import Endpoints
+
+if TYPE_CHECKING:
+    from freshtoken.oauth._tls_auth import ClientCertificate
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: How long an assertion is valid (s): long enough for a slow request, short against replay.
@@ -84,6 +87,8 @@ class PrivateKeyJwt:
     audience: str = "token_endpoint"
     lifetime: float = ASSERTION_LIFETIME
     clock: Clock = field(default=SYSTEM_CLOCK, compare=False)
+    #: The key's certificate, when the server finds the key by it (x5t, x5t#S256: Entra ID).
+    certificate: ClientCertificate | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "alg", choose_alg(self.key, self.alg))
@@ -103,6 +108,7 @@ class PrivateKeyJwt:
     ) -> None:
         how = _How(_audience(self.audience, endpoints), self.lifetime, self.clock)
         header = {"typ": "JWT", "kid": self.key_id or self.thumbprint}
+        header |= self.certificate.jws_header() if self.certificate else {}
         _assert(form, self.client_id, header, lambda h, c: sign(self.key, str(self.alg), h, c), how)
 
     def fingerprint(self, pepper: bytes) -> str:
@@ -113,6 +119,8 @@ class PrivateKeyJwt:
 
     def describe(self) -> str:
         kid = f", kid {self.key_id}" if self.key_id else ""
+        if self.certificate:
+            kid += f", {self.certificate.describe()}"
         return _describe("private_key_jwt", f"{self.alg} key", self.audience,
                          f", JWK thumbprint {self.thumbprint}{kid}")  # fmt: skip
 

@@ -1,8 +1,8 @@
 """Real parts for tests: `AuthServer` (an authorization server on loopback, also
 `freshtoken testserver` and the `freshtoken_server` fixture of the opt-in pytest plugin
-`freshtoken.testing.pytest_plugin`), `GitHubSecrets` (a stand-in
-for GitHub's Actions secrets API), `FakeClock`, and `StoreContract`, the test class every
-`TokenStore` must pass."""
+`freshtoken.testing.pytest_plugin`), `GitHubSecrets` (a stand-in for GitHub's Actions
+secrets API), `GitHubOidc` (for GitHub Actions' OIDC token endpoint), `FakeClock`, and
+`StoreContract`, the test class every `TokenStore` must pass."""
 
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from freshtoken.testing._server import AuthServer
 if TYPE_CHECKING:
     from freshtoken.testing._contract import StoreContract
     from freshtoken.testing._github import GITHUB_TEST_TOKEN, GitHubSecrets
+    from freshtoken.testing._github_oidc import GitHubOidc
 
 
 def __getattr__(name: str) -> Any:
@@ -30,6 +31,10 @@ def __getattr__(name: str) -> Any:
         from freshtoken.testing import _github
 
         return getattr(_github, name)
+    if name == "GitHubOidc":
+        from freshtoken.testing._github_oidc import GitHubOidc
+
+        return GitHubOidc
     raise AttributeError(f"module 'freshtoken.testing' has no attribute {name!r}")
 
 
@@ -41,6 +46,7 @@ __all__ = [
     "AuthServer",
     "Client",
     "FakeClock",
+    "GitHubOidc",
     "GitHubSecrets",
     "Knobs",
     "StoreContract",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from freshtoken.testing._api import ProtectedApi
 from freshtoken.testing._authorize import (
     Refusal,
     authorize,
@@ -31,13 +32,20 @@ from freshtoken.testing._client_auth import (
 )
 from freshtoken.testing._faults import (
     NONSTANDARD,
-    api_rate_limited,
     bare_refusal,
     malformed_answer,
     over_limit,
     rate_limit_description,
     rate_limited_429,
     unavailable,
+)
+from freshtoken.testing._federation import (
+    ISSUED_TYPE,
+    JWT_BEARER,
+    TOKEN_EXCHANGE,
+    Federation,
+    check_grant,
+    federated_client,
 )
 from freshtoken.testing._model import (
     ALL_GRANTS,
@@ -49,6 +57,7 @@ from freshtoken.testing._model import (
     RefreshRecord,
     State,
 )
+from freshtoken.testing._tls import TLS_METHODS, peer_certificate, tls_refusal, x5t_s256
 
 # Form fields whose values `token_requests` masks.
 SECRET_FIELDS = frozenset(
@@ -67,7 +76,7 @@ SECRET_FIELDS = frozenset(
 )
 
 
-class Authority:
+class Authority(ProtectedApi):
     """Clients, knobs and issued tokens, and the endpoints' answers. Methods without a
     leading underscore take the lock; the others expect it held."""
 
@@ -77,9 +86,8 @@ class Authority:
         self._state = State()
         self._lock = threading.Lock()
         self._rng = random.Random(knobs.seed)
-
-    def _count(self, key: str, n: int = 1) -> None:
-        self._state.counters[key] += n
+        self._federations: list[Federation] = []  # issuers whose tokens it takes
+        self._binding: str | None = None  # x5t#S256 the tokens of this request are bound to
 
     def _mint(
         self,
@@ -93,7 +101,9 @@ class Authority:
         ttl = client.ttl or k.ttl
         now = time.monotonic()
         access = "at_" + secrets.token_urlsafe(24)
-        self._state.access[access] = AccessRecord(client.client_id, scope, now + ttl, family, grant)
+        self._state.access[access] = AccessRecord(
+            client.client_id, scope, now + ttl, family, grant, self._binding
+        )
         self._state.minted[client.client_id][grant] += 1
         body: dict[str, Any] = {
             "access_token": access,
@@ -142,6 +152,9 @@ class Authority:
         else:
             cid, secret = form.get("client_id", ""), form.get("client_secret", "")
         client = self._clients.get(cid)
+        if client is not None and client.auth_method in TLS_METHODS and not (method or secret):
+            why = tls_refusal(client, peer_certificate(headers))
+            return client if why is None else self._error(401, "invalid_client", why)
         method = method or ("client_secret_post" if secret else "none")
         ok = (
             client is not None
@@ -162,7 +175,8 @@ class Authority:
             return self._error(400, "invalid_request", "more than one client authentication")
         where = {name: getattr(self, name, "") for name in ("token_url", "issuer")}
         try:
-            return check_assertion(
+            federated = federated_client(form, self._federations, self._clients, time.time())
+            return federated or check_assertion(
                 form, self._clients, self.knobs, where, seen=self._state.jtis, now=time.time()
             )
         except Refused as exc:
@@ -242,6 +256,8 @@ class Authority:
     def _grant(self, headers: Any, form: dict[str, str]) -> Answer:
         authed = self._authenticate(headers, form)
         grant = form.get("grant_type", "")
+        peer = peer_certificate(headers)  # RFC 8705 §3: bind to the certificate presented
+        self._binding = x5t_s256(peer) if peer and self.knobs.bind_tokens else None
         if not isinstance(authed, Client):
             burnt = self._state.refresh.get(form.get("refresh_token", ""))
             if grant == "refresh_token" and burnt and self.knobs.failed_auth_burns_refresh:
@@ -264,6 +280,14 @@ class Authority:
             body = self._mint(
                 client, requested, grant, None, self.knobs.refresh_on_client_credentials
             )
+            return 200, body, {}
+        if grant in (JWT_BEARER, TOKEN_EXCHANGE):
+            if why := check_grant(grant, form, self._federations, client, time.time()):
+                return self._error(400, "invalid_grant", why)
+            name = "jwt_bearer" if grant == JWT_BEARER else "token_exchange"
+            body = self._mint(client, requested, name, None, False)
+            if grant == TOKEN_EXCHANGE:
+                body["issued_token_type"] = ISSUED_TYPE  # RFC 8693 §2.2.1
             return 200, body, {}
         if grant in ("authorization_code", DEVICE_CODE_GRANT):
             redeem = redeem_code if grant == "authorization_code" else poll_device
@@ -344,56 +368,6 @@ class Authority:
             if access.family == family:
                 del self._state.access[token]
 
-    def check_bearer(self, authorization: str) -> AccessRecord | None:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        with self._lock:
-            record = self._state.access.get(value.strip())
-            if record is None or record.expires <= time.monotonic():
-                return None
-            return record
-
-    def handle_api(self, authorization: str) -> Answer:
-        k = self.knobs
-        with self._lock:
-            if (
-                k.api_rate_limit
-                and (wait := over_limit(self._state.api_window, k.api_rate_limit, 60.0)) is not None
-            ):
-                self._count("api_429")
-                return api_rate_limited(wait)
-        record = self.check_bearer(authorization)
-        with self._lock:
-            if record is None:
-                self._count("api_401")
-                return (
-                    401,
-                    {
-                        "message": "Invalid login credentials.",
-                        "code": "bad.credentials",
-                        "status": 401,
-                    },
-                    {},
-                )
-            self._count("api_200")
-        return (
-            200,
-            {"id": record.client_id, "name": record.client_id, "scope": " ".join(record.scope)},
-            {},
-        )
-
-    def delete_token_me(self, authorization: str) -> Answer:
-        """Genesys' `DELETE /api/v2/tokens/me`: the bearer token revokes itself; later calls
-        with it get 401."""
-        answer = self.handle_api(authorization)
-        if answer[0] != 200:
-            return answer
-        with self._lock:
-            self._state.access.pop(authorization.partition(" ")[2].strip(), None)
-            self._count("revocations")
-        return 204, "", {}
-
     def introspect(self, headers: Any, form: dict[str, str]) -> Answer:
         with self._lock:
             authed = self._authenticate(headers, form)
@@ -412,6 +386,7 @@ class Authority:
                         "scope": " ".join(access.scope),
                         "token_type": "Bearer",
                         "exp": int(time.time() + access.expires - now),
+                        **({"cnf": {"x5t#S256": access.cnf}} if access.cnf else {}),
                     },
                     {},
                 )

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 from freshtoken._serving import QuietErrors, serve_in_thread, stop_serving
@@ -50,7 +50,39 @@ def _stamp(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class GitHubSecrets:
+class Standin:
+    """A stand-in's lifecycle: `with Standin() as s:` serves its `handle` on `s.url`."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._address = (host, port)
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def handle(self, method: str, target: str, authorization: str, body: bytes) -> Answer:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._httpd = _Server(self._address, self)
+        self._thread = serve_in_thread(self._httpd, "freshtoken-" + type(self).__name__)
+        return self
+
+    def stop(self) -> None:
+        stop_serving(self._httpd, self._thread)
+        self._httpd, self._thread = None, None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None, "the stand-in is not started"
+        return f"http://{self._address[0]}:{self._httpd.server_address[1]}"
+
+
+class GitHubSecrets(Standin):
     """Start with `with GitHubSecrets() as github:`; `github.url` is then the API base
     (`GITHUB_API_URL`), and `GITHUB_TEST_TOKEN` (or `token`) its only accepted token."""
 
@@ -71,30 +103,7 @@ class GitHubSecrets:
         self._secrets: dict[tuple[str, str], SecretRecord] = {}
         self.counts = dict.fromkeys(("requests", "puts_started", "puts", "refused"), 0)
         self._lock = threading.Lock()
-        self._address = (host, port)
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> GitHubSecrets:
-        self._httpd = _Server(self._address, self)
-        self._thread = serve_in_thread(self._httpd, "freshtoken-github-standin")
-        return self
-
-    def stop(self) -> None:
-        stop_serving(self._httpd, self._thread)
-        self._httpd, self._thread = None, None
-
-    def __enter__(self) -> GitHubSecrets:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "the stand-in is not started"
-        return f"http://{self._address[0]}:{self._httpd.server_address[1]}"
+        super().__init__(host, port)
 
     # -- control and inspection --------------------------------------------------------------
     def configure(self, **knobs: Any) -> None:
@@ -132,7 +141,8 @@ class GitHubSecrets:
             self._secrets[self._where(sink_url)].updated = when
 
     # -- the API -----------------------------------------------------------------------------
-    def handle(self, method: str, path: str, authorization: str, body: bytes) -> Answer:
+    def handle(self, method: str, target: str, authorization: str, body: bytes) -> Answer:
+        path = urlsplit(target).path
         with self._lock:
             self.counts["requests"] += 1
             k = self.knobs
@@ -198,11 +208,17 @@ class GitHubSecrets:
         return (204 if old else 201), "", {}
 
 
+class _App(Protocol):
+    def handle(self, method: str, target: str, authorization: str, body: bytes) -> Answer: ...
+
+
 class _Server(QuietErrors, ThreadingHTTPServer):
+    """Serves an app's `handle` (this stand-in's, or the OIDC token stand-in's)."""
+
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: GitHubSecrets) -> None:
+    def __init__(self, address: tuple[str, int], app: _App) -> None:
         self.app = app
         super().__init__(address, _Handler)
 
@@ -220,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         status, answer, headers = self.server.app.handle(
-            self.command, urlsplit(self.path).path, self.headers.get("Authorization", ""), body
+            self.command, self.path, self.headers.get("Authorization", ""), body
         )
         data = json.dumps(answer).encode() if isinstance(answer, dict) else str(answer).encode()
         self.send_response(status)

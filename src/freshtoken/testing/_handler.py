@@ -3,9 +3,12 @@ the request handler that routes each path to the `AuthServer`."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
+import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -14,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 from freshtoken._serving import QuietErrors
 from freshtoken.testing._authorize import device_page, page
 from freshtoken.testing._model import DEMO_CLIENT_ID
+from freshtoken.testing._tls import PEER_CERT
 
 if TYPE_CHECKING:
     from freshtoken.testing._server import AuthServer
@@ -24,11 +28,27 @@ class LoopbackHTTPServer(QuietErrors, ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024  # socketserver's 5 drops SYNs when a fleet connects at once
 
-    def __init__(self, address: tuple[str, int], app: AuthServer) -> None:
+    def __init__(
+        self, address: tuple[str, int], app: AuthServer, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.app = app
+        self.tls = tls
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()
         super().__init__(address, Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is None:
+            return sock, address
+        # The handshake runs in the request's thread (Handler.setup): a client that stalls
+        # in it holds up no one else.
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ssl.SSLError):
+            return  # a failed handshake (no trusted certificate, a probe) is the client's
+        super().handle_error(request, client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.sockets_lock:
@@ -53,6 +73,23 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # else every keep-alive answer waits for a delayed ACK
     server: LoopbackHTTPServer
     timeout = 30
+
+    def setup(self) -> None:
+        super().setup()
+        #: The client certificate (DER) verified in the TLS handshake; None without one.
+        self.peer: bytes | None = None
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
+            self.peer = self.connection.getpeercert(binary_form=True)
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        # Only the connection says which certificate the client presented, never a header.
+        del self.headers[PEER_CERT]
+        if self.peer:
+            self.headers[PEER_CERT] = base64.b64encode(self.peer).decode()
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: a test server's access log is noise, and would show codes."""
@@ -90,13 +127,13 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/api/"):
             self._body()
             if path == "/api/v2/tokens/me" and method == "DELETE":
-                self._send(*app.delete_token_me(self.headers.get("Authorization", "")))
+                self._send(*app.delete_token_me(self.headers.get("Authorization", ""), self.peer))
                 return
             if path == "/api/v2/tokens/me" and method not in ("GET", "HEAD"):
                 self._send(405, {"message": "method not allowed"})
                 return
             if path in ("/api/v2/tokens/me", "/api/echo") or path.startswith("/api/echo/"):
-                self._send(*app.handle_api(self.headers.get("Authorization", "")))
+                self._send(*app.handle_api(self.headers.get("Authorization", ""), self.peer))
             else:
                 self._send(404, {"message": "no such API", "code": "not.found", "status": 404})
         elif method == "POST" and oauth == "/oauth/token":
@@ -142,6 +179,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _client_gone(self) -> bool:
         """True when the client closed its connection (it died, or gave up waiting)."""
+        if isinstance(self.connection, ssl.SSLSocket):
+            return False  # TLS cannot peek; the knob that asks is for plain HTTP
         try:
             self.connection.setblocking(False)
             peeked: bytes = self.connection.recv(1, socket.MSG_PEEK)

@@ -10,8 +10,17 @@ from typing import Any
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret"  # a test server's published credentials, not a secret
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ALL_GRANTS = frozenset(
-    {"client_credentials", "refresh_token", "authorization_code", DEVICE_CODE_GRANT}
+    {
+        "client_credentials",
+        "refresh_token",
+        "authorization_code",
+        DEVICE_CODE_GRANT,
+        JWT_BEARER_GRANT,
+        TOKEN_EXCHANGE_GRANT,
+    }
 )
 TOKEN_REQUESTS_KEPT = 1000
 
@@ -63,8 +72,11 @@ class Client:
     auth_method: str | None = None
     #: Redirect URIs matched exactly, host, port and path (None: any loopback port).
     redirect_uris: tuple[str, ...] | None = None
-    #: Public keys (JWKs) its private_key_jwt assertions are checked against.
+    #: Public keys (JWKs) its private_key_jwt assertions are checked against; for
+    #: self_signed_tls_client_auth, its certificates (`x5c`, RFC 8705 §2.2).
     jwks: tuple[dict[str, Any], ...] = ()
+    #: tls_client_auth: the subject DN (RFC 4514) its certificate must have (RFC 8705 §2.1.2).
+    tls_client_auth_subject_dn: str | None = None
 
     def __repr__(self) -> str:
         return f"Client({self.client_id!r}, grants={sorted(self.grants)})"
@@ -129,6 +141,11 @@ class Knobs:
     check_jti: bool = knob(True, "Accept a client assertion's jti again (no replay check).")
     jti_window: float = knob(
         0.0, "How long a client assertion's jti is remembered (s; 0: until its exp)."
+    )
+    bind_tokens: bool = knob(
+        True,
+        "Do not bind access tokens to the client certificate presented over HTTPS (RFC 8705 "
+        "§3: cnf x5t#S256, checked by the API).",
     )
     scope_in_response: bool = knob(True, "Leave scope out of token responses, as Genesys does.")
     failure_rate: float = knob(0.0, "Share of token requests answered 503.")
@@ -196,6 +213,7 @@ class AccessRecord:
     expires: float
     family: str | None
     grant: str
+    cnf: str | None = None  # x5t#S256 of the certificate it is bound to (RFC 8705 §3)
 
 
 @dataclass

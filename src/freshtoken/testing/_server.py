@@ -15,6 +15,7 @@ from typing import Any
 from freshtoken._serving import serve_in_thread, stop_serving
 from freshtoken.testing._authorize import issue_code
 from freshtoken.testing._endpoints import Authority
+from freshtoken.testing._federation import Federation
 from freshtoken.testing._handler import LoopbackHTTPServer
 from freshtoken.testing._model import (
     ALL_GRANTS,
@@ -25,6 +26,7 @@ from freshtoken.testing._model import (
     Client,
     Knobs,
 )
+from freshtoken.testing._tls import TLS_METHODS, ServerTls
 
 _RFC8414 = "/.well-known/oauth-authorization-server"
 _OIDC = "/.well-known/openid-configuration"
@@ -33,7 +35,9 @@ _OIDC = "/.well-known/openid-configuration"
 class AuthServer(Authority):
     """Start with `with AuthServer() as server:`; `server.token_url` is then live.
 
-    Clients default to the demo client (`demo-client` / `demo-secret`).
+    Clients default to the demo client (`demo-client` / `demo-secret`). With `tls=True` it
+    serves HTTPS and asks clients for a certificate (mutual TLS, RFC 8705): trust `ca_pem`
+    (SSL_CERT_FILE), get tls_client_auth certificates from `issue_certificate`.
     """
 
     def __init__(
@@ -42,9 +46,13 @@ class AuthServer(Authority):
         host: str = "127.0.0.1",
         port: int = 0,
         clients: list[Client] | None = None,
+        tls: bool = False,
         **knobs: Any,
     ) -> None:
         super().__init__(Knobs(**knobs), clients or [Client(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)])
+        self.tls = ServerTls() if tls else None
+        for client in self._clients.values():
+            self._trust(client)
         self._host = host
         self._port = port
         self._httpd: LoopbackHTTPServer | None = None
@@ -62,7 +70,8 @@ class AuthServer(Authority):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> AuthServer:
-        self._httpd = LoopbackHTTPServer((self._host, self._port), self)
+        context = self.tls.context if self.tls else None
+        self._httpd = LoopbackHTTPServer((self._host, self._port), self, context)
         self._thread = serve_in_thread(self._httpd, "freshtoken-testserver")
         return self
 
@@ -85,7 +94,7 @@ class AuthServer(Authority):
     @property
     def url(self) -> str:
         host = self._host if ":" not in self._host else f"[{self._host}]"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def token_url(self) -> str:
@@ -136,7 +145,13 @@ class AuthServer(Authority):
                 "none",
                 "private_key_jwt",
                 "client_secret_jwt",
+                *(TLS_METHODS if self.tls else ()),
             ],
+            **(
+                {"tls_client_certificate_bound_access_tokens": self.knobs.bind_tokens}
+                if self.tls
+                else {}
+            ),
             "token_endpoint_auth_signing_alg_values_supported": [
                 a.strip() for a in self.knobs.assertion_algs.split(",") if a.strip()
             ]
@@ -165,6 +180,29 @@ class AuthServer(Authority):
     def register(self, client: Client) -> None:
         with self._lock:
             self._clients[client.client_id] = client
+            self._trust(client)
+
+    def trust_issuer(self, federation: Federation) -> None:
+        """Take `federation.issuer`'s tokens (checked against its JWKS) as client assertions,
+        JWT-bearer assertions and token-exchange subject tokens for `federation.client_id`."""
+        with self._lock:
+            self._federations.append(federation)
+
+    def _trust(self, client: Client) -> None:
+        if self.tls and client.auth_method == "self_signed_tls_client_auth":
+            self.tls.trust(client)
+
+    @property
+    def ca_pem(self) -> str:
+        """The PEM certificate of the CA behind the HTTPS listener (`tls=True`)."""
+        assert self.tls is not None, "the server was not started with tls=True"
+        return self.tls.ca_pem
+
+    def issue_certificate(self, common_name: str, key: Any = None) -> tuple[str, str]:
+        """A tls_client_auth certificate signed by this server's CA (subject `CN=<name>`):
+        PEM certificate and PEM private key (EC P-256 unless `key` is given)."""
+        assert self.tls is not None, "the server was not started with tls=True"
+        return self.tls.issue(common_name, key)
 
     def stats(self) -> dict[str, Any]:
         now = time.monotonic()
