@@ -32,7 +32,9 @@ from freshtoken.testing._client_auth import (
 from freshtoken.testing._faults import (
     NONSTANDARD,
     api_rate_limited,
+    api_unauthorized,
     bare_refusal,
+    gateway_error,
     malformed_answer,
     over_limit,
     rate_limit_description,
@@ -217,6 +219,10 @@ class Authority:
             if fault := self._fault(k):
                 return fault
             answer = self._grant(headers, form)
+            if k.lost_answers > 0:
+                self.knobs = replace(k, lost_answers=k.lost_answers - 1)
+                self._count("lost_answers")
+                return gateway_error(self._state.counters["lost_answers"])
             if k.bare_refusals:
                 return bare_refusal(answer, form.get("grant_type", ""))
             return answer
@@ -367,15 +373,7 @@ class Authority:
         with self._lock:
             if record is None:
                 self._count("api_401")
-                return (
-                    401,
-                    {
-                        "message": "Invalid login credentials.",
-                        "code": "bad.credentials",
-                        "status": 401,
-                    },
-                    {},
-                )
+                return api_unauthorized()
             self._count("api_200")
         return (
             200,

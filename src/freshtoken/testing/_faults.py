@@ -49,8 +49,22 @@ def api_rate_limited(wait: float) -> Answer:
     )
 
 
+def api_unauthorized() -> Answer:
+    """Genesys' protected-API 401."""
+    body = {"message": "Invalid login credentials.", "code": "bad.credentials", "status": 401}
+    return 401, body, {}
+
+
 def unavailable() -> Answer:
     return 503, {"error": "temporarily_unavailable", "error_description": "injected fault"}, {}
+
+
+def gateway_error(nth: int) -> Answer:
+    """A gateway's answer for a request its upstream processed too late: 504, every second
+    one 502, as nginx and load balancers write them (HTML, no Retry-After)."""
+    status, words = (504, "Gateway Time-out") if nth % 2 else (502, "Bad Gateway")
+    page = f"<html><head><title>{status} {words}</title></head><body>nginx</body></html>"
+    return status, page, {"Content-Type": "text/html"}
 
 
 def malformed_answer(mode: str) -> Answer:

@@ -134,6 +134,11 @@ class Knobs:
     failure_rate: float = knob(0.0, "Share of token requests answered 503.")
     fail_first: int = knob(0, "Answer the first N token requests 503.")
     latency: float = knob(0.0, "Seconds added to every token request.")
+    lost_answers: int = knob(
+        0,
+        "Process the next N token requests, then answer each with a gateway's HTML 504 (every "
+        "second one 502) instead: the server acted, its answer never reached the client.",
+    )
     rate_limit: int = knob(0, "Token requests allowed per window (0: off).")
     rate_window: float = knob(60.0, "Length of the token-endpoint rate-limit window (s).")
     rate_limit_style: str = knob(

