@@ -4,6 +4,9 @@ program that floods its output."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,50 @@ def test_the_command_line_presents_a_refresh_token_once_behind_a_gateway(tmp_pat
     assert first.returncode == 4, first.stderr
     assert "HTTP 504" in first.stderr and "Traceback" not in first.stderr
     assert stats["reuse_detections"] == 0 and stats["refreshes"] == 1, stats
+
+
+# -- a sink program that floods its stderr --------------------------------------------------------
+_MAX_RSS = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, done.returncode)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="RUSAGE_CHILDREN, sh, head and yes")
+def test_a_sink_program_writing_200_mb_to_stderr_costs_no_memory_and_loses_no_token(
+    tmp_path: Path,
+) -> None:
+    flood = "command:sh -c 'yes flood | head -c 200000000 >&2; exit 1'"
+    kept = tmp_path / "refresh_token"
+    with AuthServer(ttl=600) as server:
+        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+        assert seed.refresh_token
+        env = _cli_env(server, tmp_path, FRESHTOKEN_RETRY_BUDGET="20")
+        seeded = ft(["seed-refresh-token"], env, tmp_path, stdin=seed.refresh_token)
+        assert seeded.returncode == 0, seeded.stderr
+        started = time.monotonic()
+        measured = subprocess.run(
+            [sys.executable, "-c", _MAX_RSS, sys.executable, "-m", "freshtoken", "token"],
+            env={**env, "FRESHTOKEN_REFRESH_TOKEN_SINK": flood},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        took = time.monotonic() - started
+        max_rss_kib, code = (int(x) for x in measured.stdout.split())
+        # The rotated token was kept in the store: the next call writes it to a working sink
+        # before it refreshes.
+        fixed = {**env, "FRESHTOKEN_REFRESH_TOKEN_SINK": kept.as_uri()}
+        again = ft(["token"], fixed, tmp_path)
+        stats = server.stats()
+    assert code == 5, measured.stderr
+    assert "exited with code 1: " in measured.stderr and "flood flood" in measured.stderr
+    assert took < 20 + 5, took  # the deadline, plus starting Python twice
+    assert max_rss_kib < 150 * 1024, max_rss_kib  # before: 633 MB
+    assert again.returncode == 0, again.stderr
+    # the pending token written first, then spent: the chain alive, one live refresh token
+    assert stats["reuse_detections"] == 0 and stats["refreshes"] == 2, stats
+    assert kept.read_text().strip() and server.active_refresh_tokens("demo-client") == 1
