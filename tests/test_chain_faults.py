@@ -4,6 +4,8 @@ program that floods its output."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ from freshtoken._errors import ServerError
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env, ft
-from tests.helpers import make_broker, make_client
+from tests.helpers import live_processes, make_broker, make_client, wait_until
 
 
 def _seed(server: AuthServer, broker: TokenBroker) -> None:
@@ -81,6 +83,104 @@ def test_the_command_line_presents_a_refresh_token_once_behind_a_gateway(tmp_pat
     assert first.returncode == 4, first.stderr
     assert "HTTP 504" in first.stderr and "Traceback" not in first.stderr
     assert stats["reuse_detections"] == 0 and stats["refreshes"] == 1, stats
+
+
+# -- a late answer: read and stored until the mark's deadline ------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("sink", ["none", "failing"])
+def test_an_answer_later_than_the_read_timeout_is_stored(tmp_path: Path, sink: str) -> None:
+    """The server answers after the read timeout (the attempt's deadline): the process that
+    presented the token reads on until the mark's deadline, and stores the new token (with a
+    sink that fails, as pending, for the next call to write first)."""
+    kept = tmp_path / "refresh_token"
+    with AuthServer(ttl=600) as server:
+        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+        assert seed.refresh_token
+        env = _cli_env(
+            server,
+            tmp_path,
+            FRESHTOKEN_CONNECT_TIMEOUT="1",
+            FRESHTOKEN_READ_TIMEOUT="1",
+            FRESHTOKEN_RETRY_BUDGET="20",
+            FRESHTOKEN_REFRESH_TOKEN_SINK="command:false" if sink == "failing" else "",
+        )
+        seeded = ft(["seed-refresh-token"], env, tmp_path, stdin=seed.refresh_token)
+        assert seeded.returncode == 0, seeded.stderr
+        server.configure(latency=2.5)  # the attempt's deadline is 1 s after it was sent
+        first = ft(["token"], env, tmp_path)
+        server.configure(latency=0.0)
+        fixed = {**env, "FRESHTOKEN_REFRESH_TOKEN_SINK": kept.as_uri() if sink != "none" else ""}
+        again = ft(["token"], fixed, tmp_path)
+        stats = server.stats()
+    if sink == "none":
+        assert first.returncode == 0, first.stderr  # before: timed out, the new token lost
+        assert again.stdout == first.stdout  # the stored token, no second refresh
+        assert stats["refreshes"] == 1, stats
+    else:
+        assert first.returncode == 5 and "sink" in first.stderr, first.stderr
+        assert again.returncode == 0, again.stderr  # the pending token written, then spent
+        assert stats["refreshes"] == 2 and kept.read_text().strip(), stats
+    assert stats["reuse_detections"] == 0, stats
+    assert server.active_refresh_tokens("demo-client") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP")
+def test_a_refresh_process_frozen_past_its_attempt_deadline_stores_the_late_answer(
+    tmp_path: Path,
+) -> None:
+    """The process presenting the token is frozen (a paused VM or container) mid-request and
+    thawed after its attempt's deadline, before the server's answer: it reads on until the
+    mark's deadline, and stores the new token."""
+    with AuthServer(ttl=600) as server:
+        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+        assert seed.refresh_token
+        # attempt deadline: 3 s to start + connect 1 + read 5 = 9 s after the mark; the
+        # mark's: 14 s. The server answers 9.8 s after the request, once the spender is thawed.
+        env = _cli_env(
+            server,
+            tmp_path,
+            FRESHTOKEN_CONNECT_TIMEOUT="1",
+            FRESHTOKEN_READ_TIMEOUT="5",
+            FRESHTOKEN_RETRY_BUDGET="25",
+        )
+        seeded = ft(["seed-refresh-token"], env, tmp_path, stdin=seed.refresh_token)
+        assert seeded.returncode == 0, seeded.stderr
+        server.configure(latency=9.8)
+        caller = subprocess.Popen(
+            [sys.executable, "-m", "freshtoken", "token"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        spender: list[int] = []
+        wait_until(
+            lambda: (
+                spender.extend(
+                    pid
+                    for pid, parent in live_processes("freshtoken.broker._spender").items()
+                    if parent == caller.pid
+                )
+                or bool(spender)
+            )
+        )
+        marked = time.monotonic()  # the mark was written just before the spender started
+        wait_until(lambda: bool(server.stats()["inflight_ages"]))
+        os.kill(spender[0], signal.SIGSTOP)
+        try:
+            time.sleep(max(marked + 9.3 - time.monotonic(), 0.0))  # the fault: frozen this long
+        finally:
+            os.kill(spender[0], signal.SIGCONT)
+        out, err = caller.communicate(timeout=60)
+        server.configure(latency=0.0)
+        again = ft(["token"], env, tmp_path)
+        stats = server.stats()
+    assert caller.returncode == 0, err  # before: the late answer was thrown away
+    assert again.stdout == out
+    assert stats["reuse_detections"] == 0 and stats["refreshes"] == 1, stats
+    assert server.active_refresh_tokens("demo-client") == 1
 
 
 # -- a sink program that floods its stderr --------------------------------------------------------
