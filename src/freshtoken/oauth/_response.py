@@ -7,9 +7,6 @@ import json
 import math
 import re
 from dataclasses import replace
-from email.utils import parsedate_to_datetime
-
-import httpx
 
 from freshtoken._errors import (
     ErrorContext,
@@ -20,7 +17,7 @@ from freshtoken._errors import (
     RateLimitedError,
     ServerError,
 )
-from freshtoken._http import Reply, json_object
+from freshtoken._http import Reply, json_object, retry_after
 from freshtoken._log import one_line, remember_secret
 from freshtoken._token import Token
 from freshtoken.oauth._codes import (
@@ -68,21 +65,6 @@ def excerpt(body: bytes, truncated: bool = False) -> str:
     if len(text) > _EXCERPT_CHARS:
         text = text[:_EXCERPT_CHARS] + "..."
     return text + (" [body cut at 256 KiB]" if truncated else "")
-
-
-def retry_after(headers: httpx.Headers, now: float) -> float | None:
-    """Retry-After in seconds, from either of its forms (RFC 9110 §10.2.3)."""
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
 
 
 def _malformed(problem: str, reply: Reply, ctx: ErrorContext) -> MalformedResponseError:
