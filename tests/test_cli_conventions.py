@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from freshtoken._token import Token
 from freshtoken.broker._policy import COMMAND_LINE, RefreshPolicy
 from freshtoken.testing import AuthServer, FakeClock
 from tests._cli import cli_env, ft
+from tests.helpers import wait_until
 
 FT = [sys.executable, "-m", "freshtoken"]
 
@@ -378,3 +380,24 @@ def test_vv_logs_each_http_exchange_without_secrets(tmp_path: Path, server: Auth
     assert out.returncode == 0, out.stderr
     assert f"POST {server.token_url} -> HTTP 200" in out.stderr
     assert out.stdout.strip() not in out.stderr and "demo-secret" not in out.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("args", [["token"], ["-v", "token"]], ids=["shortcut", "click"])
+def test_ctrl_c_during_token_exits_130(tmp_path: Path, args: list[str]) -> None:
+    """Ctrl-C while a token is minted: 130 (128 + SIGINT) as shells expect, not 1."""
+    with AuthServer(latency=30.0) as server:
+        caller = subprocess.Popen(
+            [*FT, *args],
+            env=cli_env(tmp_path, server),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(lambda: bool(server.stats()["inflight_ages"]))  # the mint reached it
+        caller.send_signal(signal.SIGINT)
+        out, err = caller.communicate(timeout=20)
+        server.configure(latency=0.0)
+    assert caller.returncode == 130, err
+    assert out == "" and "Traceback" not in err and "Aborted!" not in err
