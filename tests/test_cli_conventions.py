@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from freshtoken import TokenBroker
+from freshtoken import Settings, TokenBroker
 from freshtoken._token import Token
 from freshtoken.broker._policy import COMMAND_LINE, RefreshPolicy
 from freshtoken.testing import AuthServer, FakeClock
@@ -401,3 +401,26 @@ def test_ctrl_c_during_token_exits_130(tmp_path: Path, args: list[str]) -> None:
         server.configure(latency=0.0)
     assert caller.returncode == 130, err
     assert out == "" and "Traceback" not in err and "Aborted!" not in err
+
+
+def test_a_token_from_another_hosts_future_is_warned_about_once_per_call(
+    tmp_path: Path,
+) -> None:
+    """A host whose clock is 120 s ahead stored the token: one warning, not one per look."""
+    import base64
+    import time
+
+    with AuthServer(ttl=3600) as server:
+        env = cli_env(
+            tmp_path,
+            server,
+            FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db",
+            FRESHTOKEN_STORE_KEY=base64.b64encode(os.urandom(32)).decode(),
+        )
+        settings = Settings.load(environ=env, cwd=tmp_path)
+        ahead = FakeClock(time.time() + 120)
+        with TokenBroker.from_settings(settings, clock=ahead) as broker:
+            broker.token()
+        out = ft(["token"], env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("in this machine's future") == 1, out.stderr  # before: 3

@@ -73,6 +73,8 @@ class SharedCache:
         self.flight = threading.Lock()
         self.invalidate_cooldown = invalidate_cooldown
         self.invalidated_at = math.inf  # when a 401 last dropped a token (never yet)
+        #: When the last token not trusted for its issue "in the future" was issued.
+        self._doubted: float | None = None
         #: Called after every adoption (refresh ahead restarts its schedule).
         self.on_adopt: Callable[[], None] = lambda: None
 
@@ -88,7 +90,8 @@ class SharedCache:
         if held is not None and held[0] is token:
             return held[1] - self.clock.monotonic()
         now = self.clock.time()
-        if token.issued_at > now + FUTURE_TOLERANCE:
+        if token.issued_at > now + FUTURE_TOLERANCE and self._doubted != token.issued_at:
+            self._doubted = token.issued_at  # said once per token: it is looked at many times
             logger.warning(
                 "a stored token was issued %.0fs in this machine's future; not trusting it "
                 "(are the clocks of the machines sharing the store in step?)",
