@@ -17,7 +17,7 @@ from freshtoken import AuthorizationCode, ClientCredentials, TokenBroker
 from freshtoken._errors import ServerError
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer
-from tests._cli import cli_env, ft
+from tests._cli import ft, ft_started, refresh_token_env
 from tests.helpers import live_processes, make_broker, make_client, wait_until
 
 
@@ -25,19 +25,6 @@ def _seed(server: AuthServer, broker: TokenBroker) -> None:
     seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
     assert seed.refresh_token
     broker.seed_refresh_token(seed.refresh_token)
-
-
-def _cli_env(server: AuthServer, tmp: Path, **extra: str) -> dict[str, str]:
-    return cli_env(
-        tmp,
-        FRESHTOKEN_TOKEN_URL=server.token_url,
-        FRESHTOKEN_CLIENT_ID="demo-client",
-        FRESHTOKEN_CLIENT_SECRET="demo-secret",
-        FRESHTOKEN_GRANT="refresh_token",
-        FRESHTOKEN_INTROSPECTION_URL=server.url + "/oauth/introspect",
-        FRESHTOKEN_STORE=f"sqlite://{tmp}/t.db",
-        **extra,
-    )
 
 
 # -- a gateway's 502 / 504: the outcome is unknown, the token counts as spent --------------------
@@ -71,11 +58,7 @@ def test_a_client_credentials_mint_is_retried_past_a_gateway_error() -> None:
 def test_the_command_line_presents_a_refresh_token_once_behind_a_gateway(tmp_path: Path) -> None:
     """Through the process that presents it (the spender): one request, a clear error."""
     with AuthServer(ttl=600) as server:
-        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
-        assert seed.refresh_token
-        env = _cli_env(server, tmp_path, FRESHTOKEN_READ_TIMEOUT="0.5")
-        seeded = ft(["seed-refresh-token"], env, tmp_path, stdin=seed.refresh_token)
-        assert seeded.returncode == 0, seeded.stderr
+        env = refresh_token_env(server, tmp_path, FRESHTOKEN_READ_TIMEOUT="0.5")
         server.configure(lost_answers=5)
         first = ft(["token"], env, tmp_path)
         server.configure(lost_answers=0)
@@ -94,9 +77,7 @@ def test_an_answer_later_than_the_read_timeout_is_stored(tmp_path: Path, sink: s
     sink that fails, as pending, for the next call to write first)."""
     kept = tmp_path / "refresh_token"
     with AuthServer(ttl=600) as server:
-        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
-        assert seed.refresh_token
-        env = _cli_env(
+        env = refresh_token_env(
             server,
             tmp_path,
             FRESHTOKEN_CONNECT_TIMEOUT="1",
@@ -104,8 +85,6 @@ def test_an_answer_later_than_the_read_timeout_is_stored(tmp_path: Path, sink: s
             FRESHTOKEN_RETRY_BUDGET="20",
             FRESHTOKEN_REFRESH_TOKEN_SINK="command:false" if sink == "failing" else "",
         )
-        seeded = ft(["seed-refresh-token"], env, tmp_path, stdin=seed.refresh_token)
-        assert seeded.returncode == 0, seeded.stderr
         server.configure(latency=2.5)  # the attempt's deadline is 1 s after it was sent
         first = ft(["token"], env, tmp_path)
         server.configure(latency=0.0)
@@ -133,28 +112,17 @@ def test_a_refresh_process_frozen_past_its_attempt_deadline_stores_the_late_answ
     thawed after its attempt's deadline, before the server's answer: it reads on until the
     mark's deadline, and stores the new token."""
     with AuthServer(ttl=600) as server:
-        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
-        assert seed.refresh_token
         # attempt deadline: 3 s to start + connect 1 + read 5 = 9 s after the mark; the
         # mark's: 14 s. The server answers 9.8 s after the request, once the spender is thawed.
-        env = _cli_env(
+        env = refresh_token_env(
             server,
             tmp_path,
             FRESHTOKEN_CONNECT_TIMEOUT="1",
             FRESHTOKEN_READ_TIMEOUT="5",
             FRESHTOKEN_RETRY_BUDGET="25",
         )
-        seeded = ft(["seed-refresh-token"], env, tmp_path, stdin=seed.refresh_token)
-        assert seeded.returncode == 0, seeded.stderr
         server.configure(latency=9.8)
-        caller = subprocess.Popen(
-            [sys.executable, "-m", "freshtoken", "token"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        caller = ft_started(["token"], env, tmp_path)
         spender: list[int] = []
         wait_until(
             lambda: (
@@ -199,11 +167,7 @@ def test_a_sink_program_writing_200_mb_to_stderr_costs_no_memory_and_loses_no_to
     flood = "command:sh -c 'yes flood | head -c 200000000 >&2; exit 1'"
     kept = tmp_path / "refresh_token"
     with AuthServer(ttl=600) as server:
-        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
-        assert seed.refresh_token
-        env = _cli_env(server, tmp_path, FRESHTOKEN_RETRY_BUDGET="20")
-        seeded = ft(["seed-refresh-token"], env, tmp_path, stdin=seed.refresh_token)
-        assert seeded.returncode == 0, seeded.stderr
+        env = refresh_token_env(server, tmp_path, FRESHTOKEN_RETRY_BUDGET="20")
         started = time.monotonic()
         measured = subprocess.run(
             [sys.executable, "-c", _MAX_RSS, sys.executable, "-m", "freshtoken", "token"],

@@ -19,7 +19,7 @@ from freshtoken import Settings, TokenBroker
 from freshtoken._token import Token
 from freshtoken.broker._policy import COMMAND_LINE, RefreshPolicy
 from freshtoken.testing import AuthServer, FakeClock
-from tests._cli import cli_env, ft
+from tests._cli import cli_env, ft, ft_started
 from tests.helpers import wait_until
 
 FT = [sys.executable, "-m", "freshtoken"]
@@ -387,14 +387,7 @@ def test_vv_logs_each_http_exchange_without_secrets(tmp_path: Path, server: Auth
 def test_ctrl_c_during_token_exits_130(tmp_path: Path, args: list[str]) -> None:
     """Ctrl-C while a token is minted: 130 (128 + SIGINT) as shells expect, not 1."""
     with AuthServer(latency=30.0) as server:
-        caller = subprocess.Popen(
-            [*FT, *args],
-            env=cli_env(tmp_path, server),
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        caller = ft_started(args, cli_env(tmp_path, server), tmp_path)
         wait_until(lambda: bool(server.stats()["inflight_ages"]))  # the mint reached it
         caller.send_signal(signal.SIGINT)
         out, err = caller.communicate(timeout=20)

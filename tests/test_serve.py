@@ -333,20 +333,11 @@ def test_serve_ends_at_once_on_a_signal_with_a_refresh_in_flight(
 ) -> None:
     """Runners and containers kill about 10 s after SIGTERM: serve ends within 2 s, its key
     file removed, and leaves the refresh to its own process, which stores the new token."""
-    from freshtoken import AuthorizationCode
-    from tests.helpers import live_processes, make_client
+    from tests._cli import refresh_token_env
+    from tests.helpers import live_processes
 
     with AuthServer(ttl=600) as server:
-        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
-        assert seed.refresh_token
-        env = cli_env(
-            tmp_path,
-            server,
-            FRESHTOKEN_GRANT="refresh_token",
-            FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db",
-        )
-        seeded = ft(["seed-refresh-token"], env, tmp_path, stdin=seed.refresh_token)
-        assert seeded.returncode == 0, seeded.stderr
+        env = refresh_token_env(server, tmp_path)
         server.configure(latency=4.0)
         serve = Serve([], env, tmp_path)
         wait_until(lambda: bool(server.stats()["inflight_ages"]))  # its first refresh
