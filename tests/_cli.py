@@ -57,3 +57,36 @@ def ft(
         stderr = "\n".join(x for x in stderr.splitlines() if not x.startswith("::add-mask::"))
     assert_no_leak(f"the standard error of freshtoken {' '.join(args)}", stderr)
     return out
+
+
+def ft_started(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    """`freshtoken ARGS` started in the background (to be signalled), its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "freshtoken", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def refresh_token_env(server: AuthServer, tmp: Path, **extra: str) -> dict[str, str]:
+    """The environment of a refresh-token client with a SQLite store in `tmp`, seeded (by
+    `freshtoken seed-refresh-token`) with the refresh token of a login at `server`."""
+    from freshtoken import AuthorizationCode
+    from tests.helpers import make_client
+
+    env = cli_env(
+        tmp,
+        server,
+        FRESHTOKEN_GRANT="refresh_token",
+        FRESHTOKEN_INTROSPECTION_URL=server.url + "/oauth/introspect",
+        FRESHTOKEN_STORE=f"sqlite://{tmp}/t.db",
+        **extra,
+    )
+    seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+    assert seed.refresh_token
+    seeded = ft(["seed-refresh-token"], env, tmp, stdin=seed.refresh_token)
+    assert seeded.returncode == 0, seeded.stderr
+    return env

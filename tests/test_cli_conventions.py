@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from freshtoken import TokenBroker
+from freshtoken import Settings, TokenBroker
 from freshtoken._token import Token
 from freshtoken.broker._policy import COMMAND_LINE, RefreshPolicy
 from freshtoken.testing import AuthServer, FakeClock
-from tests._cli import cli_env, ft
+from tests._cli import cli_env, ft, ft_started
+from tests.helpers import wait_until
 
 FT = [sys.executable, "-m", "freshtoken"]
 
@@ -378,3 +380,40 @@ def test_vv_logs_each_http_exchange_without_secrets(tmp_path: Path, server: Auth
     assert out.returncode == 0, out.stderr
     assert f"POST {server.token_url} -> HTTP 200" in out.stderr
     assert out.stdout.strip() not in out.stderr and "demo-secret" not in out.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("args", [["token"], ["-v", "token"]], ids=["shortcut", "click"])
+def test_ctrl_c_during_token_exits_130(tmp_path: Path, args: list[str]) -> None:
+    """Ctrl-C while a token is minted: 130 (128 + SIGINT) as shells expect, not 1."""
+    with AuthServer(latency=30.0) as server:
+        caller = ft_started(args, cli_env(tmp_path, server), tmp_path)
+        wait_until(lambda: bool(server.stats()["inflight_ages"]))  # the mint reached it
+        caller.send_signal(signal.SIGINT)
+        out, err = caller.communicate(timeout=20)
+        server.configure(latency=0.0)
+    assert caller.returncode == 130, err
+    assert out == "" and "Traceback" not in err and "Aborted!" not in err
+
+
+def test_a_token_from_another_hosts_future_is_warned_about_once_per_call(
+    tmp_path: Path,
+) -> None:
+    """A host whose clock is 120 s ahead stored the token: one warning, not one per look."""
+    import base64
+    import time
+
+    with AuthServer(ttl=3600) as server:
+        env = cli_env(
+            tmp_path,
+            server,
+            FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db",
+            FRESHTOKEN_STORE_KEY=base64.b64encode(os.urandom(32)).decode(),
+        )
+        settings = Settings.load(environ=env, cwd=tmp_path)
+        ahead = FakeClock(time.time() + 120)
+        with TokenBroker.from_settings(settings, clock=ahead) as broker:
+            broker.token()
+        out = ft(["token"], env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("in this machine's future") == 1, out.stderr  # before: 3

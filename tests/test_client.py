@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
 import socket
@@ -35,6 +36,7 @@ from freshtoken import (
     UnauthorizedClientError,
     _build,
 )
+from freshtoken.oauth._response import DEFAULT_LIFETIME
 from freshtoken.testing import MALFORMED, AuthServer, Client, FakeClock
 from tests.helpers import make_client
 
@@ -318,7 +320,11 @@ def test_https_and_loopback_http_are_accepted(url: str) -> None:
 AT_VALUE = re.compile(r"at_[A-Za-z0-9_-]{16,}")
 
 
-@pytest.mark.parametrize("mode", sorted(set(MALFORMED) - {"expires_in_string"}))
+#: Odd answers that still carry a usable token.
+USABLE = {"expires_in_string", "expires_in_missing", "jwt_without_expires_in"}
+
+
+@pytest.mark.parametrize("mode", sorted(set(MALFORMED) - USABLE))
 def test_malformed_answers_are_clear_errors_and_never_tokens(mode: str) -> None:
     with AuthServer(malformed=mode) as server:
         client = make_client(server, policy=RetryPolicy(budget=5.0, max_attempts=1))
@@ -335,6 +341,36 @@ def test_malformed_answers_are_clear_errors_and_never_tokens(mode: str) -> None:
         assert "502 Bad Gateway" in text
     if mode == "redirect":
         assert "redirected" in text and server.stats()["token_requests"] == 1
+
+
+def test_an_error_beside_an_access_token_is_an_error() -> None:
+    with AuthServer(malformed="error_and_token") as server:
+        client = make_client(server, policy=RetryPolicy(budget=5.0, max_attempts=1))
+        with pytest.raises(ServerError) as info:  # before: the token was taken silently
+            client.fetch(ClientCredentials())
+    assert info.value.status == 200 and info.value.error == "server_error"
+    assert not AT_VALUE.search(str(info.value))
+
+
+def test_without_expires_in_a_default_lifetime_is_taken_and_said_once(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="freshtoken")
+    with AuthServer(malformed="expires_in_missing") as server:
+        client = make_client(server, clock)
+        tokens = [client.fetch(ClientCredentials()) for _ in range(3)]
+    assert [t.lifetime for t in tokens] == [DEFAULT_LIFETIME] * 3  # before: refused
+    said = [r for r in caplog.records if "without expires_in" in r.getMessage()]
+    assert len(said) == 1 and "300s" in said[0].getMessage()
+
+
+def test_without_expires_in_a_jwts_exp_gives_the_lifetime(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with AuthServer(malformed="jwt_without_expires_in") as server:
+        token = make_client(server, clock).fetch(ClientCredentials())
+    assert token.lifetime == 120 and token.expires_at == clock.time() + 120  # exp - iat
+    assert not [r for r in caplog.records if "without expires_in" in r.getMessage()]
 
 
 def test_expires_in_as_a_numeric_string_is_accepted(clock: FakeClock) -> None:

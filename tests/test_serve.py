@@ -326,3 +326,38 @@ def test_exec_children_get_no_secret_setting_by_value(tmp_path: Path, form: str)
     assert child["FRESHTOKEN_URL"] and child["API_TOKEN"].startswith("at_")
     dump = "\n".join(f"{k}={v}" for k, v in child.items() if k != "API_TOKEN")
     assert_no_leak("the child's environment", dump, REDIS_CANARY, STORE_KEY_CANARY)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_serve_ends_at_once_on_a_signal_with_a_refresh_in_flight(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Runners and containers kill about 10 s after SIGTERM: serve ends within 2 s, its key
+    file removed, and leaves the refresh to its own process, which stores the new token."""
+    from tests._cli import refresh_token_env
+    from tests.helpers import live_processes
+
+    with AuthServer(ttl=600) as server:
+        env = refresh_token_env(server, tmp_path)
+        server.configure(latency=4.0)
+        serve = Serve([], env, tmp_path)
+        wait_until(lambda: bool(server.stats()["inflight_ages"]))  # its first refresh
+        spenders = [
+            p for p, parent in live_processes("_spender").items() if parent == serve.proc.pid
+        ]
+        sent = time.monotonic()
+        serve.proc.send_signal(sig)
+        _, err = serve.proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+        assert not Path(serve.ready["key_file"]).exists()
+        wait_until(lambda: not set(spenders) & set(live_processes("_spender")), timeout=30)
+        server.configure(latency=0.0)
+        after = ft(["token"], env, tmp_path)
+        stats = server.stats()
+    assert serve.proc.returncode == 0, err
+    assert took < 2.0, took  # before: 11.5 s, as long as the refresh took (SIGHUP: killed)
+    assert spenders  # the refresh was in its own process, which outlived serve
+    assert after.returncode == 0, after.stderr  # the token that process stored
+    assert stats["refreshes"] == 1 and stats["reuse_detections"] == 0, stats

@@ -108,6 +108,31 @@ def test_server_errors_are_retried_within_the_deadline(github: GitHubSecrets) ->
     assert github.counts["requests"] >= 5  # 3 refused, the key, the PUT
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("style", ["secondary", "primary", "429"])
+def test_a_github_rate_limit_is_waited_out_within_the_deadline(
+    github: GitHubSecrets, style: str
+) -> None:
+    github.configure(rate_limited_next=1, rate_limit_style=style, rate_limit_wait=1.0)
+    github_sink(github).write("rt_after-the-limit", soon(10))
+    assert github.value(REPO) == "rt_after-the-limit"  # before: a permission error (403)
+    assert github.counts["rate_limited"] == 1
+
+
+@pytest.mark.parametrize("style", ["secondary", "primary", "429"])
+def test_a_github_rate_limit_past_the_deadline_is_named_a_rate_limit(
+    github: GitHubSecrets, style: str
+) -> None:
+    github.configure(rate_limited_next=1, rate_limit_style=style, rate_limit_wait=600.0)
+    started = time.monotonic()
+    with pytest.raises(SinkError) as caught:
+        github_sink(github).write("rt_never-stored", soon(2))
+    assert time.monotonic() - started < 2.0  # no wait that would end past the deadline
+    assert "rate-limiting" in str(caught.value) and "permission" not in str(caught.value)
+    assert "Secrets: Read and write" not in caught.value.hint
+    assert caught.value.retry_after is not None and caught.value.retry_after > 500
+
+
 def test_a_slow_github_fails_at_the_deadline(github: GitHubSecrets) -> None:
     github.configure(latency=3.0)
     sink = github_sink(github)

@@ -23,7 +23,7 @@ from freshtoken import (
     TokenClient,
 )
 from freshtoken._errors import ErrorContext
-from freshtoken.oauth._response import retry_after
+from freshtoken._http import retry_after
 from freshtoken.oauth._retry import transport_error
 from tests._certs import certificates
 

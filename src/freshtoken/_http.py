@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -47,6 +48,21 @@ class Reply:
 
 
 Exchange = Generator[httpx.Request | Sleep, Reply | None, T]
+
+
+def retry_after(headers: httpx.Headers, now: float) -> float | None:
+    """Retry-After in seconds, from either of its forms (RFC 9110 §10.2.3)."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
 
 
 def json_object(body: bytes) -> dict[str, Any] | None:

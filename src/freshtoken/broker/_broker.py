@@ -369,12 +369,13 @@ class TokenBroker(HttpAuths):
         self._ahead.start()
         return self
 
-    def close(self) -> None:
-        """Finish a refresh in flight, stop the background refresher, release the client.
+    def close(self, wait: float | None = None) -> None:
+        """Finish a refresh in flight (waiting at most `wait` seconds, default the wait
+        timeout), stop the background refresher, release the client.
 
         A short-lived process calls this before exiting, so that a refresh it started is
         stored rather than abandoned halfway."""
-        self._ahead.stop(self.wait_timeout)
+        self._ahead.stop(self.wait_timeout if wait is None else wait)
         self.client.close()
 
     def __enter__(self) -> TokenBroker:

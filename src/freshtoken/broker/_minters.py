@@ -196,16 +196,20 @@ class RefreshTokenMinter:
             return elsewhere(held, attempt_deadline)
         return self.present(held, attempt_deadline)
 
-    def present(self, held: Held, attempt_deadline: float) -> Minted:
-        """Present the refresh token `held.entry` marks as being spent, by `attempt_deadline`,
-        and settle the mark where the outcome is known."""
+    def present(
+        self, held: Held, attempt_deadline: float, answer_by: float | None = None
+    ) -> Minted:
+        """Present the refresh token `held.entry` marks as being spent, by `attempt_deadline`
+        (its answer read until `answer_by`, if later), and settle the mark where the outcome
+        is known."""
         marked = held.entry
         assert marked is not None
         refresh = marked.refresh_token
         assert refresh is not None
         try:
             sent = self.client.clock.monotonic()
-            token = self.client.fetch(RefreshTokenGrant(refresh, self.scope), attempt_deadline)
+            grant = RefreshTokenGrant(refresh, self.scope)
+            token = self.client.fetch(grant, attempt_deadline, answer_by)
         except InvalidGrantError as exc:
             # What introspection said about a token that was not live teaches nothing.
             vouched = marked.facts.introspection_vouches or None

@@ -10,7 +10,12 @@ from freshtoken import _build
 from freshtoken._log import logger
 from freshtoken._token import Token
 from freshtoken.broker._key import settings_key
-from freshtoken.broker._policy import RefreshPolicy, stored_left
+from freshtoken.broker._policy import (
+    FUTURE_TOLERANCE,
+    RefreshPolicy,
+    ahead_warning,
+    stored_left,
+)
 from freshtoken.broker._promise import covered, guards
 from freshtoken.config._settings import Settings
 
@@ -37,9 +42,12 @@ def cached_token(
         entry, now, policy.min_ttl_for(token, min_ttl)
     ):
         return None  # the full way promises it (this peek does not write)
+    window = policy.window(token.lifetime)
+    if (ahead := token.issued_at - now) > FUTURE_TOLERANCE:
+        logger.warning("%s", ahead_warning(ahead, 0.0, window))
     logger.info(
         "adopted a token another holder stored for client %s: %.0fs left",
         settings.client_id,
-        stored_left(token, now),
+        stored_left(token, now, window=window),
     )
     return token

@@ -8,17 +8,35 @@ from dataclasses import dataclass, replace
 from freshtoken._token import Token
 
 DEFAULT_MIN_TTL = 5.0
-#: A stored token issued further than this in the future is not trusted (clocks disagree).
+#: A stored token issued this far in the future is trusted even with a short refresh window.
 FUTURE_TOLERANCE = 5.0
 
 
-def stored_left(token: Token, now: float) -> float:
-    """Seconds a token read from a store has left by the wall clock `now`: never more than its
-    lifetime, and none when it was issued "in the future" (another host's clock, or a step of
-    this one)."""
-    if token.issued_at > now + FUTURE_TOLERANCE:
+def stored_left(token: Token, now: float, skew: float = 0.0, window: float | None = None) -> float:
+    """Seconds a token read from a store has left by the wall clock `now`, never more than its
+    lifetime. `skew`: how far the clocks of the other hosts sharing the store are known to be
+    ahead of this one (learned). A token issued "in the future" (another host's clock ahead,
+    or a step back of this one) is counted from its issue, as if it were issued now at the
+    latest, up to the refresh window (`window`, default RefreshPolicy's): the documented bound
+    on the disagreement of clocks; one issued further ahead is not trusted (none left)."""
+    ahead = token.issued_at - now
+    bound = RefreshPolicy().window(token.lifetime) if window is None else window
+    if ahead > max(FUTURE_TOLERANCE, bound):
         return 0.0
-    return min(token.expires_at - now, token.lifetime)
+    return min(token.expires_at - now - max(skew, ahead, 0.0), token.lifetime)
+
+
+def ahead_warning(ahead: float, skew: float, window: float) -> str:
+    """What is said of a stored token issued `ahead` seconds "in the future"."""
+    said = (
+        f"counting the other hosts' clocks as {max(skew, ahead):.0f}s ahead"
+        if ahead <= window
+        else f"not trusting it: more than the refresh window ({window:.0f}s)"
+    )
+    return (
+        f"a stored token was issued {ahead:.0f}s in this machine's future; {said} (are the "
+        "clocks of the machines sharing the store in step?)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +72,9 @@ class RefreshPolicy:
         (clocks that disagree): a hand-out that needs no work at all (what the command line
         serves from the store without a broker)."""
         need = self.min_ttl_for(token, min_ttl)
-        return stored_left(token, now) >= need >= 0 and now < self.refresh_at(token)
+        window = self.window(token.lifetime)
+        left = stored_left(token, now, window=window)
+        return left >= need >= 0 and left > window
 
 
 #: The command line's default margin (`freshtoken token` without --min-ttl, and the endpoints of

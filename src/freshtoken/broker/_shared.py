@@ -15,7 +15,12 @@ from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError, StoreError
 from freshtoken._log import logger, remember_secret
 from freshtoken._token import Token
-from freshtoken.broker._policy import FUTURE_TOLERANCE, RefreshPolicy, stored_left
+from freshtoken.broker._policy import (
+    FUTURE_TOLERANCE,
+    RefreshPolicy,
+    ahead_warning,
+    stored_left,
+)
 from freshtoken.broker._promise import Introspect, Promises, covered
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import IDLE, SPENDING
@@ -33,8 +38,9 @@ class SharedCache:
 
     Within the process a token's expiry is kept on the monotonic clock: a wall-clock step
     changes nothing for a token this process holds. The wall clock is read only when a token
-    crosses a process boundary (adopted from the store), and a stored token issued "in the
-    future" is not trusted.
+    crosses a process boundary (adopted from the store); a stored token issued "in the
+    future" teaches how far the other hosts' clocks are ahead (`skew`), up to the refresh
+    window, beyond which it is not trusted.
     """
 
     def __init__(
@@ -73,6 +79,12 @@ class SharedCache:
         self.flight = threading.Lock()
         self.invalidate_cooldown = invalidate_cooldown
         self.invalidated_at = math.inf  # when a 401 last dropped a token (never yet)
+        #: When the last token issued "in the future" was issued (it was said once).
+        self._doubted: float | None = None
+        #: How far the clocks of the hosts sharing the store are ahead of this one, at least:
+        #: learned from the tokens they stored, and counted for every stored token (and added
+        #: to the promises this process writes), up to the refresh window.
+        self.skew = 0.0
         #: Called after every adoption (refresh ahead restarts its schedule).
         self.on_adopt: Callable[[], None] = lambda: None
 
@@ -88,13 +100,17 @@ class SharedCache:
         if held is not None and held[0] is token:
             return held[1] - self.clock.monotonic()
         now = self.clock.time()
-        if token.issued_at > now + FUTURE_TOLERANCE:
-            logger.warning(
-                "a stored token was issued %.0fs in this machine's future; not trusting it "
-                "(are the clocks of the machines sharing the store in step?)",
-                token.issued_at - now,
-            )
-        return stored_left(token, now)
+        ahead, window = token.issued_at - now, self.policy.window(token.lifetime)
+        if ahead > FUTURE_TOLERANCE and self._doubted != token.issued_at:
+            self._doubted = token.issued_at  # said once per token: it is looked at many times
+            if ahead <= window:  # the host that minted it is at least this far ahead: learned
+                self.skew = max(self.skew, ahead)
+            logger.warning("%s", ahead_warning(ahead, self.skew, window))
+        return stored_left(token, now, self.skew, window)
+
+    def shared_time(self) -> float:
+        """The wall clock as the hosts sharing the store count it (promises are on theirs)."""
+        return self.clock.time() + self.skew
 
     def usable(self, token: Token | None, min_ttl: float | None) -> bool:
         return token is not None and self.left(token) >= self.policy.min_ttl_for(token, min_ttl)
@@ -119,7 +135,7 @@ class SharedCache:
         until = expiry
         if self.promises.guards(entry):
             # Closing: promised to nobody new; spending: no promise beyond now.
-            promised = {IDLE: entry.promised - self.clock.time(), SPENDING: 0.0}.get(
+            promised = {IDLE: entry.promised - self.shared_time(), SPENDING: 0.0}.get(
                 entry.phase, -math.inf
             )
             until = min(expiry, mono + promised)
@@ -152,7 +168,7 @@ class SharedCache:
         if not self.promises.guards(entry):
             return True
         assert entry.token is not None
-        return covered(entry, self.clock.time(), self.policy.min_ttl_for(entry.token, min_ttl))
+        return covered(entry, self.shared_time(), self.policy.min_ttl_for(entry.token, min_ttl))
 
     def hand_out(
         self, entry: Entry, sent: float | None, min_ttl: float | None, *, locked: bool
@@ -164,7 +180,8 @@ class SharedCache:
             return self.adopt(entry, sent)
         now = self.clock.time()
         need = self.policy.min_ttl_for(token, min_ttl)
-        published = self.promises.publish(entry, need, locked=locked)
+        # Promised on this clock, read on theirs: as long as they count it.
+        published = self.promises.publish(entry, need + self.skew, locked=locked)
         if published is None:
             return None
         state, held = self.state, self.expires

@@ -245,14 +245,16 @@ def _converse(sock: socket.socket, request: bytes, deadline: float) -> bool:
 
 
 class _Marked:
-    """A minter for a token the caller marked: presents it, no new mark."""
+    """A minter for a token the caller marked: presents it, no new mark, and reads the answer
+    until `answer_by`, the mark's deadline (no one presents the token before it)."""
 
-    def __init__(self, minter: RefreshTokenMinter, attempt_deadline: float) -> None:
+    def __init__(self, minter: RefreshTokenMinter, attempt_deadline: float, answer_by: float):
         self.minter = minter
         self.attempt_deadline = attempt_deadline
+        self.answer_by = answer_by
 
     def mint(self, held: Held) -> Minted:
-        return self.minter.present(held, self.attempt_deadline)
+        return self.minter.present(held, self.attempt_deadline, self.answer_by)
 
 
 def spend(request: dict[str, Any]) -> None:
@@ -280,6 +282,12 @@ def spend(request: dict[str, Any]) -> None:
                     hint="The machine is too busy to start a process in time, or the call's "
                     "budget (FRESHTOKEN_RETRY_BUDGET) is too short.",
                 )
+            # A late answer (a slow server, this process paused) is read and stored until the
+            # mark's deadline, written to the sink by then too: the caller may have given up,
+            # but the server rotated the token, and this answer is the only copy of the new one.
+            answer_by = max(mono + entry.phase_until, attempt_deadline)
+            reading = max(client.timeouts.read, answer_by - time.monotonic())
+            client.timeouts = replace(client.timeouts, read=reading)
             grant = parts["grant"] if request["fallback"] else None
             minter = RefreshTokenMinter(
                 client,
@@ -300,12 +308,12 @@ def spend(request: dict[str, Any]) -> None:
             )
             Renewal(
                 cache,
-                _Marked(minter, attempt_deadline),
+                _Marked(minter, attempt_deadline, answer_by),
                 wait_timeout=settings.retry_budget,
                 requested_scope=minter.scope,
                 identity=client.identity(),
                 scope_check="warn" if request["check"] == "warn" else "raise",
-            ).renew(entry, mono + request["deadline"], "spent in its own process")
+            ).renew(entry, max(mono + request["deadline"], answer_by), "spent in its own process")
         except OAuthError as exc:
             _record(store, key, mark, exc)
         except Exception as exc:  # recorded, not shown: the caller says what happened

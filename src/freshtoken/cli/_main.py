@@ -5,7 +5,9 @@ from the store or the running endpoint, costs little more than starting Python."
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
 
 from freshtoken.cli._formats import FORMATS
 
@@ -76,7 +78,16 @@ def _shortcut(argv: list[str]) -> dict[str, object] | None:
     return options
 
 
+def _interrupted(_signum: int, _frame: FrameType | None) -> None:
+    """Ctrl-C: exit 130 (128 + SIGINT), as shells expect. Raised as SystemExit, which click
+    leaves alone (it turns KeyboardInterrupt into "Aborted!" and exit 1); `finally` blocks run
+    as they would for KeyboardInterrupt."""
+    sys.exit(130)
+
+
 def main() -> None:
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored (&)
+        signal.signal(signal.SIGINT, _interrupted)
     argv = sys.argv[1:]
     refused = refuse_secret_options(argv)
     if refused:

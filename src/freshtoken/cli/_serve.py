@@ -147,7 +147,7 @@ def serve(
             )
         )
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in _STOPPING:
         signal.signal(sig, lambda *_: stop.set())
     if print_env:
         from freshtoken.cli._formats import export_line
@@ -158,8 +158,18 @@ def serve(
         click.echo(json.dumps({**server.ready(), "usage": _usage(server.url, server.key_file)}))
     sys.stdout.flush()
     stop.wait()
-    server.stop()
-    broker.close()
+    server.stop()  # no new request; the key file removed
+    # Runners and containers kill about 10 s after SIGTERM. A refresh in flight with a shared
+    # store runs in a process of its own, which stores its outcome without serve.
+    broker.close(wait=_LAST_REFRESH_WAIT)
+
+
+#: The signals that end `serve` cleanly: a terminal closed (SIGHUP) too.
+_STOPPING: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
+if sys.platform != "win32":
+    _STOPPING += (signal.SIGHUP,)
+#: Seconds `serve` waits for a refresh in flight when it ends.
+_LAST_REFRESH_WAIT = 1.0
 
 
 def _check_exec_form(proxy: str | None, command: tuple[str, ...]) -> None:

@@ -124,11 +124,15 @@ class TokenClient:
         """The monotonic instant by which a call starting now must end (the retry budget)."""
         return self.clock.monotonic() + self.policy.budget
 
-    def token_exchange(self, grant: Grant, deadline: float | None = None) -> Exchange[Token]:
+    def token_exchange(
+        self, grant: Grant, deadline: float | None = None, answer_by: float | None = None
+    ) -> Exchange[Token]:
         """The whole request as a sans-IO exchange: discovery if needed, then retries, every
-        request and wait bound to `deadline` (default: the retry budget from now)."""
+        request and wait bound to `deadline` (default: the retry budget from now).
+        `answer_by` (later than `deadline`): no request is sent after `deadline`, but the
+        answer to one that was is read until then."""
         end = self.deadline() if deadline is None else deadline
-        return stamped(self._token_exchange(grant, end), end)
+        return stamped(self._token_exchange(grant, end), max(end, answer_by or end))
 
     def _token_exchange(self, grant: Grant, deadline: float) -> Exchange[Token]:
         endpoints = yield from self.endpoints_exchange()
@@ -152,10 +156,13 @@ class TokenClient:
             )
         )
 
-    def fetch(self, grant: Grant, deadline: float | None = None) -> Token:
+    def fetch(
+        self, grant: Grant, deadline: float | None = None, answer_by: float | None = None
+    ) -> Token:
         """Request a token with `grant` by `deadline` (monotonic; default: the retry budget);
-        raises a typed `OAuthError` with a hint on failure."""
-        return run_sync(self.token_exchange(grant, deadline), self._client(), self.clock)
+        raises a typed `OAuthError` with a hint on failure. `answer_by`: see token_exchange."""
+        exchange = self.token_exchange(grant, deadline, answer_by)
+        return run_sync(exchange, self._client(), self.clock)
 
     async def afetch(self, grant: Grant, deadline: float | None = None) -> Token:
         return await run_async(self.token_exchange(grant, deadline), self._aclient(), self.clock)

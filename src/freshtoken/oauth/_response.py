@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import re
 from dataclasses import replace
-from email.utils import parsedate_to_datetime
-
-import httpx
+from typing import Any
 
 from freshtoken._errors import (
     ErrorContext,
@@ -20,8 +19,8 @@ from freshtoken._errors import (
     RateLimitedError,
     ServerError,
 )
-from freshtoken._http import Reply, json_object
-from freshtoken._log import one_line, remember_secret
+from freshtoken._http import Reply, json_object, retry_after
+from freshtoken._log import logger, one_line, remember_secret
 from freshtoken._token import Token
 from freshtoken.oauth._codes import (
     ClientRefusedError,
@@ -31,6 +30,10 @@ from freshtoken.oauth._codes import (
 )
 
 MAX_EXPIRES_IN = 366 * 86400  # a year and a day: anything longer is a server bug
+#: The lifetime of a token whose answer has no expires_in and which is no JWT with exp: short, so
+#: that no token is counted valid after a server with short tokens expired it (Keycloak's
+#: default is 5 minutes); RFC 6749 §5.1 leaves it to the server's documentation.
+DEFAULT_LIFETIME = 300.0
 _EXCERPT_CHARS = 160
 _SECRET_FIELDS = frozenset(
     {"access_token", "refresh_token", "id_token", "client_secret", "code", "assertion"}
@@ -68,21 +71,6 @@ def excerpt(body: bytes, truncated: bool = False) -> str:
     if len(text) > _EXCERPT_CHARS:
         text = text[:_EXCERPT_CHARS] + "..."
     return text + (" [body cut at 256 KiB]" if truncated else "")
-
-
-def retry_after(headers: httpx.Headers, now: float) -> float | None:
-    """Retry-After in seconds, from either of its forms (RFC 9110 §10.2.3)."""
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
 
 
 def _malformed(problem: str, reply: Reply, ctx: ErrorContext) -> MalformedResponseError:
@@ -173,22 +161,63 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
     return _malformed("no OAuth error in the body", reply, ctx)
 
 
-def _expires_in(value: object, reply: Reply, ctx: ErrorContext) -> float:
+def _expires_in(value: object, reply: Reply, ctx: ErrorContext, what: str = "expires_in") -> float:
     if isinstance(value, bool) or value is None:
-        raise _malformed("a missing or non-numeric expires_in", reply, ctx)
+        raise _malformed(f"a non-numeric {what}", reply, ctx)
     if isinstance(value, str):
         # Some servers (Azure AD v1) send a numeric string; the number is what matters.
         try:
             value = float(value.strip())
         except ValueError:
-            raise _malformed("a non-numeric expires_in", reply, ctx) from None
+            raise _malformed(f"a non-numeric {what}", reply, ctx) from None
     if not isinstance(value, int | float) or not math.isfinite(value):
-        raise _malformed("a non-numeric expires_in", reply, ctx)
+        raise _malformed(f"a non-numeric {what}", reply, ctx)
     if value <= 0:
-        raise _malformed("a zero or negative expires_in", reply, ctx)
+        raise _malformed(f"a zero or negative {what}", reply, ctx)
     if value > MAX_EXPIRES_IN:
-        raise _malformed("an absurd expires_in (over a year)", reply, ctx)
+        raise _malformed(f"an absurd {what} (over a year)", reply, ctx)
     return float(value)
+
+
+def jwt_claims(token: str) -> dict[str, Any] | None:
+    """The claims of a JWT (its payload, not verified), or None when `token` is not one."""
+    payload = token.split(".")[1] if token.count(".") == 2 else ""
+    try:
+        return json_object(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:
+        return None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@functools.cache
+def _warn_default_lifetime(token_url: str) -> None:
+    logger.warning(
+        "warning: token endpoint %s answered without expires_in (RFC 6749 only recommends "
+        "it) and its token is not a JWT with exp: counting it as living %.0fs "
+        "(docs/promises.md)",
+        token_url,
+        DEFAULT_LIFETIME,
+    )
+
+
+def _lifetime(
+    data: dict[str, Any], access: str, reply: Reply, ctx: ErrorContext, sent_at: float
+) -> float:
+    """expires_in; without it, a JWT's exp less its iat (the server's own clock on both
+    sides, so no skew; without iat, less when the request was sent), or DEFAULT_LIFETIME,
+    said once per endpoint."""
+    if data.get("expires_in") is not None:
+        return _expires_in(data["expires_in"], reply, ctx)
+    claims = jwt_claims(access) or {}
+    exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
+    if exp is not None:
+        since = iat if iat is not None else sent_at
+        return _expires_in(exp - since, reply, ctx, "JWT exp (and no expires_in)")
+    _warn_default_lifetime(ctx.token_url)
+    return DEFAULT_LIFETIME
 
 
 def parse_token_reply(reply: Reply, sent_at: float, ctx: ErrorContext) -> Token:
@@ -206,16 +235,19 @@ def parse_token_reply(reply: Reply, sent_at: float, ctx: ErrorContext) -> Token:
         content_type = reply.headers.get("content-type", "no content type")
         raise _malformed(f"a body that is not a JSON object ({content_type})", reply, ctx)
     access = data.get("access_token")
+    if isinstance(access, str) and access:
+        remember_secret(access)
+    if data.get("error"):  # a token beside an error is not trusted: the error is the answer
+        raise error_from_reply(reply, ctx, sent_at)
     if not isinstance(access, str) or not access:
         raise _malformed("no access_token", reply, ctx)
-    remember_secret(access)
     if not B64TOKEN.fullmatch(access):
         raise _malformed("an access_token outside RFC 6750's characters", reply, ctx)
     token_type = data.get("token_type")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         shown = token_type if isinstance(token_type, str) else "missing"
         raise _malformed(f"token_type {shown[:20]!r} where 'bearer' is required", reply, ctx)
-    lifetime = _expires_in(data.get("expires_in"), reply, ctx)
+    lifetime = _lifetime(data, access, reply, ctx, sent_at)
     refresh = data.get("refresh_token")
     if refresh is not None and (not isinstance(refresh, str) or not refresh):
         raise _malformed("a refresh_token that is not a string", reply, ctx)
@@ -247,11 +279,7 @@ def check_nonce(reply: Reply, nonce: str, ctx: ErrorContext) -> None:
     if not isinstance(id_token, str):
         return  # no ID token in this flow: nothing to check
     remember_secret(id_token)
-    payload = id_token.split(".")[1] if id_token.count(".") == 2 else ""
-    try:
-        claims = json_object(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except ValueError:
-        claims = None
+    claims = jwt_claims(id_token)
     if claims is None or claims.get("nonce") != nonce:
         said = "carries another nonce" if claims and "nonce" in claims else "carries no nonce"
         if claims is None:

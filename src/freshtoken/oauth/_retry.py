@@ -61,7 +61,11 @@ def transport_error(exc: httpx.HTTPError, ctx: ErrorContext) -> OAuthError:
         )
     if isinstance(exc, httpx.TimeoutException):
         cls, what = RequestTimeoutError, "timed out"
-    elif any(isinstance(c, ssl.SSLError) for c in chain) or "CERTIFICATE_VERIFY" in reason:
+    elif isinstance(exc, httpx.ConnectError) and (
+        any(isinstance(c, ssl.SSLError) for c in chain) or "CERTIFICATE_VERIFY" in reason
+    ):
+        # Only a handshake fails before the request is sent; a TLS error while the answer is
+        # read is a dropped exchange, whose request may have been processed.
         cls, what = TLSError, "failed TLS verification"
     elif any(isinstance(c, socket.gaierror) for c in chain) or "name resolution" in reason.lower():
         cls, what = NameResolutionError, "could not be resolved"
@@ -74,12 +78,18 @@ def transport_error(exc: httpx.HTTPError, ctx: ErrorContext) -> OAuthError:
 
 def surely_unprocessed(err: OAuthError) -> bool:
     """True when the server cannot have acted on the request, so a single-use credential
-    (refresh token, code) it carried is still unspent and may be sent again."""
+    (refresh token, code) it carried is still unspent and may be sent again: no connection
+    (refused, no handshake), nothing sent, a refusal, or a 503 the server itself gave (with
+    Retry-After, or its OAuth code temporarily_unavailable).
+
+    A 502 or 504 is a gateway's word: its upstream may have rotated the token before the
+    gateway gave up on it, so that outcome is unknown, as a timeout's is."""
     if isinstance(err, ConnectError | TLSError | ConfigurationError | RateLimitedError):
         return True
     if isinstance(err, AuthorizationError):
         return True
-    return err.status in (502, 503, 504)
+    said_by_server = err.retry_after is not None or err.error == "temporarily_unavailable"
+    return err.status == 503 and said_by_server
 
 
 def with_retries(

@@ -12,7 +12,8 @@ import shutil
 import socket
 import subprocess
 import sys
-from typing import NoReturn
+import threading
+from typing import IO, NoReturn
 
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError, SinkError
@@ -23,6 +24,9 @@ from freshtoken.config._options import secret_variables
 from freshtoken.sinks._base import RefreshTokenSink, SinkOptions
 
 _STDERR_SHOWN = 300  # characters of the program's stderr in an error message
+#: Bytes of the program's stderr kept (its end): the rest is read and dropped, so that a program
+#: writing without end costs neither memory nor time past the deadline.
+STDERR_KEPT = 64 * 1024
 
 
 def open_url(url: str, options: SinkOptions) -> RefreshTokenSink:
@@ -84,13 +88,20 @@ class CommandSink:
                 stderr=subprocess.PIPE,
                 env=self.env,
             )
+            tail = bytearray()
+            assert process.stdin is not None
+            assert process.stderr is not None
+            reader = threading.Thread(target=_drain, args=(process.stderr, tail), daemon=True)
+            reader.start()
+            with contextlib.suppress(OSError):  # a program that reads nothing: its exit tells
+                process.stdin.write(data)
+                process.stdin.close()
             try:
-                _, err = process.communicate(data, timeout=remaining)
+                process.wait(remaining)
             except subprocess.TimeoutExpired:
                 self._killed(process, remaining)
-            except BrokenPipeError:
-                err = process.stderr.read() if process.stderr else b""
-                process.wait()
+            reader.join(max(deadline - self.clock.monotonic(), 0.1))
+            err = bytes(tail)
         else:
             ours, theirs = pair()
             with ours:
@@ -121,7 +132,7 @@ class CommandSink:
     def _killed(self, process: subprocess.Popen[bytes], remaining: float) -> NoReturn:
         with contextlib.suppress(ProcessLookupError):
             kill_session(process.pid)
-        process.communicate()
+        process.wait()
         raise SinkError(
             f"the refresh-token sink {self.name} did not finish within {remaining:.1f}s (killed)",
             hint="Check what the program waits for (a prompt, the network); the new token "
@@ -153,5 +164,19 @@ def _exchange(sock: socket.socket, data: bytes, deadline: float, clock: Clock) -
             break  # reset by a program that ended without reading
         if not chunk:
             break
-        said += chunk
+        keep(said, chunk)
     return bytes(said)
+
+
+def keep(said: bytearray, chunk: bytes) -> None:
+    """Add `chunk` to `said`, keeping only its last STDERR_KEPT bytes."""
+    said += chunk
+    if len(said) > STDERR_KEPT:
+        del said[:-STDERR_KEPT]
+
+
+def _drain(stream: IO[bytes], said: bytearray) -> None:
+    """Read `stream` to its end into `said` (bounded by `keep`)."""
+    with stream:
+        while chunk := stream.read(65536):
+            keep(said, chunk)

@@ -26,10 +26,11 @@ from freshtoken._http import (
     Sleep,
     json_object,
     new_client,
+    retry_after,
     run_sync,
     stamped,
 )
-from freshtoken._log import redact, remember_secret
+from freshtoken._log import logger, redact, remember_secret
 from freshtoken.provider._endpoints import check_url
 from freshtoken.sinks._base import RefreshTokenSink, SinkOptions
 
@@ -76,6 +77,24 @@ def _parse(url: str) -> tuple[str, str, str | None]:
     return base, parts[-1], visibility
 
 
+def rate_limit_wait(reply: Reply, now: float) -> float | None:
+    """The seconds GitHub asks to wait when `reply` is a rate limit, else None: a 429, or a 403
+    with Retry-After (the secondary limit) or with no requests left (the primary one, until
+    X-RateLimit-Reset); a 403 without these is a permission problem (GitHub's REST docs,
+    "Rate limits for the REST API": at least a minute when it names no time)."""
+    if reply.status not in (403, 429):
+        return None
+    wait = retry_after(reply.headers, now)
+    if wait is None and reply.headers.get("x-ratelimit-remaining") == "0":
+        try:
+            wait = max(0.0, float(reply.headers.get("x-ratelimit-reset", "")) - now)
+        except ValueError:
+            wait = 60.0
+    if wait is None and reply.status == 429:
+        wait = 60.0
+    return wait
+
+
 def open_url(url: str, options: SinkOptions) -> RefreshTokenSink:
     base, name, visibility = _parse(url)
     if options.github_token is None or not options.github_token.reveal():
@@ -90,8 +109,9 @@ def open_url(url: str, options: SinkOptions) -> RefreshTokenSink:
 
 class GitHubSecretSink:
     """Every request carries the deadline it was given, is retried on a 5xx or a network
-    failure while time is left (a PUT of the same value is idempotent), and its refusal is
-    named: 401 the token, 403 its permissions, 404 the repository, environment or org."""
+    failure while time is left (a PUT of the same value is idempotent), and after the wait a
+    rate limit asks for when it ends before the deadline; its refusal is named: 401 the token,
+    403 its permissions, 404 the repository, environment or org."""
 
     def __init__(
         self, url: str, base: str, secret: str, visibility: str | None, options: SinkOptions
@@ -124,7 +144,9 @@ class GitHubSecretSink:
                 self._http = new_client(self.timeouts)
             return self._http
 
-    def _exchange(self, method: str, path: str, body: dict[str, Any] | None) -> Exchange[Reply]:
+    def _exchange(
+        self, method: str, path: str, body: dict[str, Any] | None, deadline: float
+    ) -> Exchange[Reply]:
         assert self._token is not None
         headers = {
             "Accept": "application/vnd.github+json",
@@ -144,6 +166,13 @@ class GitHubSecretSink:
                 failure = redact(str(exc))[:160] or type(exc).__name__
             else:
                 assert reply is not None
+                wait = rate_limit_wait(reply, self.clock.time())
+                if wait is not None:
+                    if attempt >= _MAX_ATTEMPTS or self.clock.monotonic() + wait > deadline:
+                        raise self._rate_limited(reply, wait)
+                    logger.warning("GitHub is rate-limiting %s; retrying in %.1fs", path, wait)
+                    yield Sleep(wait)
+                    continue
                 if reply.status < 500:
                     return reply
                 failure = f"HTTP {reply.status}"
@@ -159,10 +188,21 @@ class GitHubSecretSink:
             "call.",
         )
 
+    def _rate_limited(self, reply: Reply, wait: float) -> SinkError:
+        return SinkError(
+            f"GitHub is rate-limiting FRESHTOKEN_GITHUB_TOKEN ({self.url}, HTTP {reply.status}); "
+            f"it asked to wait {wait:.0f}s, past this call's deadline",
+            status=reply.status,
+            retry_after=wait,
+            hint="The token's API rate limit is used up (every job using the same token shares "
+            "it), or GitHub's secondary limit was hit; the new refresh token is kept in the "
+            "store and written by the next call. Use a token of its own for freshtoken.",
+        )
+
     def _call(
         self, method: str, path: str, deadline: float, body: dict[str, Any] | None = None
     ) -> Reply:
-        exchange = stamped(self._exchange(method, path, body), deadline)
+        exchange = stamped(self._exchange(method, path, body, deadline), deadline)
         return run_sync(exchange, self._client(), self.clock)
 
     def _refused(self, reply: Reply, doing: str) -> SinkError:

@@ -9,11 +9,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from freshtoken.testing._faults import api_rate_limited, over_limit
+from freshtoken.testing._faults import api_rate_limited, api_unauthorized, over_limit
 from freshtoken.testing._model import AccessRecord, Answer, Knobs, State
 from freshtoken.testing._tls import x5t_s256
-
-_UNAUTHORIZED = {"message": "Invalid login credentials.", "code": "bad.credentials", "status": 401}
 
 
 class ProtectedApi:
@@ -55,7 +53,7 @@ class ProtectedApi:
         with self._lock:
             if record is None:
                 self._count("api_401")
-                return 401, _UNAUTHORIZED, {}
+                return api_unauthorized()
             self._count("api_200")
         body: dict[str, Any] = {
             "id": record.client_id,

@@ -33,6 +33,7 @@ from freshtoken.testing._client_auth import (
 from freshtoken.testing._faults import (
     NONSTANDARD,
     bare_refusal,
+    gateway_error,
     malformed_answer,
     over_limit,
     rate_limit_description,
@@ -231,6 +232,10 @@ class Authority(ProtectedApi):
             if fault := self._fault(k):
                 return fault
             answer = self._grant(headers, form)
+            if k.lost_answers > 0:
+                self.knobs = replace(k, lost_answers=k.lost_answers - 1)
+                self._count("lost_answers")
+                return gateway_error(self._state.counters["lost_answers"])
             if k.bare_refusals:
                 return bare_refusal(answer, form.get("grant_type", ""))
             return answer

@@ -3,6 +3,7 @@ the malformed answers of `MALFORMED`."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import secrets
@@ -49,8 +50,31 @@ def api_rate_limited(wait: float) -> Answer:
     )
 
 
+def api_unauthorized() -> Answer:
+    """Genesys' protected-API 401."""
+    body = {"message": "Invalid login credentials.", "code": "bad.credentials", "status": 401}
+    return 401, body, {}
+
+
 def unavailable() -> Answer:
     return 503, {"error": "temporarily_unavailable", "error_description": "injected fault"}, {}
+
+
+def gateway_error(nth: int) -> Answer:
+    """A gateway's answer for a request its upstream processed too late: 504, every second
+    one 502, as nginx and load balancers write them (HTML, no Retry-After)."""
+    status, words = (504, "Gateway Time-out") if nth % 2 else (502, "Bad Gateway")
+    page = f"<html><head><title>{status} {words}</title></head><body>nginx</body></html>"
+    return status, page, {"Content-Type": "text/html"}
+
+
+def _jwt(lifetime: int) -> str:
+    """An unsigned JWT access token issued now, expiring `lifetime` seconds later."""
+    now = int(time.time())
+    claims = {"iat": now, "exp": now + lifetime, "jti": secrets.token_urlsafe(12)}
+    parts = ({"alg": "none", "typ": "at+jwt"}, claims)
+    encoded = (base64.urlsafe_b64encode(json.dumps(p).encode()).rstrip(b"=") for p in parts)
+    return ".".join(e.decode() for e in encoded) + "."
 
 
 def malformed_answer(mode: str) -> Answer:
@@ -60,6 +84,7 @@ def malformed_answer(mode: str) -> Answer:
         "token_type": "bearer",
         "expires_in": 3600,
     }
+    lasting = {k: v for k, v in good.items() if k != "expires_in"}
     html = "<html><head><title>{}</title></head><body>nginx</body></html>"
     broken: dict[str, tuple[int, Any]] = {
         "html_502": (502, html.format("502 Bad Gateway")),
@@ -77,7 +102,9 @@ def malformed_answer(mode: str) -> Answer:
         "token_type_mac": (200, {**good, "token_type": "mac"}),
         "expires_in_string": (200, {**good, "expires_in": "3600"}),
         "expires_in_non_numeric": (200, {**good, "expires_in": "soon"}),
-        "expires_in_missing": (200, {k: v for k, v in good.items() if k != "expires_in"}),
+        "expires_in_missing": (200, lasting),
+        "jwt_without_expires_in": (200, {**lasting, "access_token": _jwt(120)}),
+        "error_and_token": (200, {**good, "error": "server_error", "error_description": "oops"}),
         "expires_in_negative": (200, {**good, "expires_in": -5}),
         "expires_in_zero": (200, {**good, "expires_in": 0}),
         "expires_in_absurd": (200, {**good, "expires_in": 100 * 365 * 86400}),

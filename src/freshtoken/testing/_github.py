@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import secrets
 import threading
@@ -36,6 +37,14 @@ class GitHubKnobs:
         0.0, "Seconds a secret's PUT takes; it is stored even if the client has gone."
     )
     forbidden: bool = knob(False, "Answer 403 to writes (a token without Secrets: write).")
+    rate_limited_next: int = knob(0, "Answer the next N requests with a rate limit.")
+    rate_limit_style: str = knob(
+        "secondary",
+        "secondary: 403 with Retry-After; primary: 403 with X-RateLimit-Remaining 0 until "
+        "X-RateLimit-Reset; 429: 429 with Retry-After (GitHub's REST rate limits).",
+        choices=("secondary", "primary", "429"),
+    )
+    rate_limit_wait: float = knob(1.0, "Seconds a rate limit asks the client to wait.")
 
 
 @dataclass
@@ -101,7 +110,9 @@ class GitHubSecrets(Standin):
         self._private = PrivateKey.generate()
         self.key_id = "key-" + secrets.token_hex(4)
         self._secrets: dict[tuple[str, str], SecretRecord] = {}
-        self.counts = dict.fromkeys(("requests", "puts_started", "puts", "refused"), 0)
+        self.counts = dict.fromkeys(
+            ("requests", "puts_started", "puts", "refused", "rate_limited"), 0
+        )
         self._lock = threading.Lock()
         super().__init__(host, port)
 
@@ -149,6 +160,10 @@ class GitHubSecrets(Standin):
             if k.fail_next > 0:
                 self.knobs = replace(k, fail_next=k.fail_next - 1)
                 return 503, {"message": "Service Unavailable"}, {}
+            if k.rate_limited_next > 0:
+                self.knobs = replace(k, rate_limited_next=k.rate_limited_next - 1)
+                self.counts["rate_limited"] += 1
+                return _rate_limited(k)
         if k.latency:
             time.sleep(k.latency)
         scheme, _, presented = authorization.partition(" ")
@@ -206,6 +221,17 @@ class GitHubSecrets(Standin):
             self._secrets[where] = SecretRecord(value, old.created if old else now, now, visibility)
             self.counts["puts"] += 1
         return (204 if old else 201), "", {}
+
+
+def _rate_limited(k: GitHubKnobs) -> Answer:
+    """GitHub's answer over a rate limit, in the knobs' style."""
+    if k.rate_limit_style == "primary":
+        reset = str(math.ceil(time.time() + k.rate_limit_wait))
+        headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
+        return 403, {"message": "API rate limit exceeded for user ID 1."}, headers
+    status = 429 if k.rate_limit_style == "429" else 403
+    said = "You have exceeded a secondary rate limit. Please wait a few minutes and try again."
+    return status, {"message": said}, {"Retry-After": str(math.ceil(k.rate_limit_wait))}
 
 
 class _App(Protocol):

@@ -44,7 +44,9 @@ MALFORMED = {
     "token_type_mac": "token_type 'mac'",
     "expires_in_string": "expires_in as a numeric string",
     "expires_in_non_numeric": "expires_in as a word",
-    "expires_in_missing": "no expires_in",
+    "expires_in_missing": "no expires_in (an opaque token: a default lifetime applies)",
+    "jwt_without_expires_in": "no expires_in, a JWT access token with iat and exp 120 s apart",
+    "error_and_token": "HTTP 200 with both an error and an access_token",
     "expires_in_negative": "a negative expires_in",
     "expires_in_zero": "expires_in 0",
     "expires_in_absurd": "expires_in of a century",
@@ -151,6 +153,11 @@ class Knobs:
     failure_rate: float = knob(0.0, "Share of token requests answered 503.")
     fail_first: int = knob(0, "Answer the first N token requests 503.")
     latency: float = knob(0.0, "Seconds added to every token request.")
+    lost_answers: int = knob(
+        0,
+        "Process the next N token requests, then answer each with a gateway's HTML 504 (every "
+        "second one 502) instead: the server acted, its answer never reached the client.",
+    )
     rate_limit: int = knob(0, "Token requests allowed per window (0: off).")
     rate_window: float = knob(60.0, "Length of the token-endpoint rate-limit window (s).")
     rate_limit_style: str = knob(

@@ -226,6 +226,7 @@ class AuthServer(Authority):
                         "introspections",
                         "revocations",
                         "abandoned",
+                        "lost_answers",
                         "access_revoked_on_rotation",
                     )
                 },
