@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from freshtoken.provider._presets import words
+
 EXIT_USAGE, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_STORE = 2, 3, 4, 5
 #: What each exit code of the command line means.
 EXIT_MEANINGS = {
@@ -24,7 +26,7 @@ EXIT_MEANINGS = {
 @dataclass(frozen=True, slots=True)
 class ErrorContext:
     """Where a request went, for hints that name the endpoint and region. A hint names a
-    provider's own features only when that provider's preset is in use (`genesys`)."""
+    provider's own features only when that provider's preset is in use (provider/_presets.py)."""
 
     token_url: str = ""
     region: str | None = None
@@ -39,10 +41,9 @@ class ErrorContext:
     def host(self) -> str:
         return urlsplit(self.token_url).hostname or self.token_url or "the token endpoint"
 
-    @property
-    def genesys(self) -> bool:
-        """The Genesys Cloud preset is in use (a region, or `provider = "genesys"`)."""
-        return self.region is not None or self.provider == "genesys"
+    def words(self, slot: str, default: str = "") -> str:
+        """The preset's words for hint `slot` here, else `default`."""
+        return words(self.provider, self.region, slot, default, host=self.host)
 
 
 class OAuthError(Exception):
@@ -122,22 +123,10 @@ class InvalidClientError(AuthorizationError):
 
     @classmethod
     def explain(cls, ctx: ErrorContext) -> str:
-        if ctx.region:
-            where = (
-                f" Very often it is the wrong Genesys Cloud region: this request went to region "
-                f"{ctx.region} ({ctx.host}), and an OAuth client exists only in the region of "
-                "the org it was created in. Check the org's region (FRESHTOKEN_REGION)."
-            )
-        elif ctx.provider == "genesys":
-            where = (
-                f" Very often it is the wrong Genesys Cloud region: this request went to "
-                f"{ctx.host}, and an OAuth client exists only in the region of the org it was "
-                "created in. Check FRESHTOKEN_TOKEN_URL and FRESHTOKEN_API_URL."
-            )
-        else:
-            where = (
-                f" Check also that {ctx.host} is the right server (region, tenant) for this client."
-            )
+        where = ctx.words(
+            "invalid_client",
+            f" Check also that {ctx.host} is the right server (region, tenant) for this client.",
+        )
         return (
             "The client credentials were not accepted: check FRESHTOKEN_CLIENT_ID and the "
             "secret (was it rotated?), and that the OAuth client exists and is enabled." + where
@@ -168,7 +157,7 @@ class UnauthorizedClientError(AuthorizationError):
 
     @classmethod
     def explain(cls, ctx: ErrorContext) -> str:
-        where = " (Genesys Cloud: Admin > Integrations > OAuth)" if ctx.genesys else ""
+        where = ctx.words("unauthorized_client")
         return (
             f"This OAuth client may not use the {ctx.grant or 'this'} grant. Enable that grant "
             f"type on the client{where}, or use the grant it was created for."
@@ -188,13 +177,7 @@ class InvalidScopeError(AuthorizationError):
             f"{' '.join(ctx.scope) or '(none)'}). Remove it from FRESHTOKEN_SCOPE or allow it "
             "on the client."
         )
-        if not ctx.genesys:
-            return generic
-        return (
-            generic + " Genesys Cloud client-credentials clients get their permissions from the "
-            "roles assigned to the OAuth client, not from scopes, and there is no offline_access "
-            "scope: leave FRESHTOKEN_SCOPE empty."
-        )
+        return generic + ctx.words("invalid_scope")
 
 
 class LoginError(AuthorizationError):
@@ -246,7 +229,7 @@ class RateLimitedError(OAuthError):
 
     @classmethod
     def explain(cls, ctx: ErrorContext) -> str:
-        how = " (Genesys Cloud answers HTTP 400 'rate limit exceeded')" if ctx.genesys else ""
+        how = ctx.words("rate_limited")
         return (
             f"The token endpoint is rate-limiting this client{how}. Share one token between "
             "steps, processes and runners (a shared store, or `freshtoken serve`) instead of "
@@ -313,7 +296,7 @@ class NameResolutionError(ConnectError):
 
     @classmethod
     def explain(cls, ctx: ErrorContext) -> str:
-        what = "the token URL or the region's spelling" if ctx.genesys else "the URL's host"
+        what = ctx.words("dns_error", "the URL's host")
         return f"The host {ctx.host} could not be resolved. Check {what}, and the machine's DNS."
 
 

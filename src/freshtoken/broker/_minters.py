@@ -272,7 +272,7 @@ def scope_problem(
 ) -> InsufficientScopeError | None:
     """The error for a token granted fewer scopes than `requested`, or None."""
     if token.scope is None or not requested:
-        return None  # a server that states no scope (Genesys) grants what the client has
+        return None  # a server that states no scope grants what the client has
     missing = sorted(set(requested) - set(token.scope))
     if not missing:
         return None

@@ -45,13 +45,14 @@ from freshtoken.broker._shared import SharedCache
 from freshtoken.config._options import SettingValues
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._codes import error_classes
+from freshtoken.provider._presets import ALIAS_PREFIXES
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import SPENDING, unmarked
 from freshtoken.stores._failopen import FailOpenStore
 
 MODULE = "freshtoken.broker._spender"
 #: Variables the spender must not see: its settings come on its socket; these may carry secrets.
-_PREFIXES = ("FRESHTOKEN_", "GENESYSCLOUD_")
+_PREFIXES = ("FRESHTOKEN_", *ALIAS_PREFIXES)
 #: The spender's first line: it is non-dumpable, the request may come.
 READY = b"ready\n"
 

@@ -32,7 +32,7 @@ def _upstream(proxy: str | None, settings: Settings) -> str | None:
                 "--proxy has no upstream",
                 hint="Give it one: freshtoken exec --proxy https://api.example.com -- COMMAND "
                 "(or serve --proxy URL), or set FRESHTOKEN_PROXY_UPSTREAM, FRESHTOKEN_API_URL, "
-                "or FRESHTOKEN_REGION for the Genesys API host.",
+                "or FRESHTOKEN_REGION for a provider preset's API host.",
             )
     return check_url(proxy, "--proxy")
 
@@ -69,7 +69,7 @@ def _limits(settings: Settings) -> dict[str, Any]:
 
 PROXY_HELP = (
     "Also run an authenticating proxy to URL (default: FRESHTOKEN_PROXY_UPSTREAM, "
-    "or the Genesys API host of the region)."
+    "or the API host of a provider preset's region)."
 )
 
 

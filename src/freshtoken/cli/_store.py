@@ -44,10 +44,11 @@ def revoke(ctx: click.Context) -> None:
     """Revoke this profile's tokens at the server, then drop them from the store.
 
     RFC 7009 where the server has a revocation endpoint (FRESHTOKEN_REVOCATION_URL, else
-    discovered); for Genesys Cloud (a region, or provider = "genesys") `DELETE
-    /api/v2/tokens/me` with the token itself. Exits 0 only when the server confirmed every
-    revocation (or nothing was stored); 2, keeping the tokens, when no way to revoke them is
-    known; 1 when the server did not confirm (the tokens are dropped all the same).
+    discovered); with a provider preset that has a revoke call of its own (`DELETE
+    /api/v2/tokens/me` for a region), that call with the token itself. Exits 0 only when the
+    server confirmed every revocation (or nothing was stored); 2, keeping the tokens, when no
+    way to revoke them is known; 1 when the server did not confirm (the tokens are dropped all
+    the same).
 
     \b
     Example:
