@@ -1,7 +1,22 @@
 """One typed hierarchy of errors, each saying what went wrong and how to fix it.
 
-Each class carries its OAuth error code, its command-line exit code and its hint, so that the
-command line, the local endpoint and the generated troubleshooting page map nothing by hand.
+    FreshtokenError                  every error freshtoken raises
+    ├── ConfigurationError           the settings are incomplete or wrong; nothing was sent
+    ├── StoreError                   the token store cannot be used
+    │   └── UnsafeStoreError
+    ├── SinkError                    a rotated refresh token could not be written back
+    └── OAuthError                   the authorization server's answer, or none
+        ├── AuthorizationError       refused: InvalidClientError, InvalidGrantError,
+        │                            UnauthorizedClientError, InvalidScopeError, LoginError,
+        │                            InvalidRequestError, InsufficientScopeError, ...
+        ├── RateLimitedError, ServerError, MalformedResponseError
+        ├── TransportError           ConnectError (NameResolutionError), RequestTimeoutError,
+        │                            TLSError
+        └── TokenUnavailableError    no token within the caller's deadline
+
+Each class carries its error code and its command-line exit code, and finds its hint in the
+catalog by that code (freshtoken/_hints.py), so that the command line, the local endpoint and
+the generated troubleshooting page map nothing by hand.
 Nothing here ever carries a secret: messages are built from error codes, hosts, statuses and
 excerpts that were redacted before they got here.
 """
@@ -20,7 +35,7 @@ EXIT_MEANINGS = {
 }
 
 
-class OAuthError(Exception):
+class FreshtokenError(Exception):
     """Root of every freshtoken error.
 
     `error` is the OAuth error code (or a freshtoken one), `description` the server's own words,
@@ -28,7 +43,7 @@ class OAuthError(Exception):
     `hint` a plain-language cause and fix, and `exit_code` the command line's exit status.
     """
 
-    default_error = "oauth_error"
+    default_error = "error"
     retryable_default = False
     exit_code = EXIT_UNAVAILABLE
     #: What the command line says first, for the troubleshooting page ("" = not listed there).
@@ -80,11 +95,17 @@ class OAuthError(Exception):
         return f"{type(self).__name__}(error={self.error!r}, status={self.status!r})"
 
 
-class ConfigurationError(OAuthError):
+class ConfigurationError(FreshtokenError):
     """The settings are incomplete or wrong; nothing was sent."""
 
     default_error = "invalid_configuration"
     exit_code = EXIT_USAGE
+
+
+class OAuthError(FreshtokenError):
+    """The authorization server refused or failed, or could not be reached."""
+
+    default_error = "oauth_error"
 
 
 class AuthorizationError(OAuthError):
@@ -202,7 +223,7 @@ class TLSError(TransportError):
     says = "... failed TLS verification"
 
 
-class StoreError(OAuthError):
+class StoreError(FreshtokenError):
     """The token store cannot be used (unreadable, unsafe, full, unreachable)."""
 
     default_error = "store_error"
@@ -215,7 +236,7 @@ class UnsafeStoreError(StoreError):
     default_error = "unsafe_store"
 
 
-class SinkError(OAuthError):
+class SinkError(FreshtokenError):
     """A rotated refresh token could not be written to its sink (FRESHTOKEN_REFRESH_TOKEN_SINK);
     the store keeps it and the next call writes it first."""
 
@@ -235,9 +256,9 @@ class TokenUnavailableError(OAuthError):
 __all__ = [
     "EXIT_MEANINGS", "EXIT_REFUSED", "EXIT_STORE", "EXIT_UNAVAILABLE", "EXIT_USAGE",
     "AuthorizationError", "ConfigurationError", "ConnectError", "ErrorContext",
-    "InsufficientScopeError", "InvalidClientError", "InvalidGrantError", "InvalidRequestError",
-    "InvalidScopeError", "LoginError", "MalformedResponseError", "NameResolutionError",
-    "OAuthError", "RateLimitedError", "RequestTimeoutError", "ServerError", "SinkError",
-    "StoreError", "TLSError", "TokenUnavailableError", "TransportError",
-    "UnauthorizedClientError", "UnsafeStoreError",
+    "FreshtokenError", "InsufficientScopeError", "InvalidClientError", "InvalidGrantError",
+    "InvalidRequestError", "InvalidScopeError", "LoginError", "MalformedResponseError",
+    "NameResolutionError", "OAuthError", "RateLimitedError", "RequestTimeoutError",
+    "ServerError", "SinkError", "StoreError", "TLSError", "TokenUnavailableError",
+    "TransportError", "UnauthorizedClientError", "UnsafeStoreError",
 ]  # fmt: skip

@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import freshtoken
 from freshtoken import _build
-from freshtoken._errors import OAuthError, TokenUnavailableError
+from freshtoken._errors import FreshtokenError, OAuthError, TokenUnavailableError
 from freshtoken._handover import SELF_EXE, pair
 from freshtoken._log import redact
 from freshtoken._platform import undumpable
@@ -307,7 +307,7 @@ def spend(request: dict[str, Any]) -> None:
                 identity=client.identity(),
                 scope_check="warn" if request["check"] == "warn" else "raise",
             ).renew(entry, mono + request["deadline"], "spent in its own process")
-        except OAuthError as exc:
+        except FreshtokenError as exc:
             _record(store, key, mark, exc)
         except Exception as exc:  # recorded, not shown: the caller says what happened
             why = f"the refresh failed in its own process ({redact(repr(exc))})"
@@ -317,7 +317,7 @@ def spend(request: dict[str, Any]) -> None:
         client.close()
 
 
-def _record(store: TokenStore, key: str, mark: str, exc: OAuthError) -> None:
+def _record(store: TokenStore, key: str, mark: str, exc: FreshtokenError) -> None:
     """Write `exc` into the entry, for the caller whose mark was `mark`."""
     said = {
         "mark": mark,

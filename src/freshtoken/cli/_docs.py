@@ -125,9 +125,11 @@ _TROUBLE = """# Troubleshooting, by error
      the provider setting) changes a hint, as it reads for a client in the preset's example
      region. -->
 
-Every error is a `freshtoken.OAuthError` with `.error`, `.description` (the server's own words),
-`.status`, `.retryable`, `.hint` and `.exit_code`. Configuration errors name the setting and
-where its value came from. On the command line the exit code says which kind:
+Every error is a `freshtoken.FreshtokenError` with `.error`, `.description` (the server's own
+words), `.status`, `.retryable`, `.hint` and `.exit_code`; what the server answered (or failed
+to) is an `OAuthError`, and configuration, store and sink errors are its siblings.
+Configuration errors name the setting and where its value came from. On the command line the
+exit code says which kind:
 
 | exit code | meaning | errors |
 |---|---|---|

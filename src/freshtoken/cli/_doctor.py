@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import click
 
 from freshtoken import _build
-from freshtoken._errors import OAuthError
+from freshtoken._errors import FreshtokenError
 from freshtoken._log import one_line, redact_url
 from freshtoken.broker._endpoint import EndpointRefusal, ask, get, running_endpoint
 from freshtoken.broker._policy import CLI_MIN_TTL
@@ -187,13 +187,13 @@ def run_checks(
     try:
         settings = Settings.load(profile=profile)
         settings.require_client_id()
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         return [Check("fail", f"configuration: {exc.message}", exc.hint)]
     checks = _configuration(settings) + _unknown_variables()
     try:
         checks.extend(_client_auth(settings))
         checks.append(_endpoint(settings))
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         return [*checks, Check("fail", exc.message, exc.hint)]
     if checks[-1].title.endswith("does not resolve"):
         return checks  # a token request would only retry for the whole budget
@@ -209,7 +209,7 @@ def run_checks(
         endpoints = broker.client.endpoints()
         checks.extend(endpoint_lines(endpoints))
         token = broker.token()
-    except OAuthError as exc:  # with its error code and HTTP status
+    except FreshtokenError as exc:  # with its error code and HTTP status
         return [*checks, Check("fail", str(exc).split("\nhint: ", 1)[0], exc.hint)]
     checks.append(_writable(settings, store, broker.key))
     checks.append(_margin(token.lifetime, settings.min_ttl if min_ttl is None else min_ttl))

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from freshtoken._errors import ConfigurationError, OAuthError
+from freshtoken._errors import ConfigurationError, FreshtokenError
 from freshtoken.cli._common import fail, run
 from freshtoken.config._options import secret_variables
 from freshtoken.config._settings import Settings
@@ -138,7 +138,7 @@ def serve(
             key_file=key_file,
             **_limits(settings),
         ).start()
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         fail(exc)
     except FileExistsError as exc:
         fail(
@@ -230,7 +230,7 @@ def exec_(
         env.update(server.child_env())
         if env_name:
             env[env_name] = broker.token().access_token
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         fail(exc)
     try:
         child = subprocess.Popen(list(command), env=env)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from freshtoken._errors import EXIT_USAGE, OAuthError
+from freshtoken._errors import EXIT_USAGE, FreshtokenError
 from freshtoken.cli._common import fail, fail_with, run
 
 
@@ -30,7 +30,7 @@ def seed_refresh_token(ctx: click.Context, path: Path | None) -> None:
     try:
         value = read_secret_file(str(path) if path else "-", "the refresh token")
         run(ctx).broker().seed_refresh_token(value.reveal())
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         fail(exc)
     click.echo("refresh token stored; it is spent (and rotated) on the next mint", err=True)
 
@@ -75,7 +75,7 @@ def revoke(ctx: click.Context) -> None:
                 EXIT_USAGE,
             )
         done = broker.revoke()
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         fail(exc)
     if not done:
         click.echo("nothing stored for this profile")

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from freshtoken._errors import (
     AuthorizationError,
     ErrorContext,
+    FreshtokenError,
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
@@ -143,14 +144,14 @@ def error_for_code(
     )
 
 
-def error_classes() -> list[type[OAuthError]]:
-    """Every error class, depth first from `OAuthError`."""
-    found: list[type[OAuthError]] = []
+def error_classes() -> list[type[FreshtokenError]]:
+    """Every error class, depth first from the root, `FreshtokenError`."""
+    found: list[type[FreshtokenError]] = []
 
-    def walk(cls: type[OAuthError]) -> None:
+    def walk(cls: type[FreshtokenError]) -> None:
         found.append(cls)
         for sub in cls.__subclasses__():
             walk(sub)
 
-    walk(OAuthError)
+    walk(FreshtokenError)
     return found
