@@ -18,13 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from freshtoken.testing import AuthServer
+from freshtoken import AuthorizationCode, RefreshTokenGrant
+from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
 from tests._attack import hostile_environment
 from tests._cli import cli_env
-from tests.helpers import stop_process
+from tests.helpers import assert_no_leak, make_client, stop_process
 
 ROOT = Path(__file__).parent.parent
 EXPR = re.compile(r"\$\{\{\s*([\w.-]+)\s*\}\}")
+SINK = "github-secret://acme/pipeline/FT_REFRESH"
 pytestmark = pytest.mark.slow  # installs the package into a fresh virtual environment
 
 
@@ -148,24 +150,39 @@ def _site_packages(python: Path) -> dict[str, float]:
     return {str(p): p.stat().st_mtime for p in root.rglob("*")}
 
 
-def test_the_action_as_a_runner_runs_it(tmp_path: Path) -> None:
-    # The action's checkout (a copy: building it must not write into this worktree).
+def _checkout(tmp_path: Path) -> Path:
+    """The action's checkout (a copy: building it must not write into this worktree)."""
     action = tmp_path / "action"
     listed = subprocess.check_output(["git", "ls-files"], cwd=ROOT, text=True).split()
     for name in listed:
         if (ROOT / name).is_file():
             (action / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, action / name)
-    # The runner's Python: a stand-in whose site-packages must not change.
+    return action
+
+
+def _runner_python(tmp_path: Path) -> Path:
+    """The runner's Python: a stand-in whose site-packages must not change."""
     runner_py = tmp_path / "runner-python"
     subprocess.run([sys.executable, "-m", "venv", str(runner_py)], check=True)
+    return runner_py
+
+
+def _base_env(tmp_path: Path, runner_py: Path, **extra: str) -> dict[str, str]:
+    base = cli_env(tmp_path, PATH=f"{runner_py / 'bin'}{os.pathsep}{os.environ['PATH']}", **extra)
+    base.pop("VIRTUAL_ENV", None)
+    return base
+
+
+def test_the_action_as_a_runner_runs_it(tmp_path: Path) -> None:
+    action = _checkout(tmp_path)
+    runner_py = _runner_python(tmp_path)
     before = _site_packages(runner_py / "bin" / "python3")
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     (workspace / "freshtoken.toml").write_text('[default]\ntoken_url = "https://evil.test/t"\n')
     with AuthServer.genesys(ttl=300) as server:
-        base = cli_env(tmp_path, PATH=f"{runner_py / 'bin'}{os.pathsep}{os.environ['PATH']}")
-        base.pop("VIRTUAL_ENV", None)
+        base = _base_env(tmp_path, runner_py)
         # The workflow's `env: PYTHONPATH: src`, a pull request's click.py, json.py and
         # sitecustomize.py there, and a PYTHONSTARTUP (issue 23): none runs in serve.
         hostile, ran = hostile_environment(tmp_path, "demo-secret", site=True)
@@ -228,3 +245,73 @@ def test_the_action_as_a_runner_runs_it(tmp_path: Path) -> None:
     records = [line.split() for line in ran.read_text().splitlines()] if ran.exists() else []
     assert not [r for r in records if r[1] == str(pid) or r[2] == "True"], records
     assert _site_packages(runner_py / "bin" / "python3") == before  # the runner's Python untouched
+
+
+def test_the_action_with_a_refresh_token_writes_every_rotation_back(tmp_path: Path) -> None:
+    """The refresh-token workflow through the action: the grant, seed and sink inputs; the
+    serve it starts spends the seed once and writes the rotated token to the GitHub secret
+    (the shipped stand-in) before a later step gets the access token; no refresh token is
+    printed, exported or written to the later steps' configuration."""
+    action = _checkout(tmp_path)
+    runner_py = _runner_python(tmp_path)
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    with AuthServer(ttl=300) as server, GitHubSecrets() as github:
+        seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+        assert seed.refresh_token
+        github.set_value(SINK, seed.refresh_token)
+        runner = Runner(tmp_path, _base_env(tmp_path, runner_py, GITHUB_API_URL=github.url))
+        printed = runner.use_action(
+            action,
+            {
+                "token-url": server.token_url,
+                "api-url": server.url,  # the proxy's upstream
+                "client-id": "demo-client",
+                "client-secret": "demo-secret",
+                "grant": "refresh_token",
+                "refresh-token": seed.refresh_token,
+                "refresh-token-sink": SINK,
+                "github-token": GITHUB_TEST_TOKEN,
+            },
+        )
+        exported = _pairs(runner.files["env"])
+        pid = int(exported["FRESHTOKEN_SERVE_PID"])
+        try:
+            later = runner.run("freshtoken token\n", {}, workspace)
+            assert later.returncode == 0, later.stderr
+            token = later.stdout.strip()
+            headers = {"Authorization": f"Bearer {token}"}
+            assert httpx.get(server.url + "/api/v2/tokens/me", headers=headers).status_code == 200
+            grants = [r["form"]["grant_type"] for r in server.token_requests()]
+            assert grants == ["authorization_code", "refresh_token"]  # the seed's login, one spend
+            rotated = github.value(SINK)
+            assert rotated and rotated != seed.refresh_token
+            assert server.active_refresh_tokens("demo-client") == 1  # the written one lives
+            # The rotated token works: the next run, seeded from the secret, can spend it.
+            assert make_client(server).fetch(RefreshTokenGrant(rotated)).access_token
+            seen = "\n".join(
+                line
+                for line in [
+                    *printed,
+                    *later.stderr.splitlines(),
+                    runner.files["env"].read_text(),
+                    Path(exported["FRESHTOKEN_CONFIG"]).read_text(),
+                ]
+                if not line.startswith("::add-mask::")  # the runner's mask, never shown
+            )
+            assert_no_leak("the action's output", seen, seed.refresh_token, rotated, "demo-secret")
+            assert GITHUB_TEST_TOKEN not in seen
+            # The grant input: with the chain broken (a logout), a call through the proxy is
+            # refused and no client-credentials token stands in for the user's.
+            server.revoke_all()
+            refused = runner.run(
+                'curl -s -o /dev/null -w "%{http_code}" -H "X-Freshtoken-Key: $FRESHTOKEN_KEY" '
+                '"$FRESHTOKEN_PROXY_URL/api/v2/tokens/me"\n',
+                {},
+                workspace,
+            )
+            assert refused.stdout != "200", refused.stderr
+            grants = [r["form"]["grant_type"] for r in server.token_requests()]
+            assert "client_credentials" not in grants, grants
+        finally:
+            stop_process(pid)

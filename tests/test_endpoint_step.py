@@ -214,8 +214,9 @@ def test_the_endpoint_rule_knows_every_variable_that_names_a_client_secret() -> 
     """The wire (standard library only) lists the client-secret variables itself: they must be
     the settings table's, so that a step holding its own secret never asks the endpoint."""
     from freshtoken.broker._endpoint import OWN_SECRET
-    from freshtoken.config._options import BY_KEY, GENESYS_ENV
+    from freshtoken.config._options import BY_KEY
+    from freshtoken.provider._presets import ALIASES
 
     option = BY_KEY["client_secret"]
-    aliases = [name for name, key in GENESYS_ENV.items() if key == "client_secret"]
+    aliases = [name for name, key in ALIASES.items() if key == "client_secret"]
     assert set(OWN_SECRET) == {option.env + sfx.upper() for sfx in option.sources} | set(aliases)

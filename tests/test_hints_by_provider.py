@@ -86,3 +86,15 @@ def test_the_command_line_hint_for_another_server(tmp_path: Path) -> None:
         )
         assert genesys.returncode == 3
         assert "Genesys Cloud client-credentials clients" in genesys.stderr
+
+
+def test_the_hint_catalog_and_the_error_classes_agree() -> None:
+    """One catalog keyed by error code: every error on the troubleshooting page has its entry
+    there, and every entry belongs to an error class."""
+    from freshtoken._hints import CATALOG
+    from freshtoken.oauth._codes import error_classes
+
+    codes = {cls.default_error for cls in error_classes()}
+    listed = {cls.default_error for cls in error_classes() if cls.says}
+    assert listed <= set(CATALOG), sorted(listed - set(CATALOG))
+    assert set(CATALOG) <= codes, sorted(set(CATALOG) - codes)

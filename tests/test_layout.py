@@ -101,3 +101,25 @@ def test_no_module_is_over_450_lines() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > 450
     }
     assert not long, long
+
+
+# Provider knowledge lives in the presets (provider/) and the provider's SDK integration; these
+# are the only other modules that name one: the public names kept for the library's users, and
+# the test server's imitation of it (its knobs and `--genesys`).
+NAMES_A_PROVIDER = {
+    "freshtoken",
+    "freshtoken.testing._command",
+    "freshtoken.testing._endpoints",
+    "freshtoken.testing._model",
+    "freshtoken.testing._server",
+}
+
+
+def test_the_core_names_no_provider() -> None:
+    naming = {
+        name
+        for name, path in _modules().items()
+        if not name.startswith(("freshtoken.provider", "freshtoken.integrations"))
+        and "genesys" in path.read_text(encoding="utf-8").lower()
+    }
+    assert naming <= NAMES_A_PROVIDER, sorted(naming - NAMES_A_PROVIDER)

@@ -20,7 +20,7 @@ import pytest
 from freshtoken import AuthorizationCode, Endpoints, PublicClient, TokenClient
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.helpers import assert_no_leak
+from tests.helpers import CANARY_SECRET, assert_no_leak
 
 PUBLIC = Client("spa", None)
 CONFIDENTIAL = Client("demo-client", "demo-secret")
@@ -211,6 +211,61 @@ def test_without_an_authorization_endpoint_login_names_the_setting(tmp_path: Pat
         out = ft(["login", "--device"], env, tmp_path)
         assert out.returncode == 2
         assert "FRESHTOKEN_DEVICE_AUTHORIZATION_URL" in out.stderr
+
+
+def test_a_region_alone_gives_login_the_authorization_endpoint(
+    tmp_path: Path, logins: list[Login]
+) -> None:
+    """The Genesys Cloud preset knows its authorization endpoint: FRESHTOKEN_REGION and the
+    client are all `freshtoken login` needs (the URL is only printed: nothing is sent)."""
+    env = cli_env(
+        tmp_path,
+        FRESHTOKEN_REGION="eu_west_1",
+        FRESHTOKEN_CLIENT_ID="ci-client",
+        FRESHTOKEN_CLIENT_SECRET=CANARY_SECRET,
+    )
+    login = _start(logins, ["--no-browser", "--timeout", "1"], env, tmp_path)
+    url = urlsplit(login.line(r"^(https://\S+)$").group(1))
+    assert (url.scheme, url.hostname, url.path) == (
+        "https",
+        "login.mypurecloud.ie",
+        "/oauth/authorize",
+    )
+    query = parse_qs(url.query)
+    assert query["client_id"] == ["ci-client"]
+    assert query["code_challenge_method"] == ["S256"]
+    rc, _out, err = login.finish()
+    assert rc == 3  # no browser came back within the second
+    assert "error=login_timeout" in err
+    assert_no_leak("login's standard error", err)
+
+
+@pytest.mark.slow
+def test_the_genesys_preset_at_any_address_logs_in_at_its_authorization_endpoint(
+    tmp_path: Path, logins: list[Login]
+) -> None:
+    """provider = genesys with a token URL (the shipped stand-in here): the authorization
+    endpoint is the preset's path on that host; no issuer, no authorization URL set."""
+    with AuthServer.genesys(clients=[CONFIDENTIAL], require_pkce=True) as server:
+        env = cli_env(
+            tmp_path,
+            server,
+            FRESHTOKEN_PROVIDER="genesys",
+            FRESHTOKEN_API_URL=server.url,
+            FRESHTOKEN_GRANT="refresh_token",
+        )
+        login = _start(logins, ["--no-browser", "--timeout", "30"], env, tmp_path)
+        url = login.line(r"^(http://\S+/oauth/authorize\?\S+)$").group(1)
+        answer = httpx.get(url)
+        assert answer.status_code == 302
+        page = httpx.get(answer.headers["location"])  # the browser lands on the listener
+        assert "Login complete" in page.text
+        rc, _out, err = login.finish()
+        assert rc == 0, err
+        assert [r["form"]["grant_type"] for r in server.token_requests()] == ["authorization_code"]
+        token = ft(["token"], env, tmp_path)
+        assert token.returncode == 0, token.stderr
+        assert server.stats()["refreshes"] == 1
 
 
 def _device_code(login: Login) -> str:

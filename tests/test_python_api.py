@@ -111,3 +111,20 @@ def test_importing_the_broker_loads_no_http_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_one_error_tree_with_its_own_root() -> None:
+    """Server answers, configuration, store and sink errors are siblings under one root, and
+    the module's drawing of the tree names every class in it."""
+    from freshtoken import _errors
+    from freshtoken.oauth._codes import error_classes
+
+    root = freshtoken.FreshtokenError
+    for sibling in (_errors.ConfigurationError, _errors.StoreError, _errors.SinkError):
+        assert sibling.__bases__ == (root,)
+        assert not issubclass(sibling, freshtoken.OAuthError)
+    assert freshtoken.OAuthError.__bases__ == (root,)
+    assert all(issubclass(cls, root) for cls in error_classes())
+    drawing = _errors.__doc__ or ""
+    own = [cls.__name__ for cls in error_classes() if cls.__module__ == _errors.__name__]
+    assert [name for name in own if name not in drawing] == []

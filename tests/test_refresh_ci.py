@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from freshtoken import AuthorizationCode, OAuthError
+from freshtoken import AuthorizationCode, FreshtokenError
 from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
 from tests._cli import cli_env, ft
 from tests.helpers import assert_no_leak, live_processes, make_client, wait_until
@@ -509,7 +509,7 @@ def test_a_configured_refresh_token_that_could_not_be_offered_is_offered_again(
     env = run_env(tmp_path, server, "retry", FRESHTOKEN_REFRESH_TOKEN_SINK=f"file://{sink}")
     broker = TokenBroker.from_settings(Settings.load(environ=env, use_file=False))
     try:
-        with pytest.raises(OAuthError, match="other users"):
+        with pytest.raises(FreshtokenError, match="other users"):
             broker.token()
         sink.chmod(0o600)
         assert broker.token().access_token

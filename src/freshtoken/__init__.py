@@ -16,6 +16,7 @@ _LAZY = {
     "AuthorizationError": "freshtoken._errors",
     "ConfigurationError": "freshtoken._errors",
     "ConnectError": "freshtoken._errors",
+    "FreshtokenError": "freshtoken._errors",
     "InsufficientScopeError": "freshtoken._errors",
     "InvalidClientError": "freshtoken._errors",
     "InvalidGrantError": "freshtoken._errors",

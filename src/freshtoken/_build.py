@@ -26,7 +26,8 @@ from freshtoken.oauth._client_auth import (
 from freshtoken.oauth._grants import ClientCredentials, Grant, JwtBearer, TokenExchange
 from freshtoken.oauth._jwt_auth import ClientSecretJwt, PrivateKeyJwt
 from freshtoken.provider._endpoints import Endpoints, check_url
-from freshtoken.provider._genesys import genesys_region
+from freshtoken.provider._presets import REGIONAL, preset_of
+from freshtoken.provider._regions import preset_urls, resolve_region
 from freshtoken.stores import TokenStore, open_store
 
 if TYPE_CHECKING:
@@ -146,43 +147,44 @@ GRANTS: dict[str, Callable[[Settings], Grant | None]] = {
 def endpoints(settings: Settings) -> Endpoints | None:
     """The endpoints when known without the network; None when discovery is needed.
 
-    A region, or `provider = "genesys"`, selects the Genesys Cloud behaviour; `api_url` and
-    `token_url` then point it anywhere (a gateway, the shipped test server)."""
-    region = genesys_region(settings.region) if settings.region else None
-    provider = "genesys" if region or settings.provider == "genesys" else None
+    A region, or the provider setting, selects a provider preset (provider/_presets.py);
+    `api_url` and `token_url` then point it anywhere (a gateway, the shipped test server)."""
+    preset = preset_of(settings.provider, settings.region)
+    region = resolve_region(preset, settings.region) if preset and settings.region else None
     api_url = settings.api_url or (region.api_base_url if region else None)
     if settings.api_url:
         check_url(settings.api_url, settings.label("api_url"))
-    if provider and not region and not (settings.token_url and api_url):
+    if preset and not region and not (settings.token_url and api_url):
+        token, api = (preset.urls.get(k, "").format(domain="<domain>") for k in _PRESET_URLS)
         raise ConfigurationError(
-            "the Genesys provider without a region needs a token URL and an API URL",
-            hint="Set FRESHTOKEN_TOKEN_URL (https://login.<domain>/oauth/token) and "
-            "FRESHTOKEN_API_URL (https://api.<domain>), or FRESHTOKEN_REGION (e.g. eu_west_1).",
+            f"the {preset.name} provider without a region needs a token URL and an API URL",
+            hint=f"Set FRESHTOKEN_TOKEN_URL ({token}) and FRESHTOKEN_API_URL ({api}), or "
+            f"FRESHTOKEN_REGION (e.g. {preset.example_region}).",
         )
-    if settings.token_url:
-        return Endpoints(
-            token_url=settings.token_url,
-            api_base_url=api_url,
-            region=region.key if region else None,
-            provider=provider,
-        ).pinned(pinned(settings))
-    if settings.issuer:
+    urls: dict[str, Any]
+    urls, sources = preset_urls(preset, region, settings.token_url) if preset else ({}, ())
+    if settings.issuer and not settings.token_url:
         check_url(settings.issuer, settings.label("issuer"))
         pinned(settings)  # checked before anything is sent
         return None
-    if region:
-        return Endpoints(
-            token_url=region.token_url,
-            api_base_url=api_url,
-            region=region.key,
-            provider=provider,
-            sources=(("token_url", f"the Genesys Cloud preset (region {region.key})"),),
-        ).pinned(pinned(settings))
-    raise ConfigurationError(
-        "no token endpoint configured",
-        hint="Set FRESHTOKEN_TOKEN_URL, or FRESHTOKEN_ISSUER (discovery), or "
-        "FRESHTOKEN_REGION (Genesys Cloud, e.g. eu_west_1).",
-    )
+    token_url = settings.token_url or urls.pop("token_url", None)
+    if not token_url:
+        raise ConfigurationError(
+            "no token endpoint configured",
+            hint="Set FRESHTOKEN_TOKEN_URL, or FRESHTOKEN_ISSUER (discovery), or "
+            f"FRESHTOKEN_REGION ({REGIONAL.title}, e.g. {REGIONAL.example_region}).",
+        )
+    return Endpoints(
+        token_url=token_url,
+        api_base_url=api_url,
+        region=region.key if region else None,
+        provider=preset.name if preset else None,
+        sources=sources,
+        **urls,
+    ).pinned(pinned(settings))
+
+
+_PRESET_URLS = ("token_url", "api_base_url")
 
 
 def pinned(settings: Settings) -> dict[str, tuple[str, str]]:
@@ -197,12 +199,15 @@ def pinned(settings: Settings) -> dict[str, tuple[str, str]]:
 
 def proxy_upstream(settings: Settings) -> str | None:
     """Where `serve --proxy` forwards by default: the proxy_upstream setting, else the API URL
-    (api_url, or the Genesys API host of the region); None when none is known."""
+    (api_url, or the API host of a preset's region); None when none is known."""
     if settings.proxy_upstream:
         return settings.proxy_upstream
     if settings.api_url:
         return settings.api_url
-    return genesys_region(settings.region).api_base_url if settings.region else None
+    preset = preset_of(settings.provider, settings.region)
+    return (
+        resolve_region(preset, settings.region).api_base_url if preset and settings.region else None
+    )
 
 
 def client_auth(settings: Settings) -> ClientAuth:

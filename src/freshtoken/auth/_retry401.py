@@ -1,5 +1,5 @@
 """The one rule for a refused token, shared by the httpx and requests adapters, the local
-proxy and the Genesys SDK integration: send with a token from the source; after a 401,
+proxy and the provider SDK integration: send with a token from the source; after a 401,
 invalidate that token (many callers that saw the same 401 cause one mint) and send once more;
 a second 401 goes back to the caller, and so does the first when the source kept the refused
 token (the broker's cooldown: it was minted moments ago to replace a refused one)."""

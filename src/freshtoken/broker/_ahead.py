@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from freshtoken._errors import OAuthError
+from freshtoken._errors import FreshtokenError, OAuthError
 from freshtoken._log import describe, logger
 from freshtoken.broker._renewal import Renewal
 
@@ -57,7 +57,7 @@ class RefreshAhead:
             elif outcome == "promised":  # a token handed out must stay valid until then
                 self.next_try = self.cache.rotate_after
         except Exception as exc:
-            if not isinstance(exc, OAuthError):
+            if not isinstance(exc, FreshtokenError):
                 logger.error("refresh ahead failed unexpectedly: %s", describe(exc))
                 exc = OAuthError(describe(exc), error="unexpected")
             self.cache.counts["failures"] += 1
@@ -99,9 +99,9 @@ class RefreshAhead:
                     backoff = self._back_off(60.0)
                     logger.warning(
                         "background refresh failed (%s); next try in %.0fs. %s",
-                        exc.error if isinstance(exc, OAuthError) else describe(exc),
+                        exc.error if isinstance(exc, FreshtokenError) else describe(exc),
                         backoff,
-                        exc.hint if isinstance(exc, OAuthError) else "",
+                        exc.hint if isinstance(exc, FreshtokenError) else "",
                     )
             state = self.cache.state
             refresh_at = state[3] if state is not None else 0.0

@@ -126,7 +126,7 @@ class TokenBroker(HttpAuths):
             label=f"client {client.auth.client_id} at {client.identity()}",
             rotation=rotation_revokes_access,
             introspect=client.introspect,
-            genesys=client.preset == "genesys",
+            provider=client.preset,
         )
         self._renewal = Renewal(
             self._cache,
@@ -190,8 +190,8 @@ class TokenBroker(HttpAuths):
     def from_env(
         cls, *, profile: str | None = None, **options: Any
     ) -> TokenBroker | EndpointSource:
-        """A broker configured as the command line is: `FRESHTOKEN_*` (and `GENESYSCLOUD_*`)
-        variables over a profile of `freshtoken.toml` (`profile`, else `$FRESHTOKEN_PROFILE`).
+        """A broker configured as the command line is: `FRESHTOKEN_*` variables (and a provider
+        preset's own) over a profile of `freshtoken.toml` (`profile`, else `$FRESHTOKEN_PROFILE`).
 
         In a step that has the running endpoint's `FRESHTOKEN_URL` and `FRESHTOKEN_KEY` (after
         the GitHub Action, in a child of `freshtoken exec`) and no client secret of its own,
@@ -219,8 +219,9 @@ class TokenBroker(HttpAuths):
     ) -> TokenBroker:
         """A broker for a client-credentials client in one line, no environment needed.
 
-        The endpoint is `token_url`, or discovered from `issuer`, or the Genesys Cloud
-        `region`'s; `store` is a store or its URL (default: this process only).
+        The endpoint is `token_url`, or discovered from `issuer`, or that of a provider
+        preset's `region` (provider/_presets.py); `store` is a store or its URL (default: this
+        process only).
         """
         url, opened = (store, None) if isinstance(store, str) or store is None else (None, store)
         settings = Settings(

@@ -11,12 +11,14 @@ import _socket
 import os
 import sys
 
+from freshtoken.provider._variables import SECRET_VARIABLES
+
 #: A step holding any of these mints for itself; without one it asks the running endpoint.
 OWN_SECRET = (
     "FRESHTOKEN_CLIENT_SECRET",
     "FRESHTOKEN_CLIENT_SECRET_FILE",
     "FRESHTOKEN_CLIENT_SECRET_KEYRING",
-    "GENESYSCLOUD_OAUTHCLIENT_SECRET",
+    *SECRET_VARIABLES,  # a provider's own tools' variables
 )
 
 

@@ -109,7 +109,7 @@ def _as_error(refusal: EndpointRefusal) -> Exception:
     """The library's error for an endpoint's refusal: its code, message, hint and exit code."""
     from freshtoken import _errors
 
-    cls: type[_errors.OAuthError] = {
+    cls: type[_errors.FreshtokenError] = {
         _errors.EXIT_USAGE: _errors.ConfigurationError,
         _errors.EXIT_REFUSED: _errors.AuthorizationError,
     }.get(refusal.exit_code, _errors.TokenUnavailableError)

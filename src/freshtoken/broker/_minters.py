@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from freshtoken._errors import (
     ErrorContext,
+    FreshtokenError,
     InsufficientScopeError,
     InvalidGrantError,
-    OAuthError,
     TokenUnavailableError,
 )
 from freshtoken._log import logger, one_line
@@ -230,7 +230,7 @@ class RefreshTokenMinter:
                 exc.hint,
             )
             return self.fallback.mint(held)
-        except OAuthError as exc:
+        except FreshtokenError as exc:
             from freshtoken.oauth._retry import surely_unprocessed
 
             if surely_unprocessed(exc):  # the server never saw it: it is still unspent
@@ -252,7 +252,7 @@ class RefreshTokenMinter:
         assert entry is not None
         try:
             self.sink.write(refresh, held.deadline)
-        except OAuthError as exc:
+        except FreshtokenError as exc:
             logger.warning("could not write the new refresh token to %s: %s", self.sink.name, exc)
             past = with_past(entry.past, entry.refresh_token, refresh)
             held.write(
@@ -276,7 +276,7 @@ def scope_problem(
 ) -> InsufficientScopeError | None:
     """The error for a token granted fewer scopes than `requested`, or None."""
     if token.scope is None or not requested:
-        return None  # a server that states no scope (Genesys) grants what the client has
+        return None  # a server that states no scope grants what the client has
     missing = sorted(set(requested) - set(token.scope))
     if not missing:
         return None

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from freshtoken._clock import Clock
-from freshtoken._errors import OAuthError, StoreError, TokenUnavailableError
+from freshtoken._errors import FreshtokenError, StoreError, TokenUnavailableError
 from freshtoken._log import logger
 from freshtoken._token import Token
 from freshtoken.broker._policy import RefreshPolicy, stored_left
@@ -207,7 +207,7 @@ class Promises:
             return None
         try:
             active = introspect(previous.access_token, "access_token")
-        except OAuthError:
+        except FreshtokenError:
             return None
         # "Inactive" says revoked only if it had not expired by the answer anyway.
         if active is None or (not active and stored_left(previous, self.clock.time()) <= 0):

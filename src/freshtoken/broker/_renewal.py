@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Literal, TypeVar
 
-from freshtoken._errors import ConfigurationError, OAuthError, StoreError, TokenUnavailableError
+from freshtoken._errors import (
+    ConfigurationError,
+    FreshtokenError,
+    StoreError,
+    TokenUnavailableError,
+)
 from freshtoken._log import logger, remember_secret
 from freshtoken._token import Token
 from freshtoken.broker._minters import Minter, scope_problem
@@ -128,7 +133,7 @@ class Renewal:
         self.scope_check = scope_check
         # The last failed mint (monotonic instant, error): callers that waited for that very
         # attempt get its error at once instead of each trying again in turn.
-        self._failure: tuple[float, OAuthError] | None = None
+        self._failure: tuple[float, FreshtokenError] | None = None
 
     def timed_out(self, waited: float) -> TokenUnavailableError:
         return TokenUnavailableError(
@@ -183,7 +188,7 @@ class Renewal:
         held = HeldEntry(cache.store, cache.key, entry, deadline)
         try:
             minted = self.minter.mint(held)
-        except OAuthError as exc:
+        except FreshtokenError as exc:
             if not isinstance(exc, ConfigurationError):
                 self._failure = (cache.clock.monotonic(), exc)  # for those who waited for it
             raise
@@ -277,7 +282,7 @@ class Renewal:
 
         try:
             return self.transact(decide, deadline=deadline, first=first)
-        except OAuthError:
+        except FreshtokenError:
             cache.counts["failures"] += 1
             raise
 

@@ -22,6 +22,7 @@ from freshtoken.broker._policy import (
     stored_left,
 )
 from freshtoken.broker._promise import Introspect, Promises, covered
+from freshtoken.provider._presets import words
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import IDLE, SPENDING
 
@@ -54,10 +55,10 @@ class SharedCache:
         invalidate_cooldown: float = INVALIDATE_COOLDOWN,
         rotation: str = "auto",
         introspect: Introspect | None = None,
-        genesys: bool = False,
+        provider: str | None = None,
     ) -> None:
         self.store = store
-        self.genesys = genesys  # hints may name Genesys Cloud's settings
+        self.provider = provider  # hints may name the provider preset's settings
         self.key = key
         self.policy = policy
         self.clock = clock
@@ -149,12 +150,7 @@ class SharedCache:
         return ConfigurationError(
             f"min_ttl {min_ttl:g}s is more than the {lifetime:g}s a token of this client lives",
             hint="Ask for less (min_ttl / --min-ttl), or raise the token lifetime on the OAuth "
-            "client"
-            + (
-                " (Genesys Cloud: the client's Token Duration, 300..172800 s)."
-                if self.genesys
-                else "."
-            ),
+            "client" + words(self.provider, None, "token_lifetime", "."),
         )
 
     def check_lifetime(self, min_ttl: float | None, entry: Entry | None) -> None:

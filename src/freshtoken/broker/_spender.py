@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import freshtoken
 from freshtoken import _build
-from freshtoken._errors import OAuthError, TokenUnavailableError
+from freshtoken._errors import FreshtokenError, OAuthError, TokenUnavailableError
 from freshtoken._handover import SELF_EXE, pair
 from freshtoken._log import redact
 from freshtoken._platform import undumpable
@@ -45,13 +45,14 @@ from freshtoken.broker._shared import SharedCache
 from freshtoken.config._options import SettingValues
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._codes import error_classes
+from freshtoken.provider._presets import ALIAS_PREFIXES
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import SPENDING, unmarked
 from freshtoken.stores._failopen import FailOpenStore
 
 MODULE = "freshtoken.broker._spender"
 #: Variables the spender must not see: its settings come on its socket; these may carry secrets.
-_PREFIXES = ("FRESHTOKEN_", "GENESYSCLOUD_")
+_PREFIXES = ("FRESHTOKEN_", *ALIAS_PREFIXES)
 #: The spender's first line: it is non-dumpable, the request may come.
 READY = b"ready\n"
 
@@ -314,7 +315,7 @@ def spend(request: dict[str, Any]) -> None:
                 identity=client.identity(),
                 scope_check="warn" if request["check"] == "warn" else "raise",
             ).renew(entry, max(mono + request["deadline"], answer_by), "spent in its own process")
-        except OAuthError as exc:
+        except FreshtokenError as exc:
             _record(store, key, mark, exc)
         except Exception as exc:  # recorded, not shown: the caller says what happened
             why = f"the refresh failed in its own process ({redact(repr(exc))})"
@@ -324,7 +325,7 @@ def spend(request: dict[str, Any]) -> None:
         client.close()
 
 
-def _record(store: TokenStore, key: str, mark: str, exc: OAuthError) -> None:
+def _record(store: TokenStore, key: str, mark: str, exc: FreshtokenError) -> None:
     """Write `exc` into the entry, for the caller whose mark was `mark`."""
     said = {
         "mark": mark,

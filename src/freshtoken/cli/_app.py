@@ -10,9 +10,17 @@ import click
 from freshtoken._log import to_stderr
 from freshtoken.cli._common import Context, run
 from freshtoken.cli._formats import FORMATS
+from freshtoken.provider._presets import ALIASES
+
+HELP = f"""Keep a valid OAuth 2.0 access token for every step of a pipeline.
+
+    Configuration: FRESHTOKEN_* variables (they win), {" / ".join(ALIASES)}, and profiles in
+    freshtoken.toml. Secrets never on the command line. Exit codes: 0 ok, 2 usage or
+    configuration, 3 authorization refused, 4 token endpoint unavailable, 5 store unavailable.
+    """
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, help=HELP)
 @click.version_option(package_name="freshtoken")
 @click.option(
     "--profile", metavar="NAME", help="Profile of freshtoken.toml (also $FRESHTOKEN_PROFILE)."
@@ -28,13 +36,7 @@ from freshtoken.cli._formats import FORMATS
 )
 @click.pass_context
 def cli(ctx: click.Context, profile: str | None, verbose: int, quiet: bool, color: str) -> None:
-    """Keep a valid OAuth 2.0 access token for every step of a pipeline.
-
-    Configuration: FRESHTOKEN_* variables (they win), GENESYSCLOUD_REGION /
-    GENESYSCLOUD_OAUTHCLIENT_ID / GENESYSCLOUD_OAUTHCLIENT_SECRET, and profiles in
-    freshtoken.toml. Secrets never on the command line. Exit codes: 0 ok, 2 usage or
-    configuration, 3 authorization refused, 4 token endpoint unavailable, 5 store unavailable.
-    """
+    """The group: options every command shares (its help is HELP)."""
     ctx.obj = Context(profile, color)
     ctx.color = ctx.obj.use_color  # click.echo keeps or strips styles by this
     to_stderr(verbose, quiet)

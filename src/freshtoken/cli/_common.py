@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from freshtoken._errors import OAuthError
+from freshtoken._errors import FreshtokenError
 from freshtoken.cli._formats import failure
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def fail_with(
     raise failure(error, message, hint, exit_code, json_errors)
 
 
-def fail(error: OAuthError, json_errors: bool = False) -> NoReturn:
+def fail(error: FreshtokenError, json_errors: bool = False) -> NoReturn:
     text = str(error).split("\nhint: ", 1)[0]
     fail_with(error.error, text, error.hint, error.exit_code, json_errors)
 

@@ -1,6 +1,6 @@
 """`freshtoken demo`: the 15-minute build, compressed in time.
 
-Steps run as separate processes and call a Genesys-like API (`/api/v2/tokens/me`) for several
+Steps run as separate processes and call a provider-like API (`/api/v2/tokens/me`) for several
 token lifetimes. The naive pipeline mints one token at the start (it dies mid-build), or one per
 call (the token endpoint's rate limit answers 400). The freshtoken steps share one token through
 the library, `freshtoken token`, the local proxy and Node. Each step prints one line per call
@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -182,12 +182,14 @@ def _steps(naive: AuthServer, fresh: AuthServer, seconds: int) -> list[Step]:
 
 def run(duration: int, ttl: float, plain: bool, as_json: bool = False) -> int:
     """Run both pipelines; 0 when the freshtoken side had no failed call."""
+    from freshtoken.provider._presets import REGIONAL
     from freshtoken.testing import AuthServer
 
+    like: dict[str, Any] = {**REGIONAL.stand_in, "ttl": ttl, "rate_window": 2.0}
     with (
         # Tighter on the naive side: a minting loop slowed by a busy machine still hits it.
-        AuthServer.genesys(ttl=ttl, rate_limit=2, rate_window=2.0) as naive_server,
-        AuthServer.genesys(ttl=ttl, rate_limit=4, rate_window=2.0) as ft_server,
+        AuthServer(rate_limit=2, **like) as naive_server,
+        AuthServer(rate_limit=4, **like) as ft_server,
         tempfile.TemporaryDirectory() as tmp,
     ):
         bin_dir = str(Path(sys.executable).parent)
@@ -319,7 +321,7 @@ def _summary(build: Build) -> int:
     type=click.FloatRange(1, 60),
     default=4.0,
     show_default=True,
-    help="Token lifetime on the demo servers (Genesys' is 86400 s by default).",
+    help="Token lifetime on the demo servers (a day, 86400 s, is a common default).",
 )
 @click.option("--plain", is_flag=True, help="Labelled lines (the default off a terminal).")
 @click.option(
@@ -332,7 +334,7 @@ def _summary(build: Build) -> int:
 def demo(duration: int, ttl: float, plain: bool, fmt: str) -> None:
     """Show the 15-minute build in seconds: a naive pipeline against freshtoken.
 
-    Two Genesys-like test servers (short token lifetime, token-endpoint rate limit on); the
+    Two provider-like test servers (short token lifetime, token-endpoint rate limit on); the
     naive steps mint once (the token dies mid-build) or per call (the rate limit answers 400);
     the freshtoken steps share one token from Python, the shell, the local proxy and Node.
     Exits 0 only if the freshtoken side had no failed call.

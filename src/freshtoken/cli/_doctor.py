@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import click
 
 from freshtoken import _build
-from freshtoken._errors import OAuthError
+from freshtoken._errors import FreshtokenError
 from freshtoken._log import one_line, redact_url
 from freshtoken.broker._endpoint import EndpointRefusal, ask, get, running_endpoint
 from freshtoken.broker._policy import CLI_MIN_TTL
@@ -21,6 +21,7 @@ from freshtoken.cli._status import store_url
 from freshtoken.config._load import unknown_variables
 from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
+from freshtoken.provider._presets import words
 from freshtoken.stores import TokenStore
 
 
@@ -71,7 +72,7 @@ def _endpoint(settings: Settings) -> Check:
             f"{host}:{port} does not answer ({exc.strerror})",
             "Check the network path (firewall, HTTPS_PROXY/NO_PROXY) and the port.",
         )
-    where = f" (Genesys Cloud region {endpoints.region})" if endpoints and endpoints.region else ""
+    where = words(endpoints.provider, endpoints.region, "region") if endpoints else ""
     return Check("ok", f"{host}:{port} resolves and answers{where}")
 
 
@@ -186,17 +187,16 @@ def run_checks(
     try:
         settings = Settings.load(profile=profile)
         settings.require_client_id()
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         return [Check("fail", f"configuration: {exc.message}", exc.hint)]
     checks = _configuration(settings) + _unknown_variables()
     try:
         checks.extend(_client_auth(settings))
         checks.append(_endpoint(settings))
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         return [*checks, Check("fail", exc.message, exc.hint)]
     if checks[-1].title.endswith("does not resolve"):
         return checks  # a token request would only retry for the whole budget
-    genesys = bool(settings.region) or settings.provider == "genesys"
     if advice := settings.offline_access_advice():
         checks.append(
             Check("fail", "scope asks for offline_access with client credentials", advice)
@@ -209,16 +209,14 @@ def run_checks(
         endpoints = broker.client.endpoints()
         checks.extend(endpoint_lines(endpoints))
         token = broker.token()
-    except OAuthError as exc:  # with its error code and HTTP status
+    except FreshtokenError as exc:  # with its error code and HTTP status
         return [*checks, Check("fail", str(exc).split("\nhint: ", 1)[0], exc.hint)]
     checks.append(_writable(settings, store, broker.key))
     checks.append(_margin(token.lifetime, settings.min_ttl if min_ttl is None else min_ttl))
     checks.append(_lifetime(token.lifetime, build_minutes))
     if token.scope is None:
-        roles = " (Genesys Cloud: permissions come from the OAuth client's roles)"
-        checks.append(
-            Check("info", "the server states no granted scope" + (roles if genesys else ""))
-        )
+        roles = words(settings.provider, settings.region, "no_scope_stated")
+        checks.append(Check("info", "the server states no granted scope" + roles))
     else:
         missing = sorted(set(settings.scope) - set(token.scope))
         checks.append(

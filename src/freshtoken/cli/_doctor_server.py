@@ -86,9 +86,11 @@ def endpoint_lines(endpoints: Endpoints) -> list[Check]:
 
 def _provider(seen: Seen) -> Check:
     region = seen.endpoints.region
-    if seen.endpoints.provider == "genesys":
+    if preset := seen.endpoints.preset:
         where = f" (region {region})" if region else ""
-        return Check("info", f"learned: provider preset Genesys Cloud{where}: its hints and revoke")
+        return Check(
+            "info", f"learned: provider preset {preset.title}{where}: its hints and revoke"
+        )
     return Check("info", "learned: no provider preset: generic OAuth 2.0 hints and revoke")
 
 

@@ -6,7 +6,7 @@ import re
 
 import click
 
-from freshtoken._errors import OAuthError
+from freshtoken._errors import FreshtokenError
 from freshtoken.cli._common import fail, run
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -61,7 +61,7 @@ def keepalive(ctx: click.Context, max_idle: str) -> None:
             done = broker.keep_alive(limit)
         finally:
             broker.close()
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         fail(exc)
     idle = "unknown" if done.idle is None else say(done.idle)
     if done.refreshed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from freshtoken._errors import ConfigurationError, LoginError, OAuthError
+from freshtoken._errors import ConfigurationError, FreshtokenError, LoginError
 from freshtoken.cli._common import fail, run
 from freshtoken.cli._formats import mask_on_github
 
@@ -61,7 +61,7 @@ def login(
     """
     try:
         _login(ctx, device, no_browser, print_token, timeout)
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         fail(exc)
 
 

@@ -117,10 +117,10 @@ def main() -> None:
 
 
 def _unexpected(exc: Exception, argv: list[str]) -> None:
-    from freshtoken._errors import OAuthError
+    from freshtoken._errors import FreshtokenError
     from freshtoken._log import describe
 
-    if isinstance(exc, OAuthError):
+    if isinstance(exc, FreshtokenError):
         sys.stderr.write(f"freshtoken: {exc}\n")
         sys.exit(exc.exit_code)
     verbose = argv.count("--verbose") + sum(

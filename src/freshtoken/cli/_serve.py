@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from freshtoken._errors import ConfigurationError, OAuthError
+from freshtoken._errors import ConfigurationError, FreshtokenError
 from freshtoken.cli._common import fail, run
 from freshtoken.config._options import secret_variables
 from freshtoken.config._settings import Settings
@@ -32,7 +32,7 @@ def _upstream(proxy: str | None, settings: Settings) -> str | None:
                 "--proxy has no upstream",
                 hint="Give it one: freshtoken exec --proxy https://api.example.com -- COMMAND "
                 "(or serve --proxy URL), or set FRESHTOKEN_PROXY_UPSTREAM, FRESHTOKEN_API_URL, "
-                "or FRESHTOKEN_REGION for the Genesys API host.",
+                "or FRESHTOKEN_REGION for a provider preset's API host.",
             )
     return check_url(proxy, "--proxy")
 
@@ -69,7 +69,7 @@ def _limits(settings: Settings) -> dict[str, Any]:
 
 PROXY_HELP = (
     "Also run an authenticating proxy to URL (default: FRESHTOKEN_PROXY_UPSTREAM, "
-    "or the Genesys API host of the region)."
+    "or the API host of a provider preset's region)."
 )
 
 
@@ -138,7 +138,7 @@ def serve(
             key_file=key_file,
             **_limits(settings),
         ).start()
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         fail(exc)
     except FileExistsError as exc:
         fail(
@@ -240,7 +240,7 @@ def exec_(
         env.update(server.child_env())
         if env_name:
             env[env_name] = broker.token().access_token
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         fail(exc)
     try:
         child = subprocess.Popen(list(command), env=env)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from freshtoken import _build
-from freshtoken._errors import ConfigurationError, OAuthError
+from freshtoken._errors import ConfigurationError, FreshtokenError
 from freshtoken._log import redact_url
 from freshtoken.broker._key import settings_key
 from freshtoken.broker._unfinished import vouching
@@ -166,7 +166,7 @@ def status(ctx: click.Context, fmt: str) -> None:
             rows = _rows(settings, store)
         finally:
             store.close()
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         fail(exc, fmt == "json")
     url = store_url(settings, store)
     if fmt == "json":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from freshtoken._errors import EXIT_USAGE, OAuthError
+from freshtoken._errors import EXIT_USAGE, FreshtokenError
 from freshtoken.cli._common import fail, fail_with, run
 
 
@@ -30,7 +30,7 @@ def seed_refresh_token(ctx: click.Context, path: Path | None) -> None:
     try:
         value = read_secret_file(str(path) if path else "-", "the refresh token")
         run(ctx).broker().seed_refresh_token(value.reveal())
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         fail(exc)
     click.echo("refresh token stored; it is spent (and rotated) on the next mint", err=True)
 
@@ -44,10 +44,11 @@ def revoke(ctx: click.Context) -> None:
     """Revoke this profile's tokens at the server, then drop them from the store.
 
     RFC 7009 where the server has a revocation endpoint (FRESHTOKEN_REVOCATION_URL, else
-    discovered); for Genesys Cloud (a region, or provider = "genesys") `DELETE
-    /api/v2/tokens/me` with the token itself. Exits 0 only when the server confirmed every
-    revocation (or nothing was stored); 2, keeping the tokens, when no way to revoke them is
-    known; 1 when the server did not confirm (the tokens are dropped all the same).
+    discovered); with a provider preset that has a revoke call of its own (`DELETE
+    /api/v2/tokens/me` for a region), that call with the token itself. Exits 0 only when the
+    server confirmed every revocation (or nothing was stored); 2, keeping the tokens, when no
+    way to revoke them is known; 1 when the server did not confirm (the tokens are dropped all
+    the same).
 
     \b
     Example:
@@ -74,7 +75,7 @@ def revoke(ctx: click.Context) -> None:
                 EXIT_USAGE,
             )
         done = broker.revoke()
-    except OAuthError as exc:
+    except FreshtokenError as exc:
         fail(exc)
     if not done:
         click.echo("nothing stored for this profile")

@@ -46,9 +46,9 @@ def print_token(
     except EndpointRefusal as exc:
         raise failure(exc.error, exc.line, exc.hint, exc.exit_code, json_errors) from None
     except Exception as exc:
-        from freshtoken._errors import OAuthError
+        from freshtoken._errors import FreshtokenError
 
-        if not isinstance(exc, OAuthError):
+        if not isinstance(exc, FreshtokenError):
             raise
         text = str(exc).split("\nhint: ", 1)[0]
         raise failure(exc.error, text, exc.hint, exc.exit_code, json_errors) from None

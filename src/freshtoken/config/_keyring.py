@@ -18,8 +18,8 @@ def read_keyring_secret(ref: str, setting: str, *, create_key: bool = False) -> 
     if not service or not name:
         raise ConfigurationError(
             f"{setting} must be SERVICE/NAME, got {ref!r}",
-            hint="For example freshtoken/genesys-prod; store the secret with "
-            "`keyring set freshtoken genesys-prod` (it reads it from the terminal or stdin).",
+            hint="For example freshtoken/ci-prod; store the secret with "
+            "`keyring set freshtoken ci-prod` (it reads it from the terminal or stdin).",
         )
     try:
         import keyring

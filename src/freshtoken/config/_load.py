@@ -1,5 +1,6 @@
-"""Reading settings: profiles of `freshtoken.toml`, then `GENESYSCLOUD_*` and `FRESHTOKEN_*`
-variables, each winning over the one before; secrets from `*_FILE` or `*_KEYRING`.
+"""Reading settings: profiles of `freshtoken.toml`, then a provider preset's own variables
+(`ALIASES`) and `FRESHTOKEN_*` ones, each winning over the one before; secrets from `*_FILE`
+or `*_KEYRING`.
 
 Where credentials go is guarded: the endpoint settings and the store settings are each taken
 whole from the highest source that sets any of them; a file found by walking up from the
@@ -23,13 +24,13 @@ from freshtoken._secret import Secret
 from freshtoken.config._options import (
     BY_KEY,
     CONFIG_NAME,
-    GENESYS_ENV,
     OPTIONS,
     PREFIX,
     Option,
     group_of,
     split_source,
 )
+from freshtoken.provider._presets import ALIASES
 
 
 def read_secret_file(path: str, setting: str, *, private: bool = False) -> Secret:
@@ -272,7 +273,7 @@ def _file_layers(
 
 def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[object, str]]:
     raw: dict[str, tuple[object, str]] = {}
-    for variable, key in GENESYS_ENV.items():
+    for variable, key in ALIASES.items():
         if value := env.get(variable, "").strip():
             raw[key] = (value, "$" + variable)
     for option in OPTIONS:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from freshtoken._secret import Secret
+from freshtoken.provider._presets import ALIASES, PRESETS, REGIONAL
 
 PREFIX = "FRESHTOKEN_"
 CONFIG_NAME = "freshtoken.toml"
@@ -18,12 +19,6 @@ SECRET_SOURCES = ("_file", "_keyring")
 #: The JWS algorithms of client assertions (RFC 7518 §3.1, RFC 8037 for EdDSA).
 SIGNING_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
                 "EdDSA", "HS256", "HS384", "HS512")  # fmt: skip
-# The variables of the Genesys `gc` CLI and Terraform provider; FRESHTOKEN_* ones win.
-GENESYS_ENV = {
-    "GENESYSCLOUD_REGION": "region",
-    "GENESYSCLOUD_OAUTHCLIENT_ID": "client_id",
-    "GENESYSCLOUD_OAUTHCLIENT_SECRET": "client_secret",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,24 +83,22 @@ class SettingValues:
         group=E,
     )
     region: str | None = _setting(
-        "text", "Genesys Cloud region key, domain or API URL.", "eu_west_1", group=E
+        "text", f"{REGIONAL.title} region key, domain or API URL.", REGIONAL.example_region, group=E
     )
     provider: str = _setting(
         "text",
-        "genesys: the Genesys Cloud behaviour (API upstream, revoke through DELETE "
-        "/api/v2/tokens/me, error hints) at any address; set by a region. Needs token_url and "
-        "api_url when no region is given.",
-        "genesys",
+        "; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values()),
+        REGIONAL.name,
         "",
-        choices=("", "genesys"),
+        choices=("", *PRESETS),
         group=E,
     )
     api_url: str | None = _setting(
         "text",
-        "API base URL of the provider (Genesys: where `serve --proxy` forwards and tokens are "
-        "revoked); wins over the region's API host.",
+        "API base URL of the provider (with a preset: where `serve --proxy` forwards and "
+        "tokens are revoked); wins over the region's API host.",
         "https://api.mypurecloud.ie",
-        shown="the Genesys API host of the region",
+        shown=REGIONAL.hints["api_host"],
         group=E,
     )
     introspection_url: str | None = _setting(
@@ -269,7 +262,7 @@ class SettingValues:
     )
     scope: tuple[str, ...] = _setting(
         "scope",
-        "Scopes, space-separated (empty for Genesys client credentials).",
+        f"Scopes, space-separated{REGIONAL.hints['scope']}.",
         "read write",
         (),
     )
@@ -373,7 +366,7 @@ class SettingValues:
         "text",
         "Where `serve --proxy` forwards.",
         "https://api.mypurecloud.ie",
-        shown="api_url, or the Genesys API host of the region",
+        shown="api_url, or " + REGIONAL.hints["api_host"],
         group=E,
     )
     serve_max_connections: int = _setting(
@@ -409,7 +402,7 @@ def secret_variables() -> frozenset[str]:
     URL included: it may hold the Redis password."""
     return frozenset(
         [o.env + sfx.upper() for o in OPTIONS if o.kind == "secret" for sfx in o.sources]
-        + [name for name, key in GENESYS_ENV.items() if key == "client_secret"]
+        + [name for name, key in ALIASES.items() if key == "client_secret"]
         + [BY_KEY["store"].env]
     )
 

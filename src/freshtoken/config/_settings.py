@@ -12,6 +12,7 @@ from freshtoken._errors import ConfigurationError
 from freshtoken._secret import Secret
 from freshtoken.config._load import read_values
 from freshtoken.config._options import OPTIONS, SettingValues
+from freshtoken.provider._presets import words
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Settings(SettingValues):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read only `FRESHTOKEN_*` (and `GENESYSCLOUD_*`) variables."""
+        """Read only `FRESHTOKEN_*` variables (and a provider preset's own)."""
         return cls.load(environ=environ, use_file=False)
 
     @classmethod
@@ -54,9 +55,9 @@ class Settings(SettingValues):
         cwd: Path | None = None,
         use_file: bool = True,
     ) -> Settings:
-        """Profiles of freshtoken.toml (if any), then GENESYSCLOUD_* and FRESHTOKEN_*
-        variables, each winning over the one before; the endpoint and the store settings each
-        come whole from one source (see `freshtoken.config._load`)."""
+        """Profiles of freshtoken.toml (if any), then a provider preset's own variables and
+        FRESHTOKEN_* ones, each winning over the one before; the endpoint and the store
+        settings each come whole from one source (see `freshtoken.config._load`)."""
         values, sources, used = read_values(
             profile=profile, environ=environ, cwd=cwd, use_file=use_file
         )
@@ -73,13 +74,7 @@ class Settings(SettingValues):
         when it is not asked for with client credentials."""
         if "offline_access" not in self.scope or self.grant != "client_credentials":
             return None
-        if self.region or self.provider == "genesys":
-            return (
-                "offline_access is not a Genesys Cloud scope and client credentials never get a "
-                "refresh token; none is needed (freshtoken mints a new token before the old one "
-                "expires). Remove it from FRESHTOKEN_SCOPE."
-            )
-        return (
+        return words(self.provider, self.region, "offline_access") or (
             "offline_access asks for a refresh token, and a client-credentials answer carries "
             "none (RFC 6749 §4.4.3); none is needed: freshtoken mints a new token before the old "
             "one expires. Remove it from FRESHTOKEN_SCOPE (some servers refuse it there). For a "

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from freshtoken._errors import ConfigurationError, OAuthError
+from freshtoken._errors import ConfigurationError, FreshtokenError
 from freshtoken._log import logger
 from freshtoken._serving import QuietErrors
 from freshtoken.cli._formats import TEXT_FORMATS, render
@@ -222,7 +222,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             app.forward(self, url, body, replayable)
-        except OAuthError as exc:
+        except FreshtokenError as exc:
             self._json(502, {"error": exc.error, "error_description": exc.message})
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             self._refuse(502, "upstream_unreachable", type(exc).__name__)

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from freshtoken._errors import AuthorizationError, ConfigurationError, OAuthError
+from freshtoken._errors import AuthorizationError, ConfigurationError, FreshtokenError
 from freshtoken._http import direct_client
 from freshtoken._log import remember_secret
 from freshtoken._token import Token
@@ -214,7 +214,7 @@ class LocalServer:
             self.broker.invalidate(current)  # an API said 401 to a client of this endpoint
         try:
             token = self.broker.token(min_ttl)  # which refuses a negative or infinite one
-        except OAuthError as exc:
+        except FreshtokenError as exc:
             # The caller's own request was wrong (a bad min_ttl, or one beyond the lifetime).
             status = (
                 400

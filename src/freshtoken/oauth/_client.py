@@ -83,12 +83,10 @@ class TokenClient:
 
     @property
     def preset(self) -> str | None:
-        """The provider preset of endpoints known without discovery (`genesys`: a region, or
-        `provider = "genesys"`), else None."""
-        found = self._endpoints
-        if found is None:
-            return None
-        return "genesys" if found.region is not None else found.provider
+        """The provider preset of endpoints known without discovery (a region, or the
+        provider setting: provider/_presets.py), else None."""
+        found = self._endpoints.preset if self._endpoints else None
+        return found.name if found else None
 
     def __repr__(self) -> str:
         where = self._endpoints.token_url if self._endpoints else self._issuer
@@ -239,9 +237,10 @@ class TokenClient:
         return None
 
     def revoke(self, value: str, hint: str = "access_token") -> bool | None:
-        """Revoke `value`: RFC 7009 where the server has the endpoint, Genesys' `DELETE
-        /api/v2/tokens/me` with the token as bearer for an access token there. True if the
-        server confirmed, False if it refused or did not answer, None if it has no way."""
+        """Revoke `value`: RFC 7009 where the server has the endpoint, else a preset's own
+        `DELETE` with the token as bearer for an access token (`Endpoints.self_revoke_url`).
+        True if the server confirmed, False if it refused or did not answer, None if it has no
+        way."""
         exchange = stamped(self._revocation(value, hint), self.deadline())
         return run_sync(exchange, self._client(), self.clock)
 

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from freshtoken._errors import (
     AuthorizationError,
     ErrorContext,
+    FreshtokenError,
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
@@ -29,20 +30,12 @@ class ClientRefusedError(InvalidClientError):
     says = "token endpoint ... refused this client with HTTP 403 and no OAuth error"
 
     @classmethod
-    def explain(cls, ctx: ErrorContext) -> str:
-        grant = ctx.grant or "this"
+    def fields(cls, ctx: ErrorContext) -> dict[str, str]:
         if ctx.grant == "client_credentials" and not ctx.scope:
             scope = "a scope: this server may require one for client credentials, and none was sent"
         else:
             scope = "a scope the server requires, or one the client may not have"
-        return (
-            f"The server at {ctx.host} refused this client without saying why; the URL answered, "
-            "so it is the server refusing the request, not a wrong address. Likely causes: the "
-            "client secret (wrong, or rotated: FRESHTOKEN_CLIENT_SECRET); the client-"
-            "authentication method (FRESHTOKEN_AUTH_METHOD: client_secret_basic or "
-            f"client_secret_post, as the client is registered); {scope} (FRESHTOKEN_SCOPE); the "
-            f"{grant} grant not enabled for the client; or the client id (FRESHTOKEN_CLIENT_ID)."
-        )
+        return {"scope_cause": scope}
 
 
 class RefreshRefusedError(InvalidGrantError):
@@ -50,16 +43,6 @@ class RefreshRefusedError(InvalidGrantError):
 
     default_error = "refresh_refused"
     says = "token endpoint ... refused the refresh_token request with HTTP 400 and no OAuth error"
-
-    @classmethod
-    def explain(cls, ctx: ErrorContext) -> str:
-        return (
-            "The server refused the refresh without saying why. Likely causes: the refresh "
-            "token was spent (it rotates), expired or was revoked; or this client's "
-            "authentication failed (the secret or FRESHTOKEN_AUTH_METHOD). Check the client's "
-            "credentials first, then obtain a new refresh token with `freshtoken login` and seed "
-            "it."
-        )
 
 
 class EndpointNotFoundError(AuthorizationError):
@@ -69,7 +52,7 @@ class EndpointNotFoundError(AuthorizationError):
     says = "token endpoint ... answered HTTP 404 (error=endpoint_not_found)"
 
     @classmethod
-    def explain(cls, ctx: ErrorContext) -> str:
+    def fields(cls, ctx: ErrorContext) -> dict[str, str]:
         parts = urlsplit(ctx.token_url)
         url = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else "the token URL"
         slash = parts.path.endswith("/")
@@ -87,11 +70,7 @@ class EndpointNotFoundError(AuthorizationError):
                 "FRESHTOKEN_ISSUER to it instead of FRESHTOKEN_TOKEN_URL (the token endpoint is "
                 "then discovered)"
             )
-        return (
-            f"{url} is not a token endpoint at {ctx.host} (HTTP 404). Try "
-            + "; or ".join(tips)
-            + "."
-        )
+        return {"url": url, "tips": "; or ".join(tips)}
 
 
 _BY_CODE: dict[str, type[OAuthError]] = {
@@ -165,14 +144,14 @@ def error_for_code(
     )
 
 
-def error_classes() -> list[type[OAuthError]]:
-    """Every error class, depth first from `OAuthError`."""
-    found: list[type[OAuthError]] = []
+def error_classes() -> list[type[FreshtokenError]]:
+    """Every error class, depth first from the root, `FreshtokenError`."""
+    found: list[type[FreshtokenError]] = []
 
-    def walk(cls: type[OAuthError]) -> None:
+    def walk(cls: type[FreshtokenError]) -> None:
         found.append(cls)
         for sub in cls.__subclasses__():
             walk(sub)
 
-    walk(OAuthError)
+    walk(FreshtokenError)
     return found

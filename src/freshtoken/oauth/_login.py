@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from freshtoken._errors import ErrorContext, LoginError, MalformedResponseError, OAuthError
+from freshtoken._errors import ErrorContext, FreshtokenError, LoginError, MalformedResponseError
 from freshtoken._http import Exchange, json_object, new_client, run_sync, stamped
 from freshtoken._log import remember_secret
 from freshtoken._token import Token
@@ -211,7 +211,7 @@ def poll_device_login(client: TokenClient, device: DeviceAuthorization, deadline
         clock.sleep(interval)
         try:
             return client.fetch(grant)
-        except OAuthError as exc:
+        except FreshtokenError as exc:
             if exc.error == "authorization_pending":
                 continue
             if exc.error == "slow_down":

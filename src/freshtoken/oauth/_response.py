@@ -91,7 +91,7 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
     description = server_text(raw, 300) if raw else None
     wait = retry_after(reply.headers, now)
 
-    # Genesys Cloud answers its token-endpoint rate limit with 400, not 429.
+    # Some servers answer their token-endpoint rate limit with 400, not 429.
     if status == 429 or (description or "").lower().startswith("rate limit exceeded"):
         if wait is None and description and (found := _RETRY_IN.search(description)):
             wait = float(found.group(1))

@@ -16,8 +16,8 @@ from freshtoken._errors import (
     ConfigurationError,
     ConnectError,
     ErrorContext,
+    FreshtokenError,
     NameResolutionError,
-    OAuthError,
     RateLimitedError,
     RequestTimeoutError,
     TLSError,
@@ -49,7 +49,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def transport_error(exc: httpx.HTTPError, ctx: ErrorContext) -> OAuthError:
+def transport_error(exc: httpx.HTTPError, ctx: ErrorContext) -> FreshtokenError:
     """Name a failure that got no HTTP answer."""
     reason = redact(str(exc))[:200] or type(exc).__name__
     chain = _causes(exc)
@@ -76,7 +76,7 @@ def transport_error(exc: httpx.HTTPError, ctx: ErrorContext) -> OAuthError:
     return cls(f"{ctx.host} {what} ({reason})", hint=cls.explain(ctx))
 
 
-def surely_unprocessed(err: OAuthError) -> bool:
+def surely_unprocessed(err: FreshtokenError) -> bool:
     """True when the server cannot have acted on the request, so a single-use credential
     (refresh token, code) it carried is still unspent and may be sent again: no connection
     (refused, no handshake), nothing sent, a refusal, or a 503 the server itself gave (with
@@ -110,7 +110,7 @@ def with_retries(
     """
     start = clock.monotonic()
     attempt = 0
-    last: OAuthError | None = None
+    last: FreshtokenError | None = None
     while True:
         attempt += 1
         out_of_time = False
@@ -123,7 +123,7 @@ def with_retries(
             err, out_of_time = (known or transport_error(exc, ctx)), True
         except httpx.HTTPError as exc:
             err = transport_error(exc, ctx)
-        except OAuthError as exc:
+        except FreshtokenError as exc:
             err = exc
         last = err
         # A server's Retry-After is a floor, never a reason to hurry (Retry-After: 0).

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from freshtoken._errors import ConfigurationError, MalformedResponseError, OAuthError
+from freshtoken._errors import ConfigurationError, FreshtokenError, MalformedResponseError
 from freshtoken._http import Exchange, json_object
 from freshtoken._log import logger
 from freshtoken.provider._endpoints import Endpoints, check_url
@@ -52,7 +52,7 @@ def cached(issuer: str, now: float) -> Endpoints | None:
     return hit[1] if hit and now - hit[0] < _CACHE_SECONDS else None
 
 
-def _untrusted(meta: dict[str, object] | None, url: str, issuer: str) -> OAuthError | None:
+def _untrusted(meta: dict[str, object] | None, url: str, issuer: str) -> FreshtokenError | None:
     """Why the document at `url` cannot be used, or None."""
     if meta is None:
         return MalformedResponseError(
@@ -82,7 +82,7 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
     check_url(issuer, "FRESHTOKEN_ISSUER")
     found: dict[str, tuple[str, str]] = {}  # field -> (URL, the document that named it)
     tried: list[str] = []
-    refused: list[OAuthError] = []  # in the order met; the first is raised if nothing is found
+    refused: list[FreshtokenError] = []  # in the order met; the first is raised if nothing is found
     untrusted: list[str] = []
     openid = False
     grant_types: tuple[str, ...] | None = None

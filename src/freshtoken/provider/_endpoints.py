@@ -9,6 +9,7 @@ from typing import Any
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._urls import normal_host, normal_url, split_url
+from freshtoken.provider._presets import Preset, preset_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,30 +24,36 @@ class Endpoints:
     device_authorization_url: str | None = None
     api_base_url: str | None = None
     region: str | None = None
-    #: "genesys" where the Genesys Cloud behaviour applies (a region, or the provider setting).
+    #: The provider preset in use (provider/_presets.py): set by a region, or the setting.
     provider: str | None = None
     #: A discovery document says this is an OpenID provider (OpenID Connect Discovery fields).
     openid: bool = False
     #: The grant types a discovery document lists (None: it lists none, or no document).
     grant_types: tuple[str, ...] | None = None
-    #: (field, where its URL came from): a setting, a discovery document's URL or the Genesys
+    #: (field, where its URL came from): a setting, a discovery document's URL or a provider
     #: preset; `freshtoken doctor` shows them.
     sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
+    def preset(self) -> Preset | None:
+        """The provider preset in use (a region selects the regional one), else None."""
+        return preset_of(self.provider, self.region)
+
+    @property
     def self_revoke_url(self) -> str | None:
-        """Genesys Cloud has no RFC 7009 endpoint: an access token revokes itself with `DELETE`
-        here, sent with it as the bearer (docs/genesys.md)."""
-        if self.provider == "genesys" and self.api_base_url:
-            return self.api_base_url.rstrip("/") + "/api/v2/tokens/me"
+        """Where a preset without an RFC 7009 endpoint has an access token revoke itself with
+        `DELETE`, sent with it as the bearer (docs/genesys.md)."""
+        preset = self.preset
+        if preset and preset.self_revoke_path and self.api_base_url:
+            return self.api_base_url.rstrip("/") + preset.self_revoke_path
         return None
 
     def revocation(self) -> tuple[str, str] | None:
         """How tokens are revoked here and where that came from; None when no way is known."""
         if self.revocation_url:
             return self.revocation_url, self.source("revocation_url") or "configuration"
-        if url := self.self_revoke_url:
-            return f"DELETE {url} (access tokens only)", "the Genesys Cloud preset"
+        if (url := self.self_revoke_url) and (preset := self.preset):
+            return f"DELETE {url} (access tokens only)", f"the {preset.title} preset"
         return None
 
     def source(self, name: str) -> str | None:

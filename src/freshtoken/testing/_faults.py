@@ -32,12 +32,13 @@ def rate_limited_429(wait: float) -> Answer:
 
 
 def rate_limit_description(wait: float) -> str:
-    """Genesys answers an exceeded token-endpoint limit with 400 invalid_request and this."""
+    """The description of the 400 invalid_request that some servers answer an exceeded
+    token-endpoint limit with (a provider preset's stand-in)."""
     return f"rate limit exceeded; retry in [{math.ceil(wait)}] seconds"
 
 
 def api_rate_limited(wait: float) -> Answer:
-    """Genesys' protected-API 429."""
+    """A protected API's 429, with the body and headers of the preset's stand-in."""
     seconds = math.ceil(wait)
     return (
         429,

@@ -13,6 +13,7 @@ from dataclasses import asdict, fields, replace
 from typing import Any
 
 from freshtoken._serving import serve_in_thread, stop_serving
+from freshtoken.provider._presets import GENESYS
 from freshtoken.testing._authorize import issue_code
 from freshtoken.testing._endpoints import Authority
 from freshtoken.testing._federation import Federation
@@ -61,12 +62,7 @@ class AuthServer(Authority):
     @classmethod
     def genesys(cls, **overrides: Any) -> AuthServer:
         """A server that answers as Genesys Cloud does (errors, no scope, 400 rate limit)."""
-        defaults: dict[str, Any] = {
-            "error_style": "genesys",
-            "scope_in_response": False,
-            "rate_limit_style": "genesys",
-        }
-        return cls(**{**defaults, **overrides})
+        return cls(**{**GENESYS.stand_in, **overrides})
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> AuthServer:
