@@ -109,7 +109,7 @@ def test_no_module_is_over_450_lines() -> None:
 NAMES_A_PROVIDER = {
     "freshtoken",
     "freshtoken.testing._command",
-    "freshtoken.testing._endpoints",
+    "freshtoken.testing._faults",
     "freshtoken.testing._model",
     "freshtoken.testing._server",
 }

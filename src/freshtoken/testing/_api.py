@@ -1,6 +1,6 @@
 """The test server's protected API: a bearer token checked against the tokens issued, the API's
 rate limit, a certificate-bound token accepted only with its certificate (RFC 8705 §3), and
-Genesys' `DELETE /api/v2/tokens/me`."""
+the imitated provider's `DELETE /api/v2/tokens/me` (a token revoking itself)."""
 
 from __future__ import annotations
 
@@ -65,8 +65,8 @@ class ProtectedApi:
         return 200, body, {}
 
     def delete_token_me(self, authorization: str, peer: bytes | None = None) -> Answer:
-        """Genesys' `DELETE /api/v2/tokens/me`: the bearer token revokes itself; later calls
-        with it get 401."""
+        """`DELETE /api/v2/tokens/me`: the bearer token revokes itself; later calls with it
+        get 401."""
         answer = self.handle_api(authorization, peer)
         if answer[0] != 200:
             return answer

@@ -31,8 +31,8 @@ from freshtoken.testing._client_auth import (
     secret_matches,
 )
 from freshtoken.testing._faults import (
-    NONSTANDARD,
     bare_refusal,
+    error_body,
     gateway_error,
     malformed_answer,
     over_limit,
@@ -131,12 +131,7 @@ class Authority(ProtectedApi):
         self, status: int, code: str, description: str, headers: dict[str, str] | None = None
     ) -> Answer:
         self._count("error:" + code)
-        if self.knobs.error_style == "nonstandard":
-            code = NONSTANDARD.get(code, code)
-        body = {"error": code, "error_description": description}
-        if self.knobs.error_style == "genesys":
-            body["description"] = description
-        return status, body, headers or {}
+        return status, error_body(self.knobs.error_style, code, description), headers or {}
 
     def _authenticate(self, headers: Any, form: dict[str, str]) -> Client | Answer:
         basic = headers.get("Authorization", "")

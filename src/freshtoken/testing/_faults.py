@@ -51,6 +51,17 @@ def api_rate_limited(wait: float) -> Answer:
     )
 
 
+def error_body(style: str, code: str, description: str) -> dict[str, str]:
+    """A token endpoint's error in `style` (the knob `error_style`): RFC 6749's fields,
+    Genesys' `description` beside them, or a non-standard code."""
+    if style == "nonstandard":
+        code = NONSTANDARD.get(code, code)
+    body = {"error": code, "error_description": description}
+    if style == "genesys":
+        body["description"] = description
+    return body
+
+
 def api_unauthorized() -> Answer:
     """Genesys' protected-API 401."""
     body = {"message": "Invalid login credentials.", "code": "bad.credentials", "status": 401}
