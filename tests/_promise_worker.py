@@ -1,4 +1,6 @@
-"""A worker for tests/test_promises.py: `python -m tests._promise_worker --until T`.
+"""A worker for tests/test_promises.py: `python -m tests._promise_worker`. Once it is ready
+(imports done) it says "ready" and reads the wall-clock end of its calls from stdin, so that a
+loaded machine's slow start does not eat the calls' time.
 
 Threads ask tokens with various min_ttl (configuration from FRESHTOKEN_* variables, the
 client secret included, never argv); a checker thread asks the protected API about every token
@@ -12,6 +14,7 @@ import heapq
 import json
 import os
 import random
+import sys
 import threading
 import time
 
@@ -25,13 +28,14 @@ EPSILON = 0.25
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--until", type=float, required=True, help="wall-clock end of the calls")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-ttls", default="0.3,0.8,1.5,2.5")
     parser.add_argument("--pause", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     broker = TokenBroker.from_env(grant=None)
+    print("ready", flush=True)
+    until = float(sys.stdin.readline())
     api = os.environ["WORKER_API_URL"]
     min_ttls = [float(m) for m in args.min_ttls.split(",")]
     lock = threading.Lock()
@@ -43,7 +47,7 @@ def main() -> None:
     calling.set()
 
     def call(rng: random.Random) -> None:
-        while time.time() < args.until:
+        while time.time() < until:
             min_ttl = rng.choice(min_ttls)
             called = time.time()
             try:

@@ -190,18 +190,25 @@ def _run_fleet(
         )
         seeder = TokenBroker.from_settings(Settings.from_env(env), grant=None)
         _seed(server, seeder)
-        until = time.time() + seconds
         for i in range(n):
-            argv = [sys.executable, "-m", "tests._promise_worker", "--until", str(until)]
+            argv = [sys.executable, "-m", "tests._promise_worker", "--seed", str(i)]
             procs.append(
                 subprocess.Popen(
-                    [*argv, "--seed", str(i)],
+                    argv,
                     env=env,
+                    stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     text=True,
                     cwd=Path(__file__).parent.parent,
                 )
             )
+        for proc in procs:  # all started: the calls' time begins now, for all at once
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        until = time.time() + seconds
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(f"{until}\n")
+            proc.stdin.flush()  # communicate() below closes it
         results = []
         for proc in procs:
             stdout, _ = proc.communicate(timeout=seconds + 30)
