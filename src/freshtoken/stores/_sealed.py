@@ -12,8 +12,10 @@ import secrets
 import stat
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+# cryptography's own `ciphers.aead` module is this binding's AESGCM under its public name, but
+# importing it runs the `ciphers` package (typing, enum, every cipher and mode): 52 M of the 66 M
+# instructions that AESGCM costs a store hit. tests/test_startup.py checks that they are one class.
+from cryptography.hazmat.bindings._rust import openssl as _openssl
 
 from freshtoken._errors import ConfigurationError, StoreError, UnsafeStoreError
 from freshtoken._log import logger, remember_secret
@@ -32,7 +34,7 @@ class Envelope:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("an AES-256 key is 32 bytes")
-        self._aead = AESGCM(key)
+        self._aead = _openssl.aead.AESGCM(key)
         # Cache keys are hashed with a key derived from this one: they reveal nothing.
         self.pepper = hmac.new(key, b"freshtoken cache-key v1", hashlib.sha256).digest()
 
@@ -49,7 +51,11 @@ class Envelope:
             raise ValueError("not a freshtoken envelope")
         try:
             return self._aead.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], cache_key.encode())
-        except InvalidTag:
+        except Exception as exc:
+            from cryptography.exceptions import InvalidTag  # only when it fails: 30 M otherwise
+
+            if not isinstance(exc, InvalidTag):
+                raise
             raise ValueError("entry failed authentication (tampered, or another key)") from None
 
 

@@ -1,0 +1,77 @@
+"""What `freshtoken token` loads on a store hit: only what a hit uses. Not timed (the time of a
+whole process is `scripts/bench.sh --startup`'s, in instructions); the module list is exact."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from freshtoken.testing import AuthServer
+from tests._cli import BIN, cli_env, ft
+
+#: Modules a store hit must not load: the HTTP stack (a hit sends nothing), the command line's
+#: other commands and its renderer, the sink's sealed boxes, the broker (a hit builds none), and
+#: cryptography's Python layers (key serialization for private_key_jwt, the cipher registry).
+HEAVY = (
+    "httpx",
+    "click",
+    "rich",
+    "nacl",
+    "redis",
+    "freshtoken.cli._app",
+    "freshtoken.broker._broker",
+    "freshtoken.oauth._client",
+    "freshtoken.oauth._jws",
+    "freshtoken.oauth._jwt_auth",
+    "cryptography.hazmat.primitives.serialization",
+    "cryptography.hazmat.primitives.ciphers",
+    "cryptography.exceptions",
+)
+
+
+def _loaded(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[str, set[str]]:
+    """Standard output of `argv` run with -X importtime, and every module it imported."""
+    out = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in out.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "freshtoken.cli._token" in modules  # the list is the command's, not empty
+    return out.stdout, modules
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [["token"], ["-q", "token", "--min-ttl", "60"], ["token", "--format", "json"]],
+)
+def test_a_store_hit_loads_nothing_heavy(tmp_path: Path, spelling: list[str]) -> None:
+    with AuthServer() as server:
+        env = cli_env(tmp_path, server, FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db")
+        first = ft(["token"], env, tmp_path)
+        assert first.returncode == 0, first.stderr
+        for argv in (
+            [sys.executable, "-X", "importtime", "-m", "freshtoken", *spelling],
+            [sys.executable, "-X", "importtime", str(Path(BIN) / "freshtoken"), *spelling],
+        ):
+            stdout, modules = _loaded(argv, env, tmp_path)
+            assert first.stdout.strip() in stdout  # the stored token, printed
+            heavy = sorted(
+                m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)
+            )
+            assert heavy == [], f"{argv[3:]} loaded {heavy}"
+        assert server.stats()["tokens_minted"] == 1  # every run was a hit
+
+
+def test_the_store_seals_with_cryptographys_public_aesgcm() -> None:
+    # The store takes AESGCM from the binding (its public module's package costs a hit 52 M
+    # instructions); this fails if cryptography ever serves another class under that name.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from freshtoken.stores._sealed import Envelope
+
+    assert type(Envelope(bytes(32))._aead) is AESGCM
