@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import IO, Any
 
 import freshtoken
@@ -42,7 +42,7 @@ from freshtoken.broker._minters import GrantMinter, Held, Minted, RefreshTokenMi
 from freshtoken.broker._policy import RefreshPolicy
 from freshtoken.broker._renewal import Renewal, changed_under_lock
 from freshtoken.broker._shared import SharedCache
-from freshtoken.config._options import SettingValues
+from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._codes import error_classes
 from freshtoken.stores import Entry, TokenStore
@@ -59,9 +59,9 @@ READY = b"ready\n"
 def settings_json(settings: Settings) -> dict[str, Any]:
     """Every setting's value, secrets revealed (for the spender's socket only)."""
     values: dict[str, Any] = {}
-    for f in fields(SettingValues):
-        value = getattr(settings, f.name)
-        values[f.name] = value.reveal() if isinstance(value, Secret) else value
+    for option in OPTIONS:
+        value = getattr(settings, option.key)
+        values[option.key] = value.reveal() if isinstance(value, Secret) else value
     return values
 
 
