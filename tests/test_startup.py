@@ -13,9 +13,11 @@ from freshtoken.testing import AuthServer
 from tests._cli import BIN, cli_env, ft
 
 #: Modules a store hit must not load: the HTTP stack (a hit sends nothing), the command line's
-#: other commands and its renderer, the sink's sealed boxes, the broker (a hit builds none), and
-#: cryptography's Python layers (key serialization for private_key_jwt, the cipher registry).
+#: other commands and its renderer, the sink's sealed boxes, the broker (a hit builds none),
+#: cryptography's Python layers (key serialization for private_key_jwt, the cipher registry),
+#: and logging (a hit logs nothing at the default level).
 HEAVY = (
+    "logging",
     "httpx",
     "click",
     "rich",
@@ -75,3 +77,18 @@ def test_the_store_seals_with_cryptographys_public_aesgcm() -> None:
     from freshtoken.stores._sealed import Envelope
 
     assert type(Envelope(bytes(32))._aead) is AESGCM
+
+
+def test_logging_set_up_after_freshtoken_still_gets_records_redacted() -> None:
+    # The logger is built at the first record shown: a program that imports freshtoken first
+    # and configures logging afterwards gets every record, filtered (and nothing below WARNING
+    # when it configures nothing).
+    code = (
+        "import sys; from freshtoken._log import logger; from freshtoken._secret import Secret; "
+        "Secret('canary-late-42424242'); logger.info('unseen %s', 1); "
+        "import logging; logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, "
+        "format='%(module)s %(message)s'); logger.info('sent %s', 'canary-late-42424242')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["<string> sent ***"]
+    assert out.stderr == ""

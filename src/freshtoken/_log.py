@@ -1,13 +1,18 @@
-"""The `freshtoken` logger and a filter that removes every secret it has seen."""
+"""The `freshtoken` logger and a filter that removes every secret it has seen.
+
+`logging` is imported at the first record that can be shown: a `freshtoken token` store hit
+logs nothing at its level and would pay 21 M instructions for the import (bench/startup.py)."""
 
 from __future__ import annotations
 
-import logging
 import re
+import sys
 import threading
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urlsplit
 
-logger = logging.getLogger("freshtoken")
+if TYPE_CHECKING:
+    import logging
 
 _MIN_SECRET_LEN = 6
 _MAX_REMEMBERED = 4096
@@ -114,32 +119,83 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {redact(text)}" if text else type(exc).__name__
 
 
-class RedactingFilter(logging.Filter):
-    """Rewrites a record's message so that no secret leaves through logging."""
+def _redact_record(record: logging.LogRecord) -> bool:
+    """The logger's filter: rewrites a record's message so that no secret leaves through
+    logging."""
+    message = record.getMessage()
+    record.msg = redact(message)
+    record.args = None
+    if record.exc_info and record.exc_info[1] is not None:
+        import logging
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        record.msg = redact(message)
-        record.args = None
-        if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
-        return True
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+    return True
 
 
-logger.addFilter(RedactingFilter())
+_DEBUG, _INFO, _WARNING, _ERROR = 10, 20, 30, 40  # logging's levels, without importing it
+
+
+class _Logger:
+    """The `freshtoken` logger (`logging.getLogger("freshtoken")`, with `_redact_record` as its
+    filter) behind the four calls freshtoken makes. Until `logging` is imported (by anyone),
+    nothing can have configured it: a record below the command line's level (`to_stderr`), or
+    below WARNING, the root's default, is dropped without importing it."""
+
+    def __init__(self) -> None:
+        self._real: logging.Logger | None = None
+        self._stderr: int | None = None  # the level `to_stderr` asked for, once it was called
+
+    def real(self) -> logging.Logger:
+        """The logger itself, filtered and set up as the command line asked."""
+        if self._real is None:
+            import logging
+
+            real = logging.getLogger("freshtoken")
+            real.addFilter(_redact_record)
+            if self._stderr is not None:
+                handler = logging.StreamHandler(sys.stderr)
+                handler.setFormatter(logging.Formatter("freshtoken: %(message)s"))
+                real.addHandler(handler)
+                real.setLevel(self._stderr)
+                real.propagate = False
+            self._real = real
+        return self._real
+
+    def use_stderr(self, level: int) -> None:
+        """Show records from `level` on as `freshtoken: message` lines on stderr (once)."""
+        if self._stderr is None:
+            self._stderr = level
+            self._real = None  # (if it was in use) set up again, with the handler
+
+    def isEnabledFor(self, level: int) -> bool:  # logging's name
+        if self._real is None and "logging" not in sys.modules:
+            return level >= (_WARNING if self._stderr is None else self._stderr)
+        return self.real().isEnabledFor(level)
+
+    def _log(self, level: int, msg: str, args: tuple[object, ...], kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            self.real().log(level, msg, *args, stacklevel=3, **kwargs)
+
+    def debug(self, msg: str, *args: object, **kwargs: Any) -> None:
+        self._log(_DEBUG, msg, args, kwargs)
+
+    def info(self, msg: str, *args: object, **kwargs: Any) -> None:
+        self._log(_INFO, msg, args, kwargs)
+
+    def warning(self, msg: str, *args: object, **kwargs: Any) -> None:
+        self._log(_WARNING, msg, args, kwargs)
+
+    def error(self, msg: str, *args: object, **kwargs: Any) -> None:
+        self._log(_ERROR, msg, args, kwargs)
+
+
+logger = _Logger()
+if "logging" in sys.modules:  # someone may log through it by its name: filtered at once
+    logger.real()
 
 
 def to_stderr(verbose: int, quiet: bool) -> None:
     """The command line's logging: `freshtoken: message` on stderr, warnings and errors by
-    default, more with each -v, errors only with -q."""
-    import sys
-
-    level = (
-        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("freshtoken: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
+    default, more with each -v, errors only with -q (set up at the first record shown)."""
+    logger.use_stderr(_ERROR if quiet else (_WARNING, _INFO, _DEBUG)[min(verbose, 2)])

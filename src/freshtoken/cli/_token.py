@@ -80,8 +80,7 @@ def _from_store_or_mint(
     from freshtoken.config._load import unknown_variables
     from freshtoken.config._settings import Settings
 
-    if not logger.handlers:  # the argv shortcut: no click group set logging up
-        to_stderr(0, quiet)
+    to_stderr(0, quiet)  # the argv shortcut's (after click's group, nothing changes)
     settings = Settings.load(profile=profile)
     for line in unknown_variables(os.environ):  # doctor says it too
         logger.warning("warning: %s", line)
