@@ -15,9 +15,12 @@ from tests._cli import BIN, cli_env, ft
 #: Modules a store hit must not load: the HTTP stack (a hit sends nothing), the command line's
 #: other commands and its renderer, the sink's sealed boxes, the broker (a hit builds none),
 #: cryptography's Python layers (key serialization for private_key_jwt, the cipher registry),
-#: and logging (a hit logs nothing at the default level).
+#: logging (a hit logs nothing at the default level), and dataclasses (inspect, and an exec per
+#: class: the value classes are records, freshtoken/_record.py).
 HEAVY = (
     "logging",
+    "dataclasses",
+    "inspect",
     "httpx",
     "click",
     "rich",

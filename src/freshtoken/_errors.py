@@ -8,8 +8,9 @@ excerpts that were redacted before they got here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from freshtoken._record import record
 
 EXIT_USAGE, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_STORE = 2, 3, 4, 5
 #: What each exit code of the command line means.
@@ -21,7 +22,7 @@ EXIT_MEANINGS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ErrorContext:
     """Where a request went, for hints that name the endpoint and region. A hint names a
     provider's own features only when that provider's preset is in use (`genesys`)."""

@@ -3,8 +3,7 @@ line's fast path reads it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
+from freshtoken._record import record, replace
 from freshtoken._token import Token
 
 DEFAULT_MIN_TTL = 5.0
@@ -21,7 +20,7 @@ def stored_left(token: Token, now: float) -> float:
     return min(token.expires_at - now, token.lifetime)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RefreshPolicy:
     """When to start refreshing: `fraction` of the lifetime before expiry, at least `floor`
     seconds, never more than `max_fraction` of the lifetime (so short tokens still live).

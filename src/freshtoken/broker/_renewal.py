@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Literal, TypeVar
 
 from freshtoken._errors import ConfigurationError, OAuthError, StoreError, TokenUnavailableError
 from freshtoken._log import logger, remember_secret
+from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.broker._minters import Minter, scope_problem
 from freshtoken.broker._promise import rotating

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import replace
 from typing import IO, Any
 
 import freshtoken
@@ -37,6 +36,7 @@ from freshtoken._errors import OAuthError, TokenUnavailableError
 from freshtoken._handover import SELF_EXE, pair
 from freshtoken._log import redact
 from freshtoken._platform import undumpable
+from freshtoken._record import replace
 from freshtoken._secret import Secret
 from freshtoken.broker._minters import GrantMinter, Held, Minted, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy

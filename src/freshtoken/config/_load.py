@@ -12,13 +12,13 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._log import logger, one_line, remember_url_password
 from freshtoken._platform import owned_by_user, shared_bits
+from freshtoken._record import record
 from freshtoken._secret import Secret
 from freshtoken.config._options import (
     BY_KEY,
@@ -71,7 +71,7 @@ def read_secret_file(path: str, setting: str, *, private: bool = False) -> Secre
     return Secret(text)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConfigFile:
     """A configuration file and the text read from it after its checks (one open: what was
     checked is what is read); `discovered` when found by walking up from the working directory

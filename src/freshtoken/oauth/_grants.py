@@ -6,8 +6,9 @@ jwt-bearer (RFC 7523) and token-exchange (RFC 8693) fit the same shape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
+
+from freshtoken._record import record
 
 
 class Grant(Protocol):
@@ -29,12 +30,12 @@ def _scope_field(scope: tuple[str, ...]) -> dict[str, str]:
     return {"scope": " ".join(scope)} if scope else {}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClientCredentials:
     scope: tuple[str, ...] = ()
     audience: str | None = None
     resource: str | None = None
-    name: str = field(default="client_credentials", init=False)
+    name: ClassVar[str] = "client_credentials"
     single_use: ClassVar[bool] = False
 
     def form(self) -> dict[str, str]:
@@ -49,11 +50,11 @@ class ClientCredentials:
         return (self.name, *sorted(set(self.scope)), "|", self.audience or "", self.resource or "")
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@record
 class RefreshTokenGrant:
     refresh_token: str
     scope: tuple[str, ...] = ()
-    name: str = field(default="refresh_token", init=False)
+    name: ClassVar[str] = "refresh_token"
     single_use: ClassVar[bool] = True
 
     def form(self) -> dict[str, str]:
@@ -70,7 +71,7 @@ class RefreshTokenGrant:
         return "RefreshTokenGrant(refresh_token=***)"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@record
 class AuthorizationCode:
     code: str
     redirect_uri: str | None = None
@@ -78,7 +79,7 @@ class AuthorizationCode:
     scope: tuple[str, ...] = ()
     #: The nonce of the authorization request: an ID token in the answer must carry it.
     nonce: str | None = None
-    name: str = field(default="authorization_code", init=False)
+    name: ClassVar[str] = "authorization_code"
     single_use: ClassVar[bool] = True
 
     def form(self) -> dict[str, str]:
@@ -99,13 +100,13 @@ class AuthorizationCode:
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@record
 class DeviceCode:
     """One poll of the device authorization grant (RFC 8628 §3.4)."""
 
     device_code: str
     scope: tuple[str, ...] = ()
-    name: str = field(default="device_code", init=False)
+    name: ClassVar[str] = "device_code"
     # Polled again only on the server's word (authorization_pending, slow_down): a poll whose
     # answer was lost may have been the one that got the token.
     single_use: ClassVar[bool] = True

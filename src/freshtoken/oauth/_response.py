@@ -6,7 +6,6 @@ import base64
 import json
 import math
 import re
-from dataclasses import replace
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -22,6 +21,7 @@ from freshtoken._errors import (
 )
 from freshtoken._http import Reply, json_object
 from freshtoken._log import one_line, remember_secret
+from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.oauth._codes import (
     ClientRefusedError,

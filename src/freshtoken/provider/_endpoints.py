@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from freshtoken._errors import ConfigurationError
+from freshtoken._record import record, replace, uncompared
 from freshtoken._urls import normal_host, normal_url, split_url
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Endpoints:
     """Token endpoint and, where known, the others a tool may need."""
 
@@ -31,7 +31,7 @@ class Endpoints:
     grant_types: tuple[str, ...] | None = None
     #: (field, where its URL came from): a setting, a discovery document's URL or the Genesys
     #: preset; `freshtoken doctor` shows them.
-    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    sources: tuple[tuple[str, str], ...] = uncompared(())
 
     @property
     def self_revoke_url(self) -> str | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from freshtoken._errors import ConfigurationError
+from freshtoken._record import record
 
 # SDK region key -> domain (docs/genesys.md, "Regions").
 GENESYS_REGIONS: dict[str, str] = {
@@ -31,7 +31,7 @@ GENESYS_REGIONS: dict[str, str] = {
 _BY_DOMAIN = {domain: key for key, domain in GENESYS_REGIONS.items()}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GenesysRegion:
     key: str
     domain: str
