@@ -16,8 +16,10 @@ from tests._cli import BIN, cli_env, ft
 #: other commands and its renderer, the sink's sealed boxes, the broker (a hit builds none),
 #: cryptography's Python layers (key serialization for private_key_jwt, the cipher registry),
 #: logging (a hit logs nothing at the default level), and dataclasses (inspect, and an exec per
-#: class: the value classes are records, freshtoken/_record.py).
+#: class: the value classes are records, freshtoken/_record.py), and platformdirs (the XDG
+#: directories are read directly on Linux).
 HEAVY = (
+    "platformdirs",
     "logging",
     "dataclasses",
     "inspect",

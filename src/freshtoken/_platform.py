@@ -37,6 +37,24 @@ def shared_bits(mode: int) -> int:
     return mode & 0o077
 
 
+def user_dir(kind: str) -> str:
+    """freshtoken's per-user `kind` ("config" or "cache") directory. On Linux and the BSDs the
+    XDG Base Directory Specification's: $XDG_CONFIG_HOME or ~/.config, $XDG_CACHE_HOME or
+    ~/.cache (a relative value is ignored, as the specification says), which is what
+    platformdirs answers there (tests/test_store.py compares them); elsewhere (macOS, Windows,
+    Android) platformdirs'. Importing platformdirs costs a command-line call 27 M instructions,
+    more than its SQLite."""
+    if sys.platform in ("win32", "darwin") or "ANDROID_DATA" in os.environ:
+        import platformdirs
+
+        found: str = getattr(platformdirs, f"user_{kind}_dir")("freshtoken")
+        return found
+    base = os.environ.get(f"XDG_{kind.upper()}_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.expanduser(f"~/.{kind}")
+    return os.path.join(base, "freshtoken")
+
+
 def try_lock(fd: int) -> bool:
     """Take the exclusive lock on the open file `fd` without waiting; False when held."""
     if sys.platform == "win32":
