@@ -19,16 +19,16 @@ _MAX_REMEMBERED = 4096
 _secrets: dict[str, None] = {}  # insertion-ordered, so the oldest are dropped first
 _secrets_lock = threading.Lock()
 
+# The patterns are strings, compiled by `re` at first use (and kept in its cache): compiling
+# them all at import costs every command-line call 7 M instructions, and a store hit uses none.
 # Shapes that carry secrets even when their value was never registered.
-_PATTERNS = [
-    re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*"),
-    re.compile(
-        r"(?i)((?:access|refresh|id)_token|client_secret|code|password)"
-        r"([\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
-    ),
-]
+_PATTERNS = (
+    r"(?i)(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*",
+    r"(?i)((?:access|refresh|id)_token|client_secret|code|password)"
+    r"([\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+",
+)
 # The password of a URL's userinfo (redis://user:PASSWORD@host).
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+_URL_PASSWORD = r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@"
 
 
 def remember_secret(value: str) -> None:
@@ -44,18 +44,20 @@ def remember_secret(value: str) -> None:
 
 
 # A query parameter that carries a credential (redis-py reads `?password=`): its name, decoded.
-_CREDENTIAL_NAME = re.compile(r"(?i)pass|secret|token|key|auth|cred")
-_QUERY_PARAMETER = re.compile(r"([?&;])([^=&;#\s]*)=([^&;#\s]*)")
+_CREDENTIAL_NAME = r"(?i)pass|secret|token|key|auth|cred"
+_QUERY_PARAMETER = r"([?&;])([^=&;#\s]*)=([^&;#\s]*)"
 
 
 def _query_credentials(url: str) -> list[str]:
     from urllib.parse import unquote_plus
 
     query = url.partition("?")[2]
+    if not query:
+        return []
     return [
         unquote_plus(found.group(3))
-        for found in _QUERY_PARAMETER.finditer("?" + query if query else "")
-        if _CREDENTIAL_NAME.search(unquote_plus(found.group(2))) and found.group(3)
+        for found in re.finditer(_QUERY_PARAMETER, "?" + query)
+        if re.search(_CREDENTIAL_NAME, unquote_plus(found.group(2))) and found.group(3)
     ]
 
 
@@ -75,19 +77,19 @@ def redact_url(text: str) -> str:
     """`text` (a URL, or text holding URLs) as it may be shown: every credential form of a URL
     replaced by *** (the userinfo's password, and query parameters named like a credential,
     `?password=`, `&auth_token=`). The one display function for store and endpoint URLs."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}***@", text)
+    text = re.sub(_URL_PASSWORD, lambda m: f"{m.group(1)}***@", text)
     if "?" not in text:
         return text
 
     def hide(found: re.Match[str]) -> str:
         from urllib.parse import unquote_plus
 
-        if _CREDENTIAL_NAME.search(unquote_plus(found.group(2))):
+        if re.search(_CREDENTIAL_NAME, unquote_plus(found.group(2))):
             return f"{found.group(1)}{found.group(2)}=***"
         return found.group(0)
 
     head, question, query = text.partition("?")
-    return head + question + _QUERY_PARAMETER.sub(hide, "?" + query)[1:]
+    return head + question + re.sub(_QUERY_PARAMETER, hide, "?" + query)[1:]
 
 
 def redact(text: str) -> str:
@@ -97,20 +99,20 @@ def redact(text: str) -> str:
     for value in known:
         if value in text:
             text = text.replace(value, "***")
-    text = redact_url(_PATTERNS[0].sub(lambda m: f"{m.group(1)} ***", text))
-    return _PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    text = redact_url(re.sub(_PATTERNS[0], lambda m: f"{m.group(1)} ***", text))
+    return re.sub(_PATTERNS[1], lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 
 # Control characters (C0, DEL, C1) and Unicode line breaks: server text is printed on one line,
 # so that it cannot start a line of its own (a CI log command such as ::warning::) nor drive a
 # terminal (ESC sequences, BEL).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CONTROL = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+"
 
 
 def one_line(value: object) -> str:
     """Text a server chose (an error, a scope) as it may be printed: one line, no control
     character, no known secret."""
-    return redact(" ".join(_CONTROL.sub(" ", str(value)).split()))
+    return redact(" ".join(re.sub(_CONTROL, " ", str(value)).split()))
 
 
 def describe(exc: BaseException) -> str:
