@@ -19,6 +19,9 @@ from tests._cli import BIN, cli_env, ft
 #: class: the value classes are records, freshtoken/_record.py), and platformdirs (the XDG
 #: directories are read directly on Linux).
 HEAVY = (
+    "_socket",  # no endpoint asked
+    "secrets",  # nothing written
+    "signal",
     "platformdirs",
     "logging",
     "dataclasses",

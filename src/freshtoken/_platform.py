@@ -8,7 +8,6 @@ endpoint uses loopback TCP only. Linux is what the tests run on; the rest is typ
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 #: Flags for opening a store file: never through a symbolic link, never inherited.
@@ -102,6 +101,8 @@ def fsync_directory(folder: str | os.PathLike[str]) -> None:
 def kill_session(pid: int) -> None:
     """Kill the process `pid` started with `start_new_session=True`, and its children (POSIX:
     the whole process group)."""
+    import signal  # here: its enums cost every command-line call 3 M instructions
+
     if sys.platform == "win32":
         os.kill(pid, signal.SIGTERM)  # TerminateProcess
         return

@@ -8,7 +8,6 @@ import errno
 import hashlib
 import hmac
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -171,6 +170,8 @@ def key_file(path: Path) -> bytes:
     on one key and no reader ever sees a half-written file.
     """
     if not os.path.lexists(path):
+        import secrets  # here: only a first use creates a key
+
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | PRIVATE_OPEN_FLAGS, 0o600)
