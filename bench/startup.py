@@ -123,6 +123,7 @@ def _rows(
             hit,
         ),
         ("python -m freshtoken token (store hit)", [python, "-m", "freshtoken", "token"], hit),
+        ("freshtoken -v token (store hit, through click)", [cli, "-v", "token"], hit),
         ("freshtoken token (a step after serve: endpoint)", [cli, "token"], step),
     ]
     return [(label, instructions(argv, env)) for label, argv, env in runs]
