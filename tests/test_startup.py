@@ -19,6 +19,7 @@ from tests._cli import BIN, cli_env, ft
 #: class: the value classes are records, freshtoken/_record.py), and platformdirs (the XDG
 #: directories are read directly on Linux).
 HEAVY = (
+    "_hashlib",  # the system's OpenSSL: keyed hashes use cryptography's (_secret.keyed_hash)
     "_socket",  # no endpoint asked
     "secrets",  # nothing written
     "signal",
@@ -112,3 +113,15 @@ def test_logging_set_up_after_freshtoken_still_gets_records_redacted() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["<string> sent ***"]
     assert out.stderr == ""
+
+
+def test_the_keyed_hash_is_hmac_sha256() -> None:
+    # Cache keys and the store key's pepper are this hash: a different one would orphan every
+    # stored entry (and a weaker one would reveal more).
+    import hashlib
+    import hmac
+
+    from freshtoken._secret import keyed_hash
+
+    for key, message in ((b"k" * 32, b"freshtoken cache-key v1"), (b"", b""), (b"x" * 99, b"m")):
+        assert keyed_hash(key, message) == hmac.new(key, message, hashlib.sha256).digest()

@@ -9,14 +9,12 @@ endpoints (the assertion's audience), which every caller passes.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote_plus
 
 from freshtoken._log import remember_secret
 from freshtoken._record import record
-from freshtoken._secret import Secret
+from freshtoken._secret import Secret, keyed_hash
 
 if TYPE_CHECKING:
     from freshtoken.provider._endpoints import Endpoints
@@ -57,7 +55,7 @@ class _WithSecret:
         remember_secret(_basic(self.client_id, self.client_secret))
 
     def fingerprint(self, pepper: bytes) -> str:
-        return hmac.new(pepper, self.client_secret.reveal().encode(), hashlib.sha256).hexdigest()
+        return keyed_hash(pepper, self.client_secret.reveal().encode()).hex()
 
 
 @record

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -187,6 +186,8 @@ PAST_KEPT = 64
 
 def fingerprint(refresh_token: str) -> str:
     """A short, one-way name of a refresh token (kept only inside sealed entries)."""
+    import hashlib  # here: a store hit fingerprints nothing (and hashlib loads an OpenSSL)
+
     return hashlib.sha256(refresh_token.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
-import hashlib
-import hmac
 import os
 import stat
 from pathlib import Path
@@ -19,7 +17,7 @@ from cryptography.hazmat.bindings._rust import openssl as _openssl
 from freshtoken._errors import ConfigurationError, StoreError, UnsafeStoreError
 from freshtoken._log import logger, remember_secret
 from freshtoken._platform import PRIVATE_OPEN_FLAGS, owned_by_user, shared_bits
-from freshtoken._secret import Secret
+from freshtoken._secret import Secret, keyed_hash
 from freshtoken.stores._entry import Entry, decode, encode
 
 _VERSION = b"\x01"
@@ -35,7 +33,7 @@ class Envelope:
             raise ValueError("an AES-256 key is 32 bytes")
         self._aead = _openssl.aead.AESGCM(key)
         # Cache keys are hashed with a key derived from this one: they reveal nothing.
-        self.pepper = hmac.new(key, b"freshtoken cache-key v1", hashlib.sha256).digest()
+        self.pepper = keyed_hash(key, b"freshtoken cache-key v1")
 
     def __repr__(self) -> str:
         return "Envelope(key=***)"
