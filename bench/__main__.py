@@ -311,7 +311,17 @@ def main() -> None:
     parser.add_argument(
         "--soak", action="store_true", help="only the soak: serve for 80 lifetimes (4 minutes)"
     )
+    parser.add_argument(
+        "--startup",
+        action="store_true",
+        help="only the start-up cost of `freshtoken token`, in instructions (needs valgrind)",
+    )
     args = parser.parse_args()
+    if args.startup:
+        from bench.startup import startup
+
+        startup()
+        return
     if args.soak:
         from bench.soak import soak
 

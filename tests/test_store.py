@@ -23,6 +23,7 @@ from freshtoken import (
     TokenStore,
     open_store,
 )
+from freshtoken._platform import user_dir
 from freshtoken.stores import default_store_path
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._failopen import FailOpenStore
@@ -304,6 +305,24 @@ def test_default_store_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert default_store_path(github) == tmp_path / "freshtoken" / "tokens.db"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert default_store_path({}) == tmp_path / "cache" / "freshtoken" / "tokens.db"
+
+
+@pytest.mark.parametrize("xdg", [None, "", "relative/dir", "/abs/xdg"])
+@pytest.mark.parametrize("kind", ["config", "cache"])
+def test_the_user_directories_are_platformdirs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str, xdg: str | None
+) -> None:
+    # freshtoken reads the XDG directories itself (platformdirs costs every command-line call
+    # 27 M instructions); it must answer what platformdirs answers.
+    import platformdirs
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if xdg is None:
+        monkeypatch.delenv(f"XDG_{kind.upper()}_HOME", raising=False)
+    else:
+        monkeypatch.setenv(f"XDG_{kind.upper()}_HOME", xdg)
+    expected = getattr(platformdirs, f"user_{kind}_dir")("freshtoken")
+    assert user_dir(kind) == expected
 
 
 def test_store_urls(tmp_path: Path) -> None:

@@ -24,7 +24,6 @@ from freshtoken.oauth._client_auth import (
     PublicClient,
 )
 from freshtoken.oauth._grants import ClientCredentials, Grant, JwtBearer, TokenExchange
-from freshtoken.oauth._jwt_auth import ClientSecretJwt, PrivateKeyJwt
 from freshtoken.provider._endpoints import Endpoints, check_url
 from freshtoken.provider._presets import REGIONAL, preset_of
 from freshtoken.provider._regions import preset_urls, resolve_region
@@ -55,7 +54,10 @@ def _private_key_jwt(settings: Settings) -> ClientAuth:
             hint="Set FRESHTOKEN_CLIENT_KEY_FILE to a PEM private key file (or "
             "FRESHTOKEN_CLIENT_KEY_KEYRING to an OS keyring entry holding it).",
         )
+    # Here, not at the top: the assertion methods load cryptography's key serialization, which
+    # a store hit (the command line reads the cache key through this module) never needs.
     from freshtoken.oauth._jws import load_key
+    from freshtoken.oauth._jwt_auth import PrivateKeyJwt
 
     key = load_key(
         settings.client_key, settings.client_key_passphrase, settings.label("client_key")
@@ -97,18 +99,24 @@ def _tls(method: str) -> Callable[[Settings], ClientAuth]:
     return build
 
 
+def _client_secret_jwt(settings: Settings) -> ClientAuth:
+    from freshtoken.oauth._jwt_auth import ClientSecretJwt
+
+    return ClientSecretJwt(
+        settings.require_client_id(),
+        _secret_of(settings),
+        alg=settings.signing_alg or "HS256",
+        audience=settings.assertion_audience,
+    )
+
+
 #: auth_method -> how to build it from the settings.
 AUTH_METHODS: dict[str, Callable[[Settings], ClientAuth]] = {
     "client_secret_basic": lambda s: ClientSecretBasic(s.require_client_id(), _secret_of(s)),
     "client_secret_post": lambda s: ClientSecretPost(s.require_client_id(), _secret_of(s)),
     "none": lambda s: PublicClient(s.require_client_id()),
     "private_key_jwt": _private_key_jwt,
-    "client_secret_jwt": lambda s: ClientSecretJwt(
-        s.require_client_id(),
-        _secret_of(s),
-        alg=s.signing_alg or "HS256",
-        audience=s.assertion_audience,
-    ),
+    "client_secret_jwt": _client_secret_jwt,
     "tls_client_auth": _tls("tls_client_auth"),
     "self_signed_tls_client_auth": _tls("self_signed_tls_client_auth"),
 }

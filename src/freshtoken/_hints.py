@@ -10,13 +10,13 @@ site knows.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from freshtoken._record import record
 from freshtoken.provider._presets import words
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ErrorContext:
     """Where a request went, for hints that name the endpoint and region. A hint names a
     provider's own features only when that provider's preset is in use (provider/_presets.py)."""

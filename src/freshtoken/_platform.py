@@ -8,7 +8,6 @@ endpoint uses loopback TCP only. Linux is what the tests run on; the rest is typ
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 #: Flags for opening a store file: never through a symbolic link, never inherited.
@@ -35,6 +34,24 @@ def shared_bits(mode: int) -> int:
     if sys.platform == "win32":
         return 0
     return mode & 0o077
+
+
+def user_dir(kind: str) -> str:
+    """freshtoken's per-user `kind` ("config" or "cache") directory. On Linux and the BSDs the
+    XDG Base Directory Specification's: $XDG_CONFIG_HOME or ~/.config, $XDG_CACHE_HOME or
+    ~/.cache (a relative value is ignored, as the specification says), which is what
+    platformdirs answers there (tests/test_store.py compares them); elsewhere (macOS, Windows,
+    Android) platformdirs'. Importing platformdirs costs a command-line call 27 M instructions,
+    more than its SQLite."""
+    if sys.platform in ("win32", "darwin") or "ANDROID_DATA" in os.environ:
+        import platformdirs
+
+        found: str = getattr(platformdirs, f"user_{kind}_dir")("freshtoken")
+        return found
+    base = os.environ.get(f"XDG_{kind.upper()}_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.expanduser(f"~/.{kind}")
+    return os.path.join(base, "freshtoken")
 
 
 def try_lock(fd: int) -> bool:
@@ -84,6 +101,8 @@ def fsync_directory(folder: str | os.PathLike[str]) -> None:
 def kill_session(pid: int) -> None:
     """Kill the process `pid` started with `start_new_session=True`, and its children (POSIX:
     the whole process group)."""
+    import signal  # here: its enums cost every command-line call 3 M instructions
+
     if sys.platform == "win32":
         os.kill(pid, signal.SIGTERM)  # TerminateProcess
         return

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from freshtoken._record import record
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@record
 class Token:
     """An access token with its absolute expiry (wall-clock seconds since the epoch).
 

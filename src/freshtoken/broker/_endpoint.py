@@ -6,8 +6,6 @@ that `freshtoken token` in such a step costs little more than starting Python; t
 
 from __future__ import annotations
 
-# The C module: `socket` would add 8 ms of imports (enum, selectors) to every command line call.
-import _socket
 import os
 import sys
 
@@ -113,6 +111,10 @@ def get(base: str, key: str, path: str, timeout: float = 60.0) -> bytes:
     EndpointRefusal with the endpoint's own error, hint and exit code. The key goes only to a
     loopback address (or a Unix socket): wherever FRESHTOKEN_URL names another host, nothing
     is sent."""
+    # The C module, and only here: `socket` would add 8 ms of imports (enum, selectors) to
+    # every command line call, and a store hit needs no socket at all.
+    import _socket
+
     try:
         address: object
         if base.startswith("unix:") and sys.platform != "win32":

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 
 from freshtoken import _build
+from freshtoken._secret import keyed_hash
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._client_auth import ClientAuth
 from freshtoken.oauth._grants import Grant
@@ -34,7 +33,7 @@ def cache_key(
         auth.fingerprint(pepper),
     ]
     material = json.dumps(parts + ([["login", login]] if login else []))
-    return hmac.new(pepper, material.encode(), hashlib.sha256).hexdigest()[:40]
+    return keyed_hash(pepper, material.encode()).hex()[:40]
 
 
 def settings_key(settings: Settings, pepper: bytes) -> str:

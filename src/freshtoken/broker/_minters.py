@@ -8,7 +8,7 @@ server refuses it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from freshtoken._errors import (
@@ -19,6 +19,7 @@ from freshtoken._errors import (
     TokenUnavailableError,
 )
 from freshtoken._log import logger, one_line
+from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.broker._unfinished import judge, wait_out
 from freshtoken.oauth._grants import Grant, RefreshTokenGrant

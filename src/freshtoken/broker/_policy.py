@@ -3,8 +3,7 @@ line's fast path reads it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
+from freshtoken._record import record, replace
 from freshtoken._token import Token
 
 DEFAULT_MIN_TTL = 5.0
@@ -39,7 +38,7 @@ def ahead_warning(ahead: float, skew: float, window: float) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RefreshPolicy:
     """When to start refreshing: `fraction` of the lifetime before expiry, at least `floor`
     seconds, never more than `max_fraction` of the lifetime (so short tokens still live).

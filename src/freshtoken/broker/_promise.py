@@ -13,11 +13,11 @@ store peek reads it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 from freshtoken._clock import Clock
 from freshtoken._errors import FreshtokenError, StoreError, TokenUnavailableError
 from freshtoken._log import logger
+from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.broker._policy import RefreshPolicy, stored_left
 from freshtoken.stores import Entry, TokenStore

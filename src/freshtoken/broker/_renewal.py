@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Literal, TypeVar
 
 from freshtoken._errors import (
@@ -23,6 +22,7 @@ from freshtoken._errors import (
     TokenUnavailableError,
 )
 from freshtoken._log import logger, remember_secret
+from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.broker._minters import Minter, scope_problem
 from freshtoken.broker._promise import rotating

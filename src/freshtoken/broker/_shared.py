@@ -9,11 +9,11 @@ import contextlib
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError, StoreError
 from freshtoken._log import logger, remember_secret
+from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.broker._policy import (
     FUTURE_TOLERANCE,

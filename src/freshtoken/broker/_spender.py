@@ -28,7 +28,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import fields, replace
 from typing import IO, Any
 
 import freshtoken
@@ -37,12 +36,13 @@ from freshtoken._errors import FreshtokenError, OAuthError, TokenUnavailableErro
 from freshtoken._handover import SELF_EXE, pair
 from freshtoken._log import redact
 from freshtoken._platform import undumpable
+from freshtoken._record import replace
 from freshtoken._secret import Secret
 from freshtoken.broker._minters import GrantMinter, Held, Minted, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy
 from freshtoken.broker._renewal import Renewal, changed_under_lock
 from freshtoken.broker._shared import SharedCache
-from freshtoken.config._options import SettingValues
+from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._codes import error_classes
 from freshtoken.provider._presets import ALIAS_PREFIXES
@@ -60,9 +60,9 @@ READY = b"ready\n"
 def settings_json(settings: Settings) -> dict[str, Any]:
     """Every setting's value, secrets revealed (for the spender's socket only)."""
     values: dict[str, Any] = {}
-    for f in fields(SettingValues):
-        value = getattr(settings, f.name)
-        values[f.name] = value.reveal() if isinstance(value, Secret) else value
+    for option in OPTIONS:
+        value = getattr(settings, option.key)
+        values[option.key] = value.reveal() if isinstance(value, Secret) else value
     return values
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from freshtoken._errors import EXIT_MEANINGS, ErrorContext
+from freshtoken._record import replace
 from freshtoken.config._options import CONFIG_NAME, OPTIONS
 from freshtoken.oauth._codes import error_classes
 from freshtoken.provider._presets import PRESETS

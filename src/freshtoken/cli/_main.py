@@ -5,7 +5,6 @@ from the store or the running endpoint, costs little more than starting Python."
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from types import FrameType
 
@@ -41,22 +40,31 @@ def refuse_secret_options(argv: list[str]) -> str | None:
 
 
 def _shortcut(argv: list[str]) -> dict[str, object] | None:
-    """`print_token`'s arguments when argv is a `token` call that needs no click (its global
-    options --profile and -q, and its own --min-ttl, --format and --github-env); else None,
-    and click parses it (help, errors, every other command)."""
+    """`print_token`'s arguments when argv is a `token` call that needs no click (the group's
+    options --profile, -q, -v (-vv, --verbose) and --color, and its own --min-ttl, --format
+    and --github-env, each spelled as click reads it); else None, and click parses it (help,
+    errors, every other command)."""
     options: dict[str, object] = {}
     rest = list(argv)
+    verbose = 0
     while rest and rest[0] != "token":
         name, eq, value = rest.pop(0).partition("=")
         if name in ("-q", "--quiet") and not eq:
             options["quiet"] = True
-            continue
-        if name != "--profile" or (not eq and not rest):
+        elif name == "--verbose" and not eq:
+            verbose += 1
+        elif name[:2] == "-v" and set(name[1:]) == {"v"} and not eq:
+            verbose += len(name) - 1
+        elif name not in ("--profile", "--color") or (not eq and not rest):
             return None
-        options["profile"] = value if eq else rest.pop(0)
+        elif name == "--color":  # the token is printed as it is: no colour to choose
+            if (value if eq else rest.pop(0)) not in ("auto", "always", "never"):
+                return None
+        else:
+            options["profile"] = value if eq else rest.pop(0)
     if not rest:
         return None
-    options.update(min_ttl=None, fmt="raw")
+    options.update(min_ttl=None, fmt="raw", verbose=verbose)
     rest.pop(0)
     while rest:
         name, eq, value = rest.pop(0).partition("=")
@@ -85,9 +93,16 @@ def _interrupted(_signum: int, _frame: FrameType | None) -> None:
     sys.exit(130)
 
 
-def main() -> None:
+def _exit_130_on_ctrl_c() -> None:
+    """For the click path (the shortcut catches KeyboardInterrupt itself, and a store hit
+    imports no `signal`)."""
+    import signal
+
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when ignored (&)
         signal.signal(signal.SIGINT, _interrupted)
+
+
+def main() -> None:
     argv = sys.argv[1:]
     refused = refuse_secret_options(argv)
     if refused:
@@ -104,6 +119,7 @@ def main() -> None:
 
             print_token(**shortcut)  # type: ignore[arg-type]
             return
+        _exit_130_on_ctrl_c()
         from freshtoken.cli._app import cli
 
         cli(prog_name="freshtoken")

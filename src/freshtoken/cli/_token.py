@@ -24,6 +24,7 @@ def print_token(
     github_env: str | None = None,
     profile: str | None = None,
     quiet: bool = False,
+    verbose: int = 0,
 ) -> None:
     """Print a token valid for at least `min_ttl` seconds in `fmt`; on failure, say why on
     stderr (as JSON with --format json) and exit with the error's code."""
@@ -42,7 +43,7 @@ def print_token(
             # Asked as JSON and rendered here, as a token from the store is: checked the same way.
             data = ask(*found, default_min_ttl() if min_ttl is None else min_ttl)
         else:
-            data = _from_store_or_mint(min_ttl, profile, quiet)
+            data = _from_store_or_mint(min_ttl, profile, quiet, verbose)
     except EndpointRefusal as exc:
         raise failure(exc.error, exc.line, exc.hint, exc.exit_code, json_errors) from None
     except Exception as exc:
@@ -70,7 +71,7 @@ def print_token(
 
 
 def _from_store_or_mint(
-    min_ttl: float | None, profile: str | None, quiet: bool
+    min_ttl: float | None, profile: str | None, quiet: bool, verbose: int
 ) -> dict[str, object]:
     """The stored token when the broker would hand it out without work (the peek reads the
     store without building a client), else the broker's; settings are read once."""
@@ -80,8 +81,7 @@ def _from_store_or_mint(
     from freshtoken.config._load import unknown_variables
     from freshtoken.config._settings import Settings
 
-    if not logger.handlers:  # the argv shortcut: no click group set logging up
-        to_stderr(0, quiet)
+    to_stderr(verbose, quiet)  # the argv shortcut's (after click's group, nothing changes)
     settings = Settings.load(profile=profile)
     for line in unknown_variables(os.environ):  # doctor says it too
         logger.warning("warning: %s", line)

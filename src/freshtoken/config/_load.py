@@ -13,13 +13,13 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._log import logger, one_line, remember_url_password
-from freshtoken._platform import owned_by_user, shared_bits
+from freshtoken._platform import owned_by_user, shared_bits, user_dir
+from freshtoken._record import record
 from freshtoken._secret import Secret
 from freshtoken.config._options import (
     BY_KEY,
@@ -72,7 +72,7 @@ def read_secret_file(path: str, setting: str, *, private: bool = False) -> Secre
     return Secret(text)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConfigFile:
     """A configuration file and the text read from it after its checks (one open: what was
     checked is what is read); `discovered` when found by walking up from the working directory
@@ -154,9 +154,7 @@ def config_files(environ: Mapping[str, str], cwd: Path | None = None) -> list[Co
                 "(and make it yours), or name another file.",
             )
         return [ConfigFile(path, text)]
-    import platformdirs
-
-    user_path = Path(platformdirs.user_config_dir("freshtoken")) / CONFIG_NAME
+    user_path = Path(user_dir("config")) / CONFIG_NAME
     user = _usable(user_path, discovered=False)
     files = [user] if user else []
     here = (cwd or Path.cwd()).resolve()

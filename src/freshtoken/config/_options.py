@@ -2,12 +2,16 @@
 
 `SettingValues` is the only declaration of a setting: the loader, `freshtoken doctor`, the
 exec scrub and docs/configuration.md all read `OPTIONS`, which is derived from its fields.
+
+Type checkers see a frozen dataclass (`dataclass_transform`); at run time each field is its
+`Option` and `Settings` sets the values in one loop. `dataclasses` would compile an `__init__`,
+`__eq__` and `__repr__` of 45 fields, twice (here and in `Settings`): 60 M instructions, more than
+the rest of a `freshtoken token` store hit (bench/startup.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, dataclass_transform
 
 from freshtoken._secret import Secret
 from freshtoken.provider._presets import ALIASES, PRESETS, REGIONAL
@@ -21,20 +25,37 @@ SIGNING_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "
                 "EdDSA", "HS256", "HS384", "HS512")  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
 class Option:
     """One setting. Secrets come from `$VAR`, `$VAR_FILE` (`-` for stdin), `$VAR_KEYRING` (an
     OS keyring entry) or `key_file` / `key_keyring` in a profile, never from the file itself nor
-    from the command line."""
+    from the command line.
 
-    key: str
-    kind: str  # text | secret | seconds | count | scope
-    help: str
-    example: str
-    default: str  # as the documentation shows it ("" = none)
-    choices: tuple[str, ...] = ()
-    #: "endpoint", "store", ...: a group is taken whole from the highest source that sets any of it.
-    group: str = ""
+    `kind`: text | secret | seconds | count | scope. `default` is the default as the
+    documentation shows it ("" = none); `value` is the default value. A `group` ("endpoint",
+    "store", ...) is taken whole from the highest source that sets any of it."""
+
+    __slots__ = ("choices", "default", "example", "group", "help", "key", "kind", "value")
+
+    def __init__(
+        self,
+        kind: str,
+        help: str,
+        example: str,
+        *,
+        default: str,
+        choices: tuple[str, ...] = (),
+        group: str = "",
+        value: Any = None,
+    ) -> None:
+        self.key = ""  # the field's name, set when the table is created
+        self.kind, self.help, self.example, self.default = kind, help, example, default
+        self.choices, self.group, self.value = choices, group, value
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
+
+    def __repr__(self) -> str:
+        return f"Option({self.key!r}, {self.kind!r})"
 
     @property
     def env(self) -> str:
@@ -59,15 +80,18 @@ def _setting(
     """A field of the table; `shown` documents a default that is computed elsewhere."""
     if shown is None:
         shown = f"{default:g}" if isinstance(default, float) else str(default or "")
-    meta = {"option": (kind, help, example, shown, choices, group)}
-    return field(default=default, metadata=meta)
+    return Option(kind, help, example, default=shown, choices=choices, group=group, value=default)
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+class _Table:
+    """Type checkers read a subclass as a frozen dataclass of keyword-only fields."""
 
 
 E, S, K, R = "endpoint", "store", "sink", "redirect"  # the groups
 
 
-@dataclass(frozen=True)
-class SettingValues:
+class SettingValues(_Table):
     """Every setting, each declared once."""
 
     token_url: str | None = _setting(
@@ -383,9 +407,7 @@ class SettingValues:
     )
 
 
-OPTIONS: tuple[Option, ...] = tuple(
-    Option(f.name, *f.metadata["option"]) for f in fields(SettingValues)
-)
+OPTIONS: tuple[Option, ...] = tuple(vars(SettingValues)[k] for k in SettingValues.__annotations__)
 BY_KEY = {o.key: o for o in OPTIONS}
 
 

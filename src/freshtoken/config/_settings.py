@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._secret import Secret
@@ -14,22 +14,58 @@ from freshtoken.config._load import read_values
 from freshtoken.config._options import OPTIONS, SettingValues
 from freshtoken.provider._presets import words
 
+_NONE: Mapping[str, str] = MappingProxyType({})
+_NAMES = frozenset(o.key for o in OPTIONS)
 
-@dataclass(frozen=True)
+
 class Settings(SettingValues):
     """Everything needed to get tokens for one client. Secrets are `Secret`s; `sources` says
-    where each value came from (for error messages and `freshtoken doctor`)."""
+    where each value came from (for error messages and `freshtoken doctor`). Frozen, compared
+    by value (`sources` aside), as a dataclass would be (see config/_options.py for why it is
+    not one at run time)."""
 
     profile: str | None = None
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    sources: Mapping[str, str] = _NONE
 
-    def __post_init__(self) -> None:
-        for option in OPTIONS:
-            value = getattr(self, option.key)
-            if option.kind == "secret" and isinstance(value, str):
-                object.__setattr__(self, option.key, Secret(value))  # wrapped at once
-            if option.choices and value not in option.choices:
-                self.refuse(option.key, value, option.choices)
+    if not TYPE_CHECKING:  # type checkers read the keyword-only __init__ of the table's fields
+
+        def __init__(
+            self, *, profile: str | None = None, sources: Mapping[str, str] = _NONE, **values: Any
+        ) -> None:
+            if unknown := sorted(set(values) - _NAMES):
+                raise TypeError(f"Settings() got an unexpected keyword argument {unknown[0]!r}")
+            put = object.__setattr__
+            put(self, "profile", profile)
+            put(self, "sources", sources)
+            for option in OPTIONS:
+                value = values.get(option.key, option.value)
+                if option.kind == "secret" and isinstance(value, str):
+                    value = Secret(value)  # wrapped at once
+                put(self, option.key, value)
+                if option.choices and value not in option.choices:
+                    self.refuse(option.key, value, option.choices)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: Settings are frozen")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: Settings are frozen")
+
+    def _compared(self) -> tuple[object, ...]:
+        return (*(getattr(self, o.key) for o in OPTIONS), self.profile)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Settings)
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{o.key}={getattr(self, o.key)!r}" for o in OPTIONS)
+        return f"Settings({shown}, profile={self.profile!r}, sources={dict(self.sources)!r})"
 
     def refuse(self, key: str, value: object, allowed: Iterable[str]) -> NoReturn:
         """Raise the error for a setting whose value is not one of `allowed`."""

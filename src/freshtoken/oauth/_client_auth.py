@@ -9,14 +9,12 @@ endpoints (the assertion's audience), which every caller passes.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote_plus
 
 from freshtoken._log import remember_secret
-from freshtoken._secret import Secret
+from freshtoken._record import record
+from freshtoken._secret import Secret, keyed_hash
 
 if TYPE_CHECKING:
     from freshtoken.provider._endpoints import Endpoints
@@ -44,7 +42,7 @@ def _basic(client_id: str, secret: Secret) -> str:
     return base64.b64encode(pair.encode()).decode()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _WithSecret:
     """A method that proves the client with its secret (a plain `str` is wrapped at once)."""
 
@@ -57,10 +55,10 @@ class _WithSecret:
         remember_secret(_basic(self.client_id, self.client_secret))
 
     def fingerprint(self, pepper: bytes) -> str:
-        return hmac.new(pepper, self.client_secret.reveal().encode(), hashlib.sha256).hexdigest()
+        return keyed_hash(pepper, self.client_secret.reveal().encode()).hex()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClientSecretBasic(_WithSecret):
     def apply(
         self, headers: dict[str, str], form: dict[str, str], endpoints: Endpoints | None = None
@@ -68,7 +66,7 @@ class ClientSecretBasic(_WithSecret):
         headers["Authorization"] = "Basic " + _basic(self.client_id, self.client_secret)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClientSecretPost(_WithSecret):
     def apply(
         self, headers: dict[str, str], form: dict[str, str], endpoints: Endpoints | None = None
@@ -77,7 +75,7 @@ class ClientSecretPost(_WithSecret):
         form["client_secret"] = self.client_secret.reveal()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PublicClient:
     """`none`: a public client identifies itself but proves nothing."""
 

@@ -5,7 +5,6 @@ way."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from urllib.parse import urlsplit
 
 from freshtoken._errors import (
@@ -21,6 +20,7 @@ from freshtoken._errors import (
     ServerError,
     UnauthorizedClientError,
 )
+from freshtoken._record import replace
 
 
 class ClientRefusedError(InvalidClientError):

@@ -8,8 +8,9 @@ the token client fetches them into the form.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from freshtoken._record import record
 
 if TYPE_CHECKING:
     from freshtoken.oauth._assertions import AssertionSource
@@ -38,12 +39,12 @@ def _scope_field(scope: tuple[str, ...]) -> dict[str, str]:
     return {"scope": " ".join(scope)} if scope else {}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClientCredentials:
     scope: tuple[str, ...] = ()
     audience: str | None = None
     resource: str | None = None
-    name: str = field(default="client_credentials", init=False)
+    name: ClassVar[str] = "client_credentials"
     single_use: ClassVar[bool] = False
 
     def form(self) -> dict[str, str]:
@@ -58,11 +59,11 @@ class ClientCredentials:
         return (self.name, *sorted(set(self.scope)), "|", self.audience or "", self.resource or "")
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@record
 class RefreshTokenGrant:
     refresh_token: str
     scope: tuple[str, ...] = ()
-    name: str = field(default="refresh_token", init=False)
+    name: ClassVar[str] = "refresh_token"
     single_use: ClassVar[bool] = True
 
     def form(self) -> dict[str, str]:
@@ -79,7 +80,7 @@ class RefreshTokenGrant:
         return "RefreshTokenGrant(refresh_token=***)"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@record
 class AuthorizationCode:
     code: str
     redirect_uri: str | None = None
@@ -87,7 +88,7 @@ class AuthorizationCode:
     scope: tuple[str, ...] = ()
     #: The nonce of the authorization request: an ID token in the answer must carry it.
     nonce: str | None = None
-    name: str = field(default="authorization_code", init=False)
+    name: ClassVar[str] = "authorization_code"
     single_use: ClassVar[bool] = True
 
     def form(self) -> dict[str, str]:
@@ -108,13 +109,13 @@ class AuthorizationCode:
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@record
 class DeviceCode:
     """One poll of the device authorization grant (RFC 8628 §3.4)."""
 
     device_code: str
     scope: tuple[str, ...] = ()
-    name: str = field(default="device_code", init=False)
+    name: ClassVar[str] = "device_code"
     # Polled again only on the server's word (authorization_pending, slow_down): a poll whose
     # answer was lost may have been the one that got the token.
     single_use: ClassVar[bool] = True
@@ -129,13 +130,13 @@ class DeviceCode:
         return "DeviceCode(device_code=***)"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class JwtBearer:
     """RFC 7523 §2.1: a JWT from a trusted issuer is the grant (`assertion`)."""
 
     assertion: AssertionSource
     scope: tuple[str, ...] = ()
-    name: str = field(default="jwt_bearer", init=False)
+    name: ClassVar[str] = "jwt_bearer"
     single_use: ClassVar[bool] = False  # a retry fetches a new assertion
 
     @property
@@ -149,7 +150,7 @@ class JwtBearer:
         return (self.name, self.assertion.describe(), *sorted(set(self.scope)))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TokenExchange:
     """RFC 8693 §2.1: a token of another issuer (`subject_token`, and an `actor_token` acting
     for it) exchanged for one of this server's."""
@@ -162,7 +163,7 @@ class TokenExchange:
     scope: tuple[str, ...] = ()
     actor_token: AssertionSource | None = None
     actor_token_type: str = JWT_TOKEN_TYPE
-    name: str = field(default="token_exchange", init=False)
+    name: ClassVar[str] = "token_exchange"
     single_use: ClassVar[bool] = False
 
     @property

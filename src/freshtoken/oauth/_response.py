@@ -7,7 +7,6 @@ import functools
 import json
 import math
 import re
-from dataclasses import replace
 from typing import Any
 
 from freshtoken._errors import (
@@ -21,6 +20,7 @@ from freshtoken._errors import (
 )
 from freshtoken._http import Reply, json_object, retry_after
 from freshtoken._log import logger, one_line, remember_secret
+from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.oauth._codes import (
     ClientRefusedError,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from freshtoken._errors import ConfigurationError
+from freshtoken._record import record, replace, uncompared
 from freshtoken._urls import normal_host, normal_url, split_url
 from freshtoken.provider._presets import Preset, preset_of
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Endpoints:
     """Token endpoint and, where known, the others a tool may need."""
 
@@ -32,7 +32,7 @@ class Endpoints:
     grant_types: tuple[str, ...] | None = None
     #: (field, where its URL came from): a setting, a discovery document's URL or a provider
     #: preset; `freshtoken doctor` shows them.
-    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    sources: tuple[tuple[str, str], ...] = uncompared(())
 
     @property
     def preset(self) -> Preset | None:

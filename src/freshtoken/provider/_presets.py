@@ -13,12 +13,16 @@ settings and the command line's cheapest path read it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
 
+from freshtoken._record import record
 from freshtoken.provider._variables import VARIABLES
 
+#: An empty mapping, the default of a preset's tables (records share their defaults).
+_NONE: Mapping[str, str] = MappingProxyType({})
 
-@dataclass(frozen=True, slots=True)
+
+@record
 class Preset:
     """One provider's endpoints, variables and hint words."""
 
@@ -29,29 +33,29 @@ class Preset:
     #: What it changes, for the `provider` setting's help.
     summary: str
     #: Region key -> domain; a region setting selects the preset and its hosts.
-    regions: Mapping[str, str] = field(default_factory=dict)
+    regions: Mapping[str, str] = _NONE
     #: The region that examples and the generated docs show.
     example_region: str = ""
     #: Host prefixes a region may be given with (`api.mypurecloud.ie`).
     host_prefixes: tuple[str, ...] = ()
     #: Endpoints field -> URL template over `{domain}` (the hosts of a region).
-    urls: Mapping[str, str] = field(default_factory=dict)
+    urls: Mapping[str, str] = _NONE
     #: Endpoints field -> path on the token URL's origin, where the preset is used at any
     #: address (a gateway, the shipped test server) rather than by region.
-    login_paths: Mapping[str, str] = field(default_factory=dict)
+    login_paths: Mapping[str, str] = _NONE
     #: Path on the API base where an access token revokes itself with DELETE, sent as its own
     #: bearer (the provider has no RFC 7009 endpoint); "" where there is none.
     self_revoke_path: str = ""
     #: Its own tools' variables -> setting (FRESHTOKEN_* ones win).
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = _NONE
     #: Whose variables `env` holds, for docs/configuration.md.
     env_owner: str = ""
     #: Hint slot -> its words with this preset; `slot@region` where a region is set. Templates
     #: over `{host}`, `{region}` and the slot's own fields.
-    hints: Mapping[str, str] = field(default_factory=dict)
+    hints: Mapping[str, str] = _NONE
     #: The shipped test server's knobs (freshtoken.testing) that make it answer as this
     #: provider does: the demo's and `AuthServer`'s stand-in.
-    stand_in: Mapping[str, object] = field(default_factory=dict)
+    stand_in: Mapping[str, object] = _NONE
 
 
 _WRONG_REGION = (

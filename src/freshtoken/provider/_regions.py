@@ -3,20 +3,23 @@ discovery (its table is provider/_presets.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from freshtoken._errors import ConfigurationError
+from freshtoken._record import record, uncompared
 from freshtoken.provider._presets import REGIONAL, Preset
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Region:
     """A region of a preset: its key, its domain, and the URLs on it."""
 
     key: str
     domain: str
-    preset: Preset = field(default=REGIONAL, repr=False, compare=False)
+    preset: Preset = uncompared(REGIONAL)
+
+    def __repr__(self) -> str:
+        return f"Region(key={self.key!r}, domain={self.domain!r})"
 
     def url(self, name: str) -> str | None:
         """The URL of Endpoints field `name` in this region, where the preset knows it."""

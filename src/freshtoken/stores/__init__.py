@@ -14,6 +14,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from freshtoken._errors import ConfigurationError
+from freshtoken._platform import user_dir
 from freshtoken._secret import Secret
 from freshtoken.stores._base import StoreOptions, TokenStore
 from freshtoken.stores._entry import Entry
@@ -34,9 +35,7 @@ def default_store_path(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get("GITHUB_ACTIONS") == "true" and env.get("RUNNER_TEMP"):
         return Path(env["RUNNER_TEMP"]) / "freshtoken" / "tokens.db"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("freshtoken")) / "tokens.db"
+    return Path(user_dir("cache")) / "tokens.db"
 
 
 def open_store(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Protocol
 
+from freshtoken._record import record
 from freshtoken._secret import Secret
 from freshtoken.stores._entry import Entry
 
@@ -47,7 +47,7 @@ class TokenStore(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StoreOptions:
     """What a store URL does not say: the sealing key, Redis credentials and timing, and what
     to do while a shared store is down (`fail`: open or closed)."""

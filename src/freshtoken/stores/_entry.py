@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from freshtoken._record import record, record_fields, replace
 from freshtoken._token import Token
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ServerFacts:
     """What was learned about the server of a cache key. Kept apart from the token: every
     rewrite of the entry (a mint, a seed, a spend) carries it over whole.
@@ -41,7 +40,7 @@ WRITING_BACK = "writing_back"
 PHASES = (IDLE, CLOSING, SPENDING, WRITING_BACK)
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@record
 class Entry:
     """The shared state of one cache key.
 
@@ -66,7 +65,7 @@ class Entry:
     last_mint: float = 0.0
     past: tuple[str, ...] = ()
     promised: float = 0.0
-    facts: ServerFacts = field(default_factory=ServerFacts)
+    facts: ServerFacts = ServerFacts()
     failure: str | None = None
     version: int = 0
 
@@ -89,7 +88,7 @@ def encode(entry: Entry) -> bytes:
     """`entry` as JSON, its keys named as its fields (the version is the store's)."""
     token = entry.token
     data: dict[str, Any] = {
-        name: getattr(entry, name) for name in Entry.__dataclass_fields__ if name != "version"
+        name: getattr(entry, name) for name in record_fields(Entry) if name != "version"
     }
     data["token"] = (
         None
@@ -103,7 +102,7 @@ def encode(entry: Entry) -> bytes:
         }
     )
     data["past"] = list(entry.past)
-    data["facts"] = asdict(entry.facts)
+    data["facts"] = {name: getattr(entry.facts, name) for name in record_fields(ServerFacts)}
     return json.dumps(data, separators=(",", ":")).encode()
 
 
@@ -187,6 +186,8 @@ PAST_KEPT = 64
 
 def fingerprint(refresh_token: str) -> str:
     """A short, one-way name of a refresh token (kept only inside sealed entries)."""
+    import hashlib  # here: a store hit fingerprints nothing (and hashlib loads an OpenSSL)
+
     return hashlib.sha256(refresh_token.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 

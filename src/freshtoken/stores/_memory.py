@@ -7,8 +7,8 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 
+from freshtoken._record import replace
 from freshtoken.stores._base import StoreOptions
 from freshtoken.stores._entry import Entry
 

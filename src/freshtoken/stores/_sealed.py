@@ -5,20 +5,19 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
-import hashlib
-import hmac
 import os
-import secrets
 import stat
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+# cryptography's own `ciphers.aead` module is this binding's AESGCM under its public name, but
+# importing it runs the `ciphers` package (typing, enum, every cipher and mode): 52 M of the 66 M
+# instructions that AESGCM costs a store hit. tests/test_startup.py checks that they are one class.
+from cryptography.hazmat.bindings._rust import openssl as _openssl
 
 from freshtoken._errors import ConfigurationError, StoreError, UnsafeStoreError
 from freshtoken._log import logger, remember_secret
 from freshtoken._platform import PRIVATE_OPEN_FLAGS, owned_by_user, shared_bits
-from freshtoken._secret import Secret
+from freshtoken._secret import Secret, keyed_hash
 from freshtoken.stores._entry import Entry, decode, encode
 
 _VERSION = b"\x01"
@@ -32,9 +31,9 @@ class Envelope:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("an AES-256 key is 32 bytes")
-        self._aead = AESGCM(key)
+        self._aead = _openssl.aead.AESGCM(key)
         # Cache keys are hashed with a key derived from this one: they reveal nothing.
-        self.pepper = hmac.new(key, b"freshtoken cache-key v1", hashlib.sha256).digest()
+        self.pepper = keyed_hash(key, b"freshtoken cache-key v1")
 
     def __repr__(self) -> str:
         return "Envelope(key=***)"
@@ -49,7 +48,11 @@ class Envelope:
             raise ValueError("not a freshtoken envelope")
         try:
             return self._aead.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], cache_key.encode())
-        except InvalidTag:
+        except Exception as exc:
+            from cryptography.exceptions import InvalidTag  # only when it fails: 30 M otherwise
+
+            if not isinstance(exc, InvalidTag):
+                raise
             raise ValueError("entry failed authentication (tampered, or another key)") from None
 
 
@@ -165,6 +168,8 @@ def key_file(path: Path) -> bytes:
     on one key and no reader ever sees a half-written file.
     """
     if not os.path.lexists(path):
+        import secrets  # here: only a first use creates a key
+
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | PRIVATE_OPEN_FLAGS, 0o600)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import sqlite3
 import threading
 import time
@@ -197,6 +196,8 @@ class SQLiteStore:
     def save(self, key: str, entry: Entry, expected: int) -> int | None:
         blob = seal_entry(self._envelope, key, entry)
         # Random versions: a key deleted and created again never repeats one (no ABA).
+        import secrets  # here: a hit (load) needs no random module
+
         version = secrets.randbits(52) or 1
         now = time.time()
         with self._guard:

@@ -1,0 +1,127 @@
+"""What `freshtoken token` loads on a store hit: only what a hit uses. Not timed (the time of a
+whole process is `scripts/bench.sh --startup`'s, in instructions); the module list is exact."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from freshtoken.testing import AuthServer
+from tests._cli import BIN, cli_env, ft
+
+#: Modules a store hit must not load: the HTTP stack (a hit sends nothing), the command line's
+#: other commands and its renderer, the sink's sealed boxes, the broker (a hit builds none),
+#: cryptography's Python layers (key serialization for private_key_jwt, the cipher registry),
+#: logging (a hit logs nothing at the default level), and dataclasses (inspect, and an exec per
+#: class: the value classes are records, freshtoken/_record.py), and platformdirs (the XDG
+#: directories are read directly on Linux).
+HEAVY = (
+    "_hashlib",  # the system's OpenSSL: keyed hashes use cryptography's (_secret.keyed_hash)
+    "_socket",  # no endpoint asked
+    "secrets",  # nothing written
+    "signal",
+    "platformdirs",
+    "logging",
+    "dataclasses",
+    "inspect",
+    "httpx",
+    "click",
+    "rich",
+    "nacl",
+    "redis",
+    "freshtoken.cli._app",
+    "freshtoken.broker._broker",
+    "freshtoken.oauth._client",
+    "freshtoken.oauth._jws",
+    "freshtoken.oauth._jwt_auth",
+    "cryptography.hazmat.primitives.serialization",
+    "cryptography.hazmat.primitives.ciphers",
+    "cryptography.exceptions",
+)
+
+
+def _loaded(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[str, str, set[str]]:
+    """Standard output and error of `argv` run with -X importtime, and every module imported."""
+    out = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in out.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "freshtoken.cli._token" in modules  # the list is the command's, not empty
+    return out.stdout, out.stderr, modules
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        ["token"],
+        ["-q", "token", "--min-ttl", "60"],
+        ["token", "--format", "json"],
+        ["--color", "never", "-vv", "token", "--min-ttl=60"],
+        ["--verbose", "--color=auto", "token"],
+    ],
+)
+def test_a_store_hit_loads_nothing_heavy(tmp_path: Path, spelling: list[str]) -> None:
+    verbose = any(arg.startswith(("-v", "--verbose")) for arg in spelling)
+    with AuthServer() as server:
+        env = cli_env(tmp_path, server, FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db")
+        first = ft(["token"], env, tmp_path)
+        assert first.returncode == 0, first.stderr
+        for argv in (
+            [sys.executable, "-X", "importtime", "-m", "freshtoken", *spelling],
+            [sys.executable, "-X", "importtime", str(Path(BIN) / "freshtoken"), *spelling],
+        ):
+            stdout, stderr, modules = _loaded(argv, env, tmp_path)
+            assert first.stdout.strip() in stdout  # the stored token, printed
+            # -v shows the hit's record (so it loads logging), through the same path
+            assert ("adopted a token another holder stored" in stderr) == verbose
+            allowed = {"logging"} if verbose else set()
+            heavy = sorted(
+                m
+                for m in modules
+                if any(m == h or m.startswith(h + ".") for h in HEAVY if h not in allowed)
+            )
+            assert heavy == [], f"{argv[3:]} loaded {heavy}"
+        assert server.stats()["tokens_minted"] == 1  # every run was a hit
+
+
+def test_the_store_seals_with_cryptographys_public_aesgcm() -> None:
+    # The store takes AESGCM from the binding (its public module's package costs a hit 52 M
+    # instructions); this fails if cryptography ever serves another class under that name.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from freshtoken.stores._sealed import Envelope
+
+    assert type(Envelope(bytes(32))._aead) is AESGCM
+
+
+def test_logging_set_up_after_freshtoken_still_gets_records_redacted() -> None:
+    # The logger is built at the first record shown: a program that imports freshtoken first
+    # and configures logging afterwards gets every record, filtered (and nothing below WARNING
+    # when it configures nothing).
+    code = (
+        "import sys; from freshtoken._log import logger; from freshtoken._secret import Secret; "
+        "Secret('canary-late-42424242'); logger.info('unseen %s', 1); "
+        "import logging; logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, "
+        "format='%(module)s %(message)s'); logger.info('sent %s', 'canary-late-42424242')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["<string> sent ***"]
+    assert out.stderr == ""
+
+
+def test_the_keyed_hash_is_hmac_sha256() -> None:
+    # Cache keys and the store key's pepper are this hash: a different one would orphan every
+    # stored entry (and a weaker one would reveal more).
+    import hashlib
+    import hmac
+
+    from freshtoken._secret import keyed_hash
+
+    for key, message in ((b"k" * 32, b"freshtoken cache-key v1"), (b"", b""), (b"x" * 99, b"m")):
+        assert keyed_hash(key, message) == hmac.new(key, message, hashlib.sha256).digest()
