@@ -60,3 +60,11 @@ def test_dataclasses_functions_and_copies_still_work() -> None:
     assert Endpoints("https://a.test/token", sources=(("token_url", "here"),)) == Endpoints(
         "https://a.test/token"
     )
+
+
+def test_replace_copies_a_plain_dataclass_too() -> None:
+    """One `replace` for both kinds: code that copies a dataclass with it (the spender copies
+    the client's Timeouts) gets `dataclasses.replace`, not an AttributeError."""
+    from freshtoken._http import Timeouts
+
+    assert replace(Timeouts(1.0, 2.0), read=5.0) == Timeouts(1.0, 5.0)

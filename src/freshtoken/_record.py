@@ -150,7 +150,11 @@ def record_fields(cls_or_record: object) -> tuple[str, ...]:
 
 
 def replace(obj: T, **changes: object) -> T:
-    """A copy of the record `obj` with `changes` (`dataclasses.replace`)."""
+    """A copy of the record (or dataclass) `obj` with `changes` (`dataclasses.replace`)."""
+    if not hasattr(type(obj), "_record_fields"):
+        import dataclasses
+
+        return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
     values: dict[str, object] = {n: getattr(obj, n) for n in record_fields(obj)}
     values.update(changes)
     return obj.__class__(**values)
