@@ -29,7 +29,7 @@ from freshtoken.oauth._client_auth import ClientAuth
 from freshtoken.oauth._grants import Grant
 from freshtoken.oauth._response import check_nonce, parse_token_reply
 from freshtoken.oauth._retry import RetryPolicy, with_retries
-from freshtoken.oauth._tls_auth import client_certificate
+from freshtoken.oauth._tls_auth import Binding, client_certificate
 from freshtoken.provider._discovery import cached, discover
 from freshtoken.provider._endpoints import Endpoints, check_url
 
@@ -76,6 +76,8 @@ class TokenClient:
         #: The TLS context presenting the client certificate (None: no mutual TLS); what
         #: sends a token minted with it (the proxy) needs it too: the token may be bound.
         self.tls = certificate.ssl_context() if certificate else None
+        #: The certificate its tokens may be bound to, for the adapters (None: no mutual TLS).
+        self.binding = Binding(certificate, self.tls) if certificate and self.tls else None
 
     def identity(self) -> str:
         """The token endpoint, or the issuer it will be discovered from."""
