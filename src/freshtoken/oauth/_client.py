@@ -6,6 +6,7 @@ import asyncio
 import random
 import threading
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -183,13 +184,19 @@ class TokenClient:
         except httpx.HTTPError:
             return None
 
-    def _introspection(self, value: str, hint: str) -> Exchange[bool | None]:
+    def _answer(self, value: str, hint: str) -> Exchange[dict[str, Any] | None]:
         reply = yield from self._post_token("introspection_url", value, hint)
-        if reply is None or reply.status != 200:
-            return None
-        data = json_object(reply.body)
+        return json_object(reply.body) if reply is not None and reply.status == 200 else None
+
+    def _introspection(self, value: str, hint: str) -> Exchange[bool | None]:
+        data = yield from self._answer(value, hint)
         active = data.get("active") if data is not None else None
         return active if isinstance(active, bool) else None
+
+    def introspection(self, value: str, hint: str = "access_token") -> dict[str, Any] | None:
+        """RFC 7662's whole answer about `value` (doctor reads `cnf` in it); None as for
+        `introspect`. Nothing of it is logged."""
+        return run_sync(self._answer(value, hint), self._client(), self.clock)
 
     def introspect(self, value: str, hint: str = "refresh_token") -> bool | None:
         """RFC 7662: is `value` active? None when the server has no introspection endpoint

@@ -238,6 +238,16 @@ def parse_token_reply(reply: Reply, sent_at: float, ctx: ErrorContext) -> Token:
     )
 
 
+def unverified_claims(jwt: str) -> dict[str, object] | None:
+    """The claims of a JWT, its signature not checked (None: not a readable JWT): for what
+    came straight from the token endpoint, or for what is only shown."""
+    payload = jwt.split(".")[1] if jwt.count(".") == 2 else ""
+    try:
+        return json_object(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:
+        return None
+
+
 def check_nonce(reply: Reply, nonce: str, ctx: ErrorContext) -> None:
     """An ID token in a token answer must carry the nonce of the login's authorization request
     (OpenID Connect Core §3.1.3.7, item 11); one carrying another was not minted for this
@@ -247,11 +257,7 @@ def check_nonce(reply: Reply, nonce: str, ctx: ErrorContext) -> None:
     if not isinstance(id_token, str):
         return  # no ID token in this flow: nothing to check
     remember_secret(id_token)
-    payload = id_token.split(".")[1] if id_token.count(".") == 2 else ""
-    try:
-        claims = json_object(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except ValueError:
-        claims = None
+    claims = unverified_claims(id_token)
     if claims is None or claims.get("nonce") != nonce:
         said = "carries another nonce" if claims and "nonce" in claims else "carries no nonce"
         if claims is None:

@@ -32,6 +32,13 @@ _FIELDS = {
     "authorization_endpoint": "authorization_url",
     "device_authorization_endpoint": "device_authorization_url",
 }
+#: What doctor shows of the metadata: lists (RFC 8414 §2) and RFC 8705 §3.3's flag.
+FACTS = (
+    "grant_types_supported",
+    "token_endpoint_auth_methods_supported",
+    "token_endpoint_auth_signing_alg_values_supported",
+    "tls_client_certificate_bound_access_tokens",
+)
 #: Once these are known the remaining documents are not fetched.
 _WANTED = ("token_url", "revocation_url", "introspection_url")
 
@@ -85,7 +92,7 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
     refused: list[OAuthError] = []  # in the order met; the first is raised if nothing is found
     untrusted: list[str] = []
     openid = False
-    grant_types: tuple[str, ...] | None = None
+    facts: dict[str, tuple[str, ...] | bool] = {}
     whole = True
     for url in metadata_urls(issuer):
         try:
@@ -116,9 +123,10 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
                 )
             )
         openid = openid or _is_openid(meta)
-        listed = meta.get("grant_types_supported")
-        if grant_types is None and isinstance(listed, list):
-            grant_types = tuple(str(g) for g in listed)
+        for name in FACTS:
+            said = meta.get(name)
+            if name not in facts and isinstance(said, list | bool):
+                facts[name] = tuple(str(x) for x in said) if isinstance(said, list) else said
         for key, name in _FIELDS.items():
             value = meta.get(key)
             if isinstance(value, str) and name not in found:
@@ -140,7 +148,7 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
         token_url=found["token_url"][0],
         issuer=issuer,
         openid=openid,
-        grant_types=grant_types,
+        metadata=tuple(facts.items()),
         **{name: url for name, (url, _doc) in found.items() if name != "token_url"},
         sources=tuple((name, doc) for name, (_url, doc) in found.items()),
     )

@@ -27,8 +27,9 @@ class Endpoints:
     provider: str | None = None
     #: A discovery document says this is an OpenID provider (OpenID Connect Discovery fields).
     openid: bool = False
-    #: The grant types a discovery document lists (None: it lists none, or no document).
-    grant_types: tuple[str, ...] | None = None
+    #: What the discovery documents say of the server, the first to say each wins (`FACTS`:
+    #: lists such as `grant_types_supported`, and flags); empty: no document was read.
+    metadata: tuple[tuple[str, tuple[str, ...] | bool], ...] = ()
     #: (field, where its URL came from): a setting, a discovery document's URL or the Genesys
     #: preset; `freshtoken doctor` shows them.
     sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
@@ -48,6 +49,11 @@ class Endpoints:
         if url := self.self_revoke_url:
             return f"DELETE {url} (access tokens only)", "the Genesys Cloud preset"
         return None
+
+    def listed(self, name: str) -> tuple[str, ...] | None:
+        """The list a discovery document gave as `name` (None: no document lists it)."""
+        value = dict(self.metadata).get(name)
+        return value if isinstance(value, tuple) else None
 
     def source(self, name: str) -> str | None:
         """Where the URL in field `name` (`token_url`, `revocation_url`, ...) came from."""

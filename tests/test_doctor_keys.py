@@ -1,0 +1,148 @@
+"""`freshtoken doctor` on keys and certificates (issue 25): what the server's discovery
+document says it supports, where the configured method or algorithm is not among it (a warning
+with a hint), and whether the token is bound to the client certificate (RFC 8705 §3)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from freshtoken import MemoryStore, Token, TokenBroker
+from freshtoken.cli._doctor import run_checks
+from freshtoken.cli._doctor_server import Check, Seen, learned
+from freshtoken.config._settings import Settings
+from freshtoken.testing import AuthServer
+from freshtoken.testing._model import Client
+from tests.test_mtls import CLIENTS, _env
+
+HMAC_SECRET = "a-client-secret-of-at-least-thirty-two-bytes"
+
+
+@pytest.fixture
+def environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A clean environment: doctor reads the process's own settings."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("FRESHTOKEN_", "GITHUB_", "ACTIONS_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return monkeypatch
+
+
+def _doctor(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> list[Check]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return run_checks(None, 15.0)
+
+
+def _titled(checks: list[Check], text: str) -> list[Check]:
+    return [c for c in checks if text in c.title]
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path, environ: pytest.MonkeyPatch) -> Iterator[AuthServer]:
+    with AuthServer(tls=True, clients=list(CLIENTS)) as found:
+        (tmp_path / "ca.pem").write_text(found.ca_pem)
+        environ.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        yield found
+
+
+def _tls_env(tmp_path: Path, server: AuthServer) -> dict[str, str]:
+    env = _env(tmp_path, server, FRESHTOKEN_ISSUER=server.issuer)
+    del env["FRESHTOKEN_TOKEN_URL"]  # discovered, with the metadata doctor reads
+    return env
+
+
+def _thumbprint(tmp_path: Path) -> str:
+    from freshtoken._secret import Secret
+    from freshtoken.oauth._tls_auth import load_chain, x5t_s256
+
+    cert = (tmp_path / "cert.pem").read_text()
+    return x5t_s256(load_chain(Secret(cert), "cert")[0])
+
+
+def test_doctor_says_the_token_is_bound_and_what_the_server_supports(
+    tls_server: AuthServer, tmp_path: Path, environ: pytest.MonkeyPatch
+) -> None:
+    checks = _doctor(environ, _tls_env(tmp_path, tls_server))
+    assert not [c for c in checks if c.state in ("fail", "warn")], checks
+    (methods,) = _titled(checks, "server supports client authentication:")
+    assert "tls_client_auth" in methods.title and "private_key_jwt" in methods.title
+    assert _titled(checks, "server binds access tokens to client certificates")
+    (bound,) = _titled(checks, "the token is bound to the client certificate")
+    assert f"cnf x5t#S256 {_thumbprint(tmp_path)}, from introspection" in bound.title
+
+
+def test_an_unbound_answer_is_still_treated_as_bound(
+    tls_server: AuthServer, tmp_path: Path, environ: pytest.MonkeyPatch
+) -> None:
+    tls_server.configure(bind_tokens=False)
+    checks = _doctor(environ, _tls_env(tmp_path, tls_server))
+    assert _titled(checks, "server does not bind access tokens to client certificates")
+    (treated,) = _titled(checks, "the token is treated as bound")
+    assert _thumbprint(tmp_path) in treated.title and treated.state == "info"
+
+
+def test_a_bound_jwt_says_so_in_its_claims(tls_server: AuthServer, tmp_path: Path) -> None:
+    """A JWT access token's own `cnf` claim (RFC 8705 §3.1), without asking introspection;
+    another certificate's thumbprint there is a warning."""
+    broker = TokenBroker.from_settings(
+        Settings.from_env(_env(tmp_path, tls_server)), store=MemoryStore()
+    )
+    settings, endpoints = Settings.from_env({}), broker.client.endpoints()
+
+    def jwt(thumbprint: str) -> Token:
+        claims = json.dumps({"sub": "ca", "cnf": {"x5t#S256": thumbprint}}).encode()
+        body = base64.urlsafe_b64encode(claims).rstrip(b"=").decode()
+        return Token(f"eyJhbGciOiJub25lIn0.{body}.", "Bearer", 2e9, 1e9)
+
+    mine = _thumbprint(tmp_path)
+    (said,) = _titled(learned(Seen(settings, endpoints, broker, jwt(mine))), "is bound to")
+    assert said.title.startswith(
+        f"the token is bound to the client certificate (cnf x5t#S256 {mine}, from its claims"
+    )
+    (other,) = _titled(learned(Seen(settings, endpoints, broker, jwt("A" * 43))), "is bound to")
+    assert other.state == "warn" and "FRESHTOKEN_CLIENT_CERT_FILE" in other.fix
+    assert tls_server.stats()["introspections"] == 0
+
+
+def test_a_method_the_server_does_not_list_is_a_warning_with_a_hint(
+    tmp_path: Path, environ: pytest.MonkeyPatch
+) -> None:
+    """A server without mutual TLS lists no tls methods: doctor warns before the token
+    request fails."""
+    with AuthServer() as server:
+        tls = AuthServer(tls=True)
+        with tls:
+            env = _tls_env(tmp_path, tls)
+        env["FRESHTOKEN_ISSUER"] = server.issuer
+        checks = _doctor(environ, env)
+    (warned,) = [c for c in checks if c.state == "warn"]
+    assert "does not list tls_client_auth, the configured method" in warned.title
+    assert "FRESHTOKEN_AUTH_METHOD" in warned.fix
+
+
+def test_a_signing_algorithm_the_server_does_not_list_is_a_warning(
+    environ: pytest.MonkeyPatch,
+) -> None:
+    clients = [Client("hmac", HMAC_SECRET, auth_method="client_secret_jwt")]
+    with AuthServer(clients=clients) as server:
+        server.configure(assertion_algs="HS256")
+        env = {
+            "FRESHTOKEN_ISSUER": server.issuer,
+            "FRESHTOKEN_CLIENT_ID": "hmac",
+            "FRESHTOKEN_CLIENT_SECRET": HMAC_SECRET,
+            "FRESHTOKEN_AUTH_METHOD": "client_secret_jwt",
+            "FRESHTOKEN_SIGNING_ALG": "HS512",
+        }
+        checks = _doctor(environ, env)
+    assert _titled(checks, "server takes assertions signed with: HS256")
+    (warned,) = [c for c in checks if c.state == "warn"]
+    assert "does not list HS512, the configured signing algorithm" in warned.title
+    assert "FRESHTOKEN_SIGNING_ALG" in warned.fix
