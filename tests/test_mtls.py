@@ -328,3 +328,30 @@ def test_the_testserver_command_serves_mutual_tls_and_github_oidc(tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_discovery_takes_the_mtls_endpoint_aliases(server: AuthServer, tmp_path: Path) -> None:
+    """RFC 8705 §5: a client using mutual TLS calls the metadata's `mtls_endpoint_aliases`;
+    this server's plain endpoints then take no certificate (`mtls_aliases_only`)."""
+    from freshtoken import PublicClient
+
+    server.configure(mtls_aliases_only=True)
+    env = _env(tmp_path, server, FRESHTOKEN_ISSUER=server.issuer)
+    del env["FRESHTOKEN_TOKEN_URL"]
+    broker = TokenBroker.from_settings(Settings.from_env(env), store=MemoryStore())
+    token = broker.token()
+    endpoints = broker.client.endpoints()
+    assert endpoints.token_url == server.issuer + "/mtls/oauth/token"
+    assert endpoints.introspection_url == server.issuer + "/mtls/oauth/introspect"
+    assert endpoints.revocation_url == server.issuer + "/mtls/oauth/revoke"
+    assert "mtls_endpoint_aliases in https://" in str(endpoints.source("token_url"))
+    assert broker.client.introspect(token.access_token, "access_token") is True
+    # Without mutual TLS, the plain endpoints.
+    plain = TokenClient(PublicClient("ss"), issuer=server.issuer).endpoints()
+    assert plain.token_url == server.token_url
+    # The plain token endpoint set by hand: no certificate reaches it here.
+    pinned = TokenBroker.from_settings(
+        Settings.from_env(_env(tmp_path, server)), store=MemoryStore()
+    )
+    with pytest.raises(OAuthError, match="needs a client certificate"):
+        pinned.token()

@@ -102,6 +102,8 @@ class TokenClient:
             assert self._issuer is not None
             found = cached(self._issuer, self.clock.time())
             found = found or (yield from discover(self._issuer, self.clock.time()))
+            # Mutual TLS at the RFC 8705 §5 aliases; a URL set by hand wins over both.
+            found = found.over_mtls() if self.binding else found
             self._endpoints = found.pinned(self._pinned)
         return self._endpoints
 

@@ -30,6 +30,9 @@ class Endpoints:
     #: What the discovery documents say of the server, the first to say each wins (`FACTS`:
     #: lists such as `grant_types_supported`, and flags); empty: no document was read.
     metadata: tuple[tuple[str, tuple[str, ...] | bool], ...] = ()
+    #: (field, URL, the document that named it): the discovery document's
+    #: `mtls_endpoint_aliases` (RFC 8705 §5), for a client using mutual TLS.
+    mtls_aliases: tuple[tuple[str, str, str], ...] = ()
     #: (field, where its URL came from): a setting, a discovery document's URL or the Genesys
     #: preset; `freshtoken doctor` shows them.
     sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
@@ -58,6 +61,14 @@ class Endpoints:
     def source(self, name: str) -> str | None:
         """Where the URL in field `name` (`token_url`, `revocation_url`, ...) came from."""
         return dict(self.sources).get(name)
+
+    def over_mtls(self) -> Endpoints:
+        """These endpoints as a client using mutual TLS calls them: RFC 8705 §5 says it uses
+        the `mtls_endpoint_aliases` where the metadata gives them."""
+        aliases = {
+            name: (url, f"mtls_endpoint_aliases in {doc}") for name, url, doc in self.mtls_aliases
+        }
+        return self.pinned(aliases)
 
     def pinned(self, urls: Mapping[str, tuple[str, str]]) -> Endpoints:
         """These endpoints with `urls` (field -> (URL, where it was set)) set over them: a
