@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from freshtoken.cli._doctor_server import Check, Seen, learned
 from freshtoken.config._settings import Settings
 from freshtoken.testing import AuthServer
 from freshtoken.testing._model import Client
-from tests.test_mtls import CLIENTS, _env
+from tests._certs import mtls_env
 
 HMAC_SECRET = "a-client-secret-of-at-least-thirty-two-bytes"
 
@@ -45,16 +44,8 @@ def _titled(checks: list[Check], text: str) -> list[Check]:
     return [c for c in checks if text in c.title]
 
 
-@pytest.fixture
-def tls_server(tmp_path: Path, environ: pytest.MonkeyPatch) -> Iterator[AuthServer]:
-    with AuthServer(tls=True, clients=list(CLIENTS)) as found:
-        (tmp_path / "ca.pem").write_text(found.ca_pem)
-        environ.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
-        yield found
-
-
-def _tls_env(tmp_path: Path, server: AuthServer) -> dict[str, str]:
-    env = _env(tmp_path, server, FRESHTOKEN_ISSUER=server.issuer)
+def _issuer_env(tmp_path: Path, server: AuthServer) -> dict[str, str]:
+    env = mtls_env(tmp_path, server, FRESHTOKEN_ISSUER=server.issuer)
     del env["FRESHTOKEN_TOKEN_URL"]  # discovered, with the metadata doctor reads
     return env
 
@@ -68,9 +59,9 @@ def _thumbprint(tmp_path: Path) -> str:
 
 
 def test_doctor_says_the_token_is_bound_and_what_the_server_supports(
-    tls_server: AuthServer, tmp_path: Path, environ: pytest.MonkeyPatch
+    environ: pytest.MonkeyPatch, mtls_server: AuthServer, tmp_path: Path
 ) -> None:
-    checks = _doctor(environ, _tls_env(tmp_path, tls_server))
+    checks = _doctor(environ, _issuer_env(tmp_path, mtls_server))
     assert not [c for c in checks if c.state in ("fail", "warn")], checks
     (methods,) = _titled(checks, "server supports client authentication:")
     assert "tls_client_auth" in methods.title and "private_key_jwt" in methods.title
@@ -80,20 +71,20 @@ def test_doctor_says_the_token_is_bound_and_what_the_server_supports(
 
 
 def test_an_unbound_answer_is_still_treated_as_bound(
-    tls_server: AuthServer, tmp_path: Path, environ: pytest.MonkeyPatch
+    environ: pytest.MonkeyPatch, mtls_server: AuthServer, tmp_path: Path
 ) -> None:
-    tls_server.configure(bind_tokens=False)
-    checks = _doctor(environ, _tls_env(tmp_path, tls_server))
+    mtls_server.configure(bind_tokens=False)
+    checks = _doctor(environ, _issuer_env(tmp_path, mtls_server))
     assert _titled(checks, "server does not bind access tokens to client certificates")
     (treated,) = _titled(checks, "the token is treated as bound")
     assert _thumbprint(tmp_path) in treated.title and treated.state == "info"
 
 
-def test_a_bound_jwt_says_so_in_its_claims(tls_server: AuthServer, tmp_path: Path) -> None:
+def test_a_bound_jwt_says_so_in_its_claims(mtls_server: AuthServer, tmp_path: Path) -> None:
     """A JWT access token's own `cnf` claim (RFC 8705 §3.1), without asking introspection;
     another certificate's thumbprint there is a warning."""
     broker = TokenBroker.from_settings(
-        Settings.from_env(_env(tmp_path, tls_server)), store=MemoryStore()
+        Settings.from_env(mtls_env(tmp_path, mtls_server)), store=MemoryStore()
     )
     settings, endpoints = Settings.from_env({}), broker.client.endpoints()
 
@@ -109,7 +100,7 @@ def test_a_bound_jwt_says_so_in_its_claims(tls_server: AuthServer, tmp_path: Pat
     )
     (other,) = _titled(learned(Seen(settings, endpoints, broker, jwt("A" * 43))), "is bound to")
     assert other.state == "warn" and "FRESHTOKEN_CLIENT_CERT_FILE" in other.fix
-    assert tls_server.stats()["introspections"] == 0
+    assert mtls_server.stats()["introspections"] == 0
 
 
 def test_a_method_the_server_does_not_list_is_a_warning_with_a_hint(
@@ -120,7 +111,7 @@ def test_a_method_the_server_does_not_list_is_a_warning_with_a_hint(
     with AuthServer() as server:
         tls = AuthServer(tls=True)
         with tls:
-            env = _tls_env(tmp_path, tls)
+            env = _issuer_env(tmp_path, tls)
         env["FRESHTOKEN_ISSUER"] = server.issuer
         checks = _doctor(environ, env)
     (warned,) = [c for c in checks if c.state == "warn"]

@@ -5,7 +5,6 @@ bound token over a connection without its certificate."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,21 +14,14 @@ from freshtoken import MemoryStore, TokenBroker
 from freshtoken._errors import ConfigurationError
 from freshtoken.config._settings import Settings
 from freshtoken.testing import AuthServer
+from tests._certs import mtls_env
 from tests.helpers import require_module
-from tests.test_mtls import CLIENTS, _env
 
 
 @pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuthServer]:
-    with AuthServer(tls=True, clients=list(CLIENTS)) as found:
-        (tmp_path / "ca.pem").write_text(found.ca_pem)
-        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
-        yield found
-
-
-@pytest.fixture
-def broker(server: AuthServer, tmp_path: Path) -> TokenBroker:
-    return TokenBroker.from_settings(Settings.from_env(_env(tmp_path, server)), store=MemoryStore())
+def broker(mtls_server: AuthServer, tmp_path: Path) -> TokenBroker:
+    settings = Settings.from_env(mtls_env(tmp_path, mtls_server))
+    return TokenBroker.from_settings(settings, store=MemoryStore())
 
 
 def _thumbprint(broker: TokenBroker) -> str:
@@ -41,29 +33,29 @@ def _minted(server: AuthServer) -> int:
 
 
 def test_httpx_sends_a_bound_token_over_the_brokers_certificate(
-    server: AuthServer, broker: TokenBroker
+    mtls_server: AuthServer, broker: TokenBroker
 ) -> None:
-    api = server.url + "/api/echo"
+    api = mtls_server.url + "/api/echo"
     assert broker.client.tls is not None
     with httpx.Client(auth=broker.httpx_auth(), verify=broker.client.tls) as client:
         answer = client.get(api)
         assert answer.status_code == 200
         assert answer.json()["cnf"] == {"x5t#S256": _thumbprint(broker)}
-        server.revoke_all()  # a refused token over the certificate: one new token, sent again
+        mtls_server.revoke_all()  # a refused token over the certificate: one new token, sent again
         assert client.get(api).status_code == 200
-    assert _minted(server) == 2
+    assert _minted(mtls_server) == 2
     # Without the certificate the adapter says so, instead of minting a token to no avail.
     with pytest.raises(ConfigurationError, match="did not present it") as error:
         httpx.get(api, auth=broker.httpx_auth())
     assert _thumbprint(broker) in str(error.value)
     assert "verify=broker.client.tls" in str(error.value.hint)
-    assert _minted(server) == 2
+    assert _minted(mtls_server) == 2
 
 
 def test_httpx_async_sends_a_bound_token_over_the_brokers_certificate(
-    server: AuthServer, broker: TokenBroker
+    mtls_server: AuthServer, broker: TokenBroker
 ) -> None:
-    api = server.url + "/api/echo"
+    api = mtls_server.url + "/api/echo"
 
     async def call(verify: object) -> httpx.Response:
         async with httpx.AsyncClient(auth=broker.httpx_auth(), verify=verify) as client:  # type: ignore[arg-type]
@@ -72,25 +64,25 @@ def test_httpx_async_sends_a_bound_token_over_the_brokers_certificate(
     assert asyncio.run(call(broker.client.tls)).json()["cnf"]["x5t#S256"] == _thumbprint(broker)
     with pytest.raises(ConfigurationError, match="did not present it"):
         asyncio.run(call(True))
-    assert _minted(server) == 1
+    assert _minted(mtls_server) == 1
 
 
 def test_requests_session_presents_the_certificate(
-    server: AuthServer, broker: TokenBroker, tmp_path: Path
+    mtls_server: AuthServer, broker: TokenBroker, tmp_path: Path
 ) -> None:
     requests = require_module("requests")
-    api = server.url + "/api/echo"
+    api = mtls_server.url + "/api/echo"
     with broker.requests_session() as session:
         answer = session.get(api)
         assert answer.status_code == 200, answer.text
         assert answer.json()["cnf"] == {"x5t#S256": _thumbprint(broker)}
-        server.revoke_all()
+        mtls_server.revoke_all()
         assert session.get(api).status_code == 200  # retried once over the certificate
-    assert _minted(server) == 2
+    assert _minted(mtls_server) == 2
     with pytest.raises(ConfigurationError, match="did not present it") as error:
         requests.get(api, auth=broker.requests_auth(), verify=str(tmp_path / "ca.pem"))
     assert "broker.requests_session()" in str(error.value.hint)
-    assert _minted(server) == 2
+    assert _minted(mtls_server) == 2
 
 
 def test_without_mutual_tls_the_session_is_a_plain_one() -> None:
@@ -108,14 +100,14 @@ def test_without_mutual_tls_the_session_is_a_plain_one() -> None:
 
 @pytest.mark.slow  # importing the Genesys Cloud SDK alone takes seconds
 def test_the_genesys_sdk_client_presents_the_certificate(
-    server: AuthServer, broker: TokenBroker
+    mtls_server: AuthServer, broker: TokenBroker
 ) -> None:
     sdk = require_module("PureCloudPlatformClientV2")
     from freshtoken.integrations.genesys import api_client
 
-    client = api_client(broker, server.url)
+    client = api_client(broker, mtls_server.url)
     sdk.TokensApi(client).head_tokens_me()  # raises ApiException on a 401
-    server.revoke_all()
+    mtls_server.revoke_all()
     sdk.TokensApi(client).head_tokens_me()
-    assert _minted(server) == 2
-    assert server.stats()["api_401"] == 1
+    assert _minted(mtls_server) == 2
+    assert mtls_server.stats()["api_401"] == 1
