@@ -137,3 +137,16 @@ def test_a_signing_algorithm_the_server_does_not_list_is_a_warning(
     (warned,) = [c for c in checks if c.state == "warn"]
     assert "does not list HS512, the configured signing algorithm" in warned.title
     assert "FRESHTOKEN_SIGNING_ALG" in warned.fix
+
+
+def test_what_doctor_says_without_the_servers_metadata(environ: pytest.MonkeyPatch) -> None:
+    quiet = "token_endpoint_auth_methods_supported,grant_types_supported,"
+    quiet += "token_endpoint_auth_signing_alg_values_supported"
+    with AuthServer(metadata_omit=quiet) as server:
+        base = {"FRESHTOKEN_CLIENT_ID": "demo-client", "FRESHTOKEN_CLIENT_SECRET": "demo-secret"}
+        found = _doctor(environ, {**base, "FRESHTOKEN_ISSUER": server.issuer})
+        environ.delenv("FRESHTOKEN_ISSUER")
+        direct = _doctor(environ, {**base, "FRESHTOKEN_TOKEN_URL": server.token_url})
+    assert _titled(found, "server metadata: the discovery document says nothing of the methods")
+    assert _titled(direct, "server metadata: no discovery document read")
+    assert not [c for c in found + direct if c.state in ("fail", "warn")]

@@ -95,13 +95,14 @@ def supported(endpoints: Endpoints, method: str, alg: str | None) -> list[Check]
     §3.3); the configured method or signing algorithm not among it is a warning, not a
     failure: servers under-report, and the token request tells."""
     if not endpoints.metadata:
-        return [
-            Check(
-                "info",
-                "server metadata: no discovery document read (FRESHTOKEN_ISSUER "
-                "not set, or the endpoints set directly)",
-            )
-        ]
+        read = any(src.startswith(("https://", "http://")) for _name, src in endpoints.sources)
+        said = (
+            "the discovery document says nothing of the methods and algorithms it supports"
+            if read
+            else "no discovery document read (FRESHTOKEN_ISSUER not set, or the endpoints set "
+            "directly)"
+        )
+        return [Check("info", "server metadata: " + said)]
     checks = []
     methods = endpoints.listed("token_endpoint_auth_methods_supported")
     if methods is not None:
