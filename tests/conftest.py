@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def server() -> Iterator[AuthServer]:
     with AuthServer() as srv:
         yield srv
+
+
+@pytest.fixture
+def mtls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuthServer]:
+    """An HTTPS test server with the mutual-TLS clients of tests/_certs.py, whose CA this
+    process trusts (SSL_CERT_FILE, as httpx reads it; also written to tmp_path/ca.pem)."""
+    from tests._certs import MTLS_CLIENTS
+
+    with AuthServer(tls=True, clients=list(MTLS_CLIENTS)) as found:
+        (tmp_path / "ca.pem").write_text(found.ca_pem)
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        yield found
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import ssl
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +23,16 @@ from freshtoken.local._server import LocalServer
 from freshtoken.oauth._jws import load_key
 from freshtoken.oauth._tls_auth import ClientCertificate, TlsClientAuth, load_chain
 from freshtoken.testing import AuthServer
-from freshtoken.testing._model import Client
-from freshtoken.testing._tls import PEER_CERT, key_pem, make_certificate, pem, x5c_jwk
+from freshtoken.testing._tls import PEER_CERT, key_pem, make_certificate, pem
+from tests._certs import SELF_SIGNED
+from tests._certs import mtls_env as _env
 from tests._cli import cli_env, ft
 from tests.helpers import assert_no_leak
 
-SELF_SIGNED = make_certificate("self-signed ci")
-CLIENTS = [
-    Client("ca", None, auth_method="tls_client_auth", tls_client_auth_subject_dn="CN=ci-runner"),
-    Client("ss", None, auth_method="self_signed_tls_client_auth", jwks=(x5c_jwk(SELF_SIGNED[0]),)),
-]
-
 
 @pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuthServer]:
-    """An HTTPS test server whose CA this process trusts (SSL_CERT_FILE, as httpx reads it)."""
-    with AuthServer(tls=True, clients=list(CLIENTS)) as found:
-        (tmp_path / "ca.pem").write_text(found.ca_pem)
-        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
-        yield found
+def server(mtls_server: AuthServer) -> AuthServer:
+    return mtls_server
 
 
 def _auth(client_id: str, cert: str, key: str, method: str = "tls_client_auth") -> TlsClientAuth:
@@ -162,21 +152,6 @@ def test_the_key_passes_through_no_plain_file(
     assert len(read) == 1 and "ENCRYPTED PRIVATE KEY" in read[0]
     body = "".join(key.splitlines()[1:-1])
     assert body[:40] not in read[0] and "CERTIFICATE" in read[0]
-
-
-def _env(tmp_path: Path, server: AuthServer, **extra: str) -> dict[str, str]:
-    cert, key = server.issue_certificate("ci-runner")
-    (tmp_path / "cert.pem").write_text(cert)
-    (tmp_path / "key.pem").write_text(key)
-    (tmp_path / "key.pem").chmod(0o600)
-    return {
-        "FRESHTOKEN_TOKEN_URL": server.token_url,
-        "FRESHTOKEN_CLIENT_ID": "ca",
-        "FRESHTOKEN_AUTH_METHOD": "tls_client_auth",
-        "FRESHTOKEN_CLIENT_CERT_FILE": str(tmp_path / "cert.pem"),
-        "FRESHTOKEN_CLIENT_KEY_FILE": str(tmp_path / "key.pem"),
-        **extra,
-    }
 
 
 def test_settings_and_a_renewed_certificate_changes_the_cache_key(
@@ -328,3 +303,30 @@ def test_the_testserver_command_serves_mutual_tls_and_github_oidc(tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_discovery_takes_the_mtls_endpoint_aliases(server: AuthServer, tmp_path: Path) -> None:
+    """RFC 8705 §5: a client using mutual TLS calls the metadata's `mtls_endpoint_aliases`;
+    this server's plain endpoints then take no certificate (`mtls_aliases_only`)."""
+    from freshtoken import PublicClient
+
+    server.configure(mtls_aliases_only=True)
+    env = _env(tmp_path, server, FRESHTOKEN_ISSUER=server.issuer)
+    del env["FRESHTOKEN_TOKEN_URL"]
+    broker = TokenBroker.from_settings(Settings.from_env(env), store=MemoryStore())
+    token = broker.token()
+    endpoints = broker.client.endpoints()
+    assert endpoints.token_url == server.issuer + "/mtls/oauth/token"
+    assert endpoints.introspection_url == server.issuer + "/mtls/oauth/introspect"
+    assert endpoints.revocation_url == server.issuer + "/mtls/oauth/revoke"
+    assert "mtls_endpoint_aliases in https://" in str(endpoints.source("token_url"))
+    assert broker.client.introspect(token.access_token, "access_token") is True
+    # Without mutual TLS, the plain endpoints.
+    plain = TokenClient(PublicClient("ss"), issuer=server.issuer).endpoints()
+    assert plain.token_url == server.token_url
+    # The plain token endpoint set by hand: no certificate reaches it here.
+    pinned = TokenBroker.from_settings(
+        Settings.from_env(_env(tmp_path, server)), store=MemoryStore()
+    )
+    with pytest.raises(OAuthError, match="needs a client certificate"):
+        pinned.token()

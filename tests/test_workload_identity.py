@@ -269,3 +269,34 @@ def test_a_stranger_token_is_refused(server: AuthServer) -> None:
                   {**claims, "iss": trusted_issuer})  # fmt: skip
     answer = httpx.post(server.token_url, data={**form, "assertion": forged})
     assert "signature does not verify" in answer.json()["error_description"]
+
+
+def test_exec_children_get_no_oidc_request_token_when_freshtoken_uses_it(
+    server: AuthServer, github: GitHubOidc, tmp_path: Path
+) -> None:
+    """A child of `exec` inherits neither ACTIONS_ID_TOKEN_REQUEST_TOKEN nor _URL where
+    freshtoken fetches the job's OIDC token with them: its environment carries no credential.
+    Where freshtoken does not use them, they are the child's as before."""
+    import json
+    import sys
+
+    code = "import json, os; print(json.dumps(dict(os.environ)))"
+    argv = ["exec", "--env", "API_TOKEN", "--", sys.executable, "-c", code]
+    base = cli_env(tmp_path, FRESHTOKEN_TOKEN_URL=server.token_url, **github.env())
+    used = {
+        **base,
+        "FRESHTOKEN_CLIENT_ID": "app",
+        "FRESHTOKEN_CLIENT_ASSERTION": "github-actions:" + ENTRA,
+    }
+    out = ft(argv, used, tmp_path)
+    assert out.returncode == 0, out.stderr
+    child = json.loads(out.stdout)
+    assert child["API_TOKEN"].startswith("at_") and child["FRESHTOKEN_URL"]
+    assert server.stats()["minted"]["app"]["client_credentials"] == 1  # the OIDC token was used
+    assert "ACTIONS_ID_TOKEN_REQUEST_TOKEN" not in child
+    assert "ACTIONS_ID_TOKEN_REQUEST_URL" not in child
+    dump = "\n".join(f"{k}={v}" for k, v in child.items() if k != "API_TOKEN")
+    assert_no_leak("the child's environment", dump, github.request_token)
+    unused = {**base, "FRESHTOKEN_CLIENT_ID": "wi", "FRESHTOKEN_AUTH_METHOD": "none"}
+    other = json.loads(ft(argv, unused, tmp_path).stdout)
+    assert other["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] == github.request_token

@@ -16,7 +16,14 @@ from freshtoken._log import one_line, redact_url
 from freshtoken.broker._endpoint import EndpointRefusal, ask, get, running_endpoint
 from freshtoken.broker._policy import CLI_MIN_TTL
 from freshtoken.cli._common import fail_with, run
-from freshtoken.cli._doctor_server import Check, Seen, duration, endpoint_lines, learned
+from freshtoken.cli._doctor_server import (
+    Check,
+    Seen,
+    duration,
+    endpoint_lines,
+    learned,
+    supported,
+)
 from freshtoken.cli._status import store_url
 from freshtoken.config._load import unknown_variables
 from freshtoken.config._options import OPTIONS
@@ -50,6 +57,12 @@ def _client_auth(settings: Settings) -> list[Check]:
     if jwk := getattr(auth, "jwk", None):
         checks.append(Check("info", "public JWK to register: " + json.dumps(jwk)))
     return checks
+
+
+def _method(settings: Settings) -> str:
+    """The client authentication method in use (a platform's client assertion is sent as
+    private_key_jwt's)."""
+    return "private_key_jwt" if settings.client_assertion else settings.auth_method
 
 
 def _endpoint(settings: Settings) -> Check:
@@ -208,6 +221,8 @@ def run_checks(
         broker = TokenBroker.from_settings(settings, store=store)
         endpoints = broker.client.endpoints()
         checks.extend(endpoint_lines(endpoints))
+        alg = getattr(broker.client.auth, "alg", None)
+        checks.extend(supported(endpoints, _method(settings), alg))
         token = broker.token()
     except FreshtokenError as exc:  # with its error code and HTTP status
         return [*checks, Check("fail", str(exc).split("\nhint: ", 1)[0], exc.hint)]
@@ -279,6 +294,6 @@ def doctor(ctx: click.Context, build_minutes: float, min_ttl: float | None, fmt:
             )
     else:
         for check in checks:
-            mark = {"ok": "✓", "fail": "✗", "info": "i"}[check.state]
+            mark = {"ok": "✓", "fail": "✗", "warn": "!", "info": "i"}[check.state]
             click.echo(f"{mark} {check.title}" + (f"\n    → {check.fix}" if check.fix else ""))
     sys.exit(1 if failed else 0)

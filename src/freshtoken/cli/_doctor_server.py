@@ -1,5 +1,6 @@
 """What `freshtoken doctor` says about the server: the endpoints in use (each with where it came
-from) and what was learned about the server.
+from), what its discovery document says it supports (and where the configured client
+authentication is not among it), and what was learned about the server.
 
 A new line in "what was learned" is one function `(Seen) -> Check | None` added to `LEARNED`.
 """
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING
 from freshtoken._log import redact_url
 from freshtoken.broker._promise import describe
 from freshtoken.broker._unfinished import vouching
+from freshtoken.oauth._response import unverified_claims
+from freshtoken.oauth._tls_auth import TLS_METHODS
 
 if TYPE_CHECKING:
     from freshtoken._token import Token
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Check:
-    state: str  # ok | fail | info
+    state: str  # ok | fail | warn | info
     title: str
     fix: str = ""
 
@@ -84,6 +87,70 @@ def endpoint_lines(endpoints: Endpoints) -> list[Check]:
     return lines
 
 
+_UNDER_REPORTS = "; a server that answers anyway under-reports it"
+
+
+def supported(endpoints: Endpoints, method: str, alg: str | None) -> list[Check]:
+    """What the discovery document says the token endpoint supports (RFC 8414 §2, RFC 8705
+    §3.3); the configured method or signing algorithm not among it is a warning, not a
+    failure: servers under-report, and the token request tells."""
+    if not endpoints.metadata:
+        read = any(src.startswith(("https://", "http://")) for _name, src in endpoints.sources)
+        said = (
+            "the discovery document says nothing of the methods and algorithms it supports"
+            if read
+            else "no discovery document read (FRESHTOKEN_ISSUER not set, or the endpoints set "
+            "directly)"
+        )
+        return [Check("info", "server metadata: " + said)]
+    checks = []
+    methods = endpoints.listed("token_endpoint_auth_methods_supported")
+    if methods is not None:
+        checks.append(Check("info", "server supports client authentication: " + ", ".join(methods)))
+        if method not in methods:
+            checks.append(
+                Check(
+                    "warn",
+                    f"the discovery document's token_endpoint_auth_methods_supported does not list "
+                    f"{method}, the configured method",
+                    f"The server may refuse it (invalid_client){_UNDER_REPORTS}. Check the "
+                    "client's registration, or set FRESHTOKEN_AUTH_METHOD to a listed method.",
+                )
+            )
+    algs = endpoints.listed("token_endpoint_auth_signing_alg_values_supported")
+    if algs is not None and method in ("private_key_jwt", "client_secret_jwt"):
+        checks.append(Check("info", "server takes assertions signed with: " + ", ".join(algs)))
+        if alg is not None and alg not in algs:
+            checks.append(
+                Check(
+                    "warn",
+                    f"the discovery document's token_endpoint_auth_signing_alg_values_supported "
+                    f"does not list {alg}, the configured signing algorithm",
+                    f"The server may refuse the assertion{_UNDER_REPORTS}. Set "
+                    f"FRESHTOKEN_SIGNING_ALG to a listed one the key allows.",
+                )
+            )
+    bound = dict(endpoints.metadata).get("tls_client_certificate_bound_access_tokens")
+    if isinstance(bound, bool):
+        does = "binds" if bound else "does not bind"
+        checks.append(
+            Check(
+                "info",
+                f"server {does} access tokens to client certificates "
+                "(tls_client_certificate_bound_access_tokens)",
+            )
+        )
+    elif method in TLS_METHODS:
+        checks.append(
+            Check(
+                "info",
+                "server metadata does not say whether it binds access "
+                "tokens to client certificates",
+            )
+        )
+    return checks
+
+
 def _provider(seen: Seen) -> Check:
     region = seen.endpoints.region
     if preset := seen.endpoints.preset:
@@ -112,7 +179,7 @@ def _vouching(seen: Seen) -> Check | None:
 def _grants_listed(seen: Seen) -> Check | None:
     """A discovery document that omits a grant in use: noted, never refused (servers
     under-report: client_credentials and refresh_token work where some leave them out)."""
-    listed = seen.endpoints.grant_types
+    listed = seen.endpoints.listed("grant_types_supported")
     if listed is None:
         return None
     entry = seen.broker.store.load(seen.broker.key)
@@ -127,7 +194,47 @@ def _grants_listed(seen: Seen) -> Check | None:
     )
 
 
-LEARNED: list[Callable[[Seen], Check | None]] = [_provider, _rotation, _vouching, _grants_listed]
+def _bound(seen: Seen) -> Check | None:
+    """Under mutual TLS: whether the token is bound to the certificate (RFC 8705 §3: `cnf`
+    with `x5t#S256`, in a JWT's claims or the introspection answer); where neither says, it
+    is treated as bound."""
+    binding = seen.broker.client.binding
+    if binding is None:
+        return None  # no certificate presented: no token can be bound to one
+    value = seen.token.access_token
+    where, cnf = "its claims", (unverified_claims(value) or {}).get("cnf")
+    if not isinstance(cnf, dict) and seen.endpoints.introspection_url:
+        where, cnf = "introspection", (seen.broker.client.introspection(value) or {}).get("cnf")
+    thumbprint = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+    if thumbprint is None:
+        return Check(
+            "info",
+            f"the token is treated as bound to the client certificate "
+            f"(x5t#S256 {binding.thumbprint}): neither its claims nor introspection "
+            "say; API calls go through the proxy or present the certificate",
+        )
+    if thumbprint != binding.thumbprint:
+        return Check(
+            "warn",
+            f"the token is bound to another certificate (cnf x5t#S256 {thumbprint}, from "
+            f"{where}) than the configured one ({binding.thumbprint})",
+            "Check FRESHTOKEN_CLIENT_CERT_FILE: API calls presenting this one will be refused.",
+        )
+    return Check(
+        "info",
+        f"the token is bound to the client certificate (cnf x5t#S256 "
+        f"{thumbprint}, from {where}): API calls go through the proxy or present "
+        "the certificate",
+    )
+
+
+LEARNED: list[Callable[[Seen], Check | None]] = [
+    _provider,
+    _rotation,
+    _vouching,
+    _grants_listed,
+    _bound,
+]
 
 
 def learned(seen: Seen) -> list[Check]:

@@ -8,6 +8,9 @@ Every request carries a token valid for at least `min_ttl` seconds (default: the
 margin, which fits short-lived test tokens too). On a 401 the token is
 re-minted through the broker and the request sent once more: the SDK by itself re-authenticates
 only when it holds a refresh token from a code-grant login, which client credentials never get.
+Under mutual TLS (the broker's tokens may be bound to its client certificate, RFC 8705 §3)
+the client's connections present the certificate: the SDK's own mutual TLS is one global
+context (`Configuration().ssl_context`), so this client gets an HTTP client of its own.
 Install with `pip install freshtoken[genesys]`.
 """
 
@@ -18,11 +21,12 @@ from typing import Any
 
 from freshtoken._errors import ConfigurationError
 from freshtoken.auth._retry401 import Retry401
-from freshtoken.broker._source import RenewableSource
+from freshtoken.broker._source import CertificateBinding, RenewableSource, binding
 from freshtoken.provider._genesys import genesys_region
 
 try:
     from PureCloudPlatformClientV2 import ApiClient
+    from PureCloudPlatformClientV2.default_http_client import DefaultHttpClient
     from PureCloudPlatformClientV2.rest import ApiException
 except ImportError:  # pragma: no cover - the extra is not installed
     raise ConfigurationError(
@@ -44,6 +48,8 @@ class FreshApiClient(ApiClient):  # type: ignore[misc]
         self._min_ttl = min_ttl
         self._call = threading.local()
         self.refresh_token = _MANAGED
+        if (bound := binding(broker)) is not None:
+            self.set_http_client(_PresentingHttpClient(bound))
 
     def call_api(self, *args: Any, **kwargs: Any) -> Any:
         self._call.attempt = Retry401(self._broker, self._min_ttl)
@@ -64,6 +70,17 @@ class FreshApiClient(ApiClient):  # type: ignore[misc]
         # the second 401 of one call goes back to the caller.
         if self._attempt().again(401) is None:
             raise ApiException(status=401, reason="Unauthorized, after one new token")
+
+
+class _PresentingHttpClient(DefaultHttpClient):  # type: ignore[misc]
+    """The SDK's HTTP client, whose connections present the broker's client certificate."""
+
+    def __init__(self, bound: CertificateBinding) -> None:
+        super().__init__()
+        # A context of its own (urllib3 sets the verify mode of the context it is given); it
+        # trusts what the token client trusts (SSL_CERT_FILE/DIR, else certifi).
+        pool_kw = self.rest_client.pool_manager.connection_pool_kw
+        pool_kw["ssl_context"] = bound.ssl_context()
 
 
 def api_client(

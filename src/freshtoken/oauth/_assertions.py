@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -151,6 +151,15 @@ def assertion_source(spec: str, setting: str, environ: Mapping[str, str]) -> Ass
         f"{setting} must be file:PATH or github-actions:AUDIENCE, not {spec!r}",
         hint="file:/var/run/secrets/tokens/oidc-token, or github-actions:api://AzureADTokenExchange",
     )
+
+
+def credential_variables(specs: Iterable[str | None]) -> frozenset[str]:
+    """The variables of the platform credential that the sources `specs` use: for a
+    `github-actions:` source, GitHub's OIDC request URL and token (whoever holds the token gets
+    the job's OIDC tokens for any audience). `exec` keeps them from its children."""
+    if any((spec or "").partition(":")[0] == "github-actions" for spec in specs):
+        return frozenset((GITHUB_URL, GITHUB_TOKEN))
+    return frozenset()
 
 
 def fill(form: dict[str, str], *parts: object) -> Exchange[None]:

@@ -6,6 +6,7 @@ import asyncio
 import random
 import threading
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -29,7 +30,7 @@ from freshtoken.oauth._client_auth import ClientAuth
 from freshtoken.oauth._grants import Grant
 from freshtoken.oauth._response import check_nonce, parse_token_reply
 from freshtoken.oauth._retry import RetryPolicy, with_retries
-from freshtoken.oauth._tls_auth import client_certificate
+from freshtoken.oauth._tls_auth import Binding, client_certificate
 from freshtoken.provider._discovery import cached, discover
 from freshtoken.provider._endpoints import Endpoints, check_url
 
@@ -76,6 +77,8 @@ class TokenClient:
         #: The TLS context presenting the client certificate (None: no mutual TLS); what
         #: sends a token minted with it (the proxy) needs it too: the token may be bound.
         self.tls = certificate.ssl_context() if certificate else None
+        #: The certificate its tokens may be bound to, for the adapters (None: no mutual TLS).
+        self.binding = Binding(certificate, self.tls) if certificate and self.tls else None
 
     def identity(self) -> str:
         """The token endpoint, or the issuer it will be discovered from."""
@@ -97,6 +100,8 @@ class TokenClient:
             assert self._issuer is not None
             found = cached(self._issuer, self.clock.time())
             found = found or (yield from discover(self._issuer, self.clock.time()))
+            # Mutual TLS at the RFC 8705 §5 aliases; a URL set by hand wins over both.
+            found = found.over_mtls() if self.binding else found
             self._endpoints = found.pinned(self._pinned)
         return self._endpoints
 
@@ -186,13 +191,19 @@ class TokenClient:
         except httpx.HTTPError:
             return None
 
-    def _introspection(self, value: str, hint: str) -> Exchange[bool | None]:
+    def _answer(self, value: str, hint: str) -> Exchange[dict[str, Any] | None]:
         reply = yield from self._post_token("introspection_url", value, hint)
-        if reply is None or reply.status != 200:
-            return None
-        data = json_object(reply.body)
+        return json_object(reply.body) if reply is not None and reply.status == 200 else None
+
+    def _introspection(self, value: str, hint: str) -> Exchange[bool | None]:
+        data = yield from self._answer(value, hint)
         active = data.get("active") if data is not None else None
         return active if isinstance(active, bool) else None
+
+    def introspection(self, value: str, hint: str = "access_token") -> dict[str, Any] | None:
+        """RFC 7662's whole answer about `value` (doctor reads `cnf` in it); None as for
+        `introspect`. Nothing of it is logged."""
+        return run_sync(self._answer(value, hint), self._client(), self.clock)
 
     def introspect(self, value: str, hint: str = "refresh_token") -> bool | None:
         """RFC 7662: is `value` active? None when the server has no introspection endpoint

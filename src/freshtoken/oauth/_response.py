@@ -179,15 +179,6 @@ def _expires_in(value: object, reply: Reply, ctx: ErrorContext, what: str = "exp
     return float(value)
 
 
-def jwt_claims(token: str) -> dict[str, Any] | None:
-    """The claims of a JWT (its payload, not verified), or None when `token` is not one."""
-    payload = token.split(".")[1] if token.count(".") == 2 else ""
-    try:
-        return json_object(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except ValueError:
-        return None
-
-
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -211,7 +202,7 @@ def _lifetime(
     said once per endpoint."""
     if data.get("expires_in") is not None:
         return _expires_in(data["expires_in"], reply, ctx)
-    claims = jwt_claims(access) or {}
+    claims = unverified_claims(access) or {}
     exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
     if exp is not None:
         since = iat if iat is not None else sent_at
@@ -270,6 +261,16 @@ def parse_token_reply(reply: Reply, sent_at: float, ctx: ErrorContext) -> Token:
     )
 
 
+def unverified_claims(jwt: str) -> dict[str, Any] | None:
+    """The claims of a JWT, its signature not checked (None: not a readable JWT): for what
+    came straight from the token endpoint, or for what is only shown."""
+    payload = jwt.split(".")[1] if jwt.count(".") == 2 else ""
+    try:
+        return json_object(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:
+        return None
+
+
 def check_nonce(reply: Reply, nonce: str, ctx: ErrorContext) -> None:
     """An ID token in a token answer must carry the nonce of the login's authorization request
     (OpenID Connect Core §3.1.3.7, item 11); one carrying another was not minted for this
@@ -279,7 +280,7 @@ def check_nonce(reply: Reply, nonce: str, ctx: ErrorContext) -> None:
     if not isinstance(id_token, str):
         return  # no ID token in this flow: nothing to check
     remember_secret(id_token)
-    claims = jwt_claims(id_token)
+    claims = unverified_claims(id_token)
     if claims is None or claims.get("nonce") != nonce:
         said = "carries another nonce" if claims and "nonce" in claims else "carries no nonce"
         if claims is None:

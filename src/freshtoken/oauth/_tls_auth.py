@@ -155,6 +155,34 @@ class TlsClientAuth:
         )
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class Binding:
+    """The certificate the tokens a client mints may be bound to (every token minted over
+    mutual TLS is treated as bound: an opaque token does not say), and the TLS context the
+    token client and the proxy present it with. The library's adapters send tokens with it."""
+
+    certificate: ClientCertificate
+    tls: ssl.SSLContext
+
+    @property
+    def thumbprint(self) -> str:
+        return self.certificate.thumbprint
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A new context presenting the certificate, for a client that may change it."""
+        return self.certificate.ssl_context()
+
+    def refused(self, fix: str) -> ConfigurationError:
+        """The error for a bound token refused over a connection without its certificate:
+        minting again would not help."""
+        return ConfigurationError(
+            f"the API refused a token bound to the client certificate (x5t#S256 "
+            f"{self.thumbprint}), sent over a connection that did not present it",
+            hint=f"{fix} (RFC 8705 §3: a bound token is accepted only over its certificate), "
+            "or send the calls through the proxy (`freshtoken serve --proxy`).",
+        )
+
+
 def client_certificate(auth: object) -> ClientCertificate | None:
     """The certificate `auth` presents in the TLS handshake (None: it presents none). Tokens
     minted with it may be bound to it."""

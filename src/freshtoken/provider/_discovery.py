@@ -32,6 +32,15 @@ _FIELDS = {
     "authorization_endpoint": "authorization_url",
     "device_authorization_endpoint": "device_authorization_url",
 }
+#: What doctor shows of the metadata: lists (RFC 8414 §2) and RFC 8705 §3.3's flag.
+FACTS = (
+    "grant_types_supported",
+    "token_endpoint_auth_methods_supported",
+    "token_endpoint_auth_signing_alg_values_supported",
+    "tls_client_certificate_bound_access_tokens",
+)
+#: The endpoints a client calls itself: those whose RFC 8705 §5 aliases are taken.
+_ALIASED = ("token_url", "revocation_url", "introspection_url", "device_authorization_url")
 #: Once these are known the remaining documents are not fetched.
 _WANTED = ("token_url", "revocation_url", "introspection_url")
 
@@ -77,6 +86,28 @@ def _is_openid(meta: dict[str, object]) -> bool:
     )
 
 
+def _merge(
+    meta: dict[str, object],
+    url: str,
+    found: dict[str, tuple[str, str]],
+    facts: dict[str, tuple[str, ...] | bool],
+    aliases: dict[str, tuple[str, str]],
+) -> None:
+    """Add what the trusted document at `url` says: the first document to say a thing wins."""
+    for name in FACTS:
+        said = meta.get(name)
+        if name not in facts and isinstance(said, list | bool):
+            facts[name] = tuple(str(x) for x in said) if isinstance(said, list) else said
+    listed = meta.get("mtls_endpoint_aliases")
+    for key, name in _FIELDS.items():
+        value = meta.get(key)
+        if isinstance(value, str) and name not in found:
+            found[name] = (check_url(value, f"discovered {key}"), url)
+        alias = listed.get(key) if isinstance(listed, dict) else None
+        if isinstance(alias, str) and name in _ALIASED and name not in aliases:
+            aliases[name] = (check_url(alias, f"discovered mtls_endpoint_aliases {key}"), url)
+
+
 def discover(issuer: str, now: float) -> Exchange[Endpoints]:
     """Read the issuer's metadata documents, merge what the trusted ones say, and check it."""
     check_url(issuer, "FRESHTOKEN_ISSUER")
@@ -85,7 +116,8 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
     refused: list[FreshtokenError] = []  # in the order met; the first is raised if nothing is found
     untrusted: list[str] = []
     openid = False
-    grant_types: tuple[str, ...] | None = None
+    facts: dict[str, tuple[str, ...] | bool] = {}
+    aliases: dict[str, tuple[str, str]] = {}  # field -> (URL, the document that named it)
     whole = True
     for url in metadata_urls(issuer):
         try:
@@ -116,13 +148,7 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
                 )
             )
         openid = openid or _is_openid(meta)
-        listed = meta.get("grant_types_supported")
-        if grant_types is None and isinstance(listed, list):
-            grant_types = tuple(str(g) for g in listed)
-        for key, name in _FIELDS.items():
-            value = meta.get(key)
-            if isinstance(value, str) and name not in found:
-                found[name] = (check_url(value, f"discovered {key}"), url)
+        _merge(meta, url, found, facts, aliases)
         if all(name in found for name in _WANTED):
             break
     if "token_url" not in found:
@@ -140,7 +166,8 @@ def discover(issuer: str, now: float) -> Exchange[Endpoints]:
         token_url=found["token_url"][0],
         issuer=issuer,
         openid=openid,
-        grant_types=grant_types,
+        metadata=tuple(facts.items()),
+        mtls_aliases=tuple((name, url, doc) for name, (url, doc) in aliases.items()),
         **{name: url for name, (url, _doc) in found.items() if name != "token_url"},
         sources=tuple((name, doc) for name, (_url, doc) in found.items()),
     )

@@ -28,8 +28,12 @@ class Endpoints:
     provider: str | None = None
     #: A discovery document says this is an OpenID provider (OpenID Connect Discovery fields).
     openid: bool = False
-    #: The grant types a discovery document lists (None: it lists none, or no document).
-    grant_types: tuple[str, ...] | None = None
+    #: What the discovery documents say of the server, the first to say each wins (`FACTS`:
+    #: lists such as `grant_types_supported`, and flags); empty: no document was read.
+    metadata: tuple[tuple[str, tuple[str, ...] | bool], ...] = ()
+    #: (field, URL, the document that named it): the discovery document's
+    #: `mtls_endpoint_aliases` (RFC 8705 §5), for a client using mutual TLS.
+    mtls_aliases: tuple[tuple[str, str, str], ...] = ()
     #: (field, where its URL came from): a setting, a discovery document's URL or a provider
     #: preset; `freshtoken doctor` shows them.
     sources: tuple[tuple[str, str], ...] = uncompared(())
@@ -56,9 +60,22 @@ class Endpoints:
             return f"DELETE {url} (access tokens only)", f"the {preset.title} preset"
         return None
 
+    def listed(self, name: str) -> tuple[str, ...] | None:
+        """The list a discovery document gave as `name` (None: no document lists it)."""
+        value = dict(self.metadata).get(name)
+        return value if isinstance(value, tuple) else None
+
     def source(self, name: str) -> str | None:
         """Where the URL in field `name` (`token_url`, `revocation_url`, ...) came from."""
         return dict(self.sources).get(name)
+
+    def over_mtls(self) -> Endpoints:
+        """These endpoints as a client using mutual TLS calls them: RFC 8705 §5 says it uses
+        the `mtls_endpoint_aliases` where the metadata gives them."""
+        aliases = {
+            name: (url, f"mtls_endpoint_aliases in {doc}") for name, url, doc in self.mtls_aliases
+        }
+        return self.pinned(aliases)
 
     def pinned(self, urls: Mapping[str, tuple[str, str]]) -> Endpoints:
         """These endpoints with `urls` (field -> (URL, where it was set)) set over them: a

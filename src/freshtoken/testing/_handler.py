@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 from freshtoken._serving import QuietErrors
 from freshtoken.testing._authorize import device_page, page
 from freshtoken.testing._model import DEMO_CLIENT_ID
-from freshtoken.testing._tls import PEER_CERT
+from freshtoken.testing._tls import MTLS_ALIAS, PEER_CERT
 
 if TYPE_CHECKING:
     from freshtoken.testing._server import AuthServer
@@ -87,7 +87,12 @@ class Handler(BaseHTTPRequestHandler):
             return False
         # Only the connection says which certificate the client presented, never a header.
         del self.headers[PEER_CERT]
-        if self.peer:
+        knobs = self.server.app.knobs
+        alias = knobs.mount + MTLS_ALIAS
+        aliased = isinstance(self.connection, ssl.SSLSocket) and self.path.startswith(alias + "/")
+        if aliased:  # an RFC 8705 §5 alias: the same endpoint
+            self.path = knobs.mount + self.path[len(alias) :]
+        if self.peer and (aliased or not knobs.mtls_aliases_only):
             self.headers[PEER_CERT] = base64.b64encode(self.peer).decode()
         return True
 

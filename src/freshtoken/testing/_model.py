@@ -149,6 +149,11 @@ class Knobs:
         "Do not bind access tokens to the client certificate presented over HTTPS (RFC 8705 "
         "§3: cnf x5t#S256, checked by the API).",
     )
+    mtls_aliases_only: bool = knob(
+        False,
+        "Take client certificates at the mtls_endpoint_aliases only (/mtls/oauth/...), as a "
+        "server whose plain endpoints ask for none (RFC 8705 §5).",
+    )
     scope_in_response: bool = knob(True, "Leave scope out of token responses, as Genesys does.")
     failure_rate: float = knob(0.0, "Share of token requests answered 503.")
     fail_first: int = knob(0, "Answer the first N token requests 503.")

@@ -27,7 +27,10 @@ from freshtoken.testing._model import (
     Client,
     Knobs,
 )
-from freshtoken.testing._tls import TLS_METHODS, ServerTls
+from freshtoken.testing._tls import MTLS_ALIAS, TLS_METHODS, ServerTls
+
+#: The endpoints with an RFC 8705 §5 alias under MTLS_ALIAS: metadata name, path.
+_ALIASED = (("token", "token"), ("introspection", "introspect"), ("revocation", "revoke"))
 
 _RFC8414 = "/.well-known/oauth-authorization-server"
 _OIDC = "/.well-known/openid-configuration"
@@ -144,7 +147,13 @@ class AuthServer(Authority):
                 *(TLS_METHODS if self.tls else ()),
             ],
             **(
-                {"tls_client_certificate_bound_access_tokens": self.knobs.bind_tokens}
+                {
+                    "tls_client_certificate_bound_access_tokens": self.knobs.bind_tokens,
+                    "mtls_endpoint_aliases": {
+                        f"{name}_endpoint": f"{base}{MTLS_ALIAS}/oauth/{path}"
+                        for name, path in _ALIASED
+                    },
+                }
                 if self.tls
                 else {}
             ),

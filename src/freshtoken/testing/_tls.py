@@ -28,6 +28,8 @@ from cryptography.x509.oid import NameOID
 from freshtoken.testing._model import Client
 
 PEER_CERT = "X-Freshtoken-Peer-Certificate"  # base64 DER; set by the handler only
+#: Where the OAuth endpoints' RFC 8705 §5 aliases are (below the mount), as metadata names them.
+MTLS_ALIAS = "/mtls"
 TLS_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
 _DAY = datetime.timedelta(days=1)
 
