@@ -124,16 +124,13 @@ def test_a_refresh_process_frozen_past_its_attempt_deadline_stores_the_late_answ
         server.configure(latency=9.8)
         caller = ft_started(["token"], env, tmp_path)
         spender: list[int] = []
-        wait_until(
-            lambda: (
-                spender.extend(
-                    pid
-                    for pid, parent in live_processes("freshtoken.broker._spender").items()
-                    if parent == caller.pid
-                )
-                or bool(spender)
-            )
-        )
+
+        def spotted() -> bool:
+            live = live_processes("freshtoken.broker._spender").items()
+            spender[:] = [pid for pid, parent in live if parent == caller.pid]
+            return bool(spender)
+
+        wait_until(spotted)
         marked = time.monotonic()  # the mark was written just before the spender started
         wait_until(lambda: bool(server.stats()["inflight_ages"]))
         os.kill(spender[0], signal.SIGSTOP)

@@ -180,7 +180,7 @@ def test_the_client_key_from_the_keyring(
     """A PEM private key (several lines) kept in the keyring signs private_key_jwt assertions
     or, with its certificate there too, proves the client in the TLS handshake."""
     from cryptography.hazmat.primitives.asymmetric import ec
-    from keyrings.alt.file import PlaintextKeyring
+    from keyrings.alt.file import PlaintextKeyring  # type: ignore[import-untyped]
 
     from freshtoken.oauth._jwt_auth import PrivateKeyJwt
     from freshtoken.testing._tls import key_pem

@@ -141,9 +141,9 @@ def test_what_the_server_refuses_is_a_clear_error(
         _exchange(server).token()
     assert "id-token: write" in caught.value.hint
     monkeypatch.delenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-    with pytest.raises(ConfigurationError, match="no GitHub OIDC token endpoint") as caught:
+    with pytest.raises(ConfigurationError, match="no GitHub OIDC token endpoint") as missing:
         _exchange(server)
-    assert "id-token: write" in caught.value.hint
+    assert "id-token: write" in missing.value.hint
 
 
 def test_settings_that_cannot_work_are_named(server: AuthServer) -> None:
