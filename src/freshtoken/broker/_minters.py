@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Protocol
 from freshtoken._errors import (
     ErrorContext,
     InsufficientScopeError,
+    InvalidClientError,
     InvalidGrantError,
     OAuthError,
     TokenUnavailableError,
 )
 from freshtoken._log import logger, one_line
 from freshtoken._token import Token
-from freshtoken.broker._unfinished import judge, wait_out
+from freshtoken.broker._unfinished import judge, vouches, wait_out
 from freshtoken.oauth._grants import Grant, RefreshTokenGrant
 from freshtoken.stores import Entry
 from freshtoken.stores._entry import IDLE, SPENDING, WRITING_BACK, unmarked, with_past
@@ -123,7 +124,7 @@ class RefreshTokenMinter:
         if entry is not None and entry.phase == WRITING_BACK and entry.refresh_token is not None:
             self._write_back(held, entry.refresh_token)  # the last rotation's, never written
             entry = held.entry
-        vouches = entry.facts.introspection_vouches if entry else None
+        vouched = vouches(entry, self.client.auth_method)
         if entry is not None and entry.phase == SPENDING and entry.refresh_token is not None:
             now = wait_out(entry, held.reload, self.client.clock, held.deadline)
             if now is None or now.version != entry.version:  # its outcome was stored
@@ -136,10 +137,10 @@ class RefreshTokenMinter:
                 gone = with_past(entry.past, entry.refresh_token, None)
                 held.write(replace(unmarked(entry), refresh_token=None, past=gone))
                 return self._fall_back(held)
-            vouches = True  # it said active
+            vouched = True  # it said active
         refresh = entry.refresh_token if entry else None
         if refresh is not None:
-            return self._spend(held, refresh, vouches)
+            return self._spend(held, refresh, vouched)
         return self._fall_back(held)
 
     def _fall_back(self, held: Held) -> Minted:
@@ -151,7 +152,7 @@ class RefreshTokenMinter:
             )
         return self.fallback.mint(held)
 
-    def _spend(self, held: Held, refresh: str, vouches: bool | None) -> Minted:
+    def _spend(self, held: Held, refresh: str, vouched: bool | None) -> Minted:
         """Mark the refresh token as being spent in the store, then present it (in a process
         of its own when there is one: it stores the outcome even if this one is killed).
 
@@ -163,10 +164,12 @@ class RefreshTokenMinter:
         assert held.entry is not None
         if self.sink is not None:
             self.sink.prepare(held.deadline)  # a sink that cannot work costs no refresh token
-        if vouches is None:
+        if held.entry.facts.client_refused:
+            self._check_client()
+        if vouched is None:
             # Unmarked, the token is live as far as anyone knows: whether introspection says
             # so tells whether it can vouch for refresh tokens (asked until known).
-            vouches = self.client.introspect(refresh)
+            vouched = self.client.introspect(refresh)
         clock, timeouts = self.client.clock, self.client.timeouts
         now = clock.monotonic()
         elsewhere = self.elsewhere
@@ -182,7 +185,11 @@ class RefreshTokenMinter:
                 phase=SPENDING,
                 phase_owner=self.owner,
                 phase_until=until,
-                facts=replace(held.entry.facts, introspection_vouches=vouches),
+                facts=replace(
+                    held.entry.facts,
+                    introspection_vouches=vouched,
+                    vouched_by=self.client.auth_method,
+                ),
                 failure=None,
             )
         )
@@ -195,6 +202,27 @@ class RefreshTokenMinter:
         if elsewhere is not None:
             return elsewhere(held, attempt_deadline)
         return self.present(held, attempt_deadline)
+
+    def _check_client(self) -> None:
+        """After the server refused this client: is its authentication still failing? Asked
+        with a request that spends nothing; on some servers a refresh with failing client
+        authentication revokes the refresh token for its rightful owner too."""
+        fails = self.client.authentication_fails()
+        if fails:
+            raise InvalidClientError(
+                "the server refuses this client's authentication (checked just now by "
+                "introspection, which spends nothing); the refresh token was not presented, "
+                "and stays good",
+                hint="Fix the client's credentials (FRESHTOKEN_CLIENT_SECRET: was it rotated? "
+                "FRESHTOKEN_AUTH_METHOD) and try again: on some servers a refresh presented "
+                "with failing client authentication revokes the refresh token for its owner.",
+            )
+        if fails is None:
+            logger.warning(
+                "the server refused this client's authentication before, and whether it still "
+                "does cannot be checked without spending (no introspection endpoint); "
+                "presenting the refresh token"
+            )
 
     def present(self, held: Held, attempt_deadline: float) -> Minted:
         """Present the refresh token `held.entry` marks as being spent, by `attempt_deadline`,

@@ -16,7 +16,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Literal, TypeVar
 
-from freshtoken._errors import ConfigurationError, OAuthError, StoreError, TokenUnavailableError
+from freshtoken._errors import (
+    ConfigurationError,
+    InvalidClientError,
+    OAuthError,
+    StoreError,
+    TokenUnavailableError,
+)
 from freshtoken._log import logger, remember_secret
 from freshtoken._token import Token
 from freshtoken.broker._minters import Minter, scope_problem
@@ -186,6 +192,11 @@ class Renewal:
         except OAuthError as exc:
             if not isinstance(exc, ConfigurationError):
                 self._failure = (cache.clock.monotonic(), exc)  # for those who waited for it
+            if isinstance(exc, InvalidClientError) and held.entry is not None:
+                # Known to fail until a token is had: no refresh token presented unchecked.
+                facts = replace(held.entry.facts, client_refused=cache.clock.time())
+                with contextlib.suppress(StoreError):
+                    held.write(replace(held.entry, facts=facts))
             raise
         if minted.stored is not None and not minted.refreshed:
             return minted.stored, None  # another holder's outcome, stored meanwhile: no mint
@@ -204,7 +215,9 @@ class Renewal:
         if minted.stored is not None:  # stored by this holder's spender: as it stored it
             return minted.stored, minted.sent
         before = held.entry
-        facts = replace(before.facts if before else ServerFacts(), lifetime=token.lifetime)
+        facts = replace(
+            before.facts if before else ServerFacts(), lifetime=token.lifetime, client_refused=0.0
+        )
         bare = replace(token, refresh_token=None)  # callers never get the refresh token
         new = Entry(
             bare,

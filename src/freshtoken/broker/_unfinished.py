@@ -21,11 +21,19 @@ if TYPE_CHECKING:
     from freshtoken.oauth._client import TokenClient
 
 
+def vouches(entry: Entry | None, method: str | None = None) -> bool | None:
+    """Whether the server's introspection vouches for refresh tokens, as learned by the
+    client-authentication `method` (None: any). A server may answer inactive for a token
+    issued to another method: what one method learned says nothing of another's answers."""
+    if entry is None or method not in (None, entry.facts.vouched_by):
+        return None
+    return entry.facts.introspection_vouches
+
+
 def vouching(entry: Entry | None) -> str:
-    """Whether the server's introspection vouches for refresh tokens, as learned so far
-    ("yes", "no" or "unknown"), for `freshtoken doctor` and `status`."""
-    vouches = entry.facts.introspection_vouches if entry is not None else None
-    return "unknown" if vouches is None else "yes" if vouches else "no"
+    """`vouches` as "yes", "no" or "unknown", for `freshtoken doctor` and `status`."""
+    said = vouches(entry)
+    return "unknown" if said is None else "yes" if said else "no"
 
 
 def wait_out(
@@ -58,16 +66,17 @@ def judge(client: TokenClient, entry: Entry, fallback: str | None) -> str | None
     still be the live one."""
     refresh = entry.refresh_token
     assert refresh is not None
-    # Active is proof whatever else was learned; inactive only from a server that vouches.
-    vouches = entry.facts.introspection_vouches
-    active = client.introspect(refresh) if vouches is not False else None
+    # Active is proof whatever else was learned; inactive only from a server that vouches,
+    # as learned by the method asking now.
+    vouched = vouches(entry, client.auth_method)
+    active = client.introspect(refresh) if vouched is not False else None
     if active:
         logger.warning(
             "resuming a refresh left unfinished by another holder: the server says its "
             "refresh token is still unspent"
         )
         return refresh
-    spent = active is False and vouches is True
+    spent = active is False and vouched is True
     if spent or fallback:
         logger.warning(
             "a refresh token was presented by a holder that never stored the answer, and the "
@@ -77,9 +86,12 @@ def judge(client: TokenClient, entry: Entry, fallback: str | None) -> str | None
         )
         return None
     why = (
-        "this server's introspection does not vouch for refresh tokens"
-        if vouches is False or active is False
-        else "introspection gave no answer"
+        "introspection gave no answer"
+        if active is None and vouched is not False
+        else "this server's introspection does not vouch for refresh tokens"
+        if vouched is False
+        else "introspection said inactive, which this server has not shown it can vouch for "
+        f"when asked with {client.auth_method}"
     )
     raise TokenUnavailableError(
         "a refresh token was presented by a holder that never stored the answer, and "

@@ -70,6 +70,11 @@ class TokenClient:
         self._http: httpx.Client | None = None
         self._ahttp: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
 
+    @property
+    def auth_method(self) -> str:
+        """The name of this client's authentication method (its class: stable across runs)."""
+        return type(self.auth).__name__
+
     def identity(self) -> str:
         """The token endpoint, or the issuer it will be discovered from."""
         return self._endpoints.token_url if self._endpoints else str(self._issuer)

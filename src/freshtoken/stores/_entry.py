@@ -20,12 +20,17 @@ class ServerFacts:
     (None: not known).
     `introspection_vouches`: True when its introspection said active for a live refresh token
     (its "inactive" then means spent), False when it said inactive for one (it cannot tell),
-    None when not known yet.
+    None when not known yet; `vouched_by` names the client-authentication method that asked
+    (a server may see only the tokens issued to the method asking).
+    `client_refused`: when (wall time) the server last refused this client's authentication
+    (0: not since its last token); a refresh token is then not presented before a check.
     """
 
     lifetime: float = 0.0
     revokes_on_rotation: bool | None = None
     introspection_vouches: bool | None = None
+    vouched_by: str | None = None
+    client_refused: float = 0.0
 
 
 #: The phases of an entry. Idle: nobody is at work on it.
@@ -175,6 +180,8 @@ def decode(payload: bytes, version: int) -> Entry:
             lifetime=float(facts.get("lifetime", 0.0)),
             revokes_on_rotation=None if revokes is None else bool(revokes),
             introspection_vouches=None if vouches is None else bool(vouches),
+            vouched_by=None if facts.get("vouched_by") is None else str(facts["vouched_by"]),
+            client_refused=float(facts.get("client_refused", 0.0)),
         ),
         failure=None if data.get("failure") is None else str(data["failure"]),
     )

@@ -27,6 +27,7 @@ from freshtoken.testing._client_auth import (
     assertion_method,
     basic_credentials,
     check_assertion,
+    request_method,
     secret_matches,
 )
 from freshtoken.testing._faults import (
@@ -77,6 +78,7 @@ class Authority:
         self._state = State()
         self._lock = threading.Lock()
         self._rng = random.Random(knobs.seed)
+        self._method = ""  # the client-authentication method of the token request answered
 
     def _count(self, key: str, n: int = 1) -> None:
         self._state.counters[key] += n
@@ -110,6 +112,7 @@ class Authority:
                 family,
                 last_used=now,
                 access=access,
+                method=self._method,
             )
             body["refresh_token"] = refresh
         if k.scope_in_response:
@@ -170,17 +173,7 @@ class Authority:
 
     def _remember(self, headers: Any, form: dict[str, str]) -> None:
         """Record a token request as `token_requests` returns it."""
-        authorization = headers.get("Authorization", "")
-        client_id: str | None
-        if authorization.lower().startswith("basic "):
-            method = "client_secret_basic"
-            try:
-                client_id = basic_credentials(authorization)[0]
-            except ValueError:
-                client_id = None
-        else:
-            method = "client_secret_post" if "client_secret" in form else "none"
-            method, client_id = assertion_method(form) or method, form.get("client_id")
+        method, client_id = request_method(headers, form)
         masked = {k: "***" if k in SECRET_FIELDS and v else v for k, v in form.items()}
         self._state.token_requests.append(
             {"client_id": client_id, "auth_method": method, "form": masked}
@@ -241,6 +234,7 @@ class Authority:
 
     def _grant(self, headers: Any, form: dict[str, str]) -> Answer:
         authed = self._authenticate(headers, form)
+        self._method = request_method(headers, form)[0]  # a refresh token issued is tagged
         grant = form.get("grant_type", "")
         if not isinstance(authed, Client):
             burnt = self._state.refresh.get(form.get("refresh_token", ""))
@@ -424,6 +418,10 @@ class Authority:
                 and not self._idle(refresh)
                 and refresh.family not in self._state.revoked_families
                 and refresh.client_id == authed.client_id
+                and (
+                    not self.knobs.introspection_sees_own_method_only
+                    or refresh.method == request_method(headers, form)[0]
+                )
             ):
                 return (
                     200,
