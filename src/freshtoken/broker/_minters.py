@@ -64,6 +64,10 @@ class Held(Protocol):
         """The entry as stored now (it becomes the held one)."""
         ...
 
+    def missing(self) -> OAuthError | None:
+        """Why the store holds no refresh token, as far as can be told (`_ledger.missing`)."""
+        ...
+
 
 class Minter(Protocol):
     def mint(self, held: Held) -> Minted: ...
@@ -145,7 +149,7 @@ class RefreshTokenMinter:
 
     def _fall_back(self, held: Held) -> Minted:
         if self.fallback is None:
-            raise InvalidGrantError(
+            raise held.missing() or InvalidGrantError(
                 "no refresh token is held for this client",
                 hint="Seed one obtained by a login (TokenBroker.seed_refresh_token, or "
                 "`freshtoken seed-refresh-token`), or configure client credentials.",

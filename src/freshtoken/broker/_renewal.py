@@ -30,6 +30,7 @@ from freshtoken.broker._promise import rotating
 from freshtoken.broker._shared import SharedCache
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import ServerFacts, fingerprint, with_past
+from freshtoken.stores._ledger import Ledger, missing
 
 T = TypeVar("T")
 Decide = Callable[[Entry | None, float], T]
@@ -101,6 +102,9 @@ class HeldEntry:
         outcome without the lock: its mark keeps everyone else from the token meanwhile)."""
         self.entry = self.store.load(self.key)
         return self.entry
+
+    def missing(self) -> OAuthError | None:
+        return missing(self.store, self.key, self.entry)
 
 
 class Busy(Exception):
@@ -319,20 +323,37 @@ class Renewal:
 
     def seed(self, refresh_token: str, *, unless_known: bool = False) -> bool:
         """Hold `refresh_token` in the store; the next mint spends it. `unless_known`: not if
-        the store holds it already, or held it before (then it is older than the one held).
-        True when it was stored."""
+        the store holds it already, or held it before, or this host saw it replaced (then it
+        is older than the one held, or spent), nor into a store that lost its entry unless
+        introspection says it is live. True when it was stored; a shared store that cannot
+        be reached takes none (StoreError)."""
         cache = self.cache
         remember_secret(refresh_token)
         mark = fingerprint(refresh_token)
+        ledger: Ledger | None = getattr(cache.store, "ledger", None)
 
-        def known(entry: Entry | None) -> bool:
-            if not unless_known or entry is None:
+        def known(entry: Entry | None, ask: bool = False) -> bool:
+            if not unless_known:
                 return False
-            current = entry.refresh_token
-            return (current is not None and fingerprint(current) == mark) or mark in entry.past
+            current = entry.refresh_token if entry else None
+            if (current and fingerprint(current) == mark) or (entry and mark in entry.past):
+                return True
+            seen = ledger.seen(cache.key) if ledger is not None else None
+            if seen is None or mark in seen.past:
+                return seen is not None  # this host saw it replaced: spent
+            if not ask or mark == seen.current or not ledger or not ledger.loss(cache.key, entry):
+                return False
+            # The store lost a chain this host saw: only what the server says is live is taken.
+            introspect = cache.promises.introspect
+            return not (introspect is not None and introspect(refresh_token, "refresh_token"))
 
         def decide(entry: Entry | None, _end: float) -> bool:
-            if known(entry):
+            why = missing(cache.store, cache.key, entry)
+            if isinstance(why, StoreError):
+                raise why  # into this process's stand-in: it would be presented unchecked
+            if known(entry, ask=True):
+                if why is not None:
+                    logger.warning("the configured refresh token is not seeded: %s", why.message)
                 return False
             fresh = Entry(
                 None,

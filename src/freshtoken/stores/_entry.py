@@ -59,7 +59,9 @@ class Entry:
     for a server that revokes the previous access token on rotation, no rotation before it.
     `facts`: what was learned about the server (`ServerFacts`).
     `failure` is the error a detached spender met, for the caller whose mark it names (JSON).
-    `version` is managed by the store (compare-and-set); it is not part of the payload.
+    `generation` counts the writes of the entry, sealed with it (a store with a ledger sets it:
+    `stores/_ledger.py`); `version` is managed by the store (compare-and-set), outside the
+    payload.
     """
 
     token: Token | None
@@ -73,6 +75,7 @@ class Entry:
     promised: float = 0.0
     facts: ServerFacts = field(default_factory=ServerFacts)
     failure: str | None = None
+    generation: int = 0
     version: int = 0
 
     def __repr__(self) -> str:
@@ -184,6 +187,7 @@ def decode(payload: bytes, version: int) -> Entry:
             client_refused=float(facts.get("client_refused", 0.0)),
         ),
         failure=None if data.get("failure") is None else str(data["failure"]),
+        generation=int(data.get("generation", 0)),
     )
 
 

@@ -10,7 +10,9 @@ import hmac
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,6 +22,9 @@ from freshtoken._log import logger, remember_secret
 from freshtoken._platform import PRIVATE_OPEN_FLAGS, owned_by_user, shared_bits
 from freshtoken._secret import Secret
 from freshtoken.stores._entry import Entry, decode, encode
+
+if TYPE_CHECKING:
+    from freshtoken.stores._ledger import Ledger
 
 _VERSION = b"\x01"
 _NONCE = 12
@@ -35,6 +40,8 @@ class Envelope:
         self._aead = AESGCM(key)
         # Cache keys are hashed with a key derived from this one: they reveal nothing.
         self.pepper = hmac.new(key, b"freshtoken cache-key v1", hashlib.sha256).digest()
+        #: What this host saw of the store's entries (None: nothing is kept).
+        self.ledger: Ledger | None = None
 
     def __repr__(self) -> str:
         return "Envelope(key=***)"
@@ -53,21 +60,40 @@ class Envelope:
             raise ValueError("entry failed authentication (tampered, or another key)") from None
 
 
-def seal_entry(envelope: Envelope, cache_key: str, entry: Entry) -> bytes:
-    return envelope.seal(cache_key, encode(entry))
+def seal_entry(
+    envelope: Envelope, cache_key: str, entry: Entry
+) -> tuple[bytes, Callable[[], None]]:
+    """`entry` sealed with its next generation, and what to call once it is stored (it notes
+    the entry in the ledger, if any)."""
+    ledger = envelope.ledger
+    if ledger is None:
+        return envelope.seal(cache_key, encode(entry)), lambda: None
+    entry = ledger.next(cache_key, entry)
+    return envelope.seal(cache_key, encode(entry)), lambda: ledger.note(cache_key, entry)
 
 
 def open_entry(envelope: Envelope, cache_key: str, blob: bytes, version: int) -> Entry | None:
-    """The entry sealed in `blob`, or None (with a warning) when it cannot be read: a store is
-    a cache, and an unreadable entry only means a new token."""
+    """The entry sealed in `blob`, or None (with a warning) when it cannot be read, or is an
+    older copy than the ledger saw (rolled back: its refresh token was spent). A store is a
+    cache: an unreadable entry only means a new token."""
     try:
-        return decode(envelope.open(cache_key, blob), version)
+        entry = decode(envelope.open(cache_key, blob), version)
     except (ValueError, KeyError, TypeError) as exc:
         logger.warning(
             "dropping a token-store entry that cannot be read (%s); a new token will be obtained",
             exc,
         )
         return None
+    if (ledger := envelope.ledger) is None:
+        return entry
+    if ledger.stale(cache_key, entry):
+        logger.warning(
+            "dropping a token-store entry older than one this host saw (rolled back to an "
+            "earlier copy): its refresh token was spent"
+        )
+        return None
+    ledger.note(cache_key, entry)
+    return entry
 
 
 def parse_key(value: Secret, setting: str) -> bytes:

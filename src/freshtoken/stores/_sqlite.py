@@ -25,6 +25,7 @@ from freshtoken._urls import split_url
 from freshtoken.stores._base import StoreOptions, TokenStore
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._failopen import FailOpenStore
+from freshtoken.stores._ledger import Ledger
 from freshtoken.stores._memory import MemoryStore
 from freshtoken.stores._sealed import (
     Envelope,
@@ -92,6 +93,11 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """What this host saw of the store's entries (`stores/_ledger.py`)."""
+        return self._envelope.ledger
 
     @staticmethod
     def _prepare_dir(directory: Path) -> None:
@@ -195,7 +201,7 @@ class SQLiteStore:
             )
 
     def save(self, key: str, entry: Entry, expected: int) -> int | None:
-        blob = seal_entry(self._envelope, key, entry)
+        blob, stored = seal_entry(self._envelope, key, entry)
         # Random versions: a key deleted and created again never repeats one (no ABA).
         version = secrets.randbits(52) or 1
         now = time.time()
@@ -218,7 +224,10 @@ class SQLiteStore:
                 if self._recover(exc):
                     return None  # the entry it replaced is gone with the old file
                 raise _store_error("write", self.path, exc) from None
-        return version if cursor.rowcount == 1 else None
+        if cursor.rowcount != 1:
+            return None
+        stored()
+        return version
 
     def delete(self, key: str) -> None:
         with self._guard:
@@ -278,7 +287,7 @@ def open_url(url: str, options: StoreOptions) -> TokenStore:
             "the default place.",
         )
     try:
-        store: TokenStore = SQLiteStore(Path(path), options.key)
+        sqlite = SQLiteStore(Path(path), options.key)
     except StoreError as exc:
         if options.fail != "open" or isinstance(exc, UnsafeStoreError):
             raise
@@ -288,5 +297,8 @@ def open_url(url: str, options: StoreOptions) -> TokenStore:
             exc.message,
             exc.hint,
         )
-        return MemoryStore()
-    return FailOpenStore(store) if options.fail == "open" else store
+        return MemoryStore(sharing=False)
+    # Beside the file, not in it: a deleted file leaves it, and with it what was lost.
+    sqlite._envelope.ledger = Ledger(Path(path + ".ledger"))
+    store: TokenStore = FailOpenStore(sqlite) if options.fail == "open" else sqlite
+    return store

@@ -1,0 +1,144 @@
+"""What this host saw of a shared store's entries, kept outside the store: per cache key, the
+highest generation it saw and the refresh tokens it saw replaced (one-way fingerprints).
+
+A store that lost an entry (Redis restarted without persistence or flushed, an eviction, a
+deleted SQLite file, junk written over it) looks like a fresh one from inside; one whose entry
+was replaced by an older sealed copy looks current. Measured against the ledger, a refresh
+token this host saw replaced is never taken back as current, and a store that once held an
+entry and now holds none says so. The generation is sealed in the entry: a writer without the
+store key cannot raise an old copy's.
+
+The ledger is advisory: a ledger that cannot be read or written (a full or read-only disk)
+knows nothing, and everything works as it did without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from freshtoken._errors import InvalidGrantError, OAuthError, StoreError
+from freshtoken._log import logger
+from freshtoken._platform import PRIVATE_OPEN_FLAGS
+from freshtoken.stores._entry import Entry, fingerprint
+from freshtoken.stores._sealed import open_private
+
+#: How many fingerprints of replaced refresh tokens are kept per cache key.
+KEPT = 256
+_SAFE = re.compile(r"[0-9A-Za-z_-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What a host saw under one cache key: the highest generation, the fingerprint of the
+    refresh token held at it, and those of the refresh tokens seen replaced."""
+
+    generation: int = 0
+    current: str = ""
+    past: tuple[str, ...] = ()
+
+
+class Ledger:
+    """The ledger of one store, a file per cache key in `directory` (created private)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.directory)!r})"
+
+    def seen(self, key: str) -> Seen:
+        """What this host saw under `key` (nothing when the ledger cannot be read)."""
+        if not _SAFE.fullmatch(key):
+            return Seen()
+        try:
+            fd = open_private(self.directory / key, os.O_RDONLY, "store ledger file")
+            with os.fdopen(fd, "rb") as handle:
+                data = json.loads(handle.read(1 << 20))
+            past = tuple(str(p) for p in data["past"])
+            return Seen(int(data["generation"]), str(data.get("current") or ""), past)
+        except FileNotFoundError:
+            return Seen()
+        except (OSError, ValueError, KeyError, TypeError, StoreError) as exc:
+            logger.debug("the store ledger for an entry cannot be read: %s", exc)
+            return Seen()
+
+    def stale(self, key: str, entry: Entry) -> bool:
+        """Whether `entry` is older than one seen here and holds a refresh token seen replaced
+        (a rolled-back copy: its refresh token was spent)."""
+        seen, refresh = self.seen(key), entry.refresh_token
+        return (
+            entry.generation < seen.generation
+            and refresh is not None
+            and (fingerprint(refresh) in seen.past)
+        )
+
+    def next(self, key: str, entry: Entry) -> Entry:
+        """`entry` with the generation it is stored with: one past any seen under `key`."""
+        return replace(entry, generation=max(entry.generation, self.seen(key).generation) + 1)
+
+    def note(self, key: str, entry: Entry) -> None:
+        """Remember what `entry` (just loaded or stored) shows: its generation, its refresh
+        token (when it is the newest seen) and the ones it replaced."""
+        seen = self.seen(key)
+        newest = entry.generation >= seen.generation
+        current = fingerprint(entry.refresh_token) if entry.refresh_token else ""
+        grown = tuple(p for p in entry.past if p not in seen.past)
+        now = Seen(
+            max(seen.generation, entry.generation),
+            current if newest else seen.current,
+            (*seen.past, *grown)[-KEPT:],
+        )
+        if now == seen or not _SAFE.fullmatch(key):
+            return
+        data = {"generation": now.generation, "current": now.current, "past": now.past}
+        tmp = self.directory / f".{key}.{secrets.token_hex(4)}"
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | PRIVATE_OPEN_FLAGS, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle)
+            os.replace(tmp, self.directory / key)
+        except OSError as exc:
+            logger.debug("the store ledger cannot be written: %s", exc)
+            tmp.unlink(missing_ok=True)
+
+    def loss(self, key: str, entry: Entry | None) -> int:
+        """The generation this host saw under `key` when the store no longer holds it (the
+        entry gone, or older than one seen): 0 when nothing was lost as far as it knows."""
+        generation = self.seen(key).generation
+        return generation if entry is None or entry.generation < generation else 0
+
+
+def missing(store: object, key: str, entry: Entry | None) -> OAuthError | None:
+    """Why `store` holds no refresh token under `key`, as far as can be told (None when
+    nothing says it ever held one): it cannot be reached, or it lost what this host saw."""
+    seed = (
+        "Seed the live refresh token if you have it (the refresh-token sink's value) with "
+        "`freshtoken seed-refresh-token`, or log in again (`freshtoken login`), seed the new "
+        "one and update the CI secret it came from."
+    )
+    if not getattr(store, "sharing", True):
+        return StoreError(
+            "the shared token store cannot be reached, and a refresh token is presented only "
+            "as that store hands it over (it alone knows whether the token is still current)",
+            retryable=True,
+            hint="Bring the store back (FRESHTOKEN_STORE, the Redis server); it is retried on "
+            "the next call.",
+        )
+    ledger: Ledger | None = getattr(store, "ledger", None)
+    generation = ledger.loss(key, entry) if ledger is not None else 0
+    if not generation:
+        return None
+    return InvalidGrantError(
+        f"the token store lost the entry this host saw it hold (generation {generation}): "
+        "Redis restarted without persistence, flushed or evicting, the SQLite file deleted, "
+        "or the entry overwritten with junk or an older copy. Its refresh token is gone from "
+        "here, and a configured one that was spent already, or cannot be shown current, is "
+        "not presented (a spent refresh token presented again revokes the whole login)",
+        hint=seed + " See docs/refresh-tokens.md, 'A lost store entry'.",
+    )
