@@ -1,16 +1,21 @@
-"""Issue 26 item 1: a store that loses its entry, or hands back an older one, never gets a spent
-refresh token presented. Each fault is performed for real (FLUSHALL, a redis-server killed
+"""Issue 26 items 1 and 9: a store that loses its entry, or hands back an older one, never gets
+a spent refresh token presented. Each fault is performed for real (FLUSHALL, a redis-server killed
 without persistence, Redis down, a deleted SQLite file, junk or an older sealed copy written
 by someone without the store key) against the test server's rotation with reuse detection,
 with introspection that cannot tell (the hardest case). Each step of the job is a broker of
 its own with the job's original `FRESHTOKEN_REFRESH_TOKEN`, spent after the first rotation.
+And a store on a disk that refuses every write is still read by every process.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import resource
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +25,7 @@ import redis
 from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, TokenBroker
 from freshtoken._errors import InvalidGrantError, OAuthError, StoreError
 from freshtoken.testing import AuthServer
+from tests._cli import cli_env
 from tests._fleet import worker_env
 from tests._redis import RedisProcess
 from tests.helpers import make_client
@@ -224,7 +230,37 @@ def test_refresh_tokens_fail_closed_while_redis_is_down(redis_server: RedisProce
         second = _step(env)
         with pytest.raises(StoreError) as caught:
             second.token()
-        assert "the shared token store cannot be reached" in caught.value.message
+        assert "the shared token store cannot be reached or written" in caught.value.message
         stats = server.stats()
         assert (stats["refreshes"], stats["reuse_detections"]) == (2, 0)
         assert server.active_refresh_tokens("demo-client") == 1
+
+
+def _disk_full() -> None:
+    """In the child: the kernel refuses every write that would grow a file (EFBIG, as a full
+    disk refuses with ENOSPC), without privileges."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+@pytest.mark.slow
+def test_a_store_that_cannot_be_written_is_still_read(tmp_path: Path) -> None:
+    """Item 9: on a full disk, each `freshtoken token` takes the token the store holds instead
+    of minting its own."""
+    with AuthServer() as server:
+        env = cli_env(tmp_path, server, FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db")
+
+        def token(fault: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "freshtoken", "token"]
+            return subprocess.run(
+                command, env=env, capture_output=True, text=True, preexec_fn=fault, timeout=60
+            )
+
+        first = token()
+        assert first.returncode == 0, first.stderr
+        for _ in range(3):
+            out = token(_disk_full)
+            assert out.returncode == 0, out.stderr
+            assert out.stdout == first.stdout  # the stored token
+            assert "cannot be written" in out.stderr or "it is read" in out.stderr
+        assert server.stats()["tokens_minted"] == 1

@@ -124,7 +124,8 @@ def missing(store: object, key: str, entry: Entry | None) -> OAuthError | None:
     )
     if not getattr(store, "sharing", True):
         return StoreError(
-            "the shared token store cannot be reached, and a refresh token is presented only "
+            "the shared token store cannot be reached or written, and a refresh token is "
+            "presented only "
             "as that store hands it over (it alone knows whether the token is still current)",
             retryable=True,
             hint="Bring the store back (FRESHTOKEN_STORE, the Redis server); it is retried on "

@@ -74,8 +74,10 @@ def _corrupt(exc: sqlite3.DatabaseError) -> bool:
 class SQLiteStore:
     """`sqlite:///path`: WAL mode, file 0600 in a private directory, sealed entries."""
 
-    def __init__(self, path: Path, key: Secret | None = None) -> None:
+    def __init__(self, path: Path, key: Secret | None = None, *, read_only: bool = False) -> None:
         self.path = path
+        #: Opened to be read only, as it is on a full or read-only disk (no lock, no write).
+        self.read_only = read_only
         self._lock_dir = path.with_name(path.name + ".locks")
         self._prepare_dir(path.parent)
         self._prepare_dir(self._lock_dir)
@@ -133,6 +135,9 @@ class SQLiteStore:
             raise _store_error("open", self.path, exc) from None
 
     def _open(self) -> sqlite3.Connection:
+        if self.read_only:  # immutable: no -shm or -wal to create, which a full disk refuses
+            uri = self.path.as_uri() + "?mode=ro&immutable=1"
+            return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -161,7 +166,7 @@ class SQLiteStore:
 
     def _recover(self, exc: sqlite3.Error) -> bool:
         """After a failed statement: True when the file was corrupt and is now a new one."""
-        if not isinstance(exc, sqlite3.DatabaseError) or not _corrupt(exc):
+        if self.read_only or not isinstance(exc, sqlite3.DatabaseError) or not _corrupt(exc):
             return False
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
@@ -200,7 +205,16 @@ class SQLiteStore:
                 "DELETE FROM entries WHERE key = ? AND version = ?", (key, version)
             )
 
+    def _unwritable(self) -> StoreError:
+        return StoreError(
+            f"the token store {self.path} cannot be written (a full or read-only disk); it "
+            "is read, and a token minted now is kept in this process only",
+            hint="Free space on its disk, or choose another place with FRESHTOKEN_STORE.",
+        )
+
     def save(self, key: str, entry: Entry, expected: int) -> int | None:
+        if self.read_only:
+            raise self._unwritable()
         blob, stored = seal_entry(self._envelope, key, entry)
         # Random versions: a key deleted and created again never repeats one (no ABA).
         version = secrets.randbits(52) or 1
@@ -230,6 +244,8 @@ class SQLiteStore:
         return version
 
     def delete(self, key: str) -> None:
+        if self.read_only:
+            raise self._unwritable()
         with self._guard:
             try:
                 self._conn().execute("DELETE FROM entries WHERE key = ?", (key,))
@@ -238,6 +254,8 @@ class SQLiteStore:
 
     @contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[bool]:
+        if self.read_only:
+            raise self._unwritable()
         path = self._lock_dir / f"{key}.lock"
         try:
             fd = open_private(path, os.O_RDWR | os.O_CREAT, "lock file")
@@ -291,13 +309,19 @@ def open_url(url: str, options: StoreOptions) -> TokenStore:
     except StoreError as exc:
         if options.fail != "open" or isinstance(exc, UnsafeStoreError):
             raise
-        # The store is a cache: without it this process still gets tokens, minting its own.
-        logger.warning(
-            "%s; tokens are kept in this process only (FRESHTOKEN_STORE_FAIL=open). %s",
-            exc.message,
-            exc.hint,
-        )
-        return MemoryStore(sharing=False)
+        try:
+            # A full or read-only disk: what the store holds is still every process's token.
+            sqlite = SQLiteStore(Path(path), options.key, read_only=True)
+            sqlite.list_keys()
+        except (StoreError, sqlite3.Error):
+            # The store is a cache: without it this process still gets tokens, minting its own.
+            logger.warning(
+                "%s; tokens are kept in this process only (FRESHTOKEN_STORE_FAIL=open). %s",
+                exc.message,
+                exc.hint,
+            )
+            return MemoryStore(sharing=False)
+        logger.warning("%s; it is read, and tokens minted are kept in this process", exc.message)
     # Beside the file, not in it: a deleted file leaves it, and with it what was lost.
     sqlite._envelope.ledger = Ledger(Path(path + ".ledger"))
     store: TokenStore = FailOpenStore(sqlite) if options.fail == "open" else sqlite
