@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import os
-import resource
 import signal
 import sqlite3
 import subprocess
@@ -49,6 +48,18 @@ def _login(server: AuthServer) -> str:
     return refresh.refresh_token
 
 
+def _job_env(server: AuthServer, store: str, **extra: str) -> dict[str, str]:
+    """A job's environment: its secret a login's refresh token, spent by its first rotation."""
+    return worker_env(
+        server,
+        store,
+        FRESHTOKEN_GRANT="refresh_token",
+        FRESHTOKEN_REFRESH_TOKEN=_login(server),
+        FRESHTOKEN_STORE_KEY=STORE_KEY,
+        **extra,
+    )
+
+
 def _step(env: dict[str, str]) -> TokenBroker:
     """One step of the job: a broker of its own, from the job's environment."""
     return TokenBroker.from_settings(Settings.from_env(env), invalidate_cooldown=0)
@@ -62,13 +73,7 @@ def _run_job(
 ) -> tuple[OAuthError, dict[str, str]]:
     """Step 1 rotates twice (a copy of the entry kept in between); the fault; step 2 fails,
     clearly. Returns its error and the job's environment."""
-    env = worker_env(
-        server,
-        store,
-        FRESHTOKEN_GRANT="refresh_token",
-        FRESHTOKEN_REFRESH_TOKEN=_login(server),
-        FRESHTOKEN_STORE_KEY=STORE_KEY,
-    )
+    env = _job_env(server, store)
     first = _step(env)
     first.invalidate(first.token())  # the seed spent: the entry holds the next refresh token
     older = read(first)
@@ -188,13 +193,7 @@ def test_after_a_loss_a_seed_is_taken_only_when_the_server_says_it_is_live(
     """A seed this host never saw, after the store lost its chain (another run's token, spent
     there): introspection is asked, and inactive means it is not presented."""
     with AuthServer() as server:  # introspection that vouches
-        env = worker_env(
-            server,
-            redis_server.url,
-            FRESHTOKEN_GRANT="refresh_token",
-            FRESHTOKEN_REFRESH_TOKEN=_login(server),
-            FRESHTOKEN_STORE_KEY=STORE_KEY,
-        )
+        env = _job_env(server, redis_server.url)
         first = _step(env)
         assert first.token().access_token
         redis.Redis.from_url(redis_server.url).flushall()
@@ -215,14 +214,7 @@ def test_refresh_tokens_fail_closed_while_redis_is_down(redis_server: RedisProce
     """Redis down: the store fails open into this process's own cache, but no refresh token is
     presented from it (the job's seed was spent)."""
     with AuthServer(introspect_refresh_tokens=False) as server:
-        env = worker_env(
-            server,
-            redis_server.url,
-            FRESHTOKEN_GRANT="refresh_token",
-            FRESHTOKEN_REFRESH_TOKEN=_login(server),
-            FRESHTOKEN_STORE_KEY=STORE_KEY,
-            FRESHTOKEN_REDIS_TIMEOUT="0.5",
-        )
+        env = _job_env(server, redis_server.url, FRESHTOKEN_REDIS_TIMEOUT="0.5")
         first = _step(env)
         first.invalidate(first.token())
         assert first.token().access_token
@@ -239,6 +231,8 @@ def test_refresh_tokens_fail_closed_while_redis_is_down(redis_server: RedisProce
 def _disk_full() -> None:
     """In the child: the kernel refuses every write that would grow a file (EFBIG, as a full
     disk refuses with ENOSPC), without privileges."""
+    import resource  # POSIX
+
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 

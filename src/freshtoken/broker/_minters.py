@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Protocol
 from freshtoken._errors import (
     ErrorContext,
     InsufficientScopeError,
-    InvalidClientError,
     InvalidGrantError,
     OAuthError,
     TokenUnavailableError,
 )
 from freshtoken._log import logger, one_line
 from freshtoken._token import Token
-from freshtoken.broker._unfinished import judge, vouches, wait_out
+from freshtoken.broker._unfinished import judge, wait_out
 from freshtoken.oauth._grants import Grant, RefreshTokenGrant
 from freshtoken.stores import Entry
 from freshtoken.stores._entry import IDLE, SPENDING, WRITING_BACK, unmarked, with_past
@@ -128,7 +127,7 @@ class RefreshTokenMinter:
         if entry is not None and entry.phase == WRITING_BACK and entry.refresh_token is not None:
             self._write_back(held, entry.refresh_token)  # the last rotation's, never written
             entry = held.entry
-        vouched = vouches(entry, self.client.auth_method)
+        vouched = entry.facts.vouches(self.client.auth_method) if entry else None
         if entry is not None and entry.phase == SPENDING and entry.refresh_token is not None:
             now = wait_out(entry, held.reload, self.client.clock, held.deadline)
             if now is None or now.version != entry.version:  # its outcome was stored
@@ -168,8 +167,8 @@ class RefreshTokenMinter:
         assert held.entry is not None
         if self.sink is not None:
             self.sink.prepare(held.deadline)  # a sink that cannot work costs no refresh token
-        if held.entry.facts.client_refused:
-            self._check_client()
+        if held.entry.facts.client_refused:  # on some servers a refresh then burns it
+            self.client.require_authentication()
         if vouched is None:
             # Unmarked, the token is live as far as anyone knows: whether introspection says
             # so tells whether it can vouch for refresh tokens (asked until known).
@@ -206,27 +205,6 @@ class RefreshTokenMinter:
         if elsewhere is not None:
             return elsewhere(held, attempt_deadline)
         return self.present(held, attempt_deadline)
-
-    def _check_client(self) -> None:
-        """After the server refused this client: is its authentication still failing? Asked
-        with a request that spends nothing; on some servers a refresh with failing client
-        authentication revokes the refresh token for its rightful owner too."""
-        fails = self.client.authentication_fails()
-        if fails:
-            raise InvalidClientError(
-                "the server refuses this client's authentication (checked just now by "
-                "introspection, which spends nothing); the refresh token was not presented, "
-                "and stays good",
-                hint="Fix the client's credentials (FRESHTOKEN_CLIENT_SECRET: was it rotated? "
-                "FRESHTOKEN_AUTH_METHOD) and try again: on some servers a refresh presented "
-                "with failing client authentication revokes the refresh token for its owner.",
-            )
-        if fails is None:
-            logger.warning(
-                "the server refused this client's authentication before, and whether it still "
-                "does cannot be checked without spending (no introspection endpoint); "
-                "presenting the refresh token"
-            )
 
     def present(self, held: Held, attempt_deadline: float) -> Minted:
         """Present the refresh token `held.entry` marks as being spent, by `attempt_deadline`,

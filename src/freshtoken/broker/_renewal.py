@@ -30,7 +30,7 @@ from freshtoken.broker._promise import rotating
 from freshtoken.broker._shared import SharedCache
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import ServerFacts, fingerprint, with_past
-from freshtoken.stores._ledger import Ledger, missing
+from freshtoken.stores._ledger import missing, refuses
 
 T = TypeVar("T")
 Decide = Callable[[Entry | None, float], T]
@@ -330,7 +330,6 @@ class Renewal:
         cache = self.cache
         remember_secret(refresh_token)
         mark = fingerprint(refresh_token)
-        ledger: Ledger | None = getattr(cache.store, "ledger", None)
 
         def known(entry: Entry | None, ask: bool = False) -> bool:
             if not unless_known:
@@ -338,14 +337,8 @@ class Renewal:
             current = entry.refresh_token if entry else None
             if (current and fingerprint(current) == mark) or (entry and mark in entry.past):
                 return True
-            seen = ledger.seen(cache.key) if ledger is not None else None
-            if seen is None or mark in seen.past:
-                return seen is not None  # this host saw it replaced: spent
-            if not ask or mark == seen.current or not ledger or not ledger.loss(cache.key, entry):
-                return False
-            # The store lost a chain this host saw: only what the server says is live is taken.
-            introspect = cache.promises.introspect
-            return not (introspect is not None and introspect(refresh_token, "refresh_token"))
+            asked = cache.promises.introspect if ask else lambda _v, _h: True
+            return refuses(cache.store, cache.key, entry, refresh_token, asked)
 
         def decide(entry: Entry | None, _end: float) -> bool:
             why = missing(cache.store, cache.key, entry)

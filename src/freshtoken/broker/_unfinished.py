@@ -21,18 +21,9 @@ if TYPE_CHECKING:
     from freshtoken.oauth._client import TokenClient
 
 
-def vouches(entry: Entry | None, method: str | None = None) -> bool | None:
-    """Whether the server's introspection vouches for refresh tokens, as learned by the
-    client-authentication `method` (None: any). A server may answer inactive for a token
-    issued to another method: what one method learned says nothing of another's answers."""
-    if entry is None or method not in (None, entry.facts.vouched_by):
-        return None
-    return entry.facts.introspection_vouches
-
-
 def vouching(entry: Entry | None) -> str:
-    """`vouches` as "yes", "no" or "unknown", for `freshtoken doctor` and `status`."""
-    said = vouches(entry)
+    """`ServerFacts.vouches` as "yes", "no" or "unknown", for `freshtoken doctor` and `status`."""
+    said = entry.facts.vouches() if entry else None
     return "unknown" if said is None else "yes" if said else "no"
 
 
@@ -68,7 +59,7 @@ def judge(client: TokenClient, entry: Entry, fallback: str | None) -> str | None
     assert refresh is not None
     # Active is proof whatever else was learned; inactive only from a server that vouches,
     # as learned by the method asking now.
-    vouched = vouches(entry, client.auth_method)
+    vouched = entry.facts.vouches(client.auth_method)
     active = client.introspect(refresh) if vouched is not False else None
     if active:
         logger.warning(
@@ -88,10 +79,7 @@ def judge(client: TokenClient, entry: Entry, fallback: str | None) -> str | None
     why = (
         "introspection gave no answer"
         if active is None and vouched is not False
-        else "this server's introspection does not vouch for refresh tokens"
-        if vouched is False
-        else "introspection said inactive, which this server has not shown it can vouch for "
-        f"when asked with {client.auth_method}"
+        else f"introspection is not known to vouch for refresh tokens with {client.auth_method}"
     )
     raise TokenUnavailableError(
         "a refresh token was presented by a holder that never stored the answer, and "

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import httpx
 
 from freshtoken._clock import SYSTEM_CLOCK, Clock
-from freshtoken._errors import ErrorContext
+from freshtoken._errors import ErrorContext, InvalidClientError
 from freshtoken._http import (
     Exchange,
     Reply,
@@ -23,6 +23,7 @@ from freshtoken._http import (
     run_sync,
     stamped,
 )
+from freshtoken._log import logger
 from freshtoken._token import Token
 from freshtoken.oauth._client_auth import ClientAuth
 from freshtoken.oauth._grants import Grant
@@ -211,6 +212,26 @@ class TokenClient:
         with failing client authentication disables the refresh token for its owner too."""
         exchange = stamped(self._authentication(), self.deadline())
         return run_sync(exchange, self._client(), self.clock)
+
+    def require_authentication(self) -> None:
+        """Raise InvalidClientError, having sent nothing that spends, when this client's
+        authentication fails (`authentication_fails`); warn when that cannot be told."""
+        fails = self.authentication_fails()
+        if fails:
+            raise InvalidClientError(
+                "the server refuses this client's authentication (checked just now by "
+                "introspection, which spends nothing); the refresh token was not presented, "
+                "and stays good",
+                hint="Fix the client's credentials (FRESHTOKEN_CLIENT_SECRET: was it rotated? "
+                "FRESHTOKEN_AUTH_METHOD) and try again: on some servers a refresh presented "
+                "with failing client authentication revokes the refresh token for its owner.",
+            )
+        if fails is None:
+            logger.warning(
+                "the server refused this client's authentication before, and whether it still "
+                "does cannot be checked without spending (no introspection endpoint); "
+                "presenting the refresh token"
+            )
 
     def _revocation(self, value: str, hint: str) -> Exchange[bool | None]:
         endpoints = yield from self.endpoints_exchange()

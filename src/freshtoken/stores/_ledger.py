@@ -18,6 +18,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from freshtoken._platform import PRIVATE_OPEN_FLAGS
 from freshtoken.stores._entry import Entry, fingerprint
 from freshtoken.stores._sealed import open_private
 
+#: RFC 7662 introspection: is this token (of this kind) active? None: cannot tell.
+Introspect = Callable[[str, str], bool | None]
 #: How many fingerprints of replaced refresh tokens are kept per cache key.
 KEPT = 256
 _SAFE = re.compile(r"[0-9A-Za-z_-]{1,128}")
@@ -143,3 +146,20 @@ def missing(store: object, key: str, entry: Entry | None) -> OAuthError | None:
         "not presented (a spent refresh token presented again revokes the whole login)",
         hint=seed + " See docs/refresh-tokens.md, 'A lost store entry'.",
     )
+
+
+def refuses(
+    store: object, key: str, entry: Entry | None, seed: str, introspect: Introspect | None
+) -> bool:
+    """Whether a configured `seed` must not be taken into `store` by what this host saw: it
+    saw it replaced (spent); or the store lost the chain this host saw, and the seed is
+    neither the refresh token last seen held nor active by `introspect` (asked only then)."""
+    ledger: Ledger | None = getattr(store, "ledger", None)
+    if ledger is None:
+        return False
+    seen, mark = ledger.seen(key), fingerprint(seed)
+    if mark in seen.past:
+        return True
+    if mark == seen.current or not ledger.loss(key, entry):
+        return False
+    return not (introspect is not None and introspect(seed, "refresh_token"))
