@@ -50,6 +50,7 @@ class Ledger:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._read: dict[str, tuple[tuple[int, int, int], Seen]] = {}  # key -> (file, seen)
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.directory)!r})"
@@ -58,17 +59,23 @@ class Ledger:
         """What this host saw under `key` (nothing when the ledger cannot be read)."""
         if not _SAFE.fullmatch(key):
             return Seen()
+        path = self.directory / key
         try:
-            fd = open_private(self.directory / key, os.O_RDONLY, "store ledger file")
-            with os.fdopen(fd, "rb") as handle:
+            info = os.lstat(path)
+            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+            if (cached := self._read.get(key)) and cached[0] == stamp:
+                return cached[1]  # every write is a new file: the same one says the same
+            with os.fdopen(open_private(path, os.O_RDONLY, "store ledger file"), "rb") as handle:
                 data = json.loads(handle.read(1 << 20))
             past = tuple(str(p) for p in data["past"])
-            return Seen(int(data["generation"]), str(data.get("current") or ""), past)
+            seen = Seen(int(data["generation"]), str(data.get("current") or ""), past)
         except FileNotFoundError:
             return Seen()
         except (OSError, ValueError, KeyError, TypeError, StoreError) as exc:
             logger.debug("the store ledger for an entry cannot be read: %s", exc)
             return Seen()
+        self._read[key] = (stamp, seen)
+        return seen
 
     def stale(self, key: str, entry: Entry) -> bool:
         """Whether `entry` is older than one seen here and holds a refresh token seen replaced
