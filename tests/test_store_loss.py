@@ -103,15 +103,20 @@ def _says_lost(error: OAuthError) -> None:
 
 def _reseeded(env: dict[str, str], server: AuthServer) -> None:
     """What the error says works: the job's next run, its secret updated with the live refresh
-    token (as a sink writes it), goes on with the chain; so does seeding a new login's."""
+    token (as a sink writes it), goes on with the chain; so does seeding a new login's, and,
+    after `revoke`, a new secret."""
     again = _step({**env, "FRESHTOKEN_REFRESH_TOKEN": env["LIVE"]})
     assert again.token().access_token
     again.seed_refresh_token(_login(server))
     again.invalidate(again.token())
     assert again.token().access_token
+    again.revoke()  # removed on purpose, not lost: the next secret is taken
     again.store.close()
+    later = _step({**env, "FRESHTOKEN_REFRESH_TOKEN": _login(server)})
+    assert later.token().access_token
+    later.store.close()
     assert server.stats()["reuse_detections"] == 0
-    assert server.stats()["refreshes"] == 5
+    assert server.stats()["refreshes"] == 6
 
 
 def _redis_entry(broker: TokenBroker) -> str:

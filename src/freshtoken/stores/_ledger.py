@@ -14,6 +14,7 @@ knows nothing, and everything works as it did without it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -116,6 +117,13 @@ class Ledger:
         except OSError as exc:
             logger.debug("the store ledger cannot be written: %s", exc)
             tmp.unlink(missing_ok=True)
+
+    def forget(self, key: str) -> None:
+        """Forget `key`: its entry was removed on purpose (`freshtoken revoke`), not lost."""
+        self._read.pop(key, None)
+        if _SAFE.fullmatch(key):
+            with contextlib.suppress(OSError):
+                (self.directory / key).unlink()
 
     def loss(self, key: str, entry: Entry | None) -> int:
         """The generation this host saw under `key` when the store no longer holds it (the

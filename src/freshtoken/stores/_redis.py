@@ -190,6 +190,8 @@ class RedisStore:
             self._redis.delete(self._key(key, "entry"))
         except self._errors as exc:
             raise self._fail("write", exc) from None
+        if self.ledger is not None:
+            self.ledger.forget(key)
 
     @contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[bool]:

@@ -251,6 +251,8 @@ class SQLiteStore:
                 self._conn().execute("DELETE FROM entries WHERE key = ?", (key,))
             except sqlite3.Error as exc:
                 raise _store_error("write", self.path, exc) from None
+        if self.ledger is not None:
+            self.ledger.forget(key)
 
     @contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[bool]:
