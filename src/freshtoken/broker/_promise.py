@@ -12,6 +12,7 @@ store peek reads it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from freshtoken._clock import Clock
@@ -21,7 +22,6 @@ from freshtoken._token import Token
 from freshtoken.broker._policy import RefreshPolicy, stored_left
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import CLOSING, IDLE, SPENDING
-from freshtoken.stores._ledger import Introspect
 
 #: `rotation_revokes_access`: learned through introspection (auto), or said.
 MODES = ("auto", "yes", "no")
@@ -31,6 +31,8 @@ QUANTUM = 5.0
 QUANTUM_FRACTION = 0.1
 #: A wait for a promise leaves the refresh itself at least this much of the budget.
 RESERVE = 1.0
+
+Introspect = Callable[[str, str], "bool | None"]
 
 
 def guards(mode: str, entry: Entry | None) -> bool:

@@ -16,10 +16,9 @@ from freshtoken._errors import ConfigurationError, StoreError
 from freshtoken._log import logger, remember_secret
 from freshtoken._token import Token
 from freshtoken.broker._policy import FUTURE_TOLERANCE, RefreshPolicy, stored_left
-from freshtoken.broker._promise import Promises, covered
+from freshtoken.broker._promise import Introspect, Promises, covered
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import IDLE, SPENDING
-from freshtoken.stores._ledger import Introspect
 
 #: What the hot path reads in one step: the token, its default min_ttl, and until when it may
 #: be handed out without work (its expiry; for a server that revokes it on rotation, how far

@@ -29,8 +29,6 @@ from freshtoken._platform import PRIVATE_OPEN_FLAGS
 from freshtoken.stores._entry import Entry, fingerprint
 from freshtoken.stores._sealed import open_private
 
-#: RFC 7662 introspection: is this token (of this kind) active? None: cannot tell.
-Introspect = Callable[[str, str], bool | None]
 #: How many fingerprints of replaced refresh tokens are kept per cache key.
 KEPT = 256
 _SAFE = re.compile(r"[0-9A-Za-z_-]{1,128}")
@@ -164,7 +162,11 @@ def missing(store: object, key: str, entry: Entry | None) -> OAuthError | None:
 
 
 def refuses(
-    store: object, key: str, entry: Entry | None, seed: str, introspect: Introspect | None
+    store: object,
+    key: str,
+    entry: Entry | None,
+    seed: str,
+    introspect: Callable[[str, str], bool | None] | None,
 ) -> bool:
     """Whether a configured `seed` must not be taken into `store` by what this host saw: it
     saw it replaced (spent); or the store lost the chain this host saw, and the seed is
