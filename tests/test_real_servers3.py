@@ -226,32 +226,49 @@ def _broker(server: AuthServer, store: SQLiteStore, secret: str, *, post: bool =
 def test_a_refresh_token_is_not_presented_while_the_server_refuses_the_client(
     tmp_path: Path,
 ) -> None:
-    """Item 6: once the server refused this client, a refresh token (here a new login's) is
-    presented only after introspection, which spends nothing, shows the client authenticates
-    again; on this server presenting it with the failing secret would revoke it."""
+    """Item 6: the server's administrator rotated the secret; the job still has the old one.
+    The first refresh is refused (and, on this server, burns its token). Another process of
+    the job, with a new login's refresh token, checks the credentials first, with a request
+    that spends nothing, and presents nothing."""
     with AuthServer(failed_auth_burns_refresh=True) as server:
-        good = _client(server)
-        first, second = (
-            good.fetch(AuthorizationCode(server.issue_code("demo-client", ("api",)))).refresh_token
-            for _ in range(2)
-        )
-        assert first and second
         store = SQLiteStore(tmp_path / "t.db")
-        broker = _broker(server, store, "rotated-secret")
-        broker.seed_refresh_token(first)
+        broker = _broker(server, store, "demo-secret")
+        code = server.issue_code("demo-client", ("api",))
+        broker.seed_refresh_token(_client(server).fetch(AuthorizationCode(code)).refresh_token)
+        broker.invalidate(broker.token())  # introspection learned to vouch: no longer asked
+        server.register(Client("demo-client", "rotated-at-the-server"))
         with pytest.raises(InvalidClientError):
-            broker.token()  # the refusal that teaches it: `first` is burnt on this server
-        assert server.active_refresh_tokens("demo-client") == 1
-        # Another process of the job, the secret still wrong, with a new login's token.
-        later = _broker(server, store, "rotated-secret")
-        later.seed_refresh_token(second)
+            broker.token()  # the refusal that teaches it (that token is burnt here)
+        assert server.active_refresh_tokens("demo-client") == 0
+        fixed = _client(server, secret="rotated-at-the-server")
+        second = fixed.fetch(AuthorizationCode(server.issue_code("demo-client", ("api",))))
+        assert second.refresh_token
+        later = _broker(server, store, "demo-secret")  # the job's next step, same old secret
+        later.seed_refresh_token(second.refresh_token)
         with pytest.raises(InvalidClientError) as caught:
             later.token()
         assert "the refresh token was not presented" in caught.value.message
         assert "FRESHTOKEN_CLIENT_SECRET" in caught.value.hint
-        assert server.active_refresh_tokens("demo-client") == 1  # `second` lives
-        assert good.fetch(RefreshTokenGrant(second)).access_token  # for its owner, fixed
+        assert server.active_refresh_tokens("demo-client") == 1  # the new login's lives
+        assert fixed.fetch(RefreshTokenGrant(second.refresh_token)).access_token
         assert server.stats()["reuse_detections"] == 0
+
+
+def test_a_rotated_secret_never_burns_a_new_refresh_token(tmp_path: Path) -> None:
+    """Item 6, the first refresh after the secret was rotated: introspection, asked whether it
+    vouches, refuses the client (401); the credentials are checked again, spending nothing,
+    and the refresh token is not presented."""
+    with AuthServer(bare_refusals=True, failed_auth_burns_refresh=True) as server:
+        code = server.issue_code("demo-client", ("api",))
+        seed = _client(server).fetch(AuthorizationCode(code)).refresh_token
+        assert seed
+        broker = _broker(server, SQLiteStore(tmp_path / "t.db"), "rotated-secret")
+        broker.seed_refresh_token(seed)
+        with pytest.raises(InvalidClientError) as caught:
+            broker.token()
+        assert "the refresh token was not presented" in caught.value.message
+        assert server.stats()["refreshes"] == 0
+        assert server.active_refresh_tokens("demo-client") == 1
 
 
 def test_inactive_to_another_authentication_method_is_not_proof_of_spent(

@@ -167,12 +167,12 @@ class RefreshTokenMinter:
         assert held.entry is not None
         if self.sink is not None:
             self.sink.prepare(held.deadline)  # a sink that cannot work costs no refresh token
-        if held.entry.facts.client_refused:  # on some servers a refresh then burns it
-            self.client.require_authentication()
         if vouched is None:
             # Unmarked, the token is live as far as anyone knows: whether introspection says
             # so tells whether it can vouch for refresh tokens (asked until known).
             vouched = self.client.introspect(refresh)
+        if held.entry.facts.client_refused or self.client.refused:
+            self.client.require_authentication()  # on some servers a refresh then burns it
         clock, timeouts = self.client.clock, self.client.timeouts
         now = clock.monotonic()
         elsewhere = self.elsewhere

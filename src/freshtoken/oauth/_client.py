@@ -70,6 +70,9 @@ class TokenClient:
         self._lock = threading.Lock()
         self._http: httpx.Client | None = None
         self._ahttp: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+        #: An introspection or revocation request was refused this client (401, 403) and no
+        #: check has passed since: `require_authentication` before a refresh token is presented.
+        self.refused = False
 
     @property
     def auth_method(self) -> str:
@@ -172,11 +175,13 @@ class TokenClient:
         form = {"token": value, "token_type_hint": hint}
         self.auth.apply(headers, form, endpoints)
         try:
-            return (
-                yield httpx.Request("POST", url, headers=headers, content=urlencode(form).encode())
+            reply = yield httpx.Request(
+                "POST", url, headers=headers, content=urlencode(form).encode()
             )
         except httpx.HTTPError:
             return None
+        self.refused = self.refused or (reply is not None and reply.status in (401, 403))
+        return reply
 
     def _introspection(self, value: str, hint: str) -> Exchange[bool | None]:
         reply = yield from self._post_token("introspection_url", value, hint)
@@ -217,6 +222,7 @@ class TokenClient:
         """Raise InvalidClientError, having sent nothing that spends, when this client's
         authentication fails (`authentication_fails`); warn when that cannot be told."""
         fails = self.authentication_fails()
+        self.refused = bool(fails)
         if fails:
             raise InvalidClientError(
                 "the server refuses this client's authentication (checked just now by "
