@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,12 +24,13 @@ import redis
 
 from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, TokenBroker
 from freshtoken._errors import InvalidGrantError, OAuthError, StoreError
-from freshtoken.testing import AuthServer
+from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
 from tests._cli import cli_env
 from tests._fleet import worker_env
 from tests._redis import RedisProcess
 from tests.helpers import make_client
 
+SECRET = "github-secret://acme/pipeline/FT_REFRESH"
 STORE_KEY = base64.b64encode(os.urandom(32)).decode()
 
 
@@ -263,3 +265,38 @@ def test_a_store_that_cannot_be_written_is_still_read(tmp_path: Path) -> None:
             assert out.stdout == first.stdout  # the stored token
             assert "cannot be written" in out.stderr or "it is read" in out.stderr
         assert server.stats()["tokens_minted"] == 1
+
+
+def test_a_seed_older_than_the_github_secret_is_not_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's secret was read when it started; another run rotated the chain since and
+    wrote the GitHub secret. On a store of its own (another runner, nothing in its ledger),
+    the seed is not presented; a job started after that write takes its secret."""
+    with AuthServer(introspect_refresh_tokens=False) as server, GitHubSecrets() as github:
+        seed = _login(server)
+        make_client(server).fetch(RefreshTokenGrant(seed))  # the other run's rotation
+        github.set_value(SECRET, "rt_the_other_runs")  # and its write-back, now
+        event = tmp_path / "event.json"  # written by the runner as it set this job up
+        event.write_text("{}")
+        os.utime(event, (time.time() - 600, time.time() - 600))
+        monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
+        monkeypatch.setenv("GITHUB_API_URL", github.url)
+
+        def env(store: str, refresh_token: str) -> dict[str, str]:
+            return worker_env(
+                server,
+                tmp_path / store,
+                FRESHTOKEN_GRANT="refresh_token",
+                FRESHTOKEN_REFRESH_TOKEN=refresh_token,
+                FRESHTOKEN_REFRESH_TOKEN_SINK=SECRET,
+                FRESHTOKEN_GITHUB_TOKEN=GITHUB_TEST_TOKEN,
+            )
+
+        with pytest.raises(InvalidGrantError):
+            _step(env("a.db", seed)).token()
+        assert server.stats()["reuse_detections"] == 0
+        os.utime(event)  # a job started after the write
+        assert _step(env("b.db", _login(server))).token().access_token
+        stats = server.stats()
+        assert (stats["refreshes"], stats["reuse_detections"]) == (2, 0)

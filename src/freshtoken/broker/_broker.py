@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from freshtoken import _build
@@ -32,11 +33,12 @@ from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy, with_margin
 from freshtoken.broker._promise import MODES
-from freshtoken.broker._renewal import Renewal
+from freshtoken.broker._renewal import Renewal, Seed
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._grants import ClientCredentials, Grant
+from freshtoken.sinks._base import predates_sink
 from freshtoken.stores import TokenStore
 from freshtoken.stores._memory import MemoryStore
 
@@ -138,7 +140,7 @@ class TokenBroker(HttpAuths):
         )
         self._ahead = RefreshAhead(self._renewal)
         #: What offers a configured refresh token once, before the first mint (None: done).
-        self._offer: Callable[[], str | None] | None = None
+        self._offer: Callable[[], Seed | None] | None = None
         self._offer_lock = threading.Lock()
         self._counts = self._cache.counts
         self._now = self.clock.monotonic
@@ -273,9 +275,8 @@ class TokenBroker(HttpAuths):
             offer = self._offer
             if offer is None:
                 return
-            seed = offer()
-            if seed:
-                self.offer_refresh_token(seed)
+            if found := offer():
+                self._renewal.seed(found[0], unless_known=True, older=found[1])
             self._offer = None
 
     def _obtain(self, min_ttl: float | None) -> Token:
@@ -384,8 +385,11 @@ class TokenBroker(HttpAuths):
         self.close()
 
 
-def _configured_seed(sink: RefreshTokenSink | None, settings: Settings) -> str | None:
-    """The refresh token to offer: the sink's (where it can be read back), else the setting's."""
-    return (sink.read() if sink is not None else None) or (
-        settings.refresh_token.reveal() if settings.refresh_token else None
-    )
+def _configured_seed(sink: RefreshTokenSink | None, settings: Settings) -> Seed | None:
+    """The refresh token to offer: the sink's (where it can be read back), else the setting's,
+    with what tells whether it is older than the sink's last write."""
+    if sink is not None and (read := sink.read()):
+        return read, None
+    if not settings.refresh_token:
+        return None
+    return settings.refresh_token.reveal(), partial(predates_sink, sink, os.environ)

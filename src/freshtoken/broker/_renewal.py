@@ -34,6 +34,8 @@ from freshtoken.stores._ledger import missing, refuses
 
 T = TypeVar("T")
 Decide = Callable[[Entry | None, float], T]
+#: A configured refresh token, and what tells whether it is older than the sink's last write.
+Seed = tuple[str, Callable[[float], bool] | None]
 
 
 def changed_under_lock() -> StoreError:
@@ -321,30 +323,40 @@ class Renewal:
         except Busy as busy:
             return busy.where
 
-    def seed(self, refresh_token: str, *, unless_known: bool = False) -> bool:
+    def seed(
+        self,
+        refresh_token: str,
+        *,
+        unless_known: bool = False,
+        older: Callable[[float], bool] | None = None,
+    ) -> bool:
         """Hold `refresh_token` in the store; the next mint spends it. `unless_known`: not if
         the store holds it already, or held it before, or this host saw it replaced (then it
         is older than the one held, or spent), nor into a store that lost its entry unless
-        introspection says it is live. True when it was stored; a shared store that cannot
-        be reached takes none (StoreError)."""
+        introspection says it is live, nor when `older(deadline)` says the sink was written
+        since it was read. True when it was stored; a shared store that cannot be reached takes none
+        (StoreError)."""
         cache = self.cache
         remember_secret(refresh_token)
         mark = fingerprint(refresh_token)
 
-        def known(entry: Entry | None, ask: bool = False) -> bool:
+        def known(entry: Entry | None, end: float | None = None) -> bool:
+            """`end`: ask the server and the sink too, by then."""
             if not unless_known:
                 return False
             current = entry.refresh_token if entry else None
             if (current and fingerprint(current) == mark) or (entry and mark in entry.past):
                 return True
-            asked = cache.promises.introspect if ask else lambda _v, _h: True
-            return refuses(cache.store, cache.key, entry, refresh_token, asked)
+            asked = cache.promises.introspect if end is not None else lambda _v, _h: True
+            if refuses(cache.store, cache.key, entry, refresh_token, asked):
+                return True
+            return end is not None and older is not None and older(end)  # the sink is newer
 
-        def decide(entry: Entry | None, _end: float) -> bool:
+        def decide(entry: Entry | None, end: float) -> bool:
             why = missing(cache.store, cache.key, entry)
             if isinstance(why, StoreError):
                 raise why  # into this process's stand-in: it would be presented unchecked
-            if known(entry, ask=True):
+            if known(entry, end):
                 if why is not None:
                     logger.warning("the configured refresh token is not seeded: %s", why.message)
                 return False
