@@ -17,7 +17,6 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from freshtoken import _build
@@ -38,7 +37,7 @@ from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._grants import ClientCredentials, Grant
-from freshtoken.sinks._base import predates_sink
+from freshtoken.sinks._base import configured_seed
 from freshtoken.stores import TokenStore
 from freshtoken.stores._memory import MemoryStore
 
@@ -185,7 +184,7 @@ class TokenBroker(HttpAuths):
                 scope_check=options.get("scope_check", "raise"),
             )
         if broker.sink is not None or settings.refresh_token:
-            broker._offer = lambda: _configured_seed(broker.sink, settings)
+            broker._offer = lambda: configured_seed(broker.sink, settings.refresh_token)
         return broker
 
     @classmethod
@@ -383,13 +382,3 @@ class TokenBroker(HttpAuths):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _configured_seed(sink: RefreshTokenSink | None, settings: Settings) -> Seed | None:
-    """The refresh token to offer: the sink's (where it can be read back), else the setting's,
-    with what tells whether it is older than the sink's last write."""
-    if sink is not None and (read := sink.read()):
-        return read, None
-    if not settings.refresh_token:
-        return None
-    return settings.refresh_token.reveal(), partial(predates_sink, sink, os.environ)

@@ -29,7 +29,7 @@ from freshtoken.broker._minters import Minter, scope_problem
 from freshtoken.broker._promise import rotating
 from freshtoken.broker._shared import SharedCache
 from freshtoken.stores import Entry, TokenStore
-from freshtoken.stores._entry import ServerFacts, fingerprint, with_past
+from freshtoken.stores._entry import ServerFacts, with_past
 from freshtoken.stores._ledger import missing, refuses
 
 T = TypeVar("T")
@@ -338,19 +338,12 @@ class Renewal:
         (StoreError)."""
         cache = self.cache
         remember_secret(refresh_token)
-        mark = fingerprint(refresh_token)
 
         def known(entry: Entry | None, end: float | None = None) -> bool:
             """`end`: ask the server and the sink too, by then."""
-            if not unless_known:
-                return False
-            current = entry.refresh_token if entry else None
-            if (current and fingerprint(current) == mark) or (entry and mark in entry.past):
-                return True
-            asked = cache.promises.introspect if end is not None else lambda _v, _h: True
-            if refuses(cache.store, cache.key, entry, refresh_token, asked):
-                return True
-            return end is not None and older is not None and older(end)  # the sink is newer
+            newer = (lambda: older is not None and older(end)) if end is not None else None
+            ask = (cache.promises.introspect, newer) if newer else None
+            return unless_known and refuses(cache.store, cache.key, entry, refresh_token, ask)
 
         def decide(entry: Entry | None, end: float) -> bool:
             why = missing(cache.store, cache.key, entry)

@@ -4,8 +4,9 @@ next run (a fresh runner, a fresh store) starts from the live one."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from freshtoken._clock import SYSTEM_CLOCK, Clock
@@ -86,3 +87,15 @@ def predates_sink(
         written - started,
     )
     return True
+
+
+def configured_seed(
+    sink: RefreshTokenSink | None, setting: Secret | None
+) -> tuple[str, Callable[[float], bool] | None] | None:
+    """The refresh token to offer: the sink's (where it can be read back), else the setting's,
+    with what tells (by a deadline) whether it is older than the sink's last write."""
+    if sink is not None and (read := sink.read()):
+        return read, None
+    if not setting:
+        return None
+    return setting.reveal(), partial(predates_sink, sink, os.environ)

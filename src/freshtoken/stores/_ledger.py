@@ -166,17 +166,23 @@ def refuses(
     key: str,
     entry: Entry | None,
     seed: str,
-    introspect: Callable[[str, str], bool | None] | None,
+    ask: tuple[Callable[[str, str], bool | None] | None, Callable[[], bool]] | None = None,
 ) -> bool:
-    """Whether a configured `seed` must not be taken into `store` by what this host saw: it
-    saw it replaced (spent); or the store lost the chain this host saw, and the seed is
-    neither the refresh token last seen held nor active by `introspect` (asked only then)."""
+    """Whether a configured `seed` must not be taken into `store`: `entry` holds it or held it
+    (it is older than the one held); this host saw it replaced (spent); the store lost the
+    chain this host saw and the seed is neither the refresh token last seen held nor active;
+    or the sink was written since it was read. `ask` (introspect, the sink's check): ask the
+    server and the sink where that decides; without it, what cannot be told is taken."""
+    mark = fingerprint(seed)
+    if entry is not None and (mark in entry.past or entry.refresh_token == seed):
+        return True
     ledger: Ledger | None = getattr(store, "ledger", None)
-    if ledger is None:
-        return False
-    seen, mark = ledger.seen(key), fingerprint(seed)
+    seen = ledger.seen(key) if ledger is not None else Seen()
     if mark in seen.past:
         return True
-    if mark == seen.current or not ledger.loss(key, entry):
+    if ask is None:
         return False
-    return not (introspect is not None and introspect(seed, "refresh_token"))
+    introspect, sink_newer = ask
+    if ledger is not None and mark != seen.current and ledger.loss(key, entry):
+        return not (introspect is not None and introspect(seed, "refresh_token"))
+    return sink_newer()
