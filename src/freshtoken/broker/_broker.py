@@ -37,7 +37,6 @@ from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._grants import ClientCredentials, Grant
-from freshtoken.sinks._base import configured_seed
 from freshtoken.stores import TokenStore
 from freshtoken.stores._memory import MemoryStore
 
@@ -184,6 +183,8 @@ class TokenBroker(HttpAuths):
                 scope_check=options.get("scope_check", "raise"),
             )
         if broker.sink is not None or settings.refresh_token:
+            from freshtoken.sinks._base import configured_seed  # not on import: it loads httpx
+
             broker._offer = lambda: configured_seed(broker.sink, settings.refresh_token)
         return broker
 
