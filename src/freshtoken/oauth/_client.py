@@ -68,20 +68,20 @@ class TokenClient:
         self.clock = clock
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        self._http: httpx.Client | None = None
-        self._ahttp: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
         #: An introspection or revocation request was refused this client (401, 403) and no
         #: check has passed since: `require_authentication` before a refresh token is presented.
         self.refused = False
+        self._http: httpx.Client | None = None
+        self._ahttp: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+
+    def identity(self) -> str:
+        """The token endpoint, or the issuer it will be discovered from."""
+        return self._endpoints.token_url if self._endpoints else str(self._issuer)
 
     @property
     def auth_method(self) -> str:
         """The name of this client's authentication method (its class: stable across runs)."""
         return type(self.auth).__name__
-
-    def identity(self) -> str:
-        """The token endpoint, or the issuer it will be discovered from."""
-        return self._endpoints.token_url if self._endpoints else str(self._issuer)
 
     @property
     def preset(self) -> str | None:

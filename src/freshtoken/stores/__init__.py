@@ -7,12 +7,15 @@ A new store is a module here with an `open_url(url, options)` function and a row
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._secret import Secret
-from freshtoken.stores._base import StoreOptions, TokenStore, default_store_path
+from freshtoken.stores._base import StoreOptions, TokenStore
 from freshtoken.stores._entry import Entry
 
 # scheme -> the module whose `open_url` opens it; imported only when used (redis is heavy).
@@ -24,6 +27,16 @@ SCHEMES: dict[str, str] = {
     "redis+cluster": "freshtoken.stores._redis",
     "rediss+cluster": "freshtoken.stores._redis",
 }
+
+
+def default_store_path(environ: Mapping[str, str] | None = None) -> Path:
+    """$RUNNER_TEMP on GitHub Actions (shared by the job's steps), else the user cache dir."""
+    env = os.environ if environ is None else environ
+    if env.get("GITHUB_ACTIONS") == "true" and env.get("RUNNER_TEMP"):
+        return Path(env["RUNNER_TEMP"]) / "freshtoken" / "tokens.db"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("freshtoken")) / "tokens.db"
 
 
 def open_store(

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from freshtoken._secret import Secret
@@ -61,13 +58,3 @@ class StoreOptions:
     timeout: float = 1.0
     lease: float = 10.0
     fail: str = "open"
-
-
-def default_store_path(environ: Mapping[str, str] | None = None) -> Path:
-    """$RUNNER_TEMP on GitHub Actions (shared by the job's steps), else the user cache dir."""
-    env = os.environ if environ is None else environ
-    if env.get("GITHUB_ACTIONS") == "true" and env.get("RUNNER_TEMP"):
-        return Path(env["RUNNER_TEMP"]) / "freshtoken" / "tokens.db"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("freshtoken")) / "tokens.db"

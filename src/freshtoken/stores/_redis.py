@@ -22,7 +22,7 @@ from freshtoken._errors import ConfigurationError, StoreError
 from freshtoken._log import redact
 from freshtoken._secret import Secret
 from freshtoken._urls import split_url
-from freshtoken.stores._base import StoreOptions, TokenStore, default_store_path
+from freshtoken.stores._base import StoreOptions, TokenStore
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._failopen import FailOpenStore
 from freshtoken.stores._ledger import Ledger
@@ -273,6 +273,8 @@ def open_url(url: str, options: StoreOptions) -> TokenStore:
         timeout=options.timeout,
         lease=options.lease,
     )
+    from freshtoken.stores import default_store_path
+
     # Kept on this host (in CI, the job's runner): it outlives a flushed or restarted Redis.
     store._envelope.ledger = Ledger(default_store_path().parent / "ledger")
     return FailOpenStore(store) if options.fail == "open" else store

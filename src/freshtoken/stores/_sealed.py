@@ -37,11 +37,11 @@ class Envelope:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("an AES-256 key is 32 bytes")
+        #: What this host saw of the store's entries (None: nothing is kept).
+        self.ledger: Ledger | None = None
         self._aead = AESGCM(key)
         # Cache keys are hashed with a key derived from this one: they reveal nothing.
         self.pepper = hmac.new(key, b"freshtoken cache-key v1", hashlib.sha256).digest()
-        #: What this host saw of the store's entries (None: nothing is kept).
-        self.ledger: Ledger | None = None
 
     def __repr__(self) -> str:
         return "Envelope(key=***)"
