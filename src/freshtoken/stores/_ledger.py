@@ -17,11 +17,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import secrets
+import string
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 from freshtoken._errors import InvalidGrantError, OAuthError, StoreError
 from freshtoken._log import logger
@@ -31,11 +31,15 @@ from freshtoken.stores._sealed import open_private
 
 #: How many fingerprints of replaced refresh tokens are kept per cache key.
 KEPT = 256
-_SAFE = re.compile(r"[0-9A-Za-z_-]{1,128}")
+#: A cache key is hex: a file name as it is (anything else is no key of ours).
+_SAFE = frozenset(string.ascii_letters + string.digits + "_-")
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
+def _safe(key: str) -> bool:
+    return 0 < len(key) <= 128 and set(key) <= _SAFE
+
+
+class Seen(NamedTuple):
     """What a host saw under one cache key: the highest generation, the fingerprint of the
     refresh token held at it, and those of the refresh tokens seen replaced."""
 
@@ -56,7 +60,7 @@ class Ledger:
 
     def seen(self, key: str) -> Seen:
         """What this host saw under `key` (nothing when the ledger cannot be read)."""
-        if not _SAFE.fullmatch(key):
+        if not _safe(key):
             return Seen()
         path = self.directory / key
         try:
@@ -102,10 +106,10 @@ class Ledger:
             current if newest else seen.current,
             (*seen.past, *grown)[-KEPT:],
         )
-        if now == seen or not _SAFE.fullmatch(key):
+        if now == seen or not _safe(key):
             return
         data = {"generation": now.generation, "current": now.current, "past": now.past}
-        tmp = self.directory / f".{key}.{secrets.token_hex(4)}"
+        tmp = self.directory / f".{key}.{os.urandom(4).hex()}"
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | PRIVATE_OPEN_FLAGS, 0o600)
@@ -119,7 +123,7 @@ class Ledger:
     def forget(self, key: str) -> None:
         """Forget `key`: its entry was removed on purpose (`freshtoken revoke`), not lost."""
         self._read.pop(key, None)
-        if _SAFE.fullmatch(key):
+        if _safe(key):
             with contextlib.suppress(OSError):
                 (self.directory / key).unlink()
 
