@@ -34,11 +34,12 @@ class Envelope:
     """Seals entries with AES-256-GCM; the cache key is bound in as associated data, so an
     entry copied under another key fails to open."""
 
+    #: What this host saw of the store's entries (None: nothing is kept).
+    ledger: Ledger | None = None
+
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("an AES-256 key is 32 bytes")
-        #: What this host saw of the store's entries (None: nothing is kept).
-        self.ledger: Ledger | None = None
         self._aead = AESGCM(key)
         # Cache keys are hashed with a key derived from this one: they reveal nothing.
         self.pepper = hmac.new(key, b"freshtoken cache-key v1", hashlib.sha256).digest()
