@@ -4,6 +4,7 @@ credentials require, a 404 token URL), and what freshtoken says about it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ from freshtoken import (
     RefreshTokenGrant,
     RetryPolicy,
     Secret,
+    TokenBroker,
     TokenClient,
 )
+from freshtoken._errors import InvalidClientError, TokenUnavailableError
+from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
 
@@ -207,3 +211,99 @@ def test_doctor_notes_a_discovery_document_that_under_reports_grants(tmp_path: P
         assert doctor.returncode == 0, doctor.stdout
         assert "grant_types_supported leaves out client_credentials" in doctor.stdout
         assert f"(from {server.url}/.well-known/oauth-authorization-server/o)" in doctor.stdout
+
+
+def _broker(server: AuthServer, store: SQLiteStore, secret: str, *, post: bool = False) -> Any:
+    method = ClientSecretPost if post else ClientSecretBasic
+    client = TokenClient(
+        method("demo-client", Secret(secret)),
+        endpoints=Endpoints(server.token_url, introspection_url=server.url + "/oauth/introspect"),
+        policy=RetryPolicy(budget=5.0),
+    )
+    return TokenBroker(client, grant=None, store=store)
+
+
+def test_a_refresh_token_is_not_presented_while_the_server_refuses_the_client(
+    tmp_path: Path,
+) -> None:
+    """Item 6: the server's administrator rotated the secret; the job still has the old one.
+    The first refresh is refused (and, on this server, burns its token). Another process of
+    the job, with a new login's refresh token, checks the credentials first, with a request
+    that spends nothing, and presents nothing."""
+    with AuthServer(failed_auth_burns_refresh=True) as server:
+        store = SQLiteStore(tmp_path / "t.db")
+        broker = _broker(server, store, "demo-secret")
+        code = server.issue_code("demo-client", ("api",))
+        broker.seed_refresh_token(_client(server).fetch(AuthorizationCode(code)).refresh_token)
+        broker.invalidate(broker.token())  # introspection learned to vouch: no longer asked
+        server.register(Client("demo-client", "rotated-at-the-server"))
+        with pytest.raises(InvalidClientError):
+            broker.token()  # the refusal that teaches it (that token is burnt here)
+        assert server.active_refresh_tokens("demo-client") == 0
+        fixed = _client(server, secret="rotated-at-the-server")
+        second = fixed.fetch(AuthorizationCode(server.issue_code("demo-client", ("api",))))
+        assert second.refresh_token
+        later = _broker(server, store, "demo-secret")  # the job's next step, same old secret
+        later.seed_refresh_token(second.refresh_token)
+        with pytest.raises(InvalidClientError) as caught:
+            later.token()
+        assert "the refresh token was not presented" in caught.value.message
+        assert "FRESHTOKEN_CLIENT_SECRET" in caught.value.hint
+        assert server.active_refresh_tokens("demo-client") == 1  # the new login's lives
+        assert fixed.fetch(RefreshTokenGrant(second.refresh_token)).access_token
+        assert server.stats()["reuse_detections"] == 0
+
+
+def test_a_rotated_secret_never_burns_a_new_refresh_token(tmp_path: Path) -> None:
+    """Item 6, the first refresh after the secret was rotated: introspection, asked whether it
+    vouches, refuses the client (401); the credentials are checked again, spending nothing,
+    and the refresh token is not presented."""
+    with AuthServer(bare_refusals=True, failed_auth_burns_refresh=True) as server:
+        code = server.issue_code("demo-client", ("api",))
+        seed = _client(server).fetch(AuthorizationCode(code)).refresh_token
+        assert seed
+        broker = _broker(server, SQLiteStore(tmp_path / "t.db"), "rotated-secret")
+        broker.seed_refresh_token(seed)
+        with pytest.raises(InvalidClientError) as caught:
+            broker.token()
+        assert "the refresh token was not presented" in caught.value.message
+        assert server.stats()["refreshes"] == 0
+        assert server.active_refresh_tokens("demo-client") == 1
+
+
+def test_inactive_to_another_authentication_method_is_not_proof_of_spent(
+    tmp_path: Path,
+) -> None:
+    """Item 11: a server whose introspection sees only the tokens issued to the method asking.
+    A holder that authenticates with post learned that introspection vouches, then died with
+    the token marked (never sent); a holder with Basic hears "inactive", which is "cannot
+    tell": the token is kept, and the post holder resumes the chain."""
+    with AuthServer(introspection_sees_own_method_only=True) as server:
+        store = SQLiteStore(tmp_path / "t.db")
+        post = _broker(server, store, "demo-secret", post=True)
+        code = server.issue_code("demo-client", ("api",))
+        seed = _client(server, post=True).fetch(AuthorizationCode(code)).refresh_token
+        assert seed
+        post.seed_refresh_token(seed)
+        assert post.token().access_token  # learns that introspection vouches, with post
+        entry = store.load(post.key)
+        assert entry is not None and entry.refresh_token
+        assert (entry.facts.introspection_vouches, entry.facts.vouched_by) == (
+            True,
+            "ClientSecretPost",
+        )
+        dead = replace(entry, token=None, phase="spending", phase_owner="dead", phase_until=0.0)
+        assert store.save(post.key, dead, entry.version) is not None
+        basic = _broker(server, store, "demo-secret")
+        assert basic.key == post.key
+        with pytest.raises(TokenUnavailableError) as caught:
+            basic.token()
+        assert "cannot be told" in caught.value.message
+        assert "ClientSecretBasic" in caught.value.message
+        kept = store.load(post.key)
+        assert kept is not None and kept.refresh_token == entry.refresh_token
+        again = _broker(server, store, "demo-secret", post=True)
+        assert again.token().access_token  # active to the method that vouched: resumed
+        stats = server.stats()
+        assert (stats["refreshes"], stats["reuse_detections"]) == (2, 0)
+        assert server.active_refresh_tokens("demo-client") == 1

@@ -277,7 +277,7 @@ def test_inactive_means_spent_only_from_a_server_that_vouches(
         entry,
         phase="spending",
         phase_owner="dead-holder",
-        facts=replace(entry.facts, introspection_vouches=vouches),
+        facts=replace(entry.facts, introspection_vouches=vouches, vouched_by="ClientSecretBasic"),
     )
     broker.store.save(broker.key, dead, entry.version)
     with pytest.raises(OAuthError) as info:

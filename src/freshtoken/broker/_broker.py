@@ -32,7 +32,7 @@ from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy, with_margin
 from freshtoken.broker._promise import MODES
-from freshtoken.broker._renewal import Renewal
+from freshtoken.broker._renewal import Renewal, Seed
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
@@ -138,7 +138,7 @@ class TokenBroker(HttpAuths):
         )
         self._ahead = RefreshAhead(self._renewal)
         #: What offers a configured refresh token once, before the first mint (None: done).
-        self._offer: Callable[[], str | None] | None = None
+        self._offer: Callable[[], Seed | None] | None = None
         self._offer_lock = threading.Lock()
         self._counts = self._cache.counts
         self._now = self.clock.monotonic
@@ -183,7 +183,9 @@ class TokenBroker(HttpAuths):
                 scope_check=options.get("scope_check", "raise"),
             )
         if broker.sink is not None or settings.refresh_token:
-            broker._offer = lambda: _configured_seed(broker.sink, settings)
+            from freshtoken.sinks._base import configured_seed  # not on import: it loads httpx
+
+            broker._offer = lambda: configured_seed(broker.sink, settings.refresh_token)
         return broker
 
     @classmethod
@@ -274,9 +276,8 @@ class TokenBroker(HttpAuths):
             offer = self._offer
             if offer is None:
                 return
-            seed = offer()
-            if seed:
-                self.offer_refresh_token(seed)
+            if found := offer():
+                self._renewal.seed(found[0], unless_known=True, older=found[1])
             self._offer = None
 
     def _obtain(self, min_ttl: float | None) -> Token:
@@ -384,10 +385,3 @@ class TokenBroker(HttpAuths):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _configured_seed(sink: RefreshTokenSink | None, settings: Settings) -> str | None:
-    """The refresh token to offer: the sink's (where it can be read back), else the setting's."""
-    return (sink.read() if sink is not None else None) or (
-        settings.refresh_token.reveal() if settings.refresh_token else None
-    )

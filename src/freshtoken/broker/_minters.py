@@ -64,6 +64,10 @@ class Held(Protocol):
         """The entry as stored now (it becomes the held one)."""
         ...
 
+    def missing(self) -> FreshtokenError | None:
+        """Why the store holds no refresh token, as far as can be told (`_ledger.missing`)."""
+        ...
+
 
 class Minter(Protocol):
     def mint(self, held: Held) -> Minted: ...
@@ -124,7 +128,7 @@ class RefreshTokenMinter:
         if entry is not None and entry.phase == WRITING_BACK and entry.refresh_token is not None:
             self._write_back(held, entry.refresh_token)  # the last rotation's, never written
             entry = held.entry
-        vouches = entry.facts.introspection_vouches if entry else None
+        vouched = entry.facts.vouches(self.client.auth_method) if entry else None
         if entry is not None and entry.phase == SPENDING and entry.refresh_token is not None:
             now = wait_out(entry, held.reload, self.client.clock, held.deadline)
             if now is None or now.version != entry.version:  # its outcome was stored
@@ -137,22 +141,22 @@ class RefreshTokenMinter:
                 gone = with_past(entry.past, entry.refresh_token, None)
                 held.write(replace(unmarked(entry), refresh_token=None, past=gone))
                 return self._fall_back(held)
-            vouches = True  # it said active
+            vouched = True  # it said active
         refresh = entry.refresh_token if entry else None
         if refresh is not None:
-            return self._spend(held, refresh, vouches)
+            return self._spend(held, refresh, vouched)
         return self._fall_back(held)
 
     def _fall_back(self, held: Held) -> Minted:
         if self.fallback is None:
-            raise InvalidGrantError(
+            raise held.missing() or InvalidGrantError(
                 "no refresh token is held for this client",
                 hint="Seed one obtained by a login (TokenBroker.seed_refresh_token, or "
                 "`freshtoken seed-refresh-token`), or configure client credentials.",
             )
         return self.fallback.mint(held)
 
-    def _spend(self, held: Held, refresh: str, vouches: bool | None) -> Minted:
+    def _spend(self, held: Held, refresh: str, vouched: bool | None) -> Minted:
         """Mark the refresh token as being spent in the store, then present it (in a process
         of its own when there is one: it stores the outcome even if this one is killed).
 
@@ -164,10 +168,12 @@ class RefreshTokenMinter:
         assert held.entry is not None
         if self.sink is not None:
             self.sink.prepare(held.deadline)  # a sink that cannot work costs no refresh token
-        if vouches is None:
+        if vouched is None:
             # Unmarked, the token is live as far as anyone knows: whether introspection says
             # so tells whether it can vouch for refresh tokens (asked until known).
-            vouches = self.client.introspect(refresh)
+            vouched = self.client.introspect(refresh)
+        if held.entry.facts.client_refused or self.client.refused:
+            self.client.require_authentication()  # on some servers a refresh then burns it
         clock, timeouts = self.client.clock, self.client.timeouts
         now = clock.monotonic()
         elsewhere = self.elsewhere
@@ -183,7 +189,11 @@ class RefreshTokenMinter:
                 phase=SPENDING,
                 phase_owner=self.owner,
                 phase_until=until,
-                facts=replace(held.entry.facts, introspection_vouches=vouches),
+                facts=replace(
+                    held.entry.facts,
+                    introspection_vouches=vouched,
+                    vouched_by=self.client.auth_method,
+                ),
                 failure=None,
             )
         )

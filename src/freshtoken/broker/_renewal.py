@@ -18,6 +18,7 @@ from typing import Literal, TypeVar
 from freshtoken._errors import (
     ConfigurationError,
     FreshtokenError,
+    InvalidClientError,
     StoreError,
     TokenUnavailableError,
 )
@@ -28,10 +29,13 @@ from freshtoken.broker._minters import Minter, scope_problem
 from freshtoken.broker._promise import rotating
 from freshtoken.broker._shared import SharedCache
 from freshtoken.stores import Entry, TokenStore
-from freshtoken.stores._entry import ServerFacts, fingerprint, with_past
+from freshtoken.stores._entry import ServerFacts, with_past
+from freshtoken.stores._ledger import missing, refuses
 
 T = TypeVar("T")
 Decide = Callable[[Entry | None, float], T]
+#: A configured refresh token, and what tells whether it is older than the sink's last write.
+Seed = tuple[str, Callable[[float], bool] | None]
 
 
 def changed_under_lock() -> StoreError:
@@ -100,6 +104,9 @@ class HeldEntry:
         outcome without the lock: its mark keeps everyone else from the token meanwhile)."""
         self.entry = self.store.load(self.key)
         return self.entry
+
+    def missing(self) -> FreshtokenError | None:
+        return missing(self.store, self.key, self.entry)
 
 
 class Busy(Exception):
@@ -191,6 +198,11 @@ class Renewal:
         except FreshtokenError as exc:
             if not isinstance(exc, ConfigurationError):
                 self._failure = (cache.clock.monotonic(), exc)  # for those who waited for it
+            if isinstance(exc, InvalidClientError) and held.entry is not None:
+                # Known to fail until a token is had: no refresh token presented unchecked.
+                facts = replace(held.entry.facts, client_refused=cache.clock.time())
+                with contextlib.suppress(StoreError):
+                    held.write(replace(held.entry, facts=facts))
             raise
         if minted.stored is not None and not minted.refreshed:
             return minted.stored, None  # another holder's outcome, stored meanwhile: no mint
@@ -209,7 +221,9 @@ class Renewal:
         if minted.stored is not None:  # stored by this holder's spender: as it stored it
             return minted.stored, minted.sent
         before = held.entry
-        facts = replace(before.facts if before else ServerFacts(), lifetime=token.lifetime)
+        facts = replace(
+            before.facts if before else ServerFacts(), lifetime=token.lifetime, client_refused=0.0
+        )
         bare = replace(token, refresh_token=None)  # callers never get the refresh token
         new = Entry(
             bare,
@@ -309,22 +323,35 @@ class Renewal:
         except Busy as busy:
             return busy.where
 
-    def seed(self, refresh_token: str, *, unless_known: bool = False) -> bool:
+    def seed(
+        self,
+        refresh_token: str,
+        *,
+        unless_known: bool = False,
+        older: Callable[[float], bool] | None = None,
+    ) -> bool:
         """Hold `refresh_token` in the store; the next mint spends it. `unless_known`: not if
-        the store holds it already, or held it before (then it is older than the one held).
-        True when it was stored."""
+        the store holds it already, or held it before, or this host saw it replaced (then it
+        is older than the one held, or spent), nor into a store that lost its entry unless
+        introspection says it is live, nor when `older(deadline)` says the sink was written
+        since it was read. True when it was stored; a shared store that cannot be reached takes none
+        (StoreError)."""
         cache = self.cache
         remember_secret(refresh_token)
-        mark = fingerprint(refresh_token)
 
-        def known(entry: Entry | None) -> bool:
-            if not unless_known or entry is None:
-                return False
-            current = entry.refresh_token
-            return (current is not None and fingerprint(current) == mark) or mark in entry.past
+        def known(entry: Entry | None, end: float | None = None) -> bool:
+            """`end`: ask the server and the sink too, by then."""
+            newer = (lambda: older is not None and older(end)) if end is not None else None
+            ask = (cache.promises.introspect, newer) if newer else None
+            return unless_known and refuses(cache.store, cache.key, entry, refresh_token, ask)
 
-        def decide(entry: Entry | None, _end: float) -> bool:
-            if known(entry):
+        def decide(entry: Entry | None, end: float) -> bool:
+            why = missing(cache.store, cache.key, entry)
+            if isinstance(why, StoreError):
+                raise why  # into this process's stand-in: it would be presented unchecked
+            if known(entry, end):
+                if why is not None:
+                    logger.warning("the configured refresh token is not seeded: %s", why.message)
                 return False
             fresh = Entry(
                 None,

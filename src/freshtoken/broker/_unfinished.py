@@ -22,10 +22,9 @@ if TYPE_CHECKING:
 
 
 def vouching(entry: Entry | None) -> str:
-    """Whether the server's introspection vouches for refresh tokens, as learned so far
-    ("yes", "no" or "unknown"), for `freshtoken doctor` and `status`."""
-    vouches = entry.facts.introspection_vouches if entry is not None else None
-    return "unknown" if vouches is None else "yes" if vouches else "no"
+    """`ServerFacts.vouches` as "yes", "no" or "unknown", for `freshtoken doctor` and `status`."""
+    said = entry.facts.vouches() if entry else None
+    return "unknown" if said is None else "yes" if said else "no"
 
 
 def wait_out(
@@ -58,16 +57,17 @@ def judge(client: TokenClient, entry: Entry, fallback: str | None) -> str | None
     still be the live one."""
     refresh = entry.refresh_token
     assert refresh is not None
-    # Active is proof whatever else was learned; inactive only from a server that vouches.
-    vouches = entry.facts.introspection_vouches
-    active = client.introspect(refresh) if vouches is not False else None
+    # Active is proof whatever else was learned; inactive only from a server that vouches,
+    # as learned by the method asking now.
+    vouched = entry.facts.vouches(client.auth_method)
+    active = client.introspect(refresh) if vouched is not False else None
     if active:
         logger.warning(
             "resuming a refresh left unfinished by another holder: the server says its "
             "refresh token is still unspent"
         )
         return refresh
-    spent = active is False and vouches is True
+    spent = active is False and vouched is True
     if spent or fallback:
         logger.warning(
             "a refresh token was presented by a holder that never stored the answer, and the "
@@ -77,9 +77,9 @@ def judge(client: TokenClient, entry: Entry, fallback: str | None) -> str | None
         )
         return None
     why = (
-        "this server's introspection does not vouch for refresh tokens"
-        if vouches is False or active is False
-        else "introspection gave no answer"
+        "introspection gave no answer"
+        if active is None and vouched is not False
+        else f"introspection is not known to vouch for refresh tokens with {client.auth_method}"
     )
     raise TokenUnavailableError(
         "a refresh token was presented by a holder that never stored the answer, and "

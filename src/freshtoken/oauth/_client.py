@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import httpx
 
 from freshtoken._clock import SYSTEM_CLOCK, Clock
-from freshtoken._errors import ErrorContext
+from freshtoken._errors import ErrorContext, InvalidClientError
 from freshtoken._http import (
     Exchange,
     Reply,
@@ -24,6 +24,7 @@ from freshtoken._http import (
     run_sync,
     stamped,
 )
+from freshtoken._log import logger
 from freshtoken._token import Token
 from freshtoken.oauth._assertions import fill
 from freshtoken.oauth._client_auth import ClientAuth
@@ -70,6 +71,9 @@ class TokenClient:
         self.clock = clock
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
+        #: An introspection or revocation request was refused this client (401, 403) and no
+        #: check has passed since: `require_authentication` before a refresh token is presented.
+        self.refused = False
         self._http: httpx.Client | None = None
         self._ahttp: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
         certificate = client_certificate(auth)
@@ -83,6 +87,11 @@ class TokenClient:
     def identity(self) -> str:
         """The token endpoint, or the issuer it will be discovered from."""
         return self._endpoints.token_url if self._endpoints else str(self._issuer)
+
+    @property
+    def auth_method(self) -> str:
+        """The name of this client's authentication method (its class: stable across runs)."""
+        return type(self.auth).__name__
 
     @property
     def preset(self) -> str | None:
@@ -185,11 +194,13 @@ class TokenClient:
         self.auth.apply(headers, form, endpoints)
         yield from fill(form, self.auth)
         try:
-            return (
-                yield httpx.Request("POST", url, headers=headers, content=urlencode(form).encode())
+            reply = yield httpx.Request(
+                "POST", url, headers=headers, content=urlencode(form).encode()
             )
         except httpx.HTTPError:
             return None
+        self.refused = self.refused or (reply is not None and reply.status in (401, 403))
+        return reply
 
     def _answer(self, value: str, hint: str) -> Exchange[dict[str, Any] | None]:
         reply = yield from self._post_token("introspection_url", value, hint)
@@ -231,6 +242,27 @@ class TokenClient:
         with failing client authentication disables the refresh token for its owner too."""
         exchange = stamped(self._authentication(), self.deadline())
         return run_sync(exchange, self._client(), self.clock)
+
+    def require_authentication(self) -> None:
+        """Raise InvalidClientError, having sent nothing that spends, when this client's
+        authentication fails (`authentication_fails`); warn when that cannot be told."""
+        fails = self.authentication_fails()
+        self.refused = bool(fails)
+        if fails:
+            raise InvalidClientError(
+                "the server refuses this client's authentication (checked just now by "
+                "introspection, which spends nothing); the refresh token was not presented, "
+                "and stays good",
+                hint="Fix the client's credentials (FRESHTOKEN_CLIENT_SECRET: was it rotated? "
+                "FRESHTOKEN_AUTH_METHOD) and try again: on some servers a refresh presented "
+                "with failing client authentication revokes the refresh token for its owner.",
+            )
+        if fails is None:
+            logger.warning(
+                "the server refused this client's authentication before, and whether it still "
+                "does cannot be checked without spending (no introspection endpoint); "
+                "presenting the refresh token"
+            )
 
     def _revocation(self, value: str, hint: str) -> Exchange[bool | None]:
         endpoints = yield from self.endpoints_exchange()

@@ -19,12 +19,22 @@ class ServerFacts:
     (None: not known).
     `introspection_vouches`: True when its introspection said active for a live refresh token
     (its "inactive" then means spent), False when it said inactive for one (it cannot tell),
-    None when not known yet.
+    None when not known yet; `vouched_by` names the client-authentication method that asked
+    (a server may see only the tokens issued to the method asking).
+    `client_refused`: when (wall time) the server last refused this client's authentication
+    (0: not since its last token); a refresh token is then not presented before a check.
     """
 
     lifetime: float = 0.0
     revokes_on_rotation: bool | None = None
     introspection_vouches: bool | None = None
+    vouched_by: str | None = None
+    client_refused: float = 0.0
+
+    def vouches(self, method: str | None = None) -> bool | None:
+        """`introspection_vouches` as learned by the client-authentication `method` (None:
+        any): what one method learned says nothing of another's answers."""
+        return self.introspection_vouches if method in (None, self.vouched_by) else None
 
 
 #: The phases of an entry. Idle: nobody is at work on it.
@@ -53,7 +63,9 @@ class Entry:
     for a server that revokes the previous access token on rotation, no rotation before it.
     `facts`: what was learned about the server (`ServerFacts`).
     `failure` is the error a detached spender met, for the caller whose mark it names (JSON).
-    `version` is managed by the store (compare-and-set); it is not part of the payload.
+    `generation` counts the writes of the entry, sealed with it (a store with a ledger sets it:
+    `stores/_ledger.py`); `version` is managed by the store (compare-and-set), outside the
+    payload.
     """
 
     token: Token | None
@@ -67,6 +79,7 @@ class Entry:
     promised: float = 0.0
     facts: ServerFacts = ServerFacts()
     failure: str | None = None
+    generation: int = 0
     version: int = 0
 
     def __repr__(self) -> str:
@@ -174,8 +187,11 @@ def decode(payload: bytes, version: int) -> Entry:
             lifetime=float(facts.get("lifetime", 0.0)),
             revokes_on_rotation=None if revokes is None else bool(revokes),
             introspection_vouches=None if vouches is None else bool(vouches),
+            vouched_by=None if facts.get("vouched_by") is None else str(facts["vouched_by"]),
+            client_refused=float(facts.get("client_refused", 0.0)),
         ),
         failure=None if data.get("failure") is None else str(data["failure"]),
+        generation=int(data.get("generation", 0)),
     )
 
 

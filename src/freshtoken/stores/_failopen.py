@@ -12,6 +12,7 @@ from freshtoken._errors import StoreError
 from freshtoken._log import logger
 from freshtoken.stores._base import TokenStore
 from freshtoken.stores._entry import Entry
+from freshtoken.stores._ledger import Ledger
 from freshtoken.stores._memory import MemoryStore
 
 
@@ -30,6 +31,10 @@ class FailOpenStore:
 
     def __repr__(self) -> str:
         return f"FailOpenStore({self.shared!r})"
+
+    @property
+    def ledger(self) -> Ledger | None:
+        return getattr(self.shared, "ledger", None)
 
     @property
     def sharing(self) -> bool:

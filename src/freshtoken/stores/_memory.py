@@ -16,8 +16,10 @@ from freshtoken.stores._entry import Entry
 class MemoryStore:
     """One process's store (`memory://`): entries live as long as the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, sharing: bool = True) -> None:
         self.pepper = os.urandom(32)
+        #: False: it stands in for a shared store that could not be opened.
+        self.sharing = sharing
         self._entries: dict[str, Entry] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}

@@ -25,6 +25,7 @@ from freshtoken._urls import split_url
 from freshtoken.stores._base import StoreOptions, TokenStore
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._failopen import FailOpenStore
+from freshtoken.stores._ledger import Ledger
 from freshtoken.stores._sealed import Envelope, open_entry, parse_key, seal_entry
 
 _CAS = """
@@ -113,6 +114,11 @@ class RedisStore:
     def __repr__(self) -> str:
         return f"RedisStore({self.display!r})"
 
+    @property
+    def ledger(self) -> Ledger | None:
+        """What this host saw of the store's entries (`stores/_ledger.py`)."""
+        return self._envelope.ledger
+
     def _key(self, key: str, kind: str) -> str:
         return f"{self.prefix}{{{key}}}:{kind}"
 
@@ -166,7 +172,7 @@ class RedisStore:
 
     def save(self, key: str, entry: Entry, expected: int) -> int | None:
         version = secrets.randbits(_VERSION_BITS) or 1
-        blob = seal_entry(self._envelope, key, entry)
+        blob, stored = seal_entry(self._envelope, key, entry)
         try:
             done = self._cas(
                 keys=[self._key(key, "entry")],
@@ -174,13 +180,18 @@ class RedisStore:
             )
         except self._errors as exc:
             raise self._fail("write", exc) from None
-        return version if done else None
+        if not done:
+            return None
+        stored()
+        return version
 
     def delete(self, key: str) -> None:
         try:
             self._redis.delete(self._key(key, "entry"))
         except self._errors as exc:
             raise self._fail("write", exc) from None
+        if self.ledger is not None:
+            self.ledger.forget(key)
 
     @contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[bool]:
@@ -262,4 +273,8 @@ def open_url(url: str, options: StoreOptions) -> TokenStore:
         timeout=options.timeout,
         lease=options.lease,
     )
+    from freshtoken.stores import default_store_path
+
+    # Kept on this host (in CI, the job's runner): it outlives a flushed or restarted Redis.
+    store._envelope.ledger = Ledger(default_store_path().parent / "ledger")
     return FailOpenStore(store) if options.fail == "open" else store

@@ -7,7 +7,9 @@ import binascii
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # cryptography's own `ciphers.aead` module is this binding's AESGCM under its public name, but
 # importing it runs the `ciphers` package (typing, enum, every cipher and mode): 52 M of the 66 M
@@ -20,6 +22,9 @@ from freshtoken._platform import PRIVATE_OPEN_FLAGS, owned_by_user, shared_bits
 from freshtoken._secret import Secret, keyed_hash
 from freshtoken.stores._entry import Entry, decode, encode
 
+if TYPE_CHECKING:
+    from freshtoken.stores._ledger import Ledger
+
 _VERSION = b"\x01"
 _NONCE = 12
 
@@ -27,6 +32,9 @@ _NONCE = 12
 class Envelope:
     """Seals entries with AES-256-GCM; the cache key is bound in as associated data, so an
     entry copied under another key fails to open."""
+
+    #: What this host saw of the store's entries (None: nothing is kept).
+    ledger: Ledger | None = None
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
@@ -56,21 +64,40 @@ class Envelope:
             raise ValueError("entry failed authentication (tampered, or another key)") from None
 
 
-def seal_entry(envelope: Envelope, cache_key: str, entry: Entry) -> bytes:
-    return envelope.seal(cache_key, encode(entry))
+def seal_entry(
+    envelope: Envelope, cache_key: str, entry: Entry
+) -> tuple[bytes, Callable[[], None]]:
+    """`entry` sealed with its next generation, and what to call once it is stored (it notes
+    the entry in the ledger, if any)."""
+    ledger = envelope.ledger
+    if ledger is None:
+        return envelope.seal(cache_key, encode(entry)), lambda: None
+    entry = ledger.next(cache_key, entry)
+    return envelope.seal(cache_key, encode(entry)), lambda: ledger.note(cache_key, entry)
 
 
 def open_entry(envelope: Envelope, cache_key: str, blob: bytes, version: int) -> Entry | None:
-    """The entry sealed in `blob`, or None (with a warning) when it cannot be read: a store is
-    a cache, and an unreadable entry only means a new token."""
+    """The entry sealed in `blob`, or None (with a warning) when it cannot be read, or is an
+    older copy than the ledger saw (rolled back: its refresh token was spent). A store is a
+    cache: an unreadable entry only means a new token."""
     try:
-        return decode(envelope.open(cache_key, blob), version)
+        entry = decode(envelope.open(cache_key, blob), version)
     except (ValueError, KeyError, TypeError) as exc:
         logger.warning(
             "dropping a token-store entry that cannot be read (%s); a new token will be obtained",
             exc,
         )
         return None
+    if (ledger := envelope.ledger) is None:
+        return entry
+    if ledger.stale(cache_key, entry):
+        logger.warning(
+            "dropping a token-store entry older than one this host saw (rolled back to an "
+            "earlier copy): its refresh token was spent"
+        )
+        return None
+    ledger.note(cache_key, entry)
+    return entry
 
 
 def parse_key(value: Secret, setting: str) -> bytes:

@@ -24,6 +24,7 @@ from freshtoken._urls import split_url
 from freshtoken.stores._base import StoreOptions, TokenStore
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._failopen import FailOpenStore
+from freshtoken.stores._ledger import Ledger
 from freshtoken.stores._memory import MemoryStore
 from freshtoken.stores._sealed import (
     Envelope,
@@ -72,8 +73,10 @@ def _corrupt(exc: sqlite3.DatabaseError) -> bool:
 class SQLiteStore:
     """`sqlite:///path`: WAL mode, file 0600 in a private directory, sealed entries."""
 
-    def __init__(self, path: Path, key: Secret | None = None) -> None:
+    def __init__(self, path: Path, key: Secret | None = None, *, read_only: bool = False) -> None:
         self.path = path
+        #: Opened to be read only, as it is on a full or read-only disk (no lock, no write).
+        self.read_only = read_only
         self._lock_dir = path.with_name(path.name + ".locks")
         self._prepare_dir(path.parent)
         self._prepare_dir(self._lock_dir)
@@ -91,6 +94,11 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """What this host saw of the store's entries (`stores/_ledger.py`)."""
+        return self._envelope.ledger
 
     @staticmethod
     def _prepare_dir(directory: Path) -> None:
@@ -126,6 +134,9 @@ class SQLiteStore:
             raise _store_error("open", self.path, exc) from None
 
     def _open(self) -> sqlite3.Connection:
+        if self.read_only:  # immutable: no -shm or -wal to create, which a full disk refuses
+            uri = self.path.as_uri() + "?mode=ro&immutable=1"
+            return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -154,7 +165,7 @@ class SQLiteStore:
 
     def _recover(self, exc: sqlite3.Error) -> bool:
         """After a failed statement: True when the file was corrupt and is now a new one."""
-        if not isinstance(exc, sqlite3.DatabaseError) or not _corrupt(exc):
+        if self.read_only or not isinstance(exc, sqlite3.DatabaseError) or not _corrupt(exc):
             return False
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
@@ -193,8 +204,17 @@ class SQLiteStore:
                 "DELETE FROM entries WHERE key = ? AND version = ?", (key, version)
             )
 
+    def _unwritable(self) -> StoreError:
+        return StoreError(
+            f"the token store {self.path} cannot be written (a full or read-only disk); it "
+            "is read, and a token minted now is kept in this process only",
+            hint="Free space on its disk, or choose another place with FRESHTOKEN_STORE.",
+        )
+
     def save(self, key: str, entry: Entry, expected: int) -> int | None:
-        blob = seal_entry(self._envelope, key, entry)
+        if self.read_only:
+            raise self._unwritable()
+        blob, stored = seal_entry(self._envelope, key, entry)
         # Random versions: a key deleted and created again never repeats one (no ABA).
         import secrets  # here: a hit (load) needs no random module
 
@@ -219,17 +239,26 @@ class SQLiteStore:
                 if self._recover(exc):
                     return None  # the entry it replaced is gone with the old file
                 raise _store_error("write", self.path, exc) from None
-        return version if cursor.rowcount == 1 else None
+        if cursor.rowcount != 1:
+            return None
+        stored()
+        return version
 
     def delete(self, key: str) -> None:
+        if self.read_only:
+            raise self._unwritable()
         with self._guard:
             try:
                 self._conn().execute("DELETE FROM entries WHERE key = ?", (key,))
             except sqlite3.Error as exc:
                 raise _store_error("write", self.path, exc) from None
+        if self.ledger is not None:
+            self.ledger.forget(key)
 
     @contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[bool]:
+        if self.read_only:
+            raise self._unwritable()
         path = self._lock_dir / f"{key}.lock"
         try:
             fd = open_private(path, os.O_RDWR | os.O_CREAT, "lock file")
@@ -279,15 +308,24 @@ def open_url(url: str, options: StoreOptions) -> TokenStore:
             "the default place.",
         )
     try:
-        store: TokenStore = SQLiteStore(Path(path), options.key)
+        sqlite = SQLiteStore(Path(path), options.key)
     except StoreError as exc:
         if options.fail != "open" or isinstance(exc, UnsafeStoreError):
             raise
-        # The store is a cache: without it this process still gets tokens, minting its own.
-        logger.warning(
-            "%s; tokens are kept in this process only (FRESHTOKEN_STORE_FAIL=open). %s",
-            exc.message,
-            exc.hint,
-        )
-        return MemoryStore()
-    return FailOpenStore(store) if options.fail == "open" else store
+        try:
+            # A full or read-only disk: what the store holds is still every process's token.
+            sqlite = SQLiteStore(Path(path), options.key, read_only=True)
+            sqlite.list_keys()
+        except (StoreError, sqlite3.Error):
+            # The store is a cache: without it this process still gets tokens, minting its own.
+            logger.warning(
+                "%s; tokens are kept in this process only (FRESHTOKEN_STORE_FAIL=open). %s",
+                exc.message,
+                exc.hint,
+            )
+            return MemoryStore(sharing=False)
+        logger.warning("%s; it is read, and tokens minted are kept in this process", exc.message)
+    # Beside the file, not in it: a deleted file leaves it, and with it what was lost.
+    sqlite._envelope.ledger = Ledger(Path(path + ".ledger"))
+    store: TokenStore = FailOpenStore(sqlite) if options.fail == "open" else sqlite
+    return store

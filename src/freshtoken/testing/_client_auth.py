@@ -127,6 +127,18 @@ def assertion_method(form: dict[str, str]) -> str | None:
     return "client_secret_jwt" if alg.startswith("HS") else "private_key_jwt"
 
 
+def request_method(headers: Any, form: dict[str, str]) -> tuple[str, str | None]:
+    """The client-authentication method a request used, and the client id it names."""
+    authorization = headers.get("Authorization", "")
+    if not authorization.lower().startswith("basic "):
+        method = "client_secret_post" if "client_secret" in form else "none"
+        return assertion_method(form) or method, form.get("client_id")
+    try:
+        return "client_secret_basic", basic_credentials(authorization)[0]
+    except ValueError:
+        return "client_secret_basic", None
+
+
 def check_assertion(
     form: dict[str, str],
     clients: dict[str, Client],

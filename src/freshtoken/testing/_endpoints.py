@@ -28,6 +28,7 @@ from freshtoken.testing._client_auth import (
     assertion_method,
     basic_credentials,
     check_assertion,
+    request_method,
     secret_matches,
 )
 from freshtoken.testing._faults import (
@@ -89,6 +90,7 @@ class Authority(ProtectedApi):
         self._rng = random.Random(knobs.seed)
         self._federations: list[Federation] = []  # issuers whose tokens it takes
         self._binding: str | None = None  # x5t#S256 the tokens of this request are bound to
+        self._method = ""  # the client-authentication method of the token request answered
 
     def _mint(
         self,
@@ -121,6 +123,7 @@ class Authority(ProtectedApi):
                 family,
                 last_used=now,
                 access=access,
+                method=self._method,
             )
             body["refresh_token"] = refresh
         if k.scope_in_response:
@@ -180,17 +183,7 @@ class Authority(ProtectedApi):
 
     def _remember(self, headers: Any, form: dict[str, str]) -> None:
         """Record a token request as `token_requests` returns it."""
-        authorization = headers.get("Authorization", "")
-        client_id: str | None
-        if authorization.lower().startswith("basic "):
-            method = "client_secret_basic"
-            try:
-                client_id = basic_credentials(authorization)[0]
-            except ValueError:
-                client_id = None
-        else:
-            method = "client_secret_post" if "client_secret" in form else "none"
-            method, client_id = assertion_method(form) or method, form.get("client_id")
+        method, client_id = request_method(headers, form)
         masked = {k: "***" if k in SECRET_FIELDS and v else v for k, v in form.items()}
         self._state.token_requests.append(
             {"client_id": client_id, "auth_method": method, "form": masked}
@@ -255,6 +248,7 @@ class Authority(ProtectedApi):
 
     def _grant(self, headers: Any, form: dict[str, str]) -> Answer:
         authed = self._authenticate(headers, form)
+        self._method = request_method(headers, form)[0]  # a refresh token issued is tagged
         grant = form.get("grant_type", "")
         peer = peer_certificate(headers)  # RFC 8705 §3: bind to the certificate presented
         self._binding = x5t_s256(peer) if peer and self.knobs.bind_tokens else None
@@ -399,6 +393,10 @@ class Authority(ProtectedApi):
                 and not self._idle(refresh)
                 and refresh.family not in self._state.revoked_families
                 and refresh.client_id == authed.client_id
+                and (
+                    not self.knobs.introspection_sees_own_method_only
+                    or refresh.method == request_method(headers, form)[0]
+                )
             ):
                 return (
                     200,

@@ -197,6 +197,11 @@ class Knobs:
         "Answer introspection of every refresh token, live or not, with active false "
         "(django-oauth-toolkit looks up access tokens only).",
     )
+    introspection_sees_own_method_only: bool = knob(
+        False,
+        "Answer introspection of a refresh token issued to another client-authentication "
+        "method (Basic, post, an assertion) with active false, as a third server does.",
+    )
     seed: int | None = knob(None, "Seed of the random failures (--failure-rate).")
     mount: str = knob(
         "",
@@ -237,6 +242,7 @@ class RefreshRecord:
     consumed: bool = False
     last_used: float = 0.0  # monotonic: issued, or last presented (when not rotating)
     access: str | None = None  # the access token issued with it
+    method: str = ""  # the client-authentication method of the request that got it
 
 
 @dataclass

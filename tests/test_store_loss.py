@@ -1,0 +1,302 @@
+"""Issue 26 items 1 and 9: a store that loses its entry, or hands back an older one, never gets
+a spent refresh token presented. Each fault is performed for real (FLUSHALL, a redis-server killed
+without persistence, Redis down, a deleted SQLite file, junk or an older sealed copy written
+by someone without the store key) against the test server's rotation with reuse detection,
+with introspection that cannot tell (the hardest case). Each step of the job is a broker of
+its own with the job's original `FRESHTOKEN_REFRESH_TOKEN`, spent after the first rotation.
+And a store on a disk that refuses every write is still read by every process.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, TokenBroker
+from freshtoken._errors import InvalidGrantError, OAuthError, StoreError
+from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
+from tests._cli import cli_env
+from tests._fleet import worker_env
+from tests._redis import RedisProcess
+from tests.helpers import make_client
+
+SECRET = "github-secret://acme/pipeline/FT_REFRESH"
+STORE_KEY = base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisProcess]:
+    # The ledger of a Redis store is kept in this host's cache directory: the test's own.
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    server = RedisProcess(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def _login(server: AuthServer) -> str:
+    refresh = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+    assert refresh.refresh_token
+    return refresh.refresh_token
+
+
+def _job_env(server: AuthServer, store: str, **extra: str) -> dict[str, str]:
+    """A job's environment: its secret a login's refresh token, spent by its first rotation."""
+    return worker_env(
+        server,
+        store,
+        FRESHTOKEN_GRANT="refresh_token",
+        FRESHTOKEN_REFRESH_TOKEN=_login(server),
+        FRESHTOKEN_STORE_KEY=STORE_KEY,
+        **extra,
+    )
+
+
+def _step(env: dict[str, str]) -> TokenBroker:
+    """One step of the job: a broker of its own, from the job's environment."""
+    return TokenBroker.from_settings(Settings.from_env(env), invalidate_cooldown=0)
+
+
+def _run_job(
+    server: AuthServer,
+    store: str,
+    fault: Callable[[TokenBroker, bytes], None],
+    read: Callable[[TokenBroker], bytes],
+) -> tuple[OAuthError, dict[str, str]]:
+    """Step 1 rotates twice (a copy of the entry kept in between); the fault; step 2 fails,
+    clearly. Returns its error and the job's environment."""
+    env = _job_env(server, store)
+    first = _step(env)
+    first.invalidate(first.token())  # the seed spent: the entry holds the next refresh token
+    older = read(first)
+    assert first.token().access_token  # rotated once more
+    live = first.store.load(first.key)
+    assert live is not None and live.refresh_token
+    env["LIVE"] = live.refresh_token
+    first.store.close()
+    fault(first, older)
+    second = _step(env)
+    with pytest.raises(OAuthError) as caught:
+        second.token()
+    second.store.close()
+    stats = server.stats()
+    assert (stats["reuse_detections"], stats["family_revocations"]) == (0, 0)
+    assert stats["refreshes"] == 2  # the spent seed and the rolled-back token never presented
+    assert server.active_refresh_tokens("demo-client") == 1  # the chain is alive at the server
+    return caught.value, env
+
+
+def _says_lost(error: OAuthError) -> None:
+    assert isinstance(error, InvalidGrantError)
+    assert "the token store lost the entry this host saw it hold" in error.message
+    assert "seed-refresh-token" in error.hint
+    assert "A lost store entry" in error.hint
+
+
+def _reseeded(env: dict[str, str], server: AuthServer) -> None:
+    """What the error says works: the job's next run, its secret updated with the live refresh
+    token (as a sink writes it), goes on with the chain; so does seeding a new login's, and,
+    after `revoke`, a new secret."""
+    again = _step({**env, "FRESHTOKEN_REFRESH_TOKEN": env["LIVE"]})
+    assert again.token().access_token
+    again.seed_refresh_token(_login(server))
+    again.invalidate(again.token())
+    assert again.token().access_token
+    again.revoke()  # removed on purpose, not lost: the next secret is taken
+    again.store.close()
+    later = _step({**env, "FRESHTOKEN_REFRESH_TOKEN": _login(server)})
+    assert later.token().access_token
+    later.store.close()
+    assert server.stats()["reuse_detections"] == 0
+    assert server.stats()["refreshes"] == 6
+
+
+def _redis_entry(broker: TokenBroker) -> str:
+    return f"freshtoken:{{{broker.key}}}:entry"
+
+
+REDIS_FAULTS = ["flushall", "restart", "junk", "older copy"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", REDIS_FAULTS)
+def test_a_redis_store_that_lost_or_rolled_back_its_entry(
+    redis_server: RedisProcess, fault: str
+) -> None:
+    db = redis.Redis.from_url(redis_server.url)
+
+    def read(broker: TokenBroker) -> bytes:
+        blob = db.hget(_redis_entry(broker), "b")
+        assert isinstance(blob, bytes)
+        return blob
+
+    def perform(broker: TokenBroker, older: bytes) -> None:
+        name = _redis_entry(broker)
+        if fault == "flushall":
+            db.flushall()
+        elif fault == "restart":  # killed; nothing was persisted
+            redis_server.kill()
+            redis_server.start()
+        elif fault == "junk":
+            db.hset(name, "b", b"\x01" + os.urandom(64))
+        else:  # an older sealed copy, replayed by a writer without the store key
+            db.hset(name, "b", older)
+
+    with AuthServer(introspect_refresh_tokens=False) as server:
+        error, env = _run_job(server, redis_server.url, perform, read)
+        _says_lost(error)
+        if fault == "older copy":
+            assert "an older copy" in error.message
+        _reseeded(env, server)
+
+
+SQLITE_FAULTS = ["deleted", "junk", "older copy"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", SQLITE_FAULTS)
+def test_a_sqlite_store_that_lost_or_rolled_back_its_entry(tmp_path: Path, fault: str) -> None:
+    path = tmp_path / "tokens.db"
+
+    def read(broker: TokenBroker) -> bytes:
+        with sqlite3.connect(path) as conn:
+            row = conn.execute("SELECT blob FROM entries WHERE key = ?", (broker.key,)).fetchone()
+        assert row is not None
+        return bytes(row[0])
+
+    def perform(broker: TokenBroker, older: bytes) -> None:
+        if fault == "deleted":
+            path.unlink()
+            return
+        blob = older if fault == "older copy" else b"\x01" + os.urandom(64)
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE entries SET blob = ? WHERE key = ?", (blob, broker.key))
+
+    with AuthServer(introspect_refresh_tokens=False) as server:
+        error, env = _run_job(server, f"sqlite://{path}", perform, read)
+        _says_lost(error)
+        _reseeded(env, server)
+    # The ledger beside the file: private, and fingerprints only, never a refresh token.
+    (ledger,) = (tmp_path / "tokens.db.ledger").iterdir()
+    assert ledger.stat().st_mode & 0o077 == 0
+    assert env["LIVE"] not in ledger.read_text()
+    assert env["FRESHTOKEN_REFRESH_TOKEN"] not in ledger.read_text()
+
+
+@pytest.mark.slow
+def test_after_a_loss_a_seed_is_taken_only_when_the_server_says_it_is_live(
+    redis_server: RedisProcess,
+) -> None:
+    """A seed this host never saw, after the store lost its chain (another run's token, spent
+    there): introspection is asked, and inactive means it is not presented."""
+    with AuthServer() as server:  # introspection that vouches
+        env = _job_env(server, redis_server.url)
+        first = _step(env)
+        assert first.token().access_token
+        redis.Redis.from_url(redis_server.url).flushall()
+        elsewhere = _login(server)
+        make_client(server).fetch(RefreshTokenGrant(elsewhere))  # spent by another run
+        with pytest.raises(InvalidGrantError) as caught:
+            _step({**env, "FRESHTOKEN_REFRESH_TOKEN": elsewhere}).token()
+        _says_lost(caught.value)
+        assert server.stats()["reuse_detections"] == 0
+        # A new login's refresh token is live, and the server says so: taken.
+        assert _step({**env, "FRESHTOKEN_REFRESH_TOKEN": _login(server)}).token().access_token
+        stats = server.stats()
+        assert (stats["refreshes"], stats["reuse_detections"]) == (3, 0)
+
+
+@pytest.mark.slow
+def test_refresh_tokens_fail_closed_while_redis_is_down(redis_server: RedisProcess) -> None:
+    """Redis down: the store fails open into this process's own cache, but no refresh token is
+    presented from it (the job's seed was spent)."""
+    with AuthServer(introspect_refresh_tokens=False) as server:
+        env = _job_env(server, redis_server.url, FRESHTOKEN_REDIS_TIMEOUT="0.5")
+        first = _step(env)
+        first.invalidate(first.token())
+        assert first.token().access_token
+        redis_server.stop()
+        second = _step(env)
+        with pytest.raises(StoreError) as caught:
+            second.token()
+        assert "the shared token store cannot be reached or written" in caught.value.message
+        stats = server.stats()
+        assert (stats["refreshes"], stats["reuse_detections"]) == (2, 0)
+        assert server.active_refresh_tokens("demo-client") == 1
+
+
+def _disk_full() -> None:
+    """In the child: the kernel refuses every write that would grow a file (EFBIG, as a full
+    disk refuses with ENOSPC), without privileges."""
+    import resource  # POSIX
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+@pytest.mark.slow
+def test_a_store_that_cannot_be_written_is_still_read(tmp_path: Path) -> None:
+    """Item 9: on a full disk, each `freshtoken token` takes the token the store holds instead
+    of minting its own."""
+    with AuthServer() as server:
+        env = cli_env(tmp_path, server, FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db")
+
+        def token(fault: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "freshtoken", "token"]
+            return subprocess.run(
+                command, env=env, capture_output=True, text=True, preexec_fn=fault, timeout=60
+            )
+
+        first = token()
+        assert first.returncode == 0, first.stderr
+        for _ in range(3):
+            out = token(_disk_full)
+            assert out.returncode == 0, out.stderr
+            assert out.stdout == first.stdout  # the stored token
+            assert "cannot be written" in out.stderr or "it is read" in out.stderr
+        assert server.stats()["tokens_minted"] == 1
+
+
+def test_a_seed_older_than_the_github_secret_is_not_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's secret was read when it started; another run rotated the chain since and
+    wrote the GitHub secret. On a store of its own (another runner, nothing in its ledger),
+    the seed is not presented; a job started after that write takes its secret."""
+    with AuthServer(introspect_refresh_tokens=False) as server, GitHubSecrets() as github:
+        seed = _login(server)
+        make_client(server).fetch(RefreshTokenGrant(seed))  # the other run's rotation
+        github.set_value(SECRET, "rt_the_other_runs")  # and its write-back, now
+        event = tmp_path / "event.json"  # written by the runner as it set this job up
+        event.write_text("{}")
+        os.utime(event, (time.time() - 600, time.time() - 600))
+        monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
+        monkeypatch.setenv("GITHUB_API_URL", github.url)
+
+        def env(store: str, refresh_token: str) -> dict[str, str]:
+            return worker_env(
+                server,
+                tmp_path / store,
+                FRESHTOKEN_GRANT="refresh_token",
+                FRESHTOKEN_REFRESH_TOKEN=refresh_token,
+                FRESHTOKEN_REFRESH_TOKEN_SINK=SECRET,
+                FRESHTOKEN_GITHUB_TOKEN=GITHUB_TEST_TOKEN,
+            )
+
+        with pytest.raises(InvalidGrantError):
+            _step(env("a.db", seed)).token()
+        assert server.stats()["reuse_detections"] == 0
+        os.utime(event)  # a job started after the write
+        assert _step(env("b.db", _login(server))).token().access_token
+        stats = server.stats()
+        assert (stats["refreshes"], stats["reuse_detections"]) == (2, 0)
