@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -36,6 +37,17 @@ def cli_env(tmp: Path, server: AuthServer | None = None, /, **extra: str) -> dic
         )
     env.update(extra)
     return env
+
+
+def store_key() -> str:
+    """A new store key, as FRESHTOKEN_STORE_KEY takes it."""
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def sealed_env(tmp: Path, server: AuthServer, /, **extra: str) -> dict[str, str]:
+    """`cli_env` with a SQLite store in `tmp` sealed with a key of its own."""
+    store = {"FRESHTOKEN_STORE": f"sqlite://{tmp}/t.db", "FRESHTOKEN_STORE_KEY": store_key()}
+    return cli_env(tmp, server, **store, **extra)
 
 
 def ft(

@@ -19,7 +19,7 @@ from freshtoken import Settings, TokenBroker
 from freshtoken._token import Token
 from freshtoken.broker._policy import COMMAND_LINE, RefreshPolicy
 from freshtoken.testing import AuthServer, FakeClock
-from tests._cli import cli_env, ft, ft_started
+from tests._cli import cli_env, ft, ft_started, sealed_env
 from tests.helpers import wait_until
 
 FT = [sys.executable, "-m", "freshtoken"]
@@ -400,16 +400,10 @@ def test_a_token_from_another_hosts_future_is_warned_about_once_per_call(
     tmp_path: Path,
 ) -> None:
     """A host whose clock is 120 s ahead stored the token: one warning, not one per look."""
-    import base64
     import time
 
     with AuthServer(ttl=3600) as server:
-        env = cli_env(
-            tmp_path,
-            server,
-            FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db",
-            FRESHTOKEN_STORE_KEY=base64.b64encode(os.urandom(32)).decode(),
-        )
+        env = sealed_env(tmp_path, server)
         settings = Settings.load(environ=env, cwd=tmp_path)
         ahead = FakeClock(time.time() + 120)
         with TokenBroker.from_settings(settings, clock=ahead) as broker:

@@ -5,14 +5,12 @@ on a clock 120 s ahead of this machine's; the host behind is the real `freshtoke
 
 from __future__ import annotations
 
-import base64
-import os
 import time
 from pathlib import Path
 
 from freshtoken import Settings, TokenBroker
 from freshtoken.testing import AuthServer, FakeClock
-from tests._cli import cli_env, ft, refresh_token_env
+from tests._cli import ft, refresh_token_env, sealed_env, store_key
 
 SKEW = 120.0
 
@@ -23,20 +21,11 @@ def _ahead(env: dict[str, str], tmp: Path) -> TokenBroker:
     return TokenBroker.from_settings(settings, clock=FakeClock(time.time() + SKEW))
 
 
-def _key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
-
-
 def test_client_credentials_a_host_behind_takes_the_token_a_host_ahead_minted(
     tmp_path: Path,
 ) -> None:
     with AuthServer(ttl=3600) as server:
-        env = cli_env(
-            tmp_path,
-            server,
-            FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db",
-            FRESHTOKEN_STORE_KEY=_key(),
-        )
+        env = sealed_env(tmp_path, server)
         with _ahead(env, tmp_path) as ahead:
             minted = ahead.token()
         runs = [ft(["token", "--min-ttl", "1800"], env, tmp_path) for _ in range(3)]
@@ -54,7 +43,7 @@ def test_a_server_that_revokes_on_rotation_serves_the_host_behind(tmp_path: Path
         env = refresh_token_env(
             server,
             tmp_path,
-            FRESHTOKEN_STORE_KEY=_key(),
+            FRESHTOKEN_STORE_KEY=store_key(),
             FRESHTOKEN_ROTATION_REVOKES_ACCESS="yes",
             FRESHTOKEN_RETRY_BUDGET="5",
         )
@@ -69,12 +58,7 @@ def test_a_server_that_revokes_on_rotation_serves_the_host_behind(tmp_path: Path
 
 def test_a_token_further_ahead_than_the_refresh_window_is_not_trusted(tmp_path: Path) -> None:
     with AuthServer(ttl=120) as server:  # refresh window: 30 s
-        env = cli_env(
-            tmp_path,
-            server,
-            FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db",
-            FRESHTOKEN_STORE_KEY=_key(),
-        )
+        env = sealed_env(tmp_path, server)
         with _ahead(env, tmp_path) as ahead:
             minted = ahead.token()
         behind = ft(["token"], env, tmp_path)
