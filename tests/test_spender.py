@@ -70,7 +70,9 @@ def test_refresh_chain_survives_callers_killed_with_their_process_group(tmp_path
     rotation the server made is stored, no refresh token is presented twice."""
     rng = random.Random(15)
     db = tmp_path / "t.db"
-    with AuthServer(ttl=2, latency=0.4) as server:
+    # Tokens live 3 s, callers ask 1 s: a loaded machine's spender start and store read took
+    # the whole second that 2-s tokens left ("a new token had 1.0s left when it arrived").
+    with AuthServer(ttl=3, latency=0.4) as server:
         env = worker_env(server, db, FRESHTOKEN_GRANT="refresh_token")
         seeder = TokenBroker.from_settings(Settings.from_env(env))
         _seed(seeder, server, "demo-client", "demo-secret")

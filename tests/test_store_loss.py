@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, TokenBroker
-from freshtoken._errors import InvalidGrantError, OAuthError, StoreError
+from freshtoken._errors import ConfigurationError, InvalidGrantError, OAuthError, StoreError
 from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
 from tests._cli import cli_env
 from tests._fleet import worker_env
@@ -300,3 +300,32 @@ def test_a_seed_older_than_the_github_secret_is_not_taken(
         assert _step(env("b.db", _login(server))).token().access_token
         stats = server.stats()
         assert (stats["refreshes"], stats["reuse_detections"]) == (2, 0)
+
+
+@pytest.mark.parametrize("forgotten", [False, True], ids=["entry", "ledger"])
+def test_an_explicit_seed_of_a_spent_refresh_token_is_refused(
+    tmp_path: Path, forgotten: bool
+) -> None:
+    """`seed-refresh-token` with a value the chain replaced (an old CI secret pasted again):
+    refused, naming the fix, instead of presented and the whole login revoked. Known from the
+    entry's past, or from this host's ledger when the entry itself is gone."""
+    with AuthServer(introspect_refresh_tokens=False) as server:
+        env = cli_env(tmp_path, server, FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db")
+        env.update(FRESHTOKEN_GRANT="refresh_token", FRESHTOKEN_STORE_KEY=STORE_KEY)
+        first = _login(server)
+        step = _step(env)
+        step.seed_refresh_token(first)
+        step.invalidate(step.token())
+        assert step.token().access_token  # `first` rotated away: spent
+        step.close()
+        if forgotten:  # the file deleted; the ledger beside it still saw the chain
+            for path in tmp_path.glob("t.db*"):
+                if path.is_file():
+                    path.unlink()
+        with pytest.raises(ConfigurationError, match="spent") as refused:
+            _step(env).seed_refresh_token(first)
+        assert "freshtoken login" in refused.value.hint
+        _step(env).seed_refresh_token(_login(server))  # a live one is taken
+        assert _step(env).token().access_token
+        stats = server.stats()
+    assert stats["reuse_detections"] == 0

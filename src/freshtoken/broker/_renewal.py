@@ -30,7 +30,7 @@ from freshtoken.broker._promise import rotating
 from freshtoken.broker._shared import SharedCache
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import ServerFacts, with_past
-from freshtoken.stores._ledger import missing, refuses
+from freshtoken.stores._ledger import missing, refuses, replaced
 
 T = TypeVar("T")
 Decide = Callable[[Entry | None, float], T]
@@ -346,6 +346,14 @@ class Renewal:
             return unless_known and refuses(cache.store, cache.key, entry, refresh_token, ask)
 
         def decide(entry: Entry | None, end: float) -> bool:
+            if not unless_known and replaced(cache.store, cache.key, entry, refresh_token):
+                raise ConfigurationError(
+                    "this refresh token was spent: the server answered it with a newer one in "
+                    "this store's chain, and a spent refresh token presented again revokes the "
+                    "whole login; it is not seeded",
+                    hint="Seed the live one (the refresh-token sink's current value), or log "
+                    "in again (`freshtoken login`) and seed the new one.",
+                )
             why = missing(cache.store, cache.key, entry)
             if isinstance(why, StoreError):
                 raise why  # into this process's stand-in: it would be presented unchecked

@@ -165,6 +165,16 @@ def missing(store: object, key: str, entry: Entry | None) -> FreshtokenError | N
     )
 
 
+def replaced(store: object, key: str, entry: Entry | None, refresh_token: str) -> bool:
+    """Whether `refresh_token` is known spent here: `entry` or this host's ledger saw the
+    server answer it with a newer one."""
+    mark = fingerprint(refresh_token)
+    if entry is not None and mark in entry.past:
+        return True
+    ledger: Ledger | None = getattr(store, "ledger", None)
+    return ledger is not None and mark in ledger.seen(key).past
+
+
 def refuses(
     store: object,
     key: str,
@@ -178,12 +188,12 @@ def refuses(
     or the sink was written since it was read. `ask` (introspect, the sink's check): ask the
     server and the sink where that decides; without it, what cannot be told is taken."""
     mark = fingerprint(seed)
-    if entry is not None and (mark in entry.past or entry.refresh_token == seed):
+    if entry is not None and entry.refresh_token == seed:
+        return True
+    if replaced(store, key, entry, seed):
         return True
     ledger: Ledger | None = getattr(store, "ledger", None)
     seen = ledger.seen(key) if ledger is not None else Seen()
-    if mark in seen.past:
-        return True
     if ask is None:
         return False
     introspect, sink_newer = ask
