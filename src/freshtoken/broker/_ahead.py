@@ -19,24 +19,16 @@ class RefreshAhead:
         self.renewal = renewal
         self.cache = cache = renewal.cache
         self.clock = cache.clock
-        #: No refresh ahead before this instant (one starter at a time; backoff).
-        self.next_try = 0.0
-        self._failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refresher: threading.Thread | None = None
-        cache.on_adopt = self._reset
-
-    def _reset(self) -> None:
-        self.next_try = 0.0
-        self._failures = 0
 
     def kick(self, now: float) -> None:
         """A caller saw the token due: refresh in a thread of its own, unless the background
         refresher keeps its own schedule."""
         if self._refresher is not None:
             return
-        self.next_try = now + 1.0  # one starter at a time; _refresh_once resets it
+        self.cache.next_try = now + 1.0  # one starter at a time; an adoption resets it
         self._thread = threading.Thread(
             target=self._refresh_once, name="freshtoken-refresh-ahead", daemon=True
         )
@@ -44,18 +36,18 @@ class RefreshAhead:
 
     def _back_off(self, cap: float) -> float:
         """After a failed refresh: no new try for 1, 2, 4 … seconds (at most `cap`)."""
-        self._failures += 1
-        backoff = min(cap, 0.5 * 2.0**self._failures)
-        self.next_try = self.clock.monotonic() + backoff
+        self.cache.ahead_failures += 1
+        backoff = min(cap, 0.5 * 2.0**self.cache.ahead_failures)
+        self.cache.next_try = self.clock.monotonic() + backoff
         return backoff
 
     def _refresh_once(self) -> None:
         try:
             outcome = self.renewal.refresh_if_free()
             if outcome == "busy":  # another process: adopt its token soon
-                self.next_try = self.clock.monotonic() + 0.05
+                self.cache.next_try = self.clock.monotonic() + 0.05
             elif outcome == "promised":  # a token handed out must stay valid until then
-                self.next_try = self.cache.rotate_after
+                self.cache.next_try = self.cache.rotate_after
         except Exception as exc:
             if not isinstance(exc, FreshtokenError):
                 logger.error("refresh ahead failed unexpectedly: %s", describe(exc))
@@ -88,7 +80,7 @@ class RefreshAhead:
         while not self._stop.is_set():
             state = self.cache.state
             refresh_at = state[3] if state is not None else 0.0
-            if self.clock.monotonic() >= self.next_try:
+            if self.clock.monotonic() >= self.cache.next_try:
                 try:
                     if state is None:
                         self.renewal.obtain(None)
@@ -105,7 +97,7 @@ class RefreshAhead:
                     )
             state = self.cache.state
             refresh_at = state[3] if state is not None else 0.0
-            wake = max(refresh_at, self.next_try) - self.clock.monotonic()
+            wake = max(refresh_at, self.cache.next_try) - self.clock.monotonic()
             self._stop.wait(min(max(wake, 0.05), 5.0))
 
     def stop(self, timeout: float) -> None:

@@ -262,7 +262,7 @@ class TokenBroker(HttpAuths):
         if not expiry - now >= (default_min_ttl if min_ttl is None else min_ttl) >= 0:
             return None
         self._counts["hits"] += 1
-        if now >= refresh_at and now >= self._ahead.next_try:
+        if now >= refresh_at and now >= self._cache.next_try:
             self._ahead.kick(now)
         return token
 
