@@ -19,7 +19,7 @@ import pytest
 from freshtoken import AuthorizationCode, Settings, TokenBroker
 from freshtoken._errors import OAuthError, TokenUnavailableError
 from freshtoken.broker._peek import cached_token
-from freshtoken.broker._promise import describe
+from freshtoken.broker._policy import describe
 from freshtoken.oauth._grants import RefreshTokenGrant
 from freshtoken.stores import Entry
 from freshtoken.stores._sqlite import SQLiteStore

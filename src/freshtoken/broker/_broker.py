@@ -30,8 +30,7 @@ from freshtoken.broker._endpoint import default_min_ttl, running_endpoint
 from freshtoken.broker._endpoint_source import EndpointSource
 from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
-from freshtoken.broker._policy import RefreshPolicy, with_margin
-from freshtoken.broker._promise import MODES
+from freshtoken.broker._policy import MODES, RefreshPolicy, with_margin
 from freshtoken.broker._renewal import Renewal, Seed
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.broker._spender import SpendProcess

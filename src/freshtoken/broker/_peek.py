@@ -14,9 +14,10 @@ from freshtoken.broker._policy import (
     FUTURE_TOLERANCE,
     RefreshPolicy,
     ahead_warning,
+    covered,
+    guards,
     stored_left,
 )
-from freshtoken.broker._promise import covered, guards
 from freshtoken.config._settings import Settings
 
 

@@ -16,11 +16,13 @@ from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.broker._policy import (
     FUTURE_TOLERANCE,
+    Introspect,
+    Promises,
     RefreshPolicy,
     ahead_warning,
+    covered,
     stored_left,
 )
-from freshtoken.broker._promise import Introspect, Promises, covered
 from freshtoken.provider._presets import words
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import IDLE, SPENDING
