@@ -18,8 +18,8 @@ import pytest
 
 from freshtoken import AuthorizationCode, Settings, TokenBroker
 from freshtoken._errors import OAuthError, TokenUnavailableError
-from freshtoken.broker._peek import cached_token
 from freshtoken.broker._policy import describe
+from freshtoken.cli._token import cached_token
 from freshtoken.oauth._grants import RefreshTokenGrant
 from freshtoken.stores import Entry
 from freshtoken.stores._sqlite import SQLiteStore
