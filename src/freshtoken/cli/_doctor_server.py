@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from freshtoken._log import redact_url
+from freshtoken.broker._minters import vouching
 from freshtoken.broker._policy import describe
-from freshtoken.broker._unfinished import vouching
 from freshtoken.oauth._response import unverified_claims
 from freshtoken.oauth._tls_auth import TLS_METHODS
 
