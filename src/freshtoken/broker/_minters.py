@@ -244,7 +244,7 @@ class RefreshTokenMinter:
             )
             return self.fallback.mint(held)
         except FreshtokenError as exc:
-            from freshtoken.oauth._retry import surely_unprocessed
+            from freshtoken.oauth._response import surely_unprocessed
 
             if surely_unprocessed(exc):  # the server never saw it: it is still unspent
                 held.write(unmarked(marked))
