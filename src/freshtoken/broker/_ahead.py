@@ -1,17 +1,29 @@
-"""Refresh ahead: a new token before the current one runs low, off every caller's path.
+"""Refreshes nobody waits for: refresh ahead and keep-alive.
 
-Either one short thread per due refresh (started by the caller that noticed), or a background
+Refresh ahead gets a new token before the current one runs low, off every caller's path:
+either one short thread per due refresh (started by the caller that noticed), or a background
 refresher (`start()`); after a failure it backs off, and the current token stays in use while
 it lives (stale-if-error).
+
+Keep-alive spends the refresh token once when it was last used longer ago than a limit, so
+that a server's idle expiry (Okta, Auth0, Keycloak's SSO idle) never ends a chain that a
+pipeline uses only now and then.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from freshtoken._errors import FreshtokenError, OAuthError
+from freshtoken._errors import FreshtokenError, InvalidGrantError, OAuthError
 from freshtoken._log import describe, logger
 from freshtoken.broker._renewal import Renewal
+from freshtoken.stores import Entry
+from freshtoken.stores._entry import WRITING_BACK
+
+if TYPE_CHECKING:
+    from freshtoken.sinks import RefreshTokenSink
 
 
 class RefreshAhead:
@@ -107,3 +119,51 @@ class RefreshAhead:
             if thread is not None:
                 thread.join(timeout=timeout)
         self._refresher = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeptAlive:
+    """What keep-alive found and did: `idle` seconds since the refresh token was last used
+    (None: nobody can tell), according to `source`; `refreshed` when it spent it."""
+
+    refreshed: bool
+    idle: float | None
+    source: str
+
+
+def keep_alive(
+    renewal: Renewal, sink: RefreshTokenSink | None, max_idle: float, deadline: float
+) -> KeptAlive:
+    """Refresh once when the refresh token was last used `max_idle` seconds ago or more (or
+    nobody can tell, or a write-back is pending); else do nothing. Last used: the later of
+    the sink's last write and the store's last refresh."""
+    cache = renewal.cache
+    known: list[tuple[float, str]] = []
+    if sink is not None and (written := sink.last_written(deadline)) is not None:
+        known.append((written, f"{sink.name} was last written"))
+    entry = cache.store.load(cache.key)
+    if entry is not None and entry.refresh_token and entry.last_mint:
+        known.append((entry.last_mint, "the store's last refresh"))
+    when, source = (
+        max(known)
+        if known
+        else (None, "neither the sink nor the store can tell when it was last used")
+    )
+    idle = None if when is None else max(cache.clock.time() - when, 0.0)
+    pending = entry is not None and entry.phase == WRITING_BACK
+    if idle is not None and idle < max_idle and not pending:
+        return KeptAlive(False, idle, source)
+
+    def decide(entry: Entry | None, end: float) -> None:
+        # The refresh token the store holds now, whatever the access token's age (a pending
+        # write-back is written first).
+        if entry is None or entry.refresh_token is None:
+            raise InvalidGrantError(
+                "no refresh token is held for this client, so there is none to keep alive",
+                hint="Seed one (FRESHTOKEN_REFRESH_TOKEN from a `freshtoken login`, or a "
+                "readable FRESHTOKEN_REFRESH_TOKEN_SINK); see docs/refresh-tokens.md.",
+            )
+        cache.adopt(*renewal.renew(entry, end, "keep-alive"))
+
+    renewal.transact(decide)
+    return KeptAlive(True, idle, "a write-back was pending" if pending else source)

@@ -25,7 +25,7 @@ from freshtoken._errors import ConfigurationError, TokenUnavailableError
 from freshtoken._secret import Secret
 from freshtoken._token import Token
 from freshtoken.auth._adapters import HttpAuths
-from freshtoken.broker._ahead import RefreshAhead
+from freshtoken.broker._ahead import KeptAlive, RefreshAhead, keep_alive
 from freshtoken.broker._endpoint import default_min_ttl, running_endpoint
 from freshtoken.broker._endpoint_source import EndpointSource
 from freshtoken.broker._key import cache_key
@@ -40,7 +40,6 @@ from freshtoken.stores import TokenStore
 from freshtoken.stores._memory import MemoryStore
 
 if TYPE_CHECKING:
-    from freshtoken.broker._keepalive import KeptAlive
     from freshtoken.oauth._client import TokenClient
     from freshtoken.sinks import RefreshTokenSink
 
@@ -329,8 +328,6 @@ class TokenBroker(HttpAuths):
     def keep_alive(self, max_idle: float) -> KeptAlive:
         """Spend the refresh token once (writing the new one back) when it was last used
         `max_idle` seconds ago or more, or nobody can tell; else do nothing."""
-        from freshtoken.broker._keepalive import keep_alive
-
         self._offer_seed()
         return keep_alive(self._renewal, self.sink, max_idle, self.client.deadline())
 
