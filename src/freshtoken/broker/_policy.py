@@ -177,25 +177,6 @@ def _too_late(
     )
 
 
-def describe(mode: str, entry: Entry | None) -> str | None:
-    """What is known of the server's rotation, and what follows (for `doctor`); None when
-    nothing rotates (no refresh token held)."""
-    learned = entry.facts.revokes_on_rotation if entry is not None else None
-    if entry is None or entry.refresh_token is None:
-        return None
-    if mode != "auto":
-        known = f"{mode} (FRESHTOKEN_ROTATION_REVOKES_ACCESS)"
-    elif learned is not None:
-        known = f"{'yes' if learned else 'no'} (learned through introspection)"
-    else:
-        known = "not known yet (introspection tells, after a rotation), assumed yes"
-    kept = mode == "yes" or (mode == "auto" and learned is not False)
-    then = "a rotation waits until no token handed out is promised valid any more"
-    return f"rotating the refresh token revokes the previous access token: {known}; " + (
-        then if kept else "rotations do not wait"
-    )
-
-
 class Promises:
     """The promises on the tokens of one cache key, as its shared cache keeps them; `mode` is
     the `rotation_revokes_access` setting."""
