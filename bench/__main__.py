@@ -316,7 +316,17 @@ def main() -> None:
         action="store_true",
         help="only the start-up cost of `freshtoken token`, in instructions (needs valgrind)",
     )
+    parser.add_argument(
+        "--miss",
+        action="store_true",
+        help="only the freshtoken files and calls one cache miss runs (issue 20's measure)",
+    )
     args = parser.parse_args()
+    if args.miss:
+        from bench.profile_miss import profile_miss
+
+        profile_miss()
+        return
     if args.startup:
         from bench.startup import startup
 

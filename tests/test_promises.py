@@ -18,8 +18,8 @@ import pytest
 
 from freshtoken import AuthorizationCode, Settings, TokenBroker
 from freshtoken._errors import OAuthError, TokenUnavailableError
-from freshtoken.broker._peek import cached_token
-from freshtoken.broker._promise import describe
+from freshtoken.cli._doctor_server import describe_rotation
+from freshtoken.cli._token import cached_token
 from freshtoken.oauth._grants import RefreshTokenGrant
 from freshtoken.stores import Entry
 from freshtoken.stores._sqlite import SQLiteStore
@@ -100,7 +100,7 @@ def test_a_rotation_waits_for_the_promise_and_a_short_budget_says_why(tmp_path: 
         entry = _entry(first)
         # Learned through introspection, for every process.
         assert entry.facts.revokes_on_rotation is True
-        assert "yes (learned through introspection)" in (describe("auto", entry) or "")
+        assert "yes (learned through introspection)" in (describe_rotation("auto", entry) or "")
 
 
 def test_a_server_that_keeps_the_old_token_is_learned_and_then_not_waited_for(
@@ -253,9 +253,9 @@ def test_without_the_promise_kept_tokens_handed_out_die_early(
 
 def test_doctor_line_before_anything_is_learned() -> None:
     entry = Entry(None, "rt")
-    assert "not known yet" in (describe("auto", entry) or "")
-    assert "rotations do not wait" in (describe("no", entry) or "")
-    assert describe("auto", Entry(None)) is None  # nothing rotates: nothing to say
+    assert "not known yet" in (describe_rotation("auto", entry) or "")
+    assert "rotations do not wait" in (describe_rotation("no", entry) or "")
+    assert describe_rotation("auto", Entry(None)) is None  # nothing rotates: nothing to say
 
 
 def test_doctor_says_what_is_known_of_the_rotation(tmp_path: Path) -> None:

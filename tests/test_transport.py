@@ -24,7 +24,7 @@ from freshtoken import (
 )
 from freshtoken._errors import ErrorContext
 from freshtoken._http import retry_after
-from freshtoken.oauth._retry import transport_error
+from freshtoken.oauth._response import transport_error
 from tests._certs import certificates
 
 

@@ -50,7 +50,7 @@ _LAZY = {
     "AuthorizationCode": "freshtoken.oauth._grants",
     "ClientCredentials": "freshtoken.oauth._grants",
     "RefreshTokenGrant": "freshtoken.oauth._grants",
-    "RetryPolicy": "freshtoken.oauth._retry",
+    "RetryPolicy": "freshtoken.oauth._client",
     "Endpoints": "freshtoken.provider._endpoints",
     "GENESYS_REGIONS": "freshtoken.provider._genesys",
     "GenesysRegion": "freshtoken.provider._genesys",

@@ -36,7 +36,7 @@ from freshtoken.broker._source import (
     TokenSource,
 )
 from freshtoken.config._settings import Settings
-from freshtoken.oauth._client import TokenClient
+from freshtoken.oauth._client import RetryPolicy, TokenClient
 from freshtoken.oauth._client_auth import (
     ClientSecretBasic,
     ClientSecretPost,
@@ -47,7 +47,6 @@ from freshtoken.oauth._grants import (
     ClientCredentials,
     RefreshTokenGrant,
 )
-from freshtoken.oauth._retry import RetryPolicy
 from freshtoken.provider._endpoints import Endpoints
 from freshtoken.provider._genesys import (
     GENESYS_REGIONS,

@@ -251,8 +251,7 @@ def token_client(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> TokenClient
     """A client for the configured endpoint, credentials and timeouts."""
     # httpx only once a client is built: the command line's store peek needs none.
     from freshtoken._http import Timeouts
-    from freshtoken.oauth._client import TokenClient
-    from freshtoken.oauth._retry import RetryPolicy
+    from freshtoken.oauth._client import RetryPolicy, TokenClient
 
     found = endpoints(settings)
     return TokenClient(

@@ -25,13 +25,12 @@ from freshtoken._errors import ConfigurationError, TokenUnavailableError
 from freshtoken._secret import Secret
 from freshtoken._token import Token
 from freshtoken.auth._adapters import HttpAuths
-from freshtoken.broker._ahead import RefreshAhead
+from freshtoken.broker._ahead import KeptAlive, RefreshAhead, keep_alive
 from freshtoken.broker._endpoint import default_min_ttl, running_endpoint
 from freshtoken.broker._endpoint_source import EndpointSource
 from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
-from freshtoken.broker._policy import RefreshPolicy, with_margin
-from freshtoken.broker._promise import MODES
+from freshtoken.broker._policy import MODES, RefreshPolicy, with_margin
 from freshtoken.broker._renewal import Renewal, Seed
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
 from freshtoken.broker._spender import SpendProcess
@@ -41,7 +40,6 @@ from freshtoken.stores import TokenStore
 from freshtoken.stores._memory import MemoryStore
 
 if TYPE_CHECKING:
-    from freshtoken.broker._keepalive import KeptAlive
     from freshtoken.oauth._client import TokenClient
     from freshtoken.sinks import RefreshTokenSink
 
@@ -262,7 +260,7 @@ class TokenBroker(HttpAuths):
         if not expiry - now >= (default_min_ttl if min_ttl is None else min_ttl) >= 0:
             return None
         self._counts["hits"] += 1
-        if now >= refresh_at and now >= self._ahead.next_try:
+        if now >= refresh_at and now >= self._cache.next_try:
             self._ahead.kick(now)
         return token
 
@@ -330,8 +328,6 @@ class TokenBroker(HttpAuths):
     def keep_alive(self, max_idle: float) -> KeptAlive:
         """Spend the refresh token once (writing the new one back) when it was last used
         `max_idle` seconds ago or more, or nobody can tell; else do nothing."""
-        from freshtoken.broker._keepalive import keep_alive
-
         self._offer_seed()
         return keep_alive(self._renewal, self.sink, max_idle, self.client.deadline())
 

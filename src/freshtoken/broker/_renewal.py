@@ -26,7 +26,7 @@ from freshtoken._log import logger, remember_secret
 from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.broker._minters import Minter, scope_problem
-from freshtoken.broker._promise import rotating
+from freshtoken.broker._policy import rotating
 from freshtoken.broker._shared import SharedCache
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import ServerFacts, with_past

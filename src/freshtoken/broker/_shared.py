@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable
 
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError, StoreError
@@ -17,11 +16,13 @@ from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.broker._policy import (
     FUTURE_TOLERANCE,
+    Introspect,
+    Promises,
     RefreshPolicy,
     ahead_warning,
+    covered,
     stored_left,
 )
-from freshtoken.broker._promise import Introspect, Promises, covered
 from freshtoken.provider._presets import words
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import IDLE, SPENDING
@@ -86,8 +87,10 @@ class SharedCache:
         #: learned from the tokens they stored, and counted for every stored token (and added
         #: to the promises this process writes), up to the refresh window.
         self.skew = 0.0
-        #: Called after every adoption (refresh ahead restarts its schedule).
-        self.on_adopt: Callable[[], None] = lambda: None
+        #: Refresh ahead's schedule, restarted by every adoption: no refresh ahead before this
+        #: monotonic instant (one starter at a time; backoff), after this many failures.
+        self.next_try = 0.0
+        self.ahead_failures = 0
 
     @property
     def current(self) -> Token | None:
@@ -143,7 +146,7 @@ class SharedCache:
         self.expires = (token, expiry)
         self.state = (token, self.policy.min_ttl_for(token), until, expiry - window)
         self.lifetime = token.lifetime
-        self.on_adopt()
+        self.next_try, self.ahead_failures = 0.0, 0
         return token
 
     def too_long(self, min_ttl: float, lifetime: float) -> ConfigurationError:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from freshtoken._log import redact_url
-from freshtoken.broker._promise import describe
-from freshtoken.broker._unfinished import vouching
+from freshtoken.broker._minters import vouching
 from freshtoken.oauth._response import unverified_claims
 from freshtoken.oauth._tls_auth import TLS_METHODS
 
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from freshtoken.broker._broker import TokenBroker
     from freshtoken.config._settings import Settings
     from freshtoken.provider._endpoints import Endpoints
+    from freshtoken.stores import Entry
 
 
 @dataclass
@@ -164,7 +164,9 @@ def _provider(seen: Seen) -> Check:
 #: "What was learned about the server": one line each, None to say nothing.
 def _rotation(seen: Seen) -> Check | None:
     """For a refresh token: whether rotating it revokes the previous access token."""
-    said = describe(seen.settings.rotation_revokes_access, seen.broker.store.load(seen.broker.key))
+    said = describe_rotation(
+        seen.settings.rotation_revokes_access, seen.broker.store.load(seen.broker.key)
+    )
     return Check("info", said) if said else None
 
 
@@ -239,3 +241,22 @@ LEARNED: list[Callable[[Seen], Check | None]] = [
 
 def learned(seen: Seen) -> list[Check]:
     return [line for fact in LEARNED if (line := fact(seen)) is not None]
+
+
+def describe_rotation(mode: str, entry: Entry | None) -> str | None:
+    """What is known of the server's rotation, and what follows (for `doctor`); None when
+    nothing rotates (no refresh token held)."""
+    learned = entry.facts.revokes_on_rotation if entry is not None else None
+    if entry is None or entry.refresh_token is None:
+        return None
+    if mode != "auto":
+        known = f"{mode} (FRESHTOKEN_ROTATION_REVOKES_ACCESS)"
+    elif learned is not None:
+        known = f"{'yes' if learned else 'no'} (learned through introspection)"
+    else:
+        known = "not known yet (introspection tells, after a rotation), assumed yes"
+    kept = mode == "yes" or (mode == "auto" and learned is not False)
+    then = "a rotation waits until no token handed out is promised valid any more"
+    return f"rotating the refresh token revokes the previous access token: {known}; " + (
+        then if kept else "rotations do not wait"
+    )

@@ -12,7 +12,7 @@ from freshtoken import _build
 from freshtoken._errors import ConfigurationError, FreshtokenError
 from freshtoken._log import redact_url
 from freshtoken.broker._key import settings_key
-from freshtoken.broker._unfinished import vouching
+from freshtoken.broker._minters import vouching
 from freshtoken.cli._common import fail, run
 from freshtoken.config._settings import Settings
 from freshtoken.stores import TokenStore

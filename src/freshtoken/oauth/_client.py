@@ -1,21 +1,26 @@
-"""TokenClient: one request to a token endpoint, checked and retried, sync or async."""
+"""TokenClient: one request to a token endpoint, checked and retried (exponential backoff with
+full jitter, inside a time budget: `RetryPolicy`, `with_retries`), sync or async."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
 from freshtoken._clock import SYSTEM_CLOCK, Clock
-from freshtoken._errors import ErrorContext, InvalidClientError
+from freshtoken._errors import ErrorContext, FreshtokenError, InvalidClientError
 from freshtoken._http import (
+    DeadlineExceeded,
     Exchange,
     Reply,
+    Sleep,
+    T,
     Timeouts,
     json_object,
     new_async_client,
@@ -29,14 +34,31 @@ from freshtoken._token import Token
 from freshtoken.oauth._assertions import fill
 from freshtoken.oauth._client_auth import ClientAuth
 from freshtoken.oauth._grants import Grant
-from freshtoken.oauth._response import check_nonce, parse_token_reply
-from freshtoken.oauth._retry import RetryPolicy, with_retries
+from freshtoken.oauth._response import (
+    check_nonce,
+    parse_token_reply,
+    surely_unprocessed,
+    transport_error,
+)
 from freshtoken.oauth._tls_auth import Binding, client_certificate
 from freshtoken.provider._discovery import cached, discover
 from freshtoken.provider._endpoints import Endpoints, check_url
 
 #: The token `authentication_fails` introspects: no server issued it, so it spends nothing.
 CHECK_TOKEN = "freshtoken-credential-check"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """`budget` bounds the whole call, waits included; no wait starts that would overrun it."""
+
+    budget: float = 30.0
+    base: float = 0.5
+    cap: float = 8.0
+    max_attempts: int = 8
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0.0, min(self.cap, self.base * 2 ** (attempt - 1)))
 
 
 class TokenClient:
@@ -312,3 +334,58 @@ class TokenClient:
                 self._http.close()
                 self._http = None
             self._ahttp = None
+
+
+def with_retries(
+    attempt_once: Callable[[], Exchange[T]],
+    ctx: ErrorContext,
+    policy: RetryPolicy,
+    clock: Clock,
+    rng: random.Random,
+    *,
+    deadline: float,
+    single_use: bool = False,
+) -> Exchange[T]:
+    """Run `attempt_once` until it succeeds, fails for good, or `deadline` (monotonic) comes:
+    no wait starts that would end past it.
+
+    With `single_use` (a refresh token or code is in the request) only failures that the
+    server surely did not act on are retried: a timed-out refresh may have been spent.
+    """
+    start = clock.monotonic()
+    attempt = 0
+    last: FreshtokenError | None = None
+    while True:
+        attempt += 1
+        out_of_time = False
+        try:
+            return (yield from attempt_once())
+        except DeadlineExceeded as exc:
+            # Out of time: what the endpoint said last says more than "timed out" does; but
+            # the outcome of a single-use request cut short is unknown, and must say so.
+            known = last if last is not None and not single_use else None
+            err, out_of_time = (known or transport_error(exc, ctx)), True
+        except httpx.HTTPError as exc:
+            err = transport_error(exc, ctx)
+        except FreshtokenError as exc:
+            err = exc
+        last = err
+        # A server's Retry-After is a floor, never a reason to hurry (Retry-After: 0).
+        delay = max(err.retry_after or 0.0, policy.backoff(attempt, rng))
+        now = clock.monotonic()
+        elapsed = now - start
+        retryable = err.retryable and (not single_use or surely_unprocessed(err))
+        if out_of_time or not retryable or attempt >= policy.max_attempts or now + delay > deadline:
+            if err.retryable:
+                err.message += f"; gave up after {attempt} attempt(s) in {elapsed:.1f}s"
+                err.args = (err.message,)
+            raise err
+        logger.warning(
+            "token endpoint %s: %s; retrying in %.2fs (attempt %d, %.1fs left of the budget)",
+            ctx.host,
+            err.error,
+            delay,
+            attempt + 1,
+            deadline - now,
+        )
+        yield Sleep(delay)

@@ -7,19 +7,31 @@ import functools
 import json
 import math
 import re
+import socket
+import ssl
 from typing import Any
 
+import httpx
+
 from freshtoken._errors import (
+    AuthorizationError,
+    ConfigurationError,
+    ConnectError,
     ErrorContext,
+    FreshtokenError,
     InvalidRequestError,
     LoginError,
     MalformedResponseError,
+    NameResolutionError,
     OAuthError,
     RateLimitedError,
+    RequestTimeoutError,
     ServerError,
+    TLSError,
+    TransportError,
 )
 from freshtoken._http import Reply, json_object, retry_after
-from freshtoken._log import logger, one_line, remember_secret
+from freshtoken._log import logger, one_line, redact, remember_secret
 from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.oauth._codes import (
@@ -291,3 +303,58 @@ def check_nonce(reply: Reply, nonce: str, ctx: ErrorContext) -> None:
             hint="The login's authorization request and the code redeemed do not belong "
             "together (a replayed or injected ID token). Run `freshtoken login` again.",
         )
+
+
+# -- failures that got no answer, and whether the server can have acted on the request
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return chain
+
+
+def transport_error(exc: httpx.HTTPError, ctx: ErrorContext) -> FreshtokenError:
+    """Name a failure that got no HTTP answer."""
+    reason = redact(str(exc))[:200] or type(exc).__name__
+    chain = _causes(exc)
+    cls: type[TransportError]
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return ConfigurationError(
+            f"unsupported URL for {ctx.host}: {reason}",
+            hint="Use an http(s) URL.",
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        cls, what = RequestTimeoutError, "timed out"
+    elif isinstance(exc, httpx.ConnectError) and (
+        any(isinstance(c, ssl.SSLError) for c in chain) or "CERTIFICATE_VERIFY" in reason
+    ):
+        # Only a handshake fails before the request is sent; a TLS error while the answer is
+        # read is a dropped exchange, whose request may have been processed.
+        cls, what = TLSError, "failed TLS verification"
+    elif any(isinstance(c, socket.gaierror) for c in chain) or "name resolution" in reason.lower():
+        cls, what = NameResolutionError, "could not be resolved"
+    elif isinstance(exc, httpx.ConnectError):
+        cls, what = ConnectError, "refused or dropped the connection"
+    else:
+        cls, what = TransportError, "dropped the exchange"
+    return cls(f"{ctx.host} {what} ({reason})", hint=cls.explain(ctx))
+
+
+def surely_unprocessed(err: FreshtokenError) -> bool:
+    """True when the server cannot have acted on the request, so a single-use credential
+    (refresh token, code) it carried is still unspent and may be sent again: no connection
+    (refused, no handshake), nothing sent, a refusal, or a 503 the server itself gave (with
+    Retry-After, or its OAuth code temporarily_unavailable).
+
+    A 502 or 504 is a gateway's word: its upstream may have rotated the token before the
+    gateway gave up on it, so that outcome is unknown, as a timeout's is."""
+    if isinstance(err, ConnectError | TLSError | ConfigurationError | RateLimitedError):
+        return True
+    if isinstance(err, AuthorizationError):
+        return True
+    said_by_server = err.retry_after is not None or err.error == "temporarily_unavailable"
+    return err.status == 503 and said_by_server
