@@ -310,3 +310,17 @@ def test_a_rotation_that_failed_leaves_the_token_to_be_promised_again(tmp_path: 
         assert other.token(3) == token  # still valid, not rotated: promised again
         assert _entry(first).promised >= clock.time() + 3
         assert _api(server, token.access_token) == 200
+
+
+def test_a_budget_shorter_than_the_reserve_still_mints_when_nothing_is_promised(
+    tmp_path: Path,
+) -> None:
+    """A seeded refresh token (no access token yet, nothing promised) and a budget under the
+    1-s reserve a rotation keeps: nothing to wait for, so it is spent, not refused (before: an
+    AssertionError, a traceback for a short FRESHTOKEN_RETRY_BUDGET)."""
+    with AuthServer(ttl=60, revoke_access_on_rotation=True) as server:
+        store = SQLiteStore(tmp_path / "t.db")
+        broker = make_broker(server, FakeClock(), store=store, grant=None, wait_timeout=0.5)
+        _seed(server, broker)
+        assert broker.token().access_token
+        assert server.stats()["refreshes"] == 1

@@ -325,7 +325,8 @@ def wait_out(
         now = clock.monotonic()
         if now >= deadline:
             raise TokenUnavailableError(
-                f"a refresh started by another holder may still be in flight at the server "
+                f"a refresh started earlier (by this or another process) may still be in "
+                f"flight at the server "
                 f"for {left:.0f}s more; its refresh token is not presented again before then "
                 "(that could revoke the whole login)",
                 hint="Try again after that; the process spending it stores the new token as "

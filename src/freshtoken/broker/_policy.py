@@ -241,7 +241,7 @@ class Promises:
         while entry is not None and entry.phase != SPENDING and self.guards(entry):
             wait = outstanding(entry, clock.time())
             budget = deadline - clock.monotonic()
-            if wait > budget - RESERVE:
+            if wait > 0 and wait > budget - RESERVE:  # nothing promised: nothing to wait for
                 raise _too_late(entry, clock.time(), wait, budget, need)
             if entry.token is not None and entry.phase != CLOSING:
                 shut = replace(entry, phase=CLOSING)

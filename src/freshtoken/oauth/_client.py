@@ -336,6 +336,15 @@ class TokenClient:
             self._ahttp = None
 
 
+#: The hint for a single-use grant whose outcome is unknown (a gateway's 502/504, a timeout).
+SPENT_UNKNOWN = (
+    "The answer was lost on the way (a gateway, a timeout): the refresh token counts as spent "
+    "until the next call has waited out this attempt's window and asked introspection. If that "
+    "cannot tell, seed the live refresh token (`freshtoken seed-refresh-token`, the sink's "
+    "value) or log in again (`freshtoken login`)."
+)
+
+
 def with_retries(
     attempt_once: Callable[[], Exchange[T]],
     ctx: ErrorContext,
@@ -374,11 +383,18 @@ def with_retries(
         delay = max(err.retry_after or 0.0, policy.backoff(attempt, rng))
         now = clock.monotonic()
         elapsed = now - start
-        retryable = err.retryable and (not single_use or surely_unprocessed(err))
+        unknown = single_use and err.retryable and not surely_unprocessed(err)
+        retryable = err.retryable and not unknown
         if out_of_time or not retryable or attempt >= policy.max_attempts or now + delay > deadline:
-            if err.retryable:
+            if unknown:
+                err.message += (
+                    "; the server may have acted on the request, so its single-use grant is "
+                    "not sent again"
+                )
+                err.hint = SPENT_UNKNOWN
+            elif err.retryable:
                 err.message += f"; gave up after {attempt} attempt(s) in {elapsed:.1f}s"
-                err.args = (err.message,)
+            err.args = (err.message,)
             raise err
         logger.warning(
             "token endpoint %s: %s; retrying in %.2fs (attempt %d, %.1fs left of the budget)",
