@@ -24,6 +24,9 @@ import redis
 
 from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, TokenBroker
 from freshtoken._errors import InvalidGrantError, OAuthError, StoreError
+from freshtoken._secret import Secret
+from freshtoken.stores._entry import Entry, fingerprint
+from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
 from tests._cli import cli_env
 from tests._fleet import worker_env
@@ -300,3 +303,29 @@ def test_a_seed_older_than_the_github_secret_is_not_taken(
         assert _step(env("b.db", _login(server))).token().access_token
         stats = server.stats()
         assert (stats["refreshes"], stats["reuse_detections"]) == (2, 0)
+
+
+def test_the_read_only_store_reads_writes_still_in_the_wal(tmp_path: Path) -> None:
+    """The full-disk fallback reads the newest entry, not the older copy in the main file while
+    the rotation that replaced it is still in the -wal (a holder keeps the database open)."""
+    path = tmp_path / "tokens.db"
+    key = Secret(base64.b64encode(os.urandom(32)).decode())
+    store = SQLiteStore(path, key)
+    first = store.save("k", Entry(token=None, refresh_token="rt_canary_spent_0001"), 0)
+    assert first is not None
+    holder = sqlite3.connect(path)  # as `serve` or a long job: no checkpoint when others close
+    holder.execute("PRAGMA wal_autocheckpoint=0")
+    holder.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the older entry is in the main file
+    rotated = Entry(
+        token=None,
+        refresh_token="rt_canary_current_02",
+        past=(fingerprint("rt_canary_spent_0001"),),
+    )
+    assert store.save("k", rotated, first) is not None
+    store.close()
+    assert os.path.getsize(f"{path}-wal") > 0
+    try:
+        entry = SQLiteStore(path, key, read_only=True).load("k")
+    finally:
+        holder.close()
+    assert entry is not None and entry.refresh_token == "rt_canary_current_02"
