@@ -26,9 +26,10 @@ from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, TokenBrok
 from freshtoken._errors import InvalidGrantError, OAuthError, StoreError
 from freshtoken._secret import Secret
 from freshtoken.stores._entry import Entry, fingerprint
+from freshtoken.stores._ledger import Ledger
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
-from tests._cli import cli_env
+from tests._cli import cli_env, ft, sealed_env
 from tests._fleet import worker_env
 from tests._redis import RedisProcess
 from tests.helpers import make_client
@@ -329,3 +330,40 @@ def test_the_read_only_store_reads_writes_still_in_the_wal(tmp_path: Path) -> No
     finally:
         holder.close()
     assert entry is not None and entry.refresh_token == "rt_canary_current_02"
+
+
+LEDGER_JUNK = [
+    '{"generation": 1e999, "past": []}',  # OverflowError in int()
+    "[" * 100_000,  # RecursionError in json
+    '{"generation": ' + "9" * 4300 + ', "past": []}',  # ValueError when written again
+    '{"generation": 3, "past": [{}]}',
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("junk", LEDGER_JUNK, ids=["inf", "nested", "huge", "past"])
+def test_a_damaged_ledger_file_is_ignored_with_one_warning(tmp_path: Path, junk: str) -> None:
+    """Every command still works: the ledger is advisory. The warning names the file and says
+    to delete it."""
+    with AuthServer() as server:
+        env = sealed_env(tmp_path, server, FRESHTOKEN_REVOCATION_URL=server.url + "/oauth/revoke")
+        assert ft(["token"], env, tmp_path).returncode == 0
+        (ledger,) = (tmp_path / "t.db.ledger").iterdir()
+        for command in (["token"], ["status"], ["revoke"]):
+            ledger.write_text(junk)
+            out = ft(command, env, tmp_path)
+            assert out.returncode == 0, out.stderr
+            assert "unexpected" not in out.stderr and "Traceback" not in out.stderr
+            assert out.stderr.count(f"the store ledger {ledger}") == 1, out.stderr
+            assert "Delete it" in out.stderr
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o700])
+def test_a_ledger_directory_others_could_write_to_is_not_trusted(tmp_path: Path, mode: int) -> None:
+    """Nothing read from it, nothing written to it: another user could plant what it says."""
+    ledger = Ledger(tmp_path / "ledger")
+    ledger.directory.mkdir(mode=0o700)
+    key = "k" * 16
+    ledger.note(key, Entry(token=None, refresh_token="rt_canary_one_000001", generation=5))
+    ledger.directory.chmod(mode)
+    assert Ledger(ledger.directory).seen(key).generation == (5 if mode == 0o700 else 0)
