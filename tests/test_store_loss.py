@@ -332,6 +332,69 @@ def test_the_read_only_store_reads_writes_still_in_the_wal(tmp_path: Path) -> No
     assert entry is not None and entry.refresh_token == "rt_canary_current_02"
 
 
+_HOLDER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("PRAGMA wal_autocheckpoint=0")
+db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+_FULL_DISK_READ = """
+import sys
+from freshtoken._secret import Secret
+from freshtoken.stores._base import StoreOptions
+from freshtoken.stores._sqlite import open_url
+store = open_url("sqlite://" + sys.argv[1], StoreOptions(key=Secret(sys.argv[2])))
+entry = store.load("k")
+print(type(store).__name__, entry.refresh_token if entry else None)
+"""
+
+
+def test_on_a_full_disk_a_wal_that_cannot_be_read_means_memory_not_an_older_copy(
+    tmp_path: Path,
+) -> None:
+    """A holder killed with the rotation still in the -wal: on a full disk SQLite cannot
+    rebuild its index to read it, and the store falls to memory (a refresh token is then
+    presented only as a shared store hands it over), never to the spent one in the main file."""
+    path = tmp_path / "tokens.db"
+    key = base64.b64encode(os.urandom(32)).decode()
+    store = SQLiteStore(path, Secret(key))
+    first = store.save("k", Entry(token=None, refresh_token="rt_canary_spent_0001"), 0)
+    assert first is not None
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    rotated = Entry(
+        token=None,
+        refresh_token="rt_canary_current_02",
+        past=(fingerprint("rt_canary_spent_0001"),),
+    )
+    assert store.save("k", rotated, first) is not None
+    store.close()
+    holder.kill()  # no checkpoint: the rotation stays in the -wal
+    holder.wait()
+    assert os.path.getsize(f"{path}-wal") > 0
+    out = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_READ, str(path), key],
+        capture_output=True,
+        text=True,
+        preexec_fn=_disk_full,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "rt_canary_spent_0001" not in out.stdout  # before: the older copy was read
+    assert out.stdout.split() in (
+        ["MemoryStore", "None"],
+        ["FailOpenStore", "rt_canary_current_02"],
+    )
+
+
 LEDGER_JUNK = [
     '{"generation": 1e999, "past": []}',  # OverflowError in int()
     "[" * 100_000,  # RecursionError in json
