@@ -7,6 +7,7 @@ import logging
 import random
 import re
 import socket
+import time
 
 import httpx
 import pytest
@@ -321,7 +322,12 @@ AT_VALUE = re.compile(r"at_[A-Za-z0-9_-]{16,}")
 
 
 #: Odd answers that still carry a usable token.
-USABLE = {"expires_in_string", "expires_in_missing", "jwt_without_expires_in"}
+USABLE = {
+    "expires_in_string",
+    "expires_in_missing",
+    "jwt_without_expires_in",
+    "cached_jwt_without_expires_in",
+}
 
 
 @pytest.mark.parametrize("mode", sorted(set(MALFORMED) - USABLE))
@@ -371,6 +377,16 @@ def test_without_expires_in_a_jwts_exp_gives_the_lifetime(
         token = make_client(server, clock).fetch(ClientCredentials())
     assert token.lifetime == 120 and token.expires_at == clock.time() + 120  # exp - iat
     assert not [r for r in caplog.records if "without expires_in" in r.getMessage()]
+
+
+def test_a_jwt_handed_out_again_lives_only_what_it_has_left() -> None:
+    """A server answering with a cached JWT (issued 3300 s ago, exp in 300 s) and no
+    expires_in: the token is counted as living 300 s from now, not exp - iat = 3600 s."""
+    with AuthServer(malformed="cached_jwt_without_expires_in") as server:
+        sent = time.time()
+        token = make_client(server).fetch(ClientCredentials())
+    assert token.expires_at <= sent + 300 + 1  # before: sent + 3600
+    assert token.expires_at >= sent + 300 - 5
 
 
 def test_expires_in_as_a_numeric_string_is_accepted(clock: FakeClock) -> None:

@@ -68,3 +68,18 @@ def test_replace_copies_a_plain_dataclass_too() -> None:
     from freshtoken._http import Timeouts
 
     assert replace(Timeouts(1.0, 2.0), read=5.0) == Timeouts(1.0, 5.0)
+
+
+def test_positional_patterns_match_a_record_as_a_dataclass() -> None:
+    """`__match_args__` lists the fields in `__init__` order, inherited ones first."""
+    assert Child.__match_args__ == ("name", "size", "note", "extra")
+    match Child("a", 2, "n", ("e",)):
+        case Child(name, size, _, (extra,)):
+            assert (name, size, extra) == ("a", 2, "e")
+        case _:
+            pytest.fail("no match")
+    match Token("at_canary_access_000001", "Bearer", 10.0, 1.0):
+        case Token(access, kind):
+            assert (access, kind) == ("at_canary_access_000001", "Bearer")
+        case _:
+            pytest.fail("no match")

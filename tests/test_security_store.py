@@ -160,3 +160,40 @@ def test_a_sealed_entry_opens_only_under_the_cache_key_it_was_sealed_for() -> No
     for other in ("cache-key-b", "", "cache-key-a "):
         with pytest.raises(ValueError, match="failed authentication"):
             envelope.open(other, blob)
+
+
+def test_a_fifo_where_a_file_is_read_is_an_error_not_a_hang(server: AuthServer) -> None:
+    """A FIFO blocks open() until a writer comes: planted by another user for a secret file,
+    or in place of the store key, a configuration file or a ledger file, it is refused (or,
+    for the advisory ledger, ignored) at once, naming the file."""
+    require_other_user()
+    with open_place() as place:
+        shared = shared_dir(place / "shared")
+        secret = shared / "refresh-token"
+        assert as_nobody(["mkfifo", "-m", "644", str(secret)]).returncode == 0
+        env = cli_env(place, server, FRESHTOKEN_REFRESH_TOKEN_FILE=str(secret))
+        out = ft(["token"], env, place, timeout=20)
+        assert out.returncode == 2 and "owned by another user" in out.stderr
+        assert str(secret) in out.stderr
+
+        os.mkfifo(place / "freshtoken.toml", 0o600)
+        env = cli_env(place, server, FRESHTOKEN_CONFIG=str(place / "freshtoken.toml"))
+        out = ft(["token"], env, place, timeout=20)
+        assert out.returncode == 2 and str(place / "freshtoken.toml") in out.stderr
+
+        store = place / "store"
+        store.mkdir(mode=0o700)
+        os.mkfifo(store / "t.db.key", 0o600)
+        env = cli_env(place, server, FRESHTOKEN_STORE=f"sqlite://{store}/t.db")
+        env["FRESHTOKEN_STORE_FAIL"] = "closed"
+        out = ft(["token"], env, place, timeout=20)
+        assert out.returncode != 0 and f"{store}/t.db.key is not a regular file" in out.stderr
+
+        (store / "t.db.key").unlink()
+        assert ft(["token"], env, place, timeout=20).returncode == 0
+        (ledger,) = (store / "t.db.ledger").iterdir()
+        ledger.unlink()
+        os.mkfifo(ledger, 0o600)
+        out = ft(["token"], env, place, timeout=20)
+        assert out.returncode == 0 and f"the store ledger {ledger}" in out.stderr
+    assert server.stats()["token_requests"] == 1  # the first token, kept in the store

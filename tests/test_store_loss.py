@@ -24,8 +24,12 @@ import redis
 
 from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, TokenBroker
 from freshtoken._errors import ConfigurationError, InvalidGrantError, OAuthError, StoreError
+from freshtoken._secret import Secret
+from freshtoken.stores._entry import Entry, fingerprint
+from freshtoken.stores._ledger import Ledger
+from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
-from tests._cli import cli_env
+from tests._cli import cli_env, ft, sealed_env
 from tests._fleet import worker_env
 from tests._redis import RedisProcess
 from tests.helpers import make_client
@@ -329,3 +333,129 @@ def test_an_explicit_seed_of_a_spent_refresh_token_is_refused(
         assert _step(env).token().access_token
         stats = server.stats()
     assert stats["reuse_detections"] == 0
+
+
+def test_the_read_only_store_reads_writes_still_in_the_wal(tmp_path: Path) -> None:
+    """The full-disk fallback reads the newest entry, not the older copy in the main file while
+    the rotation that replaced it is still in the -wal (a holder keeps the database open)."""
+    path = tmp_path / "tokens.db"
+    key = Secret(base64.b64encode(os.urandom(32)).decode())
+    store = SQLiteStore(path, key)
+    first = store.save("k", Entry(token=None, refresh_token="rt_canary_spent_0001"), 0)
+    assert first is not None
+    holder = sqlite3.connect(path)  # as `serve` or a long job: no checkpoint when others close
+    holder.execute("PRAGMA wal_autocheckpoint=0")
+    holder.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the older entry is in the main file
+    rotated = Entry(
+        token=None,
+        refresh_token="rt_canary_current_02",
+        past=(fingerprint("rt_canary_spent_0001"),),
+    )
+    assert store.save("k", rotated, first) is not None
+    store.close()
+    assert os.path.getsize(f"{path}-wal") > 0
+    try:
+        entry = SQLiteStore(path, key, read_only=True).load("k")
+    finally:
+        holder.close()
+    assert entry is not None and entry.refresh_token == "rt_canary_current_02"
+
+
+_HOLDER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("PRAGMA wal_autocheckpoint=0")
+db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+_FULL_DISK_READ = """
+import sys
+from freshtoken._secret import Secret
+from freshtoken.stores._base import StoreOptions
+from freshtoken.stores._sqlite import open_url
+store = open_url("sqlite://" + sys.argv[1], StoreOptions(key=Secret(sys.argv[2])))
+entry = store.load("k")
+print(type(store).__name__, entry.refresh_token if entry else None)
+"""
+
+
+def test_on_a_full_disk_a_wal_that_cannot_be_read_means_memory_not_an_older_copy(
+    tmp_path: Path,
+) -> None:
+    """A holder killed with the rotation still in the -wal: on a full disk SQLite cannot
+    rebuild its index to read it, and the store falls to memory (a refresh token is then
+    presented only as a shared store hands it over), never to the spent one in the main file."""
+    path = tmp_path / "tokens.db"
+    key = base64.b64encode(os.urandom(32)).decode()
+    store = SQLiteStore(path, Secret(key))
+    first = store.save("k", Entry(token=None, refresh_token="rt_canary_spent_0001"), 0)
+    assert first is not None
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    rotated = Entry(
+        token=None,
+        refresh_token="rt_canary_current_02",
+        past=(fingerprint("rt_canary_spent_0001"),),
+    )
+    assert store.save("k", rotated, first) is not None
+    store.close()
+    holder.kill()  # no checkpoint: the rotation stays in the -wal
+    holder.wait()
+    assert os.path.getsize(f"{path}-wal") > 0
+    out = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_READ, str(path), key],
+        capture_output=True,
+        text=True,
+        preexec_fn=_disk_full,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "rt_canary_spent_0001" not in out.stdout  # before: the older copy was read
+    assert out.stdout.split() in (
+        ["MemoryStore", "None"],
+        ["FailOpenStore", "rt_canary_current_02"],
+    )
+
+
+LEDGER_JUNK = [
+    '{"generation": 1e999, "past": []}',  # OverflowError in int()
+    "[" * 100_000,  # RecursionError in json
+    '{"generation": ' + "9" * 4300 + ', "past": []}',  # ValueError when written again
+    '{"generation": 3, "past": [{}]}',
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("junk", LEDGER_JUNK, ids=["inf", "nested", "huge", "past"])
+def test_a_damaged_ledger_file_is_ignored_with_one_warning(tmp_path: Path, junk: str) -> None:
+    """Every command still works: the ledger is advisory. The warning names the file and says
+    to delete it."""
+    with AuthServer() as server:
+        env = sealed_env(tmp_path, server, FRESHTOKEN_REVOCATION_URL=server.url + "/oauth/revoke")
+        assert ft(["token"], env, tmp_path).returncode == 0
+        (ledger,) = (tmp_path / "t.db.ledger").iterdir()
+        for command in (["token"], ["status"], ["revoke"]):
+            ledger.write_text(junk)
+            out = ft(command, env, tmp_path)
+            assert out.returncode == 0, out.stderr
+            assert "unexpected" not in out.stderr and "Traceback" not in out.stderr
+            assert out.stderr.count(f"the store ledger {ledger}") == 1, out.stderr
+            assert "Delete it" in out.stderr
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o700])
+def test_a_ledger_directory_others_could_write_to_is_not_trusted(tmp_path: Path, mode: int) -> None:
+    """Nothing read from it, nothing written to it: another user could plant what it says."""
+    ledger = Ledger(tmp_path / "ledger")
+    ledger.directory.mkdir(mode=0o700)
+    key = "k" * 16
+    ledger.note(key, Entry(token=None, refresh_token="rt_canary_one_000001", generation=5))
+    ledger.directory.chmod(mode)
+    assert Ledger(ledger.directory).seen(key).generation == (5 if mode == 0o700 else 0)

@@ -300,3 +300,44 @@ def test_exec_children_get_no_oidc_request_token_when_freshtoken_uses_it(
     unused = {**base, "FRESHTOKEN_CLIENT_ID": "wi", "FRESHTOKEN_AUTH_METHOD": "none"}
     other = json.loads(ft(argv, unused, tmp_path).stdout)
     assert other["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] == github.request_token
+
+
+def test_a_command_sinks_program_gets_no_oidc_request_token_when_freshtoken_uses_it(
+    github: GitHubOidc, tmp_path: Path
+) -> None:
+    """The `command:` sink's program follows `exec`'s rule (one function, `_build`): where
+    freshtoken fetches the job's OIDC token, the program gets neither variable; elsewhere it
+    does."""
+    import json
+    import os
+    import shlex
+    import sys
+    import time
+
+    from freshtoken._build import sink_for
+
+    dump = tmp_path / "env.json"
+    code = (
+        "import json, os, sys; sys.stdin.read(); "
+        f"open({str(dump)!r}, 'w').write(json.dumps(dict(os.environ)))"
+    )
+    base = {
+        "FRESHTOKEN_TOKEN_URL": "http://127.0.0.1:1/token",
+        "FRESHTOKEN_CLIENT_ID": "app",
+        "FRESHTOKEN_GRANT": "refresh_token",
+        "FRESHTOKEN_REFRESH_TOKEN": "rt_canary_seed_0000001",
+        "FRESHTOKEN_REFRESH_TOKEN_SINK": "command:" + shlex.join([sys.executable, "-c", code]),
+    }
+
+    def program_env(**extra: str) -> dict[str, str]:
+        sink = sink_for(Settings.from_env({**base, **extra}), environ=dict(os.environ))
+        assert sink is not None
+        sink.write("rt_canary_rotated_0001", time.monotonic() + 30)
+        found: dict[str, str] = json.loads(dump.read_text())
+        return found
+
+    used = program_env(FRESHTOKEN_CLIENT_ASSERTION="github-actions:" + ENTRA)
+    assert "ACTIONS_ID_TOKEN_REQUEST_TOKEN" not in used  # before: the program had it
+    assert "ACTIONS_ID_TOKEN_REQUEST_URL" not in used
+    unused = program_env(FRESHTOKEN_CLIENT_SECRET="demo-secret")
+    assert unused["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] == github.request_token

@@ -278,6 +278,16 @@ def store_for(settings: Settings) -> TokenStore:
     )
 
 
+def credential_variables(settings: Settings) -> frozenset[str]:
+    """The platform's credential variables the assertion settings use (GitHub's OIDC request
+    token): like the secrets, never in the environment of a program freshtoken starts (`exec`'s
+    child, a `command:` sink's)."""
+    from freshtoken.oauth._assertions import credential_variables as of_sources
+
+    specs = (settings.client_assertion, settings.assertion)
+    return of_sources((*specs, settings.subject_token, settings.actor_token))
+
+
 def sink_for(
     settings: Settings, clock: Clock = SYSTEM_CLOCK, environ: Mapping[str, str] | None = None
 ) -> RefreshTokenSink | None:
@@ -289,12 +299,13 @@ def sink_for(
     from freshtoken.sinks import GITHUB_API, SinkOptions, open_sink
 
     env = os.environ if environ is None else environ
+    withheld = credential_variables(settings)
     options = SinkOptions(
         github_token=settings.github_token,
         github_api_url=env.get("GITHUB_API_URL", "").strip() or GITHUB_API,
         timeouts=Timeouts(connect=settings.connect_timeout, read=settings.read_timeout),
         clock=clock,
-        environ=env,
+        environ={k: v for k, v in env.items() if k not in withheld},
     )
     return open_sink(settings.refresh_token_sink, options)
 

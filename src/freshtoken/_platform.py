@@ -19,6 +19,17 @@ else:
 UNIX_SOCKETS = sys.platform != "win32"
 
 
+def open_no_wait(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
+    """`os.open` that returns at once where a FIFO (planted where a file was expected) would
+    block it until a writer came: opened non-blocking, then made blocking again. What it is
+    stays for the caller to check on the descriptor."""
+    if sys.platform == "win32":  # no FIFOs in the file system
+        return os.open(path, flags, mode)
+    fd = os.open(path, flags | os.O_NONBLOCK, mode)
+    os.set_blocking(fd, True)
+    return fd
+
+
 def owned_by_user(uid: int, *, or_root: bool = False) -> bool:
     """Whether a file with owner `uid` belongs to this user (or root, with `or_root`).
 

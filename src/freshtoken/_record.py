@@ -2,7 +2,8 @@
 
 `@record` gives what `@dataclass(frozen=True, slots=True)` gave: keyword or positional
 `__init__` (then `__post_init__`), `__repr__` unless the class writes its own, `__eq__` and
-`__hash__` over the compared fields, no assignment, `__slots__`; and `dataclasses.replace`,
+`__hash__` over the compared fields, no assignment, `__slots__`, `__match_args__` (positional
+patterns: `case Token(access)`); and `dataclasses.replace`,
 `fields`, `asdict` and `is_dataclass` still work on it (its `__dataclass_fields__` is built on
 first use). `dataclasses` compiles each class's methods with `exec` and imports `inspect`: 42 M
 instructions for the module and 3 to 5 M per class, most of a `freshtoken token` store hit
@@ -126,6 +127,7 @@ def record(cls: type[T]) -> type[T]:
         own.append(name)
     for name in ("__dict__", "__weakref__"):
         body.pop(name, None)
+    body.setdefault("__match_args__", tuple(name for name, _ in inherited))
     methods = {"__init__": _init, "__eq__": _eq, "__hash__": _hash, "__repr__": _repr}
     for name, method in methods.items():
         if name not in body or name == "__hash__":

@@ -51,15 +51,6 @@ def _listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _credential_variables(settings: Settings) -> frozenset[str]:
-    """The platform's credential variables the assertion settings use (GitHub's OIDC request
-    token): like the secrets, never in the environment of `exec`'s child."""
-    from freshtoken.oauth._assertions import credential_variables
-
-    specs = (settings.client_assertion, settings.assertion)
-    return credential_variables((*specs, settings.subject_token, settings.actor_token))
-
-
 def _private_settings(ctx: click.Context) -> Settings:
     """The settings, with the secrets the re-executed command took out of its environment
     (see cli/_hide.py); from now on the process is non-dumpable."""
@@ -237,6 +228,7 @@ def exec_(
     Example:
       freshtoken exec --proxy -- npm run build
     """
+    from freshtoken._build import credential_variables
     from freshtoken.local._server import LocalServer
 
     try:
@@ -245,7 +237,7 @@ def exec_(
         upstream = _upstream(proxy, settings)
         broker = run(ctx).broker(settings).start()
         server = LocalServer(broker, upstream=upstream, **_limits(settings)).start()
-        kept = secret_variables() | _credential_variables(settings)
+        kept = secret_variables() | credential_variables(settings)
         env = {k: v for k, v in os.environ.items() if k not in kept}
         env.update(server.child_env())
         if env_name:

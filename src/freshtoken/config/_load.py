@@ -18,7 +18,7 @@ from typing import Any
 
 from freshtoken._errors import ConfigurationError
 from freshtoken._log import logger, one_line, remember_url_password
-from freshtoken._platform import owned_by_user, shared_bits, user_dir
+from freshtoken._platform import open_no_wait, owned_by_user, shared_bits, user_dir
 from freshtoken._record import record
 from freshtoken._secret import Secret
 from freshtoken.config._options import (
@@ -40,7 +40,8 @@ def read_secret_file(path: str, setting: str, *, private: bool = False) -> Secre
         if path == "-":
             text = sys.stdin.read()
         else:
-            with open(Path(path).expanduser(), encoding="utf-8") as handle:
+            fd = open_no_wait(Path(path).expanduser(), os.O_RDONLY)
+            with open(fd, encoding="utf-8") as handle:
                 info = os.fstat(handle.fileno())  # the file read is the file checked
                 mode = info.st_mode
                 if why := untrusted(info):
@@ -97,7 +98,7 @@ def untrusted(info: os.stat_result) -> str | None:
 def read_checked(path: Path) -> tuple[str | None, str | None]:
     """(text, None) for a file that can be trusted (see untrusted), else (None, why not)."""
     try:
-        with open(path, "rb") as handle:
+        with open(open_no_wait(path, os.O_RDONLY), "rb") as handle:
             if why := untrusted(os.fstat(handle.fileno())):
                 return None, why
             data = handle.read()

@@ -209,16 +209,17 @@ def _warn_default_lifetime(token_url: str) -> None:
 def _lifetime(
     data: dict[str, Any], access: str, reply: Reply, ctx: ErrorContext, sent_at: float
 ) -> float:
-    """expires_in; without it, a JWT's exp less its iat (the server's own clock on both
-    sides, so no skew; without iat, less when the request was sent), or DEFAULT_LIFETIME,
-    said once per endpoint."""
+    """expires_in; without it, a JWT's exp less when the request was sent, and no more than
+    exp less iat (the server's own clock on both sides: a clock of ours behind the server's
+    adds nothing; a token handed out again, issued long ago, gets only what it has left), or
+    DEFAULT_LIFETIME, said once per endpoint."""
     if data.get("expires_in") is not None:
         return _expires_in(data["expires_in"], reply, ctx)
     claims = unverified_claims(access) or {}
     exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
     if exp is not None:
-        since = iat if iat is not None else sent_at
-        return _expires_in(exp - since, reply, ctx, "JWT exp (and no expires_in)")
+        left = exp - sent_at if iat is None else min(exp - iat, exp - sent_at)
+        return _expires_in(left, reply, ctx, "JWT exp (and no expires_in)")
     _warn_default_lifetime(ctx.token_url)
     return DEFAULT_LIFETIME
 

@@ -16,6 +16,7 @@ from freshtoken._log import remember_secret
 from freshtoken._platform import (
     PRIVATE_OPEN_FLAGS,
     fsync_directory,
+    open_no_wait,
     owned_by_user,
     shared_bits,
 )
@@ -116,7 +117,7 @@ class FileSink:
 
     def read(self) -> str | None:
         try:
-            fd = os.open(self.path, os.O_RDONLY | PRIVATE_OPEN_FLAGS)
+            fd = open_no_wait(self.path, os.O_RDONLY | PRIVATE_OPEN_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as exc:

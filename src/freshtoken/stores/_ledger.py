@@ -27,12 +27,13 @@ from freshtoken._log import logger
 from freshtoken._platform import PRIVATE_OPEN_FLAGS
 from freshtoken._record import replace
 from freshtoken.stores._entry import Entry, fingerprint
-from freshtoken.stores._sealed import open_private
+from freshtoken.stores._sealed import check_private_dir, open_private
 
 #: How many fingerprints of replaced refresh tokens are kept per cache key.
 KEPT = 256
 #: A cache key is hex: a file name as it is (anything else is no key of ours).
 _SAFE = frozenset(string.ascii_letters + string.digits + "_-")
+_HEX = frozenset("0123456789abcdef")
 
 
 def _safe(key: str) -> bool:
@@ -48,12 +49,31 @@ class Seen(NamedTuple):
     past: tuple[str, ...] = ()
 
 
+def _parse(data: object) -> Seen | None:
+    """The ledger file's `data`, or None when it is not one this code wrote (damaged, or
+    written by hand): a value out of range would fail later, in every command."""
+    if not isinstance(data, dict):
+        return None
+    generation, current, past = data.get("generation"), data.get("current") or "", data.get("past")
+    if type(generation) is not int or not 0 <= generation < 2**63:
+        return None
+    if not (current == "" or _mark(current)) or not isinstance(past, list):
+        return None
+    return Seen(generation, current, tuple(past)) if all(_mark(p) for p in past) else None
+
+
+def _mark(value: object) -> bool:
+    """A fingerprint (`stores/_entry.py`): 24 lowercase hex digits."""
+    return isinstance(value, str) and len(value) == 24 and set(value) <= _HEX
+
+
 class Ledger:
     """The ledger of one store, a file per cache key in `directory` (created private)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._read: dict[str, tuple[tuple[int, int, int], Seen]] = {}  # key -> (file, seen)
+        self._warned = False
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.directory)!r})"
@@ -68,17 +88,34 @@ class Ledger:
             stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
             if (cached := self._read.get(key)) and cached[0] == stamp:
                 return cached[1]  # every write is a new file: the same one says the same
+            check_private_dir(self.directory)
             with os.fdopen(open_private(path, os.O_RDONLY, "store ledger file"), "rb") as handle:
-                data = json.loads(handle.read(1 << 20))
-            past = tuple(str(p) for p in data["past"])
-            seen = Seen(int(data["generation"]), str(data.get("current") or ""), past)
+                seen = _parse(json.loads(handle.read(1 << 20)))
         except FileNotFoundError:
             return Seen()
-        except (OSError, ValueError, KeyError, TypeError, StoreError) as exc:
-            logger.debug("the store ledger for an entry cannot be read: %s", exc)
+        except (OSError, ValueError, RecursionError, StoreError) as exc:
+            self._trouble(path, "read", exc)
+            return Seen()
+        if seen is None:
+            self._trouble(path, "read", ValueError("not a freshtoken ledger"))
             return Seen()
         self._read[key] = (stamp, seen)
         return seen
+
+    def _trouble(self, path: Path, action: str, exc: BaseException) -> None:
+        """Warn once per ledger: it is advisory, and a command still works without it."""
+        if self._warned:
+            return
+        self._warned = True
+        reason = exc.message if isinstance(exc, StoreError) else str(exc)[:200]
+        logger.warning(
+            "the store ledger %s cannot be %s (%s): rollbacks of the store are not detected "
+            "from it. Delete it (rm -r %s) if it is damaged; it is written again",
+            path,
+            action,
+            reason,
+            self.directory,
+        )
 
     def stale(self, key: str, entry: Entry) -> bool:
         """Whether `entry` is older than one seen here and holds a refresh token seen replaced
@@ -112,12 +149,13 @@ class Ledger:
         tmp = self.directory / f".{key}.{os.urandom(4).hex()}"
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            check_private_dir(self.directory)  # else another user could plant what it says
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | PRIVATE_OPEN_FLAGS, 0o600)
             with os.fdopen(fd, "w") as handle:
                 json.dump(data, handle)
             os.replace(tmp, self.directory / key)
-        except OSError as exc:
-            logger.debug("the store ledger cannot be written: %s", exc)
+        except (OSError, StoreError) as exc:
+            self._trouble(self.directory / key, "written", exc)
             tmp.unlink(missing_ok=True)
 
     def forget(self, key: str) -> None:

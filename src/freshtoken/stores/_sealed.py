@@ -18,7 +18,7 @@ from cryptography.hazmat.bindings._rust import openssl as _openssl
 
 from freshtoken._errors import ConfigurationError, StoreError, UnsafeStoreError
 from freshtoken._log import logger, remember_secret
-from freshtoken._platform import PRIVATE_OPEN_FLAGS, owned_by_user, shared_bits
+from freshtoken._platform import PRIVATE_OPEN_FLAGS, open_no_wait, owned_by_user, shared_bits
 from freshtoken._secret import Secret, keyed_hash
 from freshtoken.stores._entry import Entry, decode, encode
 
@@ -175,7 +175,7 @@ def open_private(path: Path, flags: int, what: str) -> int:
     """Open (or create, 0600) a file of the store without following a symlink, and check
     that it is a private regular file of this user before anything is read or written."""
     try:
-        fd = os.open(path, flags | PRIVATE_OPEN_FLAGS, 0o600)
+        fd = open_no_wait(path, flags | PRIVATE_OPEN_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _planted_link(path, what) from None

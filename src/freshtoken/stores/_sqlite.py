@@ -65,6 +65,18 @@ def _store_error(action: str, path: Path, exc: BaseException) -> StoreError:
     return StoreError(f"cannot {action} the token store {path}: {reason}", hint=hint)
 
 
+def _wal_frames(path: Path) -> bool:
+    """True when the -wal file holds writes the main file lacks. Immutable would ignore them
+    and read an older entry (a spent refresh token); a plain read-only connection reads them,
+    or fails, and a failure takes the caller to a store in memory, never to the older copy."""
+    try:
+        return os.stat(f"{path}-wal").st_size > 0
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # unknown: the plain read-only connection reads it or fails
+
+
 def _corrupt(exc: sqlite3.DatabaseError) -> bool:
     text = str(exc).lower()
     return "not a database" in text or "malformed" in text or "corrupt" in text
@@ -134,8 +146,10 @@ class SQLiteStore:
             raise _store_error("open", self.path, exc) from None
 
     def _open(self) -> sqlite3.Connection:
-        if self.read_only:  # immutable: no -shm or -wal to create, which a full disk refuses
-            uri = self.path.as_uri() + "?mode=ro&immutable=1"
+        if self.read_only:
+            uri = self.path.as_uri() + "?mode=ro"
+            if not _wal_frames(self.path):  # no -shm to create, which a full disk refuses
+                uri += "&immutable=1"
             return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         try:

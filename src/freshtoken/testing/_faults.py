@@ -80,10 +80,11 @@ def gateway_error(nth: int) -> Answer:
     return status, page, {"Content-Type": "text/html"}
 
 
-def _jwt(lifetime: int) -> str:
-    """An unsigned JWT access token issued now, expiring `lifetime` seconds later."""
-    now = int(time.time())
-    claims = {"iat": now, "exp": now + lifetime, "jti": secrets.token_urlsafe(12)}
+def _jwt(lifetime: int, age: int = 0) -> str:
+    """An unsigned JWT access token issued `age` seconds ago, expiring `lifetime` seconds after
+    it was issued (a server that hands out a cached token gives it an age)."""
+    issued = int(time.time()) - age
+    claims = {"iat": issued, "exp": issued + lifetime, "jti": secrets.token_urlsafe(12)}
     parts = ({"alg": "none", "typ": "at+jwt"}, claims)
     encoded = (base64.urlsafe_b64encode(json.dumps(p).encode()).rstrip(b"=") for p in parts)
     return ".".join(e.decode() for e in encoded) + "."
@@ -116,6 +117,7 @@ def malformed_answer(mode: str) -> Answer:
         "expires_in_non_numeric": (200, {**good, "expires_in": "soon"}),
         "expires_in_missing": (200, lasting),
         "jwt_without_expires_in": (200, {**lasting, "access_token": _jwt(120)}),
+        "cached_jwt_without_expires_in": (200, {**lasting, "access_token": _jwt(3600, 3300)}),
         "error_and_token": (200, {**good, "error": "server_error", "error_description": "oops"}),
         "expires_in_negative": (200, {**good, "expires_in": -5}),
         "expires_in_zero": (200, {**good, "expires_in": 0}),

@@ -46,6 +46,7 @@ MALFORMED = {
     "expires_in_non_numeric": "expires_in as a word",
     "expires_in_missing": "no expires_in (an opaque token: a default lifetime applies)",
     "jwt_without_expires_in": "no expires_in, a JWT access token with iat and exp 120 s apart",
+    "cached_jwt_without_expires_in": "no expires_in, a JWT issued 3300 s ago living 3600 s",
     "error_and_token": "HTTP 200 with both an error and an access_token",
     "expires_in_negative": "a negative expires_in",
     "expires_in_zero": "expires_in 0",
