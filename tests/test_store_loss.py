@@ -335,30 +335,30 @@ def test_an_explicit_seed_of_a_spent_refresh_token_is_refused(
     assert stats["reuse_detections"] == 0
 
 
+#: A store's entry before and after a rotation (in the read-only fallback's tests).
+SPENT = "rt_canary_spent_0001"
+ROTATED = Entry(token=None, refresh_token="rt_canary_current_02", past=(fingerprint(SPENT),))
+
+
 def test_the_read_only_store_reads_writes_still_in_the_wal(tmp_path: Path) -> None:
     """The full-disk fallback reads the newest entry, not the older copy in the main file while
     the rotation that replaced it is still in the -wal (a holder keeps the database open)."""
     path = tmp_path / "tokens.db"
     key = Secret(base64.b64encode(os.urandom(32)).decode())
     store = SQLiteStore(path, key)
-    first = store.save("k", Entry(token=None, refresh_token="rt_canary_spent_0001"), 0)
+    first = store.save("k", Entry(token=None, refresh_token=SPENT), 0)
     assert first is not None
     holder = sqlite3.connect(path)  # as `serve` or a long job: no checkpoint when others close
     holder.execute("PRAGMA wal_autocheckpoint=0")
     holder.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the older entry is in the main file
-    rotated = Entry(
-        token=None,
-        refresh_token="rt_canary_current_02",
-        past=(fingerprint("rt_canary_spent_0001"),),
-    )
-    assert store.save("k", rotated, first) is not None
+    assert store.save("k", ROTATED, first) is not None
     store.close()
     assert os.path.getsize(f"{path}-wal") > 0
     try:
         entry = SQLiteStore(path, key, read_only=True).load("k")
     finally:
         holder.close()
-    assert entry is not None and entry.refresh_token == "rt_canary_current_02"
+    assert entry is not None and entry.refresh_token == ROTATED.refresh_token
 
 
 _HOLDER = """
@@ -390,7 +390,7 @@ def test_on_a_full_disk_a_wal_that_cannot_be_read_means_memory_not_an_older_copy
     path = tmp_path / "tokens.db"
     key = base64.b64encode(os.urandom(32)).decode()
     store = SQLiteStore(path, Secret(key))
-    first = store.save("k", Entry(token=None, refresh_token="rt_canary_spent_0001"), 0)
+    first = store.save("k", Entry(token=None, refresh_token=SPENT), 0)
     assert first is not None
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(path)],
@@ -399,12 +399,7 @@ def test_on_a_full_disk_a_wal_that_cannot_be_read_means_memory_not_an_older_copy
         text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-    rotated = Entry(
-        token=None,
-        refresh_token="rt_canary_current_02",
-        past=(fingerprint("rt_canary_spent_0001"),),
-    )
-    assert store.save("k", rotated, first) is not None
+    assert store.save("k", ROTATED, first) is not None
     store.close()
     holder.kill()  # no checkpoint: the rotation stays in the -wal
     holder.wait()
@@ -417,7 +412,7 @@ def test_on_a_full_disk_a_wal_that_cannot_be_read_means_memory_not_an_older_copy
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert "rt_canary_spent_0001" not in out.stdout  # before: the older copy was read
+    assert SPENT not in out.stdout  # before: the older copy was read
     assert out.stdout.split() in (
         ["MemoryStore", "None"],
         ["FailOpenStore", "rt_canary_current_02"],
