@@ -6,6 +6,7 @@ a missing one skips the test; with $CI set it fails, naming the component and ho
 
 from __future__ import annotations
 
+import glob
 import importlib
 import json
 import os
@@ -70,6 +71,15 @@ def missing(component: str, detail: str = "") -> None:
     if in_ci():
         pytest.fail(f"{message} [CI is set: a missing component fails the test]", pytrace=False)
     pytest.skip(message)
+
+
+def libfaketime() -> str:
+    """The path of libfaketime's multi-threaded library, for LD_PRELOAD (else skip, or fail
+    in CI)."""
+    found = glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")
+    if not found:
+        missing("libfaketime", "no libfaketimeMT.so.1 under /usr/lib")
+    return found[0]
 
 
 def require(component: str) -> str:

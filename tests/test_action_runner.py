@@ -315,3 +315,17 @@ def test_the_action_with_a_refresh_token_writes_every_rotation_back(tmp_path: Pa
             assert "client_credentials" not in grants, grants
         finally:
             stop_process(pid)
+
+
+def test_every_input_becomes_a_known_setting_and_is_documented() -> None:
+    """An input whose variable no setting reads would be dropped without a word; an input the
+    docs do not name cannot be found."""
+    from freshtoken.config._load import unknown_variables
+
+    text = (ROOT / "action.yml").read_text()
+    passed = dict(re.findall(r"(FRESHTOKEN_[A-Z_]+): \$\{\{ inputs\.([a-z-]+) \}\}", text))
+    assert len(passed) > 30
+    assert unknown_variables(dict.fromkeys(passed, "x")) == []
+    documented = (ROOT / "docs" / "github-action.md").read_text()
+    missing = [name for name in passed.values() if f"`{name}`" not in documented]
+    assert missing == []

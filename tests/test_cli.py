@@ -15,7 +15,7 @@ import pytest
 from freshtoken import AuthorizationCode, _build
 from freshtoken.testing import AuthServer, Client
 from tests._cli import cli_env, ft
-from tests.helpers import CANARY_SECRET, assert_no_leak, make_client, wait_until
+from tests.helpers import CANARY_SECRET, assert_no_leak, libfaketime, make_client, wait_until
 
 # The user configuration directory's file names the endpoint and the secret file; a project's
 # file (found from a parent folder) may add only what cannot redirect credentials.
@@ -538,3 +538,20 @@ def test_on_github_every_printed_token_is_masked_first(
         assert me.status_code == 200  # the very token that was printed
     quiet = ft(["token"], cli_env(tmp_path, server), tmp_path)
     assert "::add-mask::" not in quiet.stderr  # only on GitHub
+
+
+def test_a_store_hit_is_served_only_with_min_ttl_left(tmp_path: Path) -> None:
+    """The command line's store hit keeps the caller's --min-ttl: a stored token with less
+    left is not printed; a new one is minted (and then shared). The later calls run 1,000 s
+    later by their clock (libfaketime): the stored token has 2,600 s left, a new one 3,600."""
+    with AuthServer(ttl=3600) as server:
+        env = cli_env(tmp_path, server)
+        first = ft(["token"], env, tmp_path).stdout.strip()
+        later = {**env, "LD_PRELOAD": libfaketime(), "FAKETIME": "+1000s"}
+        later["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+        assert ft(["token", "--min-ttl", "2000"], later, tmp_path).stdout.strip() == first
+        assert server.stats()["tokens_minted"] == 1
+        second = ft(["token", "--min-ttl", "3000"], later, tmp_path).stdout.strip()
+        assert second and second != first
+        assert server.stats()["tokens_minted"] == 2
+        assert ft(["token", "--min-ttl", "3000"], later, tmp_path).stdout.strip() == second

@@ -278,6 +278,15 @@ def test_cli_token_and_doctor_with_a_key_file(tmp_path: Path) -> None:
         assert body[:60] not in out.stdout  # the token is: the command's answer
         for text in (out.stderr, doctor.stdout, doctor.stderr):
             assert_no_leak("the command line", text, body[:60])
+        # A key the server does not have registered: an error naming the key by its thumbprint.
+        unregistered = ec.generate_private_key(ec.SECP256R1())
+        (tmp_path / "key.pem").write_text(_pem(unregistered))
+        wrong = ft(["token"], env, tmp_path)
+        other = PrivateKeyJwt("keyed", unregistered).thumbprint
+        assert wrong.returncode == 3, wrong.stderr
+        assert f"JWK thumbprint {other}" in wrong.stderr
+        assert "has this credential registered" in wrong.stderr
+        assert "Traceback" not in wrong.stderr and wrong.stdout == ""
 
 
 def test_testserver_registers_a_client_by_its_jwks(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import glob
 import os
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from freshtoken import (
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env, ft
 from tests._hostile import NESTED_JSON, HostileServer, answer, drip, drip_headers, silent
-from tests.helpers import Serve, make_client, missing, require, wait_until
+from tests.helpers import Serve, libfaketime, make_client, require, wait_until
 
 
 def _on(url: str, tmp: Path, **extra: str) -> dict[str, str]:
@@ -151,13 +150,6 @@ def test_a_mint_slower_than_the_token_lives_is_an_error(tmp_path: Path) -> None:
 
 
 # -- 3. a clock stepped back -----------------------------------------------------------------
-def _libfaketime() -> str:
-    found = glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")
-    if not found:
-        missing("libfaketime", "no libfaketimeMT.so.1 under /usr/lib")
-    return found[0]
-
-
 @pytest.mark.slow
 def test_serve_hands_out_no_expired_token_when_the_clock_steps_back(tmp_path: Path) -> None:
     offset = tmp_path / "offset"
@@ -167,7 +159,7 @@ def test_serve_hands_out_no_expired_token_when_the_clock_steps_back(tmp_path: Pa
             tmp_path,
             server,
             FRESHTOKEN_STORE="memory://",  # libfaketime breaks time.sleep; memory locks wait
-            LD_PRELOAD=_libfaketime(),
+            LD_PRELOAD=libfaketime(),
             FAKETIME_TIMESTAMP_FILE=str(offset),
             FAKETIME_NO_CACHE="1",
             FAKETIME_DONT_FAKE_MONOTONIC="1",  # as a real step: the monotonic clock goes on

@@ -7,6 +7,7 @@ against that issuer's JWKS (testing/_federation.py)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from freshtoken import Endpoints, MemoryStore, TokenBroker, TokenClient
-from freshtoken._errors import AuthorizationError, ConfigurationError
+from freshtoken._errors import AuthorizationError, ConfigurationError, RateLimitedError
 from freshtoken.broker._key import settings_key
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._assertions import FileAssertion, GitHubActionsAssertion
@@ -103,6 +104,20 @@ def test_jwt_bearer_with_a_token_from_a_file(
     path.unlink()
     with pytest.raises(ConfigurationError, match="cannot be read"):
         broker.token()
+    # What another user or a hostile step could leave at the path: refused at once, named.
+    os.mkfifo(path)  # no writer: a plain read would hang the mint
+    with pytest.raises(ConfigurationError, match="is not a regular file"):
+        broker.token()
+    path.unlink()
+    path.write_text("x" * 70_000)
+    with pytest.raises(ConfigurationError, match="larger than 64 KiB"):
+        broker.token()
+    path.write_text(_oidc_token(github, server.issuer))
+    path.chmod(0o666)
+    with pytest.raises(ConfigurationError, match="writable by every user"):
+        broker.token()
+    path.chmod(0o644)
+    assert broker.token().access_token
 
 
 def _oidc_token(github: GitHubOidc, audience: str) -> str:
@@ -168,6 +183,22 @@ def test_a_failed_fetch_is_retried_within_the_budget(
         PublicClient("wi"), endpoints=Endpoints(server.token_url), clock=FakeClock()
     )
     assert client.fetch(TokenExchange(source)).access_token
+    assert github.knobs.counts["issued"] == 1 and server.stats()["token_requests"] == 1
+
+
+def test_a_rate_limit_is_named_and_retried_not_read_as_a_permission(
+    server: AuthServer, github: GitHubOidc
+) -> None:
+    source = GitHubActionsAssertion(server.issuer, **_request(github))
+    client = TokenClient(
+        PublicClient("wi"), endpoints=Endpoints(server.token_url), clock=FakeClock()
+    )
+    github.knobs.rate_limited_next = 1
+    assert client.fetch(TokenExchange(source)).access_token
+    github.knobs.rate_limited_next = 1_000
+    with pytest.raises(RateLimitedError, match="is rate-limiting this job") as caught:
+        client.fetch(TokenExchange(source))
+    assert "id-token: write" not in str(caught.value)
     assert github.knobs.counts["issued"] == 1 and server.stats()["token_requests"] == 1
 
 

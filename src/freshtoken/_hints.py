@@ -29,6 +29,9 @@ class ErrorContext:
     provider: str | None = None
     #: The configured issuer, when there is one (its discovery document names the endpoints).
     issuer: str | None = None
+    #: What authenticated the client, when it is a key, a certificate or an assertion (its
+    #: `describe()`: method, algorithm, public thumbprint; never key material).
+    credential: str = ""
 
     @property
     def host(self) -> str:
@@ -43,8 +46,8 @@ class ErrorContext:
 #: and those the error class computes (`fields()`).
 CATALOG: dict[str, tuple[str, str]] = {
     "invalid_client": (
-        "The client credentials were not accepted: check FRESHTOKEN_CLIENT_ID and the secret "
-        "(was it rotated?), and that the OAuth client exists and is enabled.{words}",
+        "The client credentials were not accepted{credential}: check FRESHTOKEN_CLIENT_ID and "
+        "{check}, and that the OAuth client exists and is enabled.{words}",
         " Check also that {host} is the right server (region, tenant) for this client.",
     ),
     "invalid_grant": (
@@ -154,6 +157,13 @@ def hint(code: str, ctx: ErrorContext, extra: Mapping[str, str] | None = None) -
         "grant": ctx.grant or "this",
         "scope": " ".join(ctx.scope) or "(none)",
         "status": f"HTTP {ctx.status}" if ctx.status else "server_error",
+        "credential": f" ({ctx.credential})" if ctx.credential else "",
+        "check": (
+            "that the server has this credential registered for the client (a new key, "
+            "certificate or secret is registered before it is used)"
+            if ctx.credential
+            else "the secret (was it rotated?)"
+        ),
         **(extra or {}),
     }
     said = ctx.words(code, default.format(**fields))

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import stat
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +28,13 @@ from freshtoken._errors import (
     AuthorizationError,
     ConfigurationError,
     MalformedResponseError,
+    RateLimitedError,
     ServerError,
     TransportError,
 )
-from freshtoken._http import Exchange, json_object
+from freshtoken._http import Exchange, json_object, rate_limit_wait
 from freshtoken._log import remember_secret
+from freshtoken._platform import open_no_wait, shared_bits
 from freshtoken._secret import Secret
 from freshtoken.oauth._jwt_auth import ASSERTION_TYPE
 from freshtoken.provider._endpoints import check_url
@@ -72,19 +76,40 @@ class FileAssertion:
     path: Path
 
     def fetch(self) -> Exchange[str]:
-        try:
-            value = self.path.read_text().strip()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"the assertion file {self.path} cannot be read ({exc.strerror})",
-                hint="Check the path (a Kubernetes projected token is where the pod spec "
-                "mounts it) and that this user may read it.",
-            ) from None
-        return _keep(value, f"the assertion file {self.path}")
+        return _keep(_read(self.path), f"the assertion file {self.path}")
         yield  # a generator that makes no request
 
     def describe(self) -> str:
         return f"file:{self.path}"
+
+
+#: An assertion file larger than this is not a token (JWT-SVIDs and projected tokens are ~1 KiB).
+_MAX_FILE = 64 * 1024
+
+
+def _read(path: Path) -> str:
+    """The assertion in `path`: a regular file (a FIFO planted there fails at once instead of
+    hanging the mint), at most _MAX_FILE bytes, and not writable by every user (anyone could
+    have put another identity's token there). Symbolic links are followed: Kubernetes
+    projects its tokens through them."""
+    try:
+        with open(open_no_wait(path, os.O_RDONLY), "rb") as handle:
+            info = os.fstat(handle.fileno())  # the file read is the file checked
+            if not stat.S_ISREG(info.st_mode):
+                why = "is not a regular file"
+            elif shared_bits(info.st_mode) & stat.S_IWOTH:
+                why = f"is writable by every user (mode {stat.S_IMODE(info.st_mode):o})"
+            elif len(data := handle.read(_MAX_FILE + 1)) > _MAX_FILE:
+                why = f"is larger than {_MAX_FILE // 1024} KiB: not a token"
+            else:
+                return data.decode("utf-8", "replace").strip()
+    except OSError as exc:
+        why = f"cannot be read ({exc.strerror})"
+    raise ConfigurationError(
+        f"the assertion file {path} {why}",
+        hint="Check the path (a Kubernetes projected token is where the pod spec mounts it), "
+        "that this user may read it, and that only its owner may write it.",
+    )
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -112,6 +137,14 @@ class GitHubActionsAssertion:
         assert reply is not None
         if reply.status >= 500:
             raise ServerError(f"{where} failed with HTTP {reply.status}", status=reply.status)
+        if (wait := rate_limit_wait(reply, time.time())) is not None:
+            raise RateLimitedError(
+                f"{where} is rate-limiting this job (HTTP {reply.status})",
+                status=reply.status,
+                retry_after=wait,
+                hint="Retried within the retry budget. Share one token between the job's steps "
+                "(a shared store, or `freshtoken serve`) so that fewer mints ask GitHub.",
+            )
         if reply.status != 200:
             raise AuthorizationError(
                 f"{where} refused the OIDC token request",

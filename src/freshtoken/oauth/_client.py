@@ -115,6 +115,12 @@ class TokenClient:
         """The name of this client's authentication method (its class: stable across runs)."""
         return type(self.auth).__name__
 
+    def credential(self) -> str:
+        """What authenticates this client when it is not a shared secret (a key, certificate
+        or assertion, as its `describe()` names it: public facts only), else ""."""
+        describe = getattr(self.auth, "describe", None)
+        return describe() if callable(describe) else ""
+
     @property
     def preset(self) -> str | None:
         """The provider preset of endpoints known without discovery (a region, or the
@@ -177,6 +183,7 @@ class TokenClient:
             grant.scope,
             provider=endpoints.provider,
             issuer=endpoints.issuer,
+            credential=self.credential(),
         )
         return (
             yield from with_retries(

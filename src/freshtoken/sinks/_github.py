@@ -26,7 +26,7 @@ from freshtoken._http import (
     Sleep,
     json_object,
     new_client,
-    retry_after,
+    rate_limit_wait,
     run_sync,
     stamped,
 )
@@ -75,24 +75,6 @@ def _parse(url: str) -> tuple[str, str, str | None]:
             "secret's name is letters, digits and _, not starting with a digit or GITHUB_.",
         )
     return base, parts[-1], visibility
-
-
-def rate_limit_wait(reply: Reply, now: float) -> float | None:
-    """The seconds GitHub asks to wait when `reply` is a rate limit, else None: a 429, or a 403
-    with Retry-After (the secondary limit) or with no requests left (the primary one, until
-    X-RateLimit-Reset); a 403 without these is a permission problem (GitHub's REST docs,
-    "Rate limits for the REST API": at least a minute when it names no time)."""
-    if reply.status not in (403, 429):
-        return None
-    wait = retry_after(reply.headers, now)
-    if wait is None and reply.headers.get("x-ratelimit-remaining") == "0":
-        try:
-            wait = max(0.0, float(reply.headers.get("x-ratelimit-reset", "")) - now)
-        except ValueError:
-            wait = 60.0
-    if wait is None and reply.status == 429:
-        wait = 60.0
-    return wait
 
 
 def open_url(url: str, options: SinkOptions) -> RefreshTokenSink:

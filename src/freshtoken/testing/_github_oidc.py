@@ -28,6 +28,7 @@ class OidcKnobs:
     lifetime: float = 300.0  # s
     refuse: bool = False  # 403, as when the job lacks `id-token: write`
     fail_next: int = 0  # answer the next N requests 503
+    rate_limited_next: int = 0  # answer the next N requests 429 with Retry-After: 0
     counts: dict[str, int] = field(default_factory=lambda: {"issued": 0, "refused": 0})
 
 
@@ -77,6 +78,9 @@ class GitHubOidc(Standin):
             if k.fail_next > 0:
                 k.fail_next -= 1
                 return 503, {"message": "Service Unavailable"}, {}
+            if k.rate_limited_next > 0:
+                k.rate_limited_next -= 1
+                return 429, {"message": "Too Many Requests"}, {"Retry-After": "0"}
             scheme, _, presented = authorization.partition(" ")
             if k.refuse or not (
                 scheme.lower() == "bearer"
