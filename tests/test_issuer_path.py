@@ -65,6 +65,21 @@ def test_discovery_reads_the_rfc8414_document_of_an_issuer_with_a_path() -> None
         assert client(server.issuer).fetch(ClientCredentials()).access_token
 
 
+def test_metadata_only_under_the_openid_path_of_an_issuer_with_a_path(tmp_path: Path) -> None:
+    """Real servers round 3, item 10: nothing at RFC 8414's places, the OpenID document under
+    the issuer's path: found there, nothing refused; doctor says where it came from."""
+    with AuthServer(mount="/realms/ci", metadata_only_openid=True) as server:
+        for path in (RFC8414 + "/realms/ci", "/realms/ci" + RFC8414):
+            assert httpx.get(server.url + path).status_code == 404
+        found = client(server.issuer).endpoints()
+        assert found.token_url == server.token_url
+        assert found.source("token_url") == server.url + "/realms/ci" + OIDC
+        assert client(server.issuer).fetch(ClientCredentials()).access_token
+        doctor = ft(["doctor"], issuer_env(tmp_path, server), tmp_path)
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert server.url + "/realms/ci" + OIDC in doctor.stdout
+
+
 def test_discovery_merges_what_each_document_says() -> None:
     """The RFC 8414 documents name no introspection endpoint, the OIDC one no revocation
     endpoint: each endpoint comes from the document that names it."""

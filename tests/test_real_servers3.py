@@ -4,6 +4,7 @@ credentials require, a 404 token URL), and what freshtoken says about it."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from freshtoken import (
 )
 from freshtoken._errors import InvalidClientError, TokenUnavailableError
 from freshtoken.stores._sqlite import SQLiteStore
-from freshtoken.testing import AuthServer, Client
+from freshtoken.testing import AuthServer, Client, FakeClock
 from tests._cli import cli_env, ft
 
 POST_ONLY = Client("post-only", "post-secret", auth_method="client_secret_post")
@@ -61,14 +62,18 @@ REFUSALS = {
 }
 
 
+@pytest.mark.parametrize("status", [403, 401])
 @pytest.mark.parametrize("case", list(REFUSALS))
-def test_a_refusal_without_a_body_is_the_client_refused_not_a_wrong_url(case: str) -> None:
+def test_a_refusal_without_a_body_is_the_client_refused_not_a_wrong_url(
+    case: str, status: int
+) -> None:
     client, secret, post, scope = REFUSALS[case]
     knobs: dict[str, Any] = {"bare_refusals": True, "client_credentials_need_scope": True}
+    knobs["bare_refusal_status"] = status
     with AuthServer(clients=[DEMO, POST_ONLY, CODE_ONLY], **knobs) as server:
         error = _refused(_client(server, client, secret, post=post), ClientCredentials(scope))
-        assert error.status == 403
-        assert "refused this client with HTTP 403 and an empty body" in error.message
+        assert error.status == status
+        assert f"refused this client with HTTP {status} and an empty body" in error.message
         assert URL_HINT not in error.hint
         for cause in ("client secret", "FRESHTOKEN_AUTH_METHOD", "scope", "grant not enabled"):
             assert cause in error.hint, (cause, error.hint)
@@ -252,6 +257,53 @@ def test_a_refresh_token_is_not_presented_while_the_server_refuses_the_client(
         assert server.active_refresh_tokens("demo-client") == 1  # the new login's lives
         assert fixed.fetch(RefreshTokenGrant(second.refresh_token)).access_token
         assert server.stats()["reuse_detections"] == 0
+
+
+def test_without_introspection_a_recent_refusal_holds_the_refresh_token_back(
+    tmp_path: Path,
+) -> None:
+    """Item 6 where nothing can check the credentials without spending (no introspection
+    endpoint): a refusal within the last hour keeps the refresh token unpresented; an older
+    one (a passing fault of the server, perhaps) no longer does, with a warning."""
+    clock = FakeClock(time.time())
+
+    def broker(secret: str) -> Any:
+        client = TokenClient(
+            ClientSecretBasic("demo-client", Secret(secret)),
+            endpoints=Endpoints(server.token_url),  # no introspection endpoint
+            policy=RetryPolicy(budget=5.0),
+            clock=clock,
+        )
+        return TokenBroker(client, grant=None, store=store)
+
+    with AuthServer(failed_auth_burns_refresh=True) as server:
+        store = SQLiteStore(tmp_path / "t.db")
+        first = broker("demo-secret")
+        code = server.issue_code("demo-client", ("api",))
+        first.seed_refresh_token(_client(server).fetch(AuthorizationCode(code)).refresh_token)
+        first.invalidate(first.token())
+        server.register(Client("demo-client", "rotated-at-the-server"))
+        with pytest.raises(InvalidClientError):
+            first.token()  # refused by the server: that token is burnt here
+        refreshes = server.stats()["refreshes"]
+        fixed = _client(server, secret="rotated-at-the-server")
+        second = fixed.fetch(AuthorizationCode(server.issue_code("demo-client", ("api",))))
+        assert second.refresh_token
+        later = broker("demo-secret")  # the job's next step, same old secret
+        later.seed_refresh_token(second.refresh_token)
+        for _ in range(2):  # holding it back does not restart the hour
+            clock.advance(1700)
+            with pytest.raises(InvalidClientError) as caught:
+                later.token()
+            assert "no introspection endpoint" in caught.value.message
+            assert "the refresh token was not presented" in caught.value.message
+            assert server.stats()["refreshes"] == refreshes
+        assert fixed.fetch(RefreshTokenGrant(second.refresh_token)).access_token  # it lived
+        clock.advance(300)  # the refusal is over an hour old: presented again
+        with pytest.raises(InvalidClientError) as caught:
+            later.token()
+        assert caught.value.status is not None  # the server's own refusal this time
+        assert server.stats()["refreshes"] == refreshes + 1
 
 
 def test_a_rotated_secret_never_burns_a_new_refresh_token(tmp_path: Path) -> None:

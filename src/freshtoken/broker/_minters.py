@@ -174,8 +174,9 @@ class RefreshTokenMinter:
             # Unmarked, the token is live as far as anyone knows: whether introspection says
             # so tells whether it can vouch for refresh tokens (asked until known).
             vouched = self.client.introspect(refresh)
-        if held.entry.facts.client_refused or self.client.refused:
-            self.client.require_authentication()  # on some servers a refresh then burns it
+        if refused := max(held.entry.facts.client_refused, self.client.refused_at):
+            # On some servers a refresh with failing client authentication burns the token.
+            self.client.require_authentication(refused)
         clock, timeouts = self.client.clock, self.client.timeouts
         now = clock.monotonic()
         elsewhere = self.elsewhere

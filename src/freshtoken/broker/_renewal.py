@@ -200,7 +200,10 @@ class Renewal:
                 self._failure = (cache.clock.monotonic(), exc)  # for those who waited for it
             if isinstance(exc, InvalidClientError) and held.entry is not None:
                 # Known to fail until a token is had: no refresh token presented unchecked.
-                facts = replace(held.entry.facts, client_refused=cache.clock.time())
+                # A refusal the server answered dates the mark; our own holding back does not.
+                was = held.entry.facts.client_refused
+                when = cache.clock.time() if exc.status is not None or not was else was
+                facts = replace(held.entry.facts, client_refused=when)
                 with contextlib.suppress(StoreError):
                     held.write(replace(held.entry, facts=facts))
             raise

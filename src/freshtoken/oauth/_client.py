@@ -93,9 +93,9 @@ class TokenClient:
         self.clock = clock
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        #: An introspection or revocation request was refused this client (401, 403) and no
-        #: check has passed since: `require_authentication` before a refresh token is presented.
-        self.refused = False
+        #: When (wall time) an introspection or revocation request was last refused this client
+        #: (401, 403; 0: not since a check passed): `require_authentication` before a refresh.
+        self.refused_at = 0.0
         self._http: httpx.Client | None = None
         self._ahttp: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
         certificate = client_certificate(auth)
@@ -228,7 +228,8 @@ class TokenClient:
             )
         except httpx.HTTPError:
             return None
-        self.refused = self.refused or (reply is not None and reply.status in (401, 403))
+        if reply is not None and reply.status in (401, 403):
+            self.refused_at = self.clock.time()
         return reply
 
     def _answer(self, value: str, hint: str) -> Exchange[dict[str, Any] | None]:
@@ -272,25 +273,39 @@ class TokenClient:
         exchange = stamped(self._authentication(), self.deadline())
         return run_sync(exchange, self._client(), self.clock)
 
-    def require_authentication(self) -> None:
+    def require_authentication(self, refused_at: float = 0.0) -> None:
         """Raise InvalidClientError, having sent nothing that spends, when this client's
-        authentication fails (`authentication_fails`); warn when that cannot be told."""
+        authentication fails (`authentication_fails`), or when that cannot be told and the
+        last refusal (at wall time `refused_at`, or one this process saw) is less than
+        REFUSAL_HOLDS old; an older one is only warned about, so that a passing fault of the
+        server does not stop a refresh-token chain for good."""
         fails = self.authentication_fails()
-        self.refused = bool(fails)
-        if fails:
+        if fails is False:
+            self.refused_at = 0.0
+        recent = self.clock.time() - max(refused_at, self.refused_at) < REFUSAL_HOLDS
+        if fails or (fails is None and recent):
+            how = (
+                "checked just now by introspection, which spends nothing"
+                if fails
+                else "recently, and it cannot be checked without spending: this server has "
+                "no introspection endpoint"
+            )
             raise InvalidClientError(
-                "the server refuses this client's authentication (checked just now by "
-                "introspection, which spends nothing); the refresh token was not presented, "
-                "and stays good",
+                f"the server refuses this client's authentication ({how}); the refresh token "
+                "was not presented, and stays good",
                 hint="Fix the client's credentials (FRESHTOKEN_CLIENT_SECRET: was it rotated? "
                 "FRESHTOKEN_AUTH_METHOD) and try again: on some servers a refresh presented "
-                "with failing client authentication revokes the refresh token for its owner.",
+                "with failing client authentication revokes the refresh token for its owner. "
+                "New credentials start a cache entry of their own (seed the refresh token "
+                f"again); a refusal older than {REFUSAL_HOLDS / 60:.0f} minutes no longer holds "
+                "the refresh token back.",
             )
         if fails is None:
             logger.warning(
-                "the server refused this client's authentication before, and whether it still "
-                "does cannot be checked without spending (no introspection endpoint); "
-                "presenting the refresh token"
+                "the server refused this client's authentication over %.0f minutes ago, and "
+                "whether it still does cannot be checked without spending (no introspection "
+                "endpoint); presenting the refresh token",
+                REFUSAL_HOLDS / 60,
             )
 
     def _revocation(self, value: str, hint: str) -> Exchange[bool | None]:
@@ -344,6 +359,10 @@ class TokenClient:
 
 
 #: The hint for a single-use grant whose outcome is unknown (a gateway's 502/504, a timeout).
+#: How long a refusal of this client's authentication holds a refresh token back where it
+#: cannot be checked without spending (no introspection endpoint): the length of a long job.
+REFUSAL_HOLDS = 3600.0
+
 SPENT_UNKNOWN = (
     "The answer was lost on the way (a gateway, a timeout): the refresh token counts as spent "
     "until the next call has waited out this attempt's window and asked introspection. If that "

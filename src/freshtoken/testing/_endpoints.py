@@ -225,7 +225,7 @@ class Authority(ProtectedApi):
                 self._count("lost_answers")
                 return gateway_error(self._state.counters["lost_answers"])
             if k.bare_refusals:
-                return bare_refusal(answer, form.get("grant_type", ""))
+                return bare_refusal(answer, form.get("grant_type", ""), k.bare_refusal_status)
             return answer
 
     def _fault(self, k: Knobs) -> Answer | None:

@@ -149,9 +149,10 @@ NONSTANDARD = {
 _CLIENT_REFUSALS = ("invalid_client", "unauthorized_client", "unsupported_grant_type")
 
 
-def bare_refusal(answer: Answer, grant: str) -> Answer:
-    """The `bare_refusals` knob: a refusal of the client as 403 with an empty body, a failed
-    refresh as 400 with an empty body; anything else as it was."""
+def bare_refusal(answer: Answer, grant: str, refusal: int = 403) -> Answer:
+    """The `bare_refusals` knob: a refusal of the client as `refusal` (knob
+    `bare_refusal_status`) with an empty body, a failed refresh as 400 with an empty body;
+    anything else as it was."""
     status, body, _headers = answer
     code = body.get("error") if isinstance(body, dict) and 400 <= status < 500 else None
     if code is None or status == 429 or "rate limit" in str(body.get("error_description")):
@@ -159,5 +160,5 @@ def bare_refusal(answer: Answer, grant: str) -> Answer:
     if grant == "refresh_token":
         return 400, "", {}
     if code in _CLIENT_REFUSALS or (code == "invalid_scope" and grant == "client_credentials"):
-        return 403, "", {}
+        return refusal, "", {}
     return answer

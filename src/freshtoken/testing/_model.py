@@ -125,6 +125,7 @@ class Knobs:
         "may not use, a scope refused on client credentials) with HTTP 403 and an empty body, "
         "and every failed refresh with 400 and an empty body, as a third server does.",
     )
+    bare_refusal_status: int = knob(403, "The HTTP status of a bare refusal of a client.")
     client_credentials_need_scope: bool = knob(
         False, "Refuse client credentials without a scope (invalid_scope)."
     )
@@ -210,6 +211,12 @@ class Knobs:
         "metadata at the root, as django-oauth-toolkit: RFC 8414 metadata at /.well-known/"
         "oauth-authorization-server/o and /o/.well-known/oauth-authorization-server, OIDC "
         "metadata naming no revocation endpoint at /o/.well-known/openid-configuration.",
+    )
+    metadata_only_openid: bool = knob(
+        False,
+        "Serve the metadata only as OpenID Connect's document, at {issuer}/.well-known/"
+        "openid-configuration (nothing at RFC 8414's places), as Keycloak-style servers with a "
+        "path in the issuer do.",
     )
     metadata_grants: str = knob(
         "",

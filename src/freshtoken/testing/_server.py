@@ -106,6 +106,8 @@ class AuthServer(Authority):
     def metadata_at(self, path: str) -> dict[str, Any] | None:
         """The metadata document served at `path`, or None (knobs `mount`, `metadata_omit`)."""
         mount = self.knobs.mount
+        if self.knobs.metadata_only_openid:
+            return self.metadata() if path == mount + _OIDC else None
         if path in (_RFC8414 + mount, mount + _RFC8414) or (not mount and path == _OIDC):
             return self.metadata()
         if mount and path == mount + _OIDC:
