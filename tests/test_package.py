@@ -3,6 +3,7 @@ installed into a clean virtual environment, and nothing of freshtoken loaded int
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tarfile
@@ -51,6 +52,19 @@ def test_the_built_wheel_installs_and_runs_from_a_clean_environment(tmp_path: Pa
     assert "0.1.0" in run([freshtoken, "--version"], tmp_path, env)
     demo = run([freshtoken, "demo", "--duration", "4", "--ttl", "2", "--plain"], tmp_path, env)
     assert "freshtoken: 0 failed calls" in demo
+    # The shipped stand-in from the plain install, and a first token from it.
+    server = subprocess.Popen(
+        [freshtoken, "testserver"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        ready = json.loads(server.stdout.readline())
+        first = {**env, "FRESHTOKEN_TOKEN_URL": ready["token_url"], "FRESHTOKEN_STORE": "memory://"}
+        first |= {"FRESHTOKEN_CLIENT_ID": "demo-client", "FRESHTOKEN_CLIENT_SECRET": "demo-secret"}
+        assert run([freshtoken, "token"], tmp_path, first).startswith("at_")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
     project = tmp_path / "project"  # an empty project: its pytest loads no freshtoken plugin
     project.mkdir()
