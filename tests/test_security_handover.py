@@ -260,3 +260,32 @@ def test_no_module_of_the_job_runs_where_the_secrets_are(tmp_path: Path, command
     ran = log.read_text() if log.exists() else ""
     assert ran == "", f"the job's modules ran in: {ran}"
     assert stored.read_text().strip()  # the spender refreshed, the sink stored the token
+
+
+@pytest.mark.parametrize("command", [["token"], ["doctor"], ["-v", "token", "--format", "json"]])
+def test_short_commands_run_isolated_when_the_environment_could_bring_code_in(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Issue 23 item 1, beyond serve and exec: a workflow's `PYTHONPATH: src` (a pull
+    request's click.py and json.py there) and a PYTHONSTARTUP script; `token` and `doctor` by
+    the console script run again isolated before reading a setting, and import none of it."""
+    hostile, log = hostile_environment(tmp_path, CANARY_SECRET)
+    with AuthServer(clients=[Client("demo-client", CANARY_SECRET)]) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHTOKEN_")}
+        env |= {
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "FRESHTOKEN_TOKEN_URL": server.token_url,
+            "FRESHTOKEN_CLIENT_ID": "demo-client",
+            "FRESHTOKEN_CLIENT_SECRET": CANARY_SECRET,
+            **hostile,
+        }
+        out = subprocess.run(
+            [FRESHTOKEN, *command], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert server.stats()["tokens_minted"] == 1
+    ran = log.read_text() if log.exists() else ""
+    assert ran == "", f"the job's modules ran in: {ran}"
+    printed = out.stderr + ("" if "token" in command else out.stdout)  # token: the token
+    assert_no_leak("its output", printed, CANARY_SECRET)

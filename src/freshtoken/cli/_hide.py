@@ -13,7 +13,9 @@ PR_SET_DUMPABLE 0): no core dump, and /proc/<pid>/environ, mem and the like are 
 processes of the user that lack CAP_SYS_PTRACE, and ptrace with them.
 
 Started without -I (the console script), the first run imports nothing more before it executes
-itself isolated, secrets still in the environment; the isolated run then hides them.
+itself isolated, secrets still in the environment; the isolated run then hides them. Every other
+command runs again isolated too when the environment could bring code in (PYTHONPATH,
+PYTHONSTARTUP and the like: cli/_main.py's CODE_VARIABLES), before it reads a setting.
 
 What stays: the environment of the process that started freshtoken (a shell, a CI step) still
 holds the secret, and until the last re-exec so does this one's initial environment. Code that
@@ -54,18 +56,24 @@ def reexec_isolated(argv: list[str]) -> None:
     """For `serve` and `exec` on Linux: execute this command again (same pid, same arguments)
     isolated (`python -I`) and without the secret variables in its environment, which come back
     on an inherited socket (does not return). Return at once when there is nothing to do."""
-    if sys.platform != "linux" or _command(argv) not in _COMMANDS:
+    if sys.platform != "linux":
         return
     if not argv or sys.orig_argv[-len(argv) :] != argv:
         return  # called in-process with arguments of its own: running again would not repeat it
+    long_lived = _command(argv) in _COMMANDS
     again = [sys.executable, "-I", "-m", "freshtoken", *argv]
     if not sys.flags.isolated:
         # Started without -I (the console script, `python -m`): a module on PYTHONPATH, in the
         # working directory or the user site would run with the secrets. Import nothing more
-        # here; the isolated run takes the secrets out of its environment.
+        # here; the isolated run of a long-lived command takes the secrets out of its
+        # environment.
+        if only_on_pythonpath():
+            if long_lived:
+                _warn("only PYTHONPATH finds freshtoken: install it to run isolated")
+            return
         _exec(again, {k: v for k, v in os.environ.items() if k != _FD})
         return
-    if _FD in os.environ:
+    if not long_lived or _FD in os.environ:
         return  # the isolated run without the secrets: they wait on the socket
     found = _secrets(os.environ)
     if not found:
@@ -89,6 +97,14 @@ def reexec_isolated(argv: list[str]) -> None:
     env[_FD] = str(theirs.fileno())
     _exec(again, env)
     theirs.close()
+
+
+def only_on_pythonpath() -> bool:
+    """Whether freshtoken is imported from a PYTHONPATH entry (a checkout's src), which an
+    isolated interpreter (`python -I`) ignores: it would not find freshtoken."""
+    home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return any(p and os.path.abspath(p) == home for p in path)
 
 
 def _exec(argv: list[str], env: dict[str, str]) -> None:

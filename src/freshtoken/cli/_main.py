@@ -24,6 +24,13 @@ SECRET_OPTIONS = {
 }
 
 
+#: What brings a job's own code into a Python process that does not run isolated (`-I`): with
+#: any of these set, every command runs again isolated before it reads a setting.
+CODE_VARIABLES = (
+    "PYTHONPATH", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONBREAKPOINT", "PYTHONUSERBASE",
+)  # fmt: skip
+
+
 def refuse_secret_options(argv: list[str]) -> str | None:
     """The sentence refusing a secret on the command line, or None."""
     for arg in argv:
@@ -108,7 +115,8 @@ def main() -> None:
     if refused:
         sys.stderr.write(f"freshtoken: {refused}\n")
         sys.exit(2)
-    if "serve" in argv or "exec" in argv:  # long-lived: isolated, secrets out of the environment
+    exposed = not sys.flags.isolated and any(os.environ.get(name) for name in CODE_VARIABLES)
+    if exposed or "serve" in argv or "exec" in argv:  # and long-lived: secrets out of environ
         from freshtoken.cli._hide import reexec_isolated
 
         reexec_isolated(argv)
