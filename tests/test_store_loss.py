@@ -129,7 +129,7 @@ def _redis_entry(broker: TokenBroker) -> str:
     return f"freshtoken:{{{broker.key}}}:entry"
 
 
-REDIS_FAULTS = ["flushall", "restart", "junk", "older copy"]
+REDIS_FAULTS = ["flushall", "restart", "evicted", "junk", "older copy"]
 
 
 @pytest.mark.slow
@@ -151,6 +151,15 @@ def test_a_redis_store_that_lost_or_rolled_back_its_entry(
         elif fault == "restart":  # killed; nothing was persisted
             redis_server.kill()
             redis_server.start()
+        elif fault == "evicted":  # Redis at its maxmemory evicts keys, this entry among them
+            db.config_set("maxmemory-policy", "allkeys-random")
+            db.config_set("maxmemory", db.info("memory")["used_memory"] + 256 * 1024)
+            filled = 0
+            while db.exists(name):
+                db.set(f"filler:{filled}", os.urandom(1024))
+                filled += 1
+                assert filled < 200_000, "the entry was never evicted"
+            db.config_set("maxmemory", 0)
         elif fault == "junk":
             db.hset(name, "b", b"\x01" + os.urandom(64))
         else:  # an older sealed copy, replayed by a writer without the store key
