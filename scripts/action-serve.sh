@@ -71,6 +71,31 @@ url=$(field url)
 proxy_url=$(field proxy_url)
 key=$(cat "$dir/key")
 echo "::add-mask::$key"
+# A first token now, from serve itself (client credentials and the like; a refresh token is
+# spent only when a step asks): a refused client (a wrong secret, region or key: exit 3) fails
+# this step with the server's answer and the hint, instead of every later step; a server that
+# does not answer only warns, and serve keeps trying.
+case "${FRESHTOKEN_GRANT:-client_credentials}" in
+  refresh_token | authorization_code) ;;
+  *)
+    if ! python3 -I - "$url" "$dir/key" << 'PY'; then kill "$pid" 2> /dev/null; exit 3; fi
+import json, sys, urllib.error, urllib.request
+asked = urllib.request.Request(
+    sys.argv[1] + "/token", headers={"X-Freshtoken-Key": open(sys.argv[2]).read().strip()}
+)
+try:
+    urllib.request.urlopen(asked, timeout=120).read()
+except urllib.error.HTTPError as exc:
+    said = json.loads(exc.read() or b"{}")
+    text = f"freshtoken: {said.get('error_description', '')} (error={said.get('error')})"
+    text += f"\nhint: {said['hint']}" if said.get("hint") else ""
+    if exc.code == 502:  # the server refused this client: it will not change by itself
+        print("::error::" + text, file=sys.stderr)
+        sys.exit(3)
+    print(f"::warning::{text.splitlines()[0]} (serve keeps trying)", file=sys.stderr)
+PY
+    ;;
+esac
 {
   echo "FRESHTOKEN_URL=$url"
   echo "FRESHTOKEN_KEY=$key"

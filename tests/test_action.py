@@ -13,7 +13,7 @@ import pytest
 from freshtoken.testing import AuthServer
 from tests._cli import cli_env
 from tests._redis import RedisProcess
-from tests.helpers import assert_no_leak, stop_process
+from tests.helpers import CANARY_SECRET, assert_no_leak, live_processes, stop_process, wait_until
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "action-serve.sh"
 
@@ -96,6 +96,31 @@ def _copied_to_later_steps(tmp_path: Path, redis: RedisProcess, password: str) -
             assert "client_id" in later  # the file was written
             assert password not in later and "store" not in later, later
             assert_no_leak("the step's output", out.stdout + out.stderr, password)
+
+
+def test_a_refused_client_fails_the_action_step_with_the_hint(
+    tmp_path: Path, server: AuthServer
+) -> None:
+    """A wrong secret: the step itself fails (exit 3) with the server's answer and the hint,
+    not every later step; serve is not left running."""
+    github_env = tmp_path / "env"
+    env = cli_env(
+        tmp_path,
+        server,
+        GITHUB_ENV=str(github_env),
+        GITHUB_OUTPUT=str(tmp_path / "output"),
+        RUNNER_TEMP=str(tmp_path),
+        FRESHTOKEN_CLIENT_SECRET=CANARY_SECRET,  # not demo-client's secret
+    )
+    out = subprocess.run(
+        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 3, out.stderr
+    assert "::error::freshtoken:" in out.stderr and "error=invalid_client" in out.stderr
+    assert "hint: The client credentials were not accepted" in out.stderr
+    assert not github_env.exists() or "FRESHTOKEN_URL" not in github_env.read_text()
+    assert_no_leak("the step's output", out.stdout + out.stderr, CANARY_SECRET)
+    wait_until(lambda: not live_processes(f"--key-file {tmp_path}"), timeout=15)
 
 
 def test_action_step_refuses_to_run_outside_actions(tmp_path: Path) -> None:
