@@ -134,7 +134,7 @@ CATALOG: dict[str, tuple[str, str]] = {
         "then obtain a new refresh token with `freshtoken login` and seed it.",
         "",
     ),
-    "endpoint_not_found": ("{url} is not a token endpoint at {host} (HTTP 404). Try {tips}.", ""),
+    "endpoint_not_found": ("{url} is not a token endpoint at {host} (HTTP 404). {tips}", ""),
     "sink_error": (
         "The server rotated the refresh token and the new one could not be written back "
         "(FRESHTOKEN_REFRESH_TOKEN_SINK); until it is, the next run would be seeded with a "

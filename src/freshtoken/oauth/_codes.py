@@ -55,22 +55,25 @@ class EndpointNotFoundError(AuthorizationError):
     def fields(cls, ctx: ErrorContext) -> dict[str, str]:
         parts = urlsplit(ctx.token_url)
         url = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else "the token URL"
-        slash = parts.path.endswith("/")
-        tips = [f"{url.rstrip('/')} (without the trailing slash)"] if slash else []
+        if parts.path.endswith("/"):
+            tips = [f"Try {url.rstrip('/')} (without the trailing slash)."]
+        else:
+            tips = ["Try the path the server documents for its token endpoint (a typo there is "
+                    "the usual cause)."]  # fmt: skip
         if ctx.issuer:
             issuer = ctx.issuer.rstrip("/")
             tips.append(
-                f"the token_endpoint of the discovery document ({issuer}/.well-known/"
-                "openid-configuration or oauth-authorization-server): unset "
-                "FRESHTOKEN_TOKEN_URL, and discovery from FRESHTOKEN_ISSUER finds it"
+                "Or unset FRESHTOKEN_TOKEN_URL: discovery from FRESHTOKEN_ISSUER finds the "
+                f"token_endpoint ({issuer}/.well-known/openid-configuration or "
+                "oauth-authorization-server)."
             )
         else:
             tips.append(
-                f"when {url} is the server's issuer rather than its token endpoint, set "
+                f"If {url} is the server's issuer rather than its token endpoint, set "
                 "FRESHTOKEN_ISSUER to it instead of FRESHTOKEN_TOKEN_URL (the token endpoint is "
-                "then discovered)"
+                "then discovered)."
             )
-        return {"url": url, "tips": "; or ".join(tips)}
+        return {"url": url, "tips": " ".join(tips)}
 
 
 _BY_CODE: dict[str, type[OAuthError]] = {
