@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from freshtoken import _build
 from freshtoken._clock import Clock
-from freshtoken._errors import ConfigurationError, TokenUnavailableError
+from freshtoken._errors import ConfigurationError
 from freshtoken._secret import Secret
 from freshtoken._token import Token
 from freshtoken.auth._adapters import HttpAuths
@@ -29,7 +29,7 @@ from freshtoken.broker._ahead import KeptAlive, RefreshAhead, keep_alive
 from freshtoken.broker._endpoint import default_min_ttl, running_endpoint
 from freshtoken.broker._endpoint_source import EndpointSource
 from freshtoken.broker._key import cache_key
-from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
+from freshtoken.broker._minters import RefreshTokenMinter
 from freshtoken.broker._policy import MODES, RefreshPolicy, with_margin
 from freshtoken.broker._renewal import Renewal, Seed
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
@@ -109,7 +109,7 @@ class TokenBroker(HttpAuths):
         scope = grant.scope if grant else ()
         minter = RefreshTokenMinter(
             client,
-            GrantMinter(client, grant) if grant is not None else None,
+            grant,
             scope=scope,
             owner=f"{socket.gethostname()}:{os.getpid()}:{id(self):x}",
             sink=sink,
@@ -285,21 +285,7 @@ class TokenBroker(HttpAuths):
                 f"min_ttl must be a number of seconds, zero or more, not {min_ttl!r}",
                 hint="Ask for how long the token must stay valid, e.g. min_ttl=60.",
             )
-        token = self._renewal.obtain(min_ttl)
-        need = self.refresh.min_ttl_for(token, min_ttl)
-        left = self._cache.left(token)
-        if left < need:
-            # Every hand-out is checked, fresh mints too: an endpoint slower than the token's
-            # life, or a token shorter than asked for, is an error, never a success.
-            if need > token.lifetime:
-                raise self._cache.too_long(need, token.lifetime)
-            raise TokenUnavailableError(
-                f"a new token had {left:.1f}s left when it arrived, less than the {need:g}s "
-                "asked for",
-                hint="The token endpoint answered slower than the token lives: check its "
-                "latency, or raise the token lifetime on the OAuth client.",
-            )
-        return token
+        return self._renewal.obtain(min_ttl)
 
     def remaining(self, token: Token) -> float:
         """Seconds `token` has left, by this process's monotonic clock when it is the

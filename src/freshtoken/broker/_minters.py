@@ -1,9 +1,8 @@
-"""Ways of getting a new token, each behind one `mint(held)` call made under the store's lock.
-
-`GrantMinter` asks with a grant (client credentials). `RefreshTokenMinter` spends the refresh
-token the store holds, at most once, writes a rotated one back to its sink (if any) before the
-new access token is handed out, and falls back to a `GrantMinter` when it has none or the
-server refuses it. A refresh another holder left unsettled is waited out, then judged by
+"""Getting a new token: `RefreshTokenMinter.mint(held)`, called under the store's lock with the
+entry it holds (`HeldEntry`, written by compare-and-set). It spends the refresh token the store
+holds, at most once, writes a rotated one back to its sink (if any) before the new access token
+is handed out, and mints with the grant (client credentials) when it has none or the server
+refuses it. A refresh another holder left unsettled is waited out, then judged by
 what introspection can vouch for (the end of this module).
 """
 
@@ -11,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from freshtoken._clock import Clock
 from freshtoken._errors import (
@@ -19,16 +18,19 @@ from freshtoken._errors import (
     FreshtokenError,
     InsufficientScopeError,
     InvalidGrantError,
+    StoreError,
     TokenUnavailableError,
 )
 from freshtoken._log import logger, one_line
 from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.oauth._grants import Grant, RefreshTokenGrant
-from freshtoken.stores import Entry
+from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import IDLE, SPENDING, WRITING_BACK, unmarked, with_past
+from freshtoken.stores._ledger import missing
 
 if TYPE_CHECKING:
+    from freshtoken.broker._spender import SpendProcess
     from freshtoken.oauth._client import TokenClient
     from freshtoken.sinks import RefreshTokenSink
 
@@ -47,85 +49,95 @@ class Minted:
     stored: Entry | None = None
 
 
-class Held(Protocol):
-    """The shared cache's view of its entry while it holds the store's lock."""
+def changed_under_lock() -> StoreError:
+    """Someone else wrote the entry while this process held its lock: it must not go on."""
+    return StoreError(
+        "the store entry changed while this process held its lock",
+        hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
+    )
 
-    @property
-    def entry(self) -> Entry | None: ...
-    @property
-    def deadline(self) -> float:
-        """The monotonic instant by which the mint must end."""
-        ...
+
+class HeldEntry:
+    """The entry under the store's lock; writes are compare-and-set on its version."""
+
+    def __init__(self, store: TokenStore, key: str, entry: Entry | None, deadline: float) -> None:
+        self.store, self.key = store, key
+        self.entry = entry
+        self.deadline = deadline
+
+    def _save(self, entry: Entry, expected: int) -> int | None:
+        try:
+            return self.store.save(self.key, entry, expected)
+        except StoreError as exc:
+            # The token is good: keep serving it from memory rather than fail the caller.
+            logger.warning("could not store the new token (%s); serving it from memory", exc)
+            return expected
 
     def write(self, entry: Entry) -> Entry:
-        """Store `entry` over the current one; the stored entry (with its version)."""
-        ...
+        """Store `entry` over the held one. Someone else writing meanwhile (a lease that ran
+        out, a store that failed over) means this holder must not go on: StoreError."""
+        version = self._save(entry, self.entry.version if self.entry else 0)
+        if version is None:
+            raise changed_under_lock()
+        self.entry = replace(entry, version=version)
+        return self.entry
 
-    def owns_lock(self) -> bool: ...
+    def keep(self, entry: Entry) -> Entry:
+        """Store the outcome of a mint, whatever was written meanwhile: of the two, the
+        newer mint wins (its refresh token is the live one); the other is not lost to the
+        caller, who still gets a valid token."""
+        expected = self.entry.version if self.entry else 0
+        for _ in range(5):
+            version = self._save(entry, expected)
+            if version is not None:
+                self.entry = replace(entry, version=version)
+                return self.entry
+            theirs = self.store.load(self.key)
+            if (
+                theirs is not None
+                and theirs.token is not None
+                and theirs.last_mint > entry.last_mint
+            ):
+                logger.warning("another holder stored a newer token meanwhile; keeping it")
+                self.entry = theirs
+                return theirs
+            expected = theirs.version if theirs else 0
+        raise StoreError(
+            "the store entry kept changing while this process stored a new token",
+            hint="Another writer is overwriting this store's entries; check who shares it.",
+        )
+
     def reload(self) -> Entry | None:
-        """The entry as stored now (it becomes the held one)."""
-        ...
-
-    def missing(self) -> FreshtokenError | None:
-        """Why the store holds no refresh token, as far as can be told (`_ledger.missing`)."""
-        ...
-
-
-class Minter(Protocol):
-    def mint(self, held: Held) -> Minted: ...
-
-
-class GrantMinter:
-    """Mints with `grant`; the server may add a refresh token (Keycloak can)."""
-
-    def __init__(self, client: TokenClient, grant: Grant) -> None:
-        self.client = client
-        self.grant = grant
-
-    def mint(self, held: Held) -> Minted:
-        sent = self.client.clock.monotonic()
-        token = self.client.fetch(self.grant, held.deadline)
-        return Minted(token, token.refresh_token, sent)
-
-
-class SpendElsewhere(Protocol):
-    """Presents the marked refresh token of `held` by `attempt_deadline` in a process that
-    outlives this one, which stores the outcome; returns it as read from the store."""
-
-    #: Seconds that process may take to start, added to the attempt's deadline.
-    startup: float
-
-    def ready(self) -> bool:
-        """Whether that process would see the store this one uses now."""
-        ...
-
-    def __call__(self, held: Held, attempt_deadline: float) -> Minted: ...
+        """The entry as stored now (a process spending a refresh token may have stored its
+        outcome without the lock: its mark keeps everyone else from the token meanwhile)."""
+        self.entry = self.store.load(self.key)
+        return self.entry
 
 
 class RefreshTokenMinter:
-    """Presents the held refresh token exactly once; `fallback` mints when none is held or
-    the server refuses it (None: refresh tokens only). A rotated refresh token is written to
+    """Presents the held refresh token exactly once; `grant` mints when none is held or the
+    server refuses it (None: refresh tokens only). A rotated refresh token is written to
     `sink` before the mint returns; when that fails, the store keeps it marked pending (and no
     access token), the call fails, and the next mint writes it first."""
 
     def __init__(
         self,
         client: TokenClient,
-        fallback: GrantMinter | None,
+        grant: Grant | None,
         *,
         scope: tuple[str, ...],
         owner: str,
         sink: RefreshTokenSink | None = None,
     ) -> None:
         self.client = client
-        self.fallback = fallback
+        self.grant = grant
         self.scope = scope
         self.owner = owner
         self.sink = sink
         #: Where a marked refresh token is presented (None: in this process).
-        self.elsewhere: SpendElsewhere | None = None
+        self.elsewhere: SpendProcess | None = None
 
-    def mint(self, held: Held) -> Minted:
+    def mint(self, held: HeldEntry) -> Minted:
         entry = held.entry
         if entry is not None and entry.phase == WRITING_BACK and entry.refresh_token is not None:
             self._write_back(held, entry.refresh_token)  # the last rotation's, never written
@@ -138,8 +150,7 @@ class RefreshTokenMinter:
                 if stored and now and now.token and now.last_mint > entry.last_mint:
                     return Minted(now.token, now.refresh_token, 0.0, stored=now)
                 return self.mint(held)  # settled without a new token: start over from it
-            fallback = self.fallback.grant.name if self.fallback else None
-            if judge(self.client, entry, fallback) is None:
+            if judge(self.client, entry, self.grant.name if self.grant else None) is None:
                 gone = with_past(entry.past, entry.refresh_token, None)
                 held.write(replace(unmarked(entry), refresh_token=None, past=gone))
                 return self._fall_back(held)
@@ -149,16 +160,18 @@ class RefreshTokenMinter:
             return self._spend(held, refresh, vouched)
         return self._fall_back(held)
 
-    def _fall_back(self, held: Held) -> Minted:
-        if self.fallback is None:
-            raise held.missing() or InvalidGrantError(
+    def _fall_back(self, held: HeldEntry) -> Minted:
+        if self.grant is None:
+            raise missing(held.store, held.key, held.entry) or InvalidGrantError(
                 "no refresh token is held for this client",
                 hint="Seed one obtained by a login (TokenBroker.seed_refresh_token, or "
                 "`freshtoken seed-refresh-token`), or configure client credentials.",
             )
-        return self.fallback.mint(held)
+        sent = self.client.clock.monotonic()
+        token = self.client.fetch(self.grant, held.deadline)
+        return Minted(token, token.refresh_token, sent)
 
-    def _spend(self, held: Held, refresh: str, vouched: bool | None) -> Minted:
+    def _spend(self, held: HeldEntry, refresh: str, vouched: bool | None) -> Minted:
         """Mark the refresh token as being spent in the store, then present it (in a process
         of its own when there is one: it stores the outcome even if this one is killed).
 
@@ -199,7 +212,7 @@ class RefreshTokenMinter:
                 failure=None,
             )
         )
-        if not held.owns_lock():
+        if not held.store.owns_lock(held.key):
             # Our lease ran out (this process was paused): another holder may be spending it.
             raise TokenUnavailableError(
                 "the store's lock was lost before the refresh token was presented; it was not",
@@ -210,7 +223,7 @@ class RefreshTokenMinter:
         return self.present(held, attempt_deadline)
 
     def present(
-        self, held: Held, attempt_deadline: float, answer_by: float | None = None
+        self, held: HeldEntry, attempt_deadline: float, answer_by: float | None = None
     ) -> Minted:
         """Present the refresh token `held.entry` marks as being spent, by `attempt_deadline`
         (its answer read until `answer_by`, if later), and settle the mark where the outcome
@@ -234,15 +247,15 @@ class RefreshTokenMinter:
                     past=with_past(marked.past, refresh, None),
                 )
             )
-            if self.fallback is None:
+            if self.grant is None:
                 raise
             logger.warning(
                 "refresh token refused (%s); falling back to %s. %s",
                 exc.error,
-                self.fallback.grant.name,
+                self.grant.name,
                 exc.hint,
             )
-            return self.fallback.mint(held)
+            return self._fall_back(held)
         except FreshtokenError as exc:
             from freshtoken.oauth._response import surely_unprocessed
 
@@ -255,7 +268,7 @@ class RefreshTokenMinter:
             self._write_back(held, rotated)  # before anyone is handed the new access token
         return Minted(token, rotated, sent, refreshed=True)
 
-    def _write_back(self, held: Held, refresh: str) -> None:
+    def _write_back(self, held: HeldEntry, refresh: str) -> None:
         """Write `refresh` to the sink by the call's deadline. On failure store it as the
         entry's refresh token, marked pending and with no access token (so that no caller is
         served before it is written), and raise."""

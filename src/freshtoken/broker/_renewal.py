@@ -25,10 +25,9 @@ from freshtoken._errors import (
 from freshtoken._log import logger, remember_secret
 from freshtoken._record import replace
 from freshtoken._token import Token
-from freshtoken.broker._minters import Minter, scope_problem
-from freshtoken.broker._policy import rotating
+from freshtoken.broker._minters import HeldEntry, Minted, RefreshTokenMinter, scope_problem
 from freshtoken.broker._shared import SharedCache
-from freshtoken.stores import Entry, TokenStore
+from freshtoken.stores import Entry
 from freshtoken.stores._entry import ServerFacts, with_past
 from freshtoken.stores._ledger import missing, refuses, replaced
 
@@ -36,77 +35,6 @@ T = TypeVar("T")
 Decide = Callable[[Entry | None, float], T]
 #: A configured refresh token, and what tells whether it is older than the sink's last write.
 Seed = tuple[str, Callable[[float], bool] | None]
-
-
-def changed_under_lock() -> StoreError:
-    """Someone else wrote the entry while this process held its lock: it must not go on."""
-    return StoreError(
-        "the store entry changed while this process held its lock",
-        hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
-    )
-
-
-class HeldEntry:
-    """The entry under the store's lock; writes are compare-and-set on its version."""
-
-    def __init__(self, store: TokenStore, key: str, entry: Entry | None, deadline: float) -> None:
-        self.store, self.key = store, key
-        self.entry = entry
-        self.deadline = deadline
-
-    def _save(self, entry: Entry, expected: int) -> int | None:
-        try:
-            return self.store.save(self.key, entry, expected)
-        except StoreError as exc:
-            # The token is good: keep serving it from memory rather than fail the caller.
-            logger.warning("could not store the new token (%s); serving it from memory", exc)
-            return expected
-
-    def write(self, entry: Entry) -> Entry:
-        """Store `entry` over the held one. Someone else writing meanwhile (a lease that ran
-        out, a store that failed over) means this holder must not go on: StoreError."""
-        version = self._save(entry, self.entry.version if self.entry else 0)
-        if version is None:
-            raise changed_under_lock()
-        self.entry = replace(entry, version=version)
-        return self.entry
-
-    def keep(self, entry: Entry) -> Entry:
-        """Store the outcome of a mint, whatever was written meanwhile: of the two, the
-        newer mint wins (its refresh token is the live one); the other is not lost to the
-        caller, who still gets a valid token."""
-        expected = self.entry.version if self.entry else 0
-        for _ in range(5):
-            version = self._save(entry, expected)
-            if version is not None:
-                self.entry = replace(entry, version=version)
-                return self.entry
-            theirs = self.store.load(self.key)
-            if (
-                theirs is not None
-                and theirs.token is not None
-                and theirs.last_mint > entry.last_mint
-            ):
-                logger.warning("another holder stored a newer token meanwhile; keeping it")
-                self.entry = theirs
-                return theirs
-            expected = theirs.version if theirs else 0
-        raise StoreError(
-            "the store entry kept changing while this process stored a new token",
-            hint="Another writer is overwriting this store's entries; check who shares it.",
-        )
-
-    def owns_lock(self) -> bool:
-        return self.store.owns_lock(self.key)
-
-    def reload(self) -> Entry | None:
-        """The entry as stored now (a process spending a refresh token may have stored its
-        outcome without the lock: its mark keeps everyone else from the token meanwhile)."""
-        self.entry = self.store.load(self.key)
-        return self.entry
-
-    def missing(self) -> FreshtokenError | None:
-        return missing(self.store, self.key, self.entry)
 
 
 class Busy(Exception):
@@ -125,7 +53,7 @@ class Renewal:
     def __init__(
         self,
         cache: SharedCache,
-        minter: Minter,
+        minter: RefreshTokenMinter,
         *,
         wait_timeout: float,
         requested_scope: tuple[str, ...],
@@ -186,15 +114,20 @@ class Renewal:
             flight.release()
 
     def renew(
-        self, entry: Entry | None, deadline: float, why: str = ""
+        self,
+        entry: Entry | None,
+        deadline: float,
+        why: str = "",
+        mint: Callable[[HeldEntry], Minted] | None = None,
     ) -> tuple[Entry, float | None]:
-        """Mint under the store's lock, by `deadline`, and store the result before returning
-        it, with the monotonic instant its request was sent (None: another holder's newer
-        token was kept instead); `why` says what caused it, in the -v log line."""
+        """Mint under the store's lock (with `mint`, default the minter's), by `deadline`, and
+        store the result before returning it, with the monotonic instant its request was sent
+        (None: another holder's newer token was kept instead); `why` says what caused it, in
+        the -v log line."""
         cache = self.cache
         held = HeldEntry(cache.store, cache.key, entry, deadline)
         try:
-            minted = self.minter.mint(held)
+            minted = (mint or self.minter.mint)(held)
         except FreshtokenError as exc:
             if not isinstance(exc, ConfigurationError):
                 self._failure = (cache.clock.monotonic(), exc)  # for those who waited for it
@@ -243,7 +176,7 @@ class Renewal:
         kept = held.keep(new)
         mine = kept.token is not None and kept.token.access_token == bare.access_token
         if mine and minted.refreshed and facts.revokes_on_rotation is None:
-            learned = cache.promises.learn(before.token if before else None, cache.label)
+            learned = cache.learn(before.token if before else None)
             if learned is not None:
                 with contextlib.suppress(StoreError):
                     learned_facts = replace(kept.facts, revokes_on_rotation=learned)
@@ -278,7 +211,7 @@ class Renewal:
             if (
                 entry is not None
                 and cache.usable(entry.token, min_ttl)
-                and not rotating(cache.rotation, entry)
+                and not cache.rotating(entry)
             ):
                 if entry.token != cache.current:
                     cache.counts["waits"] += 1
@@ -289,16 +222,29 @@ class Renewal:
             why = "none held" if entry is None or entry.token is None else "too close to expiry"
             if min_ttl is not None:
                 why += f" for min_ttl {min_ttl:g}s"
-            entry = cache.promises.close(entry, end, min_ttl)
+            entry = cache.close_for_rotation(entry, end, min_ttl)
             token = cache.hand_out(*self.renew(entry, end, why), min_ttl, locked=True)
             assert token is not None  # a token just minted, under the lock: no rotation
             return token
 
         try:
-            return self.transact(decide, deadline=deadline, first=first)
+            token = self.transact(decide, deadline=deadline, first=first)
         except FreshtokenError:
             cache.counts["failures"] += 1
             raise
+        need, left = cache.policy.min_ttl_for(token, min_ttl), cache.left(token)
+        if left < need:
+            # Every hand-out is checked, fresh mints too: an endpoint slower than the token's
+            # life, or a token shorter than asked for, is an error, never a success.
+            if need > token.lifetime:
+                raise cache.too_long(need, token.lifetime)
+            raise TokenUnavailableError(
+                f"a new token had {left:.1f}s left when it arrived, less than the {need:g}s "
+                "asked for",
+                hint="The token endpoint answered slower than the token lives: check its "
+                "latency, or raise the token lifetime on the OAuth client.",
+            )
+        return token
 
     def refresh_if_free(self) -> Literal["done", "adopted", "busy", "in_flight", "promised"]:
         """Refresh now unless another thread ("in_flight") or process ("busy") is at it, or
@@ -311,10 +257,10 @@ class Renewal:
         def decide(entry: Entry | None, end: float) -> Literal["done", "adopted", "promised"]:
             if cache.adopt_newer(entry):
                 return "adopted"
-            if wait := cache.promises.postpone(entry, cache.policy, self.wait_timeout):
+            if wait := cache.postpone(entry, self.wait_timeout):
                 cache.rotate_after = cache.clock.monotonic() + wait
                 return "promised"
-            entry = cache.promises.close(entry, end, None)
+            entry = cache.close_for_rotation(entry, end, None)
             cache.adopt(*self.renew(entry, end, "refresh ahead"))
             return "done"
 
@@ -342,7 +288,7 @@ class Renewal:
         def known(entry: Entry | None, end: float | None = None) -> bool:
             """`end`: ask the server and the sink too, by then."""
             newer = (lambda: older is not None and older(end)) if end is not None else None
-            ask = (cache.promises.introspect, newer) if newer else None
+            ask = (cache.introspect, newer) if newer else None
             return unless_known and refuses(cache.store, cache.key, entry, refresh_token, ask)
 
         def decide(entry: Entry | None, end: float) -> bool:

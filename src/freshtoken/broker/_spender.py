@@ -38,9 +38,9 @@ from freshtoken._log import redact
 from freshtoken._platform import undumpable
 from freshtoken._record import replace
 from freshtoken._secret import Secret
-from freshtoken.broker._minters import GrantMinter, Held, Minted, RefreshTokenMinter
+from freshtoken.broker._minters import HeldEntry, Minted, RefreshTokenMinter, changed_under_lock
 from freshtoken.broker._policy import RefreshPolicy
-from freshtoken.broker._renewal import Renewal, changed_under_lock
+from freshtoken.broker._renewal import Renewal
 from freshtoken.broker._shared import SharedCache
 from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
@@ -110,7 +110,7 @@ class SpendProcess:
         uses its own cache because the shared store failed: then it presents it itself)."""
         return not isinstance(self.store, FailOpenStore) or self.store.sharing
 
-    def __call__(self, held: Held, attempt_deadline: float) -> Minted:
+    def __call__(self, held: HeldEntry, attempt_deadline: float) -> Minted:
         marked = held.entry
         assert marked is not None
         wall = time.time() - time.monotonic()  # the spender counts its deadlines in wall time
@@ -144,7 +144,7 @@ class SpendProcess:
         return settled(held, marked, sent)
 
 
-def settled(held: Held, marked: Entry, sent: float) -> Minted:
+def settled(held: HeldEntry, marked: Entry, sent: float) -> Minted:
     """What the spender of `marked` stored: its token, or its error raised."""
     now = held.reload()
     failure = json.loads(now.failure) if now is not None and now.failure else {}
@@ -245,19 +245,6 @@ def _converse(sock: socket.socket, request: bytes, deadline: float) -> bool:
 # -- the spender's side --------------------------------------------------------------------
 
 
-class _Marked:
-    """A minter for a token the caller marked: presents it, no new mark, and reads the answer
-    until `answer_by`, the mark's deadline (no one presents the token before it)."""
-
-    def __init__(self, minter: RefreshTokenMinter, attempt_deadline: float, answer_by: float):
-        self.minter = minter
-        self.attempt_deadline = attempt_deadline
-        self.answer_by = answer_by
-
-    def mint(self, held: Held) -> Minted:
-        return self.minter.present(held, self.attempt_deadline, self.answer_by)
-
-
 def spend(request: dict[str, Any]) -> None:
     """Present the marked refresh token; store the outcome, or the error, in the store."""
     settings = settings_from_json(request["settings"])
@@ -289,10 +276,9 @@ def spend(request: dict[str, Any]) -> None:
             answer_by = max(mono + entry.phase_until, attempt_deadline)
             reading = max(client.timeouts.read, answer_by - time.monotonic())
             client.timeouts = replace(client.timeouts, read=reading)
-            grant = parts["grant"] if request["fallback"] else None
             minter = RefreshTokenMinter(
                 client,
-                GrantMinter(client, grant) if grant is not None else None,
+                parts["grant"] if request["fallback"] else None,
                 scope=tuple(request["scope"]),
                 owner=request["owner"],
                 sink=parts["sink"],  # a rotated refresh token is written back from here
@@ -309,12 +295,19 @@ def spend(request: dict[str, Any]) -> None:
             )
             Renewal(
                 cache,
-                _Marked(minter, attempt_deadline, answer_by),
+                minter,
                 wait_timeout=settings.retry_budget,
                 requested_scope=minter.scope,
                 identity=client.identity(),
                 scope_check="warn" if request["check"] == "warn" else "raise",
-            ).renew(entry, max(mono + request["deadline"], answer_by), "spent in its own process")
+            ).renew(
+                entry,
+                max(mono + request["deadline"], answer_by),
+                "spent in its own process",
+                # The caller marked it: presented with no new mark, its answer read until the
+                # mark's deadline (no one presents the token before it).
+                lambda held: minter.present(held, attempt_deadline, answer_by),
+            )
         except FreshtokenError as exc:
             _record(store, key, mark, exc)
         except Exception as exc:  # recorded, not shown: the caller says what happened
