@@ -106,11 +106,10 @@ class TokenBroker(HttpAuths):
             grant=grant,
             login=login,
         )
-        scope = grant.scope if grant else ()
         minter = RefreshTokenMinter(
             client,
-            grant,
-            scope=scope,
+            grant.name if grant is not None else None,
+            scope=grant.scope if grant else (),
             owner=f"{socket.gethostname()}:{os.getpid()}:{id(self):x}",
             sink=sink,
         )
@@ -128,10 +127,10 @@ class TokenBroker(HttpAuths):
         )
         self._renewal = Renewal(
             self._cache,
+            client,
+            grant,
             minter,
             wait_timeout=self.wait_timeout,
-            requested_scope=scope,
-            identity=client.identity(),
             scope_check=scope_check,
         )
         self._ahead = RefreshAhead(self._renewal)

@@ -14,22 +14,19 @@ from typing import TYPE_CHECKING
 
 from freshtoken._clock import Clock
 from freshtoken._errors import (
-    ErrorContext,
     FreshtokenError,
-    InsufficientScopeError,
     InvalidGrantError,
-    StoreError,
     TokenUnavailableError,
 )
-from freshtoken._log import logger, one_line
+from freshtoken._log import logger
 from freshtoken._record import replace
 from freshtoken._token import Token
-from freshtoken.oauth._grants import Grant, RefreshTokenGrant
-from freshtoken.stores import Entry, TokenStore
+from freshtoken.oauth._grants import RefreshTokenGrant
+from freshtoken.stores import Entry
 from freshtoken.stores._entry import IDLE, SPENDING, WRITING_BACK, unmarked, with_past
-from freshtoken.stores._ledger import missing
 
 if TYPE_CHECKING:
+    from freshtoken.broker._renewal import HeldEntry
     from freshtoken.broker._spender import SpendProcess
     from freshtoken.oauth._client import TokenClient
     from freshtoken.sinks import RefreshTokenSink
@@ -49,95 +46,31 @@ class Minted:
     stored: Entry | None = None
 
 
-def changed_under_lock() -> StoreError:
-    """Someone else wrote the entry while this process held its lock: it must not go on."""
-    return StoreError(
-        "the store entry changed while this process held its lock",
-        hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
-    )
-
-
-class HeldEntry:
-    """The entry under the store's lock; writes are compare-and-set on its version."""
-
-    def __init__(self, store: TokenStore, key: str, entry: Entry | None, deadline: float) -> None:
-        self.store, self.key = store, key
-        self.entry = entry
-        self.deadline = deadline
-
-    def _save(self, entry: Entry, expected: int) -> int | None:
-        try:
-            return self.store.save(self.key, entry, expected)
-        except StoreError as exc:
-            # The token is good: keep serving it from memory rather than fail the caller.
-            logger.warning("could not store the new token (%s); serving it from memory", exc)
-            return expected
-
-    def write(self, entry: Entry) -> Entry:
-        """Store `entry` over the held one. Someone else writing meanwhile (a lease that ran
-        out, a store that failed over) means this holder must not go on: StoreError."""
-        version = self._save(entry, self.entry.version if self.entry else 0)
-        if version is None:
-            raise changed_under_lock()
-        self.entry = replace(entry, version=version)
-        return self.entry
-
-    def keep(self, entry: Entry) -> Entry:
-        """Store the outcome of a mint, whatever was written meanwhile: of the two, the
-        newer mint wins (its refresh token is the live one); the other is not lost to the
-        caller, who still gets a valid token."""
-        expected = self.entry.version if self.entry else 0
-        for _ in range(5):
-            version = self._save(entry, expected)
-            if version is not None:
-                self.entry = replace(entry, version=version)
-                return self.entry
-            theirs = self.store.load(self.key)
-            if (
-                theirs is not None
-                and theirs.token is not None
-                and theirs.last_mint > entry.last_mint
-            ):
-                logger.warning("another holder stored a newer token meanwhile; keeping it")
-                self.entry = theirs
-                return theirs
-            expected = theirs.version if theirs else 0
-        raise StoreError(
-            "the store entry kept changing while this process stored a new token",
-            hint="Another writer is overwriting this store's entries; check who shares it.",
-        )
-
-    def reload(self) -> Entry | None:
-        """The entry as stored now (a process spending a refresh token may have stored its
-        outcome without the lock: its mark keeps everyone else from the token meanwhile)."""
-        self.entry = self.store.load(self.key)
-        return self.entry
-
-
 class RefreshTokenMinter:
-    """Presents the held refresh token exactly once; `grant` mints when none is held or the
-    server refuses it (None: refresh tokens only). A rotated refresh token is written to
+    """Presents the held refresh token exactly once; None when the grant named `fallback` is
+    to mint instead (none is held, or the server refused it; `fallback` None: there is no
+    grant, refresh tokens only). A rotated refresh token is written to
     `sink` before the mint returns; when that fails, the store keeps it marked pending (and no
     access token), the call fails, and the next mint writes it first."""
 
     def __init__(
         self,
         client: TokenClient,
-        grant: Grant | None,
+        fallback: str | None,
         *,
         scope: tuple[str, ...],
         owner: str,
         sink: RefreshTokenSink | None = None,
     ) -> None:
         self.client = client
-        self.grant = grant
+        self.fallback = fallback
         self.scope = scope
         self.owner = owner
         self.sink = sink
         #: Where a marked refresh token is presented (None: in this process).
         self.elsewhere: SpendProcess | None = None
 
-    def mint(self, held: HeldEntry) -> Minted:
+    def mint(self, held: HeldEntry) -> Minted | None:
         entry = held.entry
         if entry is not None and entry.phase == WRITING_BACK and entry.refresh_token is not None:
             self._write_back(held, entry.refresh_token)  # the last rotation's, never written
@@ -150,28 +83,17 @@ class RefreshTokenMinter:
                 if stored and now and now.token and now.last_mint > entry.last_mint:
                     return Minted(now.token, now.refresh_token, 0.0, stored=now)
                 return self.mint(held)  # settled without a new token: start over from it
-            if judge(self.client, entry, self.grant.name if self.grant else None) is None:
+            if judge(self.client, entry, self.fallback) is None:
                 gone = with_past(entry.past, entry.refresh_token, None)
                 held.write(replace(unmarked(entry), refresh_token=None, past=gone))
-                return self._fall_back(held)
+                return None
             vouched = True  # it said active
         refresh = entry.refresh_token if entry else None
         if refresh is not None:
             return self._spend(held, refresh, vouched)
-        return self._fall_back(held)
+        return None
 
-    def _fall_back(self, held: HeldEntry) -> Minted:
-        if self.grant is None:
-            raise missing(held.store, held.key, held.entry) or InvalidGrantError(
-                "no refresh token is held for this client",
-                hint="Seed one obtained by a login (TokenBroker.seed_refresh_token, or "
-                "`freshtoken seed-refresh-token`), or configure client credentials.",
-            )
-        sent = self.client.clock.monotonic()
-        token = self.client.fetch(self.grant, held.deadline)
-        return Minted(token, token.refresh_token, sent)
-
-    def _spend(self, held: HeldEntry, refresh: str, vouched: bool | None) -> Minted:
+    def _spend(self, held: HeldEntry, refresh: str, vouched: bool | None) -> Minted | None:
         """Mark the refresh token as being spent in the store, then present it (in a process
         of its own when there is one: it stores the outcome even if this one is killed).
 
@@ -224,7 +146,7 @@ class RefreshTokenMinter:
 
     def present(
         self, held: HeldEntry, attempt_deadline: float, answer_by: float | None = None
-    ) -> Minted:
+    ) -> Minted | None:
         """Present the refresh token `held.entry` marks as being spent, by `attempt_deadline`
         (its answer read until `answer_by`, if later), and settle the mark where the outcome
         is known."""
@@ -247,15 +169,15 @@ class RefreshTokenMinter:
                     past=with_past(marked.past, refresh, None),
                 )
             )
-            if self.grant is None:
+            if self.fallback is None:
                 raise
             logger.warning(
                 "refresh token refused (%s); falling back to %s. %s",
                 exc.error,
-                self.grant.name,
+                self.fallback,
                 exc.hint,
             )
-            return self._fall_back(held)
+            return None
         except FreshtokenError as exc:
             from freshtoken.oauth._response import surely_unprocessed
 
@@ -295,22 +217,6 @@ class RefreshTokenMinter:
             raise
         if entry.phase == WRITING_BACK:
             held.write(replace(entry, phase=IDLE))
-
-
-def scope_problem(
-    token: Token, requested: tuple[str, ...], identity: str
-) -> InsufficientScopeError | None:
-    """The error for a token granted fewer scopes than `requested`, or None."""
-    if token.scope is None or not requested:
-        return None  # a server that states no scope grants what the client has
-    missing = sorted(set(requested) - set(token.scope))
-    if not missing:
-        return None
-    return InsufficientScopeError(
-        f"the server granted scope {one_line(' '.join(token.scope)) or '(none)'} without "
-        f"{one_line(' '.join(missing))}",
-        hint=InsufficientScopeError.explain(ErrorContext(identity)),
-    )
 
 
 # -- a refresh token that another holder marked as being spent and never settled: wait out

@@ -2,10 +2,11 @@
 
 `Renewal.transact` is the only code that takes both locks: this process's flight (one thread
 at a time), then the store's lock (one process at a time); it reloads the entry under them and
-runs a decision on it. `renew` mints and commits by compare-and-set (`HeldEntry`: the entry
-under the lock, as the minter reads and writes it). Every writer is a short
-client: a miss (`obtain`), refresh ahead (`refresh_if_free`), keep-alive, seeding, removing
-(`take`), and the detached spender (which holds the spend mark instead of the lock).
+runs a decision on it. `renew` mints (with the grant, or the refresh token through
+`_minters.py`) and commits by compare-and-set (`HeldEntry`: the entry under the lock, as the
+minter reads and writes it). Every writer is a short client: a miss (`obtain`), refresh ahead
+and keep-alive (`_ahead.py`), seeding, removing (`take`), and the detached spender (which holds
+the spend mark instead of the lock).
 """
 
 from __future__ import annotations
@@ -13,21 +14,24 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from freshtoken._errors import (
     ConfigurationError,
+    ErrorContext,
     FreshtokenError,
+    InsufficientScopeError,
     InvalidClientError,
+    InvalidGrantError,
     StoreError,
     TokenUnavailableError,
 )
-from freshtoken._log import logger, remember_secret
+from freshtoken._log import logger, one_line, remember_secret
 from freshtoken._record import replace
 from freshtoken._token import Token
-from freshtoken.broker._minters import HeldEntry, Minted, RefreshTokenMinter, scope_problem
+from freshtoken.broker._minters import Minted, RefreshTokenMinter
 from freshtoken.broker._shared import SharedCache
-from freshtoken.stores import Entry
+from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import ServerFacts, with_past
 from freshtoken.stores._ledger import missing, refuses, replaced
 
@@ -35,6 +39,10 @@ T = TypeVar("T")
 Decide = Callable[[Entry | None, float], T]
 #: A configured refresh token, and what tells whether it is older than the sink's last write.
 Seed = tuple[str, Callable[[float], bool] | None]
+
+if TYPE_CHECKING:
+    from freshtoken.oauth._client import TokenClient
+    from freshtoken.oauth._grants import Grant
 
 
 class Busy(Exception):
@@ -46,25 +54,107 @@ class Busy(Exception):
         self.where: Literal["in_flight", "busy"] = where
 
 
+def changed_under_lock() -> StoreError:
+    """Someone else wrote the entry while this process held its lock: it must not go on."""
+    return StoreError(
+        "the store entry changed while this process held its lock",
+        hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
+    )
+
+
+class HeldEntry:
+    """The entry under the store's lock; writes are compare-and-set on its version."""
+
+    def __init__(self, store: TokenStore, key: str, entry: Entry | None, deadline: float) -> None:
+        self.store, self.key = store, key
+        self.entry = entry
+        self.deadline = deadline
+
+    def _save(self, entry: Entry, expected: int) -> int | None:
+        try:
+            return self.store.save(self.key, entry, expected)
+        except StoreError as exc:
+            # The token is good: keep serving it from memory rather than fail the caller.
+            logger.warning("could not store the new token (%s); serving it from memory", exc)
+            return expected
+
+    def write(self, entry: Entry) -> Entry:
+        """Store `entry` over the held one. Someone else writing meanwhile (a lease that ran
+        out, a store that failed over) means this holder must not go on: StoreError."""
+        version = self._save(entry, self.entry.version if self.entry else 0)
+        if version is None:
+            raise changed_under_lock()
+        self.entry = replace(entry, version=version)
+        return self.entry
+
+    def keep(self, entry: Entry) -> Entry:
+        """Store the outcome of a mint, whatever was written meanwhile: of the two, the
+        newer mint wins (its refresh token is the live one); the other is not lost to the
+        caller, who still gets a valid token."""
+        expected = self.entry.version if self.entry else 0
+        for _ in range(5):
+            version = self._save(entry, expected)
+            if version is not None:
+                self.entry = replace(entry, version=version)
+                return self.entry
+            theirs = self.store.load(self.key)
+            if (
+                theirs is not None
+                and theirs.token is not None
+                and theirs.last_mint > entry.last_mint
+            ):
+                logger.warning("another holder stored a newer token meanwhile; keeping it")
+                self.entry = theirs
+                return theirs
+            expected = theirs.version if theirs else 0
+        raise StoreError(
+            "the store entry kept changing while this process stored a new token",
+            hint="Another writer is overwriting this store's entries; check who shares it.",
+        )
+
+    def reload(self) -> Entry | None:
+        """The entry as stored now (a process spending a refresh token may have stored its
+        outcome without the lock: its mark keeps everyone else from the token meanwhile)."""
+        self.entry = self.store.load(self.key)
+        return self.entry
+
+
+def scope_problem(
+    token: Token, requested: tuple[str, ...], identity: str
+) -> InsufficientScopeError | None:
+    """The error for a token granted fewer scopes than `requested`, or None."""
+    if token.scope is None or not requested:
+        return None  # a server that states no scope grants what the client has
+    missing = sorted(set(requested) - set(token.scope))
+    if not missing:
+        return None
+    return InsufficientScopeError(
+        f"the server granted scope {one_line(' '.join(token.scope)) or '(none)'} without "
+        f"{one_line(' '.join(missing))}",
+        hint=InsufficientScopeError.explain(ErrorContext(identity)),
+    )
+
+
 class Renewal:
-    """Mints the tokens of one shared cache with `minter`, as the only caller across threads
-    and processes; a token that fails the scope check is never cached."""
+    """Mints the tokens of one shared cache, as the only caller across threads and processes:
+    with the refresh token held (`minter`), else with `grant` (None: refresh tokens only); a
+    token that fails the scope check is never cached."""
 
     def __init__(
         self,
         cache: SharedCache,
+        client: TokenClient,
+        grant: Grant | None,
         minter: RefreshTokenMinter,
         *,
         wait_timeout: float,
-        requested_scope: tuple[str, ...],
-        identity: str,
         scope_check: Literal["raise", "warn"] = "raise",
     ) -> None:
         self.cache = cache
+        self.client, self.grant = client, grant
         self.minter = minter
         self.wait_timeout = wait_timeout
-        self.requested_scope = requested_scope
-        self.identity = identity
+        self.requested_scope = minter.scope
         self.scope_check = scope_check
         # The last failed mint (monotonic instant, error): callers that waited for that very
         # attempt get its error at once instead of each trying again in turn.
@@ -118,16 +208,19 @@ class Renewal:
         entry: Entry | None,
         deadline: float,
         why: str = "",
-        mint: Callable[[HeldEntry], Minted] | None = None,
+        spend: Callable[[HeldEntry], Minted | None] | None = None,
     ) -> tuple[Entry, float | None]:
-        """Mint under the store's lock (with `mint`, default the minter's), by `deadline`, and
-        store the result before returning it, with the monotonic instant its request was sent
-        (None: another holder's newer token was kept instead); `why` says what caused it, in
-        the -v log line."""
+        """Mint under the store's lock, by `deadline`, and store the result before returning
+        it, with the monotonic instant its request was sent (None: another holder's newer
+        token was kept instead); `why` says what caused it, in the -v log line. A refresh
+        token held is spent (by `spend`, default the minter's); the grant mints when there
+        is none, or the minter falls back to it."""
         cache = self.cache
         held = HeldEntry(cache.store, cache.key, entry, deadline)
+        if spend is None and entry is not None and entry.refresh_token is not None:
+            spend = self.minter.mint
         try:
-            minted = (mint or self.minter.mint)(held)
+            minted = (spend(held) if spend is not None else None) or self._with_grant(held)
         except FreshtokenError as exc:
             if not isinstance(exc, ConfigurationError):
                 self._failure = (cache.clock.monotonic(), exc)  # for those who waited for it
@@ -166,7 +259,7 @@ class Renewal:
             past=with_past(before.past, before.refresh_token, refresh) if before else (),
             facts=facts,  # what was learned about the server is carried over whole
         )
-        problem = scope_problem(token, self.requested_scope, self.identity)
+        problem = scope_problem(token, self.requested_scope, self.client.identity())
         if problem is not None and self.scope_check == "raise":
             # Keep a rotated refresh token, but never cache the token that failed the check.
             held.keep(replace(new, token=None))
@@ -182,6 +275,17 @@ class Renewal:
                     learned_facts = replace(kept.facts, revokes_on_rotation=learned)
                     kept = held.write(replace(kept, facts=learned_facts))
         return kept, minted.sent if mine else None
+
+    def _with_grant(self, held: HeldEntry) -> Minted:
+        if self.grant is None:
+            raise missing(held.store, held.key, held.entry) or InvalidGrantError(
+                "no refresh token is held for this client",
+                hint="Seed one obtained by a login (TokenBroker.seed_refresh_token, or "
+                "`freshtoken seed-refresh-token`), or configure client credentials.",
+            )
+        sent = self.client.clock.monotonic()
+        token = self.client.fetch(self.grant, held.deadline)
+        return Minted(token, token.refresh_token, sent)
 
     # -- its clients -----------------------------------------------------------------------
     def obtain(self, min_ttl: float | None, deadline: float | None = None) -> Token:
@@ -232,42 +336,7 @@ class Renewal:
         except FreshtokenError:
             cache.counts["failures"] += 1
             raise
-        need, left = cache.policy.min_ttl_for(token, min_ttl), cache.left(token)
-        if left < need:
-            # Every hand-out is checked, fresh mints too: an endpoint slower than the token's
-            # life, or a token shorter than asked for, is an error, never a success.
-            if need > token.lifetime:
-                raise cache.too_long(need, token.lifetime)
-            raise TokenUnavailableError(
-                f"a new token had {left:.1f}s left when it arrived, less than the {need:g}s "
-                "asked for",
-                hint="The token endpoint answered slower than the token lives: check its "
-                "latency, or raise the token lifetime on the OAuth client.",
-            )
-        return token
-
-    def refresh_if_free(self) -> Literal["done", "adopted", "busy", "in_flight", "promised"]:
-        """Refresh now unless another thread ("in_flight") or process ("busy") is at it, or
-        the current token is promised for longer ("promised": try at `rotate_after`)."""
-        cache = self.cache
-
-        def first(_start: float) -> Literal["adopted"] | None:
-            return "adopted" if cache.adopt_newer(cache.store.load(cache.key)) else None
-
-        def decide(entry: Entry | None, end: float) -> Literal["done", "adopted", "promised"]:
-            if cache.adopt_newer(entry):
-                return "adopted"
-            if wait := cache.postpone(entry, self.wait_timeout):
-                cache.rotate_after = cache.clock.monotonic() + wait
-                return "promised"
-            entry = cache.close_for_rotation(entry, end, None)
-            cache.adopt(*self.renew(entry, end, "refresh ahead"))
-            return "done"
-
-        try:
-            return self.transact(decide, try_once=True, first=first)
-        except Busy as busy:
-            return busy.where
+        return cache.checked(token, min_ttl)
 
     def seed(
         self,

@@ -208,6 +208,22 @@ class SharedCache:
             "client" + words(self.provider, None, "token_lifetime", "."),
         )
 
+    def checked(self, token: Token, min_ttl: float | None) -> Token:
+        """`token`, if it has `min_ttl` left. Every hand-out is checked, fresh mints too: an
+        endpoint slower than the token's life, or a token shorter than asked for, is an
+        error, never a success."""
+        need, left = self.policy.min_ttl_for(token, min_ttl), self.left(token)
+        if left < need:
+            if need > token.lifetime:
+                raise self.too_long(need, token.lifetime)
+            raise TokenUnavailableError(
+                f"a new token had {left:.1f}s left when it arrived, less than the {need:g}s "
+                "asked for",
+                hint="The token endpoint answered slower than the token lives: check its "
+                "latency, or raise the token lifetime on the OAuth client.",
+            )
+        return token
+
     def check_lifetime(self, min_ttl: float | None, entry: Entry | None) -> None:
         known = self.lifetime or (entry.facts.lifetime if entry is not None else 0.0)
         if min_ttl is not None and known and min_ttl > known:

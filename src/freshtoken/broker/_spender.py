@@ -38,9 +38,9 @@ from freshtoken._log import redact
 from freshtoken._platform import undumpable
 from freshtoken._record import replace
 from freshtoken._secret import Secret
-from freshtoken.broker._minters import HeldEntry, Minted, RefreshTokenMinter, changed_under_lock
+from freshtoken.broker._minters import Minted, RefreshTokenMinter
 from freshtoken.broker._policy import RefreshPolicy
-from freshtoken.broker._renewal import Renewal
+from freshtoken.broker._renewal import HeldEntry, Renewal, changed_under_lock
 from freshtoken.broker._shared import SharedCache
 from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
@@ -276,29 +276,29 @@ def spend(request: dict[str, Any]) -> None:
             answer_by = max(mono + entry.phase_until, attempt_deadline)
             reading = max(client.timeouts.read, answer_by - time.monotonic())
             client.timeouts = replace(client.timeouts, read=reading)
+            grant = parts["grant"] if request["fallback"] else None
             minter = RefreshTokenMinter(
                 client,
-                parts["grant"] if request["fallback"] else None,
+                grant.name if grant is not None else None,
                 scope=tuple(request["scope"]),
                 owner=request["owner"],
                 sink=parts["sink"],  # a rotated refresh token is written back from here
             )
-            label = f"client {client.auth.client_id} at {client.identity()}"
             cache = SharedCache(
                 store,
                 key,
                 policy=RefreshPolicy(),
                 clock=client.clock,
-                label=label,
+                label=f"client {client.auth.client_id} at {client.identity()}",
                 rotation=settings.rotation_revokes_access,
                 introspect=client.introspect,
             )
             Renewal(
                 cache,
+                client,
+                grant,
                 minter,
                 wait_timeout=settings.retry_budget,
-                requested_scope=minter.scope,
-                identity=client.identity(),
                 scope_check="warn" if request["check"] == "warn" else "raise",
             ).renew(
                 entry,
