@@ -57,20 +57,6 @@ _PREFIXES = ("FRESHTOKEN_", *ALIAS_PREFIXES)
 READY = b"ready\n"
 
 
-def settings_json(settings: Settings) -> dict[str, Any]:
-    """Every setting's value, secrets revealed (for the spender's socket only)."""
-    values: dict[str, Any] = {}
-    for option in OPTIONS:
-        value = getattr(settings, option.key)
-        values[option.key] = value.reveal() if isinstance(value, Secret) else value
-    return values
-
-
-def settings_from_json(values: dict[str, Any]) -> Settings:
-    given: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return Settings(**given)
-
-
 def mark_of(entry: Entry) -> str:
     """Which spend an error recorded in the store belongs to: the mark's owner and version."""
     return f"{entry.phase_owner}@{entry.version}"
@@ -116,7 +102,11 @@ class SpendProcess:
         wall = time.time() - time.monotonic()  # the spender counts its deadlines in wall time
         request = {
             **self.request,
-            "settings": settings_json(self.settings),
+            # Every setting's value, secrets revealed (for the spender's socket only).
+            "settings": {
+                o.key: v.reveal() if isinstance(v := getattr(self.settings, o.key), Secret) else v
+                for o in OPTIONS
+            },
             "owner": marked.phase_owner,
             "version": marked.version,
             "attempt_deadline": wall + attempt_deadline,
@@ -247,7 +237,10 @@ def _converse(sock: socket.socket, request: bytes, deadline: float) -> bool:
 
 def spend(request: dict[str, Any]) -> None:
     """Present the marked refresh token; store the outcome, or the error, in the store."""
-    settings = settings_from_json(request["settings"])
+    given: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in request["settings"].items()
+    }
+    settings = Settings(**given)
     parts = _build.broker_parts(settings)
     client, store = parts["client"], parts["store"]
     key = request["key"]
