@@ -1,10 +1,9 @@
 """TokenBroker: a token valid for as long as the caller needs, from a cache shared by every
 thread, task and process that uses the same store.
 
-A thin facade over four layers: a minter (grant, or refresh token with its fallback), the
-shared cache (hot state, adopt, invalidate), the renewal (the one locked transaction: mint,
-seed, take) and refresh ahead. The hot path reads
-one tuple and the clock.
+A thin facade over the shared cache (hot state, adopt, invalidate, promises), the renewal (the
+one locked transaction: mint with the grant or the refresh token's minter, seed, take) and
+refresh ahead. The hot path reads one tuple and the clock.
 """
 
 from __future__ import annotations
@@ -22,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from freshtoken import _build
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError
+from freshtoken._local_endpoint import default_min_ttl, running_endpoint
 from freshtoken._secret import Secret
 from freshtoken._token import Token
 from freshtoken.auth._adapters import HttpAuths
 from freshtoken.broker._ahead import KeptAlive, RefreshAhead, keep_alive
-from freshtoken.broker._endpoint import default_min_ttl, running_endpoint
 from freshtoken.broker._endpoint_source import EndpointSource
 from freshtoken.broker._key import cache_key
 from freshtoken.broker._minters import RefreshTokenMinter
