@@ -28,7 +28,6 @@ from freshtoken.auth._adapters import HttpAuths
 from freshtoken.broker._ahead import KeptAlive, RefreshAhead, keep_alive
 from freshtoken.broker._endpoint_source import EndpointSource
 from freshtoken.broker._key import cache_key
-from freshtoken.broker._minters import RefreshTokenMinter
 from freshtoken.broker._policy import MODES, RefreshPolicy, with_margin
 from freshtoken.broker._renewal import Renewal, Seed
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
@@ -105,14 +104,6 @@ class TokenBroker(HttpAuths):
             grant=grant,
             login=login,
         )
-        minter = RefreshTokenMinter(
-            client,
-            grant.name if grant is not None else None,
-            scope=grant.scope if grant else (),
-            owner=f"{socket.gethostname()}:{os.getpid()}:{id(self):x}",
-            sink=sink,
-        )
-        self._refresher = minter
         self._cache = SharedCache(
             self.store,
             self.key,
@@ -128,10 +119,12 @@ class TokenBroker(HttpAuths):
             self._cache,
             client,
             grant,
-            minter,
+            owner=f"{socket.gethostname()}:{os.getpid()}:{id(self):x}",
+            sink=sink,
             wait_timeout=self.wait_timeout,
             scope_check=scope_check,
         )
+        self._refresher = self._renewal.minter
         self._ahead = RefreshAhead(self._renewal)
         #: What offers a configured refresh token once, before the first mint (None: done).
         self._offer: Callable[[], Seed | None] | None = None
@@ -175,7 +168,6 @@ class TokenBroker(HttpAuths):
                 broker.store,
                 key=broker.key,
                 fallback=grant is not None,
-                scope=broker._refresher.scope,
                 scope_check=options.get("scope_check", "raise"),
             )
         if broker.sink is not None or settings.refresh_token:

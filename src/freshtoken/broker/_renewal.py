@@ -43,6 +43,7 @@ Seed = tuple[str, Callable[[float], bool] | None]
 if TYPE_CHECKING:
     from freshtoken.oauth._client import TokenClient
     from freshtoken.oauth._grants import Grant
+    from freshtoken.sinks import RefreshTokenSink
 
 
 class Busy(Exception):
@@ -137,24 +138,28 @@ def scope_problem(
 
 class Renewal:
     """Mints the tokens of one shared cache, as the only caller across threads and processes:
-    with the refresh token held (`minter`), else with `grant` (None: refresh tokens only); a
-    token that fails the scope check is never cached."""
+    with the refresh token held (`minter`, which writes a rotated one to `sink`), else with
+    `grant` (None: refresh tokens only); a token that fails the scope check is never cached."""
 
     def __init__(
         self,
         cache: SharedCache,
         client: TokenClient,
         grant: Grant | None,
-        minter: RefreshTokenMinter,
         *,
+        owner: str,
+        sink: RefreshTokenSink | None,
         wait_timeout: float,
         scope_check: Literal["raise", "warn"] = "raise",
     ) -> None:
         self.cache = cache
         self.client, self.grant = client, grant
-        self.minter = minter
+        self.requested_scope = grant.scope if grant is not None else ()
+        fallback = grant.name if grant is not None else None
+        self.minter = RefreshTokenMinter(
+            client, fallback, scope=self.requested_scope, owner=owner, sink=sink
+        )
         self.wait_timeout = wait_timeout
-        self.requested_scope = minter.scope
         self.scope_check = scope_check
         # The last failed mint (monotonic instant, error): callers that waited for that very
         # attempt get its error at once instead of each trying again in turn.

@@ -38,7 +38,7 @@ from freshtoken._log import redact
 from freshtoken._platform import undumpable
 from freshtoken._record import replace
 from freshtoken._secret import Secret
-from freshtoken.broker._minters import Minted, RefreshTokenMinter
+from freshtoken.broker._minters import Minted
 from freshtoken.broker._policy import RefreshPolicy
 from freshtoken.broker._renewal import HeldEntry, Renewal, changed_under_lock
 from freshtoken.broker._shared import SharedCache
@@ -75,12 +75,11 @@ class SpendProcess:
         *,
         key: str,
         fallback: bool,
-        scope: tuple[str, ...],
         scope_check: str,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.request = {"key": key, "fallback": fallback, "scope": scope, "check": scope_check}
+        self.request = {"key": key, "fallback": fallback, "check": scope_check}
 
     @staticmethod
     def usable(settings: Settings) -> bool:
@@ -269,14 +268,6 @@ def spend(request: dict[str, Any]) -> None:
             answer_by = max(mono + entry.phase_until, attempt_deadline)
             reading = max(client.timeouts.read, answer_by - time.monotonic())
             client.timeouts = replace(client.timeouts, read=reading)
-            grant = parts["grant"] if request["fallback"] else None
-            minter = RefreshTokenMinter(
-                client,
-                grant.name if grant is not None else None,
-                scope=tuple(request["scope"]),
-                owner=request["owner"],
-                sink=parts["sink"],  # a rotated refresh token is written back from here
-            )
             cache = SharedCache(
                 store,
                 key,
@@ -286,20 +277,22 @@ def spend(request: dict[str, Any]) -> None:
                 rotation=settings.rotation_revokes_access,
                 introspect=client.introspect,
             )
-            Renewal(
+            renewal = Renewal(
                 cache,
                 client,
-                grant,
-                minter,
+                parts["grant"] if request["fallback"] else None,
+                owner=request["owner"],
+                sink=parts["sink"],  # a rotated refresh token is written back from here
                 wait_timeout=settings.retry_budget,
                 scope_check="warn" if request["check"] == "warn" else "raise",
-            ).renew(
+            )
+            renewal.renew(
                 entry,
                 max(mono + request["deadline"], answer_by),
                 "spent in its own process",
                 # The caller marked it: presented with no new mark, its answer read until the
                 # mark's deadline (no one presents the token before it).
-                lambda held: minter.present(held, attempt_deadline, answer_by),
+                lambda held: renewal.minter.present(held, attempt_deadline, answer_by),
             )
         except FreshtokenError as exc:
             _record(store, key, mark, exc)
