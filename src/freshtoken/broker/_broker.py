@@ -107,13 +107,11 @@ class TokenBroker(HttpAuths):
         self._cache = SharedCache(
             self.store,
             self.key,
+            client,
             policy=self.refresh,
             clock=self.clock,
             invalidate_cooldown=invalidate_cooldown,
-            label=f"client {client.auth.client_id} at {client.identity()}",
             rotation=rotation_revokes_access,
-            introspect=client.introspect,
-            provider=client.preset,
         )
         self._renewal = Renewal(
             self._cache,

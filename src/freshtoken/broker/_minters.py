@@ -1,9 +1,9 @@
-"""Getting a new token: `RefreshTokenMinter.mint(held)`, called under the store's lock with the
-entry it holds (`HeldEntry`, written by compare-and-set). It spends the refresh token the store
-holds, at most once, writes a rotated one back to its sink (if any) before the new access token
-is handed out, and mints with the grant (client credentials) when it has none or the server
-refuses it. A refresh another holder left unsettled is waited out, then judged by
-what introspection can vouch for (the end of this module).
+"""Spending a refresh token: `RefreshTokenMinter.mint(held)`, called by `Renewal.renew` under
+the store's lock with the entry it holds (`HeldEntry`, written by compare-and-set). It spends
+the refresh token the store holds, at most once, and writes a rotated one back to its sink (if
+any) before the new access token is handed out; None says that the grant is to mint instead
+(the server refused the token, or it was lost). A refresh another holder left unsettled is
+waited out, then judged by what introspection can vouch for (the end of this module).
 """
 
 from __future__ import annotations
@@ -48,10 +48,9 @@ class Minted:
 
 class RefreshTokenMinter:
     """Presents the held refresh token exactly once; None when the grant named `fallback` is
-    to mint instead (none is held, or the server refused it; `fallback` None: there is no
-    grant, refresh tokens only). A rotated refresh token is written to
-    `sink` before the mint returns; when that fails, the store keeps it marked pending (and no
-    access token), the call fails, and the next mint writes it first."""
+    to mint instead (None: there is no grant, refresh tokens only). A rotated refresh token is
+    written to `sink` before the mint returns; when that fails, the store keeps it marked
+    pending (and no access token), the call fails, and the next mint writes it first."""
 
     def __init__(
         self,

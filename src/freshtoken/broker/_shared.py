@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from freshtoken._clock import Clock
 from freshtoken._errors import (
@@ -41,6 +41,9 @@ from freshtoken.provider._presets import words
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import CLOSING, IDLE, SPENDING
 
+if TYPE_CHECKING:
+    from freshtoken.oauth._client import TokenClient
+
 #: What the hot path reads in one step: the token, its default min_ttl, and until when it may
 #: be handed out without work (its expiry; for a server that revokes it on rotation, how far
 #: it is promised already) and when it is due for refresh, on this process's monotonic clock.
@@ -55,8 +58,6 @@ QUANTUM = 5.0
 QUANTUM_FRACTION = 0.1
 #: A wait for a promise leaves the refresh itself at least this much of the budget.
 RESERVE = 1.0
-
-Introspect = Callable[[str, str], "bool | None"]
 
 
 def quantum(lifetime: float) -> float:
@@ -100,29 +101,27 @@ class SharedCache:
         self,
         store: TokenStore,
         key: str,
+        client: TokenClient,
         *,
         policy: RefreshPolicy,
         clock: Clock,
-        label: str,
         invalidate_cooldown: float = INVALIDATE_COOLDOWN,
         rotation: str = "auto",
-        introspect: Introspect | None = None,
-        provider: str | None = None,
     ) -> None:
         self.store = store
-        self.provider = provider  # hints may name the provider preset's settings
+        self.provider = client.preset  # hints may name the provider preset's settings
         self.key = key
         self.policy = policy
         self.clock = clock
         #: Who the tokens are for, in -v log lines (the client id and endpoint, never a secret).
-        self.label = label
+        self.label = f"client {client.auth.client_id} at {client.identity()}"
         self.state: State | None = None
         #: The held token and its expiry on the monotonic clock.
         self.expires: tuple[Token, float] | None = None
         #: Does rotating the refresh token revoke the previous access token (auto: learned)?
         self.rotation = rotation
         #: Asks the server whether a token is active (learning what rotation revokes).
-        self.introspect = introspect
+        self.introspect = client.introspect
         #: Refresh ahead waits for the promises on the current token until this instant.
         self.rotate_after = 0.0
         #: How long a token of this key lives (0: not known yet).

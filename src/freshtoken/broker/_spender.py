@@ -271,11 +271,10 @@ def spend(request: dict[str, Any]) -> None:
             cache = SharedCache(
                 store,
                 key,
+                client,
                 policy=RefreshPolicy(),
                 clock=client.clock,
-                label=f"client {client.auth.client_id} at {client.identity()}",
                 rotation=settings.rotation_revokes_access,
-                introspect=client.introspect,
             )
             renewal = Renewal(
                 cache,
