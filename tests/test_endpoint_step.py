@@ -213,7 +213,7 @@ def test_the_key_goes_to_no_other_host(tmp_path: Path, monkeypatch: pytest.Monke
 def test_the_endpoint_rule_knows_every_variable_that_names_a_client_secret() -> None:
     """The wire (standard library only) lists the client-secret variables itself: they must be
     the settings table's, so that a step holding its own secret never asks the endpoint."""
-    from freshtoken.broker._endpoint import OWN_SECRET
+    from freshtoken._local_endpoint import OWN_SECRET
     from freshtoken.config._options import BY_KEY
     from freshtoken.provider._presets import ALIASES
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from freshtoken._errors import FreshtokenError, InvalidGrantError, OAuthError
 from freshtoken._log import describe, logger
-from freshtoken.broker._renewal import Renewal
+from freshtoken.broker._renewal import Busy, Renewal
 from freshtoken.stores import Entry
 from freshtoken.stores._entry import WRITING_BACK
 
@@ -54,20 +54,37 @@ class RefreshAhead:
         return backoff
 
     def _refresh_once(self) -> None:
+        """Refresh now unless another thread or process is at it (an adoption of its token
+        follows), or the current token is promised for longer (tried again at `rotate_after`)."""
+        cache, renewal = self.cache, self.renewal
+
+        def first(_start: float) -> bool | None:
+            return cache.adopt_newer(cache.store.load(cache.key)) or None
+
+        def decide(entry: Entry | None, end: float) -> bool:
+            if cache.adopt_newer(entry):
+                return True
+            if wait := cache.postpone(entry, renewal.wait_timeout):
+                # A token handed out must stay valid until then.
+                cache.rotate_after = cache.next_try = self.clock.monotonic() + wait
+                return True
+            entry = cache.close_for_rotation(entry, end, None)
+            cache.adopt(*renewal.renew(entry, end, "refresh ahead"))
+            return True
+
         try:
-            outcome = self.renewal.refresh_if_free()
-            if outcome == "busy":  # another process: adopt its token soon
-                self.cache.next_try = self.clock.monotonic() + 0.05
-            elif outcome == "promised":  # a token handed out must stay valid until then
-                self.cache.next_try = self.cache.rotate_after
+            renewal.transact(decide, try_once=True, first=first)
+        except Busy as busy:
+            if busy.where == "busy":  # another process: adopt its token soon
+                cache.next_try = self.clock.monotonic() + 0.05
         except Exception as exc:
             if not isinstance(exc, FreshtokenError):
                 logger.error("refresh ahead failed unexpectedly: %s", describe(exc))
                 exc = OAuthError(describe(exc), error="unexpected")
-            self.cache.counts["failures"] += 1
+            cache.counts["failures"] += 1
             backoff = self._back_off(30.0)
-            current = self.cache.current
-            left = self.cache.left(current) if current is not None else 0.0
+            current = cache.current
+            left = cache.left(current) if current is not None else 0.0
             if left > 0:
                 logger.warning(
                     "refresh ahead failed (%s); the current token stays in use for "
@@ -77,7 +94,7 @@ class RefreshAhead:
                     backoff,
                 )
                 # Counted once said: whoever sees the count can read the warning.
-                self.cache.counts["stale_served"] += 1
+                cache.counts["stale_served"] += 1
 
     def start(self) -> None:
         """Refresh in a background thread from now on."""

@@ -1,10 +1,9 @@
 """TokenBroker: a token valid for as long as the caller needs, from a cache shared by every
 thread, task and process that uses the same store.
 
-A thin facade over four layers: a minter (grant, or refresh token with its fallback), the
-shared cache (hot state, adopt, invalidate), the renewal (the one locked transaction: mint,
-seed, take) and refresh ahead. The hot path reads
-one tuple and the clock.
+A thin facade over the shared cache (hot state, adopt, invalidate, promises), the renewal (the
+one locked transaction: mint with the grant or the refresh token's minter, seed, take) and
+refresh ahead. The hot path reads one tuple and the clock.
 """
 
 from __future__ import annotations
@@ -21,15 +20,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from freshtoken import _build
 from freshtoken._clock import Clock
-from freshtoken._errors import ConfigurationError, TokenUnavailableError
+from freshtoken._errors import ConfigurationError
+from freshtoken._local_endpoint import default_min_ttl, running_endpoint
 from freshtoken._secret import Secret
 from freshtoken._token import Token
 from freshtoken.auth._adapters import HttpAuths
 from freshtoken.broker._ahead import KeptAlive, RefreshAhead, keep_alive
-from freshtoken.broker._endpoint import default_min_ttl, running_endpoint
 from freshtoken.broker._endpoint_source import EndpointSource
 from freshtoken.broker._key import cache_key
-from freshtoken.broker._minters import GrantMinter, RefreshTokenMinter
 from freshtoken.broker._policy import MODES, RefreshPolicy, with_margin
 from freshtoken.broker._renewal import Renewal, Seed
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
@@ -106,34 +104,25 @@ class TokenBroker(HttpAuths):
             grant=grant,
             login=login,
         )
-        scope = grant.scope if grant else ()
-        minter = RefreshTokenMinter(
-            client,
-            GrantMinter(client, grant) if grant is not None else None,
-            scope=scope,
-            owner=f"{socket.gethostname()}:{os.getpid()}:{id(self):x}",
-            sink=sink,
-        )
-        self._refresher = minter
         self._cache = SharedCache(
             self.store,
             self.key,
+            client,
             policy=self.refresh,
             clock=self.clock,
             invalidate_cooldown=invalidate_cooldown,
-            label=f"client {client.auth.client_id} at {client.identity()}",
             rotation=rotation_revokes_access,
-            introspect=client.introspect,
-            provider=client.preset,
         )
         self._renewal = Renewal(
             self._cache,
-            minter,
+            client,
+            grant,
+            owner=f"{socket.gethostname()}:{os.getpid()}:{id(self):x}",
+            sink=sink,
             wait_timeout=self.wait_timeout,
-            requested_scope=scope,
-            identity=client.identity(),
             scope_check=scope_check,
         )
+        self._refresher = self._renewal.minter
         self._ahead = RefreshAhead(self._renewal)
         #: What offers a configured refresh token once, before the first mint (None: done).
         self._offer: Callable[[], Seed | None] | None = None
@@ -177,7 +166,6 @@ class TokenBroker(HttpAuths):
                 broker.store,
                 key=broker.key,
                 fallback=grant is not None,
-                scope=broker._refresher.scope,
                 scope_check=options.get("scope_check", "raise"),
             )
         if broker.sink is not None or settings.refresh_token:
@@ -285,21 +273,7 @@ class TokenBroker(HttpAuths):
                 f"min_ttl must be a number of seconds, zero or more, not {min_ttl!r}",
                 hint="Ask for how long the token must stay valid, e.g. min_ttl=60.",
             )
-        token = self._renewal.obtain(min_ttl)
-        need = self.refresh.min_ttl_for(token, min_ttl)
-        left = self._cache.left(token)
-        if left < need:
-            # Every hand-out is checked, fresh mints too: an endpoint slower than the token's
-            # life, or a token shorter than asked for, is an error, never a success.
-            if need > token.lifetime:
-                raise self._cache.too_long(need, token.lifetime)
-            raise TokenUnavailableError(
-                f"a new token had {left:.1f}s left when it arrived, less than the {need:g}s "
-                "asked for",
-                hint="The token endpoint answered slower than the token lives: check its "
-                "latency, or raise the token lifetime on the OAuth client.",
-            )
-        return token
+        return self._renewal.obtain(min_ttl)
 
     def remaining(self, token: Token) -> float:
         """Seconds `token` has left, by this process's monotonic clock when it is the

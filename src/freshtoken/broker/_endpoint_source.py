@@ -8,9 +8,9 @@ from __future__ import annotations
 import threading
 import time
 
+from freshtoken._local_endpoint import EndpointRefusal, ask, fingerprint
 from freshtoken._token import Token
 from freshtoken.auth._adapters import HttpAuths
-from freshtoken.broker._endpoint import EndpointRefusal, ask, fingerprint
 
 
 class EndpointSource(HttpAuths):

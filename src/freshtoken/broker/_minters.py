@@ -1,34 +1,33 @@
-"""Ways of getting a new token, each behind one `mint(held)` call made under the store's lock.
-
-`GrantMinter` asks with a grant (client credentials). `RefreshTokenMinter` spends the refresh
-token the store holds, at most once, writes a rotated one back to its sink (if any) before the
-new access token is handed out, and falls back to a `GrantMinter` when it has none or the
-server refuses it. A refresh another holder left unsettled is waited out, then judged by
-what introspection can vouch for (the end of this module).
+"""Spending a refresh token: `RefreshTokenMinter.mint(held)`, called by `Renewal.renew` under
+the store's lock with the entry it holds (`HeldEntry`, written by compare-and-set). It spends
+the refresh token the store holds, at most once, and writes a rotated one back to its sink (if
+any) before the new access token is handed out; None says that the grant is to mint instead
+(the server refused the token, or it was lost). A refresh another holder left unsettled is
+waited out, then judged by what introspection can vouch for (the end of this module).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from freshtoken._clock import Clock
 from freshtoken._errors import (
-    ErrorContext,
     FreshtokenError,
-    InsufficientScopeError,
     InvalidGrantError,
     TokenUnavailableError,
 )
-from freshtoken._log import logger, one_line
+from freshtoken._log import logger
 from freshtoken._record import replace
 from freshtoken._token import Token
-from freshtoken.oauth._grants import Grant, RefreshTokenGrant
+from freshtoken.oauth._grants import RefreshTokenGrant
 from freshtoken.stores import Entry
 from freshtoken.stores._entry import IDLE, SPENDING, WRITING_BACK, unmarked, with_past
 
 if TYPE_CHECKING:
+    from freshtoken.broker._renewal import HeldEntry
+    from freshtoken.broker._spender import SpendProcess
     from freshtoken.oauth._client import TokenClient
     from freshtoken.sinks import RefreshTokenSink
 
@@ -47,71 +46,16 @@ class Minted:
     stored: Entry | None = None
 
 
-class Held(Protocol):
-    """The shared cache's view of its entry while it holds the store's lock."""
-
-    @property
-    def entry(self) -> Entry | None: ...
-    @property
-    def deadline(self) -> float:
-        """The monotonic instant by which the mint must end."""
-        ...
-
-    def write(self, entry: Entry) -> Entry:
-        """Store `entry` over the current one; the stored entry (with its version)."""
-        ...
-
-    def owns_lock(self) -> bool: ...
-    def reload(self) -> Entry | None:
-        """The entry as stored now (it becomes the held one)."""
-        ...
-
-    def missing(self) -> FreshtokenError | None:
-        """Why the store holds no refresh token, as far as can be told (`_ledger.missing`)."""
-        ...
-
-
-class Minter(Protocol):
-    def mint(self, held: Held) -> Minted: ...
-
-
-class GrantMinter:
-    """Mints with `grant`; the server may add a refresh token (Keycloak can)."""
-
-    def __init__(self, client: TokenClient, grant: Grant) -> None:
-        self.client = client
-        self.grant = grant
-
-    def mint(self, held: Held) -> Minted:
-        sent = self.client.clock.monotonic()
-        token = self.client.fetch(self.grant, held.deadline)
-        return Minted(token, token.refresh_token, sent)
-
-
-class SpendElsewhere(Protocol):
-    """Presents the marked refresh token of `held` by `attempt_deadline` in a process that
-    outlives this one, which stores the outcome; returns it as read from the store."""
-
-    #: Seconds that process may take to start, added to the attempt's deadline.
-    startup: float
-
-    def ready(self) -> bool:
-        """Whether that process would see the store this one uses now."""
-        ...
-
-    def __call__(self, held: Held, attempt_deadline: float) -> Minted: ...
-
-
 class RefreshTokenMinter:
-    """Presents the held refresh token exactly once; `fallback` mints when none is held or
-    the server refuses it (None: refresh tokens only). A rotated refresh token is written to
-    `sink` before the mint returns; when that fails, the store keeps it marked pending (and no
-    access token), the call fails, and the next mint writes it first."""
+    """Presents the held refresh token exactly once; None when the grant named `fallback` is
+    to mint instead (None: there is no grant, refresh tokens only). A rotated refresh token is
+    written to `sink` before the mint returns; when that fails, the store keeps it marked
+    pending (and no access token), the call fails, and the next mint writes it first."""
 
     def __init__(
         self,
         client: TokenClient,
-        fallback: GrantMinter | None,
+        fallback: str | None,
         *,
         scope: tuple[str, ...],
         owner: str,
@@ -123,9 +67,9 @@ class RefreshTokenMinter:
         self.owner = owner
         self.sink = sink
         #: Where a marked refresh token is presented (None: in this process).
-        self.elsewhere: SpendElsewhere | None = None
+        self.elsewhere: SpendProcess | None = None
 
-    def mint(self, held: Held) -> Minted:
+    def mint(self, held: HeldEntry) -> Minted | None:
         entry = held.entry
         if entry is not None and entry.phase == WRITING_BACK and entry.refresh_token is not None:
             self._write_back(held, entry.refresh_token)  # the last rotation's, never written
@@ -138,27 +82,17 @@ class RefreshTokenMinter:
                 if stored and now and now.token and now.last_mint > entry.last_mint:
                     return Minted(now.token, now.refresh_token, 0.0, stored=now)
                 return self.mint(held)  # settled without a new token: start over from it
-            fallback = self.fallback.grant.name if self.fallback else None
-            if judge(self.client, entry, fallback) is None:
+            if judge(self.client, entry, self.fallback) is None:
                 gone = with_past(entry.past, entry.refresh_token, None)
                 held.write(replace(unmarked(entry), refresh_token=None, past=gone))
-                return self._fall_back(held)
+                return None
             vouched = True  # it said active
         refresh = entry.refresh_token if entry else None
         if refresh is not None:
             return self._spend(held, refresh, vouched)
-        return self._fall_back(held)
+        return None
 
-    def _fall_back(self, held: Held) -> Minted:
-        if self.fallback is None:
-            raise held.missing() or InvalidGrantError(
-                "no refresh token is held for this client",
-                hint="Seed one obtained by a login (TokenBroker.seed_refresh_token, or "
-                "`freshtoken seed-refresh-token`), or configure client credentials.",
-            )
-        return self.fallback.mint(held)
-
-    def _spend(self, held: Held, refresh: str, vouched: bool | None) -> Minted:
+    def _spend(self, held: HeldEntry, refresh: str, vouched: bool | None) -> Minted | None:
         """Mark the refresh token as being spent in the store, then present it (in a process
         of its own when there is one: it stores the outcome even if this one is killed).
 
@@ -200,7 +134,7 @@ class RefreshTokenMinter:
                 failure=None,
             )
         )
-        if not held.owns_lock():
+        if not held.store.owns_lock(held.key):
             # Our lease ran out (this process was paused): another holder may be spending it.
             raise TokenUnavailableError(
                 "the store's lock was lost before the refresh token was presented; it was not",
@@ -211,8 +145,8 @@ class RefreshTokenMinter:
         return self.present(held, attempt_deadline)
 
     def present(
-        self, held: Held, attempt_deadline: float, answer_by: float | None = None
-    ) -> Minted:
+        self, held: HeldEntry, attempt_deadline: float, answer_by: float | None = None
+    ) -> Minted | None:
         """Present the refresh token `held.entry` marks as being spent, by `attempt_deadline`
         (its answer read until `answer_by`, if later), and settle the mark where the outcome
         is known."""
@@ -240,10 +174,10 @@ class RefreshTokenMinter:
             logger.warning(
                 "refresh token refused (%s); falling back to %s. %s",
                 exc.error,
-                self.fallback.grant.name,
+                self.fallback,
                 exc.hint,
             )
-            return self.fallback.mint(held)
+            return None
         except FreshtokenError as exc:
             from freshtoken.oauth._response import surely_unprocessed
 
@@ -256,7 +190,7 @@ class RefreshTokenMinter:
             self._write_back(held, rotated)  # before anyone is handed the new access token
         return Minted(token, rotated, sent, refreshed=True)
 
-    def _write_back(self, held: Held, refresh: str) -> None:
+    def _write_back(self, held: HeldEntry, refresh: str) -> None:
         """Write `refresh` to the sink by the call's deadline. On failure store it as the
         entry's refresh token, marked pending and with no access token (so that no caller is
         served before it is written), and raise."""
@@ -283,22 +217,6 @@ class RefreshTokenMinter:
             raise
         if entry.phase == WRITING_BACK:
             held.write(replace(entry, phase=IDLE))
-
-
-def scope_problem(
-    token: Token, requested: tuple[str, ...], identity: str
-) -> InsufficientScopeError | None:
-    """The error for a token granted fewer scopes than `requested`, or None."""
-    if token.scope is None or not requested:
-        return None  # a server that states no scope grants what the client has
-    missing = sorted(set(requested) - set(token.scope))
-    if not missing:
-        return None
-    return InsufficientScopeError(
-        f"the server granted scope {one_line(' '.join(token.scope)) or '(none)'} without "
-        f"{one_line(' '.join(missing))}",
-        hint=InsufficientScopeError.explain(ErrorContext(identity)),
-    )
 
 
 # -- a refresh token that another holder marked as being spent and never settled: wait out

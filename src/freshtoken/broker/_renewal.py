@@ -2,10 +2,11 @@
 
 `Renewal.transact` is the only code that takes both locks: this process's flight (one thread
 at a time), then the store's lock (one process at a time); it reloads the entry under them and
-runs a decision on it. `renew` mints and commits by compare-and-set (`HeldEntry`: the entry
-under the lock, as the minter reads and writes it). Every writer is a short
-client: a miss (`obtain`), refresh ahead (`refresh_if_free`), keep-alive, seeding, removing
-(`take`), and the detached spender (which holds the spend mark instead of the lock).
+runs a decision on it. `renew` mints (with the grant, or the refresh token through
+`_minters.py`) and commits by compare-and-set (`HeldEntry`: the entry under the lock, as the
+minter reads and writes it). Every writer is a short client: a miss (`obtain`), refresh ahead
+and keep-alive (`_ahead.py`), seeding, removing (`take`), and the detached spender (which holds
+the spend mark instead of the lock).
 """
 
 from __future__ import annotations
@@ -13,20 +14,22 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from freshtoken._errors import (
     ConfigurationError,
+    ErrorContext,
     FreshtokenError,
+    InsufficientScopeError,
     InvalidClientError,
+    InvalidGrantError,
     StoreError,
     TokenUnavailableError,
 )
-from freshtoken._log import logger, remember_secret
+from freshtoken._log import logger, one_line, remember_secret
 from freshtoken._record import replace
 from freshtoken._token import Token
-from freshtoken.broker._minters import Minter, scope_problem
-from freshtoken.broker._policy import rotating
+from freshtoken.broker._minters import Minted, RefreshTokenMinter
 from freshtoken.broker._shared import SharedCache
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import ServerFacts, with_past
@@ -36,6 +39,20 @@ T = TypeVar("T")
 Decide = Callable[[Entry | None, float], T]
 #: A configured refresh token, and what tells whether it is older than the sink's last write.
 Seed = tuple[str, Callable[[float], bool] | None]
+
+if TYPE_CHECKING:
+    from freshtoken.oauth._client import TokenClient
+    from freshtoken.oauth._grants import Grant
+    from freshtoken.sinks import RefreshTokenSink
+
+
+class Busy(Exception):
+    """A one-try transaction found a lock taken: "in_flight" (a thread of this process) or
+    "busy" (another process)."""
+
+    def __init__(self, where: Literal["in_flight", "busy"]) -> None:
+        super().__init__(where)
+        self.where: Literal["in_flight", "busy"] = where
 
 
 def changed_under_lock() -> StoreError:
@@ -96,47 +113,53 @@ class HeldEntry:
             hint="Another writer is overwriting this store's entries; check who shares it.",
         )
 
-    def owns_lock(self) -> bool:
-        return self.store.owns_lock(self.key)
-
     def reload(self) -> Entry | None:
         """The entry as stored now (a process spending a refresh token may have stored its
         outcome without the lock: its mark keeps everyone else from the token meanwhile)."""
         self.entry = self.store.load(self.key)
         return self.entry
 
-    def missing(self) -> FreshtokenError | None:
-        return missing(self.store, self.key, self.entry)
 
-
-class Busy(Exception):
-    """A one-try transaction found a lock taken: "in_flight" (a thread of this process) or
-    "busy" (another process)."""
-
-    def __init__(self, where: Literal["in_flight", "busy"]) -> None:
-        super().__init__(where)
-        self.where: Literal["in_flight", "busy"] = where
+def scope_problem(
+    token: Token, requested: tuple[str, ...], identity: str
+) -> InsufficientScopeError | None:
+    """The error for a token granted fewer scopes than `requested`, or None."""
+    if token.scope is None or not requested:
+        return None  # a server that states no scope grants what the client has
+    missing = sorted(set(requested) - set(token.scope))
+    if not missing:
+        return None
+    return InsufficientScopeError(
+        f"the server granted scope {one_line(' '.join(token.scope)) or '(none)'} without "
+        f"{one_line(' '.join(missing))}",
+        hint=InsufficientScopeError.explain(ErrorContext(identity)),
+    )
 
 
 class Renewal:
-    """Mints the tokens of one shared cache with `minter`, as the only caller across threads
-    and processes; a token that fails the scope check is never cached."""
+    """Mints the tokens of one shared cache, as the only caller across threads and processes:
+    with the refresh token held (`minter`, which writes a rotated one to `sink`), else with
+    `grant` (None: refresh tokens only); a token that fails the scope check is never cached."""
 
     def __init__(
         self,
         cache: SharedCache,
-        minter: Minter,
+        client: TokenClient,
+        grant: Grant | None,
         *,
+        owner: str,
+        sink: RefreshTokenSink | None,
         wait_timeout: float,
-        requested_scope: tuple[str, ...],
-        identity: str,
         scope_check: Literal["raise", "warn"] = "raise",
     ) -> None:
         self.cache = cache
-        self.minter = minter
+        self.client, self.grant = client, grant
+        self.requested_scope = grant.scope if grant is not None else ()
+        fallback = grant.name if grant is not None else None
+        self.minter = RefreshTokenMinter(
+            client, fallback, scope=self.requested_scope, owner=owner, sink=sink
+        )
         self.wait_timeout = wait_timeout
-        self.requested_scope = requested_scope
-        self.identity = identity
         self.scope_check = scope_check
         # The last failed mint (monotonic instant, error): callers that waited for that very
         # attempt get its error at once instead of each trying again in turn.
@@ -186,15 +209,23 @@ class Renewal:
             flight.release()
 
     def renew(
-        self, entry: Entry | None, deadline: float, why: str = ""
+        self,
+        entry: Entry | None,
+        deadline: float,
+        why: str = "",
+        spend: Callable[[HeldEntry], Minted | None] | None = None,
     ) -> tuple[Entry, float | None]:
         """Mint under the store's lock, by `deadline`, and store the result before returning
         it, with the monotonic instant its request was sent (None: another holder's newer
-        token was kept instead); `why` says what caused it, in the -v log line."""
+        token was kept instead); `why` says what caused it, in the -v log line. A refresh
+        token held is spent (by `spend`, default the minter's); the grant mints when there
+        is none, or the minter falls back to it."""
         cache = self.cache
         held = HeldEntry(cache.store, cache.key, entry, deadline)
+        if spend is None and entry is not None and entry.refresh_token is not None:
+            spend = self.minter.mint
         try:
-            minted = self.minter.mint(held)
+            minted = (spend(held) if spend is not None else None) or self._with_grant(held)
         except FreshtokenError as exc:
             if not isinstance(exc, ConfigurationError):
                 self._failure = (cache.clock.monotonic(), exc)  # for those who waited for it
@@ -236,7 +267,7 @@ class Renewal:
             past=with_past(before.past, before.refresh_token, refresh) if before else (),
             facts=facts,  # what was learned about the server is carried over whole
         )
-        problem = scope_problem(token, self.requested_scope, self.identity)
+        problem = scope_problem(token, self.requested_scope, self.client.identity())
         if problem is not None and self.scope_check == "raise":
             # Keep a rotated refresh token, but never cache the token that failed the check.
             held.keep(replace(new, token=None))
@@ -246,12 +277,23 @@ class Renewal:
         kept = held.keep(new)
         mine = kept.token is not None and kept.token.access_token == bare.access_token
         if mine and minted.refreshed and facts.revokes_on_rotation is None:
-            learned = cache.promises.learn(before.token if before else None, cache.label)
+            learned = cache.learn(before.token if before else None)
             if learned is not None:
                 with contextlib.suppress(StoreError):
                     learned_facts = replace(kept.facts, revokes_on_rotation=learned)
                     kept = held.write(replace(kept, facts=learned_facts))
         return kept, minted.sent if mine else None
+
+    def _with_grant(self, held: HeldEntry) -> Minted:
+        if self.grant is None:
+            raise missing(held.store, held.key, held.entry) or InvalidGrantError(
+                "no refresh token is held for this client",
+                hint="Seed one obtained by a login (TokenBroker.seed_refresh_token, or "
+                "`freshtoken seed-refresh-token`), or configure client credentials.",
+            )
+        sent = self.client.clock.monotonic()
+        token = self.client.fetch(self.grant, held.deadline)
+        return Minted(token, token.refresh_token, sent)
 
     # -- its clients -----------------------------------------------------------------------
     def obtain(self, min_ttl: float | None, deadline: float | None = None) -> Token:
@@ -281,7 +323,7 @@ class Renewal:
             if (
                 entry is not None
                 and cache.usable(entry.token, min_ttl)
-                and not rotating(cache.rotation, entry)
+                and not cache.rotating(entry)
             ):
                 if entry.token != cache.current:
                     cache.counts["waits"] += 1
@@ -292,39 +334,17 @@ class Renewal:
             why = "none held" if entry is None or entry.token is None else "too close to expiry"
             if min_ttl is not None:
                 why += f" for min_ttl {min_ttl:g}s"
-            entry = cache.promises.close(entry, end, min_ttl)
+            entry = cache.close_for_rotation(entry, end, min_ttl)
             token = cache.hand_out(*self.renew(entry, end, why), min_ttl, locked=True)
             assert token is not None  # a token just minted, under the lock: no rotation
             return token
 
         try:
-            return self.transact(decide, deadline=deadline, first=first)
+            token = self.transact(decide, deadline=deadline, first=first)
         except FreshtokenError:
             cache.counts["failures"] += 1
             raise
-
-    def refresh_if_free(self) -> Literal["done", "adopted", "busy", "in_flight", "promised"]:
-        """Refresh now unless another thread ("in_flight") or process ("busy") is at it, or
-        the current token is promised for longer ("promised": try at `rotate_after`)."""
-        cache = self.cache
-
-        def first(_start: float) -> Literal["adopted"] | None:
-            return "adopted" if cache.adopt_newer(cache.store.load(cache.key)) else None
-
-        def decide(entry: Entry | None, end: float) -> Literal["done", "adopted", "promised"]:
-            if cache.adopt_newer(entry):
-                return "adopted"
-            if wait := cache.promises.postpone(entry, cache.policy, self.wait_timeout):
-                cache.rotate_after = cache.clock.monotonic() + wait
-                return "promised"
-            entry = cache.promises.close(entry, end, None)
-            cache.adopt(*self.renew(entry, end, "refresh ahead"))
-            return "done"
-
-        try:
-            return self.transact(decide, try_once=True, first=first)
-        except Busy as busy:
-            return busy.where
+        return cache.checked(token, min_ttl)
 
     def seed(
         self,
@@ -345,7 +365,7 @@ class Renewal:
         def known(entry: Entry | None, end: float | None = None) -> bool:
             """`end`: ask the server and the sink too, by then."""
             newer = (lambda: older is not None and older(end)) if end is not None else None
-            ask = (cache.promises.introspect, newer) if newer else None
+            ask = (cache.introspect, newer) if newer else None
             return unless_known and refuses(cache.store, cache.key, entry, refresh_token, ask)
 
         def decide(entry: Entry | None, end: float) -> bool:

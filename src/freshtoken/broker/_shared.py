@@ -1,6 +1,15 @@
 """The token of one cache key, shared by every thread, task and process that uses the store:
-the hot state this process holds, adopting what others stored, and invalidation. Minting is
-`_renewal.py`'s (single flight twice over: a lock per process, the store's lock per store).
+the hot state this process holds, adopting what others stored, invalidation, and promises.
+Minting is `_renewal.py`'s (single flight twice over: a lock per process, the store's lock per
+store).
+
+Promises are kept for a server that revokes the previous access token when it rotates a
+refresh token (django-oauth-toolkit does): a token handed out stays valid for the `min_ttl` its
+caller asked only if no rotation happens before then. Every hand-out's deadline is kept in the
+store entry (`Entry.promised`, wall time, the latest one), extended by a quantum so that a busy
+process writes at most once per quantum, by compare-and-set without the store's lock. A holder
+about to rotate first closes the entry to new promises (the same compare-and-set: its phase
+turns `closing`), then waits until the latest promise has passed.
 """
 
 from __future__ import annotations
@@ -8,24 +17,32 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+from typing import TYPE_CHECKING
 
 from freshtoken._clock import Clock
-from freshtoken._errors import ConfigurationError, StoreError
+from freshtoken._errors import (
+    ConfigurationError,
+    FreshtokenError,
+    StoreError,
+    TokenUnavailableError,
+)
 from freshtoken._log import logger, remember_secret
 from freshtoken._record import replace
 from freshtoken._token import Token
 from freshtoken.broker._policy import (
     FUTURE_TOLERANCE,
-    Introspect,
-    Promises,
     RefreshPolicy,
     ahead_warning,
     covered,
+    guards,
     stored_left,
 )
 from freshtoken.provider._presets import words
 from freshtoken.stores import Entry, TokenStore
-from freshtoken.stores._entry import IDLE, SPENDING
+from freshtoken.stores._entry import CLOSING, IDLE, SPENDING
+
+if TYPE_CHECKING:
+    from freshtoken.oauth._client import TokenClient
 
 #: What the hot path reads in one step: the token, its default min_ttl, and until when it may
 #: be handed out without work (its expiry; for a server that revokes it on rotation, how far
@@ -33,6 +50,41 @@ from freshtoken.stores._entry import IDLE, SPENDING
 State = tuple[Token, float, float, float]
 #: Seconds a token minted after an invalidation is not invalidated again (a 401 loop).
 INVALIDATE_COOLDOWN = 5.0
+
+
+#: A promise is published this much further than asked (at most), so that a process serving
+#: the same min_ttl again and again writes the store at most once per quantum.
+QUANTUM = 5.0
+QUANTUM_FRACTION = 0.1
+#: A wait for a promise leaves the refresh itself at least this much of the budget.
+RESERVE = 1.0
+
+
+def quantum(lifetime: float) -> float:
+    return min(QUANTUM, QUANTUM_FRACTION * lifetime)
+
+
+def outstanding(entry: Entry | None, now: float) -> float:
+    """Seconds until the latest promise on `entry`'s token has passed (0: none is left)."""
+    if entry is None or entry.token is None:
+        return 0.0  # a token dropped (after a 401) is promised to nobody
+    return max(0.0, min(entry.promised, entry.token.expires_at) - now)
+
+
+def _too_late(
+    entry: Entry, now: float, wait: float, budget: float, need: float | None
+) -> TokenUnavailableError:
+    assert entry.token is not None
+    left = stored_left(entry.token, now)
+    return TokenUnavailableError(
+        f"no token valid for {need or 0:g}s within this call's budget: this server revokes the "
+        "current access token when its refresh token is rotated, and that token is promised to "
+        f"another caller for {wait:.1f}s more ({max(budget, 0):.1f}s of the budget left)",
+        hint=f"The current token has {max(left, 0):.0f}s left: ask for less (min_ttl / "
+        "--min-ttl), or give the call more time (FRESHTOKEN_RETRY_BUDGET, or its deadline). A "
+        "server that keeps the old access token valid on rotation: set "
+        "FRESHTOKEN_ROTATION_REVOKES_ACCESS=no.",
+    )
 
 
 class SharedCache:
@@ -49,28 +101,27 @@ class SharedCache:
         self,
         store: TokenStore,
         key: str,
+        client: TokenClient,
         *,
         policy: RefreshPolicy,
         clock: Clock,
-        label: str,
         invalidate_cooldown: float = INVALIDATE_COOLDOWN,
         rotation: str = "auto",
-        introspect: Introspect | None = None,
-        provider: str | None = None,
     ) -> None:
         self.store = store
-        self.provider = provider  # hints may name the provider preset's settings
+        self.provider = client.preset  # hints may name the provider preset's settings
         self.key = key
         self.policy = policy
         self.clock = clock
         #: Who the tokens are for, in -v log lines (the client id and endpoint, never a secret).
-        self.label = label
+        self.label = f"client {client.auth.client_id} at {client.identity()}"
         self.state: State | None = None
         #: The held token and its expiry on the monotonic clock.
         self.expires: tuple[Token, float] | None = None
         #: Does rotating the refresh token revoke the previous access token (auto: learned)?
         self.rotation = rotation
-        self.promises = Promises(rotation, store, key, clock, introspect)
+        #: Asks the server whether a token is active (learning what rotation revokes).
+        self.introspect = client.introspect
         #: Refresh ahead waits for the promises on the current token until this instant.
         self.rotate_after = 0.0
         #: How long a token of this key lives (0: not known yet).
@@ -137,7 +188,7 @@ class SharedCache:
         expiry = sent + token.lifetime if sent is not None else mono + self.left(token)
         window = self.policy.window(token.lifetime)
         until = expiry
-        if self.promises.guards(entry):
+        if guards(self.rotation, entry):
             # Closing: promised to nobody new; spending: no promise beyond now.
             promised = {IDLE: entry.promised - self.shared_time(), SPENDING: 0.0}.get(
                 entry.phase, -math.inf
@@ -156,6 +207,22 @@ class SharedCache:
             "client" + words(self.provider, None, "token_lifetime", "."),
         )
 
+    def checked(self, token: Token, min_ttl: float | None) -> Token:
+        """`token`, if it has `min_ttl` left. Every hand-out is checked, fresh mints too: an
+        endpoint slower than the token's life, or a token shorter than asked for, is an
+        error, never a success."""
+        need, left = self.policy.min_ttl_for(token, min_ttl), self.left(token)
+        if left < need:
+            if need > token.lifetime:
+                raise self.too_long(need, token.lifetime)
+            raise TokenUnavailableError(
+                f"a new token had {left:.1f}s left when it arrived, less than the {need:g}s "
+                "asked for",
+                hint="The token endpoint answered slower than the token lives: check its "
+                "latency, or raise the token lifetime on the OAuth client.",
+            )
+        return token
+
     def check_lifetime(self, min_ttl: float | None, entry: Entry | None) -> None:
         known = self.lifetime or (entry.facts.lifetime if entry is not None else 0.0)
         if min_ttl is not None and known and min_ttl > known:
@@ -164,7 +231,7 @@ class SharedCache:
     def promised(self, entry: Entry, min_ttl: float | None) -> bool:
         """May `entry`'s token be handed out for `min_ttl` without publishing a promise?
         Always, for a server that keeps it valid when it rotates the refresh token."""
-        if not self.promises.guards(entry):
+        if not guards(self.rotation, entry):
             return True
         assert entry.token is not None
         return covered(entry, self.shared_time(), self.policy.min_ttl_for(entry.token, min_ttl))
@@ -175,12 +242,12 @@ class SharedCache:
         """Hold `entry`'s token; where promises are kept, publish this one (None: it cannot be
         promised, a rotation is under way; `locked`: the store's lock is held)."""
         token = entry.token
-        if token is None or not self.promises.guards(entry):
+        if token is None or not guards(self.rotation, entry):
             return self.adopt(entry, sent)
         now = self.clock.time()
         need = self.policy.min_ttl_for(token, min_ttl)
         # Promised on this clock, read on theirs: as long as they count it.
-        published = self.promises.publish(entry, need + self.skew, locked=locked)
+        published = self.publish(entry, need + self.skew, locked=locked)
         if published is None:
             return None
         state, held = self.state, self.expires
@@ -223,3 +290,107 @@ class SharedCache:
                 self.invalidated_at = now
                 with contextlib.suppress(StoreError):
                     self.store.save(self.key, replace(entry, token=None), entry.version)
+
+    def rotating(self, entry: Entry) -> bool:
+        """Was `entry`'s refresh token presented by a holder that never stored the answer? Then
+        its access token may be revoked already, by a server that revokes it on rotation."""
+        return entry.phase == SPENDING and guards(self.rotation, entry)
+
+    def publish(self, entry: Entry, need: float, *, locked: bool) -> Entry | None:
+        """Promise `entry`'s token valid for `need` s from now (compare-and-set); the entry as
+        stored. None when no promise can be made on it: it is being rotated (closed, or
+        spent), or it kept changing. Closed and not spent while the store's lock is `locked`:
+        whoever closed it gave up (its rotation failed before the token was presented), so it
+        is opened again."""
+        now = self.clock.time()
+        for _ in range(5):
+            token = entry.token
+            if token is None or entry.phase == SPENDING or (entry.phase == CLOSING and not locked):
+                return None
+            if covered(entry, now, need):
+                return entry
+            # A quantum more than asked, never past the token's expiry.
+            extended = min(token.expires_at, now + need + quantum(token.lifetime))
+            promised = max(entry.promised, extended)
+            opened = replace(entry, promised=promised, phase=IDLE)
+            try:
+                version = self.store.save(self.key, opened, entry.version)
+            except StoreError as exc:
+                # A store that cannot be written is no one's to rotate by either.
+                logger.warning("could not store how long a token is promised valid (%s)", exc)
+                return opened
+            if version is not None:
+                return replace(opened, version=version)
+            reloaded = self.store.load(self.key)  # another process promised (or closed)
+            if reloaded is None or reloaded.token != token:
+                return None
+            entry = reloaded
+        return None
+
+    def postpone(self, entry: Entry | None, budget: float) -> float:
+        """Refresh ahead: seconds to put off a rotation of `entry`'s refresh token. It waits
+        for promises that end soon (those of callers who name no min_ttl), at most a quarter of
+        its `budget`, holding the store's lock: callers who need a longer promise meanwhile
+        wait that long at most. A longer promise puts it off (the token has more left)."""
+        if entry is None or entry.token is None or entry.phase == SPENDING:
+            return 0.0
+        if not guards(self.rotation, entry):
+            return 0.0
+        soon = min(self.policy.min_ttl_for(entry.token) + quantum(entry.token.lifetime), budget / 4)
+        return max(0.0, outstanding(entry, self.clock.time()) - soon)
+
+    def close_for_rotation(
+        self, entry: Entry | None, deadline: float, need: float | None
+    ) -> Entry | None:
+        """Before rotating `entry`'s refresh token (the store's lock held): close its token to
+        new promises and wait until the last one has passed, by `deadline` (monotonic), or
+        raise at once (closing nothing) if that is too late; the entry as stored. `need`: the
+        min_ttl of the caller who needs the rotation (None: refresh ahead)."""
+        clock = self.clock
+        # Spent by a holder that died: it may have rotated already, promises are moot.
+        while entry is not None and entry.phase != SPENDING and guards(self.rotation, entry):
+            wait = outstanding(entry, clock.time())
+            budget = deadline - clock.monotonic()
+            if wait > 0 and wait > budget - RESERVE:  # nothing promised: nothing to wait for
+                raise _too_late(entry, clock.time(), wait, budget, need)
+            if entry.token is not None and entry.phase != CLOSING:
+                shut = replace(entry, phase=CLOSING)
+                version = self.store.save(self.key, shut, entry.version)
+                if version is None:  # a promise was published meanwhile: look again
+                    entry = self.store.load(self.key)
+                    continue
+                entry = replace(shut, version=version)
+            if wait > 0:
+                logger.info(
+                    "waiting %.1fs for a token handed out to stay valid as promised before "
+                    "rotating the refresh token (this server revokes the previous access token)",
+                    wait,
+                )
+                clock.sleep(wait)
+            if outstanding(entry, clock.time()) <= 0:
+                break
+        return entry
+
+    def learn(self, previous: Token | None) -> bool | None:
+        """Right after a rotation: does the server revoke the previous access token? Asked of
+        introspection; None when it cannot tell (no introspection, no previous token with life
+        left, no clear answer), or when the setting says (not auto)."""
+        introspect = self.introspect
+        if self.rotation != "auto" or introspect is None or previous is None:
+            return None
+        if stored_left(previous, self.clock.time()) <= 0:
+            return None
+        try:
+            active = introspect(previous.access_token, "access_token")
+        except FreshtokenError:
+            return None
+        # "Inactive" says revoked only if it had not expired by the answer anyway.
+        if active is None or (not active and stored_left(previous, self.clock.time()) <= 0):
+            return None
+        logger.info(
+            "learned through introspection: rotating the refresh token %s the previous access "
+            "token of %s",
+            "keeps" if active else "revokes",
+            self.label,
+        )
+        return not active

@@ -38,9 +38,9 @@ from freshtoken._log import redact
 from freshtoken._platform import undumpable
 from freshtoken._record import replace
 from freshtoken._secret import Secret
-from freshtoken.broker._minters import GrantMinter, Held, Minted, RefreshTokenMinter
+from freshtoken.broker._minters import Minted
 from freshtoken.broker._policy import RefreshPolicy
-from freshtoken.broker._renewal import Renewal, changed_under_lock
+from freshtoken.broker._renewal import HeldEntry, Renewal, changed_under_lock
 from freshtoken.broker._shared import SharedCache
 from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
@@ -55,20 +55,6 @@ MODULE = "freshtoken.broker._spender"
 _PREFIXES = ("FRESHTOKEN_", *ALIAS_PREFIXES)
 #: The spender's first line: it is non-dumpable, the request may come.
 READY = b"ready\n"
-
-
-def settings_json(settings: Settings) -> dict[str, Any]:
-    """Every setting's value, secrets revealed (for the spender's socket only)."""
-    values: dict[str, Any] = {}
-    for option in OPTIONS:
-        value = getattr(settings, option.key)
-        values[option.key] = value.reveal() if isinstance(value, Secret) else value
-    return values
-
-
-def settings_from_json(values: dict[str, Any]) -> Settings:
-    given: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return Settings(**given)
 
 
 def mark_of(entry: Entry) -> str:
@@ -89,12 +75,11 @@ class SpendProcess:
         *,
         key: str,
         fallback: bool,
-        scope: tuple[str, ...],
         scope_check: str,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.request = {"key": key, "fallback": fallback, "scope": scope, "check": scope_check}
+        self.request = {"key": key, "fallback": fallback, "check": scope_check}
 
     @staticmethod
     def usable(settings: Settings) -> bool:
@@ -110,13 +95,17 @@ class SpendProcess:
         uses its own cache because the shared store failed: then it presents it itself)."""
         return not isinstance(self.store, FailOpenStore) or self.store.sharing
 
-    def __call__(self, held: Held, attempt_deadline: float) -> Minted:
+    def __call__(self, held: HeldEntry, attempt_deadline: float) -> Minted:
         marked = held.entry
         assert marked is not None
         wall = time.time() - time.monotonic()  # the spender counts its deadlines in wall time
         request = {
             **self.request,
-            "settings": settings_json(self.settings),
+            # Every setting's value, secrets revealed (for the spender's socket only).
+            "settings": {
+                o.key: v.reveal() if isinstance(v := getattr(self.settings, o.key), Secret) else v
+                for o in OPTIONS
+            },
             "owner": marked.phase_owner,
             "version": marked.version,
             "attempt_deadline": wall + attempt_deadline,
@@ -144,7 +133,7 @@ class SpendProcess:
         return settled(held, marked, sent)
 
 
-def settled(held: Held, marked: Entry, sent: float) -> Minted:
+def settled(held: HeldEntry, marked: Entry, sent: float) -> Minted:
     """What the spender of `marked` stored: its token, or its error raised."""
     now = held.reload()
     failure = json.loads(now.failure) if now is not None and now.failure else {}
@@ -245,22 +234,12 @@ def _converse(sock: socket.socket, request: bytes, deadline: float) -> bool:
 # -- the spender's side --------------------------------------------------------------------
 
 
-class _Marked:
-    """A minter for a token the caller marked: presents it, no new mark, and reads the answer
-    until `answer_by`, the mark's deadline (no one presents the token before it)."""
-
-    def __init__(self, minter: RefreshTokenMinter, attempt_deadline: float, answer_by: float):
-        self.minter = minter
-        self.attempt_deadline = attempt_deadline
-        self.answer_by = answer_by
-
-    def mint(self, held: Held) -> Minted:
-        return self.minter.present(held, self.attempt_deadline, self.answer_by)
-
-
 def spend(request: dict[str, Any]) -> None:
     """Present the marked refresh token; store the outcome, or the error, in the store."""
-    settings = settings_from_json(request["settings"])
+    given: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in request["settings"].items()
+    }
+    settings = Settings(**given)
     parts = _build.broker_parts(settings)
     client, store = parts["client"], parts["store"]
     key = request["key"]
@@ -289,32 +268,31 @@ def spend(request: dict[str, Any]) -> None:
             answer_by = max(mono + entry.phase_until, attempt_deadline)
             reading = max(client.timeouts.read, answer_by - time.monotonic())
             client.timeouts = replace(client.timeouts, read=reading)
-            grant = parts["grant"] if request["fallback"] else None
-            minter = RefreshTokenMinter(
-                client,
-                GrantMinter(client, grant) if grant is not None else None,
-                scope=tuple(request["scope"]),
-                owner=request["owner"],
-                sink=parts["sink"],  # a rotated refresh token is written back from here
-            )
-            label = f"client {client.auth.client_id} at {client.identity()}"
             cache = SharedCache(
                 store,
                 key,
+                client,
                 policy=RefreshPolicy(),
                 clock=client.clock,
-                label=label,
                 rotation=settings.rotation_revokes_access,
-                introspect=client.introspect,
             )
-            Renewal(
+            renewal = Renewal(
                 cache,
-                _Marked(minter, attempt_deadline, answer_by),
+                client,
+                parts["grant"] if request["fallback"] else None,
+                owner=request["owner"],
+                sink=parts["sink"],  # a rotated refresh token is written back from here
                 wait_timeout=settings.retry_budget,
-                requested_scope=minter.scope,
-                identity=client.identity(),
                 scope_check="warn" if request["check"] == "warn" else "raise",
-            ).renew(entry, max(mono + request["deadline"], answer_by), "spent in its own process")
+            )
+            renewal.renew(
+                entry,
+                max(mono + request["deadline"], answer_by),
+                "spent in its own process",
+                # The caller marked it: presented with no new mark, its answer read until the
+                # mark's deadline (no one presents the token before it).
+                lambda held: renewal.minter.present(held, attempt_deadline, answer_by),
+            )
         except FreshtokenError as exc:
             _record(store, key, mark, exc)
         except Exception as exc:  # recorded, not shown: the caller says what happened

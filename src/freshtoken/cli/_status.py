@@ -60,7 +60,7 @@ def _span(seconds: float) -> str:
 def _served(profile: str | None) -> str | None:
     """The cache key (first 12 characters) the running endpoint serves, where this step has
     one (FRESHTOKEN_URL, FRESHTOKEN_KEY): its entry is shown as `serve`."""
-    from freshtoken.broker._endpoint import EndpointRefusal, get, running_endpoint
+    from freshtoken._local_endpoint import EndpointRefusal, get, running_endpoint
 
     found = running_endpoint(profile)
     if found is None:

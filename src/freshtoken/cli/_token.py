@@ -34,7 +34,7 @@ def print_token(
 ) -> None:
     """Print a token valid for at least `min_ttl` seconds in `fmt`; on failure, say why on
     stderr (as JSON with --format json) and exit with the error's code."""
-    from freshtoken.broker._endpoint import (
+    from freshtoken._local_endpoint import (
         EndpointRefusal,
         ask,
         default_min_ttl,

@@ -25,11 +25,11 @@ import httpx
 
 from freshtoken._errors import AuthorizationError, ConfigurationError, FreshtokenError
 from freshtoken._http import direct_client
+from freshtoken._local_endpoint import fingerprint
 from freshtoken._log import remember_secret
 from freshtoken._token import Token
 from freshtoken.auth._retry401 import Retry401
 from freshtoken.broker._broker import TokenBroker
-from freshtoken.broker._endpoint import fingerprint
 from freshtoken.local._handler import (
     HOP_BY_HOP,
     LOCAL_ONLY,

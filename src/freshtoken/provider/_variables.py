@@ -1,6 +1,6 @@
 """The variables of providers' own tools that freshtoken reads, below `FRESHTOKEN_*` ones:
 preset -> variable -> setting. Their presets are in provider/_presets.py; this part imports
-nothing, so that the command line's endpoint rule (broker/_endpoint.py) can read it."""
+nothing, so that the command line's endpoint rule (_local_endpoint.py) can read it."""
 
 VARIABLES = {
     # The Genesys Cloud `gc` CLI and Terraform provider.
