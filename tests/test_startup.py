@@ -17,7 +17,8 @@ from tests._cli import BIN, cli_env, ft
 #: cryptography's Python layers (key serialization for private_key_jwt, the cipher registry),
 #: logging (a hit logs nothing at the default level), and dataclasses (inspect, and an exec per
 #: class: the value classes are records, freshtoken/_record.py), and platformdirs (the XDG
-#: directories are read directly on Linux).
+#: directories are read directly on Linux); threading (its Lock is _thread's), string (a regular
+#: expression compiled at import) and base64 (binascii's calls, which it wraps).
 HEAVY = (
     "_hashlib",  # the system's OpenSSL: keyed hashes use cryptography's (_secret.keyed_hash)
     "_socket",  # no endpoint asked
@@ -40,7 +41,12 @@ HEAVY = (
     "cryptography.hazmat.primitives.serialization",
     "cryptography.hazmat.primitives.ciphers",
     "cryptography.exceptions",
+    "threading",
+    "string",
+    "base64",
 )
+#: What -v may load besides: logging, and what logging imports.
+VERBOSE = {"logging", "threading", "string"}
 
 
 def _loaded(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[str, str, set[str]]:
@@ -80,7 +86,7 @@ def test_a_store_hit_loads_nothing_heavy(tmp_path: Path, spelling: list[str]) ->
             assert first.stdout.strip() in stdout  # the stored token, printed
             # -v shows the hit's record (so it loads logging), through the same path
             assert ("adopted a token another holder stored" in stderr) == verbose
-            allowed = {"logging"} if verbose else set()
+            allowed = VERBOSE if verbose else set()
             heavy = sorted(
                 m
                 for m in modules
@@ -125,3 +131,65 @@ def test_the_keyed_hash_is_hmac_sha256() -> None:
 
     for key, message in ((b"k" * 32, b"freshtoken cache-key v1"), (b"", b""), (b"x" * 99, b"m")):
         assert keyed_hash(key, message) == hmac.new(key, message, hashlib.sha256).digest()
+
+
+def test_a_store_hit_compiles_no_source(tmp_path: Path) -> None:
+    # No `compile()` on freshtoken's behalf at run time (typing.NamedTuple compiles each string
+    # annotation: 10 M instructions), watched through the interpreter's audit events; the
+    # standard library's own (urllib.parse's named tuples) are the floor's, not counted.
+    code = """if True:
+        import sys
+        seen = []
+        LIBRARY = ("/typing.py", "/collections/__init__.py", "<string>")
+        def hook(event, args):
+            if event != "compile" or str(args[1]).endswith(".py"):
+                return
+            frame = sys._getframe(1)
+            while (name := frame.f_code.co_filename).endswith(LIBRARY) or name[:7] == "<frozen":
+                frame = frame.f_back
+            if "/freshtoken/" in name:
+                seen.append(f"{name}:{frame.f_lineno}")
+        sys.addaudithook(hook)
+        sys.argv = ["freshtoken", "token"]
+        from freshtoken.cli._main import main
+        main()
+        sys.stderr.write(f"compiled: {seen}")
+    """
+    with AuthServer() as server:
+        env = cli_env(tmp_path, server, FRESHTOKEN_STORE=f"sqlite://{tmp_path}/t.db")
+        assert ft(["token"], env, tmp_path).returncode == 0
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.endswith("compiled: []")
+        assert server.stats()["tokens_minted"] == 1
+
+
+def test_base64_by_binascii_is_base64() -> None:
+    # The store key and the Basic header are read and written with binascii's calls, as the
+    # base64 module makes them: the same bytes, and the same refusals.
+    import base64
+    import binascii
+
+    from freshtoken._errors import ConfigurationError
+    from freshtoken._secret import Secret
+    from freshtoken.oauth._client_auth import _basic
+    from freshtoken.stores._sealed import parse_key
+
+    key = bytes(range(32))
+    good = base64.b64encode(key).decode()
+    assert parse_key(Secret(good), "K") == key
+    for bad in (good[:-1], good + "=", good[:-1] + "*", " " + good, good + "\n", good[:-1] + "é",
+                good.replace("=", "A"), "", "AAAA" * 11 + "A=="):  # fmt: skip
+        try:
+            base64.b64decode(bad, validate=True)
+            refused = False
+        except (binascii.Error, ValueError):
+            refused = True
+        if refused or len(base64.b64decode(bad, validate=True)) != 32:
+            with pytest.raises(ConfigurationError):
+                parse_key(Secret(bad), "K")
+    secret = Secret("s3cr:t é+/")
+    expected = base64.b64encode(b"id%3A1:s3cr%3At+%C3%A9%2B%2F").decode()
+    assert _basic("id:1", secret) == expected
