@@ -18,7 +18,8 @@ from tests._cli import BIN, cli_env, ft
 #: logging (a hit logs nothing at the default level), and dataclasses (inspect, and an exec per
 #: class: the value classes are records, freshtoken/_record.py), and platformdirs (the XDG
 #: directories are read directly on Linux); threading (its Lock is _thread's), string (a regular
-#: expression compiled at import) and base64 (binascii's calls, which it wraps).
+#: expression compiled at import), base64 (binascii's calls, which it wraps), pathlib (paths are
+#: strings for os.path) and hashlib (SHA-256 is cryptography's).
 HEAVY = (
     "_hashlib",  # the system's OpenSSL: keyed hashes use cryptography's (_secret.keyed_hash)
     "_socket",  # no endpoint asked
@@ -44,6 +45,8 @@ HEAVY = (
     "threading",
     "string",
     "base64",
+    "pathlib",
+    "hashlib",
 )
 #: What -v may load besides: logging, and what logging imports.
 VERBOSE = {"logging", "threading", "string"}
@@ -193,3 +196,37 @@ def test_base64_by_binascii_is_base64() -> None:
     secret = Secret("s3cr:t é+/")
     expected = base64.b64encode(b"id%3A1:s3cr%3At+%C3%A9%2B%2F").decode()
     assert _basic("id:1", secret) == expected
+
+
+def test_the_fingerprint_is_sha256_without_hashlib() -> None:
+    # The ledger fingerprints the refresh token of every store hit: the same SHA-256 as
+    # before (stored ledgers and entries hold it), without loading the system's OpenSSL.
+    import hashlib
+
+    from freshtoken.stores._entry import fingerprint
+
+    for value in ("rt-1", "", "é\udc80" * 50):
+        raw = value.encode("utf-8", "surrogatepass")
+        assert fingerprint(value) == hashlib.sha256(raw).hexdigest()[:24]
+    code = (
+        "import sys; from freshtoken.stores._entry import fingerprint; fingerprint('rt'); "
+        "print(sorted(m for m in ('_hashlib', 'hashlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_hit_on_the_default_store_loads_nothing_heavy(tmp_path: Path) -> None:
+    # No FRESHTOKEN_STORE: the default SQLite file (in the XDG cache directory) is opened by its
+    # path, as a named one is, without pathlib.
+    with AuthServer() as server:
+        env = cli_env(tmp_path, server)
+        first = ft(["token"], env, tmp_path)
+        assert first.returncode == 0, first.stderr
+        argv = [sys.executable, "-X", "importtime", "-m", "freshtoken", "token"]
+        stdout, _, modules = _loaded(argv, env, tmp_path)
+        assert stdout.strip() == first.stdout.strip()
+        heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
+        assert heavy == []
+        assert (tmp_path / "cache" / "freshtoken" / "tokens.db").is_file()
+        assert server.stats()["tokens_minted"] == 1
