@@ -47,6 +47,8 @@ HEAVY = (
     "base64",
     "pathlib",
     "hashlib",
+    "freshtoken._hints",  # the hint catalog: a hit explains no error
+    "freshtoken.provider._regions",  # a client configured by its URLs reads no region table
 )
 #: What -v may load besides: logging, and what logging imports.
 VERBOSE = {"logging", "threading", "string"}
