@@ -49,6 +49,7 @@ HEAVY = (
     "hashlib",
     "freshtoken._hints",  # the hint catalog: a hit explains no error
     "freshtoken.provider._regions",  # a client configured by its URLs reads no region table
+    "freshtoken.stores._memory",  # the stand-in for a shared store that fails
 )
 #: What -v may load besides: logging, and what logging imports.
 VERBOSE = {"logging", "threading", "string"}

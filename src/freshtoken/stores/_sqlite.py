@@ -24,7 +24,6 @@ from freshtoken.stores._base import StoreOptions, TokenStore
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._failopen import FailOpenStore
 from freshtoken.stores._ledger import Ledger
-from freshtoken.stores._memory import MemoryStore
 from freshtoken.stores._sealed import (
     Envelope,
     StrPath,
@@ -349,6 +348,8 @@ def open_file(path: str, options: StoreOptions) -> TokenStore:
                 exc.message,
                 exc.hint,
             )
+            from freshtoken.stores._memory import MemoryStore  # here: only without the store
+
             return MemoryStore(sharing=False)
         logger.warning("%s; it is read, and tokens minted are kept in this process", exc.message)
     # Beside the file, not in it: a deleted file leaves it, and with it what was lost.
