@@ -233,3 +233,35 @@ def test_a_hit_on_the_default_store_loads_nothing_heavy(tmp_path: Path) -> None:
         assert heavy == []
         assert (tmp_path / "cache" / "freshtoken" / "tokens.db").is_file()
         assert server.stats()["tokens_minted"] == 1
+
+
+def test_a_step_asking_the_endpoint_loads_no_typing_nor_the_store(tmp_path: Path) -> None:
+    # A step after `serve` gets its token from the endpoint: the store's side of the command
+    # (cli/_token_store.py, its settings and type names, `typing`) is not loaded at all.
+    from tests.test_endpoint_step import Served
+
+    with AuthServer() as server:
+        served = Served(server, tmp_path)
+        try:
+            argv = [sys.executable, "-X", "importtime", "-m", "freshtoken", "token"]
+            out = subprocess.run(
+                argv, env=served.step_env, cwd=tmp_path, capture_output=True, text=True
+            )
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.strip() == served.held()
+            modules = {
+                line.rsplit("|", 1)[1].strip()
+                for line in out.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line
+            }
+            assert "freshtoken.broker._endpoint" in modules
+            cold = (
+                "typing",
+                "freshtoken.cli._token_store",
+                "freshtoken.config",
+                "freshtoken.stores",
+            )
+            assert sorted(m for m in modules if m.startswith(cold)) == []
+        finally:
+            served.stop()
+        assert server.stats()["tokens_minted"] == 1  # by serve
