@@ -19,7 +19,7 @@ import pytest
 from freshtoken import AuthorizationCode, Settings, TokenBroker
 from freshtoken._errors import OAuthError, TokenUnavailableError
 from freshtoken.cli._doctor_server import describe_rotation
-from freshtoken.cli._token import cached_token
+from freshtoken.cli._token_store import cached_token
 from freshtoken.oauth._grants import RefreshTokenGrant
 from freshtoken.stores import Entry
 from freshtoken.stores._sqlite import SQLiteStore

@@ -329,7 +329,7 @@ def test_store_urls(tmp_path: Path) -> None:
     assert isinstance(open_store("memory://"), MemoryStore)
     sqlite = open_store(f"sqlite://{tmp_path}/x.db")  # failing open, like Redis
     assert isinstance(sqlite, FailOpenStore) and isinstance(sqlite.shared, SQLiteStore)
-    assert sqlite.shared.path == tmp_path / "x.db"
+    assert sqlite.shared.path == str(tmp_path / "x.db")  # a string: os.path throughout
     closed = open_store(f"sqlite://{tmp_path}/x.db", fail="closed")
     assert isinstance(closed, SQLiteStore)
 

@@ -457,9 +457,10 @@ def test_a_damaged_ledger_file_is_ignored_with_one_warning(tmp_path: Path, junk:
 @pytest.mark.parametrize("mode", [0o777, 0o700])
 def test_a_ledger_directory_others_could_write_to_is_not_trusted(tmp_path: Path, mode: int) -> None:
     """Nothing read from it, nothing written to it: another user could plant what it says."""
-    ledger = Ledger(tmp_path / "ledger")
-    ledger.directory.mkdir(mode=0o700)
+    folder = tmp_path / "ledger"
+    ledger = Ledger(folder)
+    folder.mkdir(mode=0o700)
     key = "k" * 16
     ledger.note(key, Entry(token=None, refresh_token="rt_canary_one_000001", generation=5))
-    ledger.directory.chmod(mode)
+    folder.chmod(mode)
     assert Ledger(ledger.directory).seen(key).generation == (5 if mode == 0o700 else 0)

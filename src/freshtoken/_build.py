@@ -26,7 +26,6 @@ from freshtoken.oauth._client_auth import (
 from freshtoken.oauth._grants import ClientCredentials, Grant, JwtBearer, TokenExchange
 from freshtoken.provider._endpoints import Endpoints, check_url
 from freshtoken.provider._presets import REGIONAL, preset_of
-from freshtoken.provider._regions import preset_urls, resolve_region
 from freshtoken.stores import TokenStore, open_store
 
 if TYPE_CHECKING:
@@ -34,6 +33,8 @@ if TYPE_CHECKING:
     from freshtoken.oauth._client import TokenClient
     from freshtoken.oauth._jws import SigningKey
     from freshtoken.oauth._tls_auth import ClientCertificate
+    from freshtoken.provider._presets import Preset
+    from freshtoken.provider._regions import Region
     from freshtoken.sinks import RefreshTokenSink
 
 
@@ -158,7 +159,7 @@ def endpoints(settings: Settings) -> Endpoints | None:
     A region, or the provider setting, selects a provider preset (provider/_presets.py);
     `api_url` and `token_url` then point it anywhere (a gateway, the shipped test server)."""
     preset = preset_of(settings.provider, settings.region)
-    region = resolve_region(preset, settings.region) if preset and settings.region else None
+    region = _region(preset, settings.region)
     api_url = settings.api_url or (region.api_base_url if region else None)
     if settings.api_url:
         check_url(settings.api_url, settings.label("api_url"))
@@ -169,8 +170,12 @@ def endpoints(settings: Settings) -> Endpoints | None:
             hint=f"Set FRESHTOKEN_TOKEN_URL ({token}) and FRESHTOKEN_API_URL ({api}), or "
             f"FRESHTOKEN_REGION (e.g. {preset.example_region}).",
         )
-    urls: dict[str, Any]
-    urls, sources = preset_urls(preset, region, settings.token_url) if preset else ({}, ())
+    urls: dict[str, Any] = {}
+    sources: tuple[tuple[str, str], ...] = ()
+    if preset:
+        from freshtoken.provider._regions import preset_urls
+
+        urls, sources = preset_urls(preset, region, settings.token_url)
     if settings.issuer and not settings.token_url:
         check_url(settings.issuer, settings.label("issuer"))
         pinned(settings)  # checked before anything is sent
@@ -212,10 +217,18 @@ def proxy_upstream(settings: Settings) -> str | None:
         return settings.proxy_upstream
     if settings.api_url:
         return settings.api_url
-    preset = preset_of(settings.provider, settings.region)
-    return (
-        resolve_region(preset, settings.region).api_base_url if preset and settings.region else None
-    )
+    region = _region(preset_of(settings.provider, settings.region), settings.region)
+    return region.api_base_url if region else None
+
+
+def _region(preset: Preset | None, value: str | None) -> Region | None:
+    """The preset's region `value` names (None without both). Its table is imported here: a
+    client configured by its URLs (a store hit's cache key) reads none."""
+    if not (preset and value):
+        return None
+    from freshtoken.provider._regions import resolve_region
+
+    return resolve_region(preset, value)
 
 
 def client_auth(settings: Settings) -> ClientAuth:

@@ -23,7 +23,10 @@ excerpts that were redacted before they got here.
 
 from __future__ import annotations
 
-from freshtoken._hints import ErrorContext, hint
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from freshtoken._hints import ErrorContext
 
 EXIT_USAGE, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_STORE = 2, 3, 4, 5
 #: What each exit code of the command line means.
@@ -73,6 +76,8 @@ class FreshtokenError(Exception):
     def explain(cls, ctx: ErrorContext) -> str:
         """The plain-language cause and fix of this kind of error at `ctx`: the hint catalog's
         entry for its code (freshtoken/_hints.py)."""
+        from freshtoken._hints import hint  # here: a store hit explains nothing (1 M a hit)
+
         return hint(cls.default_error, ctx, cls.fields(ctx))
 
     @classmethod
@@ -262,3 +267,12 @@ __all__ = [
     "ServerError", "SinkError", "StoreError", "TLSError", "TokenUnavailableError",
     "TransportError", "UnauthorizedClientError", "UnsafeStoreError",
 ]  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    """`ErrorContext`, the hint catalog's (freshtoken/_hints.py), loaded when first named."""
+    if name == "ErrorContext":
+        from freshtoken._hints import ErrorContext
+
+        return ErrorContext
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,19 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
-from freshtoken.cli._formats import (
-    failure,
-    mask_on_github,
-    render,
-    token_json,
-)
-
-if TYPE_CHECKING:
-    from freshtoken._token import Token
-    from freshtoken.broker._policy import RefreshPolicy
-    from freshtoken.config._settings import Settings
+from freshtoken.cli._formats import failure, mask_on_github, render
 
 
 def print_token(
@@ -49,7 +38,11 @@ def print_token(
             # Asked as JSON and rendered here, as a token from the store is: checked the same way.
             data = ask(*found, default_min_ttl() if min_ttl is None else min_ttl)
         else:
-            data = _from_store_or_mint(min_ttl, profile, quiet, verbose)
+            # The store's side in a module of its own: a step asking the endpoint loads none
+            # of it (its type names alone would import `typing`: 16 M instructions there).
+            from freshtoken.cli._token_store import from_store_or_mint
+
+            data = from_store_or_mint(min_ttl, profile, quiet, verbose)
     except EndpointRefusal as exc:
         raise failure(exc.error, exc.line, exc.hint, exc.exit_code, json_errors) from None
     except Exception as exc:
@@ -74,88 +67,6 @@ def print_token(
     mask_on_github(access)
     sys.stdout.write(render(data, fmt) + "\n")
     sys.stdout.flush()
-
-
-def _from_store_or_mint(
-    min_ttl: float | None, profile: str | None, quiet: bool, verbose: int
-) -> dict[str, object]:
-    """The stored token when the broker would hand it out without work (the peek reads the
-    store without building a client), else the broker's; settings are read once."""
-    from freshtoken._log import logger, to_stderr
-    from freshtoken.broker._policy import COMMAND_LINE, with_margin
-    from freshtoken.config._load import unknown_variables
-    from freshtoken.config._settings import Settings
-
-    to_stderr(verbose, quiet)  # the argv shortcut's (after click's group, nothing changes)
-    settings = Settings.load(profile=profile)
-    for line in unknown_variables(os.environ):  # doctor says it too
-        logger.warning("warning: %s", line)
-    if advice := settings.offline_access_advice():
-        logger.warning("warning: %s", advice)
-    policy = with_margin(COMMAND_LINE, settings.min_ttl)
-    try:
-        token = cached_token(settings, min_ttl, policy)
-    except OSError:
-        token = None  # the broker's own path reports a store it cannot open
-    if token is None:
-        from freshtoken.broker._broker import TokenBroker
-
-        broker = TokenBroker.from_settings(settings, refresh=COMMAND_LINE)
-        try:
-            token = broker.token(min_ttl)
-        finally:
-            broker.close()  # a refresh started for the next caller is finished, not lost
-    return token_json(token.access_token, token.token_type, token.expires_at)
-
-
-def cached_token(
-    settings: Settings, min_ttl: float | None, policy: RefreshPolicy | None = None
-) -> Token | None:
-    """The stored token when it is valid for `min_ttl` and not yet due for refresh: a cache hit
-    without the network stack, before httpx and click are loaded. Only a token the broker itself
-    would hand out without work is served; anything else goes the full way (and a refresh due
-    now is done there, not skipped)."""
-    import time
-
-    from freshtoken import _build
-    from freshtoken._log import logger
-    from freshtoken.broker._key import settings_key
-    from freshtoken.broker._policy import (
-        FUTURE_TOLERANCE,
-        RefreshPolicy,
-        ahead_warning,
-        covered,
-        guards,
-        stored_left,
-    )
-
-    if settings.store and not settings.store.startswith("sqlite:"):
-        # A new process has an empty memory store; a Redis store is left to the full path,
-        # so that an unreachable one costs one timeout and one warning, not two.
-        return None
-    store = _build.store_for(settings)
-    try:
-        entry = store.load(settings_key(settings, store.pepper))
-    finally:
-        store.close()
-    token = entry.token if entry is not None else None
-    policy = policy or RefreshPolicy()
-    now = time.time()
-    if token is None or entry is None or not policy.servable(token, now, min_ttl):
-        return None
-    if guards(settings.rotation_revokes_access, entry) and not covered(
-        entry, now, policy.min_ttl_for(token, min_ttl)
-    ):
-        return None  # the full way promises it (this peek does not write)
-    window = policy.window(token.lifetime)
-    if (ahead := token.issued_at - now) > FUTURE_TOLERANCE:
-        logger.warning("%s", ahead_warning(ahead, 0.0, window))
-    logger.info(
-        "adopted a token another holder stored for client %s: %.0fs left",
-        settings.client_id,
-        stored_left(token, now, window=window),
-    )
-    return token
 
 
 def _github(access: str, data: dict[str, object], env_name: str | None) -> None:

@@ -13,7 +13,6 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from freshtoken._errors import ConfigurationError
@@ -40,7 +39,7 @@ def read_secret_file(path: str, setting: str, *, private: bool = False) -> Secre
         if path == "-":
             text = sys.stdin.read()
         else:
-            fd = open_no_wait(Path(path).expanduser(), os.O_RDONLY)
+            fd = open_no_wait(os.path.expanduser(path), os.O_RDONLY)
             with open(fd, encoding="utf-8") as handle:
                 info = os.fstat(handle.fileno())  # the file read is the file checked
                 mode = info.st_mode
@@ -77,9 +76,10 @@ def read_secret_file(path: str, setting: str, *, private: bool = False) -> Secre
 class ConfigFile:
     """A configuration file and the text read from it after its checks (one open: what was
     checked is what is read); `discovered` when found by walking up from the working directory
-    (not named by $FRESHTOKEN_CONFIG, not in the user configuration directory)."""
+    (not named by $FRESHTOKEN_CONFIG, not in the user configuration directory). Paths are
+    strings, for os.path's calls: pathlib costs every command-line call 6 M instructions."""
 
-    path: Path
+    path: str
     text: str
     discovered: bool = False
 
@@ -95,7 +95,7 @@ def untrusted(info: os.stat_result) -> str | None:
     return None
 
 
-def read_checked(path: Path) -> tuple[str | None, str | None]:
+def read_checked(path: str) -> tuple[str | None, str | None]:
     """(text, None) for a file that can be trusted (see untrusted), else (None, why not)."""
     try:
         with open(open_no_wait(path, os.O_RDONLY), "rb") as handle:
@@ -123,8 +123,8 @@ def _warn_once(message: str) -> None:
         logger.warning("%s", message)
 
 
-def _usable(path: Path, *, discovered: bool) -> ConfigFile | None:
-    if not path.is_file():
+def _usable(path: str, *, discovered: bool) -> ConfigFile | None:
+    if not os.path.isfile(path):
         return None
     text, reason = read_checked(path)
     if text is None:
@@ -136,13 +136,15 @@ def _usable(path: Path, *, discovered: bool) -> ConfigFile | None:
     return ConfigFile(path, text, discovered)
 
 
-def config_files(environ: Mapping[str, str], cwd: Path | None = None) -> list[ConfigFile]:
+def config_files(
+    environ: Mapping[str, str], cwd: str | os.PathLike[str] | None = None
+) -> list[ConfigFile]:
     """The files to read, lowest first: $FRESHTOKEN_CONFIG alone; else the one in the user
     configuration directory, then the nearest freshtoken.toml in the working directory or a
     parent. Files that others could have written are skipped with a warning."""
     if explicit := environ.get(PREFIX + "CONFIG", "").strip():
-        path = Path(explicit).expanduser()
-        if not path.is_file():
+        path = os.path.expanduser(explicit)
+        if not os.path.isfile(path):
             raise ConfigurationError(
                 f"$FRESHTOKEN_CONFIG names no file: {explicit}",
                 hint="Correct the path or unset FRESHTOKEN_CONFIG.",
@@ -155,28 +157,34 @@ def config_files(environ: Mapping[str, str], cwd: Path | None = None) -> list[Co
                 "(and make it yours), or name another file.",
             )
         return [ConfigFile(path, text)]
-    user_path = Path(user_dir("config")) / CONFIG_NAME
+    user_path = os.path.join(user_dir("config"), CONFIG_NAME)
     user = _usable(user_path, discovered=False)
     files = [user] if user else []
-    here = (cwd or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        found = folder / CONFIG_NAME
-        if found.is_file() and not (user and found.samefile(user_path)):
+    folder = os.path.realpath(os.getcwd() if cwd is None else cwd)
+    while True:  # the folder and each parent, up to the root
+        found = os.path.join(folder, CONFIG_NAME)
+        if os.path.isfile(found) and not (user and os.path.samefile(found, user_path)):
             if (discovered := _usable(found, discovered=True)) is not None:
                 files.append(discovered)
+            break
+        folder, below = os.path.dirname(folder), folder
+        if folder == below:
             break
     return files
 
 
 def _profile_values(
-    path: Path, profile: str | None, text: str | None = None
+    path: str | os.PathLike[str], profile: str | None, text: str | None = None
 ) -> dict[str, tuple[object, str]] | None:
     """The keys of `profile` (default: [default]) in `path` (whose `text` may be given), None
     when it has no such table."""
     import tomllib  # here: 10 ms that a run without a configuration file need not pay
 
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
+        if text is None:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        document = tomllib.loads(text)
     except (OSError, ValueError) as exc:  # unreadable, not UTF-8, or not TOML
         raise ConfigurationError(
             f"cannot read {path}: {exc}", hint="Fix the TOML syntax (see docs/configuration.md)."
@@ -206,19 +214,24 @@ def _profile_values(
                 f"{path} [{name}] gives {base} twice: {twice[0]} and {key}",
                 hint="Keep only one of them.",
             )
-        values[key] = (_relative_to(path.parent, source, base, value), where)
+        values[key] = (_relative_to(os.path.dirname(path), source, base, value), where)
     return values
 
 
-def _relative_to(folder: Path, source: str, key: str, value: object) -> object:
+def _relative_to(folder: str, source: str, key: str, value: object) -> object:
     """A relative path in a configuration file means a path next to that file, wherever the
     command runs: secret files (`*_file`) and `sqlite:` stores."""
     if not isinstance(value, str) or value in ("", "-"):
         return value
+    relative_store = key == "store" and value.startswith("sqlite:") and value[7:8] != "/"
+    if source != "_file" and not relative_store:
+        return value
+    from pathlib import Path  # here: joined as pathlib does, for the paths that are joined
+
     if source == "_file" and not Path(value).expanduser().is_absolute():
-        return str(folder / value)
-    if key == "store" and value.startswith("sqlite:") and not value.startswith("sqlite:/"):
-        return f"sqlite://{folder / value.removeprefix('sqlite:')}"
+        return str(Path(folder) / value)
+    if relative_store:
+        return f"sqlite://{Path(folder) / value.removeprefix('sqlite:')}"
     return value
 
 
@@ -370,7 +383,7 @@ def read_values(
     *,
     profile: str | None = None,
     environ: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
+    cwd: str | os.PathLike[str] | None = None,
     use_file: bool = True,
 ) -> tuple[dict[str, Any], dict[str, str], str | None]:
     """The values that were set, where each came from, and the profile used."""

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -88,7 +88,7 @@ class Settings(SettingValues):
         *,
         profile: str | None = None,
         environ: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
+        cwd: str | os.PathLike[str] | None = None,
         use_file: bool = True,
     ) -> Settings:
         """Profiles of freshtoken.toml (if any), then a provider preset's own variables and

@@ -6,11 +6,9 @@ A new store is a module here with an `open_url(url, options)` function and a row
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping
-from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 from freshtoken._errors import ConfigurationError
@@ -18,6 +16,9 @@ from freshtoken._platform import user_dir
 from freshtoken._secret import Secret
 from freshtoken.stores._base import StoreOptions, TokenStore
 from freshtoken.stores._entry import Entry
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # scheme -> the module whose `open_url` opens it; imported only when used (redis is heavy).
 SCHEMES: dict[str, str] = {
@@ -30,12 +31,19 @@ SCHEMES: dict[str, str] = {
 }
 
 
-def default_store_path(environ: Mapping[str, str] | None = None) -> Path:
+def default_store_file(environ: Mapping[str, str] | None = None) -> str:
     """$RUNNER_TEMP on GitHub Actions (shared by the job's steps), else the user cache dir."""
     env = os.environ if environ is None else environ
     if env.get("GITHUB_ACTIONS") == "true" and env.get("RUNNER_TEMP"):
-        return Path(env["RUNNER_TEMP"]) / "freshtoken" / "tokens.db"
-    return Path(user_dir("cache")) / "tokens.db"
+        return os.path.join(env["RUNNER_TEMP"], "freshtoken", "tokens.db")
+    return os.path.join(user_dir("cache"), "tokens.db")
+
+
+def default_store_path(environ: Mapping[str, str] | None = None) -> Path:
+    """`default_store_file` as a Path (a store opens it by its string: pathlib costs 6 M)."""
+    from pathlib import Path
+
+    return Path(default_store_file(environ))
 
 
 def open_store(
@@ -54,7 +62,9 @@ def open_store(
     key, redis_password = (Secret(s) if isinstance(s, str) else s for s in (key, redis_password))
     options = StoreOptions(key, redis_password, redis_prefix, timeout, lease, fail)
     if not url or url in ("sqlite://", "sqlite:///"):
-        url = default_store_path().as_uri().replace("file://", "sqlite://", 1)
+        from freshtoken.stores._sqlite import open_file
+
+        return open_file(default_store_file(), options)
     scheme = urlsplit(url).scheme
     module = SCHEMES.get(scheme)
     if module is None:
@@ -64,7 +74,16 @@ def open_store(
             "rediss://..., redis+cluster://host:port, or leave it unset for the default SQLite "
             "store.",
         )
-    return cast(TokenStore, importlib.import_module(module).open_url(url, options))
+    # __import__ is what importlib.import_module calls (importlib's package costs a hit 0.6 M)
+    return cast(TokenStore, __import__(module, fromlist=["open_url"]).open_url(url, options))
 
 
-__all__ = ["SCHEMES", "Entry", "StoreOptions", "TokenStore", "default_store_path", "open_store"]
+__all__ = [
+    "SCHEMES",
+    "Entry",
+    "StoreOptions",
+    "TokenStore",
+    "default_store_file",
+    "default_store_path",
+    "open_store",
+]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import errno
 import os
 import stat
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 # cryptography's own `ciphers.aead` module is this binding's AESGCM under its public name, but
@@ -101,8 +99,8 @@ def open_entry(envelope: Envelope, cache_key: str, blob: bytes, version: int) ->
 
 
 def parse_key(value: Secret, setting: str) -> bytes:
-    try:
-        key = base64.b64decode(value.reveal(), validate=True)
+    try:  # base64.b64decode(validate=True) as it is written, without the module's import
+        key = binascii.a2b_base64(value.reveal().encode("ascii"), strict_mode=True)
     except (binascii.Error, ValueError):
         key = b""
     if len(key) != 32:
@@ -114,10 +112,14 @@ def parse_key(value: Secret, setting: str) -> bytes:
     return key
 
 
-def check_private(path: Path, what: str, info: os.stat_result | None = None) -> None:
+#: A path as the store's functions take it (os.path's calls: pathlib costs a store hit 6 M).
+StrPath = str | os.PathLike[str]
+
+
+def check_private(path: StrPath, what: str, info: os.stat_result | None = None) -> None:
     """Refuse a file that is not a regular file of this user, or that others than its owner
     can read or write."""
-    info = info if info is not None else path.stat()
+    info = info if info is not None else os.stat(path)
     mode = info.st_mode
     if not stat.S_ISREG(mode) or not owned_by_user(info.st_uid):
         raise UnsafeStoreError(
@@ -133,10 +135,10 @@ def check_private(path: Path, what: str, info: os.stat_result | None = None) -> 
         )
 
 
-def check_private_dir(directory: Path) -> None:
+def check_private_dir(directory: StrPath) -> None:
     """Refuse a store or lock directory that is not this user's, or that others may write
     to: whoever can add entries there can plant symlinks and files in freshtoken's place."""
-    info = directory.stat()
+    info = os.stat(directory)
     mine = owned_by_user(info.st_uid)
     if not mine or shared_bits(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
         owner = "this user" if mine else f"uid {info.st_uid}"
@@ -149,7 +151,7 @@ def check_private_dir(directory: Path) -> None:
         )
 
 
-def _planted_link(path: Path, what: str) -> UnsafeStoreError:
+def _planted_link(path: StrPath, what: str) -> UnsafeStoreError:
     return UnsafeStoreError(
         f"the {what} {path} is a symbolic link",
         hint=f"Someone may have planted it to redirect writes: remove {path}, or choose "
@@ -157,12 +159,12 @@ def _planted_link(path: Path, what: str) -> UnsafeStoreError:
     )
 
 
-def check_private_path(path: Path, what: str) -> bool:
+def check_private_path(path: StrPath, what: str) -> bool:
     """Check the file at `path` as `open_private` would, without opening it (closing any
     descriptor of a file drops every POSIX lock this process holds on it, SQLite's too);
     False when there is none."""
     try:
-        info = path.lstat()
+        info = os.lstat(path)
     except FileNotFoundError:
         return False
     if stat.S_ISLNK(info.st_mode):
@@ -171,7 +173,7 @@ def check_private_path(path: Path, what: str) -> bool:
     return True
 
 
-def open_private(path: Path, flags: int, what: str) -> int:
+def open_private(path: StrPath, flags: int, what: str) -> int:
     """Open (or create, 0600) a file of the store without following a symlink, and check
     that it is a private regular file of this user before anything is read or written."""
     try:
@@ -188,7 +190,7 @@ def open_private(path: Path, flags: int, what: str) -> int:
     return fd
 
 
-def key_file(path: Path) -> bytes:
+def key_file(path: StrPath) -> bytes:
     """The key stored in `path` (0600), created on first use.
 
     Created under a temporary name and linked into place, so that concurrent first uses agree
@@ -197,11 +199,12 @@ def key_file(path: Path) -> bytes:
     if not os.path.lexists(path):
         import secrets  # here: only a first use creates a key
 
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | PRIVATE_OPEN_FLAGS, 0o600)
             with os.fdopen(fd, "wb") as handle:
-                handle.write(base64.b64encode(secrets.token_bytes(32)))
+                handle.write(binascii.b2a_base64(secrets.token_bytes(32), newline=False))
                 handle.flush()
                 os.fsync(handle.fileno())
             try:
@@ -225,4 +228,4 @@ def key_file(path: Path) -> bytes:
     with os.fdopen(fd, "rb") as handle:
         text = handle.read().decode("ascii", "replace").strip()
     remember_secret(text)
-    return parse_key(Secret(text), str(path))
+    return parse_key(Secret(text), os.fspath(path))

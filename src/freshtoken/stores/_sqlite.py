@@ -9,11 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import threading
 import time
+from _thread import allocate_lock as Lock  # threading.Lock; threading costs a hit 4 M
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import unquote
 
 from freshtoken._errors import ConfigurationError, StoreError, UnsafeStoreError
@@ -25,9 +24,9 @@ from freshtoken.stores._base import StoreOptions, TokenStore
 from freshtoken.stores._entry import Entry
 from freshtoken.stores._failopen import FailOpenStore
 from freshtoken.stores._ledger import Ledger
-from freshtoken.stores._memory import MemoryStore
 from freshtoken.stores._sealed import (
     Envelope,
+    StrPath,
     check_private_dir,
     check_private_path,
     key_file,
@@ -47,17 +46,22 @@ CREATE TABLE IF NOT EXISTS entries (
 """
 
 
-def _store_error(action: str, path: Path, exc: BaseException) -> StoreError:
+def _folder(path: str) -> str:
+    """`path`'s directory, as pathlib's `parent` names it ("." for a bare file name)."""
+    return os.path.dirname(path) or "."
+
+
+def _store_error(action: str, path: str, exc: BaseException) -> StoreError:
     reason = getattr(exc, "strerror", None) or str(exc)
     lowered = reason.lower()
     if "full" in lowered or "no space" in lowered or "too large" in lowered:
         hint = (
-            f"The disk holding {path.parent} is full. Free space, or point "
+            f"The disk holding {_folder(path)} is full. Free space, or point "
             "FRESHTOKEN_STORE at another place (sqlite:///path) or memory://."
         )
     elif "readonly" in lowered or "read-only" in lowered or "permission" in lowered:
         hint = (
-            f"{path.parent} is not writable by this user. Point FRESHTOKEN_STORE at a "
+            f"{_folder(path)} is not writable by this user. Point FRESHTOKEN_STORE at a "
             "writable place (sqlite:///path) or use memory://."
         )
     else:
@@ -65,7 +69,7 @@ def _store_error(action: str, path: Path, exc: BaseException) -> StoreError:
     return StoreError(f"cannot {action} the token store {path}: {reason}", hint=hint)
 
 
-def _wal_frames(path: Path) -> bool:
+def _wal_frames(path: str) -> bool:
     """True when the -wal file holds writes the main file lacks. Immutable would ignore them
     and read an older entry (a spent refresh token); a plain read-only connection reads them,
     or fails, and a failure takes the caller to a store in memory, never to the older copy."""
@@ -85,27 +89,26 @@ def _corrupt(exc: sqlite3.DatabaseError) -> bool:
 class SQLiteStore:
     """`sqlite:///path`: WAL mode, file 0600 in a private directory, sealed entries."""
 
-    def __init__(self, path: Path, key: Secret | None = None, *, read_only: bool = False) -> None:
-        self.path = path
+    def __init__(
+        self, path: StrPath, key: Secret | None = None, *, read_only: bool = False
+    ) -> None:
+        #: The file, a string: os.path's calls throughout (pathlib costs a store hit 6 M).
+        self.path = path = os.fspath(path)
         #: Opened to be read only, as it is on a full or read-only disk (no lock, no write).
         self.read_only = read_only
-        self._lock_dir = path.with_name(path.name + ".locks")
-        self._prepare_dir(path.parent)
+        self._lock_dir = path + ".locks"
+        self._prepare_dir(_folder(path))
         self._prepare_dir(self._lock_dir)
-        raw = (
-            parse_key(key, "FRESHTOKEN_STORE_KEY")
-            if key
-            else key_file(path.with_name(path.name + ".key"))
-        )
+        raw = parse_key(key, "FRESHTOKEN_STORE_KEY") if key else key_file(path + ".key")
         self._envelope = Envelope(raw)
         self.pepper = self._envelope.pepper
         self._create_private(path)
-        self._guard = threading.Lock()
+        self._guard = Lock()
         self._pid = os.getpid()
         self._db = self._connect()
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({str(self.path)!r})"
+        return f"SQLiteStore({self.path!r})"
 
     @property
     def ledger(self) -> Ledger | None:
@@ -113,14 +116,15 @@ class SQLiteStore:
         return self._envelope.ledger
 
     @staticmethod
-    def _prepare_dir(directory: Path) -> None:
+    def _prepare_dir(directory: str) -> None:
         try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:
-            raise _store_error("create the directory of", directory / "-", exc) from None
+            inside = os.path.join(directory, "-")
+            raise _store_error("create the directory of", inside, exc) from None
         check_private_dir(directory)
 
-    def _create_private(self, path: Path) -> None:
+    def _create_private(self, path: str) -> None:
         # Created 0600 before SQLite opens it (never through a symlink, and checked once open);
         # SQLite gives -wal and -shm the same mode. A file that exists is checked without
         # opening it: another store of this process may have it open, and closing a
@@ -147,7 +151,9 @@ class SQLiteStore:
 
     def _open(self) -> sqlite3.Connection:
         if self.read_only:
-            uri = self.path.as_uri() + "?mode=ro"
+            from pathlib import Path  # here: only a store on a full or read-only disk
+
+            uri = Path(self.path).as_uri() + "?mode=ro"
             if not _wal_frames(self.path):  # no -shm to create, which a full disk refuses
                 uri += "&immutable=1"
             return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -165,7 +171,7 @@ class SQLiteStore:
     def _set_aside(self) -> None:
         """The store is a cache: a file SQLite cannot read is moved aside (for a post-mortem)
         and a new one created; the tokens it held are minted again."""
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        aside = f"{self.path}.corrupt-{int(time.time())}"
         logger.warning(
             "the token store %s is not a readable SQLite database; moved it to %s and started "
             "a new one (cached tokens are minted again)",
@@ -273,7 +279,7 @@ class SQLiteStore:
     def lock(self, key: str, timeout: float) -> Iterator[bool]:
         if self.read_only:
             raise self._unwritable()
-        path = self._lock_dir / f"{key}.lock"
+        path = os.path.join(self._lock_dir, f"{key}.lock")
         try:
             fd = open_private(path, os.O_RDWR | os.O_CREAT, "lock file")
         except OSError as exc:
@@ -321,14 +327,19 @@ def open_url(url: str, options: StoreOptions) -> TokenStore:
             hint="Use sqlite:///absolute/path/tokens.db (three slashes), or leave it unset for "
             "the default place.",
         )
+    return open_file(path, options)
+
+
+def open_file(path: str, options: StoreOptions) -> TokenStore:
+    """The store in the file `path` (`open_url`'s, and the default store's)."""
     try:
-        sqlite = SQLiteStore(Path(path), options.key)
+        sqlite = SQLiteStore(path, options.key)
     except StoreError as exc:
         if options.fail != "open" or isinstance(exc, UnsafeStoreError):
             raise
         try:
             # A full or read-only disk: what the store holds is still every process's token.
-            sqlite = SQLiteStore(Path(path), options.key, read_only=True)
+            sqlite = SQLiteStore(path, options.key, read_only=True)
             sqlite.list_keys()
         except (StoreError, sqlite3.Error):
             # The store is a cache: without it this process still gets tokens, minting its own.
@@ -337,9 +348,11 @@ def open_url(url: str, options: StoreOptions) -> TokenStore:
                 exc.message,
                 exc.hint,
             )
+            from freshtoken.stores._memory import MemoryStore  # here: only without the store
+
             return MemoryStore(sharing=False)
         logger.warning("%s; it is read, and tokens minted are kept in this process", exc.message)
     # Beside the file, not in it: a deleted file leaves it, and with it what was lost.
-    sqlite._envelope.ledger = Ledger(Path(path + ".ledger"))
+    sqlite._envelope.ledger = Ledger(path + ".ledger")
     store: TokenStore = FailOpenStore(sqlite) if options.fail == "open" else sqlite
     return store
