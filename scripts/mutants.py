@@ -67,7 +67,7 @@ MUTANTS = [
     Mutant(
         "min-ttl-cli-hit",
         "min_ttl: the command line's store hit prints a token only with --min-ttl left",
-        "src/freshtoken/cli/_token.py",
+        "src/freshtoken/cli/_token_store.py",
         "policy.servable(token, now, min_ttl)",
         "policy.servable(token, now, None)",
         ("tests/test_cli.py",),
@@ -92,7 +92,7 @@ MUTANTS = [
         "lost-lock-presents",
         "a holder whose lease ran out does not present the refresh token",
         B + "_minters.py",
-        "        if not held.owns_lock():\n            # Our lease",
+        "        if not held.store.owns_lock(held.key):\n            # Our lease",
         "        if False:\n            # Our lease",
         ("tests/test_redis.py",),
     ),
@@ -211,7 +211,7 @@ MUTANTS = [
     Mutant(
         "min-ttl-fresh-mint",
         "min_ttl: a fresh token shorter than asked for is an error, never a success",
-        B + "_broker.py",
+        B + "_shared.py",
         "        if left < need:",
         "        if False:",
         ("tests/test_broker.py", "tests/test_faults.py"),
