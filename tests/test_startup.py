@@ -254,7 +254,7 @@ def test_a_step_asking_the_endpoint_loads_no_typing_nor_the_store(tmp_path: Path
                 for line in out.stderr.splitlines()
                 if line.startswith("import time:") and "|" in line
             }
-            assert "freshtoken.broker._endpoint" in modules
+            assert "freshtoken._local_endpoint" in modules
             cold = (
                 "typing",
                 "freshtoken.cli._token_store",
