@@ -201,7 +201,9 @@ PAST_KEPT = 64
 
 
 def fingerprint(refresh_token: str) -> str:
-    """A short, one-way name of a refresh token (kept only inside sealed entries)."""
+    """A short, one-way name of a refresh token, kept inside sealed entries and in the per-host
+    ledger (a 0600 file, stores/_ledger.py): 96 bits of a SHA-256 of a token of high entropy
+    tell whether a token was seen before, never what it is."""
     # SHA-256 by cryptography's OpenSSL, which a store loads anyway (the ledger fingerprints the
     # refresh token of every hit): hashlib would load the system's too, 8 M instructions.
     from cryptography.hazmat.primitives import hashes
