@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,9 @@ def ft(
 
 
 def ft_started(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    """`freshtoken ARGS` started in the background (to be signalled), its output piped."""
+    """`freshtoken ARGS` started in the background (to be signalled), its output piped. Its
+    SIGINT is the default, as in a terminal's foreground, even where the test run's is ignored
+    (pytest started with `&` by a non-interactive shell, whose children inherit that)."""
     return subprocess.Popen(
         [sys.executable, "-m", "freshtoken", *args],
         env=env,
@@ -80,6 +83,7 @@ def ft_started(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Po
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
 
 
