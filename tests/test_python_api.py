@@ -106,7 +106,8 @@ def test_the_public_names_are_listed_once_and_load_lazily() -> None:
 def test_importing_the_broker_loads_no_http_stack() -> None:
     code = (
         "import sys, freshtoken; freshtoken.TokenBroker; freshtoken.EndpointSource; "
-        "freshtoken.Settings; print(sorted(m for m in ('httpx', 'rich', 'nacl', 'click') "
+        "freshtoken.Settings; print(sorted(m for m in ('httpx', 'rich', 'nacl', 'click', "
+        "'asyncio') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

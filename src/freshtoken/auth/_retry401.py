@@ -6,8 +6,6 @@ token (the broker's cooldown: it was minted moments ago to replace a refused one
 
 from __future__ import annotations
 
-import asyncio
-
 from freshtoken._token import Token
 from freshtoken.broker._source import RenewableSource
 
@@ -59,6 +57,8 @@ class Retry401:
         refused = self._retry(status, replayable)
         if refused is None:
             return None
+        import asyncio  # only where async is used
+
         await asyncio.to_thread(self.source.invalidate, refused)
         self._token = await self.source.atoken(self.min_ttl)
         return self._changed(refused)

@@ -3,12 +3,11 @@ full jitter, inside a time budget: `RetryPolicy`, `with_retries`), sync or async
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
@@ -43,6 +42,9 @@ from freshtoken.oauth._response import (
 from freshtoken.oauth._tls_auth import Binding, client_certificate
 from freshtoken.provider._discovery import cached, discover
 from freshtoken.provider._endpoints import Endpoints, check_url
+
+if TYPE_CHECKING:
+    import asyncio
 
 #: The token `authentication_fails` introspects: no server issued it, so it spends nothing.
 CHECK_TOKEN = "freshtoken-credential-check"
@@ -344,6 +346,8 @@ class TokenClient:
 
     def _aclient(self) -> httpx.AsyncClient:
         # An AsyncClient belongs to the loop that made it; a new loop gets a new client.
+        import asyncio  # only where async is used
+
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._ahttp is None or self._ahttp[0] is not loop:
