@@ -19,21 +19,7 @@ import socket
 import sys
 from collections.abc import Mapping
 
-from freshtoken._platform import undumpable
-
-#: Variables that make a Python program run code of the job's choosing (or read it from
-#: elsewhere than its installation): dropped from what a program receiving secrets sees.
-PYTHON_INJECTING = frozenset(
-    {
-        "PYTHONPATH",
-        "PYTHONSTARTUP",
-        "PYTHONINSPECT",
-        "PYTHONBREAKPOINT",
-        "PYTHONHOME",
-        "PYTHONUSERBASE",
-    }
-)
-
+from freshtoken._platform import PYTHON_INJECTING, undumpable
 
 #: What to execute to start this interpreter again: on Linux /proc/self/exe (the very binary,
 #: no path to search, reachable where a directory on sys.executable's path is not); argv[0]

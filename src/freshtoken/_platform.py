@@ -15,6 +15,19 @@ if sys.platform == "win32":
     PRIVATE_OPEN_FLAGS = os.O_NOINHERIT
 else:
     PRIVATE_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+#: Variables that make a Python program run code of the job's choosing (or read it from
+#: elsewhere than its installation): dropped from what a program receiving secrets sees, and,
+#: set, a reason for freshtoken to run itself again isolated (cli/_main.py).
+PYTHON_INJECTING = frozenset(
+    {
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "PYTHONINSPECT",
+        "PYTHONBREAKPOINT",
+        "PYTHONHOME",
+        "PYTHONUSERBASE",
+    }
+)
 #: Whether Unix sockets (`serve --socket`, `unix:` endpoint URLs) are available.
 UNIX_SOCKETS = sys.platform != "win32"
 
@@ -28,6 +41,14 @@ def open_no_wait(path: str | os.PathLike[str], flags: int, mode: int = 0o600) ->
     fd = os.open(path, flags | os.O_NONBLOCK, mode)
     os.set_blocking(fd, True)
     return fd
+
+
+def only_on_pythonpath() -> bool:
+    """Whether freshtoken is imported from a PYTHONPATH entry (a checkout's src), which an
+    isolated interpreter (`python -I`) ignores: it would not find freshtoken."""
+    home = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return any(p and os.path.abspath(p) == home for p in path)
 
 
 def owned_by_user(uid: int, *, or_root: bool = False) -> bool:

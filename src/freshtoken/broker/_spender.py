@@ -30,12 +30,11 @@ import threading
 import time
 from typing import IO, Any
 
-import freshtoken
 from freshtoken import _build
 from freshtoken._errors import FreshtokenError, OAuthError, TokenUnavailableError
 from freshtoken._handover import SELF_EXE, pair
 from freshtoken._log import redact
-from freshtoken._platform import undumpable
+from freshtoken._platform import only_on_pythonpath, undumpable
 from freshtoken._record import replace
 from freshtoken._secret import Secret
 from freshtoken.broker._minters import Minted
@@ -85,10 +84,7 @@ class SpendProcess:
     def usable(settings: Settings) -> bool:
         """Whether the configured store outlives this process (memory:// does not), and an
         isolated interpreter finds freshtoken (not when only PYTHONPATH brings it)."""
-        path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-        home = os.path.dirname(os.path.dirname(os.path.abspath(freshtoken.__file__)))
-        by_path = any(p and os.path.abspath(p) == home for p in path)
-        return not by_path and not (settings.store or "").startswith("memory:")
+        return not only_on_pythonpath() and not (settings.store or "").startswith("memory:")
 
     def ready(self) -> bool:
         """Whether the spender sees the store this process uses now (not while this process

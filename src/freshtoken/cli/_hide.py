@@ -15,7 +15,7 @@ processes of the user that lack CAP_SYS_PTRACE, and ptrace with them.
 Started without -I (the console script), the first run imports nothing more before it executes
 itself isolated, secrets still in the environment; the isolated run then hides them. Every other
 command runs again isolated too when the environment could bring code in (PYTHONPATH,
-PYTHONSTARTUP and the like: cli/_main.py's CODE_VARIABLES), before it reads a setting.
+PYTHONSTARTUP and the like: _platform.PYTHON_INJECTING), before it reads a setting.
 
 What stays: the environment of the process that started freshtoken (a shell, a CI step) still
 holds the secret, and until the last re-exec so does this one's initial environment. Code that
@@ -67,6 +67,8 @@ def reexec_isolated(argv: list[str]) -> None:
         # working directory or the user site would run with the secrets. Import nothing more
         # here; the isolated run of a long-lived command takes the secrets out of its
         # environment.
+        from freshtoken._platform import only_on_pythonpath
+
         if only_on_pythonpath():
             if long_lived:
                 _warn("only PYTHONPATH finds freshtoken: install it to run isolated")
@@ -97,14 +99,6 @@ def reexec_isolated(argv: list[str]) -> None:
     env[_FD] = str(theirs.fileno())
     _exec(again, env)
     theirs.close()
-
-
-def only_on_pythonpath() -> bool:
-    """Whether freshtoken is imported from a PYTHONPATH entry (a checkout's src), which an
-    isolated interpreter (`python -I`) ignores: it would not find freshtoken."""
-    home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    return any(p and os.path.abspath(p) == home for p in path)
 
 
 def _exec(argv: list[str], env: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ import os
 import sys
 from types import FrameType
 
+from freshtoken._platform import PYTHON_INJECTING
 from freshtoken.cli._formats import FORMATS
 
 # Options that would put a secret in argv, where every local user can read it (ps, /proc).
@@ -22,13 +23,6 @@ SECRET_OPTIONS = {
     "--refresh-token": "standard input or --file (seed-refresh-token)",
     "--key": "FRESHTOKEN_KEY (set by freshtoken exec)",
 }
-
-
-#: What brings a job's own code into a Python process that does not run isolated (`-I`): with
-#: any of these set, every command runs again isolated before it reads a setting.
-CODE_VARIABLES = (
-    "PYTHONPATH", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONBREAKPOINT", "PYTHONUSERBASE",
-)  # fmt: skip
 
 
 def refuse_secret_options(argv: list[str]) -> str | None:
@@ -115,7 +109,11 @@ def main() -> None:
     if refused:
         sys.stderr.write(f"freshtoken: {refused}\n")
         sys.exit(2)
-    exposed = not sys.flags.isolated and any(os.environ.get(name) for name in CODE_VARIABLES)
+    # Code of the job's choosing could run here: every command runs again isolated before it
+    # reads a setting (not for PYTHONHOME alone, which may be what finds the standard library).
+    exposed = not sys.flags.isolated and any(
+        os.environ.get(name) for name in PYTHON_INJECTING - {"PYTHONHOME"}
+    )
     if exposed or "serve" in argv or "exec" in argv:  # and long-lived: secrets out of environ
         from freshtoken.cli._hide import reexec_isolated
 
