@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,22 @@ def test_the_public_names_are_listed_once_and_load_lazily() -> None:
         assert getattr(freshtoken, name) is not None
     source = package.read_text(encoding="utf-8")
     assert "import ast" not in source and "typing" not in source  # nothing parsed, nothing heavy
+
+
+def test_a_misspelt_variable_is_named_by_from_env_too(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, server: AuthServer
+) -> None:
+    for name in [n for n in os.environ if n.startswith("FRESHTOKEN_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FRESHTOKEN_TOKEN_URL", server.token_url)
+    monkeypatch.setenv("FRESHTOKEN_CLIENT_ID", "demo-client")
+    monkeypatch.setenv("FRESHTOKEN_CLIENT_SECRET", "demo-secret")
+    monkeypatch.setenv("FRESHTOKEN_STORE", "memory://")
+    monkeypatch.setenv("FRESHTOKEN_CLIENTSECRET", "x")
+    with freshtoken.TokenBroker.from_env() as broker:
+        assert broker.token().access_token
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("did you mean FRESHTOKEN_CLIENT_SECRET?" in line for line in said), said
 
 
 def test_importing_the_broker_loads_no_http_stack() -> None:

@@ -183,7 +183,15 @@ class TokenBroker(HttpAuths):
         In a step that has the running endpoint's `FRESHTOKEN_URL` and `FRESHTOKEN_KEY` (after
         the GitHub Action, in a child of `freshtoken exec`) and no client secret of its own,
         the tokens come from that endpoint: an `EndpointSource`, which serves the same calls
-        (`token`, `atoken`, `invalidate`, `httpx_auth`, `requests_auth`, `close`)."""
+        (`token`, `atoken`, `invalidate`, `httpx_auth`, `requests_auth`, `close`).
+
+        A `FRESHTOKEN_*` variable no setting reads (a typo) is logged as a warning naming the
+        closest setting, as the command line says it."""
+        from freshtoken._log import logger
+        from freshtoken.config._load import unknown_variables
+
+        for line in unknown_variables(os.environ):
+            logger.warning("%s", line)
         found = running_endpoint(profile)
         if found is not None:
             margin = options.get("default_min_ttl")
