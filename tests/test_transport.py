@@ -25,6 +25,7 @@ from freshtoken import (
 from freshtoken._errors import ErrorContext
 from freshtoken._http import retry_after
 from freshtoken.oauth._response import transport_error
+from freshtoken.testing import AuthServer
 from tests._certs import certificates
 
 
@@ -53,6 +54,22 @@ def test_untrusted_certificate_is_a_tls_error_and_not_retried(tls_url: str) -> N
     assert not info.value.retryable
     assert "Keep verification on" in info.value.hint
     assert "failed TLS verification" in str(info.value)
+
+
+def test_https_to_a_plain_http_port_says_so() -> None:
+    """A real server speaking plain HTTP where the URL says https://: not a certificate
+    problem, and the hint says which."""
+    with AuthServer() as server:
+        client = TokenClient(
+            ClientSecretBasic("demo-client", Secret("demo-secret")),
+            endpoints=Endpoints(server.token_url.replace("http://", "https://")),
+            policy=RetryPolicy(budget=5),
+        )
+        with pytest.raises(TLSError) as info:
+            client.fetch(ClientCredentials())
+    assert "answered the TLS handshake in plain HTTP" in str(info.value)
+    assert "that port speaks plain HTTP" in info.value.hint and "CA" not in info.value.hint
+    assert not info.value.retryable
 
 
 def test_dns_failure_is_named() -> None:

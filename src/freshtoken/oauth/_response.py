@@ -335,6 +335,12 @@ def transport_error(exc: httpx.HTTPError, ctx: ErrorContext) -> FreshtokenError:
     ):
         # Only a handshake fails before the request is sent; a TLS error while the answer is
         # read is a dropped exchange, whose request may have been processed.
+        if "WRONG_VERSION_NUMBER" in reason:  # the port answered in plain HTTP, not TLS
+            return TLSError(
+                f"{ctx.host} answered the TLS handshake in plain HTTP ({reason})",
+                hint="The URL says https:// but that port speaks plain HTTP: use the port of its "
+                "HTTPS endpoint (or http://, which freshtoken allows on loopback only).",
+            )
         cls, what = TLSError, "failed TLS verification"
     elif any(isinstance(c, socket.gaierror) for c in chain) or "name resolution" in reason.lower():
         cls, what = NameResolutionError, "could not be resolved"
