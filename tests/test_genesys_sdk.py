@@ -74,3 +74,23 @@ def test_a_region_gives_the_genesys_api_host(sdk: ModuleType) -> None:
     with AuthServer.genesys() as server:
         client = api_client(make_broker(server), "eu-west-1")
     assert client.host == "https://api.mypurecloud.ie"
+
+
+def test_the_configured_region_or_api_url_by_default(
+    sdk: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from freshtoken._errors import ConfigurationError
+
+    monkeypatch.chdir(tmp_path)  # no freshtoken.toml found
+    monkeypatch.setenv("FRESHTOKEN_CONFIG", str(tmp_path / "none.toml"))
+    (tmp_path / "none.toml").write_text("")
+    for name in ("FRESHTOKEN_API_URL", "FRESHTOKEN_REGION", "GENESYSCLOUD_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    with AuthServer.genesys() as server:
+        broker = make_broker(server)
+        with pytest.raises(ConfigurationError, match="needs a region or an API URL"):
+            api_client(broker)
+        monkeypatch.setenv("FRESHTOKEN_REGION", "eu_west_1")
+        assert api_client(broker).host == "https://api.mypurecloud.ie"
+        monkeypatch.setenv("FRESHTOKEN_API_URL", server.url)
+        assert api_client(broker).host == server.url

@@ -98,3 +98,11 @@ def test_the_hint_catalog_and_the_error_classes_agree() -> None:
     listed = {cls.default_error for cls in error_classes() if cls.says}
     assert listed <= set(CATALOG), sorted(listed - set(CATALOG))
     assert set(CATALOG) <= codes, sorted(set(CATALOG) - codes)
+
+
+def test_a_preset_without_a_region_names_no_empty_region() -> None:
+    from freshtoken.provider._presets import words
+
+    assert words("genesys", None, "region") == " (Genesys Cloud)"
+    assert words("genesys", "eu_west_1", "region") == " (Genesys Cloud region eu_west_1)"
+    assert words(None, None, "region") == ""

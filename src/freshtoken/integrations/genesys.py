@@ -84,9 +84,22 @@ class _PresentingHttpClient(DefaultHttpClient):  # type: ignore[misc]
 
 
 def api_client(
-    broker: RenewableSource, region_or_host: str, min_ttl: float | None = None
+    broker: RenewableSource, region_or_host: str | None = None, min_ttl: float | None = None
 ) -> FreshApiClient:
-    """An SDK client for a Genesys Cloud region (`eu_west_1`, a domain) or an API base URL."""
+    """An SDK client for a Genesys Cloud region (`eu_west_1`, a domain) or an API base URL;
+    by default the configured one (FRESHTOKEN_API_URL, else FRESHTOKEN_REGION: the settings
+    of the command line, which after the GitHub Action include the action's)."""
+    if region_or_host is None:
+        from freshtoken.config._settings import Settings
+
+        settings = Settings.load()
+        region_or_host = settings.api_url or settings.region
+        if not region_or_host:
+            raise ConfigurationError(
+                "the Genesys SDK client needs a region or an API URL",
+                hint='Pass one (api_client(source, "eu_west_1")), or set FRESHTOKEN_REGION or '
+                "FRESHTOKEN_API_URL.",
+            )
     if region_or_host.startswith(("http://", "https://")) and "://api." not in region_or_host:
         host = region_or_host.rstrip("/")  # a gateway or a test server
     else:

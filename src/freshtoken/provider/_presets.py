@@ -119,7 +119,8 @@ GENESYS = Preset(
         "never get a refresh token; none is needed (freshtoken mints a new token before the old "
         "one expires). Remove it from FRESHTOKEN_SCOPE.",
         "no_scope_stated": " (Genesys Cloud: permissions come from the OAuth client's roles)",
-        "region": " (Genesys Cloud region {region})",
+        "region": " (Genesys Cloud)",
+        "region@region": " (Genesys Cloud region {region})",
         "scope": " (empty for Genesys client credentials)",
         "api_host": "the Genesys API host of the region",
     },
