@@ -22,16 +22,25 @@ def _pairs(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines())
 
 
+def _action_env(tmp_path: Path, server: AuthServer, **extra: str) -> dict[str, str]:
+    """The environment of the action's serve step: GitHub's files in `tmp_path`, and `extra`."""
+    return cli_env(
+        tmp_path,
+        server,
+        GITHUB_ENV=str(tmp_path / "env"),
+        GITHUB_OUTPUT=str(tmp_path / "output"),
+        RUNNER_TEMP=str(tmp_path),
+        **extra,
+    )
+
+
 def test_action_step_exports_the_endpoint_and_masks_the_key(
     tmp_path: Path, server: AuthServer
 ) -> None:
     github_env, github_output = tmp_path / "env", tmp_path / "output"
-    env = cli_env(
+    env = _action_env(
         tmp_path,
         server,
-        GITHUB_ENV=str(github_env),
-        GITHUB_OUTPUT=str(github_output),
-        RUNNER_TEMP=str(tmp_path),
         FRESHTOKEN_REGION="",
         FRESHTOKEN_SCOPE="",
         FRESHTOKEN_STORE="",
@@ -76,12 +85,9 @@ def _copied_to_later_steps(tmp_path: Path, redis: RedisProcess, password: str) -
         for url in (f"{redis.url}?password={password}", redis.url.replace("//", f"//:{password}@")):
             github_env = tmp_path / "env"
             github_env.write_text("")
-            env = cli_env(
+            env = _action_env(
                 tmp_path,
                 server,
-                GITHUB_ENV=str(github_env),
-                GITHUB_OUTPUT=str(tmp_path / "output"),
-                RUNNER_TEMP=str(tmp_path),
                 FRESHTOKEN_STORE=url,
                 FRESHTOKEN_STORE_KEY=base64.b64encode(os.urandom(32)).decode(),
                 FRESHTOKEN_ACTION_PROXY="off",
@@ -104,14 +110,7 @@ def test_a_refused_client_fails_the_action_step_with_the_hint(
     """A wrong secret: the step itself fails (exit 3) with the server's answer and the hint,
     not every later step; serve is not left running."""
     github_env = tmp_path / "env"
-    env = cli_env(
-        tmp_path,
-        server,
-        GITHUB_ENV=str(github_env),
-        GITHUB_OUTPUT=str(tmp_path / "output"),
-        RUNNER_TEMP=str(tmp_path),
-        FRESHTOKEN_CLIENT_SECRET=CANARY_SECRET,  # not demo-client's secret
-    )
+    env = _action_env(tmp_path, server, FRESHTOKEN_CLIENT_SECRET=CANARY_SECRET)  # not demo's
     out = subprocess.run(
         ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120
     )
