@@ -319,7 +319,10 @@ class Renewal:
             # None when it cannot be promised without the lock (a rotation is under way).
             return cache.hand_out(entry, None, min_ttl, locked=False)
 
+        minted = False
+
         def decide(entry: Entry | None, end: float) -> Token:
+            nonlocal minted
             if (
                 entry is not None
                 and cache.usable(entry.token, min_ttl)
@@ -335,15 +338,21 @@ class Renewal:
             if min_ttl is not None:
                 why += f" for min_ttl {min_ttl:g}s"
             entry = cache.close_for_rotation(entry, end, min_ttl)
+            minted = True
             token = cache.hand_out(*self.renew(entry, end, why), min_ttl, locked=True)
             assert token is not None  # a token just minted, under the lock: no rotation
             return token
 
-        try:
-            token = self.transact(decide, deadline=deadline, first=first)
-        except FreshtokenError:
-            cache.counts["failures"] += 1
-            raise
+        for _ in range(2):
+            try:
+                token = self.transact(decide, deadline=deadline, first=first)
+            except FreshtokenError:
+                cache.counts["failures"] += 1
+                raise
+            if minted or cache.left(token) >= cache.policy.min_ttl_for(token, min_ttl):
+                break
+            # A token held or adopted had min_ttl left when decided and lost it while this
+            # call was slow (a loaded machine): decide again, which renews it now.
         return cache.checked(token, min_ttl)
 
     def seed(
