@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from typing import Any
 
 import httpx
 import pytest
@@ -418,3 +419,27 @@ def test_logs_carry_no_token(server: AuthServer, caplog: pytest.LogCaptureFixtur
         broker.token()
     assert caplog.records, "nothing was logged: the check below would prove nothing"
     assert_no_leak("the logs", caplog.text, token.access_token, second.access_token)
+
+
+def test_a_stored_token_that_lost_its_min_ttl_on_the_way_is_renewed_not_an_error(
+    server: AuthServer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another holder's token had min_ttl left when this caller took it, and less by the time
+    it was checked (a slow moment of a loaded machine): the caller decides again and renews,
+    instead of failing with "a new token had less left than asked for"."""
+    store = MemoryStore()
+    make_broker(server, clock, store=store).token()  # another holder's, stored: 3600 s
+    broker = make_broker(server, clock, store=store)
+    clock.advance(3600 - 1000)  # 1,000 s left
+    cache = broker._cache  # the moment between the decision and the check
+    adopt = cache.adopt
+
+    def slow_adopt(entry: Any, sent: float | None = None) -> Any:
+        taken = adopt(entry, sent)
+        clock.advance(300)  # 700 s left: less than the 900 asked for
+        return taken
+
+    monkeypatch.setattr(cache, "adopt", slow_adopt)
+    token = broker.token(min_ttl=900)
+    assert broker.remaining(token) >= 900
+    assert server.stats()["tokens_minted"] == 2
