@@ -87,8 +87,10 @@ try:
     urllib.request.urlopen(asked, timeout=120).read()
 except urllib.error.HTTPError as exc:
     said = json.loads(exc.read() or b"{}")
-    text = f"freshtoken: {said.get('error_description', '')} (error={said.get('error')})"
-    text += f"\nhint: {said['hint']}" if said.get("hint") else ""
+    # One line each: nothing a server said may start a workflow command of its own.
+    one = lambda key: " ".join(str(said.get(key) or "").split())  # noqa: E731
+    text = f"freshtoken: {one('error_description')} (error={one('error')})"
+    text += f"\nhint: {one('hint')}" if said.get("hint") else ""
     if exc.code == 502:  # the server refused this client: it will not change by itself
         print("::error::" + text, file=sys.stderr)
         sys.exit(3)
