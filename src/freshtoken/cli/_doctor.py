@@ -28,6 +28,7 @@ from freshtoken.cli._status import store_url
 from freshtoken.config._load import unknown_variables
 from freshtoken.config._options import OPTIONS
 from freshtoken.config._settings import Settings
+from freshtoken.oauth._client_auth import credential
 from freshtoken.provider._presets import words
 from freshtoken.stores import TokenStore
 
@@ -51,9 +52,9 @@ def _client_auth(settings: Settings) -> list[Check]:
     """The client authentication; for an assertion, its algorithm and key's thumbprint, and
     the public JWK to register (never the private key)."""
     auth = _build.client_auth(settings)
-    describe = getattr(auth, "describe", None)
-    shown = describe() if callable(describe) else settings.auth_method
-    checks = [Check("ok" if describe else "info", f"client authentication {shown}")]
+    described = credential(auth)
+    shown = described or settings.auth_method
+    checks = [Check("ok" if described else "info", f"client authentication {shown}")]
     if jwk := getattr(auth, "jwk", None):
         checks.append(Check("info", "public JWK to register: " + json.dumps(jwk)))
     return checks

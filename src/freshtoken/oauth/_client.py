@@ -3,6 +3,7 @@ full jitter, inside a time budget: `RetryPolicy`, `with_retries`), sync or async
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections.abc import Callable, Mapping
@@ -31,7 +32,7 @@ from freshtoken._http import (
 from freshtoken._log import logger
 from freshtoken._token import Token
 from freshtoken.oauth._assertions import fill
-from freshtoken.oauth._client_auth import ClientAuth
+from freshtoken.oauth._client_auth import ClientAuth, credential
 from freshtoken.oauth._grants import Grant
 from freshtoken.oauth._response import (
     check_nonce,
@@ -117,11 +118,11 @@ class TokenClient:
         """The name of this client's authentication method (its class: stable across runs)."""
         return type(self.auth).__name__
 
+    @functools.cached_property
     def credential(self) -> str:
-        """What authenticates this client when it is not a shared secret (a key, certificate
-        or assertion, as its `describe()` names it: public facts only), else ""."""
-        describe = getattr(self.auth, "describe", None)
-        return describe() if callable(describe) else ""
+        """`_client_auth.credential` of this client's authentication, for error hints: worked
+        out once (a key's thumbprint serializes its public key), not for every request."""
+        return credential(self.auth)
 
     @property
     def preset(self) -> str | None:
@@ -185,7 +186,7 @@ class TokenClient:
             grant.scope,
             provider=endpoints.provider,
             issuer=endpoints.issuer,
-            credential=self.credential(),
+            credential=self.credential,
         )
         return (
             yield from with_retries(
@@ -362,11 +363,11 @@ class TokenClient:
             self._ahttp = None
 
 
-#: The hint for a single-use grant whose outcome is unknown (a gateway's 502/504, a timeout).
 #: How long a refusal of this client's authentication holds a refresh token back where it
 #: cannot be checked without spending (no introspection endpoint): the length of a long job.
 REFUSAL_HOLDS = 3600.0
 
+#: The hint for a single-use grant whose outcome is unknown (a gateway's 502/504, a timeout).
 SPENT_UNKNOWN = (
     "The answer was lost on the way (a gateway, a timeout): the refresh token counts as spent "
     "until the next call has waited out this attempt's window and asked introspection. If that "

@@ -32,6 +32,13 @@ class ClientAuth(Protocol):
         ...
 
 
+def credential(auth: ClientAuth) -> str:
+    """What authenticates `auth` when it is not a shared secret (a key, certificate or
+    assertion, as its `describe()` names it: method, algorithm, public thumbprint), else ""."""
+    describe = getattr(auth, "describe", None)
+    return str(describe()) if callable(describe) else ""
+
+
 def _secret(value: Secret | str) -> Secret:
     return value if isinstance(value, Secret) else Secret(value)
 
