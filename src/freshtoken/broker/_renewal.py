@@ -349,7 +349,7 @@ class Renewal:
             except FreshtokenError:
                 cache.counts["failures"] += 1
                 raise
-            if minted or cache.left(token) >= cache.policy.min_ttl_for(token, min_ttl):
+            if minted or cache.usable(token, min_ttl):
                 break
             # A token held or adopted had min_ttl left when decided and lost it while this
             # call was slow (a loaded machine): decide again, which renews it now.

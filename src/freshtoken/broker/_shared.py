@@ -375,13 +375,12 @@ class SharedCache:
         """Right after a rotation: does the server revoke the previous access token? Asked of
         introspection; None when it cannot tell (no introspection, no previous token with life
         left, no clear answer), or when the setting says (not auto)."""
-        introspect = self.introspect
-        if self.rotation != "auto" or introspect is None or previous is None:
+        if self.rotation != "auto" or previous is None:
             return None
         if stored_left(previous, self.clock.time()) <= 0:
             return None
         try:
-            active = introspect(previous.access_token, "access_token")
+            active = self.introspect(previous.access_token, "access_token")
         except FreshtokenError:
             return None
         # "Inactive" says revoked only if it had not expired by the answer anyway.
