@@ -59,7 +59,7 @@ MUTANTS = [
     Mutant(
         "min-ttl-policy",
         "min_ttl: a caller's min_ttl, not the default, decides what is handed out",
-        B + "_policy.py",
+        "src/freshtoken/_token.py",
         "        if min_ttl is not None:\n            return min_ttl\n",
         "",
         ("tests/test_broker.py", "tests/test_promises.py"),
@@ -75,7 +75,7 @@ MUTANTS = [
     Mutant(
         "refresh-window",
         "the refresh window: refresh a quarter of the lifetime (at least 30 s) before expiry",
-        B + "_policy.py",
+        "src/freshtoken/_token.py",
         "return min(max(self.floor, self.fraction * lifetime), self.max_fraction * lifetime)",
         "return 0.0",
         ("tests/test_broker.py", "tests/test_cli.py"),

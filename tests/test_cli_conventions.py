@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from freshtoken import Settings, TokenBroker
-from freshtoken._token import Token
-from freshtoken.broker._policy import COMMAND_LINE, RefreshPolicy
+from freshtoken._token import COMMAND_LINE, RefreshPolicy, Token
 from freshtoken.testing import AuthServer, FakeClock
 from tests._cli import cli_env, ft, ft_started, sealed_env
 from tests.helpers import wait_until

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from freshtoken._token import Token
-from freshtoken.broker._policy import COMMAND_LINE, RefreshPolicy
+from freshtoken._token import COMMAND_LINE, RefreshPolicy, Token
 from freshtoken.cli._docs import configuration_markdown, troubleshooting_markdown
 from freshtoken.config._options import OPTIONS
 from tests._cli import cli_env

@@ -11,7 +11,7 @@ SRC = Path(__file__).parent.parent / "src"
 INTERFACES = {"integrations", "local", "cli", "testing", "__main__"}
 # The httpx and requests adapters sit between the token sources and the interfaces: the
 # broker's httpx_auth()/requests_auth() hand them out, so they may know no more than this.
-ADAPTER_IMPORTS = {"freshtoken._token", "freshtoken.broker._source"}
+ADAPTER_IMPORTS = {"freshtoken._token"}
 
 
 def _modules() -> dict[str, Path]:

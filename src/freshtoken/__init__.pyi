@@ -3,6 +3,7 @@
 line's cache hit pay for httpx and cryptography only when they are needed; its `_LAZY` table and
 this file are kept equal by tests/test_python_api.py."""
 
+from freshtoken._endpoint_source import EndpointSource
 from freshtoken._errors import (
     AuthorizationError,
     ConfigurationError,
@@ -27,14 +28,12 @@ from freshtoken._errors import (
 )
 from freshtoken._http import Timeouts
 from freshtoken._secret import Secret
-from freshtoken._token import Token
-from freshtoken.broker._broker import BrokerStats, TokenBroker
-from freshtoken.broker._endpoint_source import EndpointSource
-from freshtoken.broker._policy import RefreshPolicy
-from freshtoken.broker._source import (
+from freshtoken._token import RefreshPolicy, Token
+from freshtoken.auth._source import (
     RenewableSource,
     TokenSource,
 )
+from freshtoken.broker._broker import BrokerStats, TokenBroker
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._client import RetryPolicy, TokenClient
 from freshtoken.oauth._client_auth import (

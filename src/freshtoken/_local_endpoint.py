@@ -1,7 +1,7 @@
 """The wire to the running endpoint (`freshtoken serve`, `exec`, the GitHub Action): which one
 a step should ask, and the request. Shared by its three parties, as `_serving.py` is by the
 servers: the command line (`freshtoken token`, `doctor`, `status`), the library's
-`EndpointSource` (broker/_endpoint_source.py), and the endpoint itself (local/, the token's
+`EndpointSource` (_endpoint_source.py), and the endpoint itself (local/, the token's
 fingerprint). The standard library's C socket alone, and no `typing`, so that `freshtoken
 token` in such a step costs little more than starting Python.
 """

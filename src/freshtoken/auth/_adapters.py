@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from freshtoken.broker._source import binding
+from freshtoken.auth._source import binding
 
 if TYPE_CHECKING:
     import httpx
     import requests
 
-    from freshtoken.broker._source import RenewableSource
+    from freshtoken.auth._source import RenewableSource
 
 
 class HttpAuths:

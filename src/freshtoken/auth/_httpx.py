@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, Generator
 import httpx
 
 from freshtoken.auth._retry401 import Retry401
-from freshtoken.broker._source import CertificateBinding, RenewableSource
+from freshtoken.auth._source import CertificateBinding, RenewableSource
 
 _FIX = (
     "Build the client with the broker's TLS context: "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from freshtoken.auth._retry401 import Retry401
-from freshtoken.broker._source import CertificateBinding, RenewableSource
+from freshtoken.auth._source import CertificateBinding, RenewableSource
 
 if TYPE_CHECKING:
     import requests

@@ -7,7 +7,7 @@ token (the broker's cooldown: it was minted moments ago to replace a refused one
 from __future__ import annotations
 
 from freshtoken._token import Token
-from freshtoken.broker._source import RenewableSource
+from freshtoken.auth._source import RenewableSource
 
 
 class Retry401:

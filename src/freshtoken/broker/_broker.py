@@ -19,17 +19,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from freshtoken import _build
 from freshtoken._clock import Clock
+from freshtoken._endpoint_source import EndpointSource
 from freshtoken._errors import ConfigurationError
 from freshtoken._local_endpoint import default_min_ttl, running_endpoint
 from freshtoken._secret import Secret
-from freshtoken._token import Token
+from freshtoken._token import RefreshPolicy, Token, with_margin
 from freshtoken.auth._adapters import HttpAuths
 from freshtoken.broker._ahead import KeptAlive, RefreshAhead, keep_alive
-from freshtoken.broker._endpoint_source import EndpointSource
 from freshtoken.broker._key import cache_key
-from freshtoken.broker._policy import MODES, RefreshPolicy, with_margin
 from freshtoken.broker._renewal import Renewal, Seed
-from freshtoken.broker._shared import INVALIDATE_COOLDOWN, SharedCache
+from freshtoken.broker._shared import INVALIDATE_COOLDOWN, MODES, SharedCache
 from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._grants import ClientCredentials, Grant

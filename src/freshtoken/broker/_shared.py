@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
+from _thread import allocate_lock as Lock  # threading.Lock; the store peek reads guards()
 from typing import TYPE_CHECKING
 
 from freshtoken._clock import Clock
@@ -28,15 +28,7 @@ from freshtoken._errors import (
 )
 from freshtoken._log import logger, remember_secret
 from freshtoken._record import replace
-from freshtoken._token import Token
-from freshtoken.broker._policy import (
-    FUTURE_TOLERANCE,
-    RefreshPolicy,
-    ahead_warning,
-    covered,
-    guards,
-    stored_left,
-)
+from freshtoken._token import FUTURE_TOLERANCE, RefreshPolicy, Token, ahead_warning, stored_left
 from freshtoken.provider._presets import words
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import CLOSING, IDLE, SPENDING
@@ -58,6 +50,24 @@ QUANTUM = 5.0
 QUANTUM_FRACTION = 0.1
 #: A wait for a promise leaves the refresh itself at least this much of the budget.
 RESERVE = 1.0
+
+
+#: `rotation_revokes_access`: learned through introspection (auto), or said.
+MODES = ("auto", "yes", "no")
+
+
+def guards(mode: str, entry: Entry | None) -> bool:
+    """Are promises on `entry`'s token kept? Only while a refresh token is held (nothing else
+    rotates), for a server said (yes) or not known not (auto) to revoke on rotation."""
+    if entry is None or entry.refresh_token is None or mode == "no":
+        return False
+    return mode == "yes" or entry.facts.revokes_on_rotation is not False
+
+
+def covered(entry: Entry, now: float, need: float) -> bool:
+    """Is a hand-out of `entry`'s token at wall time `now`, valid for `need` s, promised
+    already (no rotation can happen before)?"""
+    return entry.phase == IDLE and entry.promised >= now + need
 
 
 def quantum(lifetime: float) -> float:
@@ -129,7 +139,7 @@ class SharedCache:
         self.counts = dict.fromkeys(
             ("hits", "mints", "refreshes", "adopted", "waits", "failures", "stale_served"), 0
         )
-        self.flight = threading.Lock()
+        self.flight = Lock()
         self.invalidate_cooldown = invalidate_cooldown
         self.invalidated_at = math.inf  # when a 401 last dropped a token (never yet)
         #: When the last token issued "in the future" was issued (it was said once).

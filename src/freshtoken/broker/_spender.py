@@ -37,8 +37,8 @@ from freshtoken._log import redact
 from freshtoken._platform import only_on_pythonpath, undumpable
 from freshtoken._record import replace
 from freshtoken._secret import Secret
+from freshtoken._token import RefreshPolicy
 from freshtoken.broker._minters import Minted
-from freshtoken.broker._policy import RefreshPolicy
 from freshtoken.broker._renewal import HeldEntry, Renewal, changed_under_lock
 from freshtoken.broker._shared import SharedCache
 from freshtoken.config._options import OPTIONS

@@ -54,8 +54,8 @@ class Context:
     def broker(self, settings: Settings | None = None) -> TokenBroker:
         """The profile's broker, with the command line's default margin (COMMAND_LINE; the
         `min_ttl` setting, applied by `from_settings`, wins)."""
+        from freshtoken._token import COMMAND_LINE
         from freshtoken.broker._broker import TokenBroker
-        from freshtoken.broker._policy import COMMAND_LINE
 
         return TokenBroker.from_settings(settings or self.settings(), refresh=COMMAND_LINE)
 

@@ -14,7 +14,7 @@ from freshtoken import _build
 from freshtoken._errors import FreshtokenError
 from freshtoken._local_endpoint import EndpointRefusal, ask, get, running_endpoint
 from freshtoken._log import one_line, redact_url
-from freshtoken.broker._policy import CLI_MIN_TTL
+from freshtoken._token import CLI_MIN_TTL
 from freshtoken.cli._common import fail_with, run
 from freshtoken.cli._doctor_server import (
     Check,

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 from freshtoken.cli._formats import token_json
 
 if TYPE_CHECKING:
-    from freshtoken._token import Token
-    from freshtoken.broker._policy import RefreshPolicy
+    from freshtoken._token import RefreshPolicy, Token
     from freshtoken.config._settings import Settings
 
 
@@ -21,7 +20,7 @@ def from_store_or_mint(
     """The stored token when the broker would hand it out without work (the peek reads the
     store without building a client), else the broker's; settings are read once."""
     from freshtoken._log import logger, to_stderr
-    from freshtoken.broker._policy import COMMAND_LINE, with_margin
+    from freshtoken._token import COMMAND_LINE, with_margin
     from freshtoken.config._load import unknown_variables
     from freshtoken.config._settings import Settings
 
@@ -58,15 +57,9 @@ def cached_token(
 
     from freshtoken import _build
     from freshtoken._log import logger
+    from freshtoken._token import FUTURE_TOLERANCE, RefreshPolicy, ahead_warning, stored_left
     from freshtoken.broker._key import settings_key
-    from freshtoken.broker._policy import (
-        FUTURE_TOLERANCE,
-        RefreshPolicy,
-        ahead_warning,
-        covered,
-        guards,
-        stored_left,
-    )
+    from freshtoken.broker._shared import covered, guards
 
     if settings.store and not settings.store.startswith("sqlite:"):
         # A new process has an empty memory store; a Redis store is left to the full path,

@@ -21,7 +21,7 @@ from typing import Any
 
 from freshtoken._errors import ConfigurationError
 from freshtoken.auth._retry401 import Retry401
-from freshtoken.broker._source import CertificateBinding, RenewableSource, binding
+from freshtoken.auth._source import CertificateBinding, RenewableSource, binding
 from freshtoken.provider._genesys import genesys_region
 
 try:
