@@ -83,7 +83,7 @@ MUTANTS = [
     Mutant(
         "spend-mark",
         "the spend mark: a refresh token is marked as being spent before it is presented",
-        B + "_minters.py",
+        B + "_refresh.py",
         "                phase=SPENDING,\n",
         "",
         ("tests/test_spender.py", "tests/test_refresh_ci.py"),
@@ -91,15 +91,15 @@ MUTANTS = [
     Mutant(
         "lost-lock-presents",
         "a holder whose lease ran out does not present the refresh token",
-        B + "_minters.py",
-        "        if not held.store.owns_lock(held.key):\n            # Our lease",
+        B + "_refresh.py",
+        "        if not held.locked():\n            # Our lease",
         "        if False:\n            # Our lease",
         ("tests/test_redis.py",),
     ),
     Mutant(
         "sink-write",
         "sink write-back: a rotated refresh token is written to its sink before use",
-        B + "_minters.py",
+        B + "_refresh.py",
         "            self.sink.write(refresh, held.deadline)\n",
         "            pass\n",
         ("tests/test_sinks.py",),
@@ -107,9 +107,9 @@ MUTANTS = [
     Mutant(
         "sink-pending",
         "sink write-back: a failed write is kept pending and written first next time",
-        B + "_minters.py",
-        "                    phase=WRITING_BACK,",
-        "                    phase=IDLE,",
+        B + "_refresh.py",
+        "refresh_token=refresh, phase=WRITING_BACK)",
+        "refresh_token=refresh, phase=IDLE)",
         ("tests/test_sinks.py", "tests/test_refresh_ci.py"),
     ),
     Mutant(
@@ -203,7 +203,7 @@ MUTANTS = [
     Mutant(
         "spend-window",
         "the spend mark says until when the server may still be processing the attempt",
-        B + "_minters.py",
+        B + "_refresh.py",
         "until = clock.time() + (attempt_deadline - now) + timeouts.read",
         "until = 0.0",
         ("tests/test_spender.py", "tests/test_refresh_ci.py"),

@@ -20,7 +20,7 @@ import pytest
 
 from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, Token, TokenBroker
 from freshtoken._errors import InvalidGrantError, OAuthError
-from freshtoken.broker._minters import vouching
+from freshtoken.cli._status import vouching
 from freshtoken.stores import Entry
 from freshtoken.stores._entry import ServerFacts, decode, encode
 from freshtoken.stores._sqlite import SQLiteStore

@@ -5,7 +5,7 @@ A pipe or a file given to a child can be opened again by any process of the same
 buffered in it read from there; its environment and arguments are in `/proc/<pid>/environ` and
 `cmdline`. A socket cannot be opened through `/proc` (ENXIO), so secrets travel on one end of a
 socket pair only: the child reads them after it has made itself non-dumpable (`receive`), and
-the spender asks for them only then (see broker/_spender.py).
+the spender asks for them only then (broker/_refresh.py, `SpendProcess`).
 
 Every Python process that holds secrets runs isolated (`python -I`: no PYTHONPATH, no
 PYTHONSTARTUP, no user site, not the working directory on sys.path), and a program that is not
@@ -15,7 +15,6 @@ freshtoken's (a `command:` sink) gets an environment without Python's code-injec
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Mapping
 
@@ -30,13 +29,6 @@ SELF_EXE = "/proc/self/exe" if sys.platform == "linux" else None
 def without_injection(environ: Mapping[str, str]) -> dict[str, str]:
     """`environ` without the variables of PYTHON_INJECTING."""
     return {k: v for k, v in environ.items() if k not in PYTHON_INJECTING}
-
-
-def pair() -> tuple[socket.socket, socket.socket]:
-    """A connected pair of stream sockets: (ours, the child's). Reading what is buffered in
-    either needs the socket itself, never a path: `/proc/<pid>/fd/N` refuses to open it."""
-    ours, theirs = socket.socketpair()
-    return ours, theirs
 
 
 def receive(fd: int) -> bytes:

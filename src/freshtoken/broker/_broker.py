@@ -27,9 +27,9 @@ from freshtoken._token import RefreshPolicy, Token, with_margin
 from freshtoken.auth._adapters import HttpAuths
 from freshtoken.broker._ahead import KeptAlive, RefreshAhead, keep_alive
 from freshtoken.broker._key import cache_key
+from freshtoken.broker._refresh import SpendProcess
 from freshtoken.broker._renewal import Renewal, Seed
 from freshtoken.broker._shared import INVALIDATE_COOLDOWN, MODES, SharedCache
-from freshtoken.broker._spender import SpendProcess
 from freshtoken.config._settings import Settings
 from freshtoken.oauth._grants import ClientCredentials, Grant
 from freshtoken.stores import TokenStore
@@ -161,7 +161,6 @@ class TokenBroker(HttpAuths):
         if rebuilt and SpendProcess.usable(settings):
             broker._refresher.elsewhere = SpendProcess(
                 settings,
-                broker.store,
                 key=broker.key,
                 fallback=grant is not None,
                 scope_check=options.get("scope_check", "raise"),

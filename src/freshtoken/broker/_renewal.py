@@ -3,7 +3,7 @@
 `Renewal.transact` is the only code that takes both locks: this process's flight (one thread
 at a time), then the store's lock (one process at a time); it reloads the entry under them and
 runs a decision on it. `renew` mints (with the grant, or the refresh token through
-`_minters.py`) and commits by compare-and-set (`HeldEntry`: the entry under the lock, as the
+`_refresh.py`) and commits by compare-and-set (`HeldEntry`: the entry under the lock, as the
 minter reads and writes it). Every writer is a short client: a miss (`obtain`), refresh ahead
 and keep-alive (`_ahead.py`), seeding, removing (`take`), and the detached spender (which holds
 the spend mark instead of the lock).
@@ -29,7 +29,7 @@ from freshtoken._errors import (
 from freshtoken._log import logger, one_line, remember_secret
 from freshtoken._record import replace
 from freshtoken._token import Token
-from freshtoken.broker._minters import Minted, RefreshTokenMinter
+from freshtoken.broker._refresh import Minted, RefreshTokenMinter, changed_under_lock
 from freshtoken.broker._shared import SharedCache
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import ServerFacts, with_past
@@ -53,14 +53,6 @@ class Busy(Exception):
     def __init__(self, where: Literal["in_flight", "busy"]) -> None:
         super().__init__(where)
         self.where: Literal["in_flight", "busy"] = where
-
-
-def changed_under_lock() -> StoreError:
-    """Someone else wrote the entry while this process held its lock: it must not go on."""
-    return StoreError(
-        "the store entry changed while this process held its lock",
-        hint="A lock lease expired mid-mint, or the store failed over; it is retried.",
-    )
 
 
 class HeldEntry:
@@ -112,6 +104,14 @@ class HeldEntry:
             "the store entry kept changing while this process stored a new token",
             hint="Another writer is overwriting this store's entries; check who shares it.",
         )
+
+    def locked(self) -> bool:
+        """Whether the store's lock is still this process's (its lease may have run out)."""
+        return self.store.owns_lock(self.key)
+
+    def sharing(self) -> bool:
+        """Whether the store is the shared one now (not this process's stand-in for it)."""
+        return getattr(self.store, "sharing", True)
 
     def reload(self) -> Entry | None:
         """The entry as stored now (a process spending a refresh token may have stored its
@@ -212,7 +212,7 @@ class Renewal:
         self,
         entry: Entry | None,
         deadline: float,
-        why: str = "",
+        why: str = "asked",
         spend: Callable[[HeldEntry], Minted | None] | None = None,
     ) -> tuple[Entry, float | None]:
         """Mint under the store's lock, by `deadline`, and store the result before returning
@@ -240,18 +240,8 @@ class Renewal:
             raise
         if minted.stored is not None and not minted.refreshed:
             return minted.stored, None  # another holder's outcome, stored meanwhile: no mint
-        cache.counts["mints"] += 1
-        cache.counts["refreshes"] += minted.refreshed
-        logger.info(
-            "%s a token for %s: lives %.0fs (%s)",
-            "refreshed" if minted.refreshed else "minted",
-            cache.label,
-            minted.token.lifetime,
-            why or "asked",
-        )
+        cache.minted(minted.token, minted.refresh_token, minted.refreshed, why)
         token, refresh = minted.token, minted.refresh_token
-        if refresh:
-            remember_secret(refresh)
         if minted.stored is not None:  # stored by this holder's spender: as it stored it
             return minted.stored, minted.sent
         before = held.entry

@@ -210,6 +210,15 @@ class SharedCache:
         self.next_try, self.ahead_failures = 0.0, 0
         return token
 
+    def minted(self, token: Token, refresh: str | None, refreshed: bool, why: str) -> None:
+        """Count a mint, say it (-v, with `why`), and scrub its refresh token from logs."""
+        self.counts["mints"] += 1
+        self.counts["refreshes"] += refreshed
+        kind = "refreshed" if refreshed else "minted"
+        logger.info("%s a token for %s: lives %.0fs (%s)", kind, self.label, token.lifetime, why)
+        if refresh:
+            remember_secret(refresh)
+
     def too_long(self, min_ttl: float, lifetime: float) -> ConfigurationError:
         return ConfigurationError(
             f"min_ttl {min_ttl:g}s is more than the {lifetime:g}s a token of this client lives",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from freshtoken._log import redact_url
-from freshtoken.broker._minters import vouching
+from freshtoken.cli._status import vouching
 from freshtoken.oauth._response import unverified_claims
 from freshtoken.oauth._tls_auth import TLS_METHODS
 

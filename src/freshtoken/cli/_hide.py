@@ -81,10 +81,9 @@ def reexec_isolated(argv: list[str]) -> None:
     if not found:
         return
     import json
+    import socket
 
-    from freshtoken._handover import pair
-
-    ours, theirs = pair()
+    ours, theirs = socket.socketpair()  # /proc cannot reopen a socket (_handover.py)
     try:
         ours.setblocking(False)  # all of it fits the socket's buffer, or none is handed over
         ours.sendall(json.dumps(found).encode())

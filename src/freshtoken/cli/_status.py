@@ -12,10 +12,9 @@ from freshtoken import _build
 from freshtoken._errors import ConfigurationError, FreshtokenError
 from freshtoken._log import redact_url
 from freshtoken.broker._key import settings_key
-from freshtoken.broker._minters import vouching
 from freshtoken.cli._common import fail, run
 from freshtoken.config._settings import Settings
-from freshtoken.stores import TokenStore
+from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import SPENDING, WRITING_BACK
 
 #: (title, width) of the table's columns: 12+2+9+2+18+2+7+2+19+2+5 = 80 at most.
@@ -27,6 +26,12 @@ COLUMNS = (
     ("LAST MINT", 19),
     ("MINTS", 5),
 )
+
+
+def vouching(entry: Entry | None) -> str:
+    """`ServerFacts.vouches` as "yes", "no" or "unknown", for `freshtoken doctor` and `status`."""
+    said = entry.facts.vouches() if entry else None
+    return "unknown" if said is None else "yes" if said else "no"
 
 
 def store_url(settings: Settings, store: TokenStore) -> str:

@@ -17,7 +17,7 @@ from typing import IO, NoReturn
 
 from freshtoken._clock import Clock
 from freshtoken._errors import ConfigurationError, SinkError
-from freshtoken._handover import pair, without_injection
+from freshtoken._handover import without_injection
 from freshtoken._log import redact
 from freshtoken._platform import kill_session
 from freshtoken.config._options import secret_variables
@@ -103,7 +103,7 @@ class CommandSink:
             reader.join(max(deadline - self.clock.monotonic(), 0.1))
             err = bytes(tail)
         else:
-            ours, theirs = pair()
+            ours, theirs = socket.socketpair()  # /proc cannot reopen a socket (_handover.py)
             with ours:
                 with theirs:
                     process = subprocess.Popen(
