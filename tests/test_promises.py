@@ -284,7 +284,7 @@ def test_refresh_ahead_puts_off_a_rotation_past_a_long_promise_and_waits_out_a_s
         clock.advance(31)
         broker.token(1)  # a hit that finds the token due: refresh ahead, off the caller's path
         # 24 s of promise left, more than the 5-s margin and a quantum: put off to 10 s before.
-        wait_until(lambda: broker._cache.rotate_after == pytest.approx(clock.monotonic() + 14))
+        wait_until(lambda: broker._cache.next_try == pytest.approx(clock.monotonic() + 14))
         assert server.stats()["refreshes"] == 1 and clock.sleeps == []
         clock.advance(15)
         old = broker.token(1)  # due again: the 9 s left of the promise are waited out

@@ -55,7 +55,7 @@ class RefreshAhead:
 
     def _refresh_once(self) -> None:
         """Refresh now unless another thread or process is at it (an adoption of its token
-        follows), or the current token is promised for longer (tried again at `rotate_after`)."""
+        follows), or the current token is promised for longer (tried again when that ends)."""
         cache, renewal = self.cache, self.renewal
 
         def first(_start: float) -> bool | None:
@@ -66,7 +66,7 @@ class RefreshAhead:
                 return True
             if wait := cache.postpone(entry, renewal.wait_timeout):
                 # A token handed out must stay valid until then.
-                cache.rotate_after = cache.next_try = self.clock.monotonic() + wait
+                cache.next_try = self.clock.monotonic() + wait
                 return True
             entry = cache.close_for_rotation(entry, end, None)
             cache.adopt(*renewal.renew(entry, end, "refresh ahead"))

@@ -304,8 +304,6 @@ class Renewal:
             entry = cache.store.load(cache.key)
             if entry is None or not cache.usable(entry.token, min_ttl):
                 return None
-            if cache.promised(entry, min_ttl):
-                return cache.adopt(entry)
             # None when it cannot be promised without the lock (a rotation is under way).
             return cache.hand_out(entry, None, min_ttl, locked=False)
 

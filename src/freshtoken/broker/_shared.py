@@ -132,8 +132,6 @@ class SharedCache:
         self.rotation = rotation
         #: Asks the server whether a token is active (learning what rotation revokes).
         self.introspect = client.introspect
-        #: Refresh ahead waits for the promises on the current token until this instant.
-        self.rotate_after = 0.0
         #: How long a token of this key lives (0: not known yet).
         self.lifetime = 0.0
         self.counts = dict.fromkeys(
@@ -247,14 +245,6 @@ class SharedCache:
         if min_ttl is not None and known and min_ttl > known:
             raise self.too_long(min_ttl, known)
 
-    def promised(self, entry: Entry, min_ttl: float | None) -> bool:
-        """May `entry`'s token be handed out for `min_ttl` without publishing a promise?
-        Always, for a server that keeps it valid when it rotates the refresh token."""
-        if not guards(self.rotation, entry):
-            return True
-        assert entry.token is not None
-        return covered(entry, self.shared_time(), self.policy.min_ttl_for(entry.token, min_ttl))
-
     def hand_out(
         self, entry: Entry, sent: float | None, min_ttl: float | None, *, locked: bool
     ) -> Token | None:
@@ -263,7 +253,6 @@ class SharedCache:
         token = entry.token
         if token is None or not guards(self.rotation, entry):
             return self.adopt(entry, sent)
-        now = self.clock.time()
         need = self.policy.min_ttl_for(token, min_ttl)
         # Promised on this clock, read on theirs: as long as they count it.
         published = self.publish(entry, need + self.skew, locked=locked)
@@ -272,7 +261,8 @@ class SharedCache:
         state, held = self.state, self.expires
         if sent is not None or state is None or held is None or state[0] != token:
             return self.adopt(published, sent)  # (which reads how far it is promised)
-        until = min(held[1], self.clock.monotonic() + published.promised - now)
+        # Kept on the monotonic clock, as far as promised by theirs (as adopt counts it).
+        until = min(held[1], self.clock.monotonic() + published.promised - self.shared_time())
         self.state = (state[0], state[1], until, state[3])
         return state[0]
 
