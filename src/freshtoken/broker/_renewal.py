@@ -240,14 +240,12 @@ class Renewal:
             raise
         if minted.stored is not None and not minted.refreshed:
             return minted.stored, None  # another holder's outcome, stored meanwhile: no mint
-        cache.minted(minted.token, minted.refresh_token, minted.refreshed, why)
+        before = held.entry
         token, refresh = minted.token, minted.refresh_token
+        known = before.facts if before else ServerFacts()
+        facts = cache.minted(token, refresh, minted.refreshed, why, known)
         if minted.stored is not None:  # stored by this holder's spender: as it stored it
             return minted.stored, minted.sent
-        before = held.entry
-        facts = replace(
-            before.facts if before else ServerFacts(), lifetime=token.lifetime, client_refused=0.0
-        )
         bare = replace(token, refresh_token=None)  # callers never get the refresh token
         new = Entry(
             bare,
