@@ -152,7 +152,8 @@ class TokenClient:
         }
         form = grant.form()
         self.auth.apply(headers, form, endpoints)
-        yield from fill(form, self.auth, grant)  # assertions from the platform, fresh
+        if hasattr(self.auth, "sources") or hasattr(grant, "sources"):
+            yield from fill(form, self.auth, grant)  # assertions from the platform, fresh
         sent_at = self.clock.time()
         reply = yield httpx.Request(
             "POST", endpoints.token_url, headers=headers, content=urlencode(form).encode()
@@ -224,7 +225,8 @@ class TokenClient:
         }
         form = {"token": value, "token_type_hint": hint}
         self.auth.apply(headers, form, endpoints)
-        yield from fill(form, self.auth)
+        if hasattr(self.auth, "sources"):
+            yield from fill(form, self.auth)
         try:
             reply = yield httpx.Request(
                 "POST", url, headers=headers, content=urlencode(form).encode()
