@@ -276,9 +276,10 @@ DIRECT_TO_LOOPBACK: dict[str, None] = dict.fromkeys(
 def normal_request(request: httpx.Request) -> None:
     """The host of every request normalised (_urls.normal_host) before a transport is chosen:
     `localhost.` passes the plain-http rule as `localhost`, so it must also match the mounts
-    above, or it would go to HTTP_PROXY with its credentials."""
+    above, or it would go to HTTP_PROXY with its credentials. httpx gives the host in lower
+    case, an IPv6 address without brackets: a trailing dot is all normal_host would change."""
     host = request.url.host
-    if host and not host.startswith("[") and normal_host(host) != host:
+    if host.endswith("."):
         request.url = request.url.copy_with(host=normal_host(host))
         request.headers["Host"] = request.url.netloc.decode("ascii")
 
