@@ -38,12 +38,14 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An HTTP answer, its body cut at MAX_BODY_BYTES (`truncated` says so)."""
+    """An HTTP answer, its body cut at MAX_BODY_BYTES (`truncated` says so), and the JSON
+    object it holds, parsed once (`json_object`; None for a cut body)."""
 
     status: int
     headers: httpx.Headers
     body: bytes
     truncated: bool
+    data: dict[str, Any] | None
 
 
 Exchange = Generator[httpx.Request | Sleep, Reply | None, T]
@@ -107,11 +109,13 @@ class _Body:
 
     def reply(self, response: httpx.Response) -> Reply:
         body = b"".join(self.chunks)
+        truncated = len(body) > MAX_BODY_BYTES
         return Reply(
             response.status_code,
             response.headers,
             body[:MAX_BODY_BYTES],
-            len(body) > MAX_BODY_BYTES,
+            truncated,
+            None if truncated else json_object(body),
         )
 
 
