@@ -38,12 +38,14 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An HTTP answer, its body cut at MAX_BODY_BYTES (`truncated` says so)."""
+    """An HTTP answer, its body cut at MAX_BODY_BYTES (`truncated` says so), and the JSON
+    object it holds, parsed once (`json_object`; None for a cut body)."""
 
     status: int
     headers: httpx.Headers
     body: bytes
     truncated: bool
+    data: dict[str, Any] | None
 
 
 Exchange = Generator[httpx.Request | Sleep, Reply | None, T]
@@ -107,11 +109,13 @@ class _Body:
 
     def reply(self, response: httpx.Response) -> Reply:
         body = b"".join(self.chunks)
+        truncated = len(body) > MAX_BODY_BYTES
         return Reply(
             response.status_code,
             response.headers,
             body[:MAX_BODY_BYTES],
-            len(body) > MAX_BODY_BYTES,
+            truncated,
+            None if truncated else json_object(body),
         )
 
 
@@ -276,9 +280,10 @@ DIRECT_TO_LOOPBACK: dict[str, None] = dict.fromkeys(
 def normal_request(request: httpx.Request) -> None:
     """The host of every request normalised (_urls.normal_host) before a transport is chosen:
     `localhost.` passes the plain-http rule as `localhost`, so it must also match the mounts
-    above, or it would go to HTTP_PROXY with its credentials."""
+    above, or it would go to HTTP_PROXY with its credentials. httpx gives the host in lower
+    case, an IPv6 address without brackets: a trailing dot is all normal_host would change."""
     host = request.url.host
-    if host and not host.startswith("[") and normal_host(host) != host:
+    if host.endswith("."):
         request.url = request.url.copy_with(host=normal_host(host))
         request.headers["Host"] = request.url.netloc.decode("ascii")
 

@@ -32,7 +32,7 @@ from freshtoken._errors import (
     ServerError,
     TransportError,
 )
-from freshtoken._http import Exchange, json_object, rate_limit_wait
+from freshtoken._http import Exchange, rate_limit_wait
 from freshtoken._log import remember_secret
 from freshtoken._platform import open_no_wait, shared_bits
 from freshtoken._secret import Secret
@@ -153,7 +153,7 @@ class GitHubActionsAssertion:
                 hint=_PERMISSION + " The request token lasts as long as the job: a step "
                 "after the job cannot use it.",
             )
-        data = json_object(reply.body) or {}
+        data = reply.data or {}
         value = data.get("value")
         if not isinstance(value, str):
             raise MalformedResponseError(f"{where} answered without a token (`value`)")

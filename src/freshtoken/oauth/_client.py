@@ -22,7 +22,6 @@ from freshtoken._http import (
     Sleep,
     T,
     Timeouts,
-    json_object,
     new_async_client,
     new_client,
     run_async,
@@ -37,6 +36,7 @@ from freshtoken.oauth._grants import Grant
 from freshtoken.oauth._response import (
     check_nonce,
     parse_token_reply,
+    request_context,
     surely_unprocessed,
     transport_error,
 )
@@ -152,7 +152,8 @@ class TokenClient:
         }
         form = grant.form()
         self.auth.apply(headers, form, endpoints)
-        yield from fill(form, self.auth, grant)  # assertions from the platform, fresh
+        if hasattr(self.auth, "sources") or hasattr(grant, "sources"):
+            yield from fill(form, self.auth, grant)  # assertions from the platform, fresh
         sent_at = self.clock.time()
         reply = yield httpx.Request(
             "POST", endpoints.token_url, headers=headers, content=urlencode(form).encode()
@@ -179,15 +180,7 @@ class TokenClient:
 
     def _token_exchange(self, grant: Grant, deadline: float) -> Exchange[Token]:
         endpoints = yield from self.endpoints_exchange()
-        ctx = ErrorContext(
-            endpoints.token_url,
-            endpoints.region,
-            grant.name,
-            grant.scope,
-            provider=endpoints.provider,
-            issuer=endpoints.issuer,
-            credential=self.credential,
-        )
+        ctx = request_context(endpoints, grant, self.credential)
         return (
             yield from with_retries(
                 lambda: self._attempt(endpoints, grant, ctx),
@@ -224,7 +217,8 @@ class TokenClient:
         }
         form = {"token": value, "token_type_hint": hint}
         self.auth.apply(headers, form, endpoints)
-        yield from fill(form, self.auth)
+        if hasattr(self.auth, "sources"):
+            yield from fill(form, self.auth)
         try:
             reply = yield httpx.Request(
                 "POST", url, headers=headers, content=urlencode(form).encode()
@@ -237,7 +231,7 @@ class TokenClient:
 
     def _answer(self, value: str, hint: str) -> Exchange[dict[str, Any] | None]:
         reply = yield from self._post_token("introspection_url", value, hint)
-        return json_object(reply.body) if reply is not None and reply.status == 200 else None
+        return reply.data if reply is not None and reply.status == 200 else None
 
     def _introspection(self, value: str, hint: str) -> Exchange[bool | None]:
         data = yield from self._answer(value, hint)
@@ -260,7 +254,7 @@ class TokenClient:
             return None
         if reply.status in (401, 403):
             return True
-        data = json_object(reply.body)
+        data = reply.data
         if data is not None and data.get("error") == "invalid_client":
             return True
         return False if reply.status == 200 and data is not None and "active" in data else None

@@ -50,8 +50,16 @@ def _basic(client_id: str, secret: Secret) -> str:
     return binascii.b2a_base64(pair.encode(), newline=False).decode()
 
 
+class _Encoded:
+    """The slot of the Basic credentials (`_basic`), worked out once from the fields, not for
+    every request: no field itself (never compared nor shown)."""
+
+    __slots__ = ("_encoded",)
+    _encoded: str
+
+
 @record
-class _WithSecret:
+class _WithSecret(_Encoded):
     """A method that proves the client with its secret (a plain `str` is wrapped at once)."""
 
     client_id: str
@@ -59,8 +67,9 @@ class _WithSecret:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_secret", _secret(self.client_secret))
+        object.__setattr__(self, "_encoded", _basic(self.client_id, self.client_secret))
         # The value sent is a secret too: a server that echoes it back must not get it printed.
-        remember_secret(_basic(self.client_id, self.client_secret))
+        remember_secret(self._encoded)
 
     def fingerprint(self, pepper: bytes) -> str:
         return keyed_hash(pepper, self.client_secret.reveal().encode()).hex()
@@ -71,7 +80,7 @@ class ClientSecretBasic(_WithSecret):
     def apply(
         self, headers: dict[str, str], form: dict[str, str], endpoints: Endpoints | None = None
     ) -> None:
-        headers["Authorization"] = "Basic " + _basic(self.client_id, self.client_secret)
+        headers["Authorization"] = "Basic " + self._encoded
 
 
 @record

@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 
 from freshtoken._errors import ErrorContext, FreshtokenError, LoginError, MalformedResponseError
-from freshtoken._http import Exchange, json_object, new_client, run_sync, stamped
+from freshtoken._http import Exchange, new_client, run_sync, stamped
 from freshtoken._log import remember_secret
 from freshtoken._token import Token
 from freshtoken.oauth._client import TokenClient
@@ -156,7 +156,7 @@ def _device_exchange(
     assert reply is not None
     if not 200 <= reply.status < 300:
         raise error_from_reply(reply, ctx, sent_at)
-    data = json_object(reply.body) or {}
+    data = reply.data or {}
     device_code = _text(data, "device_code")
     user_code = _text(data, "user_code")
     # Google's endpoint says verification_url (the draft's name).

@@ -9,7 +9,7 @@ import math
 import re
 import socket
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -41,6 +41,10 @@ from freshtoken.oauth._codes import (
     error_for_code,
 )
 
+if TYPE_CHECKING:
+    from freshtoken.oauth._grants import Grant
+    from freshtoken.provider._endpoints import Endpoints
+
 MAX_EXPIRES_IN = 366 * 86400  # a year and a day: anything longer is a server bug
 #: The lifetime of a token whose answer has no expires_in and which is no JWT with exp: short, so
 #: that no token is counted valid after a server with short tokens expired it (Keycloak's
@@ -60,19 +64,32 @@ _RETRY_IN = re.compile(r"in \[?(\d+(?:\.\d+)?)\]? ?s", re.IGNORECASE)
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
+def request_context(endpoints: Endpoints, grant: Grant, credential: str) -> ErrorContext:
+    """What the errors of a token request with `grant` name: the endpoint, its region and
+    provider, the grant and scope, the client's credential (`_client_auth.credential`)."""
+    return ErrorContext(
+        endpoints.token_url,
+        endpoints.region,
+        grant.name,
+        grant.scope,
+        provider=endpoints.provider,
+        issuer=endpoints.issuer,
+        credential=credential,
+    )
+
+
 def server_text(value: object, limit: int) -> str:
     """Text a server chose, as it may be printed: one line, no known secret, at most `limit`
     characters."""
     return one_line(value)[:limit]
 
 
-def excerpt(body: bytes, truncated: bool = False) -> str:
-    """A short, secret-free, single-line view of a body, for error messages."""
-    text = body[:8192].decode("utf-8", "replace")
-    data = json_object(body) if not truncated else None
-    if data is not None:
+def excerpt(reply: Reply) -> str:
+    """A short, secret-free, single-line view of a reply's body, for error messages."""
+    text = reply.body[:8192].decode("utf-8", "replace")
+    if reply.data is not None:
         text = json.dumps(
-            {k: ("***" if k in _SECRET_FIELDS else v) for k, v in data.items()},
+            {k: ("***" if k in _SECRET_FIELDS else v) for k, v in reply.data.items()},
             separators=(",", ":"),
         )
     else:
@@ -82,13 +99,13 @@ def excerpt(body: bytes, truncated: bool = False) -> str:
     text = server_text(text, 10 * _EXCERPT_CHARS)
     if len(text) > _EXCERPT_CHARS:
         text = text[:_EXCERPT_CHARS] + "..."
-    return text + (" [body cut at 256 KiB]" if truncated else "")
+    return text + (" [body cut at 256 KiB]" if reply.truncated else "")
 
 
 def _malformed(problem: str, reply: Reply, ctx: ErrorContext) -> MalformedResponseError:
     return MalformedResponseError(
         f"token endpoint {ctx.host} answered HTTP {reply.status} with {problem}: "
-        f"{excerpt(reply.body, reply.truncated) or '(empty body)'}",
+        f"{excerpt(reply) or '(empty body)'}",
         status=reply.status,
         hint=MalformedResponseError.explain(ctx),
     )
@@ -97,7 +114,7 @@ def _malformed(problem: str, reply: Reply, ctx: ErrorContext) -> MalformedRespon
 def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
     """Turn a non-2xx answer into the typed error it stands for."""
     status = reply.status
-    data = json_object(reply.body) if not reply.truncated else None
+    data = reply.data
     code = server_text(data.get("error"), 80) if data and data.get("error") else None
     raw = (data.get("error_description") or data.get("description")) if data else None
     description = server_text(raw, 300) if raw else None
@@ -149,7 +166,7 @@ def error_from_reply(reply: Reply, ctx: ErrorContext, now: float) -> OAuthError:
     if status >= 500:
         return ServerError(
             f"token endpoint {ctx.host} failed with HTTP {status}: "
-            f"{excerpt(reply.body, reply.truncated) or '(empty body)'}",
+            f"{excerpt(reply) or '(empty body)'}",
             status=status,
             retry_after=wait,
             hint=ServerError.explain(replace(ctx, status=status)),
@@ -234,7 +251,7 @@ def parse_token_reply(reply: Reply, sent_at: float, ctx: ErrorContext) -> Token:
         raise _malformed("an oversized body", reply, ctx)
     if not 200 <= reply.status < 300:
         raise error_from_reply(reply, ctx, sent_at)
-    data = json_object(reply.body)
+    data = reply.data
     if data is None:
         content_type = reply.headers.get("content-type", "no content type")
         raise _malformed(f"a body that is not a JSON object ({content_type})", reply, ctx)
@@ -288,7 +305,7 @@ def check_nonce(reply: Reply, nonce: str, ctx: ErrorContext) -> None:
     """An ID token in a token answer must carry the nonce of the login's authorization request
     (OpenID Connect Core §3.1.3.7, item 11); one carrying another was not minted for this
     login. The signature is not checked: the answer came straight from the token endpoint."""
-    data = json_object(reply.body) or {}
+    data = reply.data or {}
     id_token = data.get("id_token")
     if not isinstance(id_token, str):
         return  # no ID token in this flow: nothing to check
