@@ -115,7 +115,7 @@ MUTANTS = [
     Mutant(
         "unbind-sealing",
         "store key binding: an entry opens only under the cache key it was sealed for",
-        S + "_sealed.py",
+        S + "_entry.py",
         "cache_key.encode())",
         'b"")',
         ("tests/test_store_contract.py", "tests/test_security_store.py"),

@@ -12,7 +12,8 @@ import pytest
 from freshtoken import Secret, Settings
 from freshtoken._errors import StoreError, UnsafeStoreError
 from freshtoken.broker._key import settings_key
-from freshtoken.stores._sealed import Envelope, parse_key
+from freshtoken.stores._base import parse_key
+from freshtoken.stores._entry import Envelope
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import AuthServer
 from tests._attack import (

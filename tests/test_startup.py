@@ -107,7 +107,7 @@ def test_the_store_seals_with_cryptographys_public_aesgcm() -> None:
     # instructions); this fails if cryptography ever serves another class under that name.
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from freshtoken.stores._sealed import Envelope
+    from freshtoken.stores._entry import Envelope
 
     assert type(Envelope(bytes(32))._aead) is AESGCM
 
@@ -181,7 +181,7 @@ def test_base64_by_binascii_is_base64() -> None:
     from freshtoken._errors import ConfigurationError
     from freshtoken._secret import Secret
     from freshtoken.oauth._client_auth import _basic
-    from freshtoken.stores._sealed import parse_key
+    from freshtoken.stores._base import parse_key
 
     key = bytes(range(32))
     good = base64.b64encode(key).decode()

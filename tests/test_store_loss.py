@@ -25,8 +25,7 @@ import redis
 from freshtoken import AuthorizationCode, RefreshTokenGrant, Settings, TokenBroker
 from freshtoken._errors import ConfigurationError, InvalidGrantError, OAuthError, StoreError
 from freshtoken._secret import Secret
-from freshtoken.stores._entry import Entry, fingerprint
-from freshtoken.stores._ledger import Ledger
+from freshtoken.stores._entry import Entry, Ledger, fingerprint
 from freshtoken.stores._sqlite import SQLiteStore
 from freshtoken.testing import GITHUB_TEST_TOKEN, AuthServer, GitHubSecrets
 from tests._cli import cli_env, ft, sealed_env

@@ -3,12 +3,20 @@
 Windows has no file owner uid, no `O_NOFOLLOW`, no `flock` and (in Python) no Unix sockets;
 there, file privacy is left to the user profile's ACLs, locks use `msvcrt`, and the local
 endpoint uses loopback TCP only. Linux is what the tests run on; the rest is type-checked.
+The store's files are checked here too (`open_private`): what makes a file private is what
+differs.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
+
+TYPE_CHECKING = False  # typing's, without importing typing (a step asking the endpoint does not)
+if TYPE_CHECKING:
+    from freshtoken._errors import UnsafeStoreError
 
 #: Flags for opening a store file: never through a symbolic link, never inherited.
 if sys.platform == "win32":
@@ -40,6 +48,91 @@ def open_no_wait(path: str | os.PathLike[str], flags: int, mode: int = 0o600) ->
         return os.open(path, flags, mode)
     fd = os.open(path, flags | os.O_NONBLOCK, mode)
     os.set_blocking(fd, True)
+    return fd
+
+
+#: A path as the store's functions take it (os.path's calls: pathlib costs a store hit 6 M).
+StrPath = str | os.PathLike[str]
+
+
+def _unsafe(message: str, hint: str) -> UnsafeStoreError:
+    # Imported when refusing: _errors imports typing, which a step asking the endpoint skips.
+    from freshtoken._errors import UnsafeStoreError
+
+    return UnsafeStoreError(message, hint=hint)
+
+
+def check_private(path: StrPath, what: str, info: os.stat_result | None = None) -> None:
+    """Refuse a file that is not a regular file of this user, or that others than its owner
+    can read or write."""
+    info = info if info is not None else os.stat(path)
+    mode = info.st_mode
+    if not stat.S_ISREG(mode) or not owned_by_user(info.st_uid):
+        raise _unsafe(
+            f"the {what} {path} is not a regular file of this user",
+            f"Something else is at {path}: remove it, or choose another place with "
+            "FRESHTOKEN_STORE.",
+        )
+    if shared_bits(mode):
+        raise _unsafe(
+            f"the {what} {path} is accessible to other users (mode {stat.S_IMODE(mode):o})",
+            f"Run: chmod 600 {path}  (freshtoken refuses to use a token store others can "
+            "read), or choose another place with FRESHTOKEN_STORE.",
+        )
+
+
+def check_private_dir(directory: StrPath) -> None:
+    """Refuse a store or lock directory that is not this user's, or that others may write
+    to: whoever can add entries there can plant symlinks and files in freshtoken's place."""
+    info = os.stat(directory)
+    mine = owned_by_user(info.st_uid)
+    if not mine or shared_bits(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
+        owner = "this user" if mine else f"uid {info.st_uid}"
+        raise _unsafe(
+            f"the store directory {directory} is not private (owner {owner}, mode "
+            f"{stat.S_IMODE(info.st_mode):o})",
+            f"Another user could plant files there. Use a directory of your own that only "
+            f"you can write to (chmod 700 {directory}), or choose another place with "
+            "FRESHTOKEN_STORE=sqlite:///path.",
+        )
+
+
+def _planted_link(path: StrPath, what: str) -> UnsafeStoreError:
+    return _unsafe(
+        f"the {what} {path} is a symbolic link",
+        f"Someone may have planted it to redirect writes: remove {path}, or choose "
+        "another place with FRESHTOKEN_STORE.",
+    )
+
+
+def check_private_path(path: StrPath, what: str) -> bool:
+    """Check the file at `path` as `open_private` would, without opening it (closing any
+    descriptor of a file drops every POSIX lock this process holds on it, SQLite's too);
+    False when there is none."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(info.st_mode):
+        raise _planted_link(path, what)
+    check_private(path, what, info)
+    return True
+
+
+def open_private(path: StrPath, flags: int, what: str) -> int:
+    """Open (or create, 0600) a file of the store without following a symlink, and check
+    that it is a private regular file of this user before anything is read or written."""
+    try:
+        fd = open_no_wait(path, flags | PRIVATE_OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _planted_link(path, what) from None
+        raise
+    try:
+        check_private(path, what, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 

@@ -33,7 +33,7 @@ from freshtoken.broker._refresh import Minted, RefreshTokenMinter, changed_under
 from freshtoken.broker._shared import SharedCache
 from freshtoken.stores import Entry, TokenStore
 from freshtoken.stores._entry import ServerFacts, with_past
-from freshtoken.stores._ledger import missing, refuses, replaced
+from freshtoken.stores._spent import missing, refuses, replaced
 
 T = TypeVar("T")
 Decide = Callable[[Entry | None, float], T]

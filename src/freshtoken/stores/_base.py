@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import binascii
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from freshtoken._errors import ConfigurationError
 from freshtoken._record import record
 from freshtoken._secret import Secret
 from freshtoken.stores._entry import Entry
@@ -58,3 +60,18 @@ class StoreOptions:
     timeout: float = 1.0
     lease: float = 10.0
     fail: str = "open"
+
+
+def parse_key(value: Secret, setting: str) -> bytes:
+    """The store key in `value` (the base64 of 32 bytes), named `setting` when it is not."""
+    try:  # base64.b64decode(validate=True) as it is written, without the module's import
+        key = binascii.a2b_base64(value.reveal().encode("ascii"), strict_mode=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise ConfigurationError(
+            f"{setting} is not a base64-encoded 32-byte key",
+            hint='Create one with: python3 -c "import os,base64;'
+            'print(base64.b64encode(os.urandom(32)).decode())"',
+        )
+    return key

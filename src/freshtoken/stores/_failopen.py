@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 from freshtoken._errors import StoreError
 from freshtoken._log import logger
 from freshtoken.stores._base import TokenStore
-from freshtoken.stores._entry import Entry
-from freshtoken.stores._ledger import Ledger
+from freshtoken.stores._entry import Entry, Ledger
 
 if TYPE_CHECKING:
     from freshtoken.stores._memory import MemoryStore

@@ -22,11 +22,9 @@ from freshtoken._errors import ConfigurationError, StoreError
 from freshtoken._log import redact
 from freshtoken._secret import Secret
 from freshtoken._urls import split_url
-from freshtoken.stores._base import StoreOptions, TokenStore
-from freshtoken.stores._entry import Entry
+from freshtoken.stores._base import StoreOptions, TokenStore, parse_key
+from freshtoken.stores._entry import Entry, Envelope, Ledger
 from freshtoken.stores._failopen import FailOpenStore
-from freshtoken.stores._ledger import Ledger
-from freshtoken.stores._sealed import Envelope, open_entry, parse_key, seal_entry
 
 _CAS = """
 local current = redis.call('HGET', KEYS[1], 'v')
@@ -116,7 +114,7 @@ class RedisStore:
 
     @property
     def ledger(self) -> Ledger | None:
-        """What this host saw of the store's entries (`stores/_ledger.py`)."""
+        """What this host saw of the store's entries (`Ledger`)."""
         return self._envelope.ledger
 
     def _key(self, key: str, kind: str) -> str:
@@ -157,7 +155,7 @@ class RedisStore:
             return None
         # An entry that cannot be opened (junk written by someone without the store key) is
         # an empty entry: its version lets the next mint replace it.
-        return open_entry(self._envelope, key, blob, int(version)) or Entry(
+        return self._envelope.open_entry(key, blob, int(version)) or Entry(
             None, version=int(version)
         )
 
@@ -172,7 +170,7 @@ class RedisStore:
 
     def save(self, key: str, entry: Entry, expected: int) -> int | None:
         version = secrets.randbits(_VERSION_BITS) or 1
-        blob, stored = seal_entry(self._envelope, key, entry)
+        blob, stored = self._envelope.seal_entry(key, entry)
         try:
             done = self._cas(
                 keys=[self._key(key, "entry")],

@@ -1,11 +1,13 @@
 """The embedded default store: one SQLite file shared by every process on the machine.
 
-Entries are AES-GCM sealed. The single-flight lock is `flock` on a per-key file: the kernel
-frees it the instant its holder dies, so a SIGKILLed holder blocks no one.
+Entries are AES-GCM sealed, with FRESHTOKEN_STORE_KEY or the key file beside the store. The
+single-flight lock is `flock` on a per-key file: the kernel frees it the instant its holder
+dies, so a SIGKILLed holder blocks no one.
 """
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import os
 import sqlite3
@@ -16,25 +18,22 @@ from contextlib import contextmanager
 from urllib.parse import unquote
 
 from freshtoken._errors import ConfigurationError, StoreError, UnsafeStoreError
-from freshtoken._log import logger
-from freshtoken._platform import try_lock, unlock, write_at_start
-from freshtoken._secret import Secret
-from freshtoken._urls import split_url
-from freshtoken.stores._base import StoreOptions, TokenStore
-from freshtoken.stores._entry import Entry
-from freshtoken.stores._failopen import FailOpenStore
-from freshtoken.stores._ledger import Ledger
-from freshtoken.stores._sealed import (
-    Envelope,
+from freshtoken._log import logger, remember_secret
+from freshtoken._platform import (
+    PRIVATE_OPEN_FLAGS,
     StrPath,
     check_private_dir,
     check_private_path,
-    key_file,
-    open_entry,
     open_private,
-    parse_key,
-    seal_entry,
+    try_lock,
+    unlock,
+    write_at_start,
 )
+from freshtoken._secret import Secret
+from freshtoken._urls import split_url
+from freshtoken.stores._base import StoreOptions, TokenStore, parse_key
+from freshtoken.stores._entry import Entry, Envelope, Ledger
+from freshtoken.stores._failopen import FailOpenStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -112,7 +111,7 @@ class SQLiteStore:
 
     @property
     def ledger(self) -> Ledger | None:
-        """What this host saw of the store's entries (`stores/_ledger.py`)."""
+        """What this host saw of the store's entries (`Ledger`)."""
         return self._envelope.ledger
 
     @staticmethod
@@ -213,7 +212,7 @@ class SQLiteStore:
                 raise _store_error("read", self.path, exc) from None
         if row is None:
             return None
-        entry = open_entry(self._envelope, key, row[1], int(row[0]))
+        entry = self._envelope.open_entry(key, row[1], int(row[0]))
         if entry is None:
             self._drop(key, int(row[0]))
         return entry
@@ -234,7 +233,7 @@ class SQLiteStore:
     def save(self, key: str, entry: Entry, expected: int) -> int | None:
         if self.read_only:
             raise self._unwritable()
-        blob, stored = seal_entry(self._envelope, key, entry)
+        blob, stored = self._envelope.seal_entry(key, entry)
         # Random versions: a key deleted and created again never repeats one (no ABA).
         import secrets  # here: a hit (load) needs no random module
 
@@ -314,6 +313,47 @@ class SQLiteStore:
     def close(self) -> None:
         with self._guard:
             self._db.close()
+
+
+def key_file(path: StrPath) -> bytes:
+    """The key stored in `path` (0600), created on first use.
+
+    Created under a temporary name and linked into place, so that concurrent first uses agree
+    on one key and no reader ever sees a half-written file.
+    """
+    if not os.path.lexists(path):
+        import secrets  # here: only a first use creates a key
+
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | PRIVATE_OPEN_FLAGS, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(binascii.b2a_base64(secrets.token_bytes(32), newline=False))
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the store key file {path}: {exc.strerror}",
+                hint="Make the directory writable, or set FRESHTOKEN_STORE_KEY.",
+            ) from None
+    try:
+        fd = open_private(path, os.O_RDONLY, "store key file")
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open the store key file {path}: {exc.strerror}",
+            hint="Remove what is at that path, or set FRESHTOKEN_STORE_KEY.",
+        ) from None
+    with os.fdopen(fd, "rb") as handle:
+        text = handle.read().decode("ascii", "replace").strip()
+    remember_secret(text)
+    return parse_key(Secret(text), os.fspath(path))
 
 
 def open_url(url: str, options: StoreOptions) -> TokenStore:
