@@ -60,3 +60,19 @@ def test_a_request_host_is_normal_before_a_transport_is_chosen(url: str, host: s
     normal_request(request)
     assert request.headers["Host"] == host
     assert request.url.netloc.decode("ascii") == host
+
+
+def test_one_miss_of_either_kind_runs_at_most_15_files_and_20_pairs() -> None:
+    """The whole miss, in the caller, as `scripts/bench.sh --miss` measures it: a
+    client-credentials mint and a refresh-token refresh on a SQLite store (issue 20)."""
+    from bench.profile_miss import measure
+
+    found = measure()
+    assert set(found) == {
+        "client-credentials mint",
+        "refresh with a refresh token (caller only)",
+    }
+    for label, (files, pairs) in found.items():
+        assert len(files) <= 15, (label, sorted(files))
+        assert len(pairs) <= 20, (label, sorted(pairs))
+        assert "broker/_renewal.py" in files, label  # the one transaction ran

@@ -41,7 +41,14 @@ from freshtoken._token import Token
 from freshtoken.broker._unsettled import judge, wait_out
 from freshtoken.oauth._grants import RefreshTokenGrant
 from freshtoken.stores import Entry
-from freshtoken.stores._entry import IDLE, SPENDING, WRITING_BACK, unmarked, with_past
+from freshtoken.stores._entry import (
+    IDLE,
+    SPENDING,
+    WRITING_BACK,
+    ServerFacts,
+    unmarked,
+    with_past,
+)
 
 if TYPE_CHECKING:
     from freshtoken.broker._renewal import HeldEntry
@@ -66,6 +73,12 @@ class Minted:
     #: The entry as stored already, with this token: by another holder (not `refreshed`:
     #: nothing was minted here), or by this holder's spender (`refreshed`).
     stored: Entry | None = None
+
+
+def vouches(facts: ServerFacts, method: str | None = None) -> bool | None:
+    """Whether introspection vouches for refresh tokens, as learned by the client
+    authentication `method` (None: any): what one method learned says nothing of another's."""
+    return facts.introspection_vouches if method in (None, facts.vouched_by) else None
 
 
 def changed_under_lock() -> StoreError:
@@ -104,7 +117,7 @@ class RefreshTokenMinter:
         if entry is not None and entry.phase == WRITING_BACK and entry.refresh_token is not None:
             self._write_back(held, entry.refresh_token)  # the last rotation's, never written
             entry = held.entry
-        vouched = entry.facts.vouches(self.client.auth_method) if entry else None
+        vouched = vouches(entry.facts, self.client.auth_method) if entry else None
         if entry is not None and entry.phase == SPENDING and entry.refresh_token is not None:
             now = wait_out(entry, held.reload, self.client.clock, held.deadline)
             if now is None or now.version != entry.version:  # its outcome was stored
@@ -112,7 +125,7 @@ class RefreshTokenMinter:
                 if stored and now and now.token and now.last_mint > entry.last_mint:
                     return Minted(now.token, now.refresh_token, 0.0, stored=now)
                 return self.mint(held)  # settled without a new token: start over from it
-            if judge(self.client, entry, self.fallback) is None:
+            if judge(self.client, entry, self.fallback, vouched) is None:
                 gone = with_past(entry.past, entry.refresh_token, None)
                 held.write(replace(unmarked(entry), refresh_token=None, past=gone))
                 return None

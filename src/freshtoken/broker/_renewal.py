@@ -242,8 +242,9 @@ class Renewal:
             return minted.stored, None  # another holder's outcome, stored meanwhile: no mint
         before = held.entry
         token, refresh = minted.token, minted.refresh_token
+        cache.minted(token, refresh, minted.refreshed, why)
         known = before.facts if before else ServerFacts()
-        facts = cache.minted(token, refresh, minted.refreshed, why, known)
+        facts = replace(known, lifetime=cache.lifetime, client_refused=0.0)
         if minted.stored is not None:  # stored by this holder's spender: as it stored it
             return minted.stored, minted.sent
         bare = replace(token, refresh_token=None)  # callers never get the refresh token

@@ -31,7 +31,7 @@ from freshtoken._record import replace
 from freshtoken._token import FUTURE_TOLERANCE, RefreshPolicy, Token, ahead_warning, stored_left
 from freshtoken.provider._presets import words
 from freshtoken.stores import Entry, TokenStore
-from freshtoken.stores._entry import CLOSING, IDLE, SPENDING, ServerFacts
+from freshtoken.stores._entry import CLOSING, IDLE, SPENDING
 
 if TYPE_CHECKING:
     from freshtoken.oauth._client import TokenClient
@@ -208,18 +208,16 @@ class SharedCache:
         self.next_try, self.ahead_failures = 0.0, 0
         return token
 
-    def minted(
-        self, token: Token, refresh: str | None, refreshed: bool, why: str, facts: ServerFacts
-    ) -> ServerFacts:
-        """Count a mint, say it (-v, with `why`), and scrub its refresh token from logs; what
-        it teaches about the server: `facts` with the tokens' lifetime, the client accepted."""
+    def minted(self, token: Token, refresh: str | None, refreshed: bool, why: str) -> None:
+        """Count a mint, say it (-v, with `why`), learn the tokens' lifetime from it, and scrub
+        its refresh token from logs."""
         self.counts["mints"] += 1
         self.counts["refreshes"] += refreshed
+        self.lifetime = token.lifetime
         kind = "refreshed" if refreshed else "minted"
-        logger.info("%s a token for %s: lives %.0fs (%s)", kind, self.label, token.lifetime, why)
+        logger.info("%s a token for %s: lives %.0fs (%s)", kind, self.label, self.lifetime, why)
         if refresh:
             remember_secret(refresh)
-        return replace(facts, lifetime=token.lifetime, client_refused=0.0)
 
     def too_long(self, min_ttl: float, lifetime: float) -> ConfigurationError:
         return ConfigurationError(

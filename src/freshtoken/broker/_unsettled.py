@@ -45,16 +45,17 @@ def wait_out(
     return entry
 
 
-def judge(client: TokenClient, entry: Entry, fallback: str | None) -> str | None:
+def judge(
+    client: TokenClient, entry: Entry, fallback: str | None, vouched: bool | None
+) -> str | None:
     """After the attempt surely ended with no outcome stored: the refresh token to present
     again (introspection says it is unspent), or None (spent, or unknown with a `fallback`
     grant to mint with instead). Unknown without a fallback raises, keeping the token: it may
-    still be the live one."""
+    still be the live one. `vouched`: whether introspection vouches for refresh tokens, as
+    learned by the method asking now."""
     refresh = entry.refresh_token
     assert refresh is not None
-    # Active is proof whatever else was learned; inactive only from a server that vouches,
-    # as learned by the method asking now.
-    vouched = entry.facts.vouches(client.auth_method)
+    # Active is proof whatever else was learned; inactive only from a server that vouches.
     active = client.introspect(refresh) if vouched is not False else None
     if active:
         logger.warning(

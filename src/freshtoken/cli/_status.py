@@ -12,6 +12,7 @@ from freshtoken import _build
 from freshtoken._errors import ConfigurationError, FreshtokenError
 from freshtoken._log import redact_url
 from freshtoken.broker._key import settings_key
+from freshtoken.broker._refresh import vouches
 from freshtoken.cli._common import fail, run
 from freshtoken.config._settings import Settings
 from freshtoken.stores import Entry, TokenStore
@@ -29,8 +30,8 @@ COLUMNS = (
 
 
 def vouching(entry: Entry | None) -> str:
-    """`ServerFacts.vouches` as "yes", "no" or "unknown", for `freshtoken doctor` and `status`."""
-    said = entry.facts.vouches() if entry else None
+    """`vouches` as "yes", "no" or "unknown", for `freshtoken doctor` and `status`."""
+    said = vouches(entry.facts) if entry else None
     return "unknown" if said is None else "yes" if said else "no"
 
 

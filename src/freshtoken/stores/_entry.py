@@ -49,11 +49,6 @@ class ServerFacts:
     vouched_by: str | None = None
     client_refused: float = 0.0
 
-    def vouches(self, method: str | None = None) -> bool | None:
-        """`introspection_vouches` as learned by the client-authentication `method` (None:
-        any): what one method learned says nothing of another's answers."""
-        return self.introspection_vouches if method in (None, self.vouched_by) else None
-
 
 #: The phases of an entry. Idle: nobody is at work on it.
 IDLE = "idle"
