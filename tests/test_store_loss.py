@@ -463,3 +463,43 @@ def test_a_ledger_directory_others_could_write_to_is_not_trusted(tmp_path: Path,
     ledger.note(key, Entry(token=None, refresh_token="rt_canary_one_000001", generation=5))
     folder.chmod(mode)
     assert Ledger(ledger.directory).seen(key).generation == (5 if mode == 0o700 else 0)
+
+
+class _MarkFails(SQLiteStore):
+    """A real SQLite store whose write of a spend mark fails while `failing` (the disk full, or
+    'database is locked' past its timeout, at that very moment)."""
+
+    failing = False
+
+    def save(self, key: str, entry: Entry, expected: int) -> int | None:
+        if self.failing and entry.phase == "spending":
+            raise StoreError("database is locked (injected)")
+        return super().save(key, entry, expected)
+
+
+@pytest.mark.parametrize("fail", ["open", "closed"])
+def test_a_spend_mark_the_store_did_not_take_is_never_acted_on(
+    tmp_path: Path, server: AuthServer, fail: str
+) -> None:
+    """The mark must be in the shared store before the refresh token is presented: one that
+    failed to be written (swallowed as a good token's write used to be, or sent to this
+    process's stand-in by a store failing open) leaves the token unpresented and good, and
+    the next holder spends it once."""
+    from freshtoken.stores._failopen import FailOpenStore
+
+    seed = make_client(server).fetch(AuthorizationCode(server.issue_code("demo-client")))
+    shared = _MarkFails(tmp_path / "t.db")
+    store = FailOpenStore(shared) if fail == "open" else shared
+    first = TokenBroker(make_client(server), grant=None, store=store)
+    first.seed_refresh_token(str(seed.refresh_token))
+    shared.failing = True
+    with pytest.raises(StoreError):
+        first.token()
+    shared.failing = False
+    assert server.stats()["refreshes"] == 0  # not presented
+    held = shared.load(first.key)
+    assert held is not None and held.phase == "idle" and held.refresh_token == seed.refresh_token
+    second = TokenBroker(make_client(server), grant=None, store=SQLiteStore(tmp_path / "t.db"))
+    assert second.token().access_token
+    stats = server.stats()
+    assert (stats["refreshes"], stats["reuse_detections"]) == (1, 0)

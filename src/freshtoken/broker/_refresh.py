@@ -14,6 +14,7 @@ file (see _handover.py). A spend another holder left unsettled: _unsettled.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -49,6 +50,7 @@ from freshtoken.stores._entry import (
     unmarked,
     with_past,
 )
+from freshtoken.stores._spent import missing
 
 if TYPE_CHECKING:
     from freshtoken.broker._renewal import HeldEntry
@@ -141,6 +143,9 @@ class RefreshTokenMinter:
         the time that process may take to start), or the call's deadline if sooner; the mark
         says until when the server may still be processing it: one read timeout more."""
         assert held.entry is not None
+        # A refresh token is presented only as the shared store hands it over, and only once
+        # its mark is stored there: not from this process's stand-in for a store that failed.
+        self._require_sharing(held)
         if self.sink is not None:
             self.sink.prepare(held.deadline)  # a sink that cannot work costs no refresh token
         if vouched is None:
@@ -152,9 +157,7 @@ class RefreshTokenMinter:
             self.client.require_authentication(refused)
         clock, timeouts = self.client.clock, self.client.timeouts
         now = clock.monotonic()
-        # While this process serves from its own cache (the shared store failed), the
-        # spender would not see its store: the token is presented here.
-        elsewhere = self.elsewhere if held.sharing() else None
+        elsewhere = self.elsewhere
         start = elsewhere.startup if elsewhere is not None else 0.0
         attempt_deadline = min(held.deadline, now + start + timeouts.connect + timeouts.read)
         facts = replace(
@@ -172,6 +175,7 @@ class RefreshTokenMinter:
                 failure=None,
             )
         )
+        self._require_sharing(held)  # the mark went to the stand-in: the shared store failed
         if not held.locked():
             # Our lease ran out (this process was paused): another holder may be spending it.
             raise TokenUnavailableError(
@@ -181,6 +185,15 @@ class RefreshTokenMinter:
         if elsewhere is not None:
             return elsewhere(held, attempt_deadline)
         return self.present(held, attempt_deadline)
+
+    @staticmethod
+    def _require_sharing(held: HeldEntry) -> None:
+        if not held.sharing():
+            assert held.entry is not None
+            if held.entry.phase == SPENDING:  # only this process's stand-in holds the mark
+                with contextlib.suppress(StoreError):
+                    held.write(unmarked(held.entry))
+            raise missing(held.store, held.key, held.entry) or changed_under_lock()
 
     def present(
         self, held: HeldEntry, attempt_deadline: float, answer_by: float | None = None

@@ -32,7 +32,7 @@ from freshtoken._token import Token
 from freshtoken.broker._refresh import Minted, RefreshTokenMinter, changed_under_lock
 from freshtoken.broker._shared import SharedCache
 from freshtoken.stores import Entry, TokenStore
-from freshtoken.stores._entry import ServerFacts, with_past
+from freshtoken.stores._entry import with_past
 from freshtoken.stores._spent import missing, refuses, replaced
 
 T = TypeVar("T")
@@ -72,9 +72,10 @@ class HeldEntry:
             return expected
 
     def write(self, entry: Entry) -> Entry:
-        """Store `entry` over the held one. Someone else writing meanwhile (a lease that ran
-        out, a store that failed over) means this holder must not go on: StoreError."""
-        version = self._save(entry, self.entry.version if self.entry else 0)
+        """Store `entry` over the held one. A store that fails, or someone else writing
+        meanwhile (a lease that ran out, a store that failed over), means this holder must not
+        go on: StoreError (a spend mark that was not stored must not be acted on)."""
+        version = self.store.save(self.key, entry, self.entry.version if self.entry else 0)
         if version is None:
             raise changed_under_lock()
         self.entry = replace(entry, version=version)
@@ -118,6 +119,24 @@ class HeldEntry:
         outcome without the lock: its mark keeps everyone else from the token meanwhile)."""
         self.entry = self.store.load(self.key)
         return self.entry
+
+
+def following(
+    before: Entry | None, token: Token | None, refresh: str | None, last_mint: float | None = None
+) -> Entry:
+    """The entry that follows `before` with `token` and `refresh` held: every phase reset, the
+    refresh token it held remembered as replaced, the mint count and what was learned about the
+    server carried over whole (a rewrite never drops a fact)."""
+    if before is None:
+        return Entry(token, refresh, last_mint=last_mint or 0.0)
+    return Entry(
+        token,
+        refresh,
+        mints=before.mints,
+        last_mint=before.last_mint if last_mint is None else last_mint,
+        past=with_past(before.past, before.refresh_token, refresh),
+        facts=before.facts,
+    )
 
 
 def scope_problem(
@@ -243,19 +262,12 @@ class Renewal:
         before = held.entry
         token, refresh = minted.token, minted.refresh_token
         cache.minted(token, refresh, minted.refreshed, why)
-        known = before.facts if before else ServerFacts()
-        facts = replace(known, lifetime=cache.lifetime, client_refused=0.0)
         if minted.stored is not None:  # stored by this holder's spender: as it stored it
             return minted.stored, minted.sent
         bare = replace(token, refresh_token=None)  # callers never get the refresh token
-        new = Entry(
-            bare,
-            refresh,
-            mints=(before.mints if before else 0) + 1,
-            last_mint=token.issued_at,
-            past=with_past(before.past, before.refresh_token, refresh) if before else (),
-            facts=facts,  # what was learned about the server is carried over whole
-        )
+        new = following(before, bare, refresh, last_mint=token.issued_at)
+        facts = replace(new.facts, lifetime=cache.lifetime, client_refused=0.0)
+        new = replace(new, mints=new.mints + 1, facts=facts)
         problem = scope_problem(token, self.requested_scope, self.client.identity())
         if problem is not None and self.scope_check == "raise":
             # Keep a rotated refresh token, but never cache the token that failed the check.
@@ -380,14 +392,7 @@ class Renewal:
                 if why is not None:
                     logger.warning("the configured refresh token is not seeded: %s", why.message)
                 return False
-            fresh = Entry(
-                None,
-                refresh_token,
-                mints=entry.mints if entry else 0,
-                last_mint=entry.last_mint if entry else 0.0,
-                past=with_past(entry.past, entry.refresh_token, refresh_token) if entry else (),
-                facts=entry.facts if entry else ServerFacts(),  # never dropped by a rewrite
-            )
+            fresh = following(entry, None, refresh_token)
             if cache.store.save(cache.key, fresh, entry.version if entry else 0) is None:
                 raise StoreError("the store entry changed while seeding", hint="Try again.")
             cache.state = None
