@@ -83,3 +83,15 @@ def test_positional_patterns_match_a_record_as_a_dataclass() -> None:
             assert (access, kind) == ("at_canary_access_000001", "Bearer")
         case _:
             pytest.fail("no match")
+
+
+def test_a_copy_derives_what_its_post_init_derives() -> None:
+    """A copy keeps only the fields: what `__post_init__` works out from them (the Basic
+    credentials of a client secret) is worked out again, so the copy works as the original."""
+    from freshtoken import ClientSecretBasic, Secret
+
+    auth = ClientSecretBasic("demo-client", Secret("demo-secret"))
+    copied = copy.copy(auth)  # (a deep copy would copy the Secret, which refuses to be)
+    sent: dict[str, str] = {}
+    copied.apply(sent, {})
+    assert copied == auth and sent["Authorization"].startswith("Basic ")

@@ -312,3 +312,31 @@ def test_doctor_says_whether_introspection_vouches(tmp_path: Path, knob: bool, s
         doctor = ft(["doctor"], env, tmp_path)
         assert f"introspection vouches for refresh tokens: {said}" in doctor.stdout, doctor.stdout
         assert server.stats()["refreshes"] == 1
+
+
+@pytest.mark.slow
+def test_an_error_from_the_spender_is_raised_as_the_class_it_was(tmp_path: Path) -> None:
+    """The spender writes its error into the store and the caller raises it again: as the same
+    class (and so exit code) as a refresh presented in the caller raises, also for a server's
+    code that is no class's own (a 503's temporarily_unavailable is a ServerError)."""
+    with AuthServer() as server:
+        raised = {}
+        for store in (f"sqlite://{tmp_path / 't.db'}", "memory://"):
+            settings = Settings(
+                token_url=server.token_url,
+                client_id="demo-client",
+                client_secret="demo-secret",  # type: ignore[arg-type]
+                store=store,
+                retry_budget=1.0,
+            )
+            broker = TokenBroker.from_settings(settings, grant=None)
+            assert (broker._refresher.elsewhere is not None) == store.startswith("sqlite")
+            _seed(broker, server, "demo-client", "demo-secret")
+            server.configure(fail_first=1000)  # every token request: 503 temporarily_unavailable
+            with pytest.raises(OAuthError) as caught:
+                broker.token()
+            server.configure(fail_first=0)
+            raised[store.split(":")[0]] = (type(caught.value), caught.value.exit_code)
+            broker.close()
+        assert raised["sqlite"] == raised["memory"], raised
+        assert raised["sqlite"][0].__name__ == "ServerError", raised

@@ -106,6 +106,8 @@ def _getstate(self: Any) -> list[object]:
 def _setstate(self: Any, state: list[object]) -> None:
     for (name, _), value in zip(self._record_fields, state, strict=True):
         object.__setattr__(self, name, value)
+    if hasattr(self, "__post_init__"):  # what it derives from its fields (slots): a copy too
+        self.__post_init__()
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=())

@@ -333,9 +333,10 @@ def settled(held: HeldEntry, marked: Entry, sent: float) -> Minted:
     if failure.get("mark") == mark_of(marked):
         from freshtoken.oauth._codes import error_classes
 
-        kinds = {cls.default_error: cls for cls in error_classes()}
+        # Its class by name (codes are shared, and a server's own code names no class).
+        kinds: dict[str, type[FreshtokenError]] = {c.__name__: c for c in error_classes()}
         said = {k: failure.get(k) for k in ("error", "description", "status", "retryable")}
-        raise kinds.get(failure.get("error") or "", OAuthError)(
+        raise kinds.get(failure.get("kind") or "", OAuthError)(
             failure.get("message", "the refresh failed in its own process"),
             **said,
             hint=failure.get("hint", ""),

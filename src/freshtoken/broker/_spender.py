@@ -101,6 +101,7 @@ def _record(store: TokenStore, key: str, mark: str, exc: FreshtokenError) -> Non
     """Write `exc` into the entry, for the caller whose mark was `mark`."""
     said = {
         "mark": mark,
+        "kind": type(exc).__name__,  # the class, as the caller raises it again
         "error": exc.error,
         "message": redact(exc.message),
         "description": exc.description and redact(exc.description),
