@@ -324,3 +324,24 @@ def test_a_budget_shorter_than_the_reserve_still_mints_when_nothing_is_promised(
         _seed(server, broker)
         assert broker.token().access_token
         assert server.stats()["refreshes"] == 1
+
+
+def test_a_promise_extended_on_the_held_token_counts_the_other_hosts_clocks(
+    tmp_path: Path,
+) -> None:
+    """Promises are written on the clock of the hosts sharing the store, `skew` ahead of this
+    one: a token this process holds already is handed out only as long as the promise lasts
+    by theirs (as a newly held one is), not `skew` seconds longer."""
+    clock = FakeClock()
+    with AuthServer(ttl=3600, revoke_access_on_rotation=True) as server:
+        store = SQLiteStore(tmp_path / "t.db")
+        broker = make_broker(server, clock, store=store, grant=None)
+        _seed(server, broker)
+        broker._cache.skew = 60.0  # learned: the other hosts' clocks are a minute ahead
+        held = broker.token(300)
+        assert broker._cache.state is not None
+        assert broker._cache.state[2] - clock.monotonic() == pytest.approx(305.0)
+        assert broker.token(400) is held  # the same token, promised longer: not minted again
+        promised = _entry(broker).promised - broker._cache.shared_time()
+        assert broker._cache.state[2] - clock.monotonic() == pytest.approx(promised)
+        assert promised == pytest.approx(405.0)
