@@ -50,7 +50,7 @@ from freshtoken.stores._entry import (
     unmarked,
     with_past,
 )
-from freshtoken.stores._spent import missing
+from freshtoken.stores._spent import unreachable
 
 if TYPE_CHECKING:
     from freshtoken.broker._renewal import HeldEntry
@@ -193,7 +193,7 @@ class RefreshTokenMinter:
             if held.entry.phase == SPENDING:  # only this process's stand-in holds the mark
                 with contextlib.suppress(StoreError):
                     held.write(unmarked(held.entry))
-            raise missing(held.store, held.key, held.entry) or changed_under_lock()
+            raise unreachable()
 
     def present(
         self, held: HeldEntry, attempt_deadline: float, answer_by: float | None = None

@@ -16,6 +16,19 @@ def _loss(ledger: Ledger | None, key: str, entry: Entry | None) -> int:
     return generation if entry is None or entry.generation < generation else 0
 
 
+def unreachable() -> StoreError:
+    """The error for a refresh token wanted while the shared store cannot be reached or written
+    (this process on its own stand-in for it)."""
+    return StoreError(
+        "the shared token store cannot be reached or written, and a refresh token is "
+        "presented only "
+        "as that store hands it over (it alone knows whether the token is still current)",
+        retryable=True,
+        hint="Bring the store back (FRESHTOKEN_STORE, the Redis server); it is retried on "
+        "the next call.",
+    )
+
+
 def missing(store: object, key: str, entry: Entry | None) -> FreshtokenError | None:
     """Why `store` holds no refresh token under `key`, as far as can be told (None when
     nothing says it ever held one): it cannot be reached, or it lost what this host saw."""
@@ -25,14 +38,7 @@ def missing(store: object, key: str, entry: Entry | None) -> FreshtokenError | N
         "one and update the CI secret it came from."
     )
     if not getattr(store, "sharing", True):
-        return StoreError(
-            "the shared token store cannot be reached or written, and a refresh token is "
-            "presented only "
-            "as that store hands it over (it alone knows whether the token is still current)",
-            retryable=True,
-            hint="Bring the store back (FRESHTOKEN_STORE, the Redis server); it is retried on "
-            "the next call.",
-        )
+        return unreachable()
     generation = _loss(getattr(store, "ledger", None), key, entry)
     if not generation:
         return None
